@@ -1,0 +1,228 @@
+"""Exact ground-truth probabilities for the demo data (see docs/demo-data.md, "The oracle").
+
+``observable``: forward filtering of the hidden (fit, intent) posterior from what is observable strictly
+before ``as_of`` (re-read from the written files), then absorption over the horizon.
+``hidden``: the same absorption probability given the true (fit, intent) on the as_of day.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from leadscore.demo.isotime import parse_iso_utc_ms
+from leadscore.demo.model import DAY_MS, N_INTENT, REVIEW, Compiled
+from leadscore.demo.params import FITS, INTENTS, POISSON_KINDS, DemoParams
+from leadscore.demo.titles import seniority_from_title
+from leadscore.features import schema
+
+_KIND = {k: i for i, k in enumerate(POISSON_KINDS)}
+NK = len(POISSON_KINDS)
+CH_SENT, CH_OPEN, CH_CLICK, CH_UNSUB, CH_ATTEND = NK, NK + 1, NK + 2, NK + 3, NK + 4
+NCH = NK + 5
+_CHANNEL = {**{(t, p): i for (t, p), i in _KIND.items()}, ("email_sent", None): CH_SENT,
+            ("email_opened", None): CH_OPEN, ("email_clicked", None): CH_CLICK,
+            ("unsubscribed", None): CH_UNSUB, ("webinar_attended", None): CH_ATTEND}
+
+
+def load_params(data_dir: Path) -> DemoParams:
+    return DemoParams.from_json((Path(data_dir) / "ground_truth" / "params.json").read_text())
+
+
+def _read(path: Path, ids: pa.Array, columns: list[str] | None = None) -> pd.DataFrame:
+    t = pq.read_table(path, columns=columns)
+    t = t.filter(pc.is_in(t["lead_id"], value_set=ids))
+    return t.to_pandas()
+
+
+def fit_prior(c: Compiled, leads: pd.DataFrame) -> np.ndarray:
+    """P(fit = high | observed attributes), marginalising missing (or unknown) ones exactly."""
+    n = len(leads)
+    free_p = c.params.attributes.free_email_prob
+    dom = leads["email_domain"].to_numpy(dtype=object)
+    free_obs = np.array([(-1 if d is None or not isinstance(d, str) else int(d.lower() in schema.FREE_EMAIL_DOMAINS))
+                         for d in dom])
+    sen = [seniority_from_title(t) for t in leads["job_title"].to_numpy(dtype=object)]
+    attrs = [  # (observed code or -1, probs, weights)
+        (leads["source"], c.sources, c.source_p, c.source_w),
+        (leads["industry"], c.industries, c.industry_p, c.industry_w),
+        (leads["company_size"], c.sizes, c.size_p, c.size_w),
+        (pd.Series(sen, dtype=object), c.seniorities, c.seniority_p, c.seniority_w),
+    ]
+    codes, probs, weights = [], [], []
+    for col, names, p, w in attrs:
+        m = {v: i for i, v in enumerate(names)}
+        codes.append(np.array([m.get(v, -1) if isinstance(v, str) else -1 for v in col.to_numpy(dtype=object)]))
+        probs.append(p)
+        weights.append(w)
+    codes.append(free_obs)
+    probs.append(np.array([1 - free_p, free_p]))
+    weights.append(np.array([0.0, c.params.attributes.free_email_fit]))
+    codes = np.stack(codes, axis=1)  # (n, A)
+    base = np.full(n, c.params.attributes.fit_intercept)
+    for a in range(codes.shape[1]):
+        obs = codes[:, a] >= 0
+        base[obs] += weights[a][codes[obs, a]]
+    pattern = (codes < 0) @ (1 << np.arange(codes.shape[1]))
+    out = np.empty(n)
+    for pat in np.unique(pattern):
+        sel = pattern == pat
+        lw, lp = np.zeros(1), np.ones(1)
+        for a in range(codes.shape[1]):
+            if pat >> a & 1:
+                lw = (lw[:, None] + weights[a][None, :]).ravel()
+                lp = (lp[:, None] * probs[a][None, :]).ravel()
+        out[sel] = (1.0 / (1.0 + np.exp(-(base[sel, None] + lw[None, :])))) @ lp
+    return out
+
+
+def _filter_chunk(c: Compiled, prior: np.ndarray, counts: np.ndarray, handed_day: np.ndarray,
+                  kmax: np.ndarray, want: list[tuple[np.ndarray, np.ndarray]]) -> dict[int, np.ndarray]:
+    """Forward filter for L leads; returns {k: posterior (L, 2, 4) after days 0..k-1} for requested k."""
+    em = c.params.emission
+    L, K, _ = counts.shape
+    logr = np.log(c.rates).reshape(2, NK, N_INTENT).transpose(1, 0, 2).reshape(NK, 2 * N_INTENT)
+    sumr = c.rates.sum(axis=1).reshape(2 * N_INTENT)
+    lc, l1c = np.log(c.p_click), np.log1p(-c.p_click)
+    la, l1a = np.log(c.p_attend), np.log1p(-c.p_attend)
+    sent_cum = np.concatenate([np.zeros((L, 1)), np.cumsum(counts[:, :, CH_SENT], axis=1)], axis=1)
+    W, LAG = em.fatigue_window_days, em.webinar_lag_days
+    reg_ch = _KIND[("webinar_registered", None)]
+    alpha = np.stack([1 - prior, prior], axis=1)[:, :, None] * c.initial[None, :, :]
+    results: dict[int, np.ndarray] = {}
+    needed = {int(k) for k, _ in want}
+    if 0 in needed:
+        results[0] = alpha.copy()
+    for d in range(K):
+        act = np.flatnonzero(kmax > d)
+        if act.size == 0:
+            break
+        cd = counts[act, d, :].astype(float)
+        ll = (cd[:, :NK] @ logr - sumr).reshape(-1, 2, N_INTENT)
+        prev = sent_cum[act, d] - sent_cum[act, max(d - W, 0)]
+        p_open = np.minimum(c.p_open[None, :] * c.fatigue(prev)[:, None], 1.0)  # (n, 4)
+        s, o, cl, u = (cd[:, ch][:, None] for ch in (CH_SENT, CH_OPEN, CH_CLICK, CH_UNSUB))
+        e = o * np.log(p_open) + (s - o) * np.log1p(-p_open)
+        e = e + cl * lc[None, :] + (o - cl) * l1c[None, :]
+        pu = c.unsub_prob(prev)
+        e = e + np.where(s > 0, u * np.log(pu) + (1 - u) * np.log1p(-pu), 0.0)
+        if d >= LAG:
+            rl = counts[act, d - LAG, reg_ch].astype(float)[:, None]
+            at = cd[:, CH_ATTEND][:, None]
+            e = e + at * la[None, :] + (rl - at) * l1a[None, :]
+        ll = ll + e[:, None, :]
+        # hand-over reveals review exactly; staying unresolved in review has likelihood 1 - r
+        inrev = (handed_day[act] <= d)[:, None, None]
+        isrev = (np.arange(N_INTENT) == REVIEW)[None, None, :]
+        ll = np.where(inrev == isrev, ll, -np.inf)
+        ll[:, :, REVIEW] += np.log1p(-c.resolve)
+        ll -= ll.max(axis=(1, 2), keepdims=True)
+        a = alpha[act] * np.exp(ll)
+        a = np.einsum("lfi,fij->lfj", a, c.trans)
+        alpha[act] = a / a.sum(axis=(1, 2), keepdims=True)
+        if d + 1 in needed:
+            results[d + 1] = alpha.copy()
+    return results
+
+
+def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int = 30,
+                         lead_chunk_cells: int = 4_000_000) -> pd.DataFrame:
+    """P(recorded 'qualified' in (as_of, as_of + horizon]) per row: columns observable and hidden."""
+    data_dir = Path(data_dir)
+    c = Compiled.build(load_params(data_dir))
+    v = c.absorption(horizon_days)  # (fit, intent)
+    out = pd.DataFrame({"observable": np.nan, "hidden": np.nan}, index=rows.index)
+    if len(rows) == 0:
+        return out
+    row_ids = rows["lead_id"].astype(str).to_numpy()
+    as_of = pd.to_datetime(rows["as_of"], utc=True).dt.tz_localize(None).astype("datetime64[ms]")
+    as_of_ms = as_of.to_numpy().astype(np.int64)
+    uniq, row_lead = np.unique(row_ids, return_inverse=True)
+    ids = pa.array(uniq, pa.string())
+
+    leads = _read(data_dir / "leads.parquet", ids).set_index("lead_id").reindex(uniq)
+    known = leads["created_at"].notna().to_numpy()
+    created = np.zeros(len(uniq), np.int64)
+    created[known] = parse_iso_utc_ms(leads.loc[known, "created_at"].to_numpy(dtype=object))
+    prior = fit_prior(c, leads.reset_index())
+    k = np.floor_divide(as_of_ms - created[row_lead], DAY_MS)
+    ok = known[row_lead] & (k >= 0)
+
+    # outcomes strictly before as_of: a recorded qualification/disqualification -> NaN
+    outc = _read(data_dir / "outcomes.parquet", ids, ["lead_id", "outcome", "at"])
+    outc = outc[outc["outcome"].isin(["qualified", "disqualified"])]
+    first_res = np.full(len(uniq), np.iinfo(np.int64).max)
+    if len(outc):
+        oi = np.searchsorted(uniq, outc["lead_id"].to_numpy(dtype=str))
+        np.minimum.at(first_res, oi, parse_iso_utc_ms(outc["at"].to_numpy(dtype=object)))
+    ok &= first_res[row_lead] >= as_of_ms  # outcome at/after as_of is not observable yet
+
+    kmax = np.zeros(len(uniq), np.int64)
+    np.maximum.at(kmax, row_lead[ok], k[ok])
+
+    ev = _read(data_dir / "events.parquet", ids).drop_duplicates()
+    ev_lead = np.searchsorted(uniq, ev["lead_id"].to_numpy(dtype=str))
+    ev_ms = parse_iso_utc_ms(ev["timestamp"].to_numpy(dtype=object))
+    ev_day = np.floor_divide(ev_ms - created[ev_lead], DAY_MS)
+    typ = ev["type"].to_numpy(dtype=object)
+    page = ev["page"].to_numpy(dtype=object)
+    chan = np.array([_CHANNEL.get((t, p if isinstance(p, str) else None), -1) for t, p in zip(typ, page)], dtype=np.int64)
+    inwin = (ev_day >= 0) & (ev_day < kmax[ev_lead]) & (ev_ms < as_of_ms.max() + 1)
+    handed_day = np.full(len(uniq), np.iinfo(np.int64).max)
+    hsel = inwin & (typ == "handed_to_sales")
+    np.minimum.at(handed_day, ev_lead[hsel], ev_day[hsel])
+    csel = inwin & (chan >= 0)
+    ev_lead, ev_day, chan = ev_lead[csel], ev_day[csel], chan[csel]
+
+    # filter leads in chunks sorted by kmax (bounded memory: cells = leads x days)
+    order = np.argsort(kmax, kind="stable")
+    ev_order = np.argsort(ev_lead, kind="stable")
+    ev_lead, ev_day, chan = ev_lead[ev_order], ev_day[ev_order], chan[ev_order]
+    obs = np.full(len(rows), np.nan)
+    i = 0
+    while i < len(order):
+        j = i + 1
+        while j < len(order) and (j - i + 1) * max(int(kmax[order[j]]), 1) <= lead_chunk_cells:
+            j += 1
+        chunk = order[i:j]
+        K = int(kmax[chunk].max())
+        local = np.full(len(uniq), -1)
+        local[chunk] = np.arange(chunk.size)
+        counts = np.zeros((chunk.size, max(K, 1), NCH), np.int32)
+        lo_, hi_ = np.searchsorted(ev_lead, chunk.min()), np.searchsorted(ev_lead, chunk.max(), side="right")
+        sel = np.arange(lo_, hi_)
+        sel = sel[local[ev_lead[sel]] >= 0]
+        np.add.at(counts, (local[ev_lead[sel]], ev_day[sel], chan[sel]), 1)
+        rsel = np.flatnonzero(ok & (local[row_lead] >= 0))
+        want_k = np.unique(k[rsel])
+        res = _filter_chunk(c, prior[chunk], counts, handed_day[chunk], kmax[chunk], [(kk, None) for kk in want_k])
+        for kk in want_k:
+            rr = rsel[k[rsel] == kk]
+            post = res[int(kk)][local[row_lead[rr]]]
+            obs[rr] = np.einsum("lfi,fi->l", post, v)
+        i = j
+    out["observable"] = np.clip(obs, 0.0, 1.0)
+
+    # hidden: true (fit, intent) on day k from the run-length encoded path
+    hs = _read(data_dir / "ground_truth" / "hidden_states.parquet", ids)
+    hl = np.searchsorted(uniq, hs["lead_id"].to_numpy(dtype=str))
+    hkey = hl.astype(np.int64) * 4096 + hs["from_day"].to_numpy().astype(np.int64)
+    o = np.argsort(hkey, kind="stable")
+    hkey = hkey[o]
+    fit_c = pd.Categorical(hs["fit"], categories=FITS).codes[o]
+    int_c = pd.Categorical(hs["intent"], categories=INTENTS).codes[o]  # resolved -> -1
+    hid = np.full(len(rows), np.nan)
+    kk = np.clip(k, 0, 4095)
+    pos = np.searchsorted(hkey, row_lead.astype(np.int64) * 4096 + kk, side="right") - 1
+    valid = (pos >= 0) & (k >= 0) & known[row_lead]
+    valid[valid] &= (hkey[pos[valid]] // 4096) == row_lead[valid]
+    good = valid.copy()
+    good[valid] &= int_c[pos[valid]] >= 0
+    hid[good] = v[fit_c[pos[good]], int_c[pos[good]]]
+    out["hidden"] = hid
+    return out

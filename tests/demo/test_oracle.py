@@ -1,0 +1,137 @@
+"""Tests for the exact ground-truth oracle (leadscore.demo.oracle)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from leadscore.demo.generate import generate
+from leadscore.demo.isotime import parse_iso_utc_ms
+from leadscore.demo.oracle import oracle_probabilities
+
+N = 20_000
+H = 30
+AGES = (1, 3, 7, 14, 30)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("oracle") / "d"
+    info = generate(out, N, seed=3)
+    leads = pd.read_parquet(out / "leads.parquet")
+    outcomes = pd.read_parquet(out / "outcomes.parquet")
+    created = pd.to_datetime(parse_iso_utc_ms(leads.created_at.tolist()), unit="ms", utc=True)
+    snap = pd.Timestamp(info.snapshot_at)
+    rows = pd.concat([pd.DataFrame({"lead_id": leads.lead_id, "as_of": created + pd.Timedelta(days=a)})
+                      for a in AGES], ignore_index=True)
+    rows = rows[rows.as_of + pd.Timedelta(days=H) <= snap]
+    rows.index = rows.index * 3 + 11  # a non-trivial index the result must align with
+    q = outcomes[outcomes.outcome == "qualified"]
+    q_at = pd.Series(pd.to_datetime(parse_iso_utc_ms(q["at"].tolist()), unit="ms", utc=True), index=q.lead_id)
+    t = rows.lead_id.map(q_at)
+    y = (t > rows.as_of) & (t <= rows.as_of + pd.Timedelta(days=H))
+    probs = oracle_probabilities(out, rows, horizon_days=H)
+    return out, rows, y, probs
+
+
+def _check_calibration(p: pd.Series, y: pd.Series, lead: pd.Series) -> None:
+    df = pd.DataFrame({"p": p, "y": y.astype(float), "lead": lead})
+    df["dec"] = pd.qcut(df.p.rank(method="first"), 10, labels=False)
+    for _, g in df.groupby("dec"):
+        n = len(g)
+        # binomial standard error of the decile's label rate given the predicted probabilities, and a
+        # cluster-robust one (rows of the same lead at different ages are correlated): use the larger
+        se_binom = np.sqrt((g.p * (1 - g.p)).sum()) / n
+        se_cluster = np.sqrt(((g.y - g.p).groupby(g.lead).sum() ** 2).sum()) / n
+        gap = abs(g.y.mean() - g.p.mean())
+        assert gap < 4 * max(se_binom, se_cluster) + 1e-3, (g.p.mean(), g.y.mean(), n)
+
+
+def test_result_aligned_and_in_range(data):
+    _, rows, _, probs = data
+    # then the result is aligned with the rows' index, with the two probability columns
+    assert list(probs.columns) == ["observable", "hidden"] and probs.index.equals(rows.index)
+    for col in probs:
+        v = probs[col].dropna()
+        assert ((v >= 0) & (v <= 1)).all()
+    # and NaN exactly where the lead was resolved before as_of (both columns agree on it)
+    assert probs.observable.isna().equals(probs.hidden.isna())
+    assert 0.02 < probs.observable.isna().mean() < 0.2
+
+
+def test_rates_in_the_designed_range(data):
+    _, _, y, probs = data
+    ok = probs.observable.notna()
+    # then the positive rate is in the tuned range (see docs/demo-data.md)
+    assert 0.06 < y[ok].mean() < 0.16
+
+
+def test_observable_oracle_is_calibrated(data):
+    _, rows, y, probs = data
+    ok = probs.observable.notna()
+    _check_calibration(probs.observable[ok], y[ok], rows.lead_id[ok])
+
+
+def test_hidden_oracle_is_calibrated(data):
+    _, rows, y, probs = data
+    ok = probs.hidden.notna()
+    _check_calibration(probs.hidden[ok], y[ok], rows.lead_id[ok])
+
+
+def test_hidden_beats_observable(data):
+    _, _, y, probs = data
+    ok = probs.observable.notna()
+    auc_obs = roc_auc_score(y[ok], probs.observable[ok])
+    auc_hid = roc_auc_score(y[ok], probs.hidden[ok])
+    assert 0.78 < auc_obs < 0.93
+    assert auc_hid > auc_obs + 0.03
+
+
+def test_observable_oracle_is_point_in_time(data, tmp_path):
+    # given one row per lead for a sample of leads, at various ages
+    out, rows, _, probs = data
+    rng = np.random.default_rng(0)
+    sample = rows.loc[rng.choice(rows.index, 600, replace=False)].drop_duplicates("lead_id")
+    # when every event/outcome stamped at or after the row's as_of is deleted from the files
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    as_of_ms = pd.Series(sample.as_of.dt.tz_localize(None).astype("datetime64[ms]").astype(np.int64).to_numpy(),
+                         index=sample.lead_id)
+    for name, col in (("events.parquet", "timestamp"), ("outcomes.parquet", "at")):
+        t = pq.read_table(out / name).to_pandas()
+        t = t[t.lead_id.isin(sample.lead_id)]
+        keep = parse_iso_utc_ms(t[col].tolist()) < as_of_ms[t.lead_id].to_numpy()
+        assert (~keep).any()
+        pq.write_table(pa.Table.from_pandas(t[keep], preserve_index=False), cut / name)
+    # then the observable oracle is unchanged (the hidden one reads the ground truth, also unchanged)
+    again = oracle_probabilities(cut, sample, horizon_days=H)
+    np.testing.assert_allclose(again.observable, probs.observable.loc[sample.index], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(again.hidden, probs.hidden.loc[sample.index])
+
+
+def test_observable_depends_on_events(data, tmp_path):
+    # given the same rows; when all events are deleted
+    out, rows, _, probs = data
+    sample = rows.iloc[:2000]
+    cut = tmp_path / "noev"
+    shutil.copytree(out, cut)
+    ev = pq.read_table(out / "events.parquet")
+    pq.write_table(ev.slice(0, 0), cut / "events.parquet")
+    again = oracle_probabilities(cut, sample, horizon_days=H)
+    # then the observable oracle changes (it does use the events); at age 1 day without events it is
+    # still a valid probability
+    ok = probs.observable.loc[sample.index].notna()
+    assert not np.allclose(again.observable[ok], probs.observable.loc[sample.index][ok])
+
+
+def test_rows_before_creation_are_nan(data):
+    out, rows, _, _ = data
+    r = rows.iloc[:5].assign(as_of=rows.as_of.iloc[:5] - pd.Timedelta(days=400))
+    p = oracle_probabilities(out, r, horizon_days=H)
+    assert p.observable.isna().all() and p.hidden.isna().all()
