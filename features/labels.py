@@ -1,0 +1,97 @@
+"""Training rows and labels: which (lead, moment) pairs a model learns from and what sales later said.
+
+The qualified-lead definition is one frozen object, logged with every MLflow run, so a model says which
+definition of "qualified" it learned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features import schema as S
+from leadscore.features.loading import Dataset
+
+
+@dataclass(frozen=True, slots=True)
+class QualifiedDefinition:
+    """P(qualified within `horizon_days`) as a learning target.
+
+    A row's label is positive when a `positive` outcome falls in (as_of, as_of + horizon]; negative when a
+    `negative` one does, or when the whole horizon passed before the data's snapshot with nothing positive.
+    A row whose horizon is not complete and has no outcome yet is censored: left out, not a negative.
+    """
+
+    horizon_days: int = 30
+    positive: tuple[str, ...] = ("qualified", "opportunity", "won")
+    negative: tuple[str, ...] = ("disqualified", "lost")
+    ages_days: tuple[int, ...] = (1, 3, 7, 14, 30, 60)
+    at_handoff: bool = True
+
+    def __post_init__(self) -> None:
+        if self.horizon_days < 1:
+            raise ValueError("horizon_days must be at least 1")
+        unknown = set(self.positive + self.negative) - set(S.OUTCOMES)
+        if unknown:
+            raise ValueError(f"unknown outcome values {sorted(unknown)}; allowed: {S.OUTCOMES}")
+        if set(self.positive) & set(self.negative):
+            raise ValueError("an outcome cannot be both positive and negative")
+        if not self.ages_days and not self.at_handoff:
+            raise ValueError("no as-of moments: give ages_days or at_handoff")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QualifiedDefinition":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataFrame:
+    """Candidate rows: each lead at each age in `ages_days`, and at its first handoff to sales."""
+    leads = dataset.leads[[S.LEAD_ID, S.CREATED_AT]]
+    parts = [pd.DataFrame({S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
+                           "as_of": leads[S.CREATED_AT] + pd.Timedelta(days=age), "moment": f"age_{age}d"})
+             for age in definition.ages_days]
+    if definition.at_handoff:
+        ev = dataset.events
+        handoff = ev[ev[S.EVENT_TYPE] == "handed_to_sales"].groupby(S.LEAD_ID, sort=False)[S.TIMESTAMP].min()
+        parts.append(pd.DataFrame({S.LEAD_ID: handoff.index.to_numpy(), "as_of": handoff.to_numpy(),
+                                   "moment": "handoff"}))
+    rows = pd.concat(parts, ignore_index=True)
+    rows["as_of"] = rows["as_of"].astype("datetime64[ms, UTC]")
+    return rows
+
+
+def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition) -> pd.DataFrame:
+    """Label `rows` (lead_id, as_of); drop resolved-before, future and censored rows. Adds `label` (0/1)."""
+    horizon = pd.Timedelta(days=definition.horizon_days)
+    out = dataset.outcomes
+    resolving = out[out[S.OUTCOME].isin(definition.positive + definition.negative)]
+    first_resolution = resolving.groupby(S.LEAD_ID)[S.OUTCOME_AT].min()
+    rows = rows[rows["as_of"] <= dataset.snapshot_at].copy()
+    resolved_at = rows[S.LEAD_ID].map(first_resolution)
+    rows = rows[~(resolved_at <= rows["as_of"])]
+
+    pairs = rows.reset_index()[["index", S.LEAD_ID, "as_of"]].merge(
+        resolving[[S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT]], on=S.LEAD_ID)
+    in_window = pairs[(pairs[S.OUTCOME_AT] > pairs["as_of"]) & (pairs[S.OUTCOME_AT] <= pairs["as_of"] + horizon)]
+    pos = pd.Index(in_window.loc[in_window[S.OUTCOME].isin(definition.positive), "index"].unique())
+    neg = pd.Index(in_window.loc[in_window[S.OUTCOME].isin(definition.negative), "index"].unique())
+    complete = rows["as_of"] + horizon <= dataset.snapshot_at
+    label = pd.Series(np.nan, index=rows.index)
+    label[complete] = 0.0
+    label[rows.index.isin(neg)] = 0.0
+    label[rows.index.isin(pos)] = 1.0
+    rows["label"] = label
+    rows = rows[rows["label"].notna()].copy()
+    rows["label"] = rows["label"].astype(np.int8)
+    return rows.reset_index(drop=True)
+
+
+def training_rows(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataFrame:
+    """Labelled rows (lead_id, as_of, moment, label) for `definition`, sorted by as_of."""
+    rows = label_rows(dataset, as_of_moments(dataset, definition), definition)
+    return rows.sort_values(["as_of", S.LEAD_ID], kind="stable", ignore_index=True)

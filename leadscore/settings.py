@@ -1,0 +1,56 @@
+"""One `Settings` for the whole product, read from the environment (and a `.env` file if present).
+
+Every variable is prefixed `LEADSCORE_`, except MLflow's own `MLFLOW_TRACKING_URI`, honoured as is.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = ("scorer", "sales", "admin")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///leadscore.db"
+    api_keys: SecretStr = SecretStr("")  # comma-separated role:key pairs
+    model_uri: str = "models:/leadscore@champion"
+    mlflow_tracking_uri: str = Field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    reload_interval_seconds: float = 60.0  # how often the service checks for a new champion; 0 = never
+    max_body_bytes: int = 5_000_000
+    max_leads_per_request: int = 1000
+    max_events_per_lead: int = 5000
+    session_secret: SecretStr = SecretStr("")  # signs the sales page's session cookie; derived from keys if empty
+    secure_cookies: bool = False  # set true behind HTTPS
+    log_level: str = "INFO"
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, v: SecretStr) -> SecretStr:
+        parse_keys(v.get_secret_value())
+        return v
+
+    def keys(self) -> dict[str, str]:
+        """key -> role."""
+        return parse_keys(self.api_keys.get_secret_value())
+
+
+def parse_keys(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, pair in enumerate(p.strip() for p in text.split(",") if p.strip()):
+        role, sep, key = pair.partition(":")
+        if not sep or role not in ROLES or len(key) < 8:
+            raise ValueError(f"LEADSCORE_API_KEYS entry {i + 1} must be role:key with role in {ROLES} and a key "
+                             "of at least 8 characters")
+        out[key] = role
+    return out
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

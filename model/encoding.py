@@ -1,0 +1,69 @@
+"""Features (dict name -> array, as `features.build` returns them) into the numeric matrix models read.
+
+Categoricals become small integer codes from a vocabulary learned on training data: 0 = missing,
+1 = other (rare in training, or unseen at scoring time), 2.. = known values. Numerics pass through as
+float64 with NaN for missing. The encoder is plain data (lists and dicts), stored as JSON with the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+MISSING, OTHER = 0, 1
+MIN_CATEGORY_COUNT = 20
+MAX_CATEGORIES = 60
+
+
+@dataclass(frozen=True)
+class Encoder:
+    features: tuple[str, ...]
+    categorical: tuple[str, ...]
+    vocab: dict[str, tuple[str, ...]] = field(default_factory=dict)  # feature -> known values, code = i + 2
+
+    @classmethod
+    def fit(cls, values: Mapping[str, np.ndarray], features: tuple[str, ...], categorical: tuple[str, ...],
+            min_count: int = MIN_CATEGORY_COUNT) -> "Encoder":
+        vocab = {}
+        for name in categorical:
+            col = np.asarray(values[name], dtype=object)
+            present = col[np.array([isinstance(v, str) for v in col], dtype=bool)]
+            uniq, counts = np.unique(present.astype(str), return_counts=True)
+            order = np.argsort(-counts, kind="stable")
+            kept = [str(uniq[i]) for i in order if counts[i] >= min_count][:MAX_CATEGORIES]
+            vocab[name] = tuple(sorted(kept))
+        return cls(features=tuple(features), categorical=tuple(categorical), vocab=vocab)
+
+    @property
+    def categorical_mask(self) -> np.ndarray:
+        return np.array([f in self.categorical for f in self.features], dtype=bool)
+
+    def n_codes(self, name: str) -> int:
+        return len(self.vocab[name]) + 2
+
+    def label(self, name: str, code: int) -> str | None:
+        if code == MISSING:
+            return None
+        return "other" if code == OTHER else self.vocab[name][code - 2]
+
+    def transform(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(next(iter(values.values())))
+        X = np.empty((n, len(self.features)), dtype=np.float64)
+        for j, name in enumerate(self.features):
+            col = values[name]
+            if name in self.vocab:
+                lookup = {v: i + 2 for i, v in enumerate(self.vocab[name])}
+                X[:, j] = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in col]
+            else:
+                X[:, j] = np.asarray(col, dtype=np.float64)
+        return X
+
+    def to_dict(self) -> dict:
+        return {"features": list(self.features), "categorical": list(self.categorical),
+                "vocab": {k: list(v) for k, v in self.vocab.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Encoder":
+        return cls(tuple(d["features"]), tuple(d["categorical"]), {k: tuple(v) for k, v in d["vocab"].items()})

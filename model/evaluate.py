@@ -1,0 +1,120 @@
+"""Holdout metrics and the plots people look at: reliability, cumulative gains/lift, score distribution by
+outcome and the global reasons summary."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from leadscore.model.policy import GRADES, HandoffPolicy
+
+
+def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-count bins of predicted probability."""
+    order = np.argsort(p, kind="stable")
+    total = 0.0
+    for chunk in np.array_split(order, bins):
+        if len(chunk):
+            total += len(chunk) * abs(p[chunk].mean() - y[chunk].mean())
+    return float(total / max(len(p), 1))
+
+
+def lift_top_decile(p: np.ndarray, y: np.ndarray) -> float:
+    k = max(int(np.ceil(0.1 * len(p))), 1)
+    top = np.argsort(-p, kind="stable")[:k]
+    return float(y[top].mean() / max(y.mean(), 1e-12))
+
+
+def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None) -> dict:
+    p, y = np.asarray(p, float), np.asarray(y, int)
+    out = {
+        "roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p)),
+        "brier": float(brier_score_loss(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))),
+        "ece": ece(p, y), "lift_top_decile": lift_top_decile(p, y), "positive_rate": float(y.mean()),
+        "n": int(len(y)),
+    }
+    if policy is not None:
+        sel = policy.qualified(p)
+        out["precision_at_threshold"] = float(y[sel].mean()) if sel.any() else 0.0
+        out["recall_at_threshold"] = float(y[sel].sum() / max(y.sum(), 1))
+        grades = policy.grade(p)
+        for g in GRADES:
+            m = grades == g
+            out[f"rate_grade_{g}"] = float(y[m].mean()) if m.any() else float("nan")
+            out[f"share_grade_{g}"] = float(m.mean())
+    return out
+
+
+def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: tuple[str, ...]) -> dict:
+    """name -> matplotlib Figure, ready for `mlflow.log_figure`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = {}
+    order = np.argsort(p, kind="stable")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    xs, ys = [], []
+    for chunk in np.array_split(order, 15):
+        if len(chunk):
+            xs.append(p[chunk].mean())
+            ys.append(y[chunk].mean())
+    top = max(max(xs, default=1), max(ys, default=1)) * 1.05
+    ax.plot([0, top], [0, top], "--", color="grey", label="perfect")
+    ax.plot(xs, ys, "o-", label="model")
+    ax.set(xlabel="predicted probability", ylabel="observed qualification rate", title="Reliability")
+    ax.legend()
+    figs["reliability.png"] = fig
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    desc = np.argsort(-p, kind="stable")
+    gains = np.cumsum(y[desc]) / max(y.sum(), 1)
+    share = np.arange(1, len(p) + 1) / len(p)
+    axes[0].plot(share, gains, label="model")
+    axes[0].plot([0, 1], [0, 1], "--", color="grey", label="random")
+    axes[0].set(xlabel="share of leads contacted (by score)", ylabel="share of qualified leads found",
+                title="Cumulative gains")
+    axes[0].legend()
+    deciles = np.array_split(desc, 10)
+    axes[1].bar(range(1, 11), [y[d].mean() / max(y.mean(), 1e-12) if len(d) else 0 for d in deciles])
+    axes[1].axhline(1, color="grey", ls="--")
+    axes[1].set(xlabel="score decile (1 = highest)", ylabel="lift", title="Lift by decile")
+    figs["gains_lift.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(0, 100, 41)
+    ax.hist(100 * p[y == 0], bins=bins, alpha=0.6, density=True, label="not qualified")
+    ax.hist(100 * p[y == 1], bins=bins, alpha=0.6, density=True, label="qualified")
+    ax.set(xlabel="score", ylabel="density", title="Score distribution by outcome")
+    ax.legend()
+    figs["score_distribution.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    mean_abs = np.abs(contributions).mean(axis=0)
+    top = np.argsort(-mean_abs)[:15][::-1]
+    mean_pos = np.where(contributions > 0, contributions, 0).mean(axis=0)
+    mean_neg = np.where(contributions < 0, contributions, 0).mean(axis=0)
+    ax.barh([features[j] for j in top], mean_pos[top], color="tab:green", label="raises the score")
+    ax.barh([features[j] for j in top], mean_neg[top], color="tab:red", label="lowers the score")
+    ax.set(xlabel="mean contribution (log-odds)", title="Global reasons summary")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    figs["reasons_summary.png"] = fig
+    return figs
+
+
+def paired_bootstrap_auc(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, n: int = 300,
+                         seed: int = 0) -> dict:
+    """Difference in ROC AUC (new - old) on the same rows, with a bootstrap 95 % interval."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    diffs = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        diffs.append(roc_auc_score(y[idx], p_new[idx]) - roc_auc_score(y[idx], p_old[idx]))
+    diffs = np.asarray(diffs)
+    return {"diff": float(roc_auc_score(y, p_new) - roc_auc_score(y, p_old)),
+            "low": float(np.quantile(diffs, 0.025)), "high": float(np.quantile(diffs, 0.975))}

@@ -1,0 +1,79 @@
+"""The handoff policy: which probability hands a lead to sales, and the A–D grades around it.
+
+One frozen object, chosen on calibration data and stored with the model, so the service, the batch scorer
+and the sales page all grade the same way. Grades: A = at or above the handoff threshold (call now);
+B = above the average qualification rate; C = above a third of it (nurture); D = below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+PolicyKind = Literal["capacity", "precision", "f1"]
+GRADES = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffPolicy:
+    kind: PolicyKind
+    threshold: float
+    grade_cutoffs: tuple[float, float, float]  # probability at or above which a lead is A, B, C
+    target: float | None = None  # leads per week (capacity) or precision (precision)
+    expected_per_week: float = 0.0  # leads over the threshold per week on the data it was chosen on
+    expected_precision: float = 0.0
+    expected_recall: float = 0.0
+
+    def grade(self, p: np.ndarray) -> np.ndarray:
+        a, b, c = self.grade_cutoffs
+        return np.select([p >= a, p >= b, p >= c], ["A", "B", "C"], default="D")
+
+    def qualified(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(p) >= self.threshold
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["grade_cutoffs"] = list(self.grade_cutoffs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HandoffPolicy":
+        return cls(**{**d, "grade_cutoffs": tuple(d["grade_cutoffs"])})
+
+
+def choose_policy(p: np.ndarray, y: np.ndarray, as_of: pd.Series, kind: PolicyKind = "f1",
+                  target: float | None = None) -> HandoffPolicy:
+    """Pick the threshold on (p, y) by `kind`; volumes per week are measured over the span of `as_of`."""
+    p, y = np.asarray(p, float), np.asarray(y, int)
+    order = np.argsort(-p, kind="stable")
+    ps, ys = p[order], y[order]
+    tp = np.cumsum(ys)
+    k = np.arange(1, len(ps) + 1)
+    precision, recall = tp / k, tp / max(ys.sum(), 1)
+    weeks = max((as_of.max() - as_of.min()).total_seconds() / (7 * 86400), 1.0) if len(as_of) else 1.0
+    if kind == "capacity":
+        if not target or target <= 0:
+            raise ValueError("a capacity policy needs a positive target: leads per week sales can take")
+        i = int(np.clip(round(target * weeks) - 1, 0, len(ps) - 1))
+    elif kind == "precision":
+        if target is None or not 0 < target < 1:
+            raise ValueError("a precision policy needs a target precision between 0 and 1")
+        ok = np.flatnonzero(precision >= target)
+        i = int(ok.max()) if len(ok) else 0
+    else:
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        i = int(np.argmax(f1))
+    threshold = float(ps[i])
+    rate = float(y.mean()) if len(y) else 0.0
+    b = min(rate, threshold)
+    cutoffs = (threshold, b, min(rate / 3, b))
+    sel = p >= threshold
+    return HandoffPolicy(
+        kind=kind, threshold=threshold, grade_cutoffs=cutoffs, target=target,
+        expected_per_week=float(sel.sum() / weeks),
+        expected_precision=float(y[sel].mean()) if sel.any() else 0.0,
+        expected_recall=float(y[sel].sum() / max(y.sum(), 1)),
+    )

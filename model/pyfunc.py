@@ -1,0 +1,67 @@
+"""The MLflow pyfunc flavour of a Leadscore model: one artifact holding feature spec, model, explainer and
+policy, loadable with `mlflow.pyfunc.load_model` (and so by `mlflow models serve` and `spark_udf`).
+
+Input: one row per lead with `lead_id`, `created_at` (ISO-8601), the lead attributes, `events` (a JSON list
+of {"type", "timestamp", "page"}) and optionally `as_of` (ISO-8601; default: now). Output: one row per
+lead with probability, score, grade, qualified and `reasons` (a JSON list).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+
+from leadscore.features import schema as S
+from leadscore.features.live import lead_features, to_ms
+from leadscore.model import persist
+from leadscore.model.scoring import ScoringModel
+
+INPUT_COLUMNS = (S.LEAD_ID, S.CREATED_AT, *S.LEAD_ATTRIBUTES, "events", "as_of")
+
+
+class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        self.model: ScoringModel = persist.load(Path(context.artifacts["bundle"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        leads = frame_to_leads(model_input)
+        now = to_ms(datetime.now(timezone.utc))
+        as_of = [to_ms(lead["as_of"]) if lead.get("as_of") else now for lead in leads]
+        values = lead_features(leads, as_of)
+        results = self.model.results(values, [lead[S.LEAD_ID] for lead in leads])
+        return pd.DataFrame({
+            "lead_id": [r["lead_id"] for r in results],
+            "probability": [r["probability"] for r in results],
+            "score": [r["score"] for r in results],
+            "grade": [r["grade"] for r in results],
+            "qualified": [r["qualified"] for r in results],
+            "reasons": [json.dumps(r["reasons"]) for r in results],
+        })
+
+
+def frame_to_leads(df: pd.DataFrame) -> list[dict]:
+    leads = []
+    for rec in df.to_dict(orient="records"):
+        events = rec.get("events")
+        if isinstance(events, str):
+            events = json.loads(events) if events else []
+        lead = {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
+        lead["events"] = events or []
+        leads.append(lead)
+    return leads
+
+
+def example_frame(example_body: dict) -> pd.DataFrame:
+    """The pyfunc input equivalent of an API example body (see `serve`)."""
+    rows = []
+    for lead in example_body["leads"]:
+        row = {S.LEAD_ID: lead["lead_id"], S.CREATED_AT: lead["created_at"]}
+        row.update({a: (lead.get("attributes") or {}).get(a) for a in S.LEAD_ATTRIBUTES})
+        row["events"] = json.dumps(lead.get("events") or [])
+        row["as_of"] = lead.get("as_of")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(INPUT_COLUMNS))

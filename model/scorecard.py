@@ -1,0 +1,101 @@
+"""The glass-box scorecard: each feature binned (numerics) or kept as its category code, one-hot, into an
+L2-regularised logistic regression.
+
+A feature's contribution is the coefficient of the bin the lead falls in minus the training average of that
+feature's coefficients, so contributions are exact by construction and read as points:
+`base + sum(points) == log-odds`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from leadscore.model.encoding import Encoder
+
+MAX_BINS = 8
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    edges: tuple[np.ndarray, ...]  # per feature: bin edges (numerics) or empty (categoricals)
+    tables: tuple[np.ndarray, ...]  # per feature: points per bin (last bin = missing for numerics)
+    base: float
+    estimator: LogisticRegression | None = None  # kept for lineage; scoring uses the tables
+
+    @staticmethod
+    def _bins(X: np.ndarray, edges: tuple[np.ndarray, ...], categorical: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for j, e in enumerate(edges):
+            col = X[:, j]
+            if categorical[j]:
+                out.append(col.astype(np.int64))
+            else:
+                b = np.searchsorted(e, col, side="right")
+                out.append(np.where(np.isnan(col), len(e) + 1, b))
+        return out
+
+    @staticmethod
+    def _n_bins(edges: np.ndarray, categorical: bool, encoder: Encoder, name: str) -> int:
+        return encoder.n_codes(name) if categorical else len(edges) + 2
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, encoder: Encoder, C: float = 0.3, seed: int = 0) -> "Scorecard":
+        cat = encoder.categorical_mask
+        edges = []
+        for j in range(X.shape[1]):
+            if cat[j]:
+                edges.append(np.empty(0))
+                continue
+            col = X[:, j][~np.isnan(X[:, j])]
+            qs = np.unique(np.quantile(col, np.linspace(0, 1, MAX_BINS + 1)[1:-1])) if len(col) else np.empty(0)
+            edges.append(qs)
+        edges = tuple(edges)
+        sizes = [cls._n_bins(e, cat[j], encoder, encoder.features[j]) for j, e in enumerate(edges)]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        design = cls._design(cls._bins(X, edges, cat), offsets)
+        lr = LogisticRegression(C=C, max_iter=2000, solver="lbfgs", random_state=seed)
+        lr.fit(design, y)
+        coef = lr.coef_.ravel()
+        freq = np.asarray(design.mean(axis=0)).ravel()
+        tables, base = [], float(lr.intercept_[0])
+        for j in range(len(edges)):
+            c = coef[offsets[j]:offsets[j + 1]]
+            mean = float(c @ freq[offsets[j]:offsets[j + 1]])
+            tables.append(c - mean)
+            base += mean
+        return cls(edges=edges, tables=tuple(tables), base=base, estimator=lr)
+
+    @staticmethod
+    def _design(bins: list[np.ndarray], offsets: np.ndarray):
+        from scipy.sparse import csr_matrix
+
+        n = len(bins[0])
+        cols = np.stack([b + offsets[j] for j, b in enumerate(bins)], axis=1).ravel()
+        rows = np.repeat(np.arange(n), len(bins))
+        return csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(n, int(offsets[-1])))
+
+    def contributions(self, X: np.ndarray, encoder: Encoder) -> tuple[float, np.ndarray]:
+        """(base, C) in raw log-odds: base + C.sum(1) is the scorecard's output for each row."""
+        cat = encoder.categorical_mask
+        bins = self._bins(X, self.edges, cat)
+        C = np.empty(X.shape, dtype=np.float64)
+        for j, b in enumerate(bins):
+            table = self.tables[j]
+            C[:, j] = table[np.clip(b, 0, len(table) - 1)]
+        return self.base, C
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {"scorecard_base": np.array([self.base])}
+        for j, (e, t) in enumerate(zip(self.edges, self.tables)):
+            out[f"scorecard_edges_{j}"] = e
+            out[f"scorecard_table_{j}"] = t
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays, n_features: int) -> "Scorecard":
+        return cls(edges=tuple(arrays[f"scorecard_edges_{j}"] for j in range(n_features)),
+                   tables=tuple(arrays[f"scorecard_table_{j}"] for j in range(n_features)),
+                   base=float(arrays["scorecard_base"][0]))

@@ -1,0 +1,109 @@
+"""`ScoringModel`: everything needed to turn features into a calibrated score with exact reasons.
+
+It holds the encoder, the explainer of one model family (scorecard tables or compiled trees), the Platt
+calibration, the handoff policy and the qualified-lead definition. Scoring is numpy only: the same object
+serves a single live request, a batch of a million leads and the MLflow pyfunc.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from leadscore.features.labels import QualifiedDefinition
+from leadscore.model.boosted import CompiledTrees
+from leadscore.model.calibration import Platt, sigmoid
+from leadscore.model.encoding import Encoder
+from leadscore.model.policy import HandoffPolicy
+from leadscore.model.reasons import reasons_for_row
+from leadscore.model.scorecard import Scorecard
+
+Family = Literal["scorecard", "boosted"]
+
+
+@dataclass(frozen=True)
+class Explained:
+    """Calibrated log-odds, split exactly: logit == base + contributions.sum(1)."""
+
+    X: np.ndarray
+    base: float
+    contributions: np.ndarray
+    logit: np.ndarray
+
+    @property
+    def probability(self) -> np.ndarray:
+        return sigmoid(self.logit)
+
+
+@dataclass
+class ScoringModel:
+    family: Family
+    encoder: Encoder
+    explainer: Scorecard | CompiledTrees
+    calibration: Platt
+    policy: HandoffPolicy
+    definition: QualifiedDefinition
+    info: dict = field(default_factory=dict)  # trained_at, metrics, insights, distributions, example
+    name: str = "leadscore"
+    version: str | None = None
+
+    def raw(self, X: np.ndarray) -> tuple[float, np.ndarray]:
+        if isinstance(self.explainer, Scorecard):
+            return self.explainer.contributions(X, self.encoder)
+        return self.explainer.contributions(X)
+
+    def explain(self, values: dict[str, np.ndarray]) -> Explained:
+        X = self.encoder.transform(values)
+        base_raw, C_raw = self.raw(X)
+        a, b = self.calibration.a, self.calibration.b
+        C = a * C_raw
+        base = a * base_raw + b
+        return Explained(X=X, base=base, contributions=C, logit=base + C.sum(axis=1))
+
+    def results(self, values: dict[str, np.ndarray], lead_ids, explain_full: bool = False) -> list[dict]:
+        """One API result per lead: probability, score, grade, qualified, reasons (and all contributions)."""
+        ex = self.explain(values)
+        p = ex.probability
+        grades = self.policy.grade(p)
+        qualified = self.policy.qualified(p)
+        out = []
+        for i, lead_id in enumerate(lead_ids):
+            raw = {name: values[name][i] for name in self.encoder.categorical}
+            reasons = reasons_for_row(ex.contributions[i], ex.X[i], self.encoder, raw)
+            r = {
+                "lead_id": lead_id,
+                "probability": float(p[i]),
+                "score": int(round(100 * float(p[i]))),
+                "grade": str(grades[i]),
+                "qualified": bool(qualified[i]),
+                "reasons": [x.to_dict() for x in reasons],
+                "insight": self.insight(raw),
+            }
+            if explain_full:
+                r["explanation"] = {
+                    "base": float(ex.base),
+                    "logit": float(ex.logit[i]),
+                    "contributions": {f: float(c) for f, c in zip(self.encoder.features, ex.contributions[i])},
+                }
+            out.append(r)
+        return out
+
+    def insight(self, raw: dict) -> str | None:
+        """One line of context, e.g. "Leads from finance qualify at 31 % against 12 % overall"."""
+        ins = self.info.get("insights") or {}
+        overall = ins.get("overall")
+        best = None
+        for feature, rates in (ins.get("by_value") or {}).items():
+            value = raw.get(feature)
+            if isinstance(value, str) and value in rates and overall:
+                lift = rates[value] / overall
+                if abs(np.log(lift)) > np.log(1.5) and (best is None or abs(np.log(lift)) > best[0]):
+                    best = (abs(np.log(lift)), feature, value, rates[value])
+        if best is None:
+            return None
+        _, feature, value, rate = best
+        label = feature.replace("_", " ")
+        return (f"Leads with {label} {value.replace('_', ' ')} qualify at {rate * 100:.0f} % "
+                f"against {overall * 100:.0f} % overall")

@@ -1,0 +1,190 @@
+"""Training: rows and labels, a time-ordered holdout, both model families, calibration, the handoff policy
+and the evaluation. Tracking and registration are in `tracking.py`; this module has no MLflow in it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Literal
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features import catalog, schema as S
+from leadscore.features.frames import feature_frame
+from leadscore.features.labels import QualifiedDefinition, training_rows
+from leadscore.features.loading import Dataset
+from leadscore.model import evaluate
+from leadscore.model.boosted import BoostedParams, fit_boosted
+from leadscore.model.calibration import Platt, sigmoid
+from leadscore.model.encoding import Encoder
+from leadscore.model.policy import HandoffPolicy, PolicyKind, choose_policy
+from leadscore.model.scorecard import Scorecard
+from leadscore.model.scoring import ScoringModel
+
+log = logging.getLogger(__name__)
+MIN_PER_CLASS = 40
+WARN_PER_CLASS = 200
+ModelChoice = Literal["auto", "scorecard", "boosted"]
+
+
+class NotEnoughData(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    definition: QualifiedDefinition = QualifiedDefinition()
+    model: ModelChoice = "auto"
+    policy: PolicyKind = "f1"
+    policy_target: float | None = None
+    holdout_fraction: float = 0.2
+    calibration_fraction: float = 0.2
+    seed: int = 0
+    boosted: BoostedParams = BoostedParams()
+    features: tuple[str, ...] = tuple(f.name for f in catalog.FEATURES)
+
+
+@dataclass
+class TrainResult:
+    model: ScoringModel
+    estimator: object
+    rows: pd.DataFrame  # all labelled rows with a "part" column: fit / calibration / holdout
+    holdout_p: np.ndarray
+    holdout_contributions: np.ndarray
+    metrics: dict
+    holdout_values: dict = field(default_factory=dict)  # feature name -> holdout values, for the gate
+    candidates: dict = field(default_factory=dict)  # family -> holdout metrics, when auto compared both
+    warnings: list[str] = field(default_factory=list)
+
+
+def split_by_lead_time(rows: pd.DataFrame, fraction: float) -> np.ndarray:
+    """True for holdout rows: the leads that came last (by first as_of) whose rows make up `fraction`.
+
+    A lead's rows are all on one side, so no lead is seen in training and judged in the holdout.
+    """
+    first = rows.groupby(S.LEAD_ID, sort=False)["as_of"].transform("min")
+    order = np.lexsort((rows[S.LEAD_ID].to_numpy(), first.to_numpy()))
+    n_hold = int(round(fraction * len(rows)))
+    if n_hold == 0:
+        return np.zeros(len(rows), dtype=bool)
+    cutoff_lead = rows[S.LEAD_ID].to_numpy()[order[len(rows) - n_hold]]
+    cutoff = first.to_numpy()[order[len(rows) - n_hold]]
+    f = first.to_numpy()
+    ids = rows[S.LEAD_ID].to_numpy()
+    return (f > cutoff) | ((f == cutoff) & (ids >= cutoff_lead))
+
+
+def check_enough(y: np.ndarray, what: str) -> list[str]:
+    pos, neg = int(y.sum()), int(len(y) - y.sum())
+    if pos < MIN_PER_CLASS or neg < MIN_PER_CLASS:
+        raise NotEnoughData(
+            f"not enough {what} to train: {pos} positive and {neg} negative rows; at least {MIN_PER_CLASS} of "
+            f"each are needed (missing: {max(MIN_PER_CLASS - pos, 0)} positive, {max(MIN_PER_CLASS - neg, 0)} "
+            "negative). Add data, or widen the horizon / positive outcomes of the qualified-lead definition.")
+    if pos < WARN_PER_CLASS or neg < WARN_PER_CLASS:
+        return [f"only {pos} positive and {neg} negative {what}: metrics will be noisy below {WARN_PER_CLASS}"]
+    return []
+
+
+def insights(values: dict[str, np.ndarray], y: np.ndarray, categorical: tuple[str, ...], min_rows: int = 50) -> dict:
+    by_value = {}
+    for name in categorical:
+        s = pd.DataFrame({"v": pd.Series(values[name], dtype=object), "y": y}).dropna()
+        g = s.groupby("v")["y"].agg(["mean", "size"])
+        g = g[g["size"] >= min_rows]
+        by_value[name] = {str(k): float(r) for k, r in g["mean"].items()}
+    return {"overall": float(y.mean()), "by_value": by_value}
+
+
+def distributions(values: dict[str, np.ndarray], p: np.ndarray, encoder: Encoder) -> dict:
+    out = {"score_deciles": np.quantile(100 * p, np.linspace(0, 1, 11)).round(2).tolist(), "features": {}}
+    for name in encoder.features:
+        col = values[name]
+        if name in encoder.vocab:
+            vc = pd.Series(col, dtype=object).fillna("(missing)").value_counts(normalize=True).head(30)
+            out["features"][name] = {"kind": "categorical", "freq": {str(k): float(v) for k, v in vc.items()}}
+        else:
+            col = np.asarray(col, float)
+            ok = col[~np.isnan(col)]
+            out["features"][name] = {
+                "kind": "numeric", "missing": float(np.isnan(col).mean()),
+                "quantiles": np.quantile(ok, np.linspace(0, 1, 11)).tolist() if len(ok) else []}
+    return out
+
+
+def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig):
+    if family == "scorecard":
+        sc = Scorecard.fit(X_fit, y_fit, encoder, seed=config.seed)
+        return sc.estimator, sc
+    est, trees = fit_boosted(X_fit, y_fit, encoder, config.boosted, seed=config.seed)
+    return est, trees
+
+
+def _raw(explainer, X, encoder):
+    base, C = explainer.contributions(X, encoder) if isinstance(explainer, Scorecard) else explainer.contributions(X)
+    return base, C
+
+
+def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
+          progress: Callable[[str], None] | None = None) -> TrainResult:
+    step = progress or (lambda msg: log.info(msg))
+    step("building training rows")
+    rows = training_rows(dataset, config.definition)
+    warnings = check_enough(rows["label"].to_numpy(), "training rows")
+    step(f"computing features for {len(rows):,} rows")
+    feats = feature_frame(dataset, rows)
+    values = {name: feats[name].to_numpy() for name in config.features}
+    y = rows["label"].to_numpy().astype(int)
+
+    holdout = split_by_lead_time(rows, config.holdout_fraction)
+    train_idx = np.flatnonzero(~holdout)
+    calib = np.zeros(len(rows), dtype=bool)
+    calib[train_idx] = split_by_lead_time(rows.iloc[train_idx], config.calibration_fraction)
+    fit = ~holdout & ~calib
+    rows = rows.assign(part=np.select([holdout, calib], ["holdout", "calibration"], "fit"))
+    warnings += check_enough(y[holdout], "holdout rows")
+
+    categorical = tuple(n for n in config.features if catalog.BY_NAME.get(n) and catalog.BY_NAME[n].kind == "categorical")
+    encoder = Encoder.fit({k: v[fit] for k, v in values.items()}, config.features, categorical)
+    X = encoder.transform(values)
+
+    families = ["scorecard", "boosted"] if config.model == "auto" else [config.model]
+    fitted = {}
+    for family in families:
+        step(f"training the {family}")
+        est, explainer = _fit_family(family, X[fit], y[fit], encoder, config)
+        base_c, C_c = _raw(explainer, X[calib], encoder)
+        platt = Platt.fit(base_c + C_c.sum(1), y[calib])
+        base_h, C_h = _raw(explainer, X[holdout], encoder)
+        p_h = sigmoid(platt(base_h + C_h.sum(1)))
+        p_c = sigmoid(platt(base_c + C_c.sum(1)))
+        fitted[family] = dict(est=est, explainer=explainer, platt=platt, p_h=p_h, p_c=p_c,
+                              C_h=platt.a * C_h)
+
+    candidates = {f: evaluate.metrics(v["p_h"], y[holdout]) for f, v in fitted.items()}
+    chosen = families[0]
+    if config.model == "auto":
+        cmp = evaluate.paired_bootstrap_auc(y[holdout], fitted["boosted"]["p_h"], fitted["scorecard"]["p_h"],
+                                            seed=config.seed)
+        candidates["comparison_boosted_minus_scorecard"] = cmp
+        chosen = "boosted" if cmp["low"] > 0 else "scorecard"
+        step(f"auto: boosted - scorecard ROC AUC = {cmp['diff']:+.4f} "
+             f"(95 % [{cmp['low']:+.4f}, {cmp['high']:+.4f}]) -> {chosen}")
+    f = fitted[chosen]
+    policy = choose_policy(f["p_c"], y[calib], rows.loc[calib, "as_of"], config.policy, config.policy_target)
+    metrics = evaluate.metrics(f["p_h"], y[holdout], policy)
+    y_fit = y[fit]
+    info = {
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "metrics": {"holdout": metrics},
+        "insights": insights({k: v[fit] for k, v in values.items()}, y_fit, categorical),
+        "distributions": distributions({k: v[fit] for k, v in values.items()}, f["p_c"], encoder),
+        "n_train": int(fit.sum() + calib.sum()), "n_holdout": int(holdout.sum()),
+    }
+    model = ScoringModel(family=chosen, encoder=encoder, explainer=f["explainer"], calibration=f["platt"],
+                         policy=policy, definition=config.definition, info=info)
+    return TrainResult(model=model, estimator=f["est"], rows=rows, holdout_p=f["p_h"],
+                       holdout_contributions=f["C_h"], metrics=metrics,
+                       holdout_values={k: v[holdout] for k, v in values.items()}, candidates=candidates, warnings=warnings)

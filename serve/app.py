@@ -1,0 +1,90 @@
+"""The FastAPI application: API v1, health, metrics (and the sales page under /ui)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import mlflow
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from leadscore.serve import db
+from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from leadscore.serve.model_holder import ModelHolder
+from leadscore.serve.routes import feedback, health, leads, model, score
+from leadscore.serve.store import ScoreLogWriter
+from leadscore.settings import Settings, get_settings
+
+log = logging.getLogger("leadscore.serve")
+
+
+def _field(loc) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": _field(e.get("loc", ())), "reason": e.get("msg", "invalid")} for e in exc.errors()[:50]]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _reload_periodically(app: FastAPI, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(app.state.holder.reload)
+        except Exception:  # noqa: BLE001 - the loop must survive anything
+            log.exception("periodic model check failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        db.migrate(settings.database_url)
+        app.state.engine = db.make_engine(settings.database_url)
+        app.state.score_log = ScoreLogWriter(app.state.engine)
+        outcome = await asyncio.to_thread(app.state.holder.reload)
+        log.info("model: %s", outcome.message)
+        if not app.state.keys:
+            log.warning("no API keys configured (LEADSCORE_API_KEYS): every endpoint but health answers 401")
+        task = (asyncio.create_task(_reload_periodically(app, settings.reload_interval_seconds))
+                if settings.reload_interval_seconds > 0 else None)
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+            app.state.score_log.close()
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Leadscore", version="1", lifespan=lifespan,
+        description="Scores leads with calibrated probabilities, grades and exact reasons; stores sales feedback.",
+    )
+    app.state.settings = settings
+    app.state.keys = settings.keys()
+    app.state.holder = ModelHolder(settings.model_uri)
+    app.state.metrics = Metrics()
+    app.state.score_log = None
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    for module in (health, score, feedback, model, leads):
+        app.include_router(module.router)
+    with contextlib.suppress(ImportError):
+        from leadscore.serve.ui import routes as ui_routes
+
+        ui_routes.mount(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,53 @@
+"""API keys with roles. `scorer`: score, leads, events. `sales`: read leads, feedback. `admin`: all.
+
+Keys are compared in constant time and never logged; 401 without a valid key, 403 for the wrong role.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from leadscore.settings import ROLES
+
+
+def role_of(keys: dict[str, str], presented: str) -> str | None:
+    found = None
+    for key, role in keys.items():  # compare with every key so timing does not reveal which matched
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            found = role
+    return found
+
+
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def require(*allowed: str):
+    unknown = set(allowed) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {unknown}")
+
+    def dependency(request: Request) -> str:
+        key = _presented_key(request)
+        role = role_of(request.app.state.keys, key) if key else None
+        if role is None:
+            raise HTTPException(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if role != "admin" and role not in allowed:
+            raise HTTPException(403, f"the {role} role may not do this; needs one of: {', '.join(allowed)}")
+        return role
+
+    return dependency
+
+
+Scorer = Annotated[str, Depends(require("scorer"))]
+Sales = Annotated[str, Depends(require("sales"))]
+Reader = Annotated[str, Depends(require("scorer", "sales"))]
+Admin = Annotated[str, Depends(require("admin"))]

@@ -1,0 +1,89 @@
+"""The service's SQL store: SQLAlchemy Core tables and engine, migrated by alembic.
+
+SQLite by default (WAL journal, synchronous=FULL: an acknowledged write survives a crash), PostgreSQL by
+URL in LEADSCORE_DATABASE_URL through the same code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+metadata = sa.MetaData()
+
+leads = sa.Table(
+    "leads", metadata,
+    sa.Column("lead_id", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.String(128), nullable=False, index=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("page", sa.String(32), nullable=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+feedback = sa.Table(
+    "feedback", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.String(128), nullable=False, index=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=True),
+    sa.Column("note", sa.String(2000), nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # api | ui
+    sa.Column("idempotency_key", sa.String(128), nullable=True, unique=True),
+)
+
+score_log = sa.Table(
+    "score_log", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.String(128), nullable=False, index=True),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=True),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("grade", sa.String(1), nullable=False),
+    sa.Column("qualified", sa.Boolean, nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),  # the features as they were: what later feedback labels
+    sa.Column("reasons", sa.JSON, nullable=False),
+)
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (alembic upgrade head)."""
+    from alembic import command
+    from alembic.config import Config
+
+    here = Path(__file__).parent
+    cfg = Config()
+    cfg.set_main_option("script_location", str(here / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")

@@ -1,0 +1,93 @@
+"""The model the service scores with, and its atomic replacement by a new champion.
+
+Requests take a reference to the current `ScoringModel` once and finish on it; a reload builds and smoke-
+tests the new model aside and swaps the reference in one assignment, so no request sees half a model and
+none fails during a swap. A version that cannot load or fails its smoke score is refused: the old one keeps
+serving, and `status()` (shown by /readyz) says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from leadscore.features.live import lead_features, to_ms
+from leadscore.model import registry
+from leadscore.model.scoring import ScoringModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    changed: bool
+    version: str | None
+    message: str
+
+
+class ModelHolder:
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.model: ScoringModel | None = None
+        self.last_error: str | None = None
+        self.loaded_at: float | None = None
+        self._lock = threading.Lock()
+
+    def _target_version(self) -> str | None:
+        if self.uri.startswith("models:/") and "@" in self.uri:
+            name, _, alias = self.uri.removeprefix("models:/").partition("@")
+            return registry.alias_version(alias, name)
+        return self.uri
+
+    def reload(self) -> ReloadOutcome:
+        """Load the model `uri` points to now, if it differs from the one serving."""
+        with self._lock:
+            try:
+                target = self._target_version()
+            except Exception as e:  # noqa: BLE001 - registry unreachable: keep serving what we have
+                self.last_error = f"cannot reach the model registry: {e}"
+                log.warning(self.last_error)
+                return ReloadOutcome(False, self.version, self.last_error)
+            if target is None:
+                self.last_error = f"no model at {self.uri}: train one (leadscore train) or promote a version"
+                return ReloadOutcome(False, self.version, self.last_error)
+            if self.model is not None and target == self.version:
+                return ReloadOutcome(False, self.version, "already serving this version")
+            try:
+                candidate = registry.load_scoring_model(self.uri if "@" not in self.uri else
+                                                        f"models:/{self.uri.removeprefix('models:/').partition('@')[0]}/{target}")
+                candidate.version = target if "@" in self.uri else candidate.version
+                smoke_test(candidate)
+            except Exception as e:  # noqa: BLE001 - any failure refuses the candidate
+                self.last_error = f"refused model version {target}: {type(e).__name__}: {e}"
+                log.error(self.last_error)
+                return ReloadOutcome(False, self.version, self.last_error)
+            previous = self.version
+            self.model = candidate  # the atomic swap
+            self.loaded_at = time.time()
+            self.last_error = None
+            log.info("serving model %s version %s (was %s)", candidate.name, candidate.version, previous)
+            return ReloadOutcome(True, candidate.version, f"now serving version {candidate.version}")
+
+    @property
+    def version(self) -> str | None:
+        return self.model.version if self.model else None
+
+
+def smoke_test(model: ScoringModel) -> None:
+    """Score the model's own example; refuse a model whose output is not a sane probability."""
+    example = (model.info.get("example") or {}).get("leads")
+    if not example:
+        raise ValueError("model has no example to smoke-test with")
+    lead = example[0]
+    values = lead_features([lead], [to_ms(lead.get("as_of") or lead["created_at"])])
+    ex = model.explain(values)
+    p = ex.probability
+    if not np.all(np.isfinite(p)) or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError(f"smoke score is not a probability: {p}")
+    if not np.allclose(ex.base + ex.contributions.sum(1), ex.logit, atol=1e-6):
+        raise ValueError("explanation does not add up to the model output")

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from leadscore.serve import store
+from leadscore.serve.auth import Reader, Sales
+from leadscore.serve.deps import Engine
+from leadscore.serve.schemas import FeedbackIn, FeedbackOut, LeadId
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+def save_feedback(engine, fb: FeedbackIn, source: str) -> dict:
+    """The one way feedback is stored, used by the API and the sales page."""
+    if fb.outcome != "disqualified" and fb.reason is not None:
+        raise HTTPException(422, [{"field": "reason", "reason": "a reason is only given with outcome 'disqualified'"}])
+    try:
+        row, duplicate = store.add_feedback(engine, fb.lead_id, fb.outcome, fb.reason, fb.note, fb.at,
+                                            fb.idempotency_key, source=source)
+    except store.Conflict as e:
+        raise HTTPException(409, [{"field": "idempotency_key", "reason": str(e)}]) from None
+    return {**row, "duplicate": duplicate}
+
+
+@router.post("/feedback", response_model=FeedbackOut, status_code=201, summary="Record what sales said")
+def post_feedback(body: FeedbackIn, engine: Engine, _: Sales):
+    """Store sales feedback durably (it is the label of the next retrain). A retry with the same
+    `idempotency_key` is stored once and answered with the stored feedback (`duplicate: true`)."""
+    return save_feedback(engine, body, "api")
+
+
+@router.get("/feedback", response_model=list[FeedbackOut], summary="Feedback stored for a lead")
+def get_feedback(lead_id: LeadId, engine: Engine, _: Reader):
+    return store.feedback_for(engine, lead_id)

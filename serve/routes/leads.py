@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Query
+
+from leadscore.serve import store
+from leadscore.serve.auth import Reader, Scorer
+from leadscore.serve.deps import Engine
+from leadscore.serve.schemas import EventBatch, LeadId, LeadUpsert, Timestamp
+
+router = APIRouter(prefix="/v1", tags=["leads"])
+TREND_POINTS = 3  # a move of more than this many score points between the last two scores is a trend
+
+
+def trend(history: list[dict]) -> str:
+    if len(history) < 2:
+        return "steady"
+    delta = history[0]["score"] - history[1]["score"]
+    return "improving" if delta > TREND_POINTS else "declining" if delta < -TREND_POINTS else "steady"
+
+
+@router.put("/leads/{lead_id}", summary="Create or update a lead's attributes")
+def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
+    created = store.upsert_lead(engine, lead_id, body.created_at, body.attributes.model_dump())
+    return {"lead_id": lead_id, "created": created}
+
+
+@router.post("/events", status_code=201, summary="Append events for one or many stored leads")
+def post_events(body: EventBatch, engine: Engine, _: Scorer):
+    ids = [e.lead_id for e in body.events]
+    known = store.known_leads(engine, ids)
+    unknown = [(i, e.lead_id) for i, e in enumerate(body.events) if e.lead_id not in known]
+    if unknown:
+        raise HTTPException(422, [{"field": f"events.{i}.lead_id", "reason": f"unknown lead {lid!r}: PUT it first"}
+                                  for i, lid in unknown[:20]])
+    n = store.add_events(engine, [e.model_dump() for e in body.events])
+    return {"stored": n}
+
+
+@router.get("/leads/{lead_id}", summary="A lead's latest score, reasons, history and trend")
+def get_lead(lead_id: LeadId, engine: Engine, _: Reader):
+    stored = store.get_leads(engine, [lead_id]).get(lead_id)
+    history = store.score_history(engine, lead_id)
+    if stored is None and not history:
+        raise HTTPException(404, f"no lead {lead_id!r}")
+    latest = history[0] if history else None
+    return {
+        "lead_id": lead_id,
+        "created_at": stored["created_at"] if stored else None,
+        "attributes": stored["attributes"] if stored else None,
+        "latest": latest and {k: latest[k] for k in ("scored_at", "as_of", "model_version", "probability", "score",
+                                                      "grade", "qualified", "reasons")},
+        "history": [{k: h[k] for k in ("scored_at", "score", "grade", "model_version")} for h in history],
+        "trend": trend(history),
+        "feedback": store.feedback_for(engine, lead_id),
+    }
+
+
+@router.get("/leads", summary="Latest scores for review lists, highest first")
+def list_leads(engine: Engine, _: Reader, grade: Literal["A", "B", "C", "D"] | None = None,
+               since: Timestamp | None = None, limit: int = Query(50, ge=1, le=1000),
+               offset: int = Query(0, ge=0, le=1_000_000)):
+    rows = store.latest_scores(engine, grade=grade, since=since, limit=limit, offset=offset)
+    return {"leads": [{k: r[k] for k in ("lead_id", "scored_at", "probability", "score", "grade", "qualified",
+                                        "model_version", "reasons")} for r in rows]}

@@ -1,0 +1,133 @@
+"""Request and response bodies of the v1 API, with the bounds every input is checked against."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from leadscore.features import schema as S
+
+EventType = Literal[S.EVENT_TYPES]  # type: ignore[valid-type]
+PageKind = Literal[S.PAGE_KINDS]  # type: ignore[valid-type]
+Outcome = Literal["qualified", "disqualified", "won", "lost"]
+LeadId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+
+MIN_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MAX_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def _utc(value: datetime) -> datetime:
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if not MIN_TIME <= value < MAX_TIME:
+        raise ValueError("must be between 2000-01-01 and 2100-01-01")
+    return value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Attributes(Strict):
+    source: ShortText | None = None
+    industry: ShortText | None = None
+    company_size: ShortText | None = None
+    country: ShortText | None = None
+    job_title: ShortText | None = None
+    email_domain: ShortText | None = None
+
+
+class Event(Strict):
+    type: EventType
+    timestamp: Timestamp
+    page: PageKind | None = None
+
+
+class LeadIn(Strict):
+    """A lead to score. Give `created_at`, `attributes` and `events` (stateless), or only `lead_id` to score
+    a lead stored through PUT /v1/leads and POST /v1/events."""
+
+    lead_id: LeadId
+    created_at: Timestamp | None = None
+    attributes: Attributes | None = None
+    events: list[Event] | None = Field(default=None, max_length=5000)
+    as_of: Timestamp | None = Field(default=None, description="Score as of this moment (default: now).")
+
+
+class ScoreRequest(Strict):
+    leads: list[LeadIn] = Field(min_length=1, max_length=1000)
+
+
+class Reason(BaseModel):
+    feature: str
+    value: str | int | float | None
+    impact: float = Field(description="Contribution to the log-odds; all contributions + base = logit.")
+    points: int = Field(description="20 points double the odds of qualifying.")
+    text: str
+
+
+class Explanation(BaseModel):
+    base: float
+    logit: float
+    contributions: dict[str, float]
+
+
+class ScoreResult(BaseModel):
+    lead_id: str
+    probability: float
+    score: int
+    grade: Literal["A", "B", "C", "D"]
+    qualified: bool
+    reasons: list[Reason]
+    insight: str | None = None
+    explanation: Explanation | None = None
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str | None
+
+
+class ScoreResponse(BaseModel):
+    model: ModelRef
+    results: list[ScoreResult]
+
+
+class FeedbackIn(Strict):
+    lead_id: LeadId
+    outcome: Outcome
+    reason: Literal[S.DISQUALIFY_REASONS] | None = None  # type: ignore[valid-type]
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    at: Timestamp | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    lead_id: str
+    outcome: str
+    reason: str | None
+    note: str | None
+    at: datetime
+    received_at: datetime
+    source: str
+    duplicate: bool = False
+
+
+class LeadUpsert(Strict):
+    created_at: Timestamp
+    attributes: Attributes = Attributes()
+
+
+
+class LeadEvent(Event):
+    lead_id: LeadId
+
+
+class EventBatch(Strict):
+    events: list[LeadEvent] = Field(min_length=1, max_length=10_000)

@@ -1,0 +1,216 @@
+"""Reads and writes of the service's store. Feedback is written synchronously (acknowledged = durable);
+the score log is written by a background writer in small batches, off the scoring hot path."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from datetime import datetime, timezone
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from leadscore.serve import db
+
+log = logging.getLogger(__name__)
+
+
+class Conflict(ValueError):
+    """An idempotency key was reused with a different request."""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def _row(r) -> dict:
+    d = dict(r._mapping)
+    for k, v in d.items():
+        if isinstance(v, datetime):
+            d[k] = _aware(v)
+    return d
+
+
+# --- feedback ---------------------------------------------------------------------------------------------
+def add_feedback(engine: sa.Engine, lead_id: str, outcome: str, reason: str | None = None, note: str | None = None,
+                 at: datetime | None = None, idempotency_key: str | None = None, source: str = "api") -> tuple[dict, bool]:
+    """Store one feedback; (row, duplicate). A retry with the same idempotency key is stored once."""
+    received = now()
+    values = dict(lead_id=lead_id, outcome=outcome, reason=reason, note=note, at=_aware(at) or received,
+                  received_at=received, source=source, idempotency_key=idempotency_key)
+    try:
+        with engine.begin() as conn:
+            new_id = conn.execute(sa.insert(db.feedback).values(**values)).inserted_primary_key[0]
+        return {**values, "id": new_id}, False
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        with engine.connect() as conn:
+            existing = conn.execute(sa.select(db.feedback).where(db.feedback.c.idempotency_key == idempotency_key)).first()
+        existing = _row(existing)
+        if (existing["lead_id"], existing["outcome"], existing["reason"]) != (lead_id, outcome, reason):
+            raise Conflict(f"idempotency_key {idempotency_key!r} was already used for a different feedback") from None
+        return existing, True
+
+
+def feedback_for(engine: sa.Engine, lead_id: str) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.feedback).where(db.feedback.c.lead_id == lead_id)
+                            .order_by(db.feedback.c.at, db.feedback.c.id)).all()
+    return [_row(r) for r in rows]
+
+
+def feedback_frame(engine: sa.Engine, since: datetime | None = None) -> pd.DataFrame:
+    """All stored feedback as an outcomes table (lead_id, outcome, at, reason) plus note and source,
+    ready to join the canonical data model for the next retrain."""
+    q = sa.select(db.feedback).order_by(db.feedback.c.at, db.feedback.c.id)
+    if since is not None:
+        q = q.where(db.feedback.c.received_at >= since)
+    with engine.connect() as conn:
+        rows = [_row(r) for r in conn.execute(q).all()]
+    df = pd.DataFrame(rows, columns=[c.name for c in db.feedback.columns])
+    if len(df):
+        df["at"] = pd.to_datetime(df["at"], utc=True)
+        df["received_at"] = pd.to_datetime(df["received_at"], utc=True)
+    return df
+
+
+# --- leads and events ------------------------------------------------------------------------------------
+def upsert_lead(engine: sa.Engine, lead_id: str, created_at: datetime, attributes: dict) -> bool:
+    """Insert or update; True if the lead is new."""
+    t = now()
+    with engine.begin() as conn:
+        exists = conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id == lead_id)).first()
+        if exists:
+            conn.execute(sa.update(db.leads).where(db.leads.c.lead_id == lead_id)
+                         .values(created_at=_aware(created_at), attributes=attributes, updated_at=t))
+            return False
+        conn.execute(sa.insert(db.leads).values(lead_id=lead_id, created_at=_aware(created_at),
+                                                attributes=attributes, updated_at=t))
+        return True
+
+
+def known_leads(engine: sa.Engine, lead_ids: list[str]) -> set[str]:
+    with engine.connect() as conn:
+        return {r[0] for r in conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id.in_(set(lead_ids))))}
+
+
+def add_events(engine: sa.Engine, events: list[dict]) -> int:
+    t = now()
+    rows = [dict(lead_id=e["lead_id"], type=e["type"], timestamp=_aware(e["timestamp"]), page=e.get("page"),
+                 received_at=t) for e in events]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(db.events), rows)
+    return len(rows)
+
+
+def get_leads(engine: sa.Engine, lead_ids: list[str], max_events: int = 5000) -> dict[str, dict]:
+    """Stored leads in the live-scoring shape: lead_id, created_at, attributes, events."""
+    ids = list(set(lead_ids))
+    with engine.connect() as conn:
+        leads = {r.lead_id: r for r in conn.execute(sa.select(db.leads).where(db.leads.c.lead_id.in_(ids)))}
+        evs = conn.execute(sa.select(db.events).where(db.events.c.lead_id.in_(ids))
+                           .order_by(db.events.c.lead_id, db.events.c.timestamp)).all()
+    out = {lid: {"lead_id": lid, "created_at": _aware(r.created_at), "attributes": r.attributes, "events": []}
+           for lid, r in leads.items()}
+    for e in evs:
+        if e.lead_id in out and len(out[e.lead_id]["events"]) < max_events:
+            out[e.lead_id]["events"].append({"type": e.type, "timestamp": _aware(e.timestamp), "page": e.page})
+    return out
+
+
+# --- score log ---------------------------------------------------------------------------------------------
+def score_history(engine: sa.Engine, lead_id: str, limit: int = 50) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.score_log).where(db.score_log.c.lead_id == lead_id)
+                            .order_by(db.score_log.c.scored_at.desc(), db.score_log.c.id.desc()).limit(limit)).all()
+    return [_row(r) for r in rows]
+
+
+def latest_scores(engine: sa.Engine, grade: str | None = None, since: datetime | None = None,
+                  limit: int = 100, offset: int = 0, source: str | None = None,
+                  unreviewed: bool = False) -> list[dict]:
+    """The newest score of each lead, highest score first, with the lead's attributes."""
+    latest = (sa.select(db.score_log.c.lead_id, sa.func.max(db.score_log.c.id).label("id"))
+              .group_by(db.score_log.c.lead_id).subquery())
+    q = (sa.select(db.score_log, db.leads.c.attributes, db.leads.c.created_at.label("lead_created_at"))
+         .join(latest, db.score_log.c.id == latest.c.id)
+         .join(db.leads, db.leads.c.lead_id == db.score_log.c.lead_id, isouter=True))
+    if grade:
+        q = q.where(db.score_log.c.grade == grade)
+    if since:
+        q = q.where(db.score_log.c.scored_at >= since)
+    if unreviewed:
+        q = q.where(~sa.exists().where(db.feedback.c.lead_id == db.score_log.c.lead_id))
+    rows = [_row(r) for r in conn_all(engine, q.order_by(db.score_log.c.probability.desc(), db.score_log.c.lead_id)
+                                       .limit(limit).offset(offset))]
+    if source:
+        rows = [r for r in rows if (r.get("attributes") or {}).get("source") == source]
+    return rows
+
+
+def conn_all(engine: sa.Engine, q) -> list:
+    with engine.connect() as conn:
+        return conn.execute(q).all()
+
+
+class ScoreLogWriter:
+    """Writes score-log rows in batches from a background thread.
+
+    The score log is an audit trail, not an acknowledged write: a crash loses at most the last batch
+    (`flush_seconds`). Feedback, which is acknowledged, never goes through here.
+    """
+
+    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.2, max_batch: int = 2000):
+        self.engine = engine
+        self.flush_seconds = flush_seconds
+        self.max_batch = max_batch
+        self._q: queue.Queue = queue.Queue(maxsize=200_000)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="score-log-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, rows: list[dict]) -> None:
+        for r in rows:
+            try:
+                self._q.put_nowait(r)
+            except queue.Full:
+                log.warning("score log queue full: dropping a score-log row")
+                return
+
+    def _drain(self) -> list[dict]:
+        batch = []
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._q.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._stop.wait(self.flush_seconds)
+            self.flush()
+
+    def flush(self) -> None:
+        batch = self._drain()
+        while batch:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.insert(db.score_log), batch)
+            except Exception:  # noqa: BLE001 - never let the audit writer die
+                log.exception("could not write %d score-log rows", len(batch))
+            batch = self._drain()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.flush()
