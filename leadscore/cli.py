@@ -87,6 +87,7 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     metrics_out: Annotated[Optional[Path], typer.Option(help="Write metrics JSON here.")] = None,
     register: Annotated[bool, typer.Option(help="Register the model in the MLflow registry.")] = True,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing if a champion exists.")] = False,
 ) -> None:
     """Train, evaluate and register a model from event data."""
     from leadscore.features.loading import DataError, load_dataset
@@ -100,6 +101,13 @@ def train(
     config = TrainConfig(definition=_definition(horizon_days, ages, positive, negative), model=model,
                          policy=policy, policy_target=target, seed=seed)
     _setup_mlflow()
+    if if_missing:
+        from leadscore.model import registry
+
+        version = registry.alias_version(registry.CHAMPION)
+        if version is not None:
+            console.print(f"leadscore version {version} is champion already: not training (drop --if-missing to retrain)")
+            return
     with _progress() as progress:
         task = progress.add_task("loading data", total=None)
         try:
@@ -247,5 +255,5 @@ def serve(
                 log_level="info", access_log=False, server_header=False)
 
 
-if __name__ == "__main__":
-    app()
+# Commands that live in their own modules register themselves on `app` when imported.
+from leadscore import cli_score, cli_table  # noqa: E402,F401

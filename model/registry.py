@@ -46,7 +46,7 @@ class GateDecision:
 def alias_version(alias: str, name: str = MODEL_NAME, client: MlflowClient | None = None) -> str | None:
     client = client or MlflowClient()
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 

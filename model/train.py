@@ -129,6 +129,7 @@ def _raw(explainer, X, encoder):
 
 def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
           progress: Callable[[str], None] | None = None) -> TrainResult:
+    """Train on event data: point-in-time rows for `config.definition`, catalogue features."""
     step = progress or (lambda msg: log.info(msg))
     step("building training rows")
     rows = training_rows(dataset, config.definition)
@@ -136,18 +137,34 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
     step(f"computing features for {len(rows):,} rows")
     feats = feature_frame(dataset, rows)
     values = {name: feats[name].to_numpy() for name in config.features}
-    y = rows["label"].to_numpy().astype(int)
-
     holdout = split_by_lead_time(rows, config.holdout_fraction)
+    categorical = tuple(n for n in config.features if n in catalog.BY_NAME and catalog.BY_NAME[n].kind == "categorical")
+    result = fit_models(values, rows, holdout, categorical, config, step)
+    result.warnings[:0] = warnings
+    return result
+
+
+def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.ndarray,
+               categorical: tuple[str, ...], config: TrainConfig,
+               step: Callable[[str], None] | None = None) -> TrainResult:
+    """Fit, calibrate, choose and evaluate on any feature table.
+
+    `values`: feature name -> array (categoricals as str/None, numerics as float); `rows`: one row per
+    training row with `label`, `as_of` (used for weekly volumes) and `lead_id` (keeps a lead's rows on one
+    side of the calibration split); `holdout`: mask of holdout rows. Used by `train` (event data) and by
+    `leadscore table` (flat exports).
+    """
+    step = step or (lambda msg: log.info(msg))
+    features = tuple(values)
+    y = rows["label"].to_numpy().astype(int)
+    warnings = check_enough(y[holdout], "holdout rows")
     train_idx = np.flatnonzero(~holdout)
     calib = np.zeros(len(rows), dtype=bool)
     calib[train_idx] = split_by_lead_time(rows.iloc[train_idx], config.calibration_fraction)
     fit = ~holdout & ~calib
     rows = rows.assign(part=np.select([holdout, calib], ["holdout", "calibration"], "fit"))
-    warnings += check_enough(y[holdout], "holdout rows")
 
-    categorical = tuple(n for n in config.features if catalog.BY_NAME.get(n) and catalog.BY_NAME[n].kind == "categorical")
-    encoder = Encoder.fit({k: v[fit] for k, v in values.items()}, config.features, categorical)
+    encoder = Encoder.fit({k: v[fit] for k, v in values.items()}, features, categorical)
     X = encoder.transform(values)
 
     families = ["scorecard", "boosted"] if config.model == "auto" else [config.model]
@@ -175,16 +192,17 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
     f = fitted[chosen]
     policy = choose_policy(f["p_c"], y[calib], rows.loc[calib, "as_of"], config.policy, config.policy_target)
     metrics = evaluate.metrics(f["p_h"], y[holdout], policy)
-    y_fit = y[fit]
+    fit_values = {k: v[fit] for k, v in values.items()}
     info = {
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": {"holdout": metrics},
-        "insights": insights({k: v[fit] for k, v in values.items()}, y_fit, categorical),
-        "distributions": distributions({k: v[fit] for k, v in values.items()}, f["p_c"], encoder),
+        "insights": insights(fit_values, y[fit], categorical),
+        "distributions": distributions(fit_values, f["p_c"], encoder),
         "n_train": int(fit.sum() + calib.sum()), "n_holdout": int(holdout.sum()),
     }
     model = ScoringModel(family=chosen, encoder=encoder, explainer=f["explainer"], calibration=f["platt"],
                          policy=policy, definition=config.definition, info=info)
     return TrainResult(model=model, estimator=f["est"], rows=rows, holdout_p=f["p_h"],
                        holdout_contributions=f["C_h"], metrics=metrics,
-                       holdout_values={k: v[holdout] for k, v in values.items()}, candidates=candidates, warnings=warnings)
+                       holdout_values={k: v[holdout] for k, v in values.items()},
+                       candidates=candidates, warnings=warnings)

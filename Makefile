@@ -1,0 +1,75 @@
+# Leadscore: `make run` serves a trained demo model; `make test` runs every test. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+DATA ?= data/demo
+LEADS ?= 20000
+SEED ?= 0
+KEYS_FILE := .leadscore/keys.env
+PYTEST_ARGS ?=
+export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+export LEADSCORE_DATABASE_URL ?= sqlite:///leadscore.db
+
+.PHONY: run install install-test data model keys serve test lab wheel-check bench clean help
+
+help:
+	@echo "make run   - install, build demo data, train, register the champion, serve API + sales page"
+	@echo "make test  - install test tools and run every test"
+	@echo "make lab   - JupyterLab with the project's kernel"
+	@echo "make bench - run the benchmarks (see docs/benchmarks.md)"
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[postgres]'
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[test,notebooks]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name leadscore --display-name "Python (leadscore)" >/dev/null
+	@touch $@
+
+install: $(VENV)/.installed
+
+data: $(DATA)/dataset.json
+$(DATA)/dataset.json: | $(VENV)/.installed
+	$(BIN)/leadscore demo-data --leads $(LEADS) --seed $(SEED) --out $(DATA)
+
+model: data
+	$(BIN)/leadscore train --data $(DATA) --if-missing
+
+keys: | $(VENV)/.installed
+	@$(BIN)/leadscore keys --file $(KEYS_FILE) --no-show
+
+run: model keys
+	@set -a; source $(KEYS_FILE); set +a; \
+	echo; \
+	echo "Leadscore is starting on http://$(HOST):$(PORT)"; \
+	echo "  API docs:    http://$(HOST):$(PORT)/docs"; \
+	echo "  Sales page:  http://$(HOST):$(PORT)/ui   (sign in with the sales or admin key)"; \
+	echo "  API keys (also in $(KEYS_FILE)):"; \
+	$(BIN)/leadscore keys --file $(KEYS_FILE); \
+	echo "  MLflow UI:   $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000"; \
+	echo; \
+	exec $(BIN)/leadscore serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-test
+	@bash .ci/system-deps.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lab: $(VENV)/.installed-test
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+wheel-check: | $(BIN)/uv
+	bash .ci/wheel-check.sh
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/features.py && $(BIN)/python bench/score.py && $(BIN)/python bench/api.py
+
+clean:
+	rm -rf $(VENV) data mlflow.db mlruns leadscore.db* .leadscore

@@ -1,0 +1,1 @@
+"""`leadscore score`: batch scoring of every lead with reasons."""
