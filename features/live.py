@@ -1,17 +1,61 @@
 """The live path: features for leads sent in a request (attributes and events as plain dicts), no pandas.
 
-It turns the request into the same arrays the batch path builds and calls the same `build.build`, so a
-live score and a batch score of the same lead at the same moment are equal (tests/features prove it).
+It computes exactly what the batch path (`build.build`) computes for the same lead at the same moment
+(tests/features prove it), but shaped for small requests: instead of one binary search per channel and
+window (hundreds of tiny numpy calls, a few milliseconds for one lead), every event is tested against
+every channel and window at once in a few array operations over an (events x channels x windows) cube.
+That is cheap because a request holds few events; a batch of millions of rows goes through `build.build`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from typing import Final
 
 import numpy as np
 
-from leadscore.features import build, schema as S
+from leadscore.features import build, catalog, schema as S
+from leadscore.features.catalog import CHANNELS, DAY_MS, ENGAGEMENT, HIGH_INTENT, WINDOWS
+
+_MAX_REL: Final = (1 << build.TS_BITS) - 1
+_N_PAGES: Final = len(S.PAGE_KINDS)
+_ORDER: Final = tuple(spec.name for spec in catalog.FEATURES)
+
+
+def _channel_table() -> np.ndarray:
+    """(event type, page code + 1, channel) -> the event counts in that channel; page code -1 = no page."""
+    table = np.zeros((len(S.EVENT_TYPES), _N_PAGES + 1, len(CHANNELS)), dtype=bool)
+    for t, type_name in enumerate(S.EVENT_TYPES):
+        for p in range(-1, _N_PAGES):
+            page = S.PAGE_KINDS[p] if p >= 0 else None
+            web = type_name == "web_visit"
+            for c, name in enumerate(CHANNELS):
+                if name.startswith("visit_"):
+                    hit = web and page == name.removeprefix("visit_")
+                elif name == "engagement":
+                    hit = type_name in ENGAGEMENT
+                elif name == "high_intent":
+                    hit = type_name in HIGH_INTENT or (web and page == "pricing")
+                else:
+                    hit = type_name == name
+                table[t, p + 1, c] = hit
+    return table
+
+
+_CHANNEL_TABLE: Final = _channel_table()
+_CH: Final = {name: c for c, name in enumerate(CHANNELS)}
+# window slots: 0 = all time before as_of, then one per catalogue window
+_SLOT: Final = {None: 0, **{w: k + 1 for k, w in enumerate(WINDOWS)}}
+_WINDOW_MS: Final = np.array([0, *(w * DAY_MS for w in WINDOWS)], dtype=np.int64)
+_SINCE: Final = tuple((c, f"days_since_{name}") for c, name in enumerate(CHANNELS)
+                      if f"days_since_{name}" in catalog.BY_NAME)
+_COUNTED: Final = tuple(
+    (spec.name, _CH[spec.name.removesuffix(f"_{w}d")], _SLOT[w])
+    for spec in catalog.FEATURES for w in WINDOWS
+    if spec.name.endswith(f"_{w}d") and spec.name.removesuffix(f"_{w}d") in _CH
+) + tuple((spec.name, _CH[spec.name.removesuffix("_total")], 0) for spec in catalog.FEATURES
+          if spec.name.endswith("_total") and spec.name.removesuffix("_total") in _CH)
 
 
 def to_ms(value: datetime | str) -> int:
@@ -24,6 +68,11 @@ def to_ms(value: datetime | str) -> int:
         int(value.timestamp() * 1_000_000) // 1000)
 
 
+def _rel(ms: np.ndarray) -> np.ndarray:
+    """Milliseconds since `build.EPOCH_MS`, clipped exactly as `build` clips its sort keys."""
+    return np.clip(ms - build.EPOCH_MS, 0, _MAX_REL)
+
+
 def lead_features(leads: Sequence[Mapping], as_of_ms: Sequence[int]) -> dict[str, np.ndarray]:
     """Features for each lead in `leads` at its as_of.
 
@@ -33,24 +82,74 @@ def lead_features(leads: Sequence[Mapping], as_of_ms: Sequence[int]) -> dict[str
     `type`, `timestamp` and optionally `page`. Events at or after as_of are ignored, as in training.
     """
     n = len(leads)
+    as_of = np.asarray(as_of_ms, dtype=np.int64).reshape(n)
     created = np.fromiter((to_ms(lead["created_at"]) for lead in leads), dtype=np.int64, count=n)
     attrs = {c: np.array([_attributes(lead).get(c) for lead in leads], dtype=object) for c in S.LEAD_ATTRIBUTES}
     lead_code, ts, types, pages = [], [], [], []
+    type_code, page_code = build.TYPE_CODE, build.PAGE_CODE
     for i, lead in enumerate(leads):
-        for e in lead.get("events") or ():
-            lead_code.append(i)
+        evs = lead.get("events") or ()
+        lead_code.extend([i] * len(evs))
+        for e in evs:
             ts.append(to_ms(e["timestamp"]))
-            types.append(build.TYPE_CODE[e["type"]])
+            types.append(type_code[e["type"]])
             page = e.get("page")
-            pages.append(build.PAGE_CODE[page] if page is not None else build.NO_PAGE)
-    events = build.EventArrays(
-        lead=np.asarray(lead_code, dtype=np.int64),
-        ts_ms=np.asarray(ts, dtype=np.int64),
-        type_code=np.asarray(types, dtype=np.int16),
-        page_code=np.asarray(pages, dtype=np.int16),
-    )
-    return build.build(build.LeadArrays(created, attrs), events, np.arange(n, dtype=np.int64),
-                       np.asarray(as_of_ms, dtype=np.int64))
+            pages.append(page_code[page] + 1 if page is not None else 0)
+    rows = np.arange(n, dtype=np.int64)
+    values = build.profile_features(build.LeadArrays(created, attrs), rows, as_of)
+    values.update(_event_features(n, np.asarray(lead_code, dtype=np.int64), np.asarray(ts, dtype=np.int64),
+                                  np.asarray(types, dtype=np.int64), np.asarray(pages, dtype=np.int64), as_of))
+    return {name: values[name] for name in _ORDER}
+
+
+def _event_features(n: int, lead: np.ndarray, ts_ms: np.ndarray, types: np.ndarray, pages: np.ndarray,
+                    as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
+    """`build.event_features` for one row per lead, computed as one (events x channels x windows) cube."""
+    n_ch, n_slots = len(CHANNELS), len(_WINDOW_MS)
+    counts = np.zeros((n, n_ch, n_slots), dtype=np.int64)
+    last = np.full((n, n_ch), -1, dtype=np.int64)  # relative ms of the last event before as_of, -1 = none
+    if len(lead):
+        member = _CHANNEL_TABLE[types, pages]  # (E, C)
+        t = _rel(ts_ms)
+        hi = _rel(as_of_ms)[lead]  # (E,)
+        lo = _rel(as_of_ms[lead, None] - _WINDOW_MS[None, :])  # (E, K)
+        lo[:, 0] = 0
+        in_slot = (t[:, None] >= lo) & (t < hi)[:, None]  # (E, K)
+        cube = member[:, :, None] & in_slot[:, None, :]  # (E, C, K)
+        before = np.where(member & in_slot[:, :1], t[:, None], -1)  # (E, C)
+        if n == 1:
+            counts[0] = cube.sum(axis=0)
+            last[0] = before.max(axis=0)
+        else:
+            np.add.at(counts, lead, cube.astype(np.int64))
+            np.maximum.at(last, lead, before)
+    f64 = np.float64
+    out: dict[str, np.ndarray] = {}
+    for c, name in _SINCE:
+        found = last[:, c] >= 0
+        last_ms = last[:, c] + build.EPOCH_MS
+        out[name] = np.where(found, np.floor((as_of_ms - last_ms) / DAY_MS), np.nan)
+    for name, c, k in _COUNTED:
+        out[name] = counts[:, c, k].astype(f64)
+
+    def cnt(channel: str, window: int) -> np.ndarray:
+        return counts[:, _CH[channel], _SLOT[window]].astype(f64)
+
+    sent30, sent90 = cnt("email_sent", 30), cnt("email_sent", 90)
+    opened30, opened90 = cnt("email_opened", 30), cnt("email_opened", 90)
+    clicked30 = cnt("email_clicked", 30)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["open_rate_30d"] = np.where(sent30 > 0, np.minimum(opened30 / sent30, 1.0), np.nan)
+        out["click_rate_30d"] = np.where(sent30 > 0, np.minimum(clicked30 / sent30, 1.0), np.nan)
+        earlier_sent, earlier_opened = sent90 - sent30, opened90 - opened30
+        out["open_rate_trend"] = np.where(
+            (sent30 >= 2) & (earlier_sent >= 2),
+            np.minimum(opened30 / np.maximum(sent30, 1), 1) - np.minimum(earlier_opened / np.maximum(earlier_sent, 1), 1),
+            np.nan,
+        )
+    eng7, eng30 = cnt("engagement", 7), cnt("engagement", 30)
+    out["activity_trend"] = np.round(eng7 / 7 - (eng30 - eng7) / 23, 4)
+    return out
 
 
 def _attributes(lead: Mapping) -> Mapping:
