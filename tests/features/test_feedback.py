@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -167,10 +167,10 @@ def test_feedback_read_from_the_service_store_merges(tmp_path):
     url = f"sqlite:///{tmp_path / 'leadscore.db'}"
     db.migrate(url)
     engine = db.make_engine(url)
-    store.add_feedback(engine, "L1", "qualified", at=datetime(2025, 1, 11, tzinfo=timezone.utc))
-    store.add_feedback(engine, "L2", "disqualified", reason="competitor", at=datetime(2025, 1, 5, tzinfo=timezone.utc),
+    store.add_feedback(engine, "L1", "qualified", at=datetime(2025, 1, 11, tzinfo=UTC))
+    store.add_feedback(engine, "L2", "disqualified", reason="competitor", at=datetime(2025, 1, 5, tzinfo=UTC),
                        idempotency_key="k-1")
-    store.add_feedback(engine, "L2", "disqualified", reason="competitor", at=datetime(2025, 1, 5, tzinfo=timezone.utc),
+    store.add_feedback(engine, "L2", "disqualified", reason="competitor", at=datetime(2025, 1, 5, tzinfo=UTC),
                        idempotency_key="k-1")  # a retry: stored once
     # when read back through the package and merged into the export
     ds = make_dataset([("L2", "qualified", day(10), None)])
