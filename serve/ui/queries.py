@@ -1,0 +1,229 @@
+"""Read queries of the sales page. Read-only, SQLAlchemy Core, the same SQL on SQLite and PostgreSQL.
+
+The store (`leadscore.serve.store`) owns every write; feedback is written only through
+`leadscore.serve.routes.feedback.save_feedback`. These queries add what the page needs on top of it: a
+filtered, counted, paginated lead list, trends for one page of leads, recent events and the summary numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from leadscore.serve import db
+from leadscore.serve.store import _aware, _row
+
+SL, LEADS, EVENTS, FB = db.score_log, db.leads, db.events, db.feedback
+ACCEPTED = ("qualified", "won", "lost")  # sales took the lead (a lost deal was qualified first)
+REJECTED = ("disqualified",)
+
+
+# --- lead list -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ListFilter:
+    grade: str | None = None
+    source: str | None = None
+    new_since: datetime | None = None  # the lead was created (or first scored, if never stored) at or after
+    unreviewed: bool = False  # no feedback stored for the lead yet
+
+
+def _latest_ids():
+    return sa.select(SL.c.lead_id, sa.func.max(SL.c.id).label("id")).group_by(SL.c.lead_id).subquery("latest")
+
+
+def _list_query(f: ListFilter, columns):
+    latest = _latest_ids()
+    created = sa.func.coalesce(LEADS.c.created_at, SL.c.scored_at)
+    q = (sa.select(*columns(created))
+         .select_from(SL.join(latest, SL.c.id == latest.c.id).outerjoin(LEADS, LEADS.c.lead_id == SL.c.lead_id)))
+    if f.grade:
+        q = q.where(SL.c.grade == f.grade)
+    if f.source:
+        q = q.where(LEADS.c.attributes["source"].as_string() == f.source)
+    if f.new_since:
+        q = q.where(created >= f.new_since)
+    if f.unreviewed:
+        q = q.where(~sa.exists().where(FB.c.lead_id == SL.c.lead_id))
+    return q
+
+
+def lead_list(engine: sa.Engine, f: ListFilter, limit: int, offset: int) -> tuple[list[dict], int]:
+    """One page of leads by their latest score, highest first, and how many leads match in all."""
+    def cols(created):
+        return (SL.c.id, SL.c.lead_id, SL.c.scored_at, SL.c.score, SL.c.probability, SL.c.grade, SL.c.qualified,
+                SL.c.reasons, SL.c.model_version, LEADS.c.attributes, created.label("created_at"))
+
+    q = _list_query(f, cols).order_by(SL.c.probability.desc(), SL.c.lead_id).limit(limit).offset(offset)
+    count = sa.select(sa.func.count()).select_from(_list_query(f, lambda c: (SL.c.id,)).subquery())
+    with engine.connect() as conn:
+        total = conn.execute(count).scalar_one()
+        rows = [_row(r) for r in conn.execute(q).all()]
+    ids = [r["lead_id"] for r in rows]
+    previous = previous_scores(engine, ids)
+    reviews = latest_feedback(engine, ids)
+    for r in rows:
+        r["previous_score"] = previous.get(r["lead_id"])
+        r["feedback"] = reviews.get(r["lead_id"])
+    return rows, total
+
+
+def previous_scores(engine: sa.Engine, lead_ids: list[str]) -> dict[str, int]:
+    """The score before the latest one, for each lead that has been scored at least twice."""
+    if not lead_ids:
+        return {}
+    rn = sa.func.row_number().over(partition_by=SL.c.lead_id, order_by=SL.c.id.desc()).label("rn")
+    sub = sa.select(SL.c.lead_id, SL.c.score, rn).where(SL.c.lead_id.in_(lead_ids)).subquery()
+    with engine.connect() as conn:
+        return {r.lead_id: r.score for r in conn.execute(sa.select(sub.c.lead_id, sub.c.score).where(sub.c.rn == 2))}
+
+
+def latest_feedback(engine: sa.Engine, lead_ids: list[str]) -> dict[str, dict]:
+    if not lead_ids:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(FB.c.lead_id, FB.c.outcome, FB.c.reason, FB.c.at, FB.c.id)
+                            .where(FB.c.lead_id.in_(lead_ids)).order_by(FB.c.at, FB.c.id)).all()
+    return {r.lead_id: _row(r) for r in rows}  # the last one per lead wins
+
+
+def sources(engine: sa.Engine, limit: int = 100) -> list[str]:
+    """The lead sources present in the store, for the filter."""
+    src = LEADS.c.attributes["source"].as_string()
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.select(src).where(src.is_not(None)).distinct().order_by(src).limit(limit))]
+
+
+# --- one lead --------------------------------------------------------------------------------------------
+def lead_row(engine: sa.Engine, lead_id: str) -> dict | None:
+    with engine.connect() as conn:
+        r = conn.execute(sa.select(LEADS).where(LEADS.c.lead_id == lead_id)).first()
+    return _row(r) if r else None
+
+
+def recent_events(engine: sa.Engine, lead_id: str, limit: int = 25) -> tuple[list[dict], int]:
+    """The lead's newest events first, and how many it has in all."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(EVENTS.c.type, EVENTS.c.timestamp, EVENTS.c.page)
+                            .where(EVENTS.c.lead_id == lead_id)
+                            .order_by(EVENTS.c.timestamp.desc(), EVENTS.c.id.desc()).limit(limit)).all()
+        total = conn.execute(sa.select(sa.func.count()).select_from(EVENTS).where(EVENTS.c.lead_id == lead_id)).scalar_one()
+    return [_row(r) for r in rows], total
+
+
+def feedback_by_id(engine: sa.Engine, feedback_id: int, lead_id: str) -> dict | None:
+    with engine.connect() as conn:
+        r = conn.execute(sa.select(FB).where(FB.c.id == feedback_id, FB.c.lead_id == lead_id)).first()
+    return _row(r) if r else None
+
+
+# --- summary ---------------------------------------------------------------------------------------------
+@dataclass
+class Summary:
+    days: int
+    start: datetime
+    weeks: list[tuple[datetime, int]]  # (Monday 00:00 UTC, leads handed over that week)
+    handed_over: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    awaiting: int = 0
+    by_grade: dict[str, dict] = field(default_factory=dict)  # grade -> reviewed, qualified, rate
+    agreement: dict = field(default_factory=dict)
+    reasons: list[tuple[str, int]] = field(default_factory=list)  # why sales said "not qualified"
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        n = self.accepted + self.rejected
+        return self.accepted / n if n else None
+
+
+def _monday(t: datetime) -> datetime:
+    d = t.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return d - timedelta(days=d.weekday())
+
+
+def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> Summary:
+    """The sales-and-marketing numbers over the last `days`.
+
+    - handed over: a lead's first score at or above the handoff threshold (`qualified` in the score log),
+      counted in the week it happened;
+    - acceptance: of the leads handed over in the period, the share sales accepted (their latest feedback is
+      qualified, won or lost) among those sales reviewed;
+    - qualification rate per grade and agreement: feedback received in the period, each compared with the
+      lead's latest score at or before the feedback (the score sales saw), or its first score if none.
+    """
+    now = now or datetime.now(timezone.utc)
+    start = now - timedelta(days=days)
+    first_handoff = (sa.select(SL.c.lead_id, sa.func.min(SL.c.scored_at).label("at"))
+                     .where(SL.c.qualified.is_(True)).group_by(SL.c.lead_id).subquery())
+    handed = sa.select(first_handoff.c.lead_id, first_handoff.c.at).where(first_handoff.c.at >= start)
+
+    # the latest feedback of each lead received in the period, and the score the lead had then
+    last_fb = (sa.select(FB.c.lead_id, sa.func.max(FB.c.id).label("id"))
+               .where(FB.c.received_at >= start).group_by(FB.c.lead_id).subquery())
+    fb, s2 = FB.alias("fb"), SL.alias("s2")
+    seen_before = (sa.select(sa.func.max(s2.c.id)).where(s2.c.lead_id == fb.c.lead_id, s2.c.scored_at <= fb.c.at)
+                   .correlate(fb).scalar_subquery())
+    first_any = (sa.select(sa.func.min(s2.c.id)).where(s2.c.lead_id == fb.c.lead_id)
+                 .correlate(fb).scalar_subquery())
+    reviewed = (sa.select(fb.c.lead_id, fb.c.outcome, fb.c.reason, SL.c.grade, SL.c.qualified, SL.c.score)
+                .select_from(fb.join(last_fb, fb.c.id == last_fb.c.id)
+                             .join(SL, SL.c.id == sa.func.coalesce(seen_before, first_any))))
+    verdict_of_all = sa.select(FB.c.lead_id, FB.c.outcome).order_by(FB.c.at, FB.c.id)
+    with engine.connect() as conn:
+        handed_rows = conn.execute(handed).all()
+        review_rows = conn.execute(reviewed).all()
+        handed_ids = {r.lead_id for r in handed_rows}
+        verdict: dict[str, str] = {}
+        if handed_ids:
+            for r in conn.execute(verdict_of_all.where(FB.c.lead_id.in_(handed_ids))):
+                verdict[r.lead_id] = r.outcome
+
+    weeks: Counter = Counter(_monday(_aware(r.at)) for r in handed_rows)
+    first_week = _monday(start)
+    out = Summary(days=days, start=start, weeks=[])
+    w = first_week
+    while w <= now:
+        out.weeks.append((w, weeks.get(w, 0)))
+        w += timedelta(days=7)
+    out.handed_over = len(handed_ids)
+    for lid in handed_ids:
+        v = verdict.get(lid)
+        if v is None:
+            out.awaiting += 1
+        elif v in ACCEPTED:
+            out.accepted += 1
+        else:
+            out.rejected += 1
+
+    grades: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    matrix = Counter()
+    scores: dict[bool, list[int]] = {True: [], False: []}
+    reasons: Counter = Counter()
+    for r in review_rows:
+        positive = r.outcome in ACCEPTED
+        grades[r.grade][0] += 1
+        grades[r.grade][1] += positive
+        matrix[(bool(r.qualified), positive)] += 1
+        scores[positive].append(r.score)
+        if r.outcome == "disqualified":
+            reasons[r.reason or "other"] += 1
+    out.by_grade = {g: {"reviewed": grades[g][0], "qualified": grades[g][1],
+                        "rate": grades[g][1] / grades[g][0] if grades[g][0] else None} for g in "ABCD"}
+    n = sum(matrix.values())
+    agree = matrix[(True, True)] + matrix[(False, False)]
+    out.agreement = {
+        "reviewed": n,
+        "agree": agree,
+        "rate": agree / n if n else None,
+        "handoff_confirmed": matrix[(True, True)],  # model: hand over; sales: qualified
+        "handoff_rejected": matrix[(True, False)],  # model: hand over; sales: not qualified
+        "missed": matrix[(False, True)],  # model: not yet; sales: qualified
+        "hold_confirmed": matrix[(False, False)],  # model: not yet; sales: not qualified
+        "mean_score_qualified": sum(scores[True]) / len(scores[True]) if scores[True] else None,
+        "mean_score_not_qualified": sum(scores[False]) / len(scores[False]) if scores[False] else None,
+    }
+    out.reasons = reasons.most_common()
+    return out
