@@ -7,9 +7,10 @@ import contextlib
 import logging
 
 import mlflow
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadscore.serve import db
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
@@ -31,8 +32,24 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+def error_detail(detail, field: str = "request") -> list[dict]:
+    """Every error body is {"detail": [{"field", "reason"}, ...]}."""
+    if isinstance(detail, list) and all(isinstance(d, dict) and "reason" in d for d in detail):
+        return detail
+    return [{"field": field, "reason": str(detail)}]
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    field = {404: "path", 405: "method"}.get(exc.status_code, "request")
+    return JSONResponse({"detail": error_detail(exc.detail, field)}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The request path and the exception only: headers (which carry the API key) are never logged.
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": [{"field": "request", "reason": "internal error; see the service log"}]},
+                        status_code=500)
 
 
 async def _reload_periodically(app: FastAPI, every: float) -> None:
@@ -44,9 +61,20 @@ async def _reload_periodically(app: FastAPI, every: float) -> None:
             log.exception("periodic model check failed")
 
 
+def _setup_logging(level: str) -> None:
+    """Our loggers at `level` with one handler, whatever logging the CLI or uvicorn set up before."""
+    logger = logging.getLogger("leadscore")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(settings.log_level)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -55,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = db.make_engine(settings.database_url)
         app.state.score_log = ScoreLogWriter(app.state.engine)
         outcome = await asyncio.to_thread(app.state.holder.reload)
-        log.info("model: %s", outcome.message)
+        (log.info if app.state.holder.model is not None else log.warning)("model: %s", outcome.message)
         if not app.state.keys:
             log.warning("no API keys configured (LEADSCORE_API_KEYS): every endpoint but health answers 401")
         task = (asyncio.create_task(_reload_periodically(app, settings.reload_interval_seconds))
@@ -78,7 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.score_log = None
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
     for module in (health, score, feedback, model, leads):
         app.include_router(module.router)
     with contextlib.suppress(ImportError):

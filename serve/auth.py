@@ -34,14 +34,16 @@ def require(*allowed: str):
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
 
-    def dependency(request: Request) -> str:
+    async def dependency(request: Request) -> str:  # async: no thread-pool hop on the hot path
         key = _presented_key(request)
         role = role_of(request.app.state.keys, key) if key else None
         if role is None:
-            raise HTTPException(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            raise HTTPException(401, [{"field": "authorization",
+                                       "reason": "missing or invalid API key: send 'Authorization: Bearer <key>'"}],
                                 headers={"WWW-Authenticate": "Bearer"})
         if role != "admin" and role not in allowed:
-            raise HTTPException(403, f"the {role} role may not do this; needs one of: {', '.join(allowed)}")
+            raise HTTPException(403, [{"field": "authorization", "reason": f"the {role} role may not do this; "
+                                       f"needs one of: {', '.join((*allowed, 'admin'))}"}])
         return role
 
     return dependency

@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from starlette.datastructures import State
 
 
-def get_state(request: Request) -> State:
+async def get_state(request: Request) -> State:
     return request.app.state
 
 
-def get_engine(request: Request) -> sa.Engine:
+async def get_engine(request: Request) -> sa.Engine:
     return request.app.state.engine
 
 

@@ -59,39 +59,51 @@ class MetricsMiddleware:
 
 
 class BodyLimitMiddleware:
-    """413 for request bodies over `limit` bytes, by Content-Length or as the body streams in."""
+    """413 for request bodies over `limit` bytes, by Content-Length or as the body streams in.
+
+    The body is read here first (the app reads all of it anyway) and replayed to the app, so an oversized
+    chunked body is answered 413 before any route sees it, not a parse error.
+    """
 
     def __init__(self, app: ASGIApp, limit: int):
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 await _too_large(send, self.limit)
                 return
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":  # client went away
+                await self.app(scope, _replay([message], receive), send)
+                return
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
+                await _too_large(send, self.limit)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}],
+                                      receive), send)
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await _too_large(send, self.limit)
 
+def _replay(messages: list, receive: Receive) -> Receive:
+    pending = list(messages)
 
-class _TooLarge(Exception):
-    pass
+    async def replay():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -27,6 +27,7 @@ class ReloadOutcome:
     changed: bool
     version: str | None
     message: str
+    refused: bool = False
 
 
 class ModelHolder:
@@ -35,6 +36,7 @@ class ModelHolder:
         self.model: ScoringModel | None = None
         self.last_error: str | None = None
         self.loaded_at: float | None = None
+        self.refused: str | None = None  # the version last refused, not retried by periodic checks
         self._lock = threading.Lock()
 
     def _target_version(self) -> str | None:
@@ -43,33 +45,43 @@ class ModelHolder:
             return registry.alias_version(alias, name)
         return self.uri
 
-    def reload(self) -> ReloadOutcome:
-        """Load the model `uri` points to now, if it differs from the one serving."""
+    def reload(self, force: bool = False) -> ReloadOutcome:
+        """Load the model `uri` points to now, if it differs from the one serving.
+
+        A version refused once is not tried again by periodic checks (`force=False`), only by an explicit
+        reload (`force=True`, POST /v1/admin/reload), so a broken champion does not fill the log.
+        """
         with self._lock:
             try:
                 target = self._target_version()
             except Exception as e:  # noqa: BLE001 - registry unreachable: keep serving what we have
-                self.last_error = f"cannot reach the model registry: {e}"
+                self.last_error = f"cannot reach the model registry: {type(e).__name__}: {str(e)[:300]}"
                 log.warning(self.last_error)
                 return ReloadOutcome(False, self.version, self.last_error)
             if target is None:
                 self.last_error = f"no model at {self.uri}: train one (leadscore train) or promote a version"
                 return ReloadOutcome(False, self.version, self.last_error)
             if self.model is not None and target == self.version:
+                self.last_error = None
                 return ReloadOutcome(False, self.version, "already serving this version")
+            if target == self.refused and not force:
+                return ReloadOutcome(False, self.version, self.last_error or f"version {target} was refused")
             try:
                 candidate = registry.load_scoring_model(self.uri if "@" not in self.uri else
                                                         f"models:/{self.uri.removeprefix('models:/').partition('@')[0]}/{target}")
                 candidate.version = target if "@" in self.uri else candidate.version
                 smoke_test(candidate)
             except Exception as e:  # noqa: BLE001 - any failure refuses the candidate
-                self.last_error = f"refused model version {target}: {type(e).__name__}: {e}"
+                self.refused = target
+                kept = f"; still serving version {self.version}" if self.model is not None else ""
+                self.last_error = f"refused model version {target}: {type(e).__name__}: {str(e)[:500]}{kept}"
                 log.error(self.last_error)
-                return ReloadOutcome(False, self.version, self.last_error)
+                return ReloadOutcome(False, self.version, self.last_error, refused=True)
             previous = self.version
             self.model = candidate  # the atomic swap
             self.loaded_at = time.time()
             self.last_error = None
+            self.refused = None
             log.info("serving model %s version %s (was %s)", candidate.name, candidate.version, previous)
             return ReloadOutcome(True, candidate.version, f"now serving version {candidate.version}")
 

@@ -13,7 +13,9 @@ EventType = Literal[S.EVENT_TYPES]  # type: ignore[valid-type]
 PageKind = Literal[S.PAGE_KINDS]  # type: ignore[valid-type]
 Outcome = Literal["qualified", "disqualified", "won", "lost"]
 LeadId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
+# Free text: bounded, and no control characters (a NUL byte cannot be stored in PostgreSQL text).
+ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+LongText = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
 
 MIN_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 MAX_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
@@ -102,9 +104,10 @@ class FeedbackIn(Strict):
     lead_id: LeadId
     outcome: Outcome
     reason: Literal[S.DISQUALIFY_REASONS] | None = None  # type: ignore[valid-type]
-    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    note: LongText | None = None
     at: Timestamp | None = None
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128,
+                                                      pattern=r"^[\x21-\x7e]+$")] | None = None
 
 
 class FeedbackOut(BaseModel):

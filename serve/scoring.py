@@ -1,4 +1,9 @@
-"""Score leads from a request: the live feature path, the serving model, the score log."""
+"""Score leads from a request: the live feature path, the serving model, the score log.
+
+The hot path is numpy on a few small arrays (see `features.live` and `ScoringModel.fast_explain`): no
+pandas, no scikit-learn, no thread pool. Stored leads are read from the database first (in a worker
+thread, by the route), then everything else runs without I/O; the score-log rows go to a background writer.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ from leadscore.features.live import lead_features, to_ms
 from leadscore.serve import store
 from leadscore.serve.schemas import ScoreRequest
 
+NO_MODEL = ("no model is loaded ({why}); train one with `leadscore train` (or promote a version) and the "
+            "service picks it up on its next check or on POST /v1/admin/reload")
+
 
 def _json_value(v):
     if v is None:
@@ -22,24 +30,43 @@ def _json_value(v):
     return v
 
 
-def score_request(state, req: ScoreRequest, explain_full: bool = False) -> dict:
-    model = state.holder.model  # one reference for the whole request: a swap cannot split it
+def current_model(state):
+    """The model to score with: one reference for the whole request, so a swap cannot split it."""
+    model = state.holder.model
     if model is None:
-        raise HTTPException(503, f"no model is loaded yet ({state.holder.last_error or 'loading'}); "
-                                 "train one with `leadscore train` and it is picked up automatically")
+        raise HTTPException(503, [{"field": "model", "reason": NO_MODEL.format(
+            why=state.holder.last_error or "still loading")}])
+    return model
+
+
+def stored_leads_needed(req: ScoreRequest) -> list[str]:
+    return [lead.lead_id for lead in req.leads if lead.created_at is None]
+
+
+def load_stored(state, req: ScoreRequest) -> dict[str, dict]:
+    """Blocking database read of the leads sent by `lead_id` only."""
+    need = stored_leads_needed(req)
+    return store.get_leads(state.engine, need, state.settings.max_events_per_lead) if need else {}
+
+
+def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: dict | None = None,
+                  model=None) -> dict:
+    model = model or current_model(state)
     now = datetime.now(timezone.utc)
+    if stored is None:
+        stored = load_stored(state, req)
     leads: list[dict] = []
-    need_stored = [lead.lead_id for lead in req.leads if lead.created_at is None]
-    stored = store.get_leads(state.engine, need_stored, state.settings.max_events_per_lead) if need_stored else {}
+    errors = []
     for i, lead in enumerate(req.leads):
         if lead.created_at is None:
             if lead.attributes is not None or lead.events is not None:
-                raise HTTPException(422, [{"field": f"leads.{i}.created_at",
-                                           "reason": "required when attributes or events are sent"}])
+                errors.append({"field": f"leads.{i}.created_at", "reason": "required when attributes or events are sent"})
+                continue
             if lead.lead_id not in stored:
-                raise HTTPException(404, [{"field": f"leads.{i}.lead_id",
-                                           "reason": f"no stored lead {lead.lead_id!r}: send created_at, attributes "
-                                                     "and events, or store it with PUT /v1/leads/{lead_id}"}])
+                errors.append({"field": f"leads.{i}.lead_id",
+                               "reason": f"no stored lead {lead.lead_id!r}: send created_at, attributes and events, "
+                                         "or store it with PUT /v1/leads/{lead_id}"})
+                continue
             d = dict(stored[lead.lead_id])
         else:
             attrs = lead.attributes.model_dump() if lead.attributes else {}
@@ -47,6 +74,9 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False) -> dict:
                  "events": [{"type": e.type, "timestamp": e.timestamp, "page": e.page} for e in lead.events or ()]}
         d["as_of"] = lead.as_of or now
         leads.append(d)
+    if errors:
+        status = 422 if any(e["field"].endswith("created_at") for e in errors) else 404
+        raise HTTPException(status, errors[:50])
     as_of = [to_ms(d["as_of"]) for d in leads]
     values = lead_features(leads, as_of)
     results = model.results(values, [d["lead_id"] for d in leads], explain_full=explain_full)

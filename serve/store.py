@@ -113,17 +113,36 @@ def add_events(engine: sa.Engine, events: list[dict]) -> int:
 
 
 def get_leads(engine: sa.Engine, lead_ids: list[str], max_events: int = 5000) -> dict[str, dict]:
-    """Stored leads in the live-scoring shape: lead_id, created_at, attributes, events."""
+    """Stored leads in the live-scoring shape: lead_id, created_at, attributes, events (the newest
+    `max_events` of each lead, oldest first)."""
     ids = list(set(lead_ids))
     with engine.connect() as conn:
         leads = {r.lead_id: r for r in conn.execute(sa.select(db.leads).where(db.leads.c.lead_id.in_(ids)))}
-        evs = conn.execute(sa.select(db.events).where(db.events.c.lead_id.in_(ids))
-                           .order_by(db.events.c.lead_id, db.events.c.timestamp)).all()
+        evs = conn.execute(sa.select(db.events.c.lead_id, db.events.c.type, db.events.c.timestamp, db.events.c.page)
+                           .where(db.events.c.lead_id.in_(ids))
+                           .order_by(db.events.c.lead_id, db.events.c.timestamp.desc(), db.events.c.id.desc())).all()
     out = {lid: {"lead_id": lid, "created_at": _aware(r.created_at), "attributes": r.attributes, "events": []}
            for lid, r in leads.items()}
     for e in evs:
         if e.lead_id in out and len(out[e.lead_id]["events"]) < max_events:
             out[e.lead_id]["events"].append({"type": e.type, "timestamp": _aware(e.timestamp), "page": e.page})
+    for lead in out.values():
+        lead["events"].reverse()
+    return out
+
+
+def recent_scores(engine: sa.Engine, lead_ids: list[str], per_lead: int = 2) -> dict[str, list[dict]]:
+    """The newest `per_lead` score-log rows (score, grade, scored_at) of each lead, newest first."""
+    if not lead_ids:
+        return {}
+    rn = sa.func.row_number().over(partition_by=db.score_log.c.lead_id,
+                                   order_by=(db.score_log.c.scored_at.desc(), db.score_log.c.id.desc())).label("rn")
+    inner = (sa.select(db.score_log.c.lead_id, db.score_log.c.score, db.score_log.c.grade, db.score_log.c.scored_at, rn)
+             .where(db.score_log.c.lead_id.in_(set(lead_ids))).subquery())
+    q = sa.select(inner).where(inner.c.rn <= per_lead).order_by(inner.c.lead_id, inner.c.rn)
+    out: dict[str, list[dict]] = {}
+    for r in conn_all(engine, q):
+        out.setdefault(r.lead_id, []).append(_row(r))
     return out
 
 

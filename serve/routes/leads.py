@@ -21,7 +21,8 @@ def trend(history: list[dict]) -> str:
     return "improving" if delta > TREND_POINTS else "declining" if delta < -TREND_POINTS else "steady"
 
 
-@router.put("/leads/{lead_id}", summary="Create or update a lead's attributes")
+@router.put("/leads/{lead_id}", summary="Create or update a lead's attributes",
+            responses={401: {"description": "No valid API key"}, 403: {"description": "Wrong role"}})
 def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
     created = store.upsert_lead(engine, lead_id, body.created_at, body.attributes.model_dump())
     return {"lead_id": lead_id, "created": created}
@@ -44,7 +45,8 @@ def get_lead(lead_id: LeadId, engine: Engine, _: Reader):
     stored = store.get_leads(engine, [lead_id]).get(lead_id)
     history = store.score_history(engine, lead_id)
     if stored is None and not history:
-        raise HTTPException(404, f"no lead {lead_id!r}")
+        raise HTTPException(404, [{"field": "lead_id", "reason": f"no lead {lead_id!r}: store it with PUT "
+                                                                   "/v1/leads/{lead_id} or score it"}])
     latest = history[0] if history else None
     return {
         "lead_id": lead_id,
@@ -62,6 +64,11 @@ def get_lead(lead_id: LeadId, engine: Engine, _: Reader):
 def list_leads(engine: Engine, _: Reader, grade: Literal["A", "B", "C", "D"] | None = None,
                since: Timestamp | None = None, limit: int = Query(50, ge=1, le=1000),
                offset: int = Query(0, ge=0, le=1_000_000)):
+    """The newest score of each lead (filtered by grade and by scored at or after `since`), highest
+    probability first, each with its trend against the lead's previous score."""
     rows = store.latest_scores(engine, grade=grade, since=since, limit=limit, offset=offset)
-    return {"leads": [{k: r[k] for k in ("lead_id", "scored_at", "probability", "score", "grade", "qualified",
-                                        "model_version", "reasons")} for r in rows]}
+    recent = store.recent_scores(engine, [r["lead_id"] for r in rows])
+    return {"leads": [{**{k: r[k] for k in ("lead_id", "scored_at", "probability", "score", "grade", "qualified",
+                                           "model_version", "reasons")},
+                       "attributes": r.get("attributes"), "trend": trend(recent.get(r["lead_id"], []))}
+                      for r in rows]}

@@ -4,6 +4,7 @@ from fastapi import APIRouter, HTTPException
 
 from leadscore.serve.auth import Admin, Reader
 from leadscore.serve.deps import AppState
+from leadscore.serve.scoring import NO_MODEL
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
@@ -12,7 +13,8 @@ router = APIRouter(prefix="/v1", tags=["model"])
 def get_model(state: AppState, _: Reader):
     model = state.holder.model
     if model is None:
-        raise HTTPException(503, f"no model is loaded ({state.holder.last_error or 'loading'})")
+        raise HTTPException(503, [{"field": "model", "reason": NO_MODEL.format(
+            why=state.holder.last_error or "still loading")}])
     info = model.info
     return {
         "name": model.name, "version": model.version, "alias": state.holder.uri.partition("@")[2] or None,
@@ -22,9 +24,14 @@ def get_model(state: AppState, _: Reader):
     }
 
 
-@router.post("/admin/reload", summary="Load the current champion now")
+@router.post("/admin/reload", summary="Load the current champion now",
+             responses={409: {"description": "The champion was refused; the previous version keeps serving"},
+                        503: {"description": "No model could be loaded"}})
 def reload(state: AppState, _: Admin):
-    outcome = state.holder.reload()
-    if state.holder.model is None or (not outcome.changed and outcome.message.startswith("refused")):
-        raise HTTPException(409 if state.holder.model else 503, outcome.message)
+    """Check the registry now and swap in the champion if it changed. Requests in flight finish on the old
+    model. A version that fails to load or fails its smoke score is refused (409) and the old one keeps
+    serving; with no model at all the answer is 503."""
+    outcome = state.holder.reload(force=True)
+    if outcome.refused or state.holder.model is None:
+        raise HTTPException(409 if state.holder.model else 503, [{"field": "model", "reason": outcome.message}])
     return {"changed": outcome.changed, "version": outcome.version, "message": outcome.message}

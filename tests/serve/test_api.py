@@ -1,0 +1,363 @@
+"""The v1 API against a real `leadscore serve` process: endpoints, the role matrix, validation and errors."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+# the test keys the shared `server` fixture runs with (tests/conftest.py), role -> key
+KEYS = {"scorer": "sc_test_key_0001", "sales": "sa_test_key_0001", "admin": "ad_test_key_0001"}
+
+
+@pytest.fixture(scope="module")
+def example(server) -> dict:
+    with server.client("scorer") as c:
+        return c.get("/v1/model").json()["example"]
+
+
+def _lead(example: dict, lead_id: str, **over) -> dict:
+    lead = copy.deepcopy(example["leads"][0])
+    lead["lead_id"] = lead_id
+    lead.update(over)
+    return lead
+
+
+def _wait_for(fn, timeout: float = 10.0):
+    """Poll `fn` until it returns something truthy (the score log is written in background batches)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.1)
+    return fn()
+
+
+def _is_error_list(body: dict) -> bool:
+    return isinstance(body.get("detail"), list) and all({"field", "reason"} <= set(d) for d in body["detail"])
+
+
+# --- scoring -----------------------------------------------------------------------------------------------
+def test_stateless_score_has_probability_grade_and_top_reasons(server, example):
+    # given the model's own example lead
+    with server.client("scorer") as c:
+        # when it is scored
+        r = c.post("/v1/score", json=example)
+    # then every result field is there, with at most 5 positive then at most 5 negative reasons
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == {"name": "leadscore", "version": "1"}
+    (res,) = body["results"]
+    assert res["lead_id"] == example["leads"][0]["lead_id"]
+    assert 0 <= res["probability"] <= 1 and res["score"] == round(100 * res["probability"])
+    assert res["grade"] in "ABCD" and isinstance(res["qualified"], bool)
+    impacts = [x["impact"] for x in res["reasons"]]
+    pos, neg = [i for i in impacts if i > 0], [i for i in impacts if i < 0]
+    assert impacts == pos + neg and len(pos) <= 5 and len(neg) <= 5 and pos
+    assert pos == sorted(pos, reverse=True) and neg == sorted(neg)
+    assert all({"feature", "value", "impact", "text"} <= set(x) for x in res["reasons"])
+    assert "explanation" not in res or res["explanation"] is None
+
+
+def test_explain_full_contributions_and_base_add_up_to_the_logit(server, example):
+    # given a lead, when it is scored with ?explain=full
+    with server.client("scorer") as c:
+        res = c.post("/v1/score", params={"explain": "full"}, json=example).json()["results"][0]
+        features = c.get("/v1/model").json()["features"]
+    ex = res["explanation"]
+    # then every feature has a contribution, and base + contributions is the logit of the probability
+    assert set(ex["contributions"]) == set(features)
+    assert math.isclose(ex["base"] + sum(ex["contributions"].values()), ex["logit"], abs_tol=1e-9)
+    assert math.isclose(1 / (1 + math.exp(-ex["logit"])), res["probability"], rel_tol=1e-9)
+    # and each top reason's impact is that feature's contribution
+    for reason in res["reasons"]:
+        assert math.isclose(reason["impact"], ex["contributions"][reason["feature"]], abs_tol=1e-6)
+
+
+def test_many_leads_in_one_request_score_like_one_at_a_time(server, example):
+    # given 40 leads that differ by their events
+    base = example["leads"][0]
+    leads = [_lead(example, f"api-many-{i}", events=base["events"][: i % (len(base["events"]) + 1)])
+             for i in range(40)]
+    with server.client("scorer") as c:
+        # when they are scored together and one by one
+        together = c.post("/v1/score", json={"leads": leads}).json()["results"]
+        alone = [c.post("/v1/score", json={"leads": [lead]}).json()["results"][0] for lead in leads[:5]]
+    # then the results are the same, in request order
+    assert [r["lead_id"] for r in together] == [lead["lead_id"] for lead in leads]
+    assert [r["probability"] for r in together[:5]] == [r["probability"] for r in alone]
+
+
+def test_stored_lead_scores_like_the_same_lead_sent_stateless(server, example):
+    # given a lead stored with PUT /v1/leads and its events appended with POST /v1/events
+    lead = _lead(example, "api-stored-1")
+    with server.client("scorer") as c:
+        put = c.put(f"/v1/leads/{lead['lead_id']}", json={"created_at": lead["created_at"],
+                                                           "attributes": lead["attributes"]})
+        assert put.status_code == 200 and put.json()["created"] is True
+        ev = c.post("/v1/events", json={"events": [{"lead_id": lead["lead_id"], **e} for e in lead["events"]]})
+        assert ev.status_code == 201 and ev.json()["stored"] == len(lead["events"])
+        # when it is scored by lead_id and stateless at the same moment
+        by_id = c.post("/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["as_of"]}]})
+        stateless = c.post("/v1/score", json={"leads": [lead]})
+        # then both give the same score and reasons
+        assert by_id.status_code == 200, by_id.text
+        assert by_id.json()["results"][0]["probability"] == stateless.json()["results"][0]["probability"]
+        assert by_id.json()["results"][0]["reasons"] == stateless.json()["results"][0]["reasons"]
+        # and an update keeps one lead
+        again = c.put(f"/v1/leads/{lead['lead_id']}", json={"created_at": lead["created_at"], "attributes": {}})
+        assert again.json()["created"] is False
+
+
+def test_lead_page_has_latest_score_history_and_trend(server, example):
+    # given a stored lead scored early in its life (few events) and then later (all its events)
+    lead = _lead(example, "api-trend-1")
+    with server.client("scorer") as c:
+        c.put(f"/v1/leads/{lead['lead_id']}", json={"created_at": lead["created_at"], "attributes": lead["attributes"]})
+        c.post("/v1/events", json={"events": [{"lead_id": lead["lead_id"], **e} for e in lead["events"]]})
+        first = c.post("/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["created_at"]}]})
+        _wait_for(lambda: c.get(f"/v1/leads/{lead['lead_id']}").json()["history"])
+        second = c.post("/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["as_of"]}]})
+    s1, s2 = first.json()["results"][0]["score"], second.json()["results"][0]["score"]
+    # when sales reads the lead
+    with server.client("sales") as c:
+        def two_scores():
+            p = c.get(f"/v1/leads/{lead['lead_id']}").json()
+            return p if len(p["history"]) >= 2 else None
+
+        page = _wait_for(two_scores)
+    # then the latest score, the history (newest first) and the trend agree with what was served
+    assert page["latest"]["score"] == s2 and [h["score"] for h in page["history"]] == [s2, s1]
+    expected = "improving" if s2 - s1 > 3 else "declining" if s1 - s2 > 3 else "steady"
+    assert page["trend"] == expected
+    assert page["latest"]["reasons"] == second.json()["results"][0]["reasons"]
+    assert page["attributes"]["source"] == lead["attributes"].get("source")
+
+
+def test_review_list_filters_by_grade_and_limits(server, example):
+    # given a few scored leads
+    with server.client("scorer") as c:
+        c.post("/v1/score", json={"leads": [_lead(example, f"api-list-{i}") for i in range(3)]})
+    with server.client("sales") as c:
+        everything = _wait_for(lambda: c.get("/v1/leads", params={"limit": 1000}).json()["leads"])
+        grade = everything[0]["grade"]
+        # when the list is filtered by a grade and limited
+        only = c.get("/v1/leads", params={"grade": grade, "limit": 2}).json()["leads"]
+        future = c.get("/v1/leads", params={"since": "2099-01-01T00:00:00Z"}).json()["leads"]
+    # then only that grade comes back, highest first, each with a trend; nothing was scored in the future
+    assert 1 <= len(only) <= 2 and all(x["grade"] == grade for x in only)
+    assert [x["probability"] for x in everything] == sorted((x["probability"] for x in everything), reverse=True)
+    assert all(x["trend"] in ("improving", "steady", "declining") for x in everything)
+    assert future == []
+
+
+# --- feedback ----------------------------------------------------------------------------------------------
+def test_feedback_retried_with_the_same_key_is_stored_once(server):
+    # given a feedback with an idempotency key
+    fb = {"lead_id": "api-fb-1", "outcome": "disqualified", "reason": "no_budget", "note": "call back in Q3",
+          "at": "2024-05-01T10:00:00Z", "idempotency_key": "api-fb-1-key"}
+    with server.client("sales") as c:
+        # when it is sent twice
+        first, retry = c.post("/v1/feedback", json=fb), c.post("/v1/feedback", json=fb)
+        # and the key is reused for a different feedback
+        clash = c.post("/v1/feedback", json={**fb, "outcome": "won", "reason": None})
+        stored = c.get("/v1/feedback", params={"lead_id": "api-fb-1"}).json()
+    # then it is stored once, the retry says so, and the clash is refused
+    assert first.status_code == 201 and first.json()["duplicate"] is False
+    assert retry.status_code == 201 and retry.json()["duplicate"] is True and retry.json()["id"] == first.json()["id"]
+    assert clash.status_code == 409 and clash.json()["detail"][0]["field"] == "idempotency_key"
+    assert len(stored) == 1 and stored[0]["outcome"] == "disqualified" and stored[0]["source"] == "api"
+
+
+def test_feedback_reason_only_with_disqualified(server):
+    with server.client("sales") as c:
+        r = c.post("/v1/feedback", json={"lead_id": "api-fb-2", "outcome": "won", "reason": "spam"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "reason"
+
+
+# --- model, health, metrics ----------------------------------------------------------------------------------
+def test_model_endpoint_describes_version_policy_and_features(server):
+    with server.client("sales") as c:
+        m = c.get("/v1/model").json()
+    assert m["version"] == "1" and m["alias"] == "champion"
+    assert {"kind", "threshold", "grade_cutoffs"} <= set(m["policy"])
+    assert m["features"] and m["definition"]
+
+
+def test_health_ready_and_metrics(server, example):
+    with server.client("scorer") as c:
+        c.post("/v1/score", json=example)
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": True}
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'leadscore_requests_total{method="POST",route="/v1/score",status="200"}' in text
+    assert "leadscore_request_seconds_bucket" in text and "leadscore_score_count" in text
+    assert "leadscore_model_version 1.0" in text
+
+
+def test_admin_reload_with_the_same_champion_changes_nothing(server):
+    with server.client("admin") as c:
+        r = c.post("/v1/admin/reload")
+    assert r.status_code == 200 and r.json()["changed"] is False and r.json()["version"] == "1"
+
+
+# --- roles -------------------------------------------------------------------------------------------------
+ENDPOINTS = {
+    "score": ("POST", "/v1/score", None),
+    "put_lead": ("PUT", "/v1/leads/api-role-1", {"created_at": "2024-01-01T00:00:00Z", "attributes": {}}),
+    "events": ("POST", "/v1/events", {"events": [{"lead_id": "api-role-1", "type": "web_visit",
+                                                  "timestamp": "2024-01-02T00:00:00Z", "page": "pricing"}]}),
+    "get_lead": ("GET", "/v1/leads/api-role-1", None),
+    "list_leads": ("GET", "/v1/leads", None),
+    "feedback": ("POST", "/v1/feedback", {"lead_id": "api-role-1", "outcome": "qualified"}),
+    "model": ("GET", "/v1/model", None),
+    "reload": ("POST", "/v1/admin/reload", None),
+}
+ALLOWED = {
+    "scorer": {"score", "put_lead", "events", "get_lead", "list_leads", "model"},
+    "sales": {"get_lead", "list_leads", "feedback", "model"},
+    "admin": set(ENDPOINTS),
+}
+
+
+@pytest.mark.parametrize("role", ["scorer", "sales", "admin"])
+def test_role_matrix(server, example, role):
+    # given a key of `role`; the lead the calls touch exists (stored by the scorer first)
+    with server.client("scorer") as c:
+        c.put("/v1/leads/api-role-1", json=ENDPOINTS["put_lead"][2])
+    statuses = {}
+    with server.client(role) as c:
+        for name, (method, path, body) in ENDPOINTS.items():
+            # when it calls every endpoint
+            r = c.request(method, path, json=example if name == "score" else body)
+            statuses[name] = r.status_code
+            if r.status_code == 403:
+                assert _is_error_list(r.json()) and r.json()["detail"][0]["field"] == "authorization"
+    # then exactly its endpoints answer, the others say 403
+    assert {n for n, s in statuses.items() if s < 400} == ALLOWED[role], statuses
+    assert {n for n, s in statuses.items() if s == 403} == set(ENDPOINTS) - ALLOWED[role], statuses
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-real-key-000"},
+                                     {"Authorization": f"Basic {KEYS['admin']}"}, {"X-API-Key": "wrong-key-000"}])
+def test_without_a_valid_key_every_endpoint_answers_401(server, headers):
+    for method, path, body in ENDPOINTS.values():
+        r = httpx.request(method, f"{server.url}{path}", json=body or {}, headers=headers)
+        assert r.status_code == 401, (path, r.status_code)
+        assert r.headers["www-authenticate"] == "Bearer" and _is_error_list(r.json())
+
+
+def test_x_api_key_header_is_accepted(server):
+    r = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": KEYS["sales"]})
+    assert r.status_code == 200
+
+
+def test_keys_never_appear_in_the_log(server, example):
+    # given requests with valid keys, wrong keys and bad bodies
+    for key in KEYS.values():
+        httpx.post(f"{server.url}/v1/score", json={"leads": []}, headers={"Authorization": f"Bearer {key}"})
+    httpx.post(f"{server.url}/v1/score", json=example, headers={"Authorization": "Bearer sc_test_key_0002"})
+    # then the service log never contains a key
+    text = server.log.read_text()
+    assert text and not any(k in text for k in (*KEYS.values(), "sc_test_key_0002"))
+
+
+# --- validation ----------------------------------------------------------------------------------------------
+def _bad_score_bodies(example):
+    lead = example["leads"][0]
+    ev = {"type": "web_visit", "timestamp": "2024-01-02T00:00:00Z", "page": "pricing"}
+    return {
+        "no leads": ({"leads": []}, "leads"),
+        "1001 leads": ({"leads": [{"lead_id": f"x{i}"} for i in range(1001)]}, "leads"),
+        "lead_id too long": ({"leads": [{**lead, "lead_id": "x" * 129}]}, "leads.0.lead_id"),
+        "lead_id with spaces": ({"leads": [{**lead, "lead_id": "a b"}]}, "leads.0.lead_id"),
+        "unknown event type": ({"leads": [{**lead, "events": [{**ev, "type": "telepathy"}]}]}, "leads.0.events.0.type"),
+        "unknown page": ({"leads": [{**lead, "events": [{**ev, "page": "moon"}]}]}, "leads.0.events.0.page"),
+        "timestamp in 1990": ({"leads": [{**lead, "events": [{**ev, "timestamp": "1990-01-01T00:00:00Z"}]}]},
+                              "leads.0.events.0.timestamp"),
+        "timestamp not a time": ({"leads": [{**lead, "created_at": "yesterday"}]}, "leads.0.created_at"),
+        "attribute too long": ({"leads": [{**lead, "attributes": {"country": "x" * 201}}]},
+                               "leads.0.attributes.country"),
+        "control character": ({"leads": [{**lead, "attributes": {"country": "a\u0000b"}}]},
+                              "leads.0.attributes.country"),
+        "unknown field": ({"leads": [{**lead, "colour": "red"}]}, "leads.0.colour"),
+        "events without created_at": ({"leads": [{"lead_id": "x1", "events": []}]}, "leads.0.created_at"),
+        "attribute not a string": ({"leads": [{**lead, "attributes": {"country": 12}}]}, "leads.0.attributes.country"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_score_bodies({"leads": [{"lead_id": "x", "events": []}]})))
+def test_bad_score_bodies_get_422_naming_the_field(server, example, case):
+    body, field = _bad_score_bodies(example)[case]
+    with server.client("scorer") as c:
+        r = c.post("/v1/score", json=body)
+    assert r.status_code == 422, r.text
+    assert _is_error_list(r.json()) and field in [d["field"] for d in r.json()["detail"]], r.json()
+
+
+@pytest.mark.parametrize("raw", ['{"leads": [{"lead_id": "x", "created_at": NaN}]}',
+                                 '{"leads": [{"lead_id": "x", "created_at": 1e400}]}',
+                                 '{"leads": [{"lead_id": "x", "created_at": Infinity}]}',
+                                 '{"leads": ', "not json", '[1, 2]'])
+def test_non_finite_numbers_and_broken_json_get_422(server, raw):
+    with server.client("scorer") as c:
+        r = c.post("/v1/score", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and _is_error_list(r.json()), r.text
+
+
+def test_unknown_stored_lead_gets_404_naming_it(server):
+    with server.client("scorer") as c:
+        r = c.post("/v1/score", json={"leads": [{"lead_id": "api-never-stored"}]})
+    assert r.status_code == 404 and r.json()["detail"][0]["field"] == "leads.0.lead_id"
+
+
+def test_events_for_an_unknown_lead_are_refused(server):
+    with server.client("scorer") as c:
+        r = c.post("/v1/events", json={"events": [{"lead_id": "api-nobody", "type": "web_visit",
+                                                   "timestamp": "2024-01-01T00:00:00Z"}]})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events.0.lead_id"
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"lead_id": "x", "outcome": "maybe"}, "outcome"),
+    ({"lead_id": "x", "outcome": "disqualified", "reason": "too tall"}, "reason"),
+    ({"lead_id": "x", "outcome": "won", "at": "1999-12-31T23:59:59Z"}, "at"),
+    ({"lead_id": "x", "outcome": "won", "note": "n" * 2001}, "note"),
+    ({"lead_id": "x", "outcome": "won", "idempotency_key": "k" * 129}, "idempotency_key"),
+    ({"outcome": "won"}, "lead_id"),
+])
+def test_bad_feedback_gets_422_naming_the_field(server, body, field):
+    with server.client("sales") as c:
+        r = c.post("/v1/feedback", json=body)
+    assert r.status_code == 422 and field in [d["field"] for d in r.json()["detail"]], r.text
+
+
+@pytest.mark.parametrize("params,field", [({"limit": 0}, "limit"), ({"limit": 100000}, "limit"),
+                                          ({"grade": "E"}, "grade"), ({"since": "not-a-time"}, "since")])
+def test_bad_list_queries_get_422(server, params, field):
+    with server.client("sales") as c:
+        r = c.get("/v1/leads", params=params)
+    assert r.status_code == 422 and field in [d["field"] for d in r.json()["detail"]], r.text
+
+
+def test_body_over_the_limit_gets_413(server):
+    # given a body over the 5 MB limit, with and without a Content-Length (streamed in chunks)
+    big = b'{"leads": [' + b" " * 5_100_000 + b"]}"
+    with server.client("scorer") as c:
+        r = c.post("/v1/score", content=big, headers={"Content-Type": "application/json"})
+        streamed = c.post("/v1/score", content=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
+                          headers={"Content-Type": "application/json"})
+    # then both are refused with 413 and the field-reason body
+    for resp in (r, streamed):
+        assert resp.status_code == 413 and resp.json()["detail"][0]["field"] == "body"
+
+
+def test_unknown_path_is_404_with_the_error_format(server):
+    r = httpx.get(f"{server.url}/v1/nothing-here")
+    assert r.status_code == 404 and _is_error_list(r.json())
