@@ -103,7 +103,7 @@ def lead_row(engine: sa.Engine, lead_id: str) -> dict | None:
     return _row(r) if r else None
 
 
-def recent_events(engine: sa.Engine, lead_id: str, limit: int = 25) -> tuple[list[dict], int]:
+def recent_events(engine: sa.Engine, lead_id: str, limit: int = 15) -> tuple[list[dict], int]:
     """The lead's newest events first, and how many it has in all."""
     with engine.connect() as conn:
         rows = conn.execute(sa.select(EVENTS.c.type, EVENTS.c.timestamp, EVENTS.c.page)

@@ -315,7 +315,7 @@ def _lead_context(request: Request, lead_id: str) -> dict | None:
     events, n_events = queries.recent_events(engine, lead_id)
     feedback = list(reversed(store.feedback_for(engine, lead_id)))
     previous = history[1]["score"] if len(history) > 1 else None
-    points = [(h["scored_at"], h["score"], h["grade"]) for h in reversed(history)]
+    points = [(h["as_of"] or h["scored_at"], h["score"], h["grade"]) for h in reversed(history)]  # the moment scored
     return {
         "nav": "leads", "lead_id": lead_id, "lead": lead, "attributes": (lead or {}).get("attributes") or {},
         "latest": latest, "trend": trend(latest["score"], previous) if latest else None,

@@ -287,6 +287,6 @@ def test_pages_fit_the_screen_without_sideways_scrolling(ui, browser, viewport):
             assert overflow <= 0, f"{name} page is {overflow}px wider than a {viewport['width']}px screen"
             if SCREENSHOTS:
                 kind = "phone" if viewport["width"] < 500 else "laptop"
-                page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}-{kind}.png"), full_page=kind == "laptop")
+                page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}-{kind}.png"), full_page=(name == "lead" and kind == "laptop"))
     finally:
         context.close()
