@@ -62,7 +62,8 @@ def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataF
                                    "moment": "handoff"}))
     rows = pd.concat(parts, ignore_index=True)
     rows["as_of"] = rows["as_of"].astype("datetime64[ms, UTC]")
-    return rows
+    # a handoff can fall exactly on an age moment: one row per (lead, moment), named for the handoff
+    return rows.drop_duplicates([S.LEAD_ID, "as_of"], keep="last", ignore_index=True)
 
 
 def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition) -> pd.DataFrame:

@@ -1,0 +1,73 @@
+"""Training behaviour a data scientist relies on: time-ordered holdout without lead overlap, minimum data,
+calibration, the handoff policy and grades."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscore.features import schema as S
+from leadscore.features.labels import QualifiedDefinition, training_rows
+from leadscore.features.loading import Dataset
+from leadscore.model.policy import choose_policy
+from leadscore.model.train import NotEnoughData, TrainConfig, split_by_lead_time, train
+
+
+def test_holdout_is_recent_and_no_lead_is_on_both_sides(demo_dataset):
+    rows = training_rows(demo_dataset, QualifiedDefinition())
+    hold = split_by_lead_time(rows, 0.2)
+    assert abs(hold.mean() - 0.2) < 0.02
+    assert not set(rows.loc[hold, S.LEAD_ID]) & set(rows.loc[~hold, S.LEAD_ID])
+    first = rows.groupby(S.LEAD_ID)["as_of"].min()
+    assert first[rows.loc[hold, S.LEAD_ID].unique()].min() >= first[rows.loc[~hold, S.LEAD_ID].unique()].max()
+
+
+def test_refuses_to_train_on_too_few_positives(demo_dataset):
+    # given a dataset where sales qualified only a handful of leads
+    keep = demo_dataset.outcomes[S.OUTCOME].ne("qualified") | (demo_dataset.outcomes.index < 60)
+    small = Dataset(demo_dataset.leads, demo_dataset.events,
+                    demo_dataset.outcomes[keep & demo_dataset.outcomes[S.OUTCOME].isin(["qualified", "disqualified"])],
+                    demo_dataset.snapshot_at)
+    definition = QualifiedDefinition(positive=("qualified",), ages_days=(1,), at_handoff=False)
+    with pytest.raises(NotEnoughData, match=r"at least 40 of each.*missing: \d+ positive"):
+        train(small, TrainConfig(definition=definition))
+
+
+def test_trained_model_is_calibrated_and_graded(trained):
+    # given the scorecard trained on demo data (session fixture)
+    m = trained.result.metrics
+    # then it ranks well, is calibrated, and grades order the qualification rate
+    assert m["roc_auc"] > 0.8
+    assert m["ece"] < 0.04
+    rates = [m[f"rate_grade_{g}"] for g in "ABCD" if not np.isnan(m[f"rate_grade_{g}"])]
+    assert rates == sorted(rates, reverse=True)
+    assert m["lift_top_decile"] > 2
+
+
+def test_capacity_policy_hands_over_about_k_leads_a_week():
+    # given scores for 10 weeks of rows
+    rng = np.random.default_rng(0)
+    n = 7000
+    p = rng.beta(1, 8, n)
+    y = (rng.random(n) < p).astype(int)
+    as_of = pd.Series(pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, 70, n), unit="D"))
+    # when sales can take 50 leads a week
+    pol = choose_policy(p, y, as_of, "capacity", 50)
+    # then about 50 a week are over the threshold, and grades are ordered
+    assert abs(pol.expected_per_week - 50) < 1.0
+    a, b, c = pol.grade_cutoffs
+    assert a >= b >= c
+    assert set(pol.grade(np.array([0.99, 0.0]))) == {"A", "D"}
+
+
+def test_precision_policy_reaches_its_target():
+    rng = np.random.default_rng(1)
+    n = 5000
+    p = rng.beta(1, 5, n)
+    y = (rng.random(n) < p).astype(int)
+    as_of = pd.Series(pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, 70, n), unit="D"))
+    pol = choose_policy(p, y, as_of, "precision", 0.5)
+    assert pol.expected_precision >= 0.5
+    with pytest.raises(ValueError, match="target precision"):
+        choose_policy(p, y, as_of, "precision", None)
