@@ -32,8 +32,8 @@ def score_history(points: list[tuple[datetime, int, str]], threshold: int | None
     def y(score: float) -> float:
         return top + h * (1 - max(0, min(100, score)) / 100)
 
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{escape(_label(points))}" preserveAspectRatio="xMidYMid meet">']
+    parts = [(f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+              f'aria-label="{escape(_label(points))}" preserveAspectRatio="xMidYMid meet">')]
     for s in (0, 50, 100):
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(s):.1f}" y2="{y(s):.1f}"/>')
         parts.append(f'<text class="axis" x="{left - 6}" y="{y(s) + 4:.1f}" text-anchor="end">{s}</text>')
@@ -72,8 +72,8 @@ def weekly_bars(weeks: list[tuple[datetime, int]], width: int = 560, height: int
     slot = w / len(weeks)
     bar = max(2.0, slot * 0.7)
     total = sum(n for _, n in weeks)
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="Leads handed over per week: {total} in {len(weeks)} weeks">']
+    parts = [(f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+              f'aria-label="Leads handed over per week: {total} in {len(weeks)} weeks">')]
     parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{top + h}" y2="{top + h}"/>')
     label_every = max(1, len(weeks) // 7)
     for i, (week, n) in enumerate(weeks):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-
 from leadscore.serve import db
 from leadscore.serve.store import _aware, _row
 
@@ -140,7 +139,7 @@ class Summary:
 
 
 def _monday(t: datetime) -> datetime:
-    d = t.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    d = t.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return d - timedelta(days=d.weekday())
 
 
@@ -154,7 +153,7 @@ def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> S
     - qualification rate per grade and agreement: feedback received in the period, each compared with the
       lead's latest score at or before the feedback (the score sales saw), or its first score if none.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     start = now - timedelta(days=days)
     first_handoff = (sa.select(SL.c.lead_id, sa.func.min(SL.c.scored_at).label("at"))
                      .where(SL.c.qualified.is_(True)).group_by(SL.c.lead_id).subquery())

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 import secrets
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -20,14 +20,13 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
-
 from leadscore.features import schema as S
 from leadscore.serve import store
 from leadscore.serve.routes.feedback import save_feedback
 from leadscore.serve.routes.leads import TREND_POINTS
 from leadscore.serve.schemas import FeedbackIn
 from leadscore.serve.ui import charts, queries, session
+from pydantic import ValidationError
 
 log = logging.getLogger("leadscore.serve.ui")
 HERE = Path(__file__).parent
@@ -61,17 +60,17 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 # --- formatting --------------------------------------------------------------------------------------------
 def fmt_time(t: datetime | None) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if t else "–"
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if t else "–"
 
 
 def fmt_day(t: datetime | None) -> str:
-    return t.astimezone(timezone.utc).strftime("%d %b %Y") if t else "–"
+    return t.astimezone(UTC).strftime("%d %b %Y") if t else "–"
 
 
 def age(t: datetime | None, now: datetime | None = None) -> str:
     if t is None:
         return "–"
-    seconds = ((now or datetime.now(timezone.utc)) - t).total_seconds()
+    seconds = ((now or datetime.now(UTC)) - t).total_seconds()
     if seconds < 3600:
         return f"{max(0, int(seconds // 60))} min"
     if seconds < 48 * 3600:
@@ -252,7 +251,7 @@ def _parse_filters(params) -> tuple[queries.ListFilter, int, dict, list[str]]:
     if since_text:
         try:
             d = date.fromisoformat(since_text)
-            since = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+            since = datetime(d.year, d.month, d.day, tzinfo=UTC)
             if not 2000 <= d.year < 2100:
                 raise ValueError
         except ValueError:
@@ -285,7 +284,7 @@ def lead_list(request: Request):
     f, page, shown, errors = _parse_filters(request.query_params)
     engine = request.app.state.engine
     rows, total = queries.lead_list(engine, f, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for r in rows:
         r["trend"] = trend(r["score"], r["previous_score"])
         r["top"] = strongest(r["reasons"])

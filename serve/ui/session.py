@@ -15,10 +15,9 @@ import secrets
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from leadscore.serve.auth import role_of
 from starlette.requests import Request
 from starlette.responses import Response
-
-from leadscore.serve.auth import role_of
 
 COOKIE = "leadscore_session"
 SIGNIN_COOKIE = "leadscore_signin"  # holds the sign-in form's CSRF token before there is a session

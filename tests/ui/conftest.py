@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 
-
 def _root_conftest():
     """tests/conftest.py as pytest loaded it (its module name depends on pytest's import mode)."""
     path = Path(__file__).resolve().parents[1] / "conftest.py"

@@ -81,7 +81,7 @@ def test_sign_in_review_a_lead_and_mark_it_not_qualified(ui, page):
 
 def test_qualified_and_won_buttons_store_feedback_once_each(ui, page):
     # given a signed-in salesperson on an unreviewed lead's page
-    lead_id = sorted(set(ui.lead_ids) - ui.reviewed)[-1]
+    lead_id = max(set(ui.lead_ids) - ui.reviewed)
     sign_in(page, ui.url)
     page.goto(f"{ui.url}/ui/leads/{lead_id}")
     # when they click "Qualified", then later "Won"
