@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version as pkg_version
@@ -84,10 +85,17 @@ def _flat(prefix: str, d: dict) -> dict:
 
 def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout_values: dict,
           extra_metrics: dict | None = None, leakage: dict | None = None, register: bool = True,
-          run_name: str | None = None, data_source: str = "") -> TrackedRun:
-    mlflow.set_experiment(EXPERIMENT)
+          run_name: str | None = None, data_source: str = "", example: dict | None = None,
+          data_fingerprint: dict | None = None) -> TrackedRun:
+    """Log a training run and (optionally) register its model.
+
+    `example` and `data_fingerprint` replace what is otherwise derived from `dataset` (the API example
+    body and `fingerprint(dataset)`); `leadscore table` passes both, and `dataset=None`, for a flat export.
+    """
+    if not os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run` the run (and its experiment) is given
+        mlflow.set_experiment(EXPERIMENT)
     model = result.model
-    model.info["example"] = example_body(dataset, result.rows)
+    model.info["example"] = example if example is not None else example_body(dataset, result.rows)
     model.info["package_version"] = package_version()
     with mlflow.start_run(run_name=run_name) as run:
         params = {"model": config.model, "chosen_family": model.family, "policy": config.policy,
@@ -101,7 +109,8 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
         mlflow.log_dict(config.definition.to_dict(), "qualified_definition.json")
         mlflow.log_dict({"features": list(model.encoder.features),
                          "categorical": list(model.encoder.categorical)}, "features.json")
-        mlflow.log_dict(fingerprint(dataset), "data_fingerprint.json")
+        mlflow.log_dict(data_fingerprint if data_fingerprint is not None else fingerprint(dataset),
+                        "data_fingerprint.json")
         mlflow.log_dict(model.policy.to_dict(), "handoff_policy.json")
         mlflow.log_dict(leakage or {"suspects": [], "excluded": []}, "leakage.json")
         metrics = {"holdout": result.metrics, **(extra_metrics or {}),
