@@ -47,15 +47,40 @@ def display_value(encoder: Encoder, name: str, x: float, raw: object = None) -> 
     return int(x) if float(x).is_integer() else round(float(x), 4)
 
 
+def reason_group(name: str) -> str:
+    """Features that say the same thing over different windows ("2 visits in 7 days", "... in 30 days")
+    share a group; a lead's reasons show only the strongest of a group, so the list is not repetitive."""
+    for w in catalog.WINDOWS:
+        if name.endswith(f"_{w}d"):
+            return name.removesuffix(f"_{w}d")
+    return name
+
+
+def _pick(order, contrib: np.ndarray, names, sign: int, top_n: int) -> list[int]:
+    picked, groups = [], set()
+    for j in order:
+        if sign * contrib[j] <= MIN_ABS_IMPACT:
+            break
+        g = reason_group(names[j])
+        if g in groups:
+            continue
+        groups.add(g)
+        picked.append(int(j))
+        if len(picked) == top_n:
+            break
+    return picked
+
+
 def reasons_for_row(contrib: np.ndarray, X_row: np.ndarray, encoder: Encoder, raw_values: dict | None = None,
                     top_n: int = TOP_N) -> list[Reason]:
-    """Top `top_n` positive then top `top_n` negative reasons, strongest first."""
+    """Top `top_n` positive then top `top_n` negative reasons, strongest first, one per reason group."""
     order = np.argsort(-contrib, kind="stable")
-    pos = [j for j in order[:top_n] if contrib[j] > MIN_ABS_IMPACT]
-    neg = [j for j in order[::-1][:top_n] if contrib[j] < -MIN_ABS_IMPACT]
+    names = encoder.features
+    pos = _pick(order, contrib, names, +1, top_n)
+    neg = _pick(order[::-1], contrib, names, -1, top_n)
     out = []
     for j in pos + neg:
-        name = encoder.features[j]
+        name = names[j]
         raw = raw_values.get(name) if raw_values else None
         value = display_value(encoder, name, X_row[j], raw)
         out.append(Reason(name, value, float(contrib[j]), points(float(contrib[j])),
