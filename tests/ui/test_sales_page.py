@@ -290,3 +290,17 @@ def test_pages_fit_the_screen_without_sideways_scrolling(ui, browser, viewport):
                 page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}-{kind}.png"), full_page=(name == "lead" and kind == "laptop"))
     finally:
         context.close()
+
+
+def test_a_resubmitted_feedback_form_is_stored_once(ui):
+    # given a real session and an unreviewed lead
+    c, csrf = signed_in_client(ui)
+    lead_id = sorted(set(ui.lead_ids) - ui.reviewed)[-4]
+    form = {"csrf": csrf, "outcome": "lost", "form_key": "double-click-key-0001"}
+    # when the same form is posted twice (a double click, or the back button and submit again)
+    first = c.post(f"/ui/leads/{lead_id}/feedback", data=form)
+    second = c.post(f"/ui/leads/{lead_id}/feedback", data=form)
+    # then both answers confirm the same stored feedback, and it is stored once
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    assert feedback_rows(ui, lead_id) == [("lost", None, None, "ui")]
