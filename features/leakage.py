@@ -17,7 +17,7 @@ three tells and grades each suspect `certain` (excluded from training unless the
 
     For a flat export, a column whose name says it holds the lead's latest state ("Last Activity",
     "Status", "Stage", ...) was recorded when the export was taken, after the outcome: doubtful (the name is
-    weak evidence alone, so it takes a second tell to make it certain).
+    weak evidence: it only ever makes a column doubtful and does not count towards two tells).
 
 One tell makes a column doubtful; a near-perfect (a), a clear (c), or two independent tells make it certain.
 
@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 
 CERTAIN, DOUBTFUL = "certain", "doubtful"
 EVENT_PREFIX = "event:"
-SNAPSHOT_NAME = re.compile(r"\b(last|latest|current|status|stage)\b", re.IGNORECASE)
+SNAPSHOT_NAME = re.compile(r"^(last|latest|current)\b|\b(status|stage)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def audit_columns(values: dict[str, np.ndarray], y: np.ndarray, *, has_outcome: 
 
     def certain(n: str) -> bool:
         s = signals[n]
-        return CERTAIN in s.values() or len(s) >= 2
+        return CERTAIN in s.values() or len(set(s) - {"c_snapshot"}) >= 2
 
     if use_cofill:  # flat tables: filled only where a certain (sales-only) field is filled; to a fixed point
         for _ in range(3):
