@@ -4,6 +4,9 @@ policy, loadable with `mlflow.pyfunc.load_model` (and so by `mlflow models serve
 Input: one row per lead with `lead_id`, `created_at` (ISO-8601), the lead attributes, `events` (a JSON list
 of {"type", "timestamp", "page"}) and optionally `as_of` (ISO-8601; default: now). Output: one row per
 lead with probability, score, grade, qualified and `reasons` (a JSON list).
+
+A model trained on a flat export (`leadscore table`, `info["input"] == "flat"`) takes that export's columns
+instead, one row per lead (`info["flat"]` holds the column kinds and missing markers it was trained with).
 """
 
 from __future__ import annotations
@@ -28,11 +31,17 @@ class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
         self.model: ScoringModel = persist.load(Path(context.artifacts["bundle"]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        leads = frame_to_leads(model_input)
-        now = to_ms(datetime.now(timezone.utc))
-        as_of = [to_ms(lead["as_of"]) if lead.get("as_of") else now for lead in leads]
-        values = lead_features(leads, as_of)
-        results = self.model.results(values, [lead[S.LEAD_ID] for lead in leads])
+        if self.model.info.get("input") == "flat":  # trained by `leadscore table`: one export row per lead
+            from leadscore.features.table import flat_values
+
+            values, ids = flat_values(model_input, self.model.info["flat"])
+            results = self.model.results(values, ids)
+        else:
+            leads = frame_to_leads(model_input)
+            now = to_ms(datetime.now(timezone.utc))
+            as_of = [to_ms(lead["as_of"]) if lead.get("as_of") else now for lead in leads]
+            values = lead_features(leads, as_of)
+            results = self.model.results(values, [lead[S.LEAD_ID] for lead in leads])
         return pd.DataFrame({
             "lead_id": [r["lead_id"] for r in results],
             "probability": [r["probability"] for r in results],
@@ -56,7 +65,9 @@ def frame_to_leads(df: pd.DataFrame) -> list[dict]:
 
 
 def example_frame(example_body: dict) -> pd.DataFrame:
-    """The pyfunc input equivalent of an API example body (see `serve`)."""
+    """The pyfunc input equivalent of an API example body (see `serve`), or of a flat example {"rows": [...]}."""
+    if "rows" in example_body:
+        return pd.DataFrame(example_body["rows"])
     rows = []
     for lead in example_body["leads"]:
         row = {S.LEAD_ID: lead["lead_id"], S.CREATED_AT: lead["created_at"]}
