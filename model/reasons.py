@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,40 +50,58 @@ def display_value(encoder: Encoder, name: str, x: float, raw: object = None) -> 
 
 def reason_group(name: str) -> str:
     """Features that say the same thing over different windows ("2 visits in 7 days", "... in 30 days")
-    share a group; a lead's reasons show only the strongest of a group, so the list is not repetitive."""
+    form one reason group."""
     for w in catalog.WINDOWS:
         if name.endswith(f"_{w}d"):
             return name.removesuffix(f"_{w}d")
     return name
 
 
-def _pick(order, contrib: np.ndarray, names, sign: int, top_n: int) -> list[int]:
-    picked, groups = [], set()
-    for j in order:
-        if sign * contrib[j] <= MIN_ABS_IMPACT:
-            break
-        g = reason_group(names[j])
-        if g in groups:
-            continue
-        groups.add(g)
-        picked.append(int(j))
-        if len(picked) == top_n:
-            break
-    return picked
+@lru_cache(maxsize=32)
+def groups(features: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    """(group names, group index of each feature) for a model's feature list."""
+    names: list[str] = []
+    index = np.empty(len(features), dtype=np.int64)
+    for j, f in enumerate(features):
+        g = reason_group(f)
+        if g not in names:
+            names.append(g)
+        index[j] = names.index(g)
+    return tuple(names), index
+
+
+def group_contributions(C: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
+    """(rows, groups): the sum of each group's contributions. Still exact: they add up to the logit - base."""
+    names, index = groups(features)
+    onehot = np.zeros((len(features), len(names)))
+    onehot[np.arange(len(features)), index] = 1.0
+    return C @ onehot
 
 
 def reasons_for_row(contrib: np.ndarray, X_row: np.ndarray, encoder: Encoder, raw_values: dict | None = None,
                     top_n: int = TOP_N) -> list[Reason]:
-    """Top `top_n` positive then top `top_n` negative reasons, strongest first, one per reason group."""
-    order = np.argsort(-contrib, kind="stable")
+    """The top `top_n` positive then top `top_n` negative reasons, strongest first.
+
+    A reason is a group of features (a channel over its windows, or one feature): its impact is the sum of
+    the group's contributions, and its sentence is that of the member that pushes hardest in the same
+    direction — so a lead never reads "2 pricing visits in 90 days lowers the score" next to "2 pricing
+    visits in 7 days raises it" when together they raise it.
+    """
     names = encoder.features
-    pos = _pick(order, contrib, names, +1, top_n)
-    neg = _pick(order[::-1], contrib, names, -1, top_n)
+    _, index = groups(names)
+    G = np.zeros(int(index.max()) + 1, dtype=np.float64)
+    np.add.at(G, index, contrib)
+    order = np.argsort(-G, kind="stable")
+    pos = [g for g in order[:top_n] if G[g] > MIN_ABS_IMPACT]
+    neg = [g for g in order[::-1][:top_n] if G[g] < -MIN_ABS_IMPACT]
     out = []
-    for j in pos + neg:
+    for g in pos + neg:
+        members = np.flatnonzero(index == g)
+        j = int(members[np.argmax(np.sign(G[g]) * contrib[members])])
         name = names[j]
         raw = raw_values.get(name) if raw_values else None
         value = display_value(encoder, name, X_row[j], raw)
-        out.append(Reason(name, value, float(contrib[j]), points(float(contrib[j])),
+        impact = float(G[g])
+        out.append(Reason(name, value, impact, points(impact),
                           catalog.BY_NAME[name].sentence(value) if name in catalog.BY_NAME else f"{name}: {value}"))
     return out
