@@ -78,7 +78,11 @@ class _Stream:
         return (np.searchsorted(self.keys, hi_key, "left") - lo).clip(min=0)
 
     def days_since(self, row_lead: np.ndarray, hi_key: np.ndarray, as_of_ms: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self.keys, hi_key, "left") - 1
+        return self.days_since_from(np.searchsorted(self.keys, hi_key, "left"), row_lead, as_of_ms)
+
+    def days_since_from(self, end: np.ndarray, row_lead: np.ndarray, as_of_ms: np.ndarray) -> np.ndarray:
+        """`days_since` given end = searchsorted(keys, hi_key, "left") for each row."""
+        pos = end - 1
         safe = pos.clip(min=0)
         found = (pos >= 0) & ((self.keys[safe] >> TS_BITS) == row_lead) if len(self.keys) else pos >= 0
         last_ms = (self.keys[safe] & ((1 << TS_BITS) - 1)) + EPOCH_MS if len(self.keys) else as_of_ms
@@ -87,23 +91,33 @@ class _Stream:
 
 def event_features(ev: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
     """Engagement, intent and pressure features for each row from events stamped strictly before as_of."""
-    row_lead = row_lead.astype(np.int64)
-    as_of_ms = as_of_ms.astype(np.int64)
-    order = np.lexsort((ev.ts_ms, ev.lead))
-    keys_all = _keys(ev.lead[order], ev.ts_ms[order])
+    row_lead = np.asarray(row_lead).astype(np.int64)
+    as_of_ms = np.asarray(as_of_ms).astype(np.int64)
+    # Rows are processed in (lead, as_of) order: every query array below is then sorted too, which makes
+    # the binary searches walk the event keys once instead of jumping around at random. Results are put
+    # back in the caller's row order at the end.
+    hi_unsorted = _keys(row_lead, as_of_ms)
+    row_order = np.argsort(hi_unsorted, kind="stable")
+    row_lead, as_of_ms, hi = row_lead[row_order], as_of_ms[row_order], hi_unsorted[row_order]
+    keys_unsorted = _keys(ev.lead, ev.ts_ms)
+    order = np.argsort(keys_unsorted, kind="stable")
+    keys_all = keys_unsorted[order]
+    del keys_unsorted
     masks = {k: m[order] for k, m in _channel_masks(ev).items()}
-    hi = _keys(row_lead, as_of_ms)
     lead_start = row_lead << TS_BITS
+    window_lo = {w: _keys(row_lead, as_of_ms - w * DAY_MS) for w in WINDOWS}
     out: dict[str, np.ndarray] = {}
     counts: dict[tuple[str, int | None], np.ndarray] = {}
     for name in CHANNELS:
         stream = _Stream(keys_all[masks[name]])
         start = np.searchsorted(stream.keys, lead_start, "left")
-        counts[name, None] = stream.count(start, lead_start, hi)
+        end = np.searchsorted(stream.keys, hi, "left")
+        counts[name, None] = (end - start).clip(min=0)
         for w in WINDOWS:
-            counts[name, w] = stream.count(start, _keys(row_lead, as_of_ms - w * DAY_MS), hi)
+            lo = np.maximum(np.searchsorted(stream.keys, window_lo[w], "left"), start)
+            counts[name, w] = (end - lo).clip(min=0)
         if f"days_since_{name}" in catalog.BY_NAME:
-            out[f"days_since_{name}"] = stream.days_since(row_lead, hi, as_of_ms)
+            out[f"days_since_{name}"] = stream.days_since_from(end, row_lead, as_of_ms)
 
     f64 = np.float64
     for spec in catalog.FEATURES:
@@ -129,7 +143,12 @@ def event_features(ev: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) 
         )
     eng7, eng30 = counts["engagement", 7].astype(f64), counts["engagement", 30].astype(f64)
     out["activity_trend"] = np.round(eng7 / 7 - (eng30 - eng7) / 23, 4)
-    return out
+    unsorted: dict[str, np.ndarray] = {}
+    for name, v in out.items():
+        back = np.empty_like(v)
+        back[row_order] = v
+        unsorted[name] = back
+    return unsorted
 
 
 def profile_features(leads: LeadArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) -> dict[str, np.ndarray]:

@@ -2,11 +2,13 @@
 
 This is the path for training and batch scoring; it turns pandas columns into the arrays `build.build`
 takes and calls it chunk by chunk of leads, so memory stays bounded on millions of leads.
+`iter_feature_chunks` yields the chunks (batch scoring writes each one out and forgets it);
+`feature_frame` concatenates them (training).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -28,46 +30,77 @@ def lead_arrays(leads: pd.DataFrame) -> build.LeadArrays:
     return build.LeadArrays(created_ms=ms(leads[S.CREATED_AT]), attributes=attrs)
 
 
+def _codes(values: pd.Series, categories) -> np.ndarray:
+    return pd.Categorical(values, categories=categories).codes.astype(np.int16)
+
+
 def event_arrays(events: pd.DataFrame, lead_index: pd.Index) -> build.EventArrays:
-    type_code = pd.Categorical(events[S.EVENT_TYPE], categories=S.EVENT_TYPES).codes.astype(np.int16)
-    page_code = pd.Categorical(events[S.PAGE], categories=S.PAGE_KINDS).codes.astype(np.int16)
     return build.EventArrays(
         lead=lead_index.get_indexer(events[S.LEAD_ID]).astype(np.int64),
         ts_ms=ms(events[S.TIMESTAMP]),
-        type_code=type_code,
-        page_code=page_code,
+        type_code=_codes(events[S.EVENT_TYPE], S.EVENT_TYPES),
+        page_code=_codes(events[S.PAGE], S.PAGE_KINDS),
     )
+
+
+def _lead_codes(leads: pd.Index, ids: pd.Series) -> np.ndarray:
+    """Position of each id in `leads` (-1 if unknown), hashing each distinct id once."""
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    pos = leads.get_indexer(pd.Index(uniques, dtype=object))
+    return np.where(codes >= 0, pos[np.maximum(codes, 0)] if len(pos) else -1, -1).astype(np.int64)
+
+
+def iter_feature_chunks(dataset: Dataset, rows: pd.DataFrame, chunk_leads: int = CHUNK_LEADS
+                        ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(positions into `rows`, catalogue features of those rows) for one chunk of leads at a time.
+
+    Every row of `rows` (columns lead_id, as_of) is in exactly one chunk; within a chunk, rows keep their
+    order in `rows`. Raises KeyError for a row whose lead is not in the dataset.
+    """
+    leads = dataset.leads.set_index(S.LEAD_ID, drop=False)
+    row_lead_all = _lead_codes(leads.index, rows[S.LEAD_ID])
+    if (row_lead_all < 0).any():
+        unknown = rows[S.LEAD_ID].iloc[int(np.flatnonzero(row_lead_all < 0)[0])]
+        raise KeyError(f"row for unknown lead {unknown!r}")
+    as_of_all = ms(rows["as_of"])
+    events = dataset.events
+    ev_lead_all = _lead_codes(leads.index, events[S.LEAD_ID])
+    # the event columns as arrays once; each chunk takes its slice of a lead-sorted order
+    ev_order = np.argsort(ev_lead_all, kind="stable")
+    ev_lead_sorted = ev_lead_all[ev_order]
+    ev_ts = ms(events[S.TIMESTAMP])
+    ev_type = _codes(events[S.EVENT_TYPE], S.EVENT_TYPES)
+    ev_page = _codes(events[S.PAGE], S.PAGE_KINDS)
+    row_order = np.argsort(row_lead_all, kind="stable")
+    row_lead_sorted = row_lead_all[row_order]
+    for start in range(0, len(leads), chunk_leads):
+        stop = min(start + chunk_leads, len(leads))
+        r0, r1 = np.searchsorted(row_lead_sorted, [start, stop])
+        if r0 == r1:
+            continue
+        pos = np.sort(row_order[r0:r1])
+        e0, e1 = np.searchsorted(ev_lead_sorted, [start, stop])
+        take = ev_order[e0:e1]
+        arrays = build.EventArrays(lead=ev_lead_sorted[e0:e1] - start, ts_ms=ev_ts[take],
+                                   type_code=ev_type[take], page_code=ev_page[take])
+        values = build.build(lead_arrays(leads.iloc[start:stop]), arrays, row_lead_all[pos] - start,
+                             as_of_all[pos])
+        yield pos, values
 
 
 def feature_frame(dataset: Dataset, rows: pd.DataFrame,
                   progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Catalogue features for each row of `rows` (columns lead_id, as_of), index aligned with `rows`."""
-    leads = dataset.leads.set_index(S.LEAD_ID, drop=False)
-    parts: list[pd.DataFrame] = []
-    row_lead_all = leads.index.get_indexer(rows[S.LEAD_ID])
-    if (row_lead_all < 0).any():
-        unknown = rows[S.LEAD_ID][row_lead_all < 0].iloc[0]
-        raise KeyError(f"row for unknown lead {unknown!r}")
-    ev_lead_all = leads.index.get_indexer(dataset.events[S.LEAD_ID])
-    as_of_all = ms(rows["as_of"])
-    for start in range(0, len(leads), CHUNK_LEADS):
-        stop = min(start + CHUNK_LEADS, len(leads))
-        in_rows = (row_lead_all >= start) & (row_lead_all < stop)
-        if not in_rows.any():
-            continue
-        in_events = (ev_lead_all >= start) & (ev_lead_all < stop)
-        chunk_leads = leads.iloc[start:stop]
-        ev = dataset.events[in_events]
-        arrays = build.EventArrays(
-            lead=(ev_lead_all[in_events] - start).astype(np.int64),
-            ts_ms=ms(ev[S.TIMESTAMP]),
-            type_code=pd.Categorical(ev[S.EVENT_TYPE], categories=S.EVENT_TYPES).codes.astype(np.int16),
-            page_code=pd.Categorical(ev[S.PAGE], categories=S.PAGE_KINDS).codes.astype(np.int16),
-        )
-        values = build.build(lead_arrays(chunk_leads), arrays, row_lead_all[in_rows] - start, as_of_all[in_rows])
-        parts.append(pd.DataFrame(values, index=rows.index[in_rows]))
+    names = list(build.catalog.BY_NAME)
+    if len(rows) == 0:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in names}, index=rows.index)
+    columns: dict[str, np.ndarray] = {}
+    for pos, values in iter_feature_chunks(dataset, rows):
+        for name in names:
+            v = values[name]
+            if name not in columns:
+                columns[name] = np.empty(len(rows), dtype=v.dtype)
+            columns[name][pos] = v
         if progress:
-            progress(int(in_rows.sum()))
-    if not parts:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in build.catalog.BY_NAME}, index=rows.index)
-    return pd.concat(parts).loc[rows.index]
+            progress(len(pos))
+    return pd.DataFrame(columns, index=rows.index, copy=False)

@@ -1,0 +1,170 @@
+"""Batch scoring (`leadscore score`) gives every lead the API's score and reasons, and writes a file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.features import schema as S
+from leadscore.features.frames import feature_frame
+from leadscore.features.live import lead_features, to_ms
+from leadscore.model.batch import lead_rows, score_dataset, score_table, smallest_k, top_reasons
+from leadscore.model.reasons import reasons_for_row
+
+TOP = 5
+N_SAMPLE = 150
+
+
+@pytest.fixture(scope="module")
+def boosted_model(demo_dataset):
+    """A small boosted model (calibrated, with a policy) trained on the demo data; not registered."""
+    from leadscore.model.boosted import BoostedParams
+    from leadscore.model.train import TrainConfig, train
+
+    config = TrainConfig(model="boosted", boosted=BoostedParams(max_iter=60))
+    return train(demo_dataset, config).model
+
+
+@pytest.fixture(scope="module")
+def as_of(demo_dataset):
+    # a moment inside the data, so that some leads are not created yet and events after it exist
+    created = demo_dataset.leads[S.CREATED_AT]
+    return (created.min() + (created.max() - created.min()) * 0.8).floor("s")
+
+
+def _api_lead(dataset, lead_id: str) -> dict:
+    """The lead as the API receives it: created_at, attributes and all its events (also later ones)."""
+    lead = dataset.leads.set_index(S.LEAD_ID).loc[lead_id]
+    ev = dataset.events[dataset.events[S.LEAD_ID] == lead_id]
+    return {"lead_id": lead_id, "created_at": lead[S.CREATED_AT].isoformat(),
+            "attributes": {a: (lead[a] if isinstance(lead[a], str) else None) for a in S.LEAD_ATTRIBUTES},
+            "events": [{"type": t, "timestamp": ts.isoformat(), "page": p if isinstance(p, str) else None}
+                       for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]}
+
+
+def _check_equal_to_api(model, dataset, batch: pd.DataFrame, lead_ids, as_of: pd.Timestamp) -> None:
+    leads = [_api_lead(dataset, lid) for lid in lead_ids]
+    values = lead_features(leads, [to_ms(as_of.to_pydatetime())] * len(leads))
+    api = model.results(values, list(lead_ids))
+    got = batch.set_index(S.LEAD_ID).loc[list(lead_ids)]
+    n_reasons = 0
+    for r, (_, row) in zip(api, got.iterrows()):
+        assert row["probability"] == pytest.approx(r["probability"], abs=1e-9), r["lead_id"]
+        assert (row["score"], row["grade"], bool(row["qualified"])) == (r["score"], r["grade"], r["qualified"])
+        assert (row["insight"] if isinstance(row["insight"], str) else None) == r["insight"]
+        pos = [x for x in r["reasons"] if x["impact"] > 0]
+        neg = [x for x in r["reasons"] if x["impact"] < 0]
+        for side, expected in (("pos", pos), ("neg", neg)):
+            for k in range(TOP):
+                feature = row[f"{side}_{k + 1}_feature"]
+                if k < len(expected):
+                    e = expected[k]
+                    assert (feature, int(row[f"{side}_{k + 1}_points"]), row[f"{side}_{k + 1}_text"]) == (
+                        e["feature"], e["points"], e["text"]), (r["lead_id"], side, k)
+                    n_reasons += 1
+                else:  # an empty slot is null, not a made-up reason
+                    assert pd.isna(feature) and pd.isna(row[f"{side}_{k + 1}_text"])
+    assert n_reasons > len(api)  # the comparison really covered reasons
+
+
+@pytest.mark.parametrize("family", ["scorecard", "boosted"])
+def test_batch_scores_and_reasons_equal_the_api(family, trained, boosted_model, demo_dataset, as_of, tmp_path):
+    # given a registered scorecard or a boosted model, and a moment inside the data
+    model = trained.result.model if family == "scorecard" else boosted_model
+    assert model.family == family
+    out = tmp_path / "scores.parquet"
+    # when every lead is scored in batch, in several chunks
+    summary = score_dataset(demo_dataset, model, out, as_of, top_n=TOP, chunk_leads=1500)
+    batch = pd.read_parquet(out)
+    # then there is one row per lead created before the moment, with that moment
+    expected_ids = demo_dataset.leads.loc[demo_dataset.leads[S.CREATED_AT] < as_of, S.LEAD_ID]
+    assert summary.n_rows == len(batch) == len(expected_ids) < len(demo_dataset.leads)
+    assert list(batch[S.LEAD_ID]) == list(expected_ids)
+    assert (batch["as_of"] == as_of).all()
+    # and sampled leads get exactly what the API (live features + ScoringModel.results) returns
+    sample = expected_ids.sample(N_SAMPLE, random_state=3).to_numpy()
+    _check_equal_to_api(model, demo_dataset, batch, sample, as_of)
+
+
+def test_top_reason_selection_breaks_ties_like_the_api(trained):
+    # given contributions full of ties (few distinct values), as coarse scorecards produce
+    rng = np.random.default_rng(0)
+    C = rng.integers(-3, 4, size=(400, 12)).astype(float) * 0.05
+    C[:50] = 0.05  # rows where every feature ties
+    # when the top reasons are picked with argpartition
+    pos, pos_ok, neg, neg_ok = top_reasons(C, 4)
+    # then they are the ones a stable sort picks, in the same order as reasons_for_row
+    assert np.array_equal(smallest_k(C, 4), np.argsort(C, axis=1, kind="stable")[:, :4])
+    encoder = trained.result.model.encoder
+    from leadscore.model.encoding import Encoder
+
+    enc = Encoder(features=encoder.features[-12:], categorical=(), vocab={})
+    for i in range(len(C)):
+        api = [r.feature for r in reasons_for_row(C[i], np.zeros(12), enc, top_n=4)]
+        got = [enc.features[j] for j in pos[i][pos_ok[i]]] + [enc.features[j] for j in neg[i][neg_ok[i]]]
+        assert got == api, i
+
+
+def test_feature_table_file_scores_like_the_dataset(trained, demo_dataset, as_of, tmp_path):
+    # given the feature table `leadscore features` writes, as a file
+    rows = lead_rows(demo_dataset, as_of)
+    table = feature_frame(demo_dataset, rows)
+    table.insert(0, "as_of", rows["as_of"].to_numpy())
+    table.insert(0, S.LEAD_ID, rows[S.LEAD_ID].to_numpy())
+    features_file = tmp_path / "features.parquet"
+    table.to_parquet(features_file, index=False)
+    model = trained.result.model
+    # when it is scored as a file and the dataset is scored directly
+    score_table(features_file, model, tmp_path / "a.csv", chunk_rows=1000)
+    score_dataset(demo_dataset, model, tmp_path / "b.csv", as_of)
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    # then both give the same scores and reasons
+    pd.testing.assert_frame_equal(a, b)
+
+
+def _env(trained) -> dict:
+    return {**os.environ, "MLFLOW_TRACKING_URI": trained.uri}
+
+
+def test_cli_writes_scores_with_reasons(trained, demo_dir, demo_dataset, tmp_path):
+    # given a champion in the registry and a dataset directory
+    out = tmp_path / "out" / "scores.csv"
+    # when `leadscore score` runs as a real process
+    proc = subprocess.run([sys.executable, "-m", "leadscore", "score", "--data", str(demo_dir), "--out", str(out),
+                           "--top", "3"], env=_env(trained), capture_output=True, text=True, timeout=300)
+    # then it succeeds and writes one row per lead as of the snapshot, with 3 + 3 reason slots
+    assert proc.returncode == 0, proc.stderr
+    assert "scored" in proc.stderr and "version 1" in proc.stderr
+    df = pd.read_csv(out)
+    assert len(df) == int((demo_dataset.leads[S.CREATED_AT] < demo_dataset.snapshot_at).sum())
+    assert {"lead_id", "as_of", "probability", "score", "grade", "qualified", "pos_3_text", "neg_3_points"} <= set(df)
+    assert "pos_4_text" not in df
+    assert df["probability"].between(0, 1).all() and set(df["grade"]) <= set("ABCD")
+    assert df["pos_1_text"].notna().mean() > 0.9
+
+
+@pytest.mark.parametrize("make_data, expected", [
+    (lambda tmp: tmp / "nowhere", "does not exist"),
+    (lambda tmp: tmp, "expected leads.parquet or leads.csv"),
+    (lambda tmp: (tmp / "notes.txt").write_text("x") and tmp / "notes.txt", "neither a directory nor"),
+    (lambda tmp: (tmp / "f.csv").write_text("lead_id,source\nL1,web\n") and tmp / "f.csv", "missing column(s)"),
+])
+def test_bad_data_gets_a_clear_error(make_data, expected, trained, tmp_path):
+    # given a --data that is missing, an empty directory, an unknown kind of file or a table without features
+    from leadscore.cli import app
+
+    data = make_data(tmp_path)
+    # when scoring it
+    result = CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(tmp_path / "s.parquet")],
+                                env={"MLFLOW_TRACKING_URI": trained.uri})
+    # then the command fails with exit code 2 and says what is wrong, without a traceback
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "s.parquet").exists()
