@@ -2,7 +2,8 @@
 
 Same numbers as the API: features come from `features.frames` (the code path training uses, which equals
 the live path), scores from `ScoringModel.explain`, and reasons follow `model.reasons.reasons_for_row`
-exactly (same order, same tie-breaking, same points and sentences). What differs is how: no Python per
+exactly (reason groups summed in the same order, same tie-breaking, same strongest member, points and
+sentences). What differs is how: no Python per
 row. Contributions are computed for a whole chunk at once, the top reasons are picked with
 `np.argpartition` and sentences are rendered once per distinct (feature, value) and cached.
 
@@ -26,7 +27,7 @@ import pyarrow as pa
 from leadscore.features import catalog, schema as S
 from leadscore.features.frames import iter_feature_chunks
 from leadscore.features.loading import Dataset
-from leadscore.model.reasons import MIN_ABS_IMPACT, POINTS_PER_DOUBLING, TOP_N, display_value
+from leadscore.model.reasons import MIN_ABS_IMPACT, POINTS_PER_DOUBLING, TOP_N, display_value, groups
 from leadscore.model.scoring import ScoringModel
 
 CHUNK_LEADS = 200_000
@@ -69,18 +70,43 @@ def smallest_k(K: np.ndarray, k: int) -> np.ndarray:
     return idx
 
 
-def top_reasons(C: np.ndarray, top_n: int = TOP_N) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(pos_idx, pos_ok, neg_idx, neg_ok): feature indices of the top positive / negative reasons per row.
+def group_sums(C: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
+    """(rows, groups): each reason group's contribution, summed in feature order exactly as
+    `reasons_for_row` does (np.add.at over the features), so ties and thresholds fall the same way."""
+    names, index = groups(features)
+    G = np.zeros((C.shape[0], len(names)), dtype=np.float64)
+    for j, g in enumerate(index):
+        G[:, g] += C[:, j]
+    return G
 
-    As `reasons_for_row`: positives in the order of a stable argsort of -C, negatives in the reverse of
+
+def top_reasons(G: np.ndarray, top_n: int = TOP_N) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(pos_idx, pos_ok, neg_idx, neg_ok): column indices of G (reason groups) of the top positive and
+    negative reasons per row.
+
+    As `reasons_for_row`: positives in the order of a stable argsort of -G, negatives in the reverse of
     it (most negative first, ties: higher index first); only |impact| > MIN_ABS_IMPACT counts.
     """
-    F = C.shape[1]
-    pos = smallest_k(-C, top_n)
-    neg = (F - 1) - smallest_k(C[:, ::-1], top_n)
-    pos_ok = np.take_along_axis(C, pos, axis=1) > MIN_ABS_IMPACT
-    neg_ok = np.take_along_axis(C, neg, axis=1) < -MIN_ABS_IMPACT
+    F = G.shape[1]
+    pos = smallest_k(-G, top_n)
+    neg = (F - 1) - smallest_k(G[:, ::-1], top_n)
+    pos_ok = np.take_along_axis(G, pos, axis=1) > MIN_ABS_IMPACT
+    neg_ok = np.take_along_axis(G, neg, axis=1) < -MIN_ABS_IMPACT
     return pos, pos_ok, neg, neg_ok
+
+
+def strongest_members(C: np.ndarray, features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(up, down), each (rows, groups): the feature of each group that pushes hardest up (largest
+    contribution) and down (smallest); the first one on ties, as np.argmax in `reasons_for_row`."""
+    names, index = groups(features)
+    up = np.empty((C.shape[0], len(names)), dtype=np.int64)
+    down = np.empty_like(up)
+    for g in range(len(names)):
+        members = np.flatnonzero(index == g)
+        sub = C[:, members]
+        up[:, g] = members[np.argmax(sub, axis=1)]
+        down[:, g] = members[np.argmax(-sub, axis=1)]
+    return up, down
 
 
 class SentenceCache:
@@ -182,24 +208,28 @@ def score_chunk(model: ScoringModel, values: dict[str, np.ndarray], lead_ids, as
         "insight": pa.array(_insights(model, values, n), pa.string()),
     }
     C = ex.contributions
-    pos, pos_ok, neg, neg_ok = top_reasons(C, top_n)
-    features = np.array(model.encoder.features, dtype=object)
+    names = model.encoder.features
+    G = group_sums(C, names)
+    pos, pos_ok, neg, neg_ok = top_reasons(G, top_n)
+    up, down = strongest_members(C, names)
+    features = np.array(names, dtype=object)
     rows = np.arange(n)
-    for side, idx, ok in (("pos", pos, pos_ok), ("neg", neg, neg_ok)):
-        impact = np.take_along_axis(C, idx, axis=1)
+    for side, idx, ok, member in (("pos", pos, pos_ok, up), ("neg", neg, neg_ok, down)):
+        impact = np.take_along_axis(G, idx, axis=1)
         pts = np.round(impact * POINTS_PER_DOUBLING / math.log(2)).astype(np.int64)
+        feat_idx = np.take_along_axis(member, idx, axis=1)
         for k in range(top_n):
             if k < idx.shape[1]:
-                j, m = idx[:, k], ok[:, k]
+                j, m = feat_idx[:, k], ok[:, k]
                 feat = np.where(m, features[j], None)
                 text = np.full(n, None, dtype=object)
                 for f in np.unique(j[m]):
                     sel = m & (j == f)
-                    name = model.encoder.features[f]
+                    name = names[f]
                     raw = values[name][sel] if name in model.encoder.vocab else None
                     text[sel] = sentences.texts(int(f), ex.X[rows[sel], f], raw)
                 pts_k = pa.array(pts[:, k], pa.int32(), mask=~m)
-            else:  # fewer features than reason slots
+            else:  # fewer reason groups than reason slots
                 feat = text = np.full(n, None, dtype=object)
                 pts_k = pa.nulls(n, pa.int32())
             cols[f"{side}_{k + 1}_feature"] = pa.array(feat, pa.string())

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.features.live import lead_features, to_ms
-from leadscore.model.batch import lead_rows, score_dataset, score_table, smallest_k, top_reasons
+from leadscore.model.batch import (group_sums, lead_rows, score_dataset, score_table, smallest_k,
+                                   strongest_members, top_reasons)
 from leadscore.model.reasons import reasons_for_row
 
 TOP = 5
@@ -92,22 +93,28 @@ def test_batch_scores_and_reasons_equal_the_api(family, trained, boosted_model, 
     _check_equal_to_api(model, demo_dataset, batch, sample, as_of)
 
 
-def test_top_reason_selection_breaks_ties_like_the_api(trained):
-    # given contributions full of ties (few distinct values), as coarse scorecards produce
-    rng = np.random.default_rng(0)
-    C = rng.integers(-3, 4, size=(400, 12)).astype(float) * 0.05
-    C[:50] = 0.05  # rows where every feature ties
-    # when the top reasons are picked with argpartition
-    pos, pos_ok, neg, neg_ok = top_reasons(C, 4)
-    # then they are the ones a stable sort picks, in the same order as reasons_for_row
-    assert np.array_equal(smallest_k(C, 4), np.argsort(C, axis=1, kind="stable")[:, :4])
-    encoder = trained.result.model.encoder
+def test_top_reason_selection_breaks_ties_like_the_api():
+    # given contributions full of ties (few distinct values), as coarse scorecards produce, over features
+    # that form reason groups (a channel over its 7/30/90-day windows) and single features
+    from leadscore.features import catalog
     from leadscore.model.encoding import Encoder
 
-    enc = Encoder(features=encoder.features[-12:], categorical=(), vocab={})
+    names = tuple(f.name for f in catalog.FEATURES if f.kind == "numeric")[:16]
+    enc = Encoder(features=names, categorical=(), vocab={})
+    rng = np.random.default_rng(0)
+    C = rng.integers(-3, 4, size=(400, len(names))).astype(float) * 0.05
+    C[:50] = 0.05  # rows where every feature ties
+    # when the top reasons are picked with argpartition, for whole chunks
+    G = group_sums(C, names)
+    pos, pos_ok, neg, neg_ok = top_reasons(G, 4)
+    up, down = strongest_members(C, names)
+    # then they are the ones a stable sort picks, in the same order and with the same members and impacts
+    # as reasons_for_row
+    assert np.array_equal(smallest_k(G, 4), np.argsort(G, axis=1, kind="stable")[:, :4])
     for i in range(len(C)):
-        api = [r.feature for r in reasons_for_row(C[i], np.zeros(12), enc, top_n=4)]
-        got = [enc.features[j] for j in pos[i][pos_ok[i]]] + [enc.features[j] for j in neg[i][neg_ok[i]]]
+        api = [(r.feature, r.impact) for r in reasons_for_row(C[i], np.zeros(len(names)), enc, top_n=4)]
+        got = ([(names[up[i, g]], G[i, g]) for g in pos[i][pos_ok[i]]]
+               + [(names[down[i, g]], G[i, g]) for g in neg[i][neg_ok[i]]])
         assert got == api, i
 
 
