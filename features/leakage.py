@@ -27,8 +27,8 @@ Report: {"suspects": [{"column", "level", "reason", "evidence"}], "excluded": [.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -112,7 +112,7 @@ def _filled(values: np.ndarray) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind in "fiub":
         return ~np.isnan(arr.astype(float))
-    return np.array([v is not None and not (isinstance(v, float) and v != v) for v in arr], dtype=bool)
+    return np.array([v is not None and not (isinstance(v, float) and np.isnan(v)) for v in arr], dtype=bool)
 
 
 def _rate(mask: np.ndarray, where: np.ndarray) -> float | None:
@@ -279,7 +279,7 @@ def audit_dataset(dataset, rows_with_labels: pd.DataFrame, keep: Iterable[str] =
             values[c] = ((asof - per_row) / np.timedelta64(1, "D")).astype(float) if len(per_row) else np.array([])
         else:
             raw = col.reindex(row_ids).to_numpy(dtype=object)
-            values[c] = np.array([None if v is None or (isinstance(v, float) and v != v) else str(v) for v in raw],
+            values[c] = np.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in raw],
                                  dtype=object)
     report = audit_columns(values, y, has_outcome=has_outcome, after_outcome=after, groups=row_ids, keep=keep,
                            thresholds=th, use_cofill=False) if values and len(y) else _report([], {}, {}, {}, keep,

@@ -19,13 +19,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
-
 from leadscore.features.loading import MAX_PROBLEMS_SHOWN, DataError, Problem
 
 DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "N/A", "NaN", "null", "None", "Select", "-")
@@ -120,7 +119,7 @@ def flat_values(frame: pd.DataFrame, spec: dict) -> tuple[dict[str, np.ndarray],
 
 
 def _clean(v, markers: set[str]):
-    if v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT:
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
         return None
     s = str(v).strip() if not isinstance(v, (int, float, np.number)) else v
     if isinstance(s, str) and s.lower() in markers:
@@ -203,7 +202,7 @@ def read_raw(path: Path | str) -> pd.DataFrame:
     if path.suffix.lower() in (".parquet", ".pq"):
         try:
             df = pd.read_parquet(path)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises many types; the message is what matters
+        except Exception as e:
             raise DataError([Problem(str(path), None, None, f"not a readable Parquet file: {e}")]) from e
         _check_header([str(c) for c in df.columns], str(path), problems)
         df.columns = [str(c) for c in df.columns]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -28,14 +28,14 @@ def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     hold = np.zeros(len(y), dtype=bool)
     for cls in (0, 1):
         idx = np.flatnonzero(y == cls)
-        hold[rng.choice(idx, size=int(round(fraction * len(idx))), replace=False)] = True
+        hold[rng.choice(idx, size=round(fraction * len(idx)), replace=False)] = True
     return hold
 
 
 def ordered_holdout(n: int, fraction: float) -> np.ndarray:
     """The last `fraction` of the rows, in file order."""
     hold = np.zeros(n, dtype=bool)
-    hold[n - int(round(fraction * n)):] = True
+    hold[n - round(fraction * n):] = True
     return hold
 
 
@@ -43,7 +43,7 @@ def time_holdout(t: np.ndarray, fraction: float) -> np.ndarray:
     """The latest `fraction` of the rows by `t` (ties broken by file order)."""
     order = np.lexsort((np.arange(len(t)), t))
     hold = np.zeros(len(t), dtype=bool)
-    hold[order[len(t) - int(round(fraction * len(t))):]] = True
+    hold[order[len(t) - round(fraction * len(t)):]] = True
     return hold
 
 
@@ -81,7 +81,7 @@ def _example(table, features: list[str], holdout: np.ndarray, y: np.ndarray) -> 
 def _fingerprint(table) -> dict:
     h = hashlib.sha256(Path(table.path).read_bytes()).hexdigest()
     return {"file": table.path, "n_rows": int(len(table.label) + len(table.excluded_rows)),
-            "n_labelled": int(len(table.label)), "n_excluded_no_label": len(table.excluded_rows),
+            "n_labelled": len(table.label), "n_excluded_no_label": len(table.excluded_rows),
             "positive_rate": float(table.label.mean()), "label": table.label_column, "positive": table.positive,
             "columns": {c: info.to_dict() for c, info in table.columns.items()}, "sha256": h}
 
@@ -90,16 +90,16 @@ def _fingerprint(table) -> dict:
 def table(
     file: Annotated[Path, typer.Argument(help="CSV (delimiter sniffed) or Parquet export, one row per lead.")],
     label: Annotated[str, typer.Option(help="The outcome column.")],
-    positive: Annotated[Optional[str], typer.Option(help="Label value counted as positive (default: 1/yes/true).")] = None,
-    id: Annotated[Optional[str], typer.Option("--id", help="Identifier column (never a feature).")] = None,
-    drop: Annotated[Optional[list[str]], typer.Option(help="Column to leave out (repeatable).")] = None,
-    keep: Annotated[Optional[list[str]], typer.Option(help="Suspected leak to use anyway (repeatable).")] = None,
+    positive: Annotated[str | None, typer.Option(help="Label value counted as positive (default: 1/yes/true).")] = None,
+    id: Annotated[str | None, typer.Option("--id", help="Identifier column (never a feature).")] = None,
+    drop: Annotated[list[str] | None, typer.Option(help="Column to leave out (repeatable).")] = None,
+    keep: Annotated[list[str] | None, typer.Option(help="Suspected leak to use anyway (repeatable).")] = None,
     split: Annotated[str, typer.Option(help="Holdout: stratified | ordered | time:COLUMN")] = "stratified",
-    missing: Annotated[Optional[list[str]], typer.Option(
+    missing: Annotated[list[str] | None, typer.Option(
         help="Missing-value marker (repeatable; replaces the default list).")] = None,
     model: Annotated[str, typer.Option(help="auto | scorecard | boosted")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
-    metrics_out: Annotated[Optional[Path], typer.Option(help="Write metrics JSON here.")] = None,
+    metrics_out: Annotated[Path | None, typer.Option(help="Write metrics JSON here.")] = None,
     register: Annotated[bool, typer.Option(help="Register the model in the MLflow registry.")] = True,
 ) -> None:
     """Audit a flat CRM export for leaks, then train, evaluate and register a model on it."""

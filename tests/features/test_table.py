@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from leadscore.features.loading import DataError
 from leadscore.features.table import flat_values, read_table
 
