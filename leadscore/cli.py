@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -41,6 +42,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debu
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow's generic advice (cloudpickle of a python_model, integer output columns) is not actionable here
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
 
 
 @app.command("demo-data")
@@ -124,13 +128,19 @@ def train(
             _fail(str(e))
         for w in result.warnings:
             console.print(f"[yellow]warning:[/] {w}")
+        for suspect in result.leakage["suspects"]:
+            console.print(f"[yellow]leakage ({suspect['level']}):[/] {suspect['column']!r}: {suspect['reason']}")
+        if result.leakage["suspects"]:
+            console.print("  (train uses only the catalogue's point-in-time features: custom lead columns are "
+                          "audited and reported, never used)")
         extra = {}
         if (Path(data) / "ground_truth").exists():
             progress.update(task, description="computing the oracle on the holdout rows")
             extra["oracle"] = _oracle_metrics(Path(data), result)
         progress.update(task, description="logging to MLflow and registering")
         tracked = tracking.track(result, dataset, config, holdout_values=result.holdout_values,
-                                 extra_metrics=extra, register=register, data_source=str(data))
+                                 extra_metrics=extra, leakage=result.leakage, register=register,
+                                 data_source=str(data))
         progress.update(task, description="done", total=1, completed=1)
     m = result.metrics
     console.print(f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
@@ -142,7 +152,8 @@ def train(
     if metrics_out:
         out = {"holdout": m, **extra, "n_train": result.model.info["n_train"],
                "n_holdout": result.model.info["n_holdout"], "family": result.model.family,
-               "candidates": result.candidates, "run_id": tracked.run_id, "version": tracked.version,
+               "candidates": result.candidates, "leakage": result.leakage, "run_id": tracked.run_id,
+               "version": tracked.version,
                "promoted": bool(tracked.decision and tracked.decision.promote)}
         metrics_out.parent.mkdir(parents=True, exist_ok=True)
         metrics_out.write_text(json.dumps(out, indent=1))

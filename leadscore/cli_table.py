@@ -17,6 +17,7 @@ import pandas as pd
 import typer
 
 from leadscore.cli import _fail, _progress, _setup_mlflow, app, console
+from leadscore.model.registry import FLAT_MODEL_NAME
 
 HOLDOUT_FRACTION = 0.2
 CONSTANT_AS_OF = pd.Timestamp("2000-01-01", tz="UTC")  # a snapshot has no time: one moment for every row
@@ -178,14 +179,14 @@ def table(
         progress.update(task, description="logging to MLflow and registering")
         tracked = tracking.track(result, None, config, holdout_values=result.holdout_values, leakage=report,
                                  register=register, data_source=str(file), example=_example(tab, features, holdout, y),
-                                 data_fingerprint=_fingerprint(tab))
+                                 data_fingerprint=_fingerprint(tab), model_name=FLAT_MODEL_NAME)
         progress.update(task, description="done", total=1, completed=1)
     m = result.metrics
     console.print(f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
                   f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({result.model.info['n_holdout']:,} rows, "
                   f"split {split}, {len(features)} features)")
     if tracked.version:
-        console.print(f"registered leadscore version {tracked.version}: {tracked.decision.reason}")
+        console.print(f"registered {FLAT_MODEL_NAME} version {tracked.version}: {tracked.decision.reason}")
     if metrics_out:
         out = {"holdout": m, "n_train": result.model.info["n_train"], "n_holdout": result.model.info["n_holdout"],
                "family": result.model.family, "candidates": result.candidates, "run_id": tracked.run_id,

@@ -23,6 +23,7 @@ from leadscore.model.scoring import ScoringModel
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "leadscore"
+FLAT_MODEL_NAME = "leadscore-flat"  # models trained on flat exports (`leadscore table`) score export rows, not events
 CHAMPION, CHALLENGER = "champion", "challenger"
 ECE_TOLERANCE = 0.01
 

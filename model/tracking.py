@@ -86,7 +86,7 @@ def _flat(prefix: str, d: dict) -> dict:
 def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout_values: dict,
           extra_metrics: dict | None = None, leakage: dict | None = None, register: bool = True,
           run_name: str | None = None, data_source: str = "", example: dict | None = None,
-          data_fingerprint: dict | None = None) -> TrackedRun:
+          data_fingerprint: dict | None = None, model_name: str = registry.MODEL_NAME) -> TrackedRun:
     """Log a training run and (optionally) register its model.
 
     `example` and `data_fingerprint` replace what is otherwise derived from `dataset` (the API example
@@ -135,12 +135,12 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
         if not register:
             return TrackedRun(run.info.run_id, None, None)
         client = MlflowClient()
-        mv = mlflow.register_model(info.model_uri, registry.MODEL_NAME)
-        client.set_registered_model_alias(registry.MODEL_NAME, registry.CHALLENGER, mv.version)
-        decision = registry.gate(model, mv.version, holdout_values, y, client=client)
+        mv = mlflow.register_model(info.model_uri, model_name)
+        client.set_registered_model_alias(model_name, registry.CHALLENGER, mv.version)
+        decision = registry.gate(model, mv.version, holdout_values, y, name=model_name, client=client)
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
-        client.set_model_version_tag(registry.MODEL_NAME, mv.version, "gate", json.dumps(decision.to_dict())[:5000])
+        client.set_model_version_tag(model_name, mv.version, "gate", json.dumps(decision.to_dict())[:5000])
         if decision.promote:
-            registry.promote(mv.version, client=client, reason=decision.reason)
-        log.info("registered %s version %s: %s", registry.MODEL_NAME, mv.version, decision.reason)
+            registry.promote(mv.version, name=model_name, client=client, reason=decision.reason)
+        log.info("registered %s version %s: %s", model_name, mv.version, decision.reason)
         return TrackedRun(run.info.run_id, mv.version, decision)

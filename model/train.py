@@ -14,6 +14,7 @@ import pandas as pd
 from leadscore.features import catalog, schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import QualifiedDefinition, training_rows
+from leadscore.features.leakage import audit_dataset
 from leadscore.features.loading import Dataset
 from leadscore.model import evaluate
 from leadscore.model.boosted import BoostedParams, fit_boosted
@@ -57,6 +58,7 @@ class TrainResult:
     holdout_values: dict = field(default_factory=dict)  # feature name -> holdout values, for the gate
     candidates: dict = field(default_factory=dict)  # family -> holdout metrics, when auto compared both
     warnings: list[str] = field(default_factory=list)
+    leakage: dict = field(default_factory=lambda: {"suspects": [], "excluded": []})
 
 
 def split_by_lead_time(rows: pd.DataFrame, fraction: float) -> np.ndarray:
@@ -134,6 +136,8 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
     step("building training rows")
     rows = training_rows(dataset, config.definition)
     warnings = check_enough(rows["label"].to_numpy(), "training rows")
+    step("auditing custom columns and events for leakage")
+    leakage = audit_dataset(dataset, rows)
     step(f"computing features for {len(rows):,} rows")
     feats = feature_frame(dataset, rows)
     values = {name: feats[name].to_numpy() for name in config.features}
@@ -141,6 +145,7 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
     categorical = tuple(n for n in config.features if n in catalog.BY_NAME and catalog.BY_NAME[n].kind == "categorical")
     result = fit_models(values, rows, holdout, categorical, config, step)
     result.warnings[:0] = warnings
+    result.leakage = leakage
     return result
 
 
