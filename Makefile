@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export LEADSCORE_DATABASE_URL ?= sqlite:///leadscore.db
 
-.PHONY: run install install-test data model keys serve test lab wheel-check bench clean help
+.PHONY: run install install-test data model keys store serve test lab wheel-check bench clean help
 
 help:
 	@echo "make run   - install, build demo data, train, register the champion, serve API + sales page"
@@ -43,17 +43,23 @@ $(DATA)/dataset.json: | $(VENV)/.installed
 model: data
 	$(BIN)/leadscore train --data $(DATA) --if-missing
 
+# Keys come from LEADSCORE_API_KEYS when it is set; otherwise they are generated once into $(KEYS_FILE).
 keys: | $(VENV)/.installed
-	@$(BIN)/leadscore keys --file $(KEYS_FILE) --no-show
+	@if [ -z "$${LEADSCORE_API_KEYS:-}" ]; then $(BIN)/leadscore keys --file $(KEYS_FILE) --no-show; fi
 
-run: model keys
-	@set -a; source $(KEYS_FILE); set +a; \
+# The most recent demo leads, their events and outcomes, scored once: what the sales page shows.
+store: model
+	$(BIN)/leadscore import --data $(DATA) --recent 500
+
+run: model keys store
+	@if [ -z "$${LEADSCORE_API_KEYS:-}" ]; then set -a; source $(KEYS_FILE); set +a; where="$(KEYS_FILE)"; \
+	else where="LEADSCORE_API_KEYS"; fi; \
 	echo; \
 	echo "Leadscore is starting on http://$(HOST):$(PORT)"; \
 	echo "  API docs:    http://$(HOST):$(PORT)/docs"; \
 	echo "  Sales page:  http://$(HOST):$(PORT)/ui   (sign in with the sales or admin key)"; \
-	echo "  API keys (also in $(KEYS_FILE)):"; \
-	$(BIN)/leadscore keys --file $(KEYS_FILE); \
+	echo "  API keys (from $$where):"; \
+	echo "$$LEADSCORE_API_KEYS" | tr ',' '\n' | sed 's/^\([a-z]*\):/    \1\t/'; \
 	echo "  MLflow UI:   $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000"; \
 	echo; \
 	exec $(BIN)/leadscore serve --host $(HOST) --port $(PORT)
