@@ -121,10 +121,12 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--mlflow-uri", help="use this registry's champion instead of training one (needs --data)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="leadscore-bench-"))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}", "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "MLFLOW_TRACKING_URI": args.mlflow_uri or f"sqlite:///{tmp / 'mlflow.db'}",
+           "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "LEADSCORE_API_KEYS": f"scorer:{KEY}", "LEADSCORE_DATABASE_URL": f"sqlite:///{tmp / 'leadscore.db'}",
            "LEADSCORE_RELOAD_INTERVAL_SECONDS": "0", "LEADSCORE_LOG_LEVEL": "WARNING"}
     leadscore = [str(BIN / "leadscore")]
@@ -133,9 +135,10 @@ def main() -> None:
         data = tmp / "data"
         subprocess.run([*leadscore, "demo-data", "--leads", "4000", "--seed", "0", "--out", str(data)], env=env,
                        check=True, capture_output=True)
-    print(f"training ({args.model}) into {tmp}...", file=sys.stderr)
-    subprocess.run([*leadscore, "train", "--data", str(data), "--model", args.model], env=env, check=True,
-                   capture_output=True, cwd=tmp)
+    if not args.mlflow_uri:
+        print(f"training ({args.model}) into {tmp}...", file=sys.stderr)
+        subprocess.run([*leadscore, "train", "--data", str(data), "--model", args.model], env=env, check=True,
+                       capture_output=True, cwd=tmp)
     wrk = ensure_wrk()
     results: dict = {"load_generator": "wrk 4.1 (Lua POST script)" if wrk else "asyncio + httpx client",
                      "connections": args.connections, "duration_s": args.duration}

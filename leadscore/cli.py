@@ -263,7 +263,8 @@ def serve(
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     uvicorn.run("leadscore.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False, server_header=False)
+                log_level="info", access_log=False, server_header=False,
+                timeout_worker_healthcheck=120)  # workers import MLflow + the model: slow on a loaded host
 
 
 # Commands that live in their own modules register themselves on `app` when imported.
