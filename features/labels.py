@@ -29,6 +29,8 @@ class QualifiedDefinition:
     negative: tuple[str, ...] = ("disqualified", "lost")
     ages_days: tuple[int, ...] = (1, 3, 7, 14, 30, 60)
     at_handoff: bool = True
+    age_sampling: str = "stratified"  # or "fixed"
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.horizon_days < 1:
@@ -40,6 +42,10 @@ class QualifiedDefinition:
             raise ValueError("an outcome cannot be both positive and negative")
         if not self.ages_days and not self.at_handoff:
             raise ValueError("no as-of moments: give ages_days or at_handoff")
+        if self.age_sampling not in ("stratified", "fixed"):
+            raise ValueError("age_sampling must be 'stratified' or 'fixed'")
+        if list(self.ages_days) != sorted(set(self.ages_days)) or (self.ages_days and self.ages_days[0] < 0):
+            raise ValueError("ages_days must be increasing, non-negative whole days")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -49,12 +55,36 @@ class QualifiedDefinition:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def _strata(ages: tuple[int, ...]) -> list[tuple[int, int]]:
+    """[a_i, a_i+1) for consecutive ages, and [a_last, 2 * a_last) for the last one."""
+    edges = list(ages) + [max(2 * ages[-1], ages[-1] + 1)]
+    return [(lo, max(hi, lo + 1)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def sampled_ages(lead_ids: pd.Series, definition: QualifiedDefinition) -> list[tuple[str, np.ndarray]]:
+    """(moment name, age in whole days per lead) for each as-of moment of the definition.
+
+    "fixed": exactly the ages in `ages_days`. "stratified" (default): one age per stratum between
+    consecutive ages, drawn per lead from a hash of (seed, lead_id, stratum), so it is reproducible and
+    independent of row order. Fixed ages would let a model tell a handoff row (any other age) from an age
+    row by the lead's age alone, and learn the sampling design instead of the leads.
+    """
+    if definition.age_sampling == "fixed":
+        return [(f"age_{a}d", np.full(len(lead_ids), a, dtype=np.int64)) for a in definition.ages_days]
+    out = []
+    for k, (lo, hi) in enumerate(_strata(definition.ages_days)):
+        salted = lead_ids.astype(str) + f"|{definition.seed}|{k}"
+        u = pd.util.hash_pandas_object(salted, index=False).to_numpy() / np.float64(2**64)
+        out.append((f"age_{lo}-{hi - 1}d", lo + np.floor(u * (hi - lo)).astype(np.int64)))
+    return out
+
+
 def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataFrame:
-    """Candidate rows: each lead at each age in `ages_days`, and at its first handoff to sales."""
+    """Candidate rows: each lead at each sampled age, and at its first handoff to sales."""
     leads = dataset.leads[[S.LEAD_ID, S.CREATED_AT]]
     parts = [pd.DataFrame({S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
-                           "as_of": leads[S.CREATED_AT] + pd.Timedelta(days=age), "moment": f"age_{age}d"})
-             for age in definition.ages_days]
+                           "as_of": leads[S.CREATED_AT] + pd.to_timedelta(ages, unit="D"), "moment": name})
+             for name, ages in sampled_ages(leads[S.LEAD_ID], definition)]
     if definition.at_handoff:
         ev = dataset.events
         handoff = ev[ev[S.EVENT_TYPE] == "handed_to_sales"].groupby(S.LEAD_ID, sort=False)[S.TIMESTAMP].min()

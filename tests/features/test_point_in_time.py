@@ -8,7 +8,7 @@ import pytest
 
 from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
-from leadscore.features.labels import QualifiedDefinition, training_rows
+from leadscore.features.labels import QualifiedDefinition, sampled_ages, training_rows
 from leadscore.features.loading import Dataset
 
 
@@ -88,9 +88,14 @@ def test_training_rows_follow_the_definition(demo_dataset):
     pos = rows[rows["label"] == 1].merge(out[out[S.OUTCOME].isin(d.positive)], on=S.LEAD_ID)
     ok = pos[(pos[S.OUTCOME_AT] > pos["as_of"]) & (pos[S.OUTCOME_AT] <= pos["as_of"] + horizon)]
     assert ok.groupby(["lead_id", "as_of"]).ngroups == int((rows["label"] == 1).sum())
-    # and the moments are the configured ages and the handoff
-    assert set(rows["moment"]) <= {f"age_{a}d" for a in d.ages_days} | {"handoff"}
+    # and the moments are one sampled age per stratum of the configured ages, and the handoff
+    strata = {name: ages for name, ages in sampled_ages(demo_dataset.leads[S.LEAD_ID], d)}
+    assert set(rows["moment"]) <= set(strata) | {"handoff"}
     assert (rows["moment"] == "handoff").any()
+    age_rows = rows[rows["moment"] != "handoff"]
+    age = (age_rows["as_of"] - age_rows[S.LEAD_ID].map(demo_dataset.leads.set_index(S.LEAD_ID)[S.CREATED_AT]))
+    assert (age.dt.total_seconds() % 86400 == 0).all()  # whole days, where the demo oracle is exact
+    assert age.dt.days.nunique() > 40  # spread over the strata, not a handful of fixed ages
 
 
 def test_censored_rows_are_left_out_not_negative(demo_dataset):
@@ -109,3 +114,19 @@ def test_definition_rejects_nonsense():
         QualifiedDefinition(positive=("qualified",), negative=("qualified",))
     with pytest.raises(ValueError, match="horizon"):
         QualifiedDefinition(horizon_days=0)
+
+
+def test_stratified_ages_are_reproducible_and_fixed_ages_are_exact(demo_dataset):
+    ids = demo_dataset.leads[S.LEAD_ID]
+    a = sampled_ages(ids, QualifiedDefinition())
+    b = sampled_ages(ids.iloc[::-1].reset_index(drop=True), QualifiedDefinition())
+    # the same lead gets the same ages whatever the row order; another seed gives others
+    first = dict(zip(ids, a[2][1]))
+    assert all(first[i] == v for i, v in zip(ids.iloc[::-1], b[2][1]))
+    c = sampled_ages(ids, QualifiedDefinition(seed=1))
+    assert (a[2][1] != c[2][1]).any()
+    # ages stay inside their stratum
+    for (name, ages), (lo, hi) in zip(a, [(1, 3), (3, 7), (7, 14), (14, 30), (30, 60), (60, 120)]):
+        assert ages.min() >= lo and ages.max() < hi, name
+    fixed = sampled_ages(ids, QualifiedDefinition(age_sampling="fixed"))
+    assert [int(ages[0]) for _, ages in fixed] == [1, 3, 7, 14, 30, 60]
