@@ -62,12 +62,14 @@ def _validated(feedback: pd.DataFrame) -> pd.DataFrame:
     bad = ~out[S.OUTCOME].isin(FEEDBACK_OUTCOMES)
     for i in np.flatnonzero(bad.to_numpy())[:20]:
         v = out[S.OUTCOME].iloc[i]
-        reason = "missing value" if pd.isna(v) else f"{str(v)[:40]!r} is not one of {', '.join(FEEDBACK_OUTCOMES)}"
+        reason = ("missing value" if pd.isna(v)
+                  else f"{str(v)[:40]!r} is not one of {', '.join(FEEDBACK_OUTCOMES)}")
         problems.append(Problem(SOURCE, int(i) + 1, S.OUTCOME, reason))
     if problems:
         raise DataError(problems)
     # the order in which feedback was given: `at`, then the store's id (or the frame's order)
-    out["order"] = pd.to_numeric(fb["id"], errors="coerce").to_numpy() if "id" in fb.columns else np.arange(len(fb))
+    out["order"] = (pd.to_numeric(fb["id"], errors="coerce").to_numpy() if "id" in fb.columns
+                    else np.arange(len(fb)))
     return out
 
 
@@ -116,7 +118,8 @@ def with_feedback(dataset: Dataset, feedback: pd.DataFrame) -> Dataset:
         return df[S.LEAD_ID].astype(str) + "\x1f" + df[S.OUTCOME].astype(str) + "\x1f" + ms
 
     follow = follow.drop_duplicates([S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT])
-    dup = key(follow).isin(set(key(out))) if len(out) and len(follow) else pd.Series(False, index=follow.index)
+    dup = (key(follow).isin(set(key(out))) if len(out) and len(follow)
+           else pd.Series(False, index=follow.index))
     new_follow = follow.loc[~dup, [S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT, S.REASON]]
 
     kept = out[~export_verdict]

@@ -107,7 +107,8 @@ class Service:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"the service exited with code {proc.returncode}:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"the service exited with code {proc.returncode}:\n"
+                                   f"{log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200:
                     return service
@@ -121,7 +122,8 @@ class Service:
         """An HTTP client authenticated as `role` (scorer, sales or admin)."""
         import httpx
 
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.keys[role]}"}, timeout=60)
+        headers = {"Authorization": f"Bearer {self.keys[role]}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

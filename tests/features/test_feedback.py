@@ -50,7 +50,7 @@ def outcomes_of(ds: Dataset, lead: str) -> list[tuple]:
 def labels_of(ds: Dataset, lead: str) -> dict[str, int]:
     rows = training_rows(ds, DEFINITION)
     rows = rows[rows[S.LEAD_ID] == lead]
-    return dict(zip(rows["moment"], rows["label"].astype(int)))
+    return dict(zip(rows["moment"], rows["label"].astype(int), strict=True))
 
 
 def test_a_verdict_for_a_lead_the_export_left_open_becomes_its_label():
@@ -105,7 +105,8 @@ def test_won_and_lost_are_appended_without_duplicates_and_the_exports_follow_ups
     ds = make_dataset([("L2", "qualified", day(10), None), ("L2", "opportunity", day(15), None),
                        ("L2", "won", day(50), None)])
     # when feedback repeats the win (same time), and reports L5 lost twice (a retried request)
-    fb = feedback([("L2", "won", day(50), None), ("L5", "lost", day(30), None), ("L5", "lost", day(30), None)])
+    fb = feedback([("L2", "won", day(50), None),
+                   ("L5", "lost", day(30), None), ("L5", "lost", day(30), None)])
     merged = with_feedback(ds, fb)
     # then the win is not doubled, L5's loss is there once, and the export's rows are untouched
     assert outcomes_of(merged, "L2") == outcomes_of(ds, "L2")

@@ -54,7 +54,7 @@ def kernel_env(tmp_path_factory):
            "LEADSCORE_NB_MLFLOW": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
            "LEADSCORE_NB_EXPORT": "",
            "OMP_NUM_THREADS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-           "PYTHONPATH": os.pathsep.join([str(NOTEBOOKS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+           "PYTHONPATH": os.pathsep.join(p for p in (str(NOTEBOOKS), os.environ.get("PYTHONPATH")) if p)}
     env.pop("MLFLOW_TRACKING_URI", None)
     (root / "mlflow").mkdir()
     work = root / "work"
@@ -117,7 +117,8 @@ def test_the_four_notebooks_are_there_in_order():
 
 @pytest.mark.parametrize("name", ORDER)
 def test_committed_notebooks_have_no_outputs(name):
-    # given a committed notebook, then it has no outputs or execution counts (strip it: python notebooks/strip.py)
+    # given a committed notebook, then it has no outputs or execution counts
+    # (strip them with: python notebooks/strip.py)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     assert load_strip().dirty_cells(nb) == [], f"{name} has outputs: run `python notebooks/strip.py`"
 
