@@ -81,12 +81,17 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
     values = lead_features(leads, as_of)
     results = model.results(values, [d["lead_id"] for d in leads], explain_full=explain_full)
     if state.score_log is not None:
-        names = model.encoder.features
-        state.score_log.put([{
-            "lead_id": r["lead_id"], "scored_at": now, "as_of": d["as_of"], "model_version": model.version,
-            "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
-            "features": {n: _json_value(values[n][i]) for n in names}, "reasons": r["reasons"],
-        } for i, (r, d) in enumerate(zip(results, leads))])
+        names, version = model.encoder.features, model.version
+
+        def rows() -> list[dict]:  # built by the score-log thread, not in the request
+            return [{
+                "lead_id": r["lead_id"], "scored_at": now, "as_of": d["as_of"], "model_version": version,
+                "probability": r["probability"], "score": r["score"], "grade": r["grade"],
+                "qualified": r["qualified"], "features": {n: _json_value(values[n][i]) for n in names},
+                "reasons": r["reasons"],
+            } for i, (r, d) in enumerate(zip(results, leads))]
+
+        state.score_log.put_lazy(rows)
     if state.metrics is not None:
         state.metrics.observe_scores(results)
     return {"model": {"name": model.name, "version": model.version}, "results": results}

@@ -197,6 +197,13 @@ class ScoreLogWriter:
         self._thread = threading.Thread(target=self._run, name="score-log-writer", daemon=True)
         self._thread.start()
 
+    def put_lazy(self, make_rows) -> None:
+        """Queue a callable returning the rows: they are built in the writer thread, off the request."""
+        try:
+            self._q.put_nowait(make_rows)
+        except queue.Full:
+            log.warning("score log queue full: dropping score-log rows")
+
     def put(self, rows: list[dict]) -> None:
         for r in rows:
             try:
@@ -209,9 +216,16 @@ class ScoreLogWriter:
         batch = []
         while len(batch) < self.max_batch:
             try:
-                batch.append(self._q.get_nowait())
+                item = self._q.get_nowait()
             except queue.Empty:
                 break
+            if callable(item):
+                try:
+                    batch.extend(item())
+                except Exception:  # noqa: BLE001 - never let the audit writer die
+                    log.exception("could not build score-log rows")
+            else:
+                batch.append(item)
         return batch
 
     def _run(self) -> None:

@@ -74,9 +74,13 @@ def test_explain_full_contributions_and_base_add_up_to_the_logit(server, example
     assert set(ex["contributions"]) == set(features)
     assert math.isclose(ex["base"] + sum(ex["contributions"].values()), ex["logit"], abs_tol=1e-9)
     assert math.isclose(1 / (1 + math.exp(-ex["logit"])), res["probability"], rel_tol=1e-9)
-    # and each top reason's impact is that feature's contribution
+    # and each reason's impact is the exact sum of its group's contributions (a channel over its windows)
+    from leadscore.model.reasons import reason_group
+
     for reason in res["reasons"]:
-        assert math.isclose(reason["impact"], ex["contributions"][reason["feature"]], abs_tol=1e-6)
+        group = reason_group(reason["feature"])
+        total = sum(c for f, c in ex["contributions"].items() if reason_group(f) == group)
+        assert math.isclose(reason["impact"], total, abs_tol=1e-6)
 
 
 def test_many_leads_in_one_request_score_like_one_at_a_time(server, example):
