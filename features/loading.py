@@ -84,7 +84,9 @@ def parse_timestamps(values: pd.Series, file: str, column: str, problems: list[P
     else:
         raw = values.astype("string")
         try:
-            arr = pc.cast(pa.array(raw.to_numpy(dtype=object, na_value=None), pa.string()),
+            # arrow-backed strings go to arrow without a Python object per value
+            arr = pc.cast(pa.array(raw) if raw.dtype.storage == "pyarrow" else
+                          pa.array(raw.to_numpy(dtype=object, na_value=None), pa.string()),
                           pa.timestamp("ms", tz="UTC"))
             ts = pd.Series(arr.to_pandas(), index=values.index).astype("datetime64[ms, UTC]")
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -123,6 +125,8 @@ def _check_known_leads(df: pd.DataFrame, known: pd.Index, file: str, problems: l
 
 
 def _as_str(col: pd.Series) -> pd.Series:
+    if isinstance(col.dtype, pd.StringDtype) and col.dtype.na_value is np.nan:
+        return col  # already what the slow path below produces: strings, missing as NaN
     return col.astype(object).where(col.notna(), None).map(lambda v: v if v is None else str(v))
 
 
