@@ -14,7 +14,7 @@ from leadscore.features.loading import DataError, Dataset
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 SNAPSHOT = pd.Timestamp("2025-06-01", tz="UTC")
-DEFINITION = QualifiedDefinition(horizon_days=30, ages_days=(1, 3, 14), at_handoff=False)
+DEFINITION = QualifiedDefinition(horizon_days=30, ages_days=(1, 3, 14), at_handoff=False, age_sampling="fixed")
 
 
 def day(d: float) -> pd.Timestamp:
