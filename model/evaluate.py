@@ -46,15 +46,17 @@ def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None) -
 
 
 def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: tuple[str, ...]) -> dict:
-    """name -> matplotlib Figure, ready for `mlflow.log_figure`."""
-    import matplotlib
+    """name -> matplotlib Figure, ready for `mlflow.log_figure`.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Built without pyplot (no global backend switch, nothing left open), so it is safe in notebooks and in
+    long-running processes.
+    """
+    from matplotlib.figure import Figure
 
     figs = {}
     order = np.argsort(p, kind="stable")
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     xs, ys = [], []
     for chunk in np.array_split(order, 15):
         if len(chunk):
@@ -67,7 +69,8 @@ def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: t
     ax.legend()
     figs["reliability.png"] = fig
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     desc = np.argsort(-p, kind="stable")
     gains = np.cumsum(y[desc]) / max(y.sum(), 1)
     share = np.arange(1, len(p) + 1) / len(p)
@@ -82,7 +85,8 @@ def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: t
     axes[1].set(xlabel="score decile (1 = highest)", ylabel="lift", title="Lift by decile")
     figs["gains_lift.png"] = fig
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     bins = np.linspace(0, 100, 41)
     ax.hist(100 * p[y == 0], bins=bins, alpha=0.6, density=True, label="not qualified")
     ax.hist(100 * p[y == 1], bins=bins, alpha=0.6, density=True, label="qualified")
@@ -90,7 +94,8 @@ def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: t
     ax.legend()
     figs["score_distribution.png"] = fig
 
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     mean_abs = np.abs(contributions).mean(axis=0)
     top = np.argsort(-mean_abs)[:15][::-1]
     mean_pos = np.where(contributions > 0, contributions, 0).mean(axis=0)
