@@ -130,7 +130,7 @@ def test_table_command_end_to_end_on_x_education(tmp_path):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        model = mlflow.pyfunc.load_model(f"models:/leadscore/{m['version']}")
+        model = mlflow.pyfunc.load_model(f"models:/leadscore-flat/{m['version']}")
         raw = pd.read_csv(X_EDUCATION).head(5)  # as a user reads it: numbers typed, empty cells NaN
         schema = {c.name: c.type.name for c in model.metadata.get_input_schema().inputs}
         frame = pd.DataFrame({c: raw[c].astype(float) if t == "double" else raw[c].fillna("").astype(str)
