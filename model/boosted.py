@@ -7,18 +7,88 @@ the parent's to the child's, and that change is credited to the split's feature.
 is exactly leaf value - root expectation, so `base + sum(contributions) == raw log-odds` for every row.
 Native categorical splits are walked with sklearn's own rule (left bitset, known categories, unknown ->
 missing), which is why this module does not use SHAP's TreeExplainer (it ignores those splits).
+
+The walk is one numba kernel (`_contrib_rows`): each row goes down each tree and adds every step's change
+of expectation into C[row, feature]. It releases the GIL, so a large batch is split into one contiguous
+block of rows per core and run on plain threads (no numba threading layer: it is safe to call from the
+API's worker threads); a single row is one direct call of a few microseconds. The kernel is compiled once
+per machine (`cache=True`) and warmed up whenever a model is compiled or loaded.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from leadscore.model.encoding import Encoder
 
-CHUNK_ROWS = 8192
+PARALLEL_MIN_ROWS = 4096  # below this a batch is walked on the calling thread
+ROW_BLOCK = 32  # rows walked together through one tree: independent paths keep the core busy
+_POOL: ThreadPoolExecutor | None = None
+
+
+@njit(cache=True, nogil=True)
+def _contrib_rows(X, start, stop, roots, depth, feature, threshold, missing_left, cat_row, cat_table, kids,
+                  deltas, C):  # pragma: no cover - compiled
+    """Add the Saabas path contributions of rows start:stop of X into the same rows of C (zeros on entry).
+
+    Node k's children are kids[2k] (right) and kids[2k + 1] (left), and deltas[2k + side] is the change of
+    expected value on that step; a leaf is its own child with a zero delta, so each tree is walked for a
+    fixed number of levels. The rules are sklearn's: NaN follows missing_left; a categorical node sends
+    code c (truncated, clipped to 0..255) left if cat_table[cat_row[k], c]; a numerical node sends x left
+    if x <= threshold.
+    """
+    node = np.empty(ROW_BLOCK, np.int64)
+    for b0 in range(start, stop, ROW_BLOCK):
+        m = min(ROW_BLOCK, stop - b0)
+        for t in range(roots.shape[0]):
+            for r in range(m):
+                node[r] = roots[t]
+            for _ in range(depth[t]):
+                for r in range(m):
+                    k = node[r]
+                    f = feature[k]
+                    x = X[b0 + r, f]
+                    cr = cat_row[k]
+                    if x != x:
+                        go_left = missing_left[k]
+                    elif cr > 0:
+                        go_left = cat_table[cr, 0 if x < 1.0 else (255 if x >= 255.0 else np.int64(x))]
+                    else:
+                        go_left = x <= threshold[k]
+                    j = 2 * k + np.int64(go_left)
+                    C[b0 + r, f] += deltas[j]
+                    node[r] = kids[j]
+
+
+@njit(cache=True)
+def _tree_depths(roots, left, right, is_leaf):  # pragma: no cover - compiled
+    """Depth of the deepest leaf of each tree (children always follow their parent)."""
+    n = left.shape[0]
+    depth = np.zeros(n, np.int64)
+    out = np.zeros(roots.shape[0], np.int64)
+    t = 0
+    for k in range(n):
+        while t + 1 < roots.shape[0] and k >= roots[t + 1]:
+            t += 1
+        if is_leaf[k]:
+            out[t] = max(out[t], depth[k])
+        else:
+            depth[left[k]] = depth[k] + 1
+            depth[right[k]] = depth[k] + 1
+    return out
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="trees")
+    return _POOL
 
 
 @dataclass(frozen=True)
@@ -89,35 +159,43 @@ class CompiledTrees:
         cat["right"] = np.where(cat["is_leaf"], idx, cat["right"])
         return cls(roots=roots, base=base, max_depth=max(p["depth"] for p in parts), **cat)
 
+    def __post_init__(self):
+        # the kernel's layout, derived from the stored arrays (so saved models keep their format)
+        idx = np.arange(len(self.feature), dtype=np.int64)
+        leaf = self.is_leaf.astype(bool)
+        kids = np.empty(2 * len(idx), np.int64)
+        kids[0::2] = np.where(leaf, idx, self.right)
+        kids[1::2] = np.where(leaf, idx, self.left)
+        deltas = np.zeros(2 * len(idx))
+        deltas[0::2] = np.where(leaf, 0.0, self.expected[kids[0::2]] - self.expected)
+        deltas[1::2] = np.where(leaf, 0.0, self.expected[kids[1::2]] - self.expected)
+        cat_nodes = np.flatnonzero(self.is_categorical)
+        cat_row = np.zeros(len(idx), np.int64)
+        cat_row[cat_nodes] = np.arange(1, len(cat_nodes) + 1)
+        cat_table = np.zeros((len(cat_nodes) + 1, 256), np.bool_)
+        cat_table[1:] = self.cat_left[cat_nodes]
+        roots = np.ascontiguousarray(self.roots, dtype=np.int64)
+        depth = _tree_depths(roots, kids[1::2].copy(), kids[0::2].copy(), leaf)
+        object.__setattr__(self, "_kernel", (
+            roots, depth, np.ascontiguousarray(self.feature, dtype=np.int64),
+            np.ascontiguousarray(self.threshold, dtype=np.float64), self.missing_left.astype(np.bool_),
+            cat_row, cat_table, kids, deltas))
+        # warm-up: the first call loads (or, once per machine, compiles) the kernel; serving starts warm
+        self.contributions(np.full((1, int(self.feature.max(initial=0)) + 1), np.nan))
+
     def contributions(self, X: np.ndarray) -> tuple[float, np.ndarray]:
         """(base, C): base + C.sum(1) equals the ensemble's raw log-odds for each row of X."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
         n, F = X.shape
         C = np.zeros((n, F), dtype=np.float64)
-        for start in range(0, n, CHUNK_ROWS):
-            C[start:start + CHUNK_ROWS] = self._contrib_chunk(X[start:start + CHUNK_ROWS])
+        kernel = self._kernel
+        workers = min(os.cpu_count() or 1, n // PARALLEL_MIN_ROWS)
+        if workers <= 1:
+            _contrib_rows(X, 0, n, *kernel, C)
+        else:  # rows are independent: one contiguous block per core, the kernel runs without the GIL
+            bounds = np.linspace(0, n, workers + 1).astype(np.int64)
+            list(_pool().map(lambda w: _contrib_rows(X, bounds[w], bounds[w + 1], *kernel, C), range(workers)))
         return self.base, C
-
-    def _contrib_chunk(self, X: np.ndarray) -> np.ndarray:
-        n, F = X.shape
-        T = len(self.roots)
-        node = np.broadcast_to(self.roots, (n, T)).copy()
-        row = np.arange(n)[:, None] * F
-        acc = np.zeros(n * F, dtype=np.float64)
-        for _ in range(self.max_depth):
-            live = ~self.is_leaf[node]
-            if not live.any():
-                break
-            f = self.feature[node]
-            x = X.ravel()[row + f]
-            nan = np.isnan(x)
-            code = np.where(nan | ~self.is_categorical[node], 0, x).astype(np.int64).clip(0, 255)
-            go_left = np.where(nan, self.missing_left[node],
-                               np.where(self.is_categorical[node], self.cat_left[node, code], x <= self.threshold[node]))
-            nxt = np.where(go_left, self.left[node], self.right[node])
-            delta = self.expected[nxt] - self.expected[node]
-            acc += np.bincount((row + f)[live], weights=delta[live], minlength=n * F)
-            node = nxt
-        return acc.reshape(n, F)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {f"trees_{k}": getattr(self, k) for k in (
