@@ -9,7 +9,7 @@ import sys
 
 import httpx
 
-from conftest import KEYS, start_server
+from support import KEYS, start_server
 
 
 def _cli(*args, env, cwd):

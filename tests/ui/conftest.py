@@ -8,7 +8,6 @@ POST /v1/feedback. The browser is Debian's chromium driven by Playwright.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import shutil
 import sqlite3
@@ -21,20 +20,7 @@ import numpy as np
 import pytest
 
 
-def _root_conftest():
-    """tests/conftest.py as pytest loaded it (its module name depends on pytest's import mode)."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) and Path(module.__file__).resolve() == path:
-            return module
-    spec = importlib.util.spec_from_file_location("leadscore_tests_root_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_root = _root_conftest()
-KEYS, Server, start_server = _root.KEYS, _root.Server, _root.start_server
+from support import KEYS, Server, start_server  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -1,0 +1,72 @@
+"""Helpers shared by the tests (a plain module, importable as `support` from any test or conftest):
+test API keys, and starting a real `leadscore serve` process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+KEYS = {"scorer": "sc_test_key_0001", "sales": "sa_test_key_0001", "admin": "ad_test_key_0001"}
+KEYS_ENV = ",".join(f"{role}:{key}" for role, key in KEYS.items())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    env: dict
+    log: Path
+
+    def client(self, role: str | None = None, **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {KEYS[role]}"} if role else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kw)
+
+    def stop(self, sig: int | None = None) -> None:
+        if self.proc.poll() is None:
+            if sig is None:
+                self.proc.terminate()
+            else:
+                self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+
+
+def start_server(tmp: Path, mlflow_uri: str, database_url: str | None = None, extra_env: dict | None = None,
+                 workers: int = 1, timeout: float = 90) -> Server:
+    """Start `leadscore serve` as a real process on a free port and wait until it answers /healthz."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "LEADSCORE_API_KEYS": KEYS_ENV,
+           "LEADSCORE_DATABASE_URL": database_url or f"sqlite:///{tmp / 'leadscore.db'}",
+           "LEADSCORE_RELOAD_INTERVAL_SECONDS": "0", **(extra_env or {})}
+    log = tmp / f"server-{port}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "leadscore", "serve", "--port", str(port),
+                             "--workers", str(workers)], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            cwd=tmp)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Server(url, proc, env, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not start in {timeout}s:\n{log.read_text()[-3000:]}")
