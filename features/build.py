@@ -2,16 +2,20 @@
 
 Inputs are plain arrays (see `LeadArrays`, `EventArrays`), outputs a dict name -> array aligned with the
 rows. A row is (lead, as_of); a value for that row is computed only from events stamped strictly before
-as_of. No pandas and no Python loop per lead: each event stream is one sorted int64 key array
-`lead << 42 | ms since 2000-01-01`, and every window count or "last seen" lookup is a binary search in it.
+as_of. No pandas and no Python loop per lead: events are sorted by the int64 key `lead << 42 | ms since
+2000-01-01`, rows by (lead, as_of), and one compiled pass (`_sweep`, numba) walks each lead's events and
+rows together: per channel, running counts give every window count and the last event before as_of.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+from numba import njit
 
 from leadscore.features import catalog
 from leadscore.features.catalog import CHANNELS, DAY_MS, ENGAGEMENT, HIGH_INTENT, WINDOWS
@@ -60,64 +64,140 @@ def _channel_masks(ev: EventArrays) -> dict[str, np.ndarray]:
     return masks
 
 
+def _channel_bits() -> np.ndarray:
+    """(type code, page code + 1) -> bit c set when such an event is in CHANNELS[c] (`_channel_masks`)."""
+    t = np.repeat(np.arange(len(EVENT_TYPES)), len(PAGE_KINDS) + 1)
+    p = np.tile(np.arange(-1, len(PAGE_KINDS)), len(EVENT_TYPES))
+    masks = _channel_masks(EventArrays(lead=t, ts_ms=t, type_code=t, page_code=p))
+    bits = sum(masks[name].astype(np.int64) << c for c, name in enumerate(CHANNELS))
+    return bits.reshape(len(EVENT_TYPES), len(PAGE_KINDS) + 1)
+
+
 def _keys(lead: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
     rel = np.clip(ts_ms - EPOCH_MS, 0, (1 << TS_BITS) - 1)
     return (lead.astype(np.int64) << TS_BITS) | rel
 
 
-class _Stream:
-    """One channel's events, sorted, answering window counts and last-seen lookups for many rows."""
+@njit(cache=True, nogil=True)
+def _sweep(ev_keys, ev_bits, row_keys, lo_keys, r_start, r_stop, out_count, out_last):  # pragma: no cover
+    """Rows r_start:r_stop of `row_keys` (sorted keys lead << 42 | rel ms) against the sorted event keys.
 
-    __slots__ = ("keys",)
+    For row i (column j = i of the outputs) and channel c: out_count[c, 0, j] = the lead's events in
+    channel c with key < row key (all earlier events), out_count[c, 1 + k, j] = those with key >=
+    lo_keys[k, i] too (window k), out_last[c, j] = the key of the last such event, or -1. Bit c of
+    `ev_bits[e]` says whether event e is in channel c.
+    """
+    n_channels = out_count.shape[0]
+    n_windows = lo_keys.shape[0]
+    n_ev = ev_keys.shape[0]
+    shift = np.int64(TS_BITS)
+    cum = np.zeros((16, n_channels), np.int64)  # cum[k, c]: events of channel c among the lead's first k
+    last = np.zeros((16, n_channels), np.int64)  # last[k, c]: key of the last of them, or -1
+    q_all = np.zeros(n_windows, np.int64)
+    if r_start >= r_stop:
+        return
+    e0 = np.searchsorted(ev_keys, (row_keys[r_start] >> shift) << shift)  # first event of the current lead
+    r = r_start
+    while r < r_stop:
+        lead = row_keys[r] >> shift
+        r1 = r
+        while r1 < r_stop and (row_keys[r1] >> shift) == lead:
+            r1 += 1
+        while e0 < n_ev and (ev_keys[e0] >> shift) < lead:
+            e0 += 1
+        e1 = e0
+        while e1 < n_ev and (ev_keys[e1] >> shift) == lead:
+            e1 += 1
+        m = e1 - e0
+        if m + 1 > cum.shape[0]:
+            cum = np.zeros((2 * (m + 1), n_channels), np.int64)
+            last = np.zeros((2 * (m + 1), n_channels), np.int64)
+        for c in range(n_channels):
+            cum[0, c] = 0
+            last[0, c] = -1
+        for k in range(m):
+            bits = ev_bits[e0 + k]
+            key = ev_keys[e0 + k]
+            for c in range(n_channels):
+                if (bits >> c) & 1:
+                    cum[k + 1, c] = cum[k, c] + 1
+                    last[k + 1, c] = key
+                else:
+                    cum[k + 1, c] = cum[k, c]
+                    last[k + 1, c] = last[k, c]
+        p = 0  # rows come in key order, so every pointer only moves forward within a lead
+        q_all[:] = 0
+        for i in range(r, r1):
+            j = i
+            hi = row_keys[i]
+            while p < m and ev_keys[e0 + p] < hi:
+                p += 1
+            for c in range(n_channels):
+                out_count[c, 0, j] = cum[p, c]
+                out_last[c, j] = last[p, c]
+            for w in range(n_windows):
+                lo = lo_keys[w, i]
+                q = q_all[w]
+                while q < m and ev_keys[e0 + q] < lo:
+                    q += 1
+                q_all[w] = q
+                q = min(q, p)
+                for c in range(n_channels):
+                    out_count[c, 1 + w, j] = cum[p, c] - cum[q, c]
+        r = r1
+        e0 = e1
 
-    def __init__(self, keys: np.ndarray):
-        self.keys = keys
 
-    def count(self, row_start: np.ndarray, lo_key: np.ndarray, hi_key: np.ndarray) -> np.ndarray:
-        lo = np.maximum(np.searchsorted(self.keys, lo_key, "left"), row_start)
-        return (np.searchsorted(self.keys, hi_key, "left") - lo).clip(min=0)
-
-    def days_since(self, row_lead: np.ndarray, hi_key: np.ndarray, as_of_ms: np.ndarray) -> np.ndarray:
-        return self.days_since_from(np.searchsorted(self.keys, hi_key, "left"), row_lead, as_of_ms)
-
-    def days_since_from(self, end: np.ndarray, row_lead: np.ndarray, as_of_ms: np.ndarray) -> np.ndarray:
-        """`days_since` given end = searchsorted(keys, hi_key, "left") for each row."""
-        pos = end - 1
-        safe = pos.clip(min=0)
-        found = (pos >= 0) & ((self.keys[safe] >> TS_BITS) == row_lead) if len(self.keys) else pos >= 0
-        last_ms = (self.keys[safe] & ((1 << TS_BITS) - 1)) + EPOCH_MS if len(self.keys) else as_of_ms
-        return np.where(found, np.floor((as_of_ms - last_ms) / DAY_MS), np.nan)
+def _run_sweep(keys_all, bits, hi, lo_keys, count, last_key) -> None:
+    """`_sweep` over all rows, split at lead boundaries into one part per core (the kernel drops the GIL)."""
+    n = len(hi)
+    parts = max(1, min(os.cpu_count() or 1, n // 100_000))
+    cuts = [0]
+    for k in range(1, parts):  # never split a lead's rows: the kernel walks each lead once
+        lead_start = (hi[n * k // parts] >> TS_BITS) << TS_BITS
+        cuts.append(max(cuts[-1], int(np.searchsorted(hi, lead_start))))
+    cuts.append(n)
+    jobs = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    run = lambda ab: _sweep(keys_all, bits, hi, lo_keys, ab[0], ab[1], count, last_key)  # noqa: E731
+    if len(jobs) <= 1:
+        for ab in jobs:
+            run(ab)
+        return
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        list(pool.map(run, jobs))
 
 
 def event_features(ev: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
     """Engagement, intent and pressure features for each row from events stamped strictly before as_of."""
     row_lead = np.asarray(row_lead).astype(np.int64)
     as_of_ms = np.asarray(as_of_ms).astype(np.int64)
-    # Rows are processed in (lead, as_of) order: every query array below is then sorted too, which makes
-    # the binary searches walk the event keys once instead of jumping around at random. Results are put
-    # back in the caller's row order at the end.
+    # rows in (lead, as_of) order and events in (lead, time) order: one sweep over both
     hi_unsorted = _keys(row_lead, as_of_ms)
     row_order = np.argsort(hi_unsorted, kind="stable")
-    row_lead, as_of_ms, hi = row_lead[row_order], as_of_ms[row_order], hi_unsorted[row_order]
+    hi = hi_unsorted[row_order]
+    lead_s, as_of_s = row_lead[row_order], as_of_ms[row_order]
     keys_unsorted = _keys(ev.lead, ev.ts_ms)
     order = np.argsort(keys_unsorted, kind="stable")
     keys_all = keys_unsorted[order]
     del keys_unsorted
-    masks = {k: m[order] for k, m in _channel_masks(ev).items()}
-    lead_start = row_lead << TS_BITS
-    window_lo = {w: _keys(row_lead, as_of_ms - w * DAY_MS) for w in WINDOWS}
+    bits = _channel_bits()[ev.type_code[order].astype(np.int64), ev.page_code[order].astype(np.int64) + 1]
+    lo_keys = np.stack([_keys(lead_s, as_of_s - w * DAY_MS) for w in WINDOWS]) if len(hi) else \
+        np.zeros((len(WINDOWS), 0), dtype=np.int64)
+    n, C = len(hi), len(CHANNELS)
+    count = np.empty((C, 1 + len(WINDOWS), n), dtype=np.float64)  # each feature a contiguous row
+    last_key = np.empty((C, n), dtype=np.int64)
+    _run_sweep(keys_all, bits, hi, lo_keys, count, last_key)
+    as_of_ms = as_of_s  # everything below is in sorted row order, put back at the end
+
+    def counts(channel: str, window: int | None) -> np.ndarray:
+        return count[CHANNELS.index(channel), 0 if window is None else 1 + WINDOWS.index(window)]
+
     out: dict[str, np.ndarray] = {}
-    counts: dict[tuple[str, int | None], np.ndarray] = {}
-    for name in CHANNELS:
-        stream = _Stream(keys_all[masks[name]])
-        start = np.searchsorted(stream.keys, lead_start, "left")
-        end = np.searchsorted(stream.keys, hi, "left")
-        counts[name, None] = (end - start).clip(min=0)
-        for w in WINDOWS:
-            lo = np.maximum(np.searchsorted(stream.keys, window_lo[w], "left"), start)
-            counts[name, w] = (end - lo).clip(min=0)
+    for c, name in enumerate(CHANNELS):
         if f"days_since_{name}" in catalog.BY_NAME:
-            out[f"days_since_{name}"] = stream.days_since_from(end, row_lead, as_of_ms)
+            k = last_key[c]
+            last_ms = (k & ((1 << TS_BITS) - 1)) + EPOCH_MS
+            out[f"days_since_{name}"] = np.where(k >= 0, np.floor((as_of_ms - last_ms) / DAY_MS), np.nan)
 
     f64 = np.float64
     for spec in catalog.FEATURES:
@@ -125,13 +205,13 @@ def event_features(ev: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) 
         for w in WINDOWS:
             suffix = f"_{w}d"
             if name.endswith(suffix) and name.removesuffix(suffix) in CHANNELS:
-                out[name] = counts[name.removesuffix(suffix), w].astype(f64)
+                out[name] = counts(name.removesuffix(suffix), w)
         if name.endswith("_total"):
-            out[name] = counts[name.removesuffix("_total"), None].astype(f64)
+            out[name] = counts(name.removesuffix("_total"), None)
 
-    sent30, sent90 = counts["email_sent", 30].astype(f64), counts["email_sent", 90].astype(f64)
-    opened30, opened90 = counts["email_opened", 30].astype(f64), counts["email_opened", 90].astype(f64)
-    clicked30 = counts["email_clicked", 30].astype(f64)
+    sent30, sent90 = counts("email_sent", 30).astype(f64), counts("email_sent", 90).astype(f64)
+    opened30, opened90 = counts("email_opened", 30).astype(f64), counts("email_opened", 90).astype(f64)
+    clicked30 = counts("email_clicked", 30).astype(f64)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["open_rate_30d"] = np.where(sent30 > 0, np.minimum(opened30 / sent30, 1.0), np.nan)
         out["click_rate_30d"] = np.where(sent30 > 0, np.minimum(clicked30 / sent30, 1.0), np.nan)
@@ -141,7 +221,7 @@ def event_features(ev: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) 
             np.minimum(opened30 / np.maximum(sent30, 1), 1) - np.minimum(earlier_opened / np.maximum(earlier_sent, 1), 1),
             np.nan,
         )
-    eng7, eng30 = counts["engagement", 7].astype(f64), counts["engagement", 30].astype(f64)
+    eng7, eng30 = counts("engagement", 7).astype(f64), counts("engagement", 30).astype(f64)
     out["activity_trend"] = np.round(eng7 / 7 - (eng30 - eng7) / 23, 4)
     unsorted: dict[str, np.ndarray] = {}
     for name, v in out.items():

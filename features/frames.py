@@ -45,6 +45,8 @@ def event_arrays(events: pd.DataFrame, lead_index: pd.Index) -> build.EventArray
 
 def _lead_codes(leads: pd.Index, ids: pd.Series) -> np.ndarray:
     """Position of each id in `leads` (-1 if unknown), hashing each distinct id once."""
+    if isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.equals(leads):
+        return ids.cat.codes.to_numpy().astype(np.int64)  # `load_dataset`'s events: codes are lead rows
     codes, uniques = pd.factorize(ids, use_na_sentinel=True)
     pos = leads.get_indexer(pd.Index(uniques, dtype=object))
     return np.where(codes >= 0, pos[np.maximum(codes, 0)] if len(pos) else -1, -1).astype(np.int64)

@@ -4,6 +4,12 @@ Files may be Parquet or CSV (`leads.parquet` or `leads.csv`, ...). Timestamps ma
 any UTC offset (normalised to UTC; a string without an offset is taken as UTC) or typed timestamps. Every
 problem is reported with file, row, column and reason, and loading fails rather than dropping rows. The one
 repair made is removing exact duplicate events, which real exports contain; it is counted in the report.
+
+Events are read with Arrow and never become Python strings: `lead_id`, `type` and `page` are dictionary
+encoded and checked once per distinct value, duplicates are found on integer codes and int64 milliseconds,
+and ISO timestamps are parsed by Arrow's cast. In `Dataset.events` those three columns are pandas
+categoricals whose categories are the dataset's lead ids (in the order of `leads`), `S.EVENT_TYPES` and
+`S.PAGE_KINDS`, so a category's code is the lead's row in `leads` (or the type's / page's position).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from numba import njit
 
 from leadscore.features import schema as S
 
@@ -76,8 +84,65 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
 
 
+def _read_arrow(path: Path) -> pa.Table:
+    """The events file's columns as an Arrow table; Parquet string columns come dictionary-encoded."""
+    if path.suffix == ".parquet":
+        schema = pq.read_schema(path)
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        wanted = [c for c in S.EVENT_COLUMNS if c in schema.names]
+        return pq.read_table(path, columns=wanted, read_dictionary=[c for c in strings if c in wanted])
+    return pa.Table.from_pandas(_read(path), preserve_index=False)
+
+
+def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values as str objects, int64 code per row with -1 for missing) of an Arrow column.
+
+    Values that are not strings are turned into strings as `_as_str` does for pandas columns.
+    """
+    if not pa.types.is_dictionary(col.type):
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            col = pa.chunked_array([pa.array(_as_str(pd.Series(col.to_pandas())).to_numpy(dtype=object),
+                                             pa.string())])
+        col = pc.dictionary_encode(col)
+    if col.num_chunks == 0:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+    col = col.unify_dictionaries()
+    values = col.chunk(0).dictionary.cast(pa.string()).to_numpy(zero_copy_only=False)
+    codes = np.concatenate([pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+                            for c in col.chunks])
+    return values, codes
+
+
+@njit(cache=True)
+def _repeats(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """True where the pair (a[i], b[i]) already occurred at a smaller i (open-addressing hash set)."""
+    n = a.shape[0]
+    bits = 4
+    while (1 << bits) < 2 * n:
+        bits += 1
+    mask = (1 << bits) - 1
+    slots = np.full(1 << bits, -1, np.int64)
+    seen = np.zeros(n, np.bool_)
+    for i in range(n):
+        h = (np.uint64(a[i]) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(b[i]) * np.uint64(0xC2B2AE3D27D4EB4F))
+        h ^= h >> np.uint64(31)
+        j = np.int64(h & np.uint64(mask))
+        while True:
+            s = slots[j]
+            if s < 0:
+                slots[j] = i
+                break
+            if a[s] == a[i] and b[s] == b[i]:
+                seen[i] = True
+                break
+            j = (j + 1) & mask
+    return seen
+
+
 def parse_timestamps(values: pd.Series, file: str, column: str, problems: list[Problem]) -> pd.Series:
     """UTC timestamps at millisecond precision; unparseable or out-of-range values become problems."""
+    if isinstance(values, pa.ChunkedArray):
+        return _parse_arrow_timestamps(values, file, column, problems)
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
         ts = ts.astype("datetime64[ms, UTC]")
@@ -101,6 +166,41 @@ def parse_timestamps(values: pd.Series, file: str, column: str, problems: list[P
     return ts
 
 
+def _parse_arrow_timestamps(col: pa.ChunkedArray, file: str, column: str, problems: list[Problem]) -> pd.Series:
+    """`parse_timestamps` for an Arrow column: strings are cast by Arrow, typed timestamps converted."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type) or not (
+            pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return parse_timestamps(pd.Series(col.to_pandas()), file, column, problems)
+    try:
+        ts = pd.Series(pc.cast(col, pa.timestamp("ms", tz="UTC")).to_pandas()).astype("datetime64[ms, UTC]")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. an unusual format: pandas' parser decides
+        return parse_timestamps(pd.Series(col.to_pandas()), file, column, problems)
+    bad = ts.isna() | (ts < MIN_TIME) | (ts >= MAX_TIME)
+    for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
+        shown = col[int(i)].as_py()
+        reason = "missing timestamp" if shown is None else (
+            f"not an ISO-8601 timestamp: {str(shown)[:40]!r}" if pd.isna(ts.iloc[i])
+            else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01")
+        problems.append(Problem(file, int(i) + 1, column, reason))
+    return ts
+
+
+def _check_allowed_codes(values: np.ndarray, codes: np.ndarray, allowed, column: str, file: str,
+                         problems: list[Problem], nullable: bool = False) -> np.ndarray:
+    """`_check_allowed` on a dictionary column; returns each row's position in `allowed` (-1 if missing)."""
+    position = {v: k for k, v in enumerate(allowed)}
+    to_allowed = np.array([position.get(v, -2) for v in values] + [-1], dtype=np.int64)  # [-1]: missing
+    out = to_allowed[codes]
+    bad = (out == -2) | ((out == -1) & (not nullable))
+    for i in np.flatnonzero(bad)[: MAX_PROBLEMS_SHOWN + 1]:
+        v = values[codes[i]] if codes[i] >= 0 else None
+        reason = "missing value" if v is None else f"{str(v)[:40]!r} is not one of {', '.join(allowed)}"
+        problems.append(Problem(file, int(i) + 1, column, reason))
+    return out
+
+
 def _check_allowed(df: pd.DataFrame, column: str, allowed, file: str, problems: list[Problem],
                    nullable: bool = False) -> None:
     col = df[column]
@@ -111,16 +211,20 @@ def _check_allowed(df: pd.DataFrame, column: str, allowed, file: str, problems: 
         problems.append(Problem(file, int(i) + 1, column, reason))
 
 
-def _check_columns(df: pd.DataFrame, needed, file: str, problems: list[Problem]) -> bool:
-    missing = [c for c in needed if c not in df.columns]
+def _check_columns(columns, needed, file: str, problems: list[Problem]) -> bool:
+    missing = [c for c in needed if c not in columns]
     for c in missing:
         problems.append(Problem(file, None, c, "required column is missing"))
     return not missing
 
 
 def _check_known_leads(df: pd.DataFrame, known: pd.Index, file: str, problems: list[Problem]) -> None:
-    unknown = ~df[S.LEAD_ID].isin(known)
-    for i in np.flatnonzero(unknown.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
+    ids = df[S.LEAD_ID]
+    ids = pa.array(ids.to_numpy(dtype=object, na_value=None), pa.string()) if ids.dtype == object else pa.array(ids)
+    # Arrow's hash lookup: pandas' isin on arrow strings builds a Python list of the known ids
+    unknown = ~pc.is_in(ids, value_set=pa.array(known.to_numpy(dtype=object), pa.string())).to_numpy(
+        zero_copy_only=False)
+    for i in np.flatnonzero(unknown)[: MAX_PROBLEMS_SHOWN + 1]:
         problems.append(Problem(file, int(i) + 1, S.LEAD_ID, f"lead {df[S.LEAD_ID].iloc[i]!r} is not in leads"))
 
 
@@ -137,14 +241,14 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     paths = {t: _find(data_dir, t) for t in ("leads", "events")}
     paths["outcomes"] = _find(data_dir, "outcomes", required=False)
     leads = _read(paths["leads"])
-    events = _read(paths["events"])
+    events = _read_arrow(paths["events"])
     outcomes = _read(paths["outcomes"]) if paths["outcomes"] else pd.DataFrame(
         {c: pd.Series(dtype=object) for c in S.OUTCOME_COLUMNS})
 
     lf, ef, of = (str(paths["leads"]), str(paths["events"]), str(paths["outcomes"] or "outcomes"))
-    ok = _check_columns(leads, (S.LEAD_ID, S.CREATED_AT), lf, problems)
-    ok &= _check_columns(events, (S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP), ef, problems)
-    ok &= _check_columns(outcomes, (S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT), of, problems)
+    ok = _check_columns(leads.columns, (S.LEAD_ID, S.CREATED_AT), lf, problems)
+    ok &= _check_columns(events.column_names, (S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP), ef, problems)
+    ok &= _check_columns(outcomes.columns, (S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT), of, problems)
     if not ok:
         raise DataError(problems)
 
@@ -159,15 +263,25 @@ def load_dataset(data_dir: Path | str) -> Dataset:
         problems.append(Problem(lf, int(i) + 1, S.LEAD_ID, f"duplicate lead id {leads[S.LEAD_ID].iloc[i]!r}"))
     leads[S.CREATED_AT] = parse_timestamps(leads[S.CREATED_AT], lf, S.CREATED_AT, problems)
 
-    events[S.LEAD_ID] = _as_str(events[S.LEAD_ID])
-    if S.PAGE not in events.columns:
-        events[S.PAGE] = None
-    events[S.PAGE] = _as_str(events[S.PAGE])
-    events[S.TIMESTAMP] = parse_timestamps(events[S.TIMESTAMP], ef, S.TIMESTAMP, problems)
-    _check_allowed(events, S.EVENT_TYPE, S.EVENT_TYPES, ef, problems)
-    _check_allowed(events, S.PAGE, S.PAGE_KINDS, ef, problems, nullable=True)
+    n_events = events.num_rows
+    ev_ids, ev_id_code = _dictionary(events.column(S.LEAD_ID))
+    ev_types, ev_type_code = _dictionary(events.column(S.EVENT_TYPE))
+    ev_pages, ev_page_code = (_dictionary(events.column(S.PAGE)) if S.PAGE in events.column_names
+                              else (np.empty(0, dtype=object), np.full(n_events, -1, dtype=np.int64)))
+    ev_ts = parse_timestamps(events.column(S.TIMESTAMP), ef, S.TIMESTAMP, problems)
+    del events
+    type_code = _check_allowed_codes(ev_types, ev_type_code, S.EVENT_TYPES, S.EVENT_TYPE, ef, problems)
+    page_code = _check_allowed_codes(ev_pages, ev_page_code, S.PAGE_KINDS, S.PAGE, ef, problems, nullable=True)
+    # each distinct event lead id is looked up once: its row in `leads`, or -1
+    lead_ids = leads[S.LEAD_ID]
+    present = np.flatnonzero((lead_ids.notna() & ~lead_ids.duplicated()).to_numpy())
+    found = pd.Index(lead_ids.iloc[present].to_numpy(dtype=object)).get_indexer(ev_ids)
+    row_of = np.where(found >= 0, present[np.maximum(found, 0)], -1) if len(present) else np.full(len(ev_ids), -1)
+    lead_code = np.append(row_of.astype(np.int64), -1)[ev_id_code]
+    for i in np.flatnonzero(lead_code < 0)[: MAX_PROBLEMS_SHOWN + 1]:
+        v = ev_ids[ev_id_code[i]] if ev_id_code[i] >= 0 else None
+        problems.append(Problem(ef, int(i) + 1, S.LEAD_ID, f"lead {v!r} is not in leads"))
     known = pd.Index(leads[S.LEAD_ID].dropna())
-    _check_known_leads(events, known, ef, problems)
 
     outcomes[S.LEAD_ID] = _as_str(outcomes[S.LEAD_ID])
     if S.REASON not in outcomes.columns:
@@ -179,10 +293,19 @@ def load_dataset(data_dir: Path | str) -> Dataset:
         raise DataError(problems)
 
     notes = []
-    before = len(events)
-    events = events[[S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP, S.PAGE]].drop_duplicates(ignore_index=True)
-    if len(events) < before:
-        notes.append(f"removed {before - len(events)} exact duplicate event(s) from {ef}")
+    # exact duplicates: same lead, type, page and millisecond (all four packed into two int64 keys)
+    ms = ev_ts.to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    repeat = _repeats(lead_code * 1024 + type_code * 32 + (page_code + 1), ms)
+    keep = np.flatnonzero(~repeat)
+    categories = pd.Index(leads[S.LEAD_ID].to_numpy(dtype=object), dtype=leads[S.LEAD_ID].dtype)
+    events = pd.DataFrame({
+        S.LEAD_ID: pd.Categorical.from_codes(lead_code[keep], categories=categories),
+        S.EVENT_TYPE: pd.Categorical.from_codes(type_code[keep], categories=pd.Index(S.EVENT_TYPES, dtype=str)),
+        S.TIMESTAMP: ev_ts.iloc[keep].reset_index(drop=True),
+        S.PAGE: pd.Categorical.from_codes(page_code[keep], categories=pd.Index(S.PAGE_KINDS, dtype=str)),
+    })
+    if len(keep) < n_events:
+        notes.append(f"removed {n_events - len(keep)} exact duplicate event(s) from {ef}")
 
     meta_path = data_dir / "dataset.json"
     snapshot = None
