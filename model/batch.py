@@ -1,11 +1,9 @@
 """Batch scoring: every lead of a dataset (or every row of a feature table) scored with its top reasons.
 
 Same numbers as the API: features come from `features.frames` (the code path training uses, which equals
-the live path), scores from `ScoringModel.explain`, and reasons follow `model.reasons.reasons_for_row`
-exactly (reason groups summed in the same order, same tie-breaking, same strongest member, points and
-sentences). What differs is how: no Python per
-row. Contributions are computed for a whole chunk at once, the top reasons are picked with
-`np.argpartition` and sentences are rendered once per distinct (feature, value) and cached.
+the live path), scores from `ScoringModel.explain`, and reasons from `model.reasons.reason_arrays`, the
+one implementation the API uses too: contributions for a whole chunk at once, reason groups ranked with
+`np.argpartition`, sentences rendered once per distinct (feature, value) and cached on the model.
 
 Output (Parquet or CSV), one row per lead: lead_id, as_of, probability, score, grade, qualified, insight,
 then for k = 1..N `pos_k_feature`, `pos_k_points`, `pos_k_text` (strongest positive reason first) and
@@ -15,7 +13,6 @@ are null.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from leadscore.features import catalog, schema as S
+from leadscore.features import schema as S
 from leadscore.features.frames import iter_feature_chunks
 from leadscore.features.loading import Dataset
-from leadscore.model.reasons import MIN_ABS_IMPACT, POINTS_PER_DOUBLING, TOP_N, display_value, groups
+from leadscore.model.reasons import TOP_N, SentenceCache, reason_arrays
 from leadscore.model.scoring import ScoringModel
 
 CHUNK_LEADS = 200_000
@@ -47,122 +43,6 @@ class BatchSummary:
     n_qualified: int
 
 
-def smallest_k(K: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the indices of the k smallest values ordered by (value, index).
-
-    Equal to `np.argsort(K, axis=1, kind="stable")[:, :k]`, at the cost of an argpartition: rows where a
-    tie straddles the k-th place (argpartition may pick either) are redone with the stable sort.
-    """
-    n, F = K.shape
-    k = min(k, F)
-    if k == 0:
-        return np.empty((n, 0), dtype=np.int64)
-    if k >= F:
-        return np.argsort(K, axis=1, kind="stable")
-    idx = np.argpartition(K, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(K, idx, axis=1)
-    kth = vals.max(axis=1)
-    tied = (K <= kth[:, None]).sum(axis=1) > k
-    order = np.lexsort((idx, vals))
-    idx = np.take_along_axis(idx, order, axis=1)
-    if tied.any():
-        idx[tied] = np.argsort(K[tied], axis=1, kind="stable")[:, :k]
-    return idx
-
-
-def group_sums(C: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
-    """(rows, groups): each reason group's contribution, summed in feature order exactly as
-    `reasons_for_row` does (np.add.at over the features), so ties and thresholds fall the same way."""
-    names, index = groups(features)
-    G = np.zeros((C.shape[0], len(names)), dtype=np.float64)
-    for j, g in enumerate(index):
-        G[:, g] += C[:, j]
-    return G
-
-
-def top_reasons(G: np.ndarray, top_n: int = TOP_N) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(pos_idx, pos_ok, neg_idx, neg_ok): column indices of G (reason groups) of the top positive and
-    negative reasons per row.
-
-    As `reasons_for_row`: positives in the order of a stable argsort of -G, negatives in the reverse of
-    it (most negative first, ties: higher index first); only |impact| > MIN_ABS_IMPACT counts.
-    """
-    F = G.shape[1]
-    pos = smallest_k(-G, top_n)
-    neg = (F - 1) - smallest_k(G[:, ::-1], top_n)
-    pos_ok = np.take_along_axis(G, pos, axis=1) > MIN_ABS_IMPACT
-    neg_ok = np.take_along_axis(G, neg, axis=1) < -MIN_ABS_IMPACT
-    return pos, pos_ok, neg, neg_ok
-
-
-def strongest_members(C: np.ndarray, features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(up, down), each (rows, groups): the feature of each group that pushes hardest up (largest
-    contribution) and down (smallest); the first one on ties, as np.argmax in `reasons_for_row`."""
-    names, index = groups(features)
-    up = np.empty((C.shape[0], len(names)), dtype=np.int64)
-    down = np.empty_like(up)
-    for g in range(len(names)):
-        members = np.flatnonzero(index == g)
-        sub = C[:, members]
-        up[:, g] = members[np.argmax(sub, axis=1)]
-        down[:, g] = members[np.argmax(-sub, axis=1)]
-    return up, down
-
-
-class SentenceCache:
-    """The reason sentence of (feature, value), rendered once per distinct pair."""
-
-    def __init__(self, model: ScoringModel):
-        self.encoder = model.encoder
-        self.cache: dict[tuple[int, object], str] = {}
-
-    def _render(self, j: int, value: object) -> str:
-        name = self.encoder.features[j]
-        spec = catalog.BY_NAME.get(name)
-        return spec.sentence(value) if spec is not None else f"{name}: {value}"
-
-    def texts(self, j: int, x: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
-        """Sentences for feature j at encoded values x (and raw categorical values), as an object array."""
-        name = self.encoder.features[j]
-        out = np.empty(len(x), dtype=object)
-        if name in self.encoder.vocab:
-            # display value: the raw text when it is a string, else the label of the code (missing -> None)
-            if raw is None:
-                raw = np.full(len(x), None, dtype=object)
-            codes, uniques = pd.factorize(pd.Series(raw, dtype=object), use_na_sentinel=True)
-            # Rows whose raw value is not a string (missing, or an odd type) display the code's label.
-            rest = codes < 0
-            for u, value in enumerate(uniques):
-                sel = codes == u
-                if isinstance(value, str):
-                    out[sel] = self._cached(j, ("s", value), value)
-                else:
-                    rest |= sel
-            if rest.any():
-                xc = x[rest]
-                ux, inv = np.unique(xc, return_inverse=True)
-                rendered = np.array([self._cached(j, ("c", float(c)), display_value(self.encoder, name, c))
-                                     for c in ux], dtype=object)
-                out[rest] = rendered[inv.ravel()]
-            return out
-        nan = np.isnan(x)
-        if nan.any():
-            out[nan] = self._cached(j, ("nan",), None)
-        ok = ~nan
-        if ok.any():
-            ux, inv = np.unique(x[ok], return_inverse=True)
-            rendered = np.array([self._cached(j, float(v), display_value(self.encoder, name, v)) for v in ux],
-                                dtype=object)
-            out[ok] = rendered[inv.ravel()]
-        return out
-
-    def _cached(self, j: int, key: object, value: object) -> str:
-        text = self.cache.get((j, key))
-        if text is None:
-            text = self.cache[(j, key)] = self._render(j, value)
-        return text
-
-
 def _insights(model: ScoringModel, values: dict[str, np.ndarray], n: int) -> np.ndarray:
     """`ScoringModel.insight` for every row: the categorical value whose qualification rate is furthest
     (beyond 1.5x either way) from the overall rate, as one sentence; null when there is none."""
@@ -176,8 +56,10 @@ def _insights(model: ScoringModel, values: dict[str, np.ndarray], n: int) -> np.
     for feature, rates in (ins.get("by_value") or {}).items():
         if feature not in values or not rates:
             continue
-        col = pd.Series(values[feature], dtype=object)
-        rate = col.map(lambda v: rates.get(v) if isinstance(v, str) else None).to_numpy(dtype=float, na_value=np.nan)
+        # per distinct value, then gathered by code: no Python call per row
+        codes, uniques = pd.factorize(np.asarray(values[feature], dtype=object), use_na_sentinel=True)
+        rate = np.array([r if isinstance(u, str) and (r := rates.get(u)) is not None else np.nan
+                         for u in uniques] + [np.nan], dtype=float)[codes]
         with np.errstate(divide="ignore", invalid="ignore"):
             strength = np.abs(np.log(rate / overall))
         better = (strength > threshold) & (strength > best) & ~np.isnan(strength)
@@ -187,14 +69,16 @@ def _insights(model: ScoringModel, values: dict[str, np.ndarray], n: int) -> np.
         label = feature.replace("_", " ")
         sentences = {v: (f"Leads with {label} {v.replace('_', ' ')} qualify at {r * 100:.0f} % "
                          f"against {overall * 100:.0f} % overall") for v, r in rates.items()}
-        text[better] = col[better].map(sentences).to_numpy(dtype=object)
+        per_value = np.array([sentences.get(u) if isinstance(u, str) else None for u in uniques] + [None],
+                             dtype=object)
+        text[better] = per_value[codes[better]]
     return text
 
 
 def score_chunk(model: ScoringModel, values: dict[str, np.ndarray], lead_ids, as_of,
                 sentences: SentenceCache | None = None, top_n: int = TOP_N) -> pa.Table:
     """One chunk of rows scored: the output columns as an Arrow table."""
-    sentences = sentences or SentenceCache(model)
+    sentences = sentences or model.sentences
     ex = model.explain(values)
     p = ex.probability
     n = len(p)
@@ -207,34 +91,16 @@ def score_chunk(model: ScoringModel, values: dict[str, np.ndarray], lead_ids, as
         "qualified": pa.array(np.asarray(model.policy.qualified(p), dtype=bool)),
         "insight": pa.array(_insights(model, values, n), pa.string()),
     }
-    C = ex.contributions
     names = model.encoder.features
-    G = group_sums(C, names)
-    pos, pos_ok, neg, neg_ok = top_reasons(G, top_n)
-    up, down = strongest_members(C, names)
+    t = reason_arrays(ex.contributions, ex.X, model.encoder, {name: values[name] for name in model.encoder.vocab},
+                      top_n, sentences)
     features = np.array(names, dtype=object)
-    rows = np.arange(n)
-    for side, idx, ok, member in (("pos", pos, pos_ok, up), ("neg", neg, neg_ok, down)):
-        impact = np.take_along_axis(G, idx, axis=1)
-        pts = np.round(impact * POINTS_PER_DOUBLING / math.log(2)).astype(np.int64)
-        feat_idx = np.take_along_axis(member, idx, axis=1)
+    for side, first in (("pos", 0), ("neg", top_n)):
         for k in range(top_n):
-            if k < idx.shape[1]:
-                j, m = feat_idx[:, k], ok[:, k]
-                feat = np.where(m, features[j], None)
-                text = np.full(n, None, dtype=object)
-                for f in np.unique(j[m]):
-                    sel = m & (j == f)
-                    name = names[f]
-                    raw = values[name][sel] if name in model.encoder.vocab else None
-                    text[sel] = sentences.texts(int(f), ex.X[rows[sel], f], raw)
-                pts_k = pa.array(pts[:, k], pa.int32(), mask=~m)
-            else:  # fewer reason groups than reason slots
-                feat = text = np.full(n, None, dtype=object)
-                pts_k = pa.nulls(n, pa.int32())
-            cols[f"{side}_{k + 1}_feature"] = pa.array(feat, pa.string())
-            cols[f"{side}_{k + 1}_points"] = pts_k
-            cols[f"{side}_{k + 1}_text"] = pa.array(text, pa.string())
+            s, m = first + k, t.ok[:, first + k]
+            cols[f"{side}_{k + 1}_feature"] = pa.array(np.where(m, features[t.feature[:, s]], None), pa.string())
+            cols[f"{side}_{k + 1}_points"] = pa.array(t.points[:, s], pa.int32(), mask=~m)
+            cols[f"{side}_{k + 1}_text"] = pa.array(t.text[:, s], pa.string())
     return pa.table(cols)
 
 
@@ -302,7 +168,7 @@ def score_dataset(dataset: Dataset, model: ScoringModel, out: Path, as_of: pd.Ti
 
 def _run(model: ScoringModel, chunks: Iterator, total: int, out: Path, moment, top_n: int,
          progress: Callable[[int, int], None] | None) -> BatchSummary:
-    writer, sentences = _Writer(out), SentenceCache(model)
+    writer, sentences = _Writer(out), model.sentences
     done, n_qualified, grades = 0, 0, dict.fromkeys(("A", "B", "C", "D"), 0)
     if progress:
         progress(0, total)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
+import pandas as pd
 
 MISSING, OTHER = 0, 1
 MIN_CATEGORY_COUNT = 20
@@ -54,8 +55,11 @@ class Encoder:
         for j, name in enumerate(self.features):
             col = values[name]
             if name in self.vocab:
+                # the rule below is applied once per distinct value, then gathered by code
                 lookup = {v: i + 2 for i, v in enumerate(self.vocab[name])}
-                X[:, j] = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in col]
+                codes, uniques = pd.factorize(np.asarray(col, dtype=object), use_na_sentinel=True)
+                per_value = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in uniques]
+                X[:, j] = np.asarray(per_value + [MISSING], dtype=np.float64)[codes]
             else:
                 X[:, j] = np.asarray(col, dtype=np.float64)
         return X
