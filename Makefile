@@ -75,7 +75,7 @@ wheel-check: | $(BIN)/uv
 	bash .ci/wheel-check.sh
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/features.py && $(BIN)/python bench/score.py && $(BIN)/python bench/api.py
+	$(BIN)/python bench/features.py && $(BIN)/python bench/score.py && $(BIN)/python bench/train.py && $(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) data mlflow.db mlruns leadscore.db* .leadscore
