@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features import schema as S
-from leadscore.features.loading import Dataset
+from leadscore.features.catalog import DAY_MS
+from leadscore.features.loading import Dataset, _repeats
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +22,8 @@ class QualifiedDefinition:
 
     A row's label is positive when a `positive` outcome falls in (as_of, as_of + horizon]; negative when a
     `negative` one does, or when the whole horizon passed before the data's snapshot with nothing positive.
-    A row whose horizon is not complete and has no outcome yet is censored: left out, not a negative.
+    A row whose horizon is not complete is censored: left out, not a negative (and not kept when an outcome
+    came early, which would bias recent rows towards fast outcomes).
     """
 
     horizon_days: int = 30
@@ -82,18 +84,30 @@ def sampled_ages(lead_ids: pd.Series, definition: QualifiedDefinition) -> list[t
 def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataFrame:
     """Candidate rows: each lead at each sampled age, and at its first handoff to sales."""
     leads = dataset.leads[[S.LEAD_ID, S.CREATED_AT]]
-    parts = [pd.DataFrame({S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
-                           "as_of": leads[S.CREATED_AT] + pd.to_timedelta(ages, unit="D"), "moment": name})
-             for name, ages in sampled_ages(leads[S.LEAD_ID], definition)]
+    ids = leads[S.LEAD_ID].to_numpy(dtype=object)
+    created_ms = leads[S.CREATED_AT].astype("datetime64[ms, UTC]").to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    id_parts, ms_parts, moment_parts = [], [], []
+    for name, ages in sampled_ages(leads[S.LEAD_ID], definition):
+        id_parts.append(ids)
+        ms_parts.append(created_ms + ages * DAY_MS)
+        moment_parts.append(np.full(len(ids), name, dtype=object))
     if definition.at_handoff:
         ev = dataset.events
-        handoff = ev[ev[S.EVENT_TYPE] == "handed_to_sales"].groupby(S.LEAD_ID, sort=False)[S.TIMESTAMP].min()
-        parts.append(pd.DataFrame({S.LEAD_ID: handoff.index.to_numpy(), "as_of": handoff.to_numpy(),
-                                   "moment": "handoff"}))
-    rows = pd.concat(parts, ignore_index=True)
-    rows["as_of"] = rows["as_of"].astype("datetime64[ms, UTC]")
-    # a handoff can fall exactly on an age moment: one row per (lead, moment), named for the handoff
-    return rows.drop_duplicates([S.LEAD_ID, "as_of"], keep="last", ignore_index=True)
+        handoff = ev[(ev[S.EVENT_TYPE] == "handed_to_sales").to_numpy()]
+        handoff = handoff.groupby(S.LEAD_ID, sort=False, observed=True)[S.TIMESTAMP].min()
+        id_parts.append(handoff.index.to_numpy(dtype=object))
+        ms_parts.append(handoff.astype("datetime64[ms, UTC]").to_numpy(dtype="datetime64[ms]").astype(np.int64))
+        moment_parts.append(np.full(len(handoff), "handoff", dtype=object))
+    all_ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=object)
+    all_ms = np.concatenate(ms_parts) if ms_parts else np.empty(0, dtype=np.int64)
+    # a handoff can fall exactly on an age moment: one row per (lead, moment), named for the handoff (the
+    # last such row is kept, as drop_duplicates(keep="last") would)
+    codes = pd.factorize(all_ids, use_na_sentinel=False)[0].astype(np.int64)
+    keep = np.flatnonzero(~_repeats(codes[::-1].copy(), all_ms[::-1].copy())[::-1])
+    as_of = pd.Series(all_ms[keep].astype("datetime64[ms]")).dt.tz_localize("UTC")
+    return pd.DataFrame({S.LEAD_ID: pd.Series(all_ids[keep], dtype=leads[S.LEAD_ID].dtype),
+                         "as_of": as_of, "moment": pd.Series(np.concatenate(moment_parts)[keep]
+                                                               if moment_parts else [], dtype=str)})
 
 
 def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition) -> pd.DataFrame:
@@ -110,16 +124,14 @@ def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefini
         resolving[[S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT]], on=S.LEAD_ID)
     in_window = pairs[(pairs[S.OUTCOME_AT] > pairs["as_of"]) & (pairs[S.OUTCOME_AT] <= pairs["as_of"] + horizon)]
     pos = pd.Index(in_window.loc[in_window[S.OUTCOME].isin(definition.positive), "index"].unique())
-    neg = pd.Index(in_window.loc[in_window[S.OUTCOME].isin(definition.negative), "index"].unique())
-    complete = rows["as_of"] + horizon <= dataset.snapshot_at
-    label = pd.Series(np.nan, index=rows.index)
-    label[complete] = 0.0
-    label[rows.index.isin(neg)] = 0.0
-    label[rows.index.isin(pos)] = 1.0
+    # Censoring: a row whose horizon runs past the snapshot is left out, whether or not an outcome already
+    # came. Keeping the ones that resolved early would keep fast positives and drop slow ones: the most
+    # recent rows (exactly the holdout) would look far more often qualified than they are.
+    complete = (rows["as_of"] + horizon <= dataset.snapshot_at).to_numpy()
+    label = np.zeros(len(rows), dtype=np.int8)
+    label[rows.index.isin(pos)] = 1
     rows["label"] = label
-    rows = rows[rows["label"].notna()].copy()
-    rows["label"] = rows["label"].astype(np.int8)
-    return rows.reset_index(drop=True)
+    return rows[complete].reset_index(drop=True)
 
 
 def training_rows(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataFrame:

@@ -79,11 +79,8 @@ def test_training_rows_follow_the_definition(demo_dataset):
     res = rows[S.LEAD_ID].map(first_res)
     assert not (res <= rows["as_of"]).any()
     assert (rows["as_of"] <= demo_dataset.snapshot_at).all()
-    # and every negative either has a complete horizon or a negative outcome in it (censoring)
-    neg = rows[rows["label"] == 0]
-    complete = neg["as_of"] + horizon <= demo_dataset.snapshot_at
-    resolved_negative = neg[S.LEAD_ID].map(first_res).between(neg["as_of"], neg["as_of"] + horizon)
-    assert (complete | resolved_negative).all()
+    # and every row's horizon is complete (censored rows are left out, positives included)
+    assert (rows["as_of"] + horizon <= demo_dataset.snapshot_at).all()
     # and every positive has a positive outcome in (as_of, as_of + horizon]
     pos = rows[rows["label"] == 1].merge(out[out[S.OUTCOME].isin(d.positive)], on=S.LEAD_ID)
     ok = pos[(pos[S.OUTCOME_AT] > pos["as_of"]) & (pos[S.OUTCOME_AT] <= pos["as_of"] + horizon)]
@@ -98,13 +95,18 @@ def test_training_rows_follow_the_definition(demo_dataset):
     assert age.dt.days.nunique() > 40  # spread over the strata, not a handful of fixed ages
 
 
-def test_censored_rows_are_left_out_not_negative(demo_dataset):
-    # given a horizon so long that recent rows cannot be complete
+def test_censored_rows_are_left_out_positives_included(demo_dataset):
+    # given a long horizon, so that many recent rows cannot be complete
     d = QualifiedDefinition(horizon_days=120)
+    candidates = training_rows(demo_dataset, QualifiedDefinition(horizon_days=1))
     rows = training_rows(demo_dataset, d)
-    # then recent rows without an outcome are absent rather than negative
-    late = rows[rows["as_of"] + pd.Timedelta(days=120) > demo_dataset.snapshot_at]
-    assert (late["label"] == 1).all() or late[S.LEAD_ID].isin(demo_dataset.outcomes[S.LEAD_ID]).all()
+    # then no row with an incomplete horizon is kept, even one whose lead already qualified early
+    assert (rows["as_of"] + pd.Timedelta(days=120) <= demo_dataset.snapshot_at).all()
+    late = candidates[candidates["as_of"] + pd.Timedelta(days=120) > demo_dataset.snapshot_at]
+    assert len(late) > 100  # there were such rows to leave out
+    # and so the positive rate of the most recent rows is not inflated by early outcomes
+    recent = rows[rows["as_of"] >= rows["as_of"].quantile(0.8)]
+    assert recent["label"].mean() < 2 * rows["label"].mean()
 
 
 def test_definition_rejects_nonsense():
