@@ -7,6 +7,9 @@ Load: one lead per request (score + reasons), 8 concurrent connections, generate
 script for the POST; installed from Debian's packages when missing and we are root) or, if wrk cannot be
 had, by a small asyncio + httpx client. Then one request of 1,000 leads, timed end to end (median of 15).
 Without --data, demo data (4,000 leads, seed 0) is generated and a model trained into a temporary MLflow.
+Also reported: the load average before and after, and where the time of one request goes, in process
+(request validation, live features, model + reasons, JSON response; median of many runs), for one lead and
+for the 1,000 leads.
 """
 
 from __future__ import annotations
@@ -141,7 +144,8 @@ def main() -> None:
                        capture_output=True, cwd=tmp)
     wrk = ensure_wrk()
     results: dict = {"load_generator": "wrk 4.1 (Lua POST script)" if wrk else "asyncio + httpx client",
-                     "connections": args.connections, "duration_s": args.duration}
+                     "connections": args.connections, "duration_s": args.duration,
+                     "load_average_before": os.getloadavg()}
     procs = []
     try:
         # --- Leadscore -------------------------------------------------------------------------------------
@@ -170,6 +174,7 @@ def main() -> None:
                 assert r.status_code == 200 and len(r.json()["results"]) == 1000
         results["leadscore_1000_leads_ms"] = {"median": statistics.median(times), "max": max(times),
                                               "events": sum(len(x["events"]) for x in json.loads(big)["leads"])}
+        results["stages_ms"] = _stages(env["MLFLOW_TRACKING_URI"], one.encode(), big.encode())
         p.terminate()
         p.wait(30)
         # --- mlflow models serve of the same registered model ----------------------------------------------
@@ -197,16 +202,55 @@ def main() -> None:
                 p.kill()
     ls, ml = results["leadscore"], results["mlflow"]
     results["throughput_ratio"] = ls["rps"] / ml["rps"]
+    results["load_average_after"] = os.getloadavg()
     results["machine"] = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}"
     print(json.dumps(results, indent=1))
     print(f"\n| server | req/s | p50 ms | p99 ms | non-200 |\n|---|---|---|---|---|\n"
           f"| leadscore serve --workers {args.workers} | {ls['rps']:.0f} | {ls['p50_ms']:.1f} | {ls['p99_ms']:.1f} | {ls['errors']} |\n"
           f"| mlflow models serve --workers {args.mlflow_workers} | {ml['rps']:.0f} | {ml['p50_ms']:.1f} | {ml['p99_ms']:.1f} | {ml['errors']} |\n"
           f"\nthroughput ratio {results['throughput_ratio']:.1f}x; 1,000 leads in one request: "
-          f"median {results['leadscore_1000_leads_ms']['median']:.0f} ms")
+          f"median {results['leadscore_1000_leads_ms']['median']:.0f} ms; load average before "
+          f"{results['load_average_before'][0]:.2f}, after {results['load_average_after'][0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stages(mlflow_uri: str, one: bytes, big: bytes) -> dict:
+    """Median milliseconds of each stage of POST /v1/score, in this process with the champion: validation
+    of the JSON body (pydantic), live features, model + reasons, the JSON response."""
+    import mlflow
+    import orjson
+    from leadscore.features.live import lead_features, to_ms
+    from leadscore.model import registry
+    from leadscore.serve.routes.score import parse_score_request
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    model = registry.load_scoring_model("models:/leadscore@champion")
+
+    def median_ms(fn, runs: int) -> float:
+        fn()
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times) * 1000
+
+    out = {}
+    for name, body, runs in (("one_lead", one, 2000), ("1000_leads", big, 21)):
+        req = parse_score_request("application/json", body)
+        leads = [{"created_at": lead.created_at, "attributes": lead.attributes.model_dump() if lead.attributes else {},
+                  "events": lead.events or ()} for lead in req.leads]
+        as_of = [to_ms(lead.as_of or lead.created_at) for lead in req.leads]
+        values = lead_features(leads, as_of)
+        ids = [lead.lead_id for lead in req.leads]
+        results = model.results(values, ids)
+        out[name] = {"validate": median_ms(lambda b=body: parse_score_request("application/json", b), runs),
+                     "features": median_ms(lambda l=leads, a=as_of: lead_features(l, a), runs),
+                     "model_and_reasons": median_ms(lambda v=values, i=ids: model.results(v, i), runs),
+                     "json_response": median_ms(lambda r=results: orjson.dumps({"results": r}), runs)}
+    return out
 
 
 def _thousand_leads(data: Path, example: dict) -> str:

@@ -14,12 +14,13 @@ from datetime import datetime, timezone
 from typing import Final
 
 import numpy as np
-
-from leadscore.features import build, catalog, schema as S
+from leadscore.features import build, catalog
+from leadscore.features import schema as S
 from leadscore.features.catalog import CHANNELS, DAY_MS, ENGAGEMENT, HIGH_INTENT, WINDOWS
 
 _MAX_REL: Final = (1 << build.TS_BITS) - 1
 _N_PAGES: Final = len(S.PAGE_KINDS)
+_PAGE_SLOT: Final = {None: 0, **{page: code + 1 for page, code in build.PAGE_CODE.items()}}  # no page -> 0
 _ORDER: Final = tuple(spec.name for spec in catalog.FEATURES)
 
 
@@ -58,19 +59,23 @@ _COUNTED: Final = tuple(
           if spec.name.endswith("_total") and spec.name.removesuffix("_total") in _CH)
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_NAIVE: Final = datetime(1970, 1, 1)
+
+
 def to_ms(value: datetime | str) -> int:
-    """Milliseconds since the Unix epoch, UTC. A naive time or a string without an offset is taken as UTC."""
+    """Milliseconds since the Unix epoch, UTC (sub-millisecond parts dropped, as a datetime64[ms] cast
+    does). A naive time or a string without an offset is taken as UTC. Integer arithmetic: a float
+    `timestamp() * 1000` is off by one millisecond for some times (e.g. ...43.174 -> ...43.173)."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return int(value.timestamp() * 1000) if value.microsecond % 1000 == 0 else (
-        int(value.timestamp() * 1_000_000) // 1000)
+    d = value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)
+    return (d.days * 86_400 + d.seconds) * 1000 + d.microseconds // 1000
 
 
 def _rel(ms: np.ndarray) -> np.ndarray:
     """Milliseconds since `build.EPOCH_MS`, clipped exactly as `build` clips its sort keys."""
-    return np.clip(ms - build.EPOCH_MS, 0, _MAX_REL)
+    return np.minimum(np.maximum(ms - build.EPOCH_MS, 0), _MAX_REL)  # == np.clip, without its overhead
 
 
 def lead_features(leads: Sequence[Mapping], as_of_ms: Sequence[int]) -> dict[str, np.ndarray]:
@@ -84,30 +89,32 @@ def lead_features(leads: Sequence[Mapping], as_of_ms: Sequence[int]) -> dict[str
     n = len(leads)
     as_of = np.asarray(as_of_ms, dtype=np.int64).reshape(n)
     created = np.fromiter((to_ms(lead["created_at"]) for lead in leads), dtype=np.int64, count=n)
-    attrs = {c: np.array([_attributes(lead).get(c) for lead in leads], dtype=object) for c in S.LEAD_ATTRIBUTES}
-    lead_code, ts, types, pages = [], [], [], []
-    type_code, page_code = build.TYPE_CODE, build.PAGE_CODE
-    for i, lead in enumerate(leads):
+    nested = [_attributes(lead) for lead in leads]
+    attrs = {c: np.array([a.get(c) for a in nested], dtype=object) for c in S.LEAD_ATTRIBUTES}
+    n_events, ts, types, pages = [], [], [], []
+    type_code, page_code = build.TYPE_CODE, _PAGE_SLOT
+    for lead in leads:
         evs = lead.get("events") or ()
-        lead_code.extend([i] * len(evs))
-        for e in evs:
-            ts.append(to_ms(e["timestamp"]))
-            types.append(type_code[e["type"]])
-            page = e.get("page")
-            pages.append(page_code[page] + 1 if page is not None else 0)
+        n_events.append(len(evs))
+        ts.extend([to_ms(e["timestamp"]) for e in evs])
+        types.extend([type_code[e["type"]] for e in evs])
+        pages.extend([page_code[e.get("page")] for e in evs])
     rows = np.arange(n, dtype=np.int64)
     values = build.profile_features(build.LeadArrays(created, attrs), rows, as_of)
-    values.update(_event_features(n, np.asarray(lead_code, dtype=np.int64), np.asarray(ts, dtype=np.int64),
+    values.update(_event_features(n, np.asarray(n_events, dtype=np.int64), np.asarray(ts, dtype=np.int64),
                                   np.asarray(types, dtype=np.int64), np.asarray(pages, dtype=np.int64), as_of))
     return {name: values[name] for name in _ORDER}
 
 
-def _event_features(n: int, lead: np.ndarray, ts_ms: np.ndarray, types: np.ndarray, pages: np.ndarray,
+def _event_features(n: int, n_events: np.ndarray, ts_ms: np.ndarray, types: np.ndarray, pages: np.ndarray,
                     as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
-    """`build.event_features` for one row per lead, computed as one (events x channels x windows) cube."""
+    """`build.event_features` for one row per lead, computed as one (events x channels x windows) cube.
+
+    The events are those of lead 0, then of lead 1, ... (`n_events` each)."""
     n_ch, n_slots = len(CHANNELS), len(_WINDOW_MS)
     counts = np.zeros((n, n_ch, n_slots), dtype=np.int64)
     last = np.full((n, n_ch), -1, dtype=np.int64)  # relative ms of the last event before as_of, -1 = none
+    lead = np.repeat(np.arange(n, dtype=np.int64), n_events)
     if len(lead):
         member = _CHANNEL_TABLE[types, pages]  # (E, C)
         t = _rel(ts_ms)
@@ -120,20 +127,23 @@ def _event_features(n: int, lead: np.ndarray, ts_ms: np.ndarray, types: np.ndarr
         if n == 1:
             counts[0] = cube.sum(axis=0)
             last[0] = before.max(axis=0)
-        else:
-            np.add.at(counts, lead, cube.astype(np.int64))
-            np.maximum.at(last, lead, before)
-    f64 = np.float64
+        else:  # each lead's events are contiguous: one segment reduction per lead with events
+            has = np.flatnonzero(n_events)
+            starts = np.concatenate([[0], np.cumsum(n_events)[:-1]])[has]
+            counts[has] = np.add.reduceat(cube, starts, axis=0, dtype=np.int64)
+            last[has] = np.maximum.reduceat(before, starts, axis=0)
     out: dict[str, np.ndarray] = {}
+    # whole matrices at once, then one contiguous row per feature (a few numpy calls, not one per feature)
+    since = np.where(last >= 0, np.floor((as_of_ms[:, None] - (last + build.EPOCH_MS)) / DAY_MS), np.nan).T.copy()
     for c, name in _SINCE:
-        found = last[:, c] >= 0
-        last_ms = last[:, c] + build.EPOCH_MS
-        out[name] = np.where(found, np.floor((as_of_ms - last_ms) / DAY_MS), np.nan)
-    for name, c, k in _COUNTED:
-        out[name] = counts[:, c, k].astype(f64)
+        out[name] = since[c]
+    flat = counts.reshape(n, n_ch * n_slots).T.astype(np.float64)  # (channel * slot, lead), C-contiguous
 
-    def cnt(channel: str, window: int) -> np.ndarray:
-        return counts[:, _CH[channel], _SLOT[window]].astype(f64)
+    def cnt(channel: str, window: int | None) -> np.ndarray:
+        return flat[_CH[channel] * n_slots + _SLOT[window]]
+
+    for name, c, k in _COUNTED:
+        out[name] = flat[c * n_slots + k]
 
     sent30, sent90 = cnt("email_sent", 30), cnt("email_sent", 90)
     opened30, opened90 = cnt("email_opened", 30), cnt("email_opened", 90)

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-
 from leadscore.features.labels import QualifiedDefinition
 from leadscore.model.boosted import CompiledTrees
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
 from leadscore.model.policy import HandoffPolicy
-from leadscore.model.reasons import reasons_for_row
+from leadscore.model.reasons import SentenceCache, top_reason_dicts
 from leadscore.model.scorecard import Scorecard
 
 Family = Literal["scorecard", "boosted"]
@@ -55,24 +54,17 @@ class ScoringModel:
         return self.explainer.contributions(X)
 
     def explain(self, values: dict[str, np.ndarray]) -> Explained:
-        X = self.encoder.transform(values)
-        base_raw, C_raw = self.raw(X)
-        a, b = self.calibration.a, self.calibration.b
-        C = a * C_raw
-        base = a * base_raw + b
-        return Explained(X=X, base=base, contributions=C, logit=base + C.sum(axis=1))
+        """Features (name -> one value per row) to exact calibrated contributions.
 
-    def fast_explain(self, values: dict[str, np.ndarray]) -> Explained:
-        """`explain` with precompiled arrays (same numbers, bit for bit): the serving hot path.
-
-        The encoder's lookups and the scorecard's bin edges and points are compiled once per model into flat
-        arrays, so a request costs a handful of numpy calls instead of a few per feature.
+        The encoder's lookups and the scorecard's bin edges and points are compiled once per model into
+        flat arrays (`_Compiled`), so one live lead costs a handful of numpy calls instead of a few per
+        feature; the numbers are those of `Encoder.transform` + `raw` bit for bit (tests/serve/test_fast_path).
         """
         compiled = self.__dict__.get("_compiled")
         if compiled is None:
             compiled = self.__dict__["_compiled"] = _Compiled(self)
         X = compiled.transform(values)
-        if compiled.scorecard is not None:
+        if compiled.scorecard is not None and len(X) <= _Compiled.SMALL:
             base_raw, C_raw = compiled.scorecard_contributions(X)
         else:
             base_raw, C_raw = self.raw(X)
@@ -81,32 +73,59 @@ class ScoringModel:
         base = a * base_raw + b
         return Explained(X=X, base=base, contributions=C, logit=base + C.sum(axis=1))
 
+    @property
+    def sentences(self) -> SentenceCache:
+        """Reason sentences of this model's (feature, value) pairs, rendered once."""
+        cache = self.__dict__.get("_sentences")
+        if cache is None:
+            cache = self.__dict__["_sentences"] = SentenceCache(self.encoder)
+        return cache
+
     def results(self, values: dict[str, np.ndarray], lead_ids, explain_full: bool = False) -> list[dict]:
         """One API result per lead: probability, score, grade, qualified, reasons (and all contributions)."""
-        ex = self.fast_explain(values)
+        ex = self.explain(values)
         p = ex.probability
-        grades = self.policy.grade(p)
-        qualified = self.policy.qualified(p)
+        grades = self.policy.grade(p).tolist()
+        qualified = self.policy.qualified(p).tolist()
+        raw_values = {name: values[name] for name in self.encoder.categorical}
+        reasons = top_reason_dicts(ex.contributions, ex.X, self.encoder, raw_values, sentences=self.sentences)
+        insights = self.insights(values, len(p))
         out = []
-        for i, lead_id in enumerate(lead_ids):
-            raw = {name: values[name][i] for name in self.encoder.categorical}
-            reasons = reasons_for_row(ex.contributions[i], ex.X[i], self.encoder, raw)
+        for i, (lead_id, prob) in enumerate(zip(lead_ids, p.tolist())):
             r = {
                 "lead_id": lead_id,
-                "probability": float(p[i]),
-                "score": int(round(100 * float(p[i]))),
+                "probability": prob,
+                "score": int(round(100 * prob)),
                 "grade": str(grades[i]),
                 "qualified": bool(qualified[i]),
-                "reasons": [x.to_dict() for x in reasons],
-                "insight": self.insight(raw),
+                "reasons": reasons[i],
+                "insight": insights[i],
             }
             if explain_full:
                 r["explanation"] = {
                     "base": float(ex.base),
                     "logit": float(ex.logit[i]),
-                    "contributions": {f: float(c) for f, c in zip(self.encoder.features, ex.contributions[i])},
+                    "contributions": dict(zip(self.encoder.features, ex.contributions[i].tolist())),
                 }
             out.append(r)
+        return out
+
+    def insights(self, values: dict[str, np.ndarray], n: int) -> list[str | None]:
+        """`insight` of each row, computed once per distinct combination of the values it looks at."""
+        by_value = (self.info.get("insights") or {}).get("by_value") or {}
+        names = [f for f in by_value if f in values and f in self.encoder.categorical]
+        if not names:
+            return [self.insight({})] * n
+        cols = [values[f] for f in names]
+        seen = self.__dict__.setdefault("_insights", {})  # (values looked at) -> insight, kept across calls
+        if len(seen) > 100_000:
+            seen.clear()
+        out = []
+        for key in zip(*(c.tolist() if isinstance(c, np.ndarray) else list(c) for c in cols)):
+            text = seen.get(key, seen)
+            if text is seen:
+                text = seen[key] = self.insight(dict(zip(names, key)))
+            out.append(text)
         return out
 
     def insight(self, raw: dict) -> str | None:
@@ -130,6 +149,8 @@ class ScoringModel:
 
 class _Compiled:
     """A model's encoder and scorecard as flat arrays (built once per loaded model)."""
+
+    SMALL = 64  # up to this many rows the scorecard bins by one broadcast comparison; more use searchsorted
 
     def __init__(self, model: ScoringModel):
         enc = model.encoder

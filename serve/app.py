@@ -10,13 +10,13 @@ import mlflow
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from leadscore.serve import db
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from leadscore.serve.model_holder import ModelHolder
 from leadscore.serve.routes import feedback, health, leads, model, score
 from leadscore.serve.store import ScoreLogWriter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from leadscore.settings import Settings, get_settings
 
 log = logging.getLogger("leadscore.serve")
@@ -72,6 +72,21 @@ def _setup_logging(level: str) -> None:
         logger.propagate = False
 
 
+def _publish_request_schemas(app: FastAPI) -> None:
+    """Put the schemas of bodies that routes validate themselves (POST /v1/score) into the OpenAPI
+    components, where their `requestBody` refers to them."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, body in score.REQUEST_SCHEMAS.items():
+            components.setdefault(name, body)
+        return schema
+
+    app.openapi = openapi
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     _setup_logging(settings.log_level)
@@ -114,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from leadscore.serve.ui import routes as ui_routes
 
         ui_routes.mount(app)
+    _publish_request_schemas(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -1,13 +1,19 @@
-"""Request and response bodies of the v1 API, with the bounds every input is checked against."""
+"""Request and response bodies of the v1 API, with the bounds every input is checked against.
+
+Events are the bulk of a score request (a thousand leads can carry tens of thousands), so an event is a
+TypedDict checked entirely by pydantic-core: no model instance and no Python validator per event, and the
+route gets plain dicts the live feature path reads as they are. Its timestamp bounds are pydantic's own
+`ge`/`lt` against aware datetimes (a naive time is compared, and later read, as UTC).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-
 from leadscore.features import schema as S
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from typing_extensions import NotRequired, TypedDict
 
 EventType = Literal[S.EVENT_TYPES]  # type: ignore[valid-type]
 PageKind = Literal[S.PAGE_KINDS]  # type: ignore[valid-type]
@@ -29,6 +35,8 @@ def _utc(value: datetime) -> datetime:
 
 
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
+# The same bounds without a Python call (the value keeps its offset; a naive time means UTC).
+EventTime = Annotated[datetime, Field(ge=MIN_TIME, lt=MAX_TIME)]
 
 
 class Strict(BaseModel):
@@ -44,10 +52,13 @@ class Attributes(Strict):
     email_domain: ShortText | None = None
 
 
-class Event(Strict):
+class Event(TypedDict):
+    """One interaction of a lead: its type, when it happened and, for web visits, the kind of page."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     type: EventType
-    timestamp: Timestamp
-    page: PageKind | None = None
+    timestamp: EventTime
+    page: NotRequired[PageKind | None]
 
 
 class LeadIn(Strict):
@@ -129,6 +140,9 @@ class LeadUpsert(Strict):
 
 
 class LeadEvent(Event):
+    """An event of a stored lead."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     lead_id: LeadId
 
 

@@ -1,6 +1,6 @@
 """Score leads from a request: the live feature path, the serving model, the score log.
 
-The hot path is numpy on a few small arrays (see `features.live` and `ScoringModel.fast_explain`): no
+The hot path is numpy on a few small arrays (see `features.live` and `ScoringModel.explain`): no
 pandas, no scikit-learn, no thread pool. Stored leads are read from the database first (in a worker
 thread, by the route), then everything else runs without I/O; the score-log rows go to a background writer.
 """
@@ -11,7 +11,6 @@ import math
 from datetime import datetime, timezone
 
 from fastapi import HTTPException
-
 from leadscore.features.live import lead_features, to_ms
 from leadscore.serve import store
 from leadscore.serve.schemas import ScoreRequest
@@ -70,8 +69,9 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
             d = dict(stored[lead.lead_id])
         else:
             attrs = lead.attributes.model_dump() if lead.attributes else {}
+            # events are validated plain dicts (schemas.Event): read as they are
             d = {"lead_id": lead.lead_id, "created_at": lead.created_at, "attributes": attrs,
-                 "events": [{"type": e.type, "timestamp": e.timestamp, "page": e.page} for e in lead.events or ()]}
+                 "events": lead.events or ()}
         d["as_of"] = lead.as_of or now
         leads.append(d)
     if errors:

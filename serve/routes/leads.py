@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query
-
 from leadscore.serve import store
 from leadscore.serve.auth import Reader, Scorer
 from leadscore.serve.deps import Engine
@@ -30,13 +28,13 @@ def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
 
 @router.post("/events", status_code=201, summary="Append events for one or many stored leads")
 def post_events(body: EventBatch, engine: Engine, _: Scorer):
-    ids = [e.lead_id for e in body.events]
+    ids = [e["lead_id"] for e in body.events]
     known = store.known_leads(engine, ids)
-    unknown = [(i, e.lead_id) for i, e in enumerate(body.events) if e.lead_id not in known]
+    unknown = [(i, lid) for i, lid in enumerate(ids) if lid not in known]
     if unknown:
         raise HTTPException(422, [{"field": f"events.{i}.lead_id", "reason": f"unknown lead {lid!r}: PUT it first"}
                                   for i, lid in unknown[:20]])
-    n = store.add_events(engine, [e.model_dump() for e in body.events])
+    n = store.add_events(engine, body.events)
     return {"stored": n}
 
 

@@ -9,14 +9,20 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.features.live import lead_features, to_ms
-from leadscore.model.batch import (group_sums, lead_rows, score_dataset, score_table, smallest_k,
-                                   strongest_members, top_reasons)
-from leadscore.model.reasons import reasons_for_row
+from leadscore.model.batch import lead_rows, score_dataset, score_table
+from leadscore.model.reasons import (
+    MIN_ABS_IMPACT,
+    group_sums,
+    groups,
+    select_groups,
+    smallest_k,
+    strongest_members,
+    top_reasons,
+)
+from typer.testing import CliRunner
 
 TOP = 5
 N_SAMPLE = 150
@@ -104,18 +110,39 @@ def test_top_reason_selection_breaks_ties_like_the_api():
     rng = np.random.default_rng(0)
     C = rng.integers(-3, 4, size=(400, len(names))).astype(float) * 0.05
     C[:50] = 0.05  # rows where every feature ties
-    # when the top reasons are picked with argpartition, for whole chunks
+    # when the top reasons are picked for whole chunks (argpartition for many rows, a sort for a request)
     G = group_sums(C, names)
-    pos, pos_ok, neg, neg_ok = top_reasons(G, 4)
+    pos, pos_ok, neg, neg_ok = select_groups(G, 4)
     up, down = strongest_members(C, names)
+    listed = top_reasons(C, np.zeros_like(C), enc, top_n=4)
+    few = top_reasons(C[:7], np.zeros_like(C[:7]), enc, top_n=4)
     # then they are the ones a stable sort picks, in the same order and with the same members and impacts
-    # as reasons_for_row
+    # as one row at a time with a plain loop (the reference below)
     assert np.array_equal(smallest_k(G, 4), np.argsort(G, axis=1, kind="stable")[:, :4])
     for i in range(len(C)):
-        api = [(r.feature, r.impact) for r in reasons_for_row(C[i], np.zeros(len(names)), enc, top_n=4)]
+        expected = _reference_reasons(C[i], names, 4)
         got = ([(names[up[i, g]], G[i, g]) for g in pos[i][pos_ok[i]]]
                + [(names[down[i, g]], G[i, g]) for g in neg[i][neg_ok[i]]])
-        assert got == api, i
+        assert got == expected, i
+        assert [(r.feature, r.impact) for r in listed[i]] == expected, i
+        if i < len(few):
+            assert few[i] == listed[i]
+
+
+def _reference_reasons(contrib: np.ndarray, names: tuple[str, ...], top_n: int) -> list[tuple[str, float]]:
+    """(feature, impact) of one row's reasons, the obvious way: group sums by np.add.at in feature order,
+    a stable sort, the first strongest member of each group."""
+    _, index = groups(names)
+    G = np.zeros(int(index.max()) + 1)
+    np.add.at(G, index, contrib)
+    order = np.argsort(-G, kind="stable")
+    chosen = [g for g in order[:top_n] if G[g] > MIN_ABS_IMPACT] + [g for g in order[::-1][:top_n]
+                                                                      if G[g] < -MIN_ABS_IMPACT]
+    out = []
+    for g in chosen:
+        members = np.flatnonzero(index == g)
+        out.append((names[int(members[np.argmax(np.sign(G[g]) * contrib[members])])], float(G[g])))
+    return out
 
 
 def test_feature_table_file_scores_like_the_dataset(trained, demo_dataset, as_of, tmp_path):
