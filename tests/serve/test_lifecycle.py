@@ -93,8 +93,12 @@ def test_champion_swaps_under_load_with_zero_failed_requests_and_broken_versions
             assert ready["ready"] is True and ready["model_version"] == v3
             assert f"refused model version {bad}" in ready["last_error"]
             assert f"refused model version {bad}" in server.log.read_text()
-        # and the periodic check did not retry the refused version over and over
-        assert server.log.read_text().count(f"refused model version {bad}") == 1
+        # and the periodic check does not retry the refused version over and over (it may have met it once
+        # before the admin's reload did: what matters is that the count stops growing)
+        seen = server.log.read_text().count(f"refused model version {bad}")
+        assert 1 <= seen <= 2
+        time.sleep(2.5)  # two more periodic checks
+        assert server.log.read_text().count(f"refused model version {bad}") == seen
     finally:
         server.stop()
 
