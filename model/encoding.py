@@ -29,9 +29,13 @@ class Encoder:
             min_count: int = MIN_CATEGORY_COUNT) -> "Encoder":
         vocab = {}
         for name in categorical:
-            col = np.asarray(values[name], dtype=object)
-            present = col[np.array([isinstance(v, str) for v in col], dtype=bool)]
-            uniq, counts = np.unique(present.astype(str), return_counts=True)
+            # count each distinct value once (factorize), keep the strings, in sorted order as np.unique gives
+            codes, uniques = pd.factorize(np.asarray(values[name], dtype=object), use_na_sentinel=True)
+            counts_all = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            is_str = np.array([isinstance(v, str) for v in uniques], dtype=bool)
+            uniq = np.asarray([str(v) for v in uniques[is_str]], dtype=object)
+            by_value = np.argsort(uniq.astype(str), kind="stable")
+            uniq, counts = uniq[by_value], counts_all[is_str][by_value]
             order = np.argsort(-counts, kind="stable")
             kept = [str(uniq[i]) for i in order if counts[i] >= min_count][:MAX_CATEGORIES]
             vocab[name] = tuple(sorted(kept))
