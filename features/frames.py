@@ -16,7 +16,7 @@ import pandas as pd
 from leadscore.features import build, schema as S
 from leadscore.features.loading import Dataset
 
-CHUNK_LEADS = 250_000
+CHUNK_LEADS = 125_000  # per chunk ~1 GB of temporaries at 5 rows per lead
 
 
 def ms(ts: pd.Series) -> np.ndarray:

@@ -95,7 +95,7 @@ def _read_arrow(path: Path) -> pa.Table:
 
 
 def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values as str objects, int64 code per row with -1 for missing) of an Arrow column.
+    """(distinct values as str objects, int32 code per row with -1 for missing) of an Arrow column.
 
     Values that are not strings are turned into strings as `_as_str` does for pandas columns.
     """
@@ -105,10 +105,10 @@ def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
                                              pa.string())])
         col = pc.dictionary_encode(col)
     if col.num_chunks == 0:
-        return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.int32)
     col = col.unify_dictionaries()
     values = col.chunk(0).dictionary.cast(pa.string()).to_numpy(zero_copy_only=False)
-    codes = np.concatenate([pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = np.concatenate([pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
                             for c in col.chunks])
     return values, codes
 
@@ -191,7 +191,7 @@ def _check_allowed_codes(values: np.ndarray, codes: np.ndarray, allowed, column:
                          problems: list[Problem], nullable: bool = False) -> np.ndarray:
     """`_check_allowed` on a dictionary column; returns each row's position in `allowed` (-1 if missing)."""
     position = {v: k for k, v in enumerate(allowed)}
-    to_allowed = np.array([position.get(v, -2) for v in values] + [-1], dtype=np.int64)  # [-1]: missing
+    to_allowed = np.array([position.get(v, -2) for v in values] + [-1], dtype=np.int8)  # [-1]: missing
     out = to_allowed[codes]
     bad = (out == -2) | ((out == -1) & (not nullable))
     for i in np.flatnonzero(bad)[: MAX_PROBLEMS_SHOWN + 1]:
@@ -267,7 +267,7 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     ev_ids, ev_id_code = _dictionary(events.column(S.LEAD_ID))
     ev_types, ev_type_code = _dictionary(events.column(S.EVENT_TYPE))
     ev_pages, ev_page_code = (_dictionary(events.column(S.PAGE)) if S.PAGE in events.column_names
-                              else (np.empty(0, dtype=object), np.full(n_events, -1, dtype=np.int64)))
+                              else (np.empty(0, dtype=object), np.full(n_events, -1, dtype=np.int32)))
     ev_ts = parse_timestamps(events.column(S.TIMESTAMP), ef, S.TIMESTAMP, problems)
     del events
     type_code = _check_allowed_codes(ev_types, ev_type_code, S.EVENT_TYPES, S.EVENT_TYPE, ef, problems)
@@ -277,7 +277,7 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     present = np.flatnonzero((lead_ids.notna() & ~lead_ids.duplicated()).to_numpy())
     found = pd.Index(lead_ids.iloc[present].to_numpy(dtype=object)).get_indexer(ev_ids)
     row_of = np.where(found >= 0, present[np.maximum(found, 0)], -1) if len(present) else np.full(len(ev_ids), -1)
-    lead_code = np.append(row_of.astype(np.int64), -1)[ev_id_code]
+    lead_code = np.append(row_of.astype(np.int32), -1)[ev_id_code]
     for i in np.flatnonzero(lead_code < 0)[: MAX_PROBLEMS_SHOWN + 1]:
         v = ev_ids[ev_id_code[i]] if ev_id_code[i] >= 0 else None
         problems.append(Problem(ef, int(i) + 1, S.LEAD_ID, f"lead {v!r} is not in leads"))
@@ -295,7 +295,9 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     notes = []
     # exact duplicates: same lead, type, page and millisecond (all four packed into two int64 keys)
     ms = ev_ts.to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    repeat = _repeats(lead_code * 1024 + type_code * 32 + (page_code + 1), ms)
+    repeat = _repeats(lead_code.astype(np.int64) * 1024 + type_code.astype(np.int64) * 32
+                      + (page_code.astype(np.int64) + 1), ms)
+    del ms
     keep = np.flatnonzero(~repeat)
     categories = pd.Index(leads[S.LEAD_ID].to_numpy(dtype=object), dtype=leads[S.LEAD_ID].dtype)
     events = pd.DataFrame({
