@@ -91,7 +91,8 @@ class ModelHolder:
 
 
 def smoke_test(model: ScoringModel) -> None:
-    """Score the model's own example; refuse a model whose output is not a sane probability."""
+    """Score the model's own example; refuse a model whose output is not a sane probability or that cannot
+    give its results with reasons."""
     example = (model.info.get("example") or {}).get("leads")
     if not example:
         raise ValueError("model has no example to smoke-test with")
@@ -103,3 +104,6 @@ def smoke_test(model: ScoringModel) -> None:
         raise ValueError(f"smoke score is not a probability: {p}")
     if not np.allclose(ex.base + ex.contributions.sum(1), ex.logit, atol=1e-6):
         raise ValueError("explanation does not add up to the model output")
+    # the whole scoring path once (reasons, sentences, insight): a model that cannot give reasons is
+    # refused, and the first real request finds everything compiled and warm (numba kernels included)
+    model.results(values, [lead.get("lead_id", "smoke")], explain_full=True)

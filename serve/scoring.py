@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
+import numpy as np
 from fastapi import HTTPException
 from leadscore.features.live import lead_features, to_ms
+from leadscore.model.reasons import round_like_python
 from leadscore.serve import store
 from leadscore.serve.schemas import ScoreRequest
 
@@ -27,6 +29,20 @@ def _json_value(v):
     if hasattr(v, "item"):
         return _json_value(v.item())
     return v
+
+
+def _json_column(col: np.ndarray) -> list:
+    """`_json_value` of every element of a feature column, with array operations for numbers."""
+    x = np.asarray(col)
+    if x.dtype.kind != "f":
+        return [_json_value(v) for v in x.tolist()]
+    out = np.empty(len(x), dtype=object)
+    nan = np.isnan(x)
+    whole = ~nan & (np.floor(x) == x) & (np.abs(x) < 2.0 ** 63)
+    rest = ~nan & ~whole
+    out[whole] = x[whole].astype(np.int64).tolist()
+    out[rest] = round_like_python(x[rest], 6).tolist()
+    return out.tolist()  # NaN slots stay None
 
 
 def current_model(state):
@@ -84,12 +100,13 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
         names, version = model.encoder.features, model.version
 
         def rows() -> list[dict]:  # built by the score-log thread, not in the request
+            columns = [_json_column(values[n]) for n in names]
             return [{
                 "lead_id": r["lead_id"], "scored_at": now, "as_of": d["as_of"], "model_version": version,
                 "probability": r["probability"], "score": r["score"], "grade": r["grade"],
-                "qualified": r["qualified"], "features": {n: _json_value(values[n][i]) for n in names},
+                "qualified": r["qualified"], "features": dict(zip(names, snapshot)),
                 "reasons": r["reasons"],
-            } for i, (r, d) in enumerate(zip(results, leads))]
+            } for r, d, snapshot in zip(results, leads, zip(*columns))]
 
         state.score_log.put_lazy(rows)
     if state.metrics is not None:
