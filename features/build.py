@@ -9,18 +9,18 @@ rows together: per channel, running counts give every window count and the last 
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-from numba import njit
-
 from leadscore.features import catalog
 from leadscore.features.catalog import CHANNELS, DAY_MS, ENGAGEMENT, HIGH_INTENT, WINDOWS
 from leadscore.features.schema import EVENT_TYPES, FREE_EMAIL_DOMAINS, PAGE_KINDS
 from leadscore.features.titles import seniority_many
+from numba import njit
 
 EPOCH_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z; timestamps before it are refused at load
 TS_BITS: Final = 42  # 2**42 ms = 139 years after EPOCH_MS
@@ -157,8 +157,8 @@ def _run_sweep(keys_all, bits, hi, lo_keys, count, last_key) -> None:
         lead_start = (hi[n * k // parts] >> TS_BITS) << TS_BITS
         cuts.append(max(cuts[-1], int(np.searchsorted(hi, lead_start))))
     cuts.append(n)
-    jobs = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-    run = lambda ab: _sweep(keys_all, bits, hi, lo_keys, ab[0], ab[1], count, last_key)  # noqa: E731
+    jobs = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+    run = lambda ab: _sweep(keys_all, bits, hi, lo_keys, ab[0], ab[1], count, last_key)
     if len(jobs) <= 1:
         for ab in jobs:
             run(ab)

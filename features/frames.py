@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
-
-from leadscore.features import build, schema as S
+from leadscore.features import build
+from leadscore.features import schema as S
 from leadscore.features.loading import Dataset
 
 CHUNK_LEADS = 125_000  # per chunk ~1 GB of temporaries at 5 rows per lead

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-
 from leadscore.features import schema as S
 from leadscore.features.catalog import DAY_MS
 from leadscore.features.loading import Dataset, _repeats
@@ -53,7 +52,7 @@ class QualifiedDefinition:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "QualifiedDefinition":
+    def from_dict(cls, d: dict) -> QualifiedDefinition:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 

@@ -23,9 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from numba import njit
-
 from leadscore.features import schema as S
+from numba import njit
 
 MIN_TIME = pd.Timestamp("2000-01-01", tz="UTC")
 MAX_TIME = pd.Timestamp("2100-01-01", tz="UTC")

@@ -22,10 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from leadscore.model.encoding import Encoder
 from numba import njit
 from sklearn.ensemble import HistGradientBoostingClassifier
-
-from leadscore.model.encoding import Encoder
 
 PARALLEL_MIN_ROWS = 4096  # below this a batch is walked on the calling thread
 ROW_BLOCK = 32  # rows walked together through one tree: independent paths keep the core busy
@@ -55,7 +54,7 @@ def _contrib_rows(X, start, stop, roots, depth, feature, threshold, missing_left
                     f = feature[k]
                     x = X[b0 + r, f]
                     cr = cat_row[k]
-                    if x != x:
+                    if np.isnan(x):
                         go_left = missing_left[k]
                     elif cr > 0:
                         go_left = cat_table[cr, 0 if x < 1.0 else (255 if x >= 255.0 else np.int64(x))]
@@ -107,7 +106,7 @@ class CompiledTrees:
     max_depth: int
 
     @classmethod
-    def from_estimator(cls, est: HistGradientBoostingClassifier) -> "CompiledTrees":
+    def from_estimator(cls, est: HistGradientBoostingClassifier) -> CompiledTrees:
         """Compile `est`, folding in what sklearn does to X before its trees see it.
 
         With categorical features sklearn reorders columns (categoricals first) and re-encodes each
@@ -203,7 +202,7 @@ class CompiledTrees:
             "cat_left", "expected")} | {"trees_base": np.array([self.base]), "trees_max_depth": np.array([self.max_depth])}
 
     @classmethod
-    def from_arrays(cls, a) -> "CompiledTrees":
+    def from_arrays(cls, a) -> CompiledTrees:
         kw = {k.removeprefix("trees_"): a[k] for k in a if k.startswith("trees_")
               and k not in ("trees_base", "trees_max_depth")}
         return cls(base=float(a["trees_base"][0]), max_depth=int(a["trees_max_depth"][0]), **kw)

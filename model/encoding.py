@@ -7,8 +7,8 @@ float64 with NaN for missing. The encoder is plain data (lists and dicts), store
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ class Encoder:
 
     @classmethod
     def fit(cls, values: Mapping[str, np.ndarray], features: tuple[str, ...], categorical: tuple[str, ...],
-            min_count: int = MIN_CATEGORY_COUNT) -> "Encoder":
+            min_count: int = MIN_CATEGORY_COUNT) -> Encoder:
         vocab = {}
         for name in categorical:
             # count each distinct value once (factorize), keep the strings, in sorted order as np.unique gives
@@ -73,5 +73,5 @@ class Encoder:
                 "vocab": {k: list(v) for k, v in self.vocab.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Encoder":
+    def from_dict(cls, d: dict) -> Encoder:
         return cls(tuple(d["features"]), tuple(d["categorical"]), {k: tuple(v) for k, v in d["vocab"].items()})
