@@ -47,6 +47,9 @@ class TrainConfig:
     # AUC — lead behaviour is close to additive in log-odds — and a shallow walk is cheaper to explain.
     boosted: BoostedParams = BoostedParams(max_iter=600, learning_rate=0.1, max_leaf_nodes=8, max_depth=3,
                                            min_samples_leaf=100, l2_regularization=1.0)
+    # The boosted family fits on at most this many rows (a seeded sample): beyond it, shallow trees on ~55
+    # features gain little and the fit dominates training time (docs/benchmarks.md, "Training").
+    boosted_max_rows: int = 500_000
     features: tuple[str, ...] = tuple(f.name for f in catalog.FEATURES)
 
 
@@ -123,6 +126,9 @@ def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig
     if family == "scorecard":
         sc = Scorecard.fit(X_fit, y_fit, encoder, seed=config.seed)
         return sc.estimator, sc
+    if len(y_fit) > config.boosted_max_rows:
+        keep = np.sort(np.random.default_rng(config.seed).choice(len(y_fit), config.boosted_max_rows, replace=False))
+        X_fit, y_fit = X_fit[keep], y_fit[keep]
     est, trees = fit_boosted(X_fit, y_fit, encoder, config.boosted, seed=config.seed)
     return est, trees
 
