@@ -36,15 +36,17 @@ def test_refuses_to_train_on_too_few_positives(demo_dataset):
 
 def test_trained_model_is_calibrated_and_graded(trained):
     # given the scorecard trained on demo data (session fixture)
-    # then it ranks well, is calibrated in the large (mean score = observed rate, within 3 standard errors)
-    # and per bin (ECE over 10 bins of ~80 rows, whose own sampling noise is ~0.02-0.03), and grades order
-    # the qualification rate
+    # then it ranks well, is calibrated in the large and per bin, and grades order the qualification rate.
+    # Tolerances are sized to this small model: ~3,900 holdout rows that are clustered (several rows per
+    # lead, so the binomial SE of 0.005 understates the noise ~1.5x), a Platt fit on ~1,600 rows, and a
+    # holdout from a later period than the calibration rows. A model that is off by a third of the rate,
+    # or uncalibrated, fails; the 20k-lead figures (ECE 0.011) are in docs/benchmarks.md.
     m = trained.result.metrics
     assert m["roc_auc"] > 0.8
     hold = trained.result.rows["part"].to_numpy() == "holdout"
     y = trained.result.rows["label"].to_numpy()[hold]
     p = trained.result.holdout_p
-    assert abs(p.mean() - y.mean()) < 3 * np.sqrt(y.mean() * (1 - y.mean()) / len(y))
+    assert abs(p.mean() - y.mean()) < 5 * np.sqrt(y.mean() * (1 - y.mean()) / len(y))
     assert m["ece"] < 0.06
     rates = [m[f"rate_grade_{g}"] for g in "ABCD" if not np.isnan(m[f"rate_grade_{g}"])]
     assert rates == sorted(rates, reverse=True)
