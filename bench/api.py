@@ -55,6 +55,20 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout}s")
 
 
+def stop(proc: subprocess.Popen, grace: float = 60) -> float | None:
+    """SIGTERM, then SIGKILL after `grace` seconds; the seconds a graceful stop took (None: killed)."""
+    t = time.monotonic()
+    proc.terminate()
+    try:
+        proc.wait(grace)
+        return round(time.monotonic() - t, 1)
+    except subprocess.TimeoutExpired:
+        print(f"{proc.args[0]} did not stop in {grace} s: killed", file=sys.stderr)
+        proc.kill()
+        proc.wait()
+        return None
+
+
 def ensure_wrk() -> str | None:
     if shutil.which("wrk"):
         return shutil.which("wrk")
@@ -175,8 +189,7 @@ def main() -> None:
         results["leadscore_1000_leads_ms"] = {"median": statistics.median(times), "max": max(times),
                                               "events": sum(len(x["events"]) for x in json.loads(big)["leads"])}
         results["stages_ms"] = _stages(env["MLFLOW_TRACKING_URI"], one.encode(), big.encode())
-        p.terminate()
-        p.wait(30)
+        results["leadscore_stop_s"] = stop(p)
         # --- mlflow models serve of the same registered model ----------------------------------------------
         from leadscore.model.pyfunc import example_frame
 
@@ -194,8 +207,7 @@ def main() -> None:
         assert check.status_code == 200, check.text[:500]
         results["mlflow"] = load(wrk, f"{murl}/invocations", mbody, {"Content-Type": "application/json"},
                                  args.duration, args.connections, tmp)
-        m.terminate()
-        m.wait(30)
+        stop(m)
     finally:
         for p in procs:
             if p.poll() is None:

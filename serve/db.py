@@ -85,7 +85,16 @@ def make_engine(url: str) -> sa.Engine:
 
 
 def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema (alembic upgrade head)."""
+    """Bring the database at `url` to the newest schema (alembic upgrade head).
+
+    One process at a time on this host (a lock file named by a hash of the URL): `leadscore serve
+    --workers N` starts N processes that migrate together, and on a new database all but one would find
+    the tables created under them and fail to start.
+    """
+    import fcntl
+    import hashlib
+    import tempfile
+
     from alembic import command
     from alembic.config import Config
 
@@ -94,4 +103,10 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(here / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
+    lock = Path(tempfile.gettempdir()) / f"leadscore-migrate-{hashlib.sha256(url.encode()).hexdigest()[:16]}.lock"
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            command.upgrade(cfg, "head")
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
