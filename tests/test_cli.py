@@ -62,7 +62,9 @@ def test_mlproject_train_entry_point(tmp_path):
     # given small demo data and the project's venv on PATH (as after `source .venv/bin/activate`),
     # when the MLproject's train entry point runs through `mlflow run`
     bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    # (mlflow.set_experiment in earlier tests leaves MLFLOW_EXPERIMENT_ID of the session's store behind)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
     assert _run("demo-data", "--leads", "1500", "--seed", "2", "--out", str(tmp_path / "d"), env=env).returncode == 0
     mlflow = Path(sys.executable).parent / "mlflow"

@@ -22,7 +22,8 @@ def _cli(*args, env, cwd):
 def test_generate_train_serve_score_feedback(tmp_path):
     import os
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     # given demo data and a model trained and registered by the CLI
     _cli("demo-data", "--leads", "2500", "--seed", "3", "--out", "data", env=env, cwd=tmp_path)
     _cli("train", "--data", "data", "--model", "scorecard", "--metrics-out", "metrics.json", env=env, cwd=tmp_path)
