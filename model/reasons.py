@@ -169,15 +169,15 @@ def select_groups(G: np.ndarray, top_n: int = TOP_N) -> tuple[np.ndarray, np.nda
     return pos, pos_ok, neg, neg_ok
 
 
-def strongest_members(C: np.ndarray, features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(up, down), each (rows, groups): the feature of each group that pushes hardest up (largest
-    contribution) and down (smallest); the first one in feature order on ties."""
+def strongest_members(C: np.ndarray, features: tuple[str, ...], chosen: np.ndarray, sign: int) -> np.ndarray:
+    """(rows, k): for each row's chosen groups (rows, k), the member feature that pushes hardest up
+    (sign +1: largest contribution) or down (sign -1: smallest); the first in feature order on ties.
+    Only the chosen groups are looked at: a lead's top reasons, not every group."""
     M, valid = _members(features)
-    sub = C[:, M]  # (rows, groups, members)
-    g = np.arange(M.shape[0])[None, :]
-    up = M[g, np.argmax(np.where(valid, sub, -np.inf), axis=2)]
-    down = M[g, np.argmax(np.where(valid, -sub, -np.inf), axis=2)]
-    return up, down
+    cand = M[chosen]  # (rows, k, members)
+    sub = np.take_along_axis(C[:, None, :], cand, axis=2) if C.shape[0] else np.zeros(cand.shape)
+    best = np.argmax(np.where(valid[chosen], sign * sub, -np.inf), axis=2)
+    return np.take_along_axis(cand, best[:, :, None], axis=2)[:, :, 0]
 
 
 class SentenceCache:
@@ -270,7 +270,6 @@ def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Ma
     sentences = sentences or SentenceCache(encoder)
     G = group_sums(C, names)
     pos, pos_ok, neg, neg_ok = select_groups(G, top_n)
-    up, down = strongest_members(C, names)
 
     def pad(a: np.ndarray, fill) -> np.ndarray:
         if a.shape[1] >= top_n:
@@ -279,8 +278,8 @@ def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Ma
 
     group = np.concatenate([pad(pos, 0), pad(neg, 0)], axis=1)
     ok = np.concatenate([pad(pos_ok, False), pad(neg_ok, False)], axis=1)
-    member = np.concatenate([np.take_along_axis(up, pad(pos, 0), axis=1),
-                             np.take_along_axis(down, pad(neg, 0), axis=1)], axis=1) if G.shape[1] else (
+    member = np.concatenate([strongest_members(C, names, pad(pos, 0), +1),
+                             strongest_members(C, names, pad(neg, 0), -1)], axis=1) if G.shape[1] else (
         np.zeros((n, 2 * top_n), dtype=np.int64))
     impact = np.take_along_axis(G, group, axis=1) if G.shape[1] else np.zeros((n, 2 * top_n))
     impact = np.where(ok, impact, 0.0)

@@ -113,7 +113,8 @@ def test_top_reason_selection_breaks_ties_like_the_api():
     # when the top reasons are picked for whole chunks (argpartition for many rows, a sort for a request)
     G = group_sums(C, names)
     pos, pos_ok, neg, neg_ok = select_groups(G, 4)
-    up, down = strongest_members(C, names)
+    up = strongest_members(C, names, pos, +1)
+    down = strongest_members(C, names, neg, -1)
     listed = top_reasons(C, np.zeros_like(C), enc, top_n=4)
     few = top_reasons(C[:7], np.zeros_like(C[:7]), enc, top_n=4)
     # then they are the ones a stable sort picks, in the same order and with the same members and impacts
@@ -121,8 +122,8 @@ def test_top_reason_selection_breaks_ties_like_the_api():
     assert np.array_equal(smallest_k(G, 4), np.argsort(G, axis=1, kind="stable")[:, :4])
     for i in range(len(C)):
         expected = _reference_reasons(C[i], names, 4)
-        got = ([(names[up[i, g]], G[i, g]) for g in pos[i][pos_ok[i]]]
-               + [(names[down[i, g]], G[i, g]) for g in neg[i][neg_ok[i]]])
+        got = ([(names[up[i, k]], G[i, pos[i, k]]) for k in np.flatnonzero(pos_ok[i])]
+               + [(names[down[i, k]], G[i, neg[i, k]]) for k in np.flatnonzero(neg_ok[i])])
         assert got == expected, i
         assert [(r.feature, r.impact) for r in listed[i]] == expected, i
         if i < len(few):
