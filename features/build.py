@@ -167,6 +167,29 @@ def _run_sweep(keys_all, bits, hi, lo_keys, count, last_key) -> None:
         list(pool.map(run, jobs))
 
 
+def derived_features(cnt) -> dict[str, np.ndarray]:
+    """Rates and trends from window counts: the one definition for the batch and the live path.
+
+    `cnt(channel, window)` returns float64 counts per row of `channel` in the last `window` days.
+    """
+    sent30, sent90 = cnt("email_sent", 30), cnt("email_sent", 90)
+    opened30, opened90 = cnt("email_opened", 30), cnt("email_opened", 90)
+    clicked30 = cnt("email_clicked", 30)
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["open_rate_30d"] = np.where(sent30 > 0, np.minimum(opened30 / sent30, 1.0), np.nan)
+        out["click_rate_30d"] = np.where(sent30 > 0, np.minimum(clicked30 / sent30, 1.0), np.nan)
+        earlier_sent, earlier_opened = sent90 - sent30, opened90 - opened30
+        out["open_rate_trend"] = np.where(
+            (sent30 >= 2) & (earlier_sent >= 2),
+            np.minimum(opened30 / np.maximum(sent30, 1), 1) - np.minimum(earlier_opened / np.maximum(earlier_sent, 1), 1),
+            np.nan,
+        )
+    eng7, eng30 = cnt("engagement", 7), cnt("engagement", 30)
+    out["activity_trend"] = np.round(eng7 / 7 - (eng30 - eng7) / 23, 4)
+    return out
+
+
 def event_features(ev: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
     """Engagement, intent and pressure features for each row from events stamped strictly before as_of."""
     row_lead = np.asarray(row_lead).astype(np.int64)
@@ -209,20 +232,7 @@ def event_features(ev: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) 
         if name.endswith("_total"):
             out[name] = counts(name.removesuffix("_total"), None)
 
-    sent30, sent90 = counts("email_sent", 30).astype(f64), counts("email_sent", 90).astype(f64)
-    opened30, opened90 = counts("email_opened", 30).astype(f64), counts("email_opened", 90).astype(f64)
-    clicked30 = counts("email_clicked", 30).astype(f64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["open_rate_30d"] = np.where(sent30 > 0, np.minimum(opened30 / sent30, 1.0), np.nan)
-        out["click_rate_30d"] = np.where(sent30 > 0, np.minimum(clicked30 / sent30, 1.0), np.nan)
-        earlier_sent, earlier_opened = sent90 - sent30, opened90 - opened30
-        out["open_rate_trend"] = np.where(
-            (sent30 >= 2) & (earlier_sent >= 2),
-            np.minimum(opened30 / np.maximum(sent30, 1), 1) - np.minimum(earlier_opened / np.maximum(earlier_sent, 1), 1),
-            np.nan,
-        )
-    eng7, eng30 = counts("engagement", 7).astype(f64), counts("engagement", 30).astype(f64)
-    out["activity_trend"] = np.round(eng7 / 7 - (eng30 - eng7) / 23, 4)
+    out.update(derived_features(lambda channel, window: counts(channel, window).astype(f64)))
     unsorted: dict[str, np.ndarray] = {}
     for name, v in out.items():
         back = np.empty_like(v)

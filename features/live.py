@@ -145,20 +145,7 @@ def _event_features(n: int, n_events: np.ndarray, ts_ms: np.ndarray, types: np.n
     for name, c, k in _COUNTED:
         out[name] = flat[c * n_slots + k]
 
-    sent30, sent90 = cnt("email_sent", 30), cnt("email_sent", 90)
-    opened30, opened90 = cnt("email_opened", 30), cnt("email_opened", 90)
-    clicked30 = cnt("email_clicked", 30)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["open_rate_30d"] = np.where(sent30 > 0, np.minimum(opened30 / sent30, 1.0), np.nan)
-        out["click_rate_30d"] = np.where(sent30 > 0, np.minimum(clicked30 / sent30, 1.0), np.nan)
-        earlier_sent, earlier_opened = sent90 - sent30, opened90 - opened30
-        out["open_rate_trend"] = np.where(
-            (sent30 >= 2) & (earlier_sent >= 2),
-            np.minimum(opened30 / np.maximum(sent30, 1), 1) - np.minimum(earlier_opened / np.maximum(earlier_sent, 1), 1),
-            np.nan,
-        )
-    eng7, eng30 = cnt("engagement", 7), cnt("engagement", 30)
-    out["activity_trend"] = np.round(eng7 / 7 - (eng30 - eng7) / 23, 4)
+    out.update(build.derived_features(cnt))
     return out
 
 
