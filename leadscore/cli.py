@@ -36,6 +36,17 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _utc_moment(text: str):
+    """`--as-of` as a UTC pandas Timestamp; a time without an offset is UTC."""
+    import pandas as pd
+
+    try:
+        moment = pd.Timestamp(text)
+    except ValueError:
+        _fail(f"--as-of: not an ISO-8601 time: {text!r}")
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
@@ -189,11 +200,7 @@ def features(
     from leadscore.features.frames import feature_frame
     from leadscore.features.loading import DataError, load_dataset
 
-    try:
-        moment = pd.Timestamp(as_of)
-    except ValueError:
-        _fail(f"--as-of: not an ISO-8601 time: {as_of!r}")
-    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    moment = _utc_moment(as_of)
     try:
         dataset = load_dataset(data)
     except DataError as e:

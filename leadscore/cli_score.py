@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leadscore.cli import _fail, _progress, _setup_mlflow, app, console
+from leadscore.cli import _fail, _progress, _setup_mlflow, _utc_moment, app, console
 
 
 @app.command()
@@ -26,13 +26,7 @@ def score(
     from leadscore.features.loading import DataError, load_dataset
     from leadscore.model.batch import BatchInputError, check_out, score_dataset, score_table
 
-    moment = None
-    if as_of is not None:
-        try:
-            moment = pd.Timestamp(as_of)
-        except ValueError:
-            _fail(f"--as-of: not an ISO-8601 time: {as_of!r}")
-        moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    moment = _utc_moment(as_of) if as_of is not None else None
     try:
         check_out(out)
     except BatchInputError as e:
