@@ -21,7 +21,6 @@ def score(
     top: Annotated[int, typer.Option(min=0, max=20, help="Top positive and negative reasons per lead.")] = 5,
 ) -> None:
     """Score every lead (created before --as-of) with the same features and reasons as the API."""
-    import pandas as pd
 
     from leadscore.features.loading import DataError, load_dataset
     from leadscore.model.batch import BatchInputError, check_out, score_dataset, score_table

@@ -20,7 +20,7 @@ from leadscore.model import evaluate
 from leadscore.model.boosted import BoostedParams, fit_boosted
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
-from leadscore.model.policy import HandoffPolicy, PolicyKind, choose_policy
+from leadscore.model.policy import PolicyKind, choose_policy
 from leadscore.model.scorecard import Scorecard
 from leadscore.model.scoring import ScoringModel
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import shutil
 import sqlite3
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
