@@ -5,7 +5,7 @@ Points: 20 points double the odds of qualifying (the scorecard convention, `POIN
 
 One implementation serves the API (`ScoringModel.results`: one to a thousand leads) and batch scoring
 (`model.batch`: millions): `reason_arrays` picks the top reasons of every row at once (reason groups summed
-in feature order, the top ones found with `np.argpartition`, the strongest member of each group) and
+in feature order, the top ones and the strongest member of each in one compiled pass, `_pick`) and
 renders each distinct (feature, value) sentence once (`SentenceCache`). `top_reasons` turns that into
 per-row lists; `reasons_for_row` is the same for one row.
 """
@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from numba import njit
 from leadscore.features import catalog
 from leadscore.model.encoding import Encoder
 
@@ -26,7 +27,7 @@ POINTS_PER_DOUBLING = 20.0
 TOP_N = 5
 MIN_ABS_IMPACT = 1e-3
 SMALL = 4096  # up to this many reasons, values and sentences are looked up one by one (no numpy overhead)
-SMALL_ROWS = 2048  # up to this many rows, reason groups are ranked with one stable sort (else argpartition)
+DIRECT_ROWS = 8  # up to this many rows, `top_reason_dicts` builds the objects without intermediate arrays
 
 
 def points(impact: float) -> int:
@@ -80,104 +81,76 @@ def groups(features: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 @lru_cache(maxsize=32)
-def _ranks(features: tuple[str, ...]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """For r = 0, 1, ...: (groups with an r-th member, those members), in feature order."""
-    M, valid = _members(features)
-    return tuple((np.flatnonzero(valid[:, r]), M[valid[:, r], r]) for r in range(M.shape[1]))
+def _csr(features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(members, starts): each reason group's member features in feature order, group after group;
+    group g is members[starts[g]:starts[g + 1]]."""
+    _, index = groups(features)
+    members = np.argsort(index, kind="stable").astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(index, minlength=int(index.max(initial=-1)) + 1))])
+    return members, starts.astype(np.int64)
 
 
-@lru_cache(maxsize=32)
-def _members(features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(M, valid), each (groups, largest group size): M[g, r] is the r-th member of group g in feature
-    order; padding (valid False) repeats the group's first member."""
-    names, index = groups(features)
-    members = [np.flatnonzero(index == g) for g in range(len(names))]
-    width = max([len(m) for m in members] + [1])
-    M = np.zeros((len(names), width), dtype=np.int64)
-    valid = np.zeros((len(names), width), dtype=bool)
-    for g, m in enumerate(members):
-        M[g] = m[0] if len(m) else 0
-        M[g, :len(m)] = m
-        valid[g, :len(m)] = True
-    return M, valid
+@njit(cache=True, nogil=True)
+def _pick(C, members, starts, top_n, min_abs, group, member, impact, ok):  # pragma: no cover - compiled
+    """Top reasons of each row of C (rows, features), written into (rows, 2 * top_n) outputs.
+
+    A group's impact is the sum of its members' contributions, added in feature order. Slots 0..top_n-1:
+    the top_n largest impacts (ties: the lower group first), as a stable sort of -impact orders them;
+    slots top_n..: the top_n smallest (ties: the higher group first), i.e. that order reversed. A slot is ok
+    when its impact is beyond +min_abs (positives) or -min_abs (negatives); a slot without a group (fewer
+    groups than top_n) reads group 0 and is not ok. `member`: the group's member pushing hardest in the
+    slot's direction (the first in feature order on ties)."""
+    n = C.shape[0]
+    n_groups = starts.shape[0] - 1
+    G = np.empty(n_groups)
+    taken = np.empty(n_groups, dtype=np.bool_)
+    for i in range(n):
+        for g in range(n_groups):
+            s = 0.0
+            for k in range(starts[g], starts[g + 1]):
+                s += C[i, members[k]]
+            G[g] = s
+        for side in range(2):
+            sign = 1.0 if side == 0 else -1.0
+            taken[:] = False
+            for slot in range(top_n):
+                out = side * top_n + slot
+                best = -1
+                if slot < n_groups:
+                    for g in range(n_groups):
+                        if taken[g]:
+                            continue
+                        if best < 0 or (side == 0 and G[g] > G[best]) or (side == 1 and G[g] <= G[best]):
+                            best = g
+                    taken[best] = True
+                g = best if best >= 0 else 0
+                group[i, out] = g
+                good = best >= 0 and (G[g] > min_abs if side == 0 else G[g] < -min_abs)
+                ok[i, out] = good
+                impact[i, out] = G[g] if good else 0.0
+                strongest = members[starts[g]]
+                for k in range(starts[g] + 1, starts[g + 1]):
+                    if sign * C[i, members[k]] > sign * C[i, strongest]:
+                        strongest = members[k]
+                member[i, out] = strongest
 
 
-def group_contributions(C: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
-    """(rows, groups): the sum of each group's contributions. Still exact: they add up to the logit - base."""
-    names, index = groups(features)
-    onehot = np.zeros((len(features), len(names)))
-    onehot[np.arange(len(features)), index] = 1.0
-    return C @ onehot
-
-
-def group_sums(C: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
-    """(rows, groups): each reason group's contribution, summed member by member in feature order (the
-    order `np.add.at` over the features would use), so every row's sums, ties and thresholds are the same
-    however many rows are scored together."""
-    M, valid = _members(features)
-    G = np.zeros((C.shape[0], M.shape[0]), dtype=np.float64)
-    if C.shape[0] > SMALL_ROWS:  # many rows: one column at a time (no gathered copies)
-        _, index = groups(features)
-        for j, g in enumerate(index.tolist()):
-            G[:, g] += C[:, j]
-        return G
-    for gs, js in _ranks(features):  # few rows: the r-th member of every group at once
-        G[:, gs] += C[:, js]
-    return G
-
-
-def smallest_k(K: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the indices of the k smallest values ordered by (value, index).
-
-    Equal to `np.argsort(K, axis=1, kind="stable")[:, :k]`, at the cost of an argpartition: rows where a
-    tie straddles the k-th place (argpartition may pick either) are redone with the stable sort.
-    """
-    n, F = K.shape
-    k = min(k, F)
-    if k == 0:
-        return np.empty((n, 0), dtype=np.int64)
-    if k >= F:
-        return np.argsort(K, axis=1, kind="stable")
-    idx = np.argpartition(K, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(K, idx, axis=1)
-    kth = vals.max(axis=1)
-    tied = (K <= kth[:, None]).sum(axis=1) > k
-    order = np.lexsort((idx, vals))
-    idx = np.take_along_axis(idx, order, axis=1)
-    if tied.any():
-        idx[tied] = np.argsort(K[tied], axis=1, kind="stable")[:, :k]
-    return idx
-
-
-def select_groups(G: np.ndarray, top_n: int = TOP_N) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(pos_idx, pos_ok, neg_idx, neg_ok): column indices of G (reason groups) of the top positive and
-    negative reasons per row (at most `top_n` columns each; fewer when there are fewer groups).
-
-    Positives in the order of a stable argsort of -G (strongest first, ties: lower group first), negatives
-    in the reverse of it (most negative first, ties: higher group first); only |impact| > MIN_ABS_IMPACT
-    counts.
-    """
-    F = G.shape[1]
-    if G.shape[0] <= SMALL_ROWS:  # one stable sort is cheapest for a request's rows
-        order = np.argsort(-G, axis=1, kind="stable")
-        pos, neg = order[:, :top_n], order[:, ::-1][:, :top_n]
-    else:
-        pos = smallest_k(-G, top_n)
-        neg = (F - 1) - smallest_k(G[:, ::-1], top_n)
-    pos_ok = np.take_along_axis(G, pos, axis=1) > MIN_ABS_IMPACT
-    neg_ok = np.take_along_axis(G, neg, axis=1) < -MIN_ABS_IMPACT
-    return pos, pos_ok, neg, neg_ok
-
-
-def strongest_members(C: np.ndarray, features: tuple[str, ...], chosen: np.ndarray, sign: int) -> np.ndarray:
-    """(rows, k): for each row's chosen groups (rows, k), the member feature that pushes hardest up
-    (sign +1: largest contribution) or down (sign -1: smallest); the first in feature order on ties.
-    Only the chosen groups are looked at: a lead's top reasons, not every group."""
-    M, valid = _members(features)
-    cand = M[chosen]  # (rows, k, members)
-    sub = np.take_along_axis(C[:, None, :], cand, axis=2) if C.shape[0] else np.zeros(cand.shape)
-    best = np.argmax(np.where(valid[chosen], sign * sub, -np.inf), axis=2)
-    return np.take_along_axis(cand, best[:, :, None], axis=2)[:, :, 0]
+def pick_reasons(C: np.ndarray, features: tuple[str, ...], top_n: int = TOP_N
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(group, member, impact, ok), each (rows, 2 * top_n): the top `top_n` positive reason groups of each
+    row (strongest first), then the top `top_n` negative ones (most negative first); see `_pick`."""
+    members, starts = _csr(features)
+    n = C.shape[0]
+    group = np.empty((n, 2 * top_n), dtype=np.int64)
+    member = np.empty((n, 2 * top_n), dtype=np.int64)
+    impact = np.empty((n, 2 * top_n), dtype=np.float64)
+    ok = np.empty((n, 2 * top_n), dtype=np.bool_)
+    if len(starts) > 1:
+        _pick(np.ascontiguousarray(C, dtype=np.float64), members, starts, top_n, MIN_ABS_IMPACT, group, member,
+              impact, ok)
+    else:  # a model without features
+        group[:], member[:], impact[:], ok[:] = 0, 0, 0.0, False
+    return group, member, impact, ok
 
 
 class SentenceCache:
@@ -266,24 +239,9 @@ def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Ma
     the values sent (shown as is, also when unseen in training).
     """
     names = encoder.features
-    n = C.shape[0]
     sentences = sentences or SentenceCache(encoder)
-    G = group_sums(C, names)
-    pos, pos_ok, neg, neg_ok = select_groups(G, top_n)
-
-    def pad(a: np.ndarray, fill) -> np.ndarray:
-        if a.shape[1] >= top_n:
-            return a
-        return np.concatenate([a, np.full((n, top_n - a.shape[1]), fill, dtype=a.dtype)], axis=1)
-
-    group = np.concatenate([pad(pos, 0), pad(neg, 0)], axis=1)
-    ok = np.concatenate([pad(pos_ok, False), pad(neg_ok, False)], axis=1)
-    member = np.concatenate([strongest_members(C, names, pad(pos, 0), +1),
-                             strongest_members(C, names, pad(neg, 0), -1)], axis=1) if G.shape[1] else (
-        np.zeros((n, 2 * top_n), dtype=np.int64))
-    impact = np.take_along_axis(G, group, axis=1) if G.shape[1] else np.zeros((n, 2 * top_n))
-    impact = np.where(ok, impact, 0.0)
-    pts = np.round(impact * POINTS_PER_DOUBLING / math.log(2)).astype(np.int64)
+    _, member, impact, ok = pick_reasons(C, names, top_n)
+    pts = _points(impact)
     value = np.full(ok.shape, None, dtype=object)
     text = np.full(ok.shape, None, dtype=object)
     rows, slots = np.nonzero(ok)
@@ -305,6 +263,11 @@ def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Ma
             value_flat[flat[sel]], text_flat[flat[sel]] = sentences.many(
                 j, xs[sel], np.asarray(raw, dtype=object)[rows[sel]] if raw is not None else None)
     return ReasonArrays(member, ok, impact, pts, value, text)
+
+
+def _points(impact: np.ndarray) -> np.ndarray:
+    """`points` of every impact."""
+    return np.round(impact * POINTS_PER_DOUBLING / math.log(2)).astype(np.int64)
 
 
 def round_like_python(x: np.ndarray, digits: int = 6) -> np.ndarray:
@@ -354,7 +317,25 @@ def top_reason_dicts(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values:
     def make(feature, value, impact, pts, text):
         return {"feature": feature, "value": value, "impact": impact, "points": pts, "text": text}
 
-    return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences), encoder.features, make, rounded=True)
+    names = encoder.features
+    if C.shape[0] > DIRECT_ROWS:
+        return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences), names, make, rounded=True)
+    # a request's few rows: from the picked slots straight to the objects (the same picks, sentences and
+    # rounding as `reason_arrays` + `_per_row`, without their intermediate arrays)
+    sentences = sentences or SentenceCache(encoder)
+    _, member, impact, ok = pick_reasons(C, names, top_n)
+    raw_values = raw_values or {}
+    out = []
+    for i, (js, impacts, oks, pts) in enumerate(zip(member.tolist(), impact.tolist(), ok.tolist(),
+                                                     _points(impact).tolist())):
+        row = []
+        for j, imp, good, p in zip(js, impacts, oks, pts):
+            if good:
+                raw = raw_values.get(names[j])
+                value, text = sentences.one(j, float(X[i, j]), raw[i] if raw is not None else None)
+                row.append(make(names[j], value, round(imp, 6), p, text))
+        out.append(row)
+    return out
 
 
 def reasons_for_row(contrib: np.ndarray, X_row: np.ndarray, encoder: Encoder, raw_values: dict | None = None,

@@ -15,11 +15,9 @@ from leadscore.features.live import lead_features, to_ms
 from leadscore.model.batch import lead_rows, score_dataset, score_table
 from leadscore.model.reasons import (
     MIN_ABS_IMPACT,
-    group_sums,
     groups,
-    select_groups,
-    smallest_k,
-    strongest_members,
+    pick_reasons,
+    top_reason_dicts,
     top_reasons,
 )
 from typer.testing import CliRunner
@@ -110,24 +108,26 @@ def test_top_reason_selection_breaks_ties_like_the_api():
     rng = np.random.default_rng(0)
     C = rng.integers(-3, 4, size=(400, len(names))).astype(float) * 0.05
     C[:50] = 0.05  # rows where every feature ties
-    # when the top reasons are picked for whole chunks (argpartition for many rows, a sort for a request)
-    G = group_sums(C, names)
-    pos, pos_ok, neg, neg_ok = select_groups(G, 4)
-    up = strongest_members(C, names, pos, +1)
-    down = strongest_members(C, names, neg, -1)
+    # when the top reasons are picked for a whole chunk and for a request's few rows
+    _, member, impact, ok = pick_reasons(C, names, 4)
     listed = top_reasons(C, np.zeros_like(C), enc, top_n=4)
     few = top_reasons(C[:7], np.zeros_like(C[:7]), enc, top_n=4)
+    few_dicts = top_reason_dicts(C[:7], np.zeros_like(C[:7]), enc, top_n=4)  # the API's few-rows path
     # then they are the ones a stable sort picks, in the same order and with the same members and impacts
     # as one row at a time with a plain loop (the reference below)
-    assert np.array_equal(smallest_k(G, 4), np.argsort(G, axis=1, kind="stable")[:, :4])
     for i in range(len(C)):
         expected = _reference_reasons(C[i], names, 4)
-        got = ([(names[up[i, k]], G[i, pos[i, k]]) for k in np.flatnonzero(pos_ok[i])]
-               + [(names[down[i, k]], G[i, neg[i, k]]) for k in np.flatnonzero(neg_ok[i])])
+        got = [(names[member[i, k]], impact[i, k]) for k in np.flatnonzero(ok[i])]
         assert got == expected, i
         assert [(r.feature, r.impact) for r in listed[i]] == expected, i
         if i < len(few):
             assert few[i] == listed[i]
+            assert few_dicts[i] == [r.to_dict() for r in listed[i]]
+    # and with fewer reason groups than reasons asked for, the missing slots stay empty
+    two = names[:2]
+    _, member, impact, ok = pick_reasons(C[:, :2], two, 4)
+    for i in range(len(C)):
+        assert [(two[member[i, k]], impact[i, k]) for k in np.flatnonzero(ok[i])] == _reference_reasons(C[i, :2], two, 4)
 
 
 def _reference_reasons(contrib: np.ndarray, names: tuple[str, ...], top_n: int) -> list[tuple[str, float]]:
