@@ -15,6 +15,7 @@ import pandas as pd
 
 PolicyKind = Literal["capacity", "precision", "f1"]
 GRADES = ("A", "B", "C", "D")
+_GRADES = np.array(GRADES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +30,8 @@ class HandoffPolicy:
 
     def grade(self, p: np.ndarray) -> np.ndarray:
         a, b, c = self.grade_cutoffs
-        return np.select([p >= a, p >= b, p >= c], ["A", "B", "C"], default="D")
+        p = np.asarray(p)
+        return _GRADES[np.where(p >= a, 0, np.where(p >= b, 1, np.where(p >= c, 2, 3)))]
 
     def qualified(self, p: np.ndarray) -> np.ndarray:
         return np.asarray(p) >= self.threshold

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from numba import njit
 from leadscore.features.labels import QualifiedDefinition
 from leadscore.model.boosted import CompiledTrees
 from leadscore.model.calibration import Platt, sigmoid
@@ -57,14 +58,15 @@ class ScoringModel:
         """Features (name -> one value per row) to exact calibrated contributions.
 
         The encoder's lookups and the scorecard's bin edges and points are compiled once per model into
-        flat arrays (`_Compiled`), so one live lead costs a handful of numpy calls instead of a few per
-        feature; the numbers are those of `Encoder.transform` + `raw` bit for bit (tests/serve/test_fast_path).
+        flat arrays (`_Compiled`) and the points are looked up by one compiled loop, so one live lead costs a
+        handful of numpy calls instead of a few per feature; the numbers are those of `Encoder.transform` +
+        `raw` bit for bit (tests/serve/test_fast_path).
         """
         compiled = self.__dict__.get("_compiled")
         if compiled is None:
             compiled = self.__dict__["_compiled"] = _Compiled(self)
         X = compiled.transform(values)
-        if compiled.scorecard is not None and len(X) <= _Compiled.SMALL:
+        if compiled.scorecard is not None:
             base_raw, C_raw = compiled.scorecard_contributions(X)
         else:
             base_raw, C_raw = self.raw(X)
@@ -147,53 +149,69 @@ class ScoringModel:
                 f"against {overall * 100:.0f} % overall")
 
 
+@njit(cache=True, nogil=True)
+def _scorecard_rows(X, is_cat, edges, n_edges, offsets, last, flat, C):  # pragma: no cover - compiled
+    """C[i, j] = the scorecard's points of feature j at X[i, j]: a category's code, or for a number the count
+    of its bin edges <= x (== searchsorted(edges, x, "right")), NaN in the bin after the last; bins clipped
+    to the table, as `Scorecard.contributions` does."""
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            x = X[i, j]
+            if is_cat[j]:
+                b = np.int64(x)
+            elif np.isnan(x):
+                b = n_edges[j] + 1
+            else:
+                b = 0
+                for e in range(n_edges[j]):
+                    if edges[j, e] <= x:
+                        b += 1
+            b = min(max(b, 0), last[j])
+            C[i, j] = flat[offsets[j] + b]
+
+
 class _Compiled:
     """A model's encoder and scorecard as flat arrays (built once per loaded model)."""
-
-    SMALL = 64  # up to this many rows the scorecard bins by one broadcast comparison; more use searchsorted
 
     def __init__(self, model: ScoringModel):
         enc = model.encoder
         self.features = enc.features
         self.lookups = {name: {v: i + 2 for i, v in enumerate(enc.vocab[name])} for name in enc.vocab}
+        self.categorical = [(j, name, self.lookups[name]) for j, name in enumerate(self.features) if name in self.lookups]
+        self.numeric = [name for name in self.features if name not in self.lookups]
+        self.num_cols = np.array([j for j, name in enumerate(self.features) if name not in self.lookups], dtype=np.int64)
         self.scorecard = model.explainer if isinstance(model.explainer, Scorecard) else None
         if self.scorecard is None:
             return
         sc = self.scorecard
-        cat = enc.categorical_mask
-        self.cat_cols = np.flatnonzero(cat)
-        self.num_cols = np.flatnonzero(~cat)
-        width = max([len(sc.edges[j]) for j in self.num_cols] + [1])
-        # NaN padding: `NaN <= x` is False, so padding never counts as an edge below x
-        self.edges = np.full((len(self.num_cols), width), np.nan)
-        for k, j in enumerate(self.num_cols):
-            self.edges[k, :len(sc.edges[j])] = sc.edges[j]
-        self.n_edges = np.array([len(sc.edges[j]) for j in self.num_cols], dtype=np.int64)
+        self.is_cat = np.asarray(enc.categorical_mask, dtype=np.bool_)
+        self.n_edges = np.array([0 if self.is_cat[j] else len(sc.edges[j]) for j in range(len(self.features))],
+                                dtype=np.int64)
+        self.edges = np.zeros((len(self.features), max(int(self.n_edges.max(initial=0)), 1)))
+        for j in range(len(self.features)):
+            self.edges[j, :self.n_edges[j]] = sc.edges[j][:self.n_edges[j]]
         sizes = np.array([len(t) for t in sc.tables], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.last = sizes - 1
         self.flat = np.concatenate(sc.tables).astype(np.float64)
 
     def transform(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        """`Encoder.transform`, with the category lookups built once."""
-        n = len(next(iter(values.values())))
+        """`Encoder.transform`, with the category lookups built once and the numbers copied in one go."""
+        n = len(values[self.features[0]]) if self.features else 0
         X = np.empty((n, len(self.features)), dtype=np.float64)
         MISSING, OTHER = 0, 1
-        for j, name in enumerate(self.features):
-            col = values[name]
-            lookup = self.lookups.get(name)
-            if lookup is not None:
-                X[:, j] = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in col]
-            else:
-                X[:, j] = col
+        for j, name, lookup in self.categorical:
+            X[:, j] = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in values[name]]
+        if n > 256:  # many rows: column by column (no stacked copy of every number)
+            for j, name in zip(self.num_cols.tolist(), self.numeric):
+                X[:, j] = values[name]
+        elif self.numeric:
+            X[:, self.num_cols] = np.array([values[name] for name in self.numeric], dtype=np.float64).reshape(
+                len(self.numeric), n).T
         return X
 
     def scorecard_contributions(self, X: np.ndarray) -> tuple[float, np.ndarray]:
-        """`Scorecard.contributions` in a few array operations."""
-        bins = np.empty(X.shape, dtype=np.int64)
-        bins[:, self.cat_cols] = X[:, self.cat_cols].astype(np.int64)
-        xn = X[:, self.num_cols]
-        b = (self.edges[None, :, :] <= xn[:, :, None]).sum(axis=2)  # == searchsorted(edges, x, "right")
-        bins[:, self.num_cols] = np.where(np.isnan(xn), self.n_edges + 1, b)
-        C = self.flat[self.offsets + np.clip(bins, 0, self.last)]
+        """`Scorecard.contributions`, compiled (`_scorecard_rows`)."""
+        C = np.empty(X.shape, dtype=np.float64)
+        _scorecard_rows(X, self.is_cat, self.edges, self.n_edges, self.offsets, self.last, self.flat, C)
         return self.scorecard.base, C

@@ -20,7 +20,7 @@ def test_compiled_explain_equals_the_reference_path_bit_for_bit(trained, demo_da
     values["country"] = values["country"].copy()
     values["country"][:5] = "Atlantis"
     # when they are explained by the reference building blocks (Encoder.transform, Scorecard.contributions,
-    # Platt) and by `explain` (compiled lookups; a broadcast binning for a few rows, searchsorted for many)
+    # Platt) and by `explain` (compiled lookups and a compiled points lookup)
     X = model.encoder.transform(values)
     base_raw, C_raw = model.raw(X)
     a, b = model.calibration.a, model.calibration.b
