@@ -176,15 +176,16 @@ def derived_features(cnt) -> dict[str, np.ndarray]:
     opened30, opened90 = cnt("email_opened", 30), cnt("email_opened", 90)
     clicked30 = cnt("email_clicked", 30)
     out = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["open_rate_30d"] = np.where(sent30 > 0, np.minimum(opened30 / sent30, 1.0), np.nan)
-        out["click_rate_30d"] = np.where(sent30 > 0, np.minimum(clicked30 / sent30, 1.0), np.nan)
-        earlier_sent, earlier_opened = sent90 - sent30, opened90 - opened30
-        out["open_rate_trend"] = np.where(
-            (sent30 >= 2) & (earlier_sent >= 2),
-            np.minimum(opened30 / np.maximum(sent30, 1), 1) - np.minimum(earlier_opened / np.maximum(earlier_sent, 1), 1),
-            np.nan,
-        )
+    n = len(sent30)
+    # divisions only where the divisor is positive (no warnings to silence, NaN elsewhere)
+    out["open_rate_30d"] = np.minimum(np.divide(opened30, sent30, out=np.full(n, np.nan), where=sent30 > 0), 1.0)
+    out["click_rate_30d"] = np.minimum(np.divide(clicked30, sent30, out=np.full(n, np.nan), where=sent30 > 0), 1.0)
+    earlier_sent, earlier_opened = sent90 - sent30, opened90 - opened30
+    out["open_rate_trend"] = np.where(
+        (sent30 >= 2) & (earlier_sent >= 2),
+        np.minimum(opened30 / np.maximum(sent30, 1), 1) - np.minimum(earlier_opened / np.maximum(earlier_sent, 1), 1),
+        np.nan,
+    )
     eng7, eng30 = cnt("engagement", 7), cnt("engagement", 30)
     out["activity_trend"] = np.round(eng7 / 7 - (eng30 - eng7) / 23, 4)
     return out

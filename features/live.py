@@ -1,10 +1,9 @@
 """The live path: features for leads sent in a request (attributes and events as plain dicts), no pandas.
 
 It computes exactly what the batch path (`build.build`) computes for the same lead at the same moment
-(tests/features prove it), but shaped for small requests: instead of one binary search per channel and
-window (hundreds of tiny numpy calls, a few milliseconds for one lead), every event is tested against
-every channel and window at once in a few array operations over an (events x channels x windows) cube.
-That is cheap because a request holds few events; a batch of millions of rows goes through `build.build`.
+(tests/features prove it), but shaped for small requests: the request's events are counted into every
+channel and window in one compiled pass (`_count`), with no sorting and no per-feature numpy calls; a
+batch of millions of rows goes through `build.build`, whose sweep expects rows and events sorted by lead.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Final
 
 import numpy as np
+from numba import njit
 from leadscore.features import build, catalog
 from leadscore.features import schema as S
 from leadscore.features.catalog import CHANNELS, DAY_MS, ENGAGEMENT, HIGH_INTENT, WINDOWS
@@ -73,11 +73,6 @@ def to_ms(value: datetime | str) -> int:
     return (d.days * 86_400 + d.seconds) * 1000 + d.microseconds // 1000
 
 
-def _rel(ms: np.ndarray) -> np.ndarray:
-    """Milliseconds since `build.EPOCH_MS`, clipped exactly as `build` clips its sort keys."""
-    return np.minimum(np.maximum(ms - build.EPOCH_MS, 0), _MAX_REL)  # == np.clip, without its overhead
-
-
 def lead_features(leads: Sequence[Mapping], as_of_ms: Sequence[int]) -> dict[str, np.ndarray]:
     """Features for each lead in `leads` at its as_of.
 
@@ -106,32 +101,44 @@ def lead_features(leads: Sequence[Mapping], as_of_ms: Sequence[int]) -> dict[str
     return {name: values[name] for name in _ORDER}
 
 
+@njit(cache=True, nogil=True)
+def _count(n_events, ts_ms, types, pages, as_of_ms, table, window_ms, epoch_ms, max_rel, counts,
+           last):  # pragma: no cover - compiled
+    """counts[i, c, k]: lead i's events in channel c stamped before its as_of and, for k > 0, at or after
+    as_of - window_ms[k] (k = 0: all time); last[i, c]: the relative time of the last such event (-1: none).
+    Times are milliseconds since `epoch_ms`, clipped to [0, max_rel] exactly as `build` clips its keys.
+    The events are those of lead 0, then of lead 1, ... (`n_events` each)."""
+    n_ch = table.shape[2]
+    n_slots = window_ms.shape[0]
+    lo = np.zeros(n_slots, dtype=np.int64)
+    e = 0
+    for i in range(n_events.shape[0]):
+        hi = min(max(as_of_ms[i] - epoch_ms, 0), max_rel)
+        for k in range(1, n_slots):
+            lo[k] = min(max(as_of_ms[i] - window_ms[k] - epoch_ms, 0), max_rel)
+        for _ in range(n_events[i]):
+            t = min(max(ts_ms[e] - epoch_ms, 0), max_rel)
+            if t < hi:
+                for c in range(n_ch):
+                    if table[types[e], pages[e], c]:
+                        for k in range(n_slots):
+                            if t >= lo[k]:
+                                counts[i, c, k] += 1
+                        if t > last[i, c]:
+                            last[i, c] = t
+            e += 1
+
+
 def _event_features(n: int, n_events: np.ndarray, ts_ms: np.ndarray, types: np.ndarray, pages: np.ndarray,
                     as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
-    """`build.event_features` for one row per lead, computed as one (events x channels x windows) cube.
+    """`build.event_features` for one row per lead, counted in one compiled pass over the events (`_count`).
 
     The events are those of lead 0, then of lead 1, ... (`n_events` each)."""
     n_ch, n_slots = len(CHANNELS), len(_WINDOW_MS)
     counts = np.zeros((n, n_ch, n_slots), dtype=np.int64)
     last = np.full((n, n_ch), -1, dtype=np.int64)  # relative ms of the last event before as_of, -1 = none
-    lead = np.repeat(np.arange(n, dtype=np.int64), n_events)
-    if len(lead):
-        member = _CHANNEL_TABLE[types, pages]  # (E, C)
-        t = _rel(ts_ms)
-        hi = _rel(as_of_ms)[lead]  # (E,)
-        lo = _rel(as_of_ms[lead, None] - _WINDOW_MS[None, :])  # (E, K)
-        lo[:, 0] = 0
-        in_slot = (t[:, None] >= lo) & (t < hi)[:, None]  # (E, K)
-        cube = member[:, :, None] & in_slot[:, None, :]  # (E, C, K)
-        before = np.where(member & in_slot[:, :1], t[:, None], -1)  # (E, C)
-        if n == 1:
-            counts[0] = cube.sum(axis=0)
-            last[0] = before.max(axis=0)
-        else:  # each lead's events are contiguous: one segment reduction per lead with events
-            has = np.flatnonzero(n_events)
-            starts = np.concatenate([[0], np.cumsum(n_events)[:-1]])[has]
-            counts[has] = np.add.reduceat(cube, starts, axis=0, dtype=np.int64)
-            last[has] = np.maximum.reduceat(before, starts, axis=0)
+    _count(n_events, ts_ms, types, pages, as_of_ms, _CHANNEL_TABLE, _WINDOW_MS, build.EPOCH_MS, _MAX_REL, counts,
+           last)
     out: dict[str, np.ndarray] = {}
     # whole matrices at once, then one contiguous row per feature (a few numpy calls, not one per feature)
     since = np.where(last >= 0, np.floor((as_of_ms[:, None] - (last + build.EPOCH_MS)) / DAY_MS), np.nan).T.copy()

@@ -8,6 +8,7 @@ is not an executive but "VP Marketing" is.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -31,7 +32,14 @@ _COMPILED: Final = tuple((level, re.compile(p, re.IGNORECASE)) for level, p in _
 
 def seniority(title: object) -> str:
     """The seniority level a title names, or "unknown" when it is missing or names none."""
-    if not isinstance(title, str) or not title.strip():
+    if not isinstance(title, str):
+        return UNKNOWN
+    return _level(title)
+
+
+@lru_cache(maxsize=65_536)  # live requests repeat titles: each distinct one is parsed once
+def _level(title: str) -> str:
+    if not title.strip():
         return UNKNOWN
     for level, pattern in _COMPILED:
         if pattern.search(title):
@@ -41,6 +49,8 @@ def seniority(title: object) -> str:
 
 def seniority_many(titles) -> np.ndarray:
     """`seniority` for many titles, parsing each distinct title once."""
+    if len(titles) <= 16:  # a request's few leads: straight through the cache
+        return np.array([seniority(t) for t in titles], dtype=object)
     arr = np.asarray(titles, dtype=object)
     uniq, inverse = np.unique(np.where(_is_missing(arr), "", arr).astype(str), return_inverse=True)
     levels = np.array([seniority(t) for t in uniq], dtype=object)
