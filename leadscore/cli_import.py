@@ -52,7 +52,7 @@ def _import(engine, dataset, leads, settings) -> dict:
     from leadscore.features import schema as S
     from leadscore.features.live import lead_features, to_ms
     from leadscore.serve import db, store
-    from leadscore.serve.scoring import _json_value
+    from leadscore.serve.scoring import feature_snapshots
 
     ids = set(leads[S.LEAD_ID].astype(str))
     snapshot = dataset.snapshot_at.to_pydatetime()
@@ -108,8 +108,8 @@ def _import(engine, dataset, leads, settings) -> dict:
         names = model.encoder.features
         rows = [{"lead_id": r["lead_id"], "scored_at": now, "as_of": moments[start + i], "model_version": version,
                  "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
-                 "features": {n: _json_value(values[n][i]) for n in names}, "reasons": r["reasons"]}
-                for i, r in enumerate(results)]
+                 "features": snapshot, "reasons": r["reasons"]}
+                for i, (r, snapshot) in enumerate(zip(results, feature_snapshots(values, names)))]
         with engine.begin() as conn:
             conn.execute(sa.insert(db.score_log), rows)
         scored += len(rows)

@@ -8,6 +8,7 @@ thread, by the route), then everything else runs without I/O; the score-log rows
 from __future__ import annotations
 
 import math
+import operator
 from datetime import datetime, timezone
 
 import numpy as np
@@ -43,6 +44,31 @@ def _json_column(col: np.ndarray) -> list:
     out[whole] = x[whole].astype(np.int64).tolist()
     out[rest] = round_like_python(x[rest], 6).tolist()
     return out.tolist()  # NaN slots stay None
+
+
+def feature_snapshots(values: dict[str, np.ndarray], names) -> list[dict]:
+    """Each row's features as the score log keeps them: numbers rounded to 6 decimals (whole ones as
+    integers), missing values as None, categories as they were sent. The numeric columns are converted
+    together (one array pass, not one per feature)."""
+    names = list(names)
+    if not names or not len(values[names[0]]):
+        return []
+    n = len(values[names[0]])
+    if n <= 4:  # a request's few rows: value by value is cheaper than the array operations
+        columns = [[_json_value(v) for v in np.asarray(values[name]).tolist()] for name in names]
+        return [dict(zip(names, row)) for row in zip(*columns)]
+    numeric = [name for name in names if np.asarray(values[name]).dtype.kind == "f"]
+    is_numeric = set(numeric)
+    other = [name for name in names if name not in is_numeric]
+    k = len(numeric)
+    flat = _json_column(np.array([values[name] for name in numeric], dtype=np.float64).T.ravel()) if k else []
+    rest = list(zip(*([_json_value(v) for v in np.asarray(values[name]).tolist()] for name in other))) if other \
+        else [()] * n
+    position = {name: i for i, name in enumerate(numeric + other)}
+    in_order = operator.itemgetter(*(position[name] for name in names))
+    if len(names) == 1:
+        return [{names[0]: in_order(flat[i * k:(i + 1) * k] + list(rest[i]))} for i in range(n)]
+    return [dict(zip(names, in_order(flat[i * k:(i + 1) * k] + list(rest[i])))) for i in range(n)]
 
 
 def current_model(state):
@@ -97,18 +123,12 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
     values = lead_features(leads, as_of)
     results = model.results(values, [d["lead_id"] for d in leads], explain_full=explain_full)
     if state.score_log is not None:
-        names, version = model.encoder.features, model.version
-
-        def rows() -> list[dict]:  # built by the score-log thread, not in the request
-            columns = [_json_column(values[n]) for n in names]
-            return [{
-                "lead_id": r["lead_id"], "scored_at": now, "as_of": d["as_of"], "model_version": version,
-                "probability": r["probability"], "score": r["score"], "grade": r["grade"],
-                "qualified": r["qualified"], "features": dict(zip(names, snapshot)),
-                "reasons": r["reasons"],
-            } for r, d, snapshot in zip(results, leads, zip(*columns))]
-
-        state.score_log.put_lazy(rows)
+        version = model.version
+        state.score_log.put([{
+            "lead_id": r["lead_id"], "scored_at": now, "as_of": d["as_of"], "model_version": version,
+            "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
+            "features": snapshot, "reasons": r["reasons"],
+        } for r, d, snapshot in zip(results, leads, feature_snapshots(values, model.encoder.features))])
     if state.metrics is not None:
         state.metrics.observe_scores(results)
     return {"model": {"name": model.name, "version": model.version}, "results": results}

@@ -184,48 +184,40 @@ def conn_all(engine: sa.Engine, q) -> list:
 class ScoreLogWriter:
     """Writes score-log rows in batches from a background thread.
 
-    The score log is an audit trail, not an acknowledged write: a crash loses at most the last batch
-    (`flush_seconds`). Feedback, which is acknowledged, never goes through here.
+    `put` encodes each row's features and reasons to JSON text at once (in the request), so the queue holds
+    flat tuples of text and numbers: nothing for the garbage collector to walk, nothing for the writer to
+    build while holding the GIL. The score log is an audit trail, not an acknowledged write: a crash loses
+    at most the last batch (`flush_seconds`). Feedback, which is acknowledged, never goes through here.
     """
 
-    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.2, max_batch: int = 2000):
+    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.05, max_batch: int = 2000):
         self.engine = engine
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
-        self._q: queue.Queue = queue.Queue(maxsize=200_000)
+        self._q: queue.Queue = queue.Queue(maxsize=20_000)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="score-log-writer", daemon=True)
         self._thread.start()
 
-    def put_lazy(self, make_rows) -> None:
-        """Queue a callable returning the rows: they are built in the writer thread, off the request."""
-        try:
-            self._q.put_nowait(make_rows)
-        except queue.Full:
-            log.warning("score log queue full: dropping score-log rows")
-
     def put(self, rows: list[dict]) -> None:
-        for r in rows:
-            try:
-                self._q.put_nowait(r)
-            except queue.Full:
-                log.warning("score log queue full: dropping a score-log row")
-                return
+        """Queue rows with the fields of `db.SCORE_LOG_FIELDS` (features and reasons as Python values)."""
+        if not rows:
+            return
+        encode = db.encode_json
+        item = [(r["lead_id"], r["scored_at"], r["as_of"], r["model_version"], r["probability"], r["score"],
+                 r["grade"], r["qualified"], encode(r["features"]), encode(r["reasons"])) for r in rows]
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            log.warning("score log queue full: dropping %d score-log rows", len(item))
 
-    def _drain(self) -> list[dict]:
-        batch = []
+    def _drain(self) -> list[tuple]:
+        batch: list[tuple] = []
         while len(batch) < self.max_batch:
             try:
-                item = self._q.get_nowait()
+                batch.extend(self._q.get_nowait())
             except queue.Empty:
                 break
-            if callable(item):
-                try:
-                    batch.extend(item())
-                except Exception:  # noqa: BLE001 - never let the audit writer die
-                    log.exception("could not build score-log rows")
-            else:
-                batch.append(item)
         return batch
 
     def _run(self) -> None:
@@ -233,17 +225,22 @@ class ScoreLogWriter:
             self._stop.wait(self.flush_seconds)
             self.flush()
 
-    def flush(self) -> None:
-        batch = self._drain()
-        while batch:
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(sa.insert(db.score_log), batch)
-            except Exception:  # noqa: BLE001 - never let the audit writer die
-                log.exception("could not write %d score-log rows", len(batch))
+    def flush(self, everything: bool = False) -> None:
+        """Write what is queued in transactions of up to `max_batch` rows. Under load the queue never
+        empties: one pass writes what was there when it started (`everything`: until the queue is empty),
+        so the writer wakes every `flush_seconds` for one transaction, not one per request."""
+        while True:
             batch = self._drain()
+            if batch:
+                try:
+                    with self.engine.begin() as conn:
+                        db.insert_score_log(conn, batch)
+                except Exception:  # noqa: BLE001 - never let the audit writer die
+                    log.exception("could not write %d score-log rows", len(batch))
+            if not batch or (len(batch) < self.max_batch and not everything):
+                return
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.flush()
+        self.flush(everything=True)

@@ -103,7 +103,7 @@ def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
                features={"lead_age_days": 3, "country": None}, reasons=[{"feature": "x", "impact": 0.1}])
     writer.put([{**row, "lead_id": "s-5", "scored_at": T0}, {**row, "lead_id": "s-6", "scored_at": T0}])
     writer.put([{**row, "lead_id": "s-5", "scored_at": T0 + timedelta(hours=1), "score": 70, "grade": "A",
-                 "probability": 0.7}])
+                 "probability": 0.7, "as_of": (T0 + timedelta(hours=1)).astimezone(timezone(timedelta(hours=2)))}])
     writer.close()
     # when the history and the review list are read
     history = store.score_history(engine, "s-5")
@@ -112,6 +112,9 @@ def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
     # then the newest score comes first, the snapshot of features is kept as it was, one row per lead in lists
     assert [h["score"] for h in history] == [70, 50]
     assert history[0]["features"] == {"lead_age_days": 3, "country": None}
+    assert history[0]["reasons"] == [{"feature": "x", "impact": 0.1}] and history[0]["qualified"] is False
+    # and every time is read back as the instant it was (a +02:00 offset included)
+    assert [(h["scored_at"], h["as_of"]) for h in history] == [(T0 + timedelta(hours=1),) * 2, (T0, T0)]
     assert [r["lead_id"] for r in latest] == ["s-5", "s-6"] and latest[0]["score"] == 70
     assert [r["score"] for r in recent["s-5"]] == [70, 50] and len(recent["s-6"]) == 1
     assert [r["lead_id"] for r in store.latest_scores(engine, grade="B")] == ["s-6"]
