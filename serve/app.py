@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from leadscore.serve import db
+from leadscore.serve.errors import error_detail, validation_detail
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from leadscore.serve.model_holder import ModelHolder
 from leadscore.serve.routes import feedback, health, leads, model, score
@@ -22,21 +23,8 @@ from leadscore.settings import Settings, get_settings
 log = logging.getLogger("leadscore.serve")
 
 
-def _field(loc) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
-    return ".".join(parts) or "body"
-
-
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"field": _field(e.get("loc", ())), "reason": e.get("msg", "invalid")} for e in exc.errors()[:50]]
-    return JSONResponse({"detail": errors}, status_code=422)
-
-
-def error_detail(detail, field: str = "request") -> list[dict]:
-    """Every error body is {"detail": [{"field", "reason"}, ...]}."""
-    if isinstance(detail, list) and all(isinstance(d, dict) and "reason" in d for d in detail):
-        return detail
-    return [{"field": field, "reason": str(detail)}]
+    return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -130,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         ui_routes.mount(app)
     _publish_request_schemas(app)
+    app.add_middleware(score.ScoreFastPath)  # innermost: the size limit and the metrics apply to it
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -21,12 +21,25 @@ def role_of(keys: dict[str, str], presented: str) -> str | None:
     return found
 
 
-def _presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key a request presents: `Authorization: Bearer <key>`, else `X-API-Key`."""
+    scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.headers.get("x-api-key") or None
+    return x_api_key or None
+
+
+def authorize(keys: dict[str, str], presented: str | None, allowed: tuple[str, ...]) -> str:
+    """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403."""
+    role = role_of(keys, presented) if presented else None
+    if role is None:
+        raise HTTPException(401, [{"field": "authorization",
+                                   "reason": "missing or invalid API key: send 'Authorization: Bearer <key>'"}],
+                            headers={"WWW-Authenticate": "Bearer"})
+    if role != "admin" and role not in allowed:
+        raise HTTPException(403, [{"field": "authorization", "reason": f"the {role} role may not do this; "
+                                   f"needs one of: {', '.join((*allowed, 'admin'))}"}])
+    return role
 
 
 def require(*allowed: str):
@@ -34,17 +47,10 @@ def require(*allowed: str):
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
 
-    async def dependency(request: Request) -> str:  # async: no thread-pool hop on the hot path
-        key = _presented_key(request)
-        role = role_of(request.app.state.keys, key) if key else None
-        if role is None:
-            raise HTTPException(401, [{"field": "authorization",
-                                       "reason": "missing or invalid API key: send 'Authorization: Bearer <key>'"}],
-                                headers={"WWW-Authenticate": "Bearer"})
-        if role != "admin" and role not in allowed:
-            raise HTTPException(403, [{"field": "authorization", "reason": f"the {role} role may not do this; "
-                                       f"needs one of: {', '.join((*allowed, 'admin'))}"}])
-        return role
+    async def dependency(request: Request) -> str:  # async: no thread-pool hop
+        headers = request.headers
+        return authorize(request.app.state.keys, presented_key(headers.get("authorization"), headers.get("x-api-key")),
+                         allowed)
 
     return dependency
 
