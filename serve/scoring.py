@@ -7,14 +7,11 @@ thread, by the route), then everything else runs without I/O; the score-log rows
 
 from __future__ import annotations
 
-import math
-import operator
 from datetime import datetime, timezone
 
 import numpy as np
 from fastapi import HTTPException
 from leadscore.features.live import lead_features, to_ms
-from leadscore.model.reasons import round_like_python
 from leadscore.serve import store
 from leadscore.serve.schemas import ScoreRequest
 
@@ -22,53 +19,12 @@ NO_MODEL = ("no model is loaded ({why}); train one with `leadscore train` (or pr
             "service picks it up on its next check or on POST /v1/admin/reload")
 
 
-def _json_value(v):
-    if v is None:
-        return None
-    if isinstance(v, float):
-        return None if math.isnan(v) else (int(v) if v.is_integer() else round(v, 6))
-    if hasattr(v, "item"):
-        return _json_value(v.item())
-    return v
-
-
-def _json_column(col: np.ndarray) -> list:
-    """`_json_value` of every element of a feature column, with array operations for numbers."""
-    x = np.asarray(col)
-    if x.dtype.kind != "f":
-        return [_json_value(v) for v in x.tolist()]
-    out = np.empty(len(x), dtype=object)
-    nan = np.isnan(x)
-    whole = ~nan & (np.floor(x) == x) & (np.abs(x) < 2.0 ** 63)
-    rest = ~nan & ~whole
-    out[whole] = x[whole].astype(np.int64).tolist()
-    out[rest] = round_like_python(x[rest], 6).tolist()
-    return out.tolist()  # NaN slots stay None
-
-
 def feature_snapshots(values: dict[str, np.ndarray], names) -> list[dict]:
-    """Each row's features as the score log keeps them: numbers rounded to 6 decimals (whole ones as
-    integers), missing values as None, categories as they were sent. The numeric columns are converted
-    together (one array pass, not one per feature)."""
+    """Each row's features as the score log keeps them: the values the model was given, numbers exactly as
+    computed (NaN is written as null), categories as they were sent."""
     names = list(names)
-    if not names or not len(values[names[0]]):
-        return []
-    n = len(values[names[0]])
-    if n <= 4:  # a request's few rows: value by value is cheaper than the array operations
-        columns = [[_json_value(v) for v in np.asarray(values[name]).tolist()] for name in names]
-        return [dict(zip(names, row)) for row in zip(*columns)]
-    numeric = [name for name in names if np.asarray(values[name]).dtype.kind == "f"]
-    is_numeric = set(numeric)
-    other = [name for name in names if name not in is_numeric]
-    k = len(numeric)
-    flat = _json_column(np.array([values[name] for name in numeric], dtype=np.float64).T.ravel()) if k else []
-    rest = list(zip(*([_json_value(v) for v in np.asarray(values[name]).tolist()] for name in other))) if other \
-        else [()] * n
-    position = {name: i for i, name in enumerate(numeric + other)}
-    in_order = operator.itemgetter(*(position[name] for name in names))
-    if len(names) == 1:
-        return [{names[0]: in_order(flat[i * k:(i + 1) * k] + list(rest[i]))} for i in range(n)]
-    return [dict(zip(names, in_order(flat[i * k:(i + 1) * k] + list(rest[i])))) for i in range(n)]
+    columns = [np.asarray(values[name]).tolist() for name in names]
+    return [dict(zip(names, row)) for row in zip(*columns)]
 
 
 def current_model(state):

@@ -83,6 +83,39 @@ def test_explain_full_contributions_and_base_add_up_to_the_logit(server, example
         assert math.isclose(reason["impact"], total, abs_tol=1e-6)
 
 
+def test_score_log_keeps_the_features_the_model_was_given_and_the_reasons_served(server, example, trained):
+    # given a lead scored at a fixed moment
+    import sqlalchemy as sa
+    from leadscore.features.live import lead_features, to_ms
+
+    lead = _lead(example, "api-snapshot-1")
+    with server.client("scorer") as c:
+        served = c.post("/v1/score", json={"leads": [lead]}).json()["results"][0]
+    # when its score-log row is read from the service's database (written in the background)
+    engine = sa.create_engine(server.env["LEADSCORE_DATABASE_URL"])
+    query = sa.text("SELECT features, reasons, model_version, score FROM score_log WHERE lead_id = 'api-snapshot-1'")
+
+    def row():
+        with engine.connect() as conn:
+            return conn.execute(query).first()
+
+    logged = _wait_for(row)
+    engine.dispose()
+    # then it holds every feature exactly as computed for that moment (missing ones as null) and the reasons
+    # as they were served, with the model version
+    import json
+
+    values = lead_features([lead], [to_ms(lead["as_of"])])
+    expected = {name: (None if isinstance(v, float) and math.isnan(v) else v)
+                for name, v in ((n, values[n].tolist()[0]) for n in trained.result.model.encoder.features)}
+    def decoded(v):  # text on SQLite, already decoded on PostgreSQL
+        return json.loads(v) if isinstance(v, str) else v
+
+    assert decoded(logged.features) == expected
+    assert decoded(logged.reasons) == served["reasons"]
+    assert (logged.model_version, logged.score) == ("1", served["score"])
+
+
 def test_many_leads_in_one_request_score_like_one_at_a_time(server, example):
     # given 40 leads that differ by their events
     base = example["leads"][0]
