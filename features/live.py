@@ -102,20 +102,23 @@ def lead_features(leads: Sequence[Mapping], as_of_ms: Sequence[int]) -> dict[str
 
 
 @njit(cache=True, nogil=True)
-def _count(n_events, ts_ms, types, pages, as_of_ms, table, window_ms, epoch_ms, max_rel, counts,
-           last):  # pragma: no cover - compiled
-    """counts[i, c, k]: lead i's events in channel c stamped before its as_of and, for k > 0, at or after
-    as_of - window_ms[k] (k = 0: all time); last[i, c]: the relative time of the last such event (-1: none).
-    Times are milliseconds since `epoch_ms`, clipped to [0, max_rel] exactly as `build` clips its keys.
-    The events are those of lead 0, then of lead 1, ... (`n_events` each)."""
+def _count(n_events, ts_ms, types, pages, as_of_ms, table, window_ms, epoch_ms, max_rel, day_ms,
+           out):  # pragma: no cover - compiled
+    """Lead i's event features into column i of `out` (zeros on entry): row c * K + k holds the lead's events
+    in channel c stamped before its as_of and, for k > 0, at or after as_of - window_ms[k] (k = 0: all
+    time); row C * K + c the whole days since the last of them (NaN: none). K = len(window_ms), C = the
+    channels. Times are milliseconds since `epoch_ms`, clipped to [0, max_rel] exactly as `build` clips
+    its keys. The events are those of lead 0, then of lead 1, ... (`n_events` each)."""
     n_ch = table.shape[2]
     n_slots = window_ms.shape[0]
     lo = np.zeros(n_slots, dtype=np.int64)
+    last = np.empty(n_ch, dtype=np.int64)
     e = 0
     for i in range(n_events.shape[0]):
         hi = min(max(as_of_ms[i] - epoch_ms, 0), max_rel)
         for k in range(1, n_slots):
             lo[k] = min(max(as_of_ms[i] - window_ms[k] - epoch_ms, 0), max_rel)
+        last[:] = -1
         for _ in range(n_events[i]):
             t = min(max(ts_ms[e] - epoch_ms, 0), max_rel)
             if t < hi:
@@ -123,35 +126,30 @@ def _count(n_events, ts_ms, types, pages, as_of_ms, table, window_ms, epoch_ms, 
                     if table[types[e], pages[e], c]:
                         for k in range(n_slots):
                             if t >= lo[k]:
-                                counts[i, c, k] += 1
-                        if t > last[i, c]:
-                            last[i, c] = t
+                                out[c * n_slots + k, i] += 1.0
+                        if t > last[c]:
+                            last[c] = t
             e += 1
+        for c in range(n_ch):
+            out[n_ch * n_slots + c, i] = (np.floor((as_of_ms[i] - (last[c] + epoch_ms)) / day_ms) if last[c] >= 0
+                                          else np.nan)
 
 
 def _event_features(n: int, n_events: np.ndarray, ts_ms: np.ndarray, types: np.ndarray, pages: np.ndarray,
                     as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
-    """`build.event_features` for one row per lead, counted in one compiled pass over the events (`_count`).
+    """`build.event_features` for one row per lead, computed in one compiled pass over the events (`_count`).
 
     The events are those of lead 0, then of lead 1, ... (`n_events` each)."""
     n_ch, n_slots = len(CHANNELS), len(_WINDOW_MS)
-    counts = np.zeros((n, n_ch, n_slots), dtype=np.int64)
-    last = np.full((n, n_ch), -1, dtype=np.int64)  # relative ms of the last event before as_of, -1 = none
-    _count(n_events, ts_ms, types, pages, as_of_ms, _CHANNEL_TABLE, _WINDOW_MS, build.EPOCH_MS, _MAX_REL, counts,
-           last)
-    out: dict[str, np.ndarray] = {}
-    # whole matrices at once, then one contiguous row per feature (a few numpy calls, not one per feature)
-    since = np.where(last >= 0, np.floor((as_of_ms[:, None] - (last + build.EPOCH_MS)) / DAY_MS), np.nan).T.copy()
-    for c, name in _SINCE:
-        out[name] = since[c]
-    flat = counts.reshape(n, n_ch * n_slots).T.astype(np.float64)  # (channel * slot, lead), C-contiguous
+    M = np.zeros((n_ch * n_slots + n_ch, n), dtype=np.float64)  # one contiguous row per feature
+    _count(n_events, ts_ms, types, pages, as_of_ms, _CHANNEL_TABLE, _WINDOW_MS, build.EPOCH_MS, _MAX_REL, DAY_MS, M)
+    out: dict[str, np.ndarray] = {name: M[n_ch * n_slots + c] for c, name in _SINCE}
 
     def cnt(channel: str, window: int | None) -> np.ndarray:
-        return flat[_CH[channel] * n_slots + _SLOT[window]]
+        return M[_CH[channel] * n_slots + _SLOT[window]]
 
     for name, c, k in _COUNTED:
-        out[name] = flat[c * n_slots + k]
-
+        out[name] = M[c * n_slots + k]
     out.update(build.derived_features(cnt))
     return out
 

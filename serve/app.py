@@ -75,7 +75,19 @@ def _publish_request_schemas(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class Leadscore(FastAPI):
+    """The app, with POST /v1/score answered before the framework's middleware and routing
+    (`routes.score.serve_score`): the one route where the framework's own cost would exceed the work."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == score.PATH and scope["method"] == "POST":
+            scope["app"] = self
+            await score.serve_score(scope, receive, send, self.state, self.state.settings.max_body_bytes)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Leadscore:
     settings = settings or get_settings()
     _setup_logging(settings.log_level)
 
@@ -99,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.score_log.close()
             app.state.engine.dispose()
 
-    app = FastAPI(
+    app = Leadscore(
         title="Leadscore", version="1", lifespan=lifespan,
         description="Scores leads with calibrated probabilities, grades and exact reasons; stores sales feedback.",
     )
@@ -118,7 +130,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         ui_routes.mount(app)
     _publish_request_schemas(app)
-    app.add_middleware(score.ScoreFastPath)  # innermost: the size limit and the metrics apply to it
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

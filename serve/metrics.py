@@ -20,11 +20,21 @@ class Metrics:
         self.grades = Counter("leadscore_grade_total", "Grades served", ["grade"], registry=self.registry)
         self.model_version = Gauge("leadscore_model_version", "Version of the model being served",
                                    registry=self.registry)
+        self._children: dict[tuple, tuple] = {}  # (route, method, status) -> (counter, histogram) children
 
     def observe_scores(self, results: list[dict]) -> None:
         for r in results:
             self.scores.observe(r["score"])
             self.grades.labels(r["grade"]).inc()
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds its key each time: look each series up once
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                              self.latency.labels(route, method))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -54,8 +64,7 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(path, scope["method"], str(status["code"])).inc()
-            self.metrics.latency.labels(path, scope["method"]).observe(time.perf_counter() - start)
+            self.metrics.observe_request(path, scope["method"], status["code"], time.perf_counter() - start)
 
 
 class BodyLimitMiddleware:

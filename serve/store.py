@@ -190,7 +190,7 @@ class ScoreLogWriter:
     at most the last batch (`flush_seconds`). Feedback, which is acknowledged, never goes through here.
     """
 
-    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.05, max_batch: int = 2000):
+    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.1, max_batch: int = 2000):
         self.engine = engine
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch

@@ -2,15 +2,16 @@
 
 The hot path is `answer`: authorisation, the `explain` query, the body validated straight from its bytes
 (`model_validate_json`: no json.loads into Python objects first, as FastAPI's body parameters do), live
-features, the model, one orjson response. `ScoreFastPath` calls it directly from ASGI, skipping the
-framework's routing and dependency machinery (about half a millisecond a request, more than the scoring
-itself); the FastAPI route below declares the operation for the OpenAPI document and calls the same
-`answer`, so both doors give the same bytes and the same errors.
+features, the model, one orjson response. `serve_score` calls it straight from ASGI, before the framework's
+middleware, routing and dependency machinery (together they cost more than the scoring itself); the
+FastAPI route below declares the operation for the OpenAPI document and calls the same `answer`, so both
+doors give the same bytes and the same errors.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Literal
 from urllib.parse import parse_qsl
 
@@ -63,20 +64,9 @@ def _explain(query_string: bytes) -> str:
     return value
 
 
-async def _body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break  # the client went away; what was read is answered (the response goes nowhere)
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def answer(state, scope: Scope, receive: Receive) -> bytes:
-    """The JSON response body of a POST /v1/score request, or HTTPException / RequestValidationError."""
+async def answer(state, scope: Scope, raw: bytes) -> bytes:
+    """The JSON response body of a POST /v1/score request with body `raw`, or HTTPException /
+    RequestValidationError."""
     authorization = x_api_key = content_type = None
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -87,7 +77,6 @@ async def answer(state, scope: Scope, receive: Receive) -> bytes:
             content_type = value.decode("latin-1")
     authorize(state.keys, presented_key(authorization, x_api_key), ("scorer",))
     full = _explain(scope.get("query_string", b"")) == "full"
-    raw = await _body(receive)
     if len(raw) > INLINE_BYTES:  # a big body is validated off the event loop
         body = await run_in_threadpool(parse_score_request, content_type, raw)
     else:
@@ -114,39 +103,56 @@ async def score(request: Request,
     top 5 positive and top 5 negative reasons; `?explain=full` adds `explanation` with every feature's
     contribution and the base: base + sum(contributions) = logit, and probability = sigmoid(logit).
     Needs the scorer (or admin) role."""
-    return Response(await answer(request.app.state, request.scope, request.receive), media_type="application/json")
+    return Response(await answer(request.app.state, request.scope, await request.body()),
+                    media_type="application/json")
 
 
-class _Route:
-    path = PATH  # what `MetricsMiddleware` labels the request with
+class TooLarge(Exception):
+    """The body is over the service's size limit (413)."""
 
 
-class ScoreFastPath:
-    """Pure ASGI middleware answering POST /v1/score with `answer`; every other request goes on to the app.
+async def _body_within(receive: Receive, headers: list, limit: int) -> bytes:
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise TooLarge
+    chunks, seen = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; what was read is answered (the response goes nowhere)
+        body = message.get("body", b"")
+        seen += len(body)
+        if seen > limit:
+            raise TooLarge
+        chunks.append(body)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
-    It sits inside the body-size limit and the metrics middleware, so those apply as to any route, and
-    answers errors in the app's shape ({"detail": [{"field", "reason"}]})."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = _Route
-        headers = [(b"content-type", b"application/json")]
-        try:
-            status, body = 200, await answer(scope["app"].state, scope, receive)
-        except HTTPException as e:
-            status, body = e.status_code, orjson.dumps({"detail": error_detail(e.detail)})
-            headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (e.headers or {}).items()]
-        except RequestValidationError as e:
-            status, body = 422, orjson.dumps({"detail": validation_detail(e.errors())})
-        except Exception:  # noqa: BLE001 - answered like the app's own handler: logged, then a 500
-            log.exception("unexpected error on POST %s", PATH)  # headers (with the API key) are not logged
-            status, body = 500, orjson.dumps({"detail": [{"field": "request",
-                                                          "reason": "internal error; see the service log"}]})
-        headers.append((b"content-length", str(len(body)).encode()))
+async def serve_score(scope: Scope, receive: Receive, send: Send, state, limit: int) -> None:
+    """Answer one POST /v1/score straight from ASGI (`serve.app.Leadscore` routes it here before the
+    framework): the size limit and the metrics of every other route apply, errors have the app's shape
+    ({"detail": [{"field", "reason"}]})."""
+    start = time.perf_counter()
+    headers = [(b"content-type", b"application/json")]
+    try:
+        status, body = 200, await answer(state, scope, await _body_within(receive, scope["headers"], limit))
+    except TooLarge:
+        status, body = 413, orjson.dumps({"detail": [{"field": "body",
+                                                      "reason": f"request body larger than {limit} bytes"}]})
+    except HTTPException as e:
+        status, body = e.status_code, orjson.dumps({"detail": error_detail(e.detail)})
+        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (e.headers or {}).items()]
+    except RequestValidationError as e:
+        status, body = 422, orjson.dumps({"detail": validation_detail(e.errors())})
+    except Exception:  # noqa: BLE001 - answered like the app's own handler: logged, then a 500
+        log.exception("unexpected error on POST %s", PATH)  # headers (with the API key) are not logged
+        status, body = 500, orjson.dumps({"detail": [{"field": "request",
+                                                      "reason": "internal error; see the service log"}]})
+    headers.append((b"content-length", str(len(body)).encode()))
+    try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+    finally:
+        state.metrics.observe_request(PATH, "POST", status, time.perf_counter() - start)

@@ -390,8 +390,9 @@ def test_body_over_the_limit_gets_413(server):
         r = c.post("/v1/score", content=big, headers={"Content-Type": "application/json"})
         streamed = c.post("/v1/score", content=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
                           headers={"Content-Type": "application/json"})
-    # then both are refused with 413 and the field-reason body
-    for resp in (r, streamed):
+        events = c.post("/v1/events", content=big, headers={"Content-Type": "application/json"})
+    # then all are refused with 413 and the field-reason body (scoring and every other route alike)
+    for resp in (r, streamed, events):
         assert resp.status_code == 413 and resp.json()["detail"][0]["field"] == "body"
 
 
