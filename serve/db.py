@@ -83,10 +83,11 @@ _PG_INSERT = sa.text(_INTO + f"SELECT {_PG_PICK} FROM json_array_elements(CAST(:
 
 
 def _sqlite_time(t: datetime) -> str:
-    """A datetime as SQLAlchemy's SQLite dialect stores it (UTC; read back as UTC by `store`)."""
+    """A datetime as SQLAlchemy's SQLite dialect stores it, "YYYY-MM-DD HH:MM:SS.ffffff" (UTC; read back as
+    UTC by `store`)."""
     if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc)
-    return t.strftime("%Y-%m-%d %H:%M:%S.%f")
+        t = (t if t.tzinfo is timezone.utc else t.astimezone(timezone.utc)).replace(tzinfo=None)
+    return t.isoformat(" ", "microseconds")
 
 
 def insert_score_log(conn: sa.Connection, rows: list[tuple]) -> None:

@@ -20,12 +20,15 @@ class Metrics:
         self.grades = Counter("leadscore_grade_total", "Grades served", ["grade"], registry=self.registry)
         self.model_version = Gauge("leadscore_model_version", "Version of the model being served",
                                    registry=self.registry)
-        self._children: dict[tuple, tuple] = {}  # (route, method, status) -> (counter, histogram) children
+        self._children: dict = {}  # label values -> their series (request counter and latency, grade counter)
 
     def observe_scores(self, results: list[dict]) -> None:
         for r in results:
             self.scores.observe(r["score"])
-            self.grades.labels(r["grade"]).inc()
+            grade = self._children.get(r["grade"])
+            if grade is None:
+                grade = self._children[r["grade"]] = self.grades.labels(r["grade"])
+            grade.inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

@@ -4,7 +4,7 @@ the score log is written by a background writer in small batches, off the scorin
 from __future__ import annotations
 
 import logging
-import queue
+import collections
 import threading
 from datetime import datetime, timezone
 
@@ -190,11 +190,13 @@ class ScoreLogWriter:
     at most the last batch (`flush_seconds`). Feedback, which is acknowledged, never goes through here.
     """
 
-    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.1, max_batch: int = 2000):
+    MAX_QUEUED = 20_000  # requests' rows waiting; beyond this (the database is stuck) new rows are dropped
+
+    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.2, max_batch: int = 2000):
         self.engine = engine
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
-        self._q: queue.Queue = queue.Queue(maxsize=20_000)
+        self._q: collections.deque = collections.deque()  # append / popleft are atomic: no lock per request
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="score-log-writer", daemon=True)
         self._thread.start()
@@ -206,17 +208,17 @@ class ScoreLogWriter:
         encode = db.encode_json
         item = [(r["lead_id"], r["scored_at"], r["as_of"], r["model_version"], r["probability"], r["score"],
                  r["grade"], r["qualified"], encode(r["features"]), encode(r["reasons"])) for r in rows]
-        try:
-            self._q.put_nowait(item)
-        except queue.Full:
+        if len(self._q) >= self.MAX_QUEUED:
             log.warning("score log queue full: dropping %d score-log rows", len(item))
+            return
+        self._q.append(item)
 
     def _drain(self) -> list[tuple]:
         batch: list[tuple] = []
         while len(batch) < self.max_batch:
             try:
-                batch.extend(self._q.get_nowait())
-            except queue.Empty:
+                batch.extend(self._q.popleft())
+            except IndexError:
                 break
         return batch
 
