@@ -28,7 +28,10 @@ MAX_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
 
 def _utc(value: datetime) -> datetime:
-    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    try:
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00+00:10 is before year 1 in UTC
+        raise ValueError("must be between 2000-01-01 and 2100-01-01") from None
     if not MIN_TIME <= value < MAX_TIME:
         raise ValueError("must be between 2000-01-01 and 2100-01-01")
     return value

@@ -319,6 +319,10 @@ def _bad_score_bodies(example):
         "timestamp in 1990": ({"leads": [{**lead, "events": [{**ev, "timestamp": "1990-01-01T00:00:00Z"}]}]},
                               "leads.0.events.0.timestamp"),
         "timestamp not a time": ({"leads": [{**lead, "created_at": "yesterday"}]}, "leads.0.created_at"),
+        # year 1 with a positive offset is before year 1 in UTC: converting it overflows (found by the fuzz test)
+        "as_of before year 1 in UTC": ({"leads": [{**lead, "as_of": "0001-01-01T00:00:00+00:10"}]}, "leads.0.as_of"),
+        "created_at past year 9999 in UTC": ({"leads": [{**lead, "created_at": "9999-12-31T23:59:59-01:00"}]},
+                                             "leads.0.created_at"),
         "attribute too long": ({"leads": [{**lead, "attributes": {"country": "x" * 201}}]},
                                "leads.0.attributes.country"),
         "control character": ({"leads": [{**lead, "attributes": {"country": "a\u0000b"}}]},
