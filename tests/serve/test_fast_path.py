@@ -36,3 +36,41 @@ def test_compiled_explain_equals_the_reference_path_bit_for_bit(trained, demo_da
     # and results() agrees with the reference probabilities
     results = model.results(values, list(rows[S.LEAD_ID]), explain_full=True)
     assert [r["probability"] for r in results] == sigmoid(ref_logit).tolist()
+
+
+def test_the_framework_route_and_the_direct_route_give_the_same_answers(trained, tmp_path):
+    # given the app, and the same app entered past its direct POST /v1/score door (straight into FastAPI's
+    # middleware and routing, as a request under a proxy's root_path would be)
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from leadscore.serve.app import create_app
+
+    from leadscore.settings import Settings
+
+    settings = Settings(api_keys="scorer:sc_doors_0001,sales:sa_doors_0001", mlflow_tracking_uri=trained.uri,
+                        database_url=f"sqlite:///{tmp_path / 'doors.db'}", reload_interval_seconds=0)
+    app = create_app(settings)
+
+    async def framework_only(scope, receive, send):
+        await FastAPI.__call__(app, scope, receive, send)
+
+    example = trained.result.model.info["example"]
+    cases = [({"Authorization": "Bearer sc_doors_0001"}, "", example),
+             ({"Authorization": "Bearer sc_doors_0001"}, "?explain=full", example),
+             ({"Authorization": "Bearer sc_doors_0001"}, "?explain=most", example),
+             ({"Authorization": "Bearer sa_doors_0001"}, "", example),
+             ({}, "", example),
+             ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "a b"}]}),
+             ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "not-stored"}]})]
+    answers = []
+    for door in (app, framework_only):
+        with TestClient(door) as client:
+            answers.append([client.post(f"/v1/score{query}", json=body, headers=headers) for headers, query, body
+                            in cases])
+    # when the same requests go through both doors
+    # then the status codes and the bodies are the same (scores, reasons, and errors naming the field)
+    direct, framework = answers
+    assert [r.status_code for r in direct] == [200, 200, 422, 403, 401, 422, 404]
+    for a, b in zip(direct, framework):
+        assert (a.status_code, a.json()) == (b.status_code, b.json())
+    assert direct[1].json()["results"][0]["explanation"] and "explanation" not in direct[0].json()["results"][0]
