@@ -2,8 +2,9 @@
 
 Same numbers as the API: features come from `features.frames` (the code path training uses, which equals
 the live path), scores from `ScoringModel.explain`, and reasons from `model.reasons.reason_arrays`, the
-one implementation the API uses too: contributions for a whole chunk at once, reason groups ranked with
-`np.argpartition`, sentences rendered once per distinct (feature, value) and cached on the model.
+one implementation the API uses too: contributions for a whole chunk at once, the top reason groups and
+their strongest members picked by one compiled pass, sentences rendered once per distinct (feature, value)
+and cached on the model.
 
 Output (Parquet or CSV), one row per lead: lead_id, as_of, probability, score, grade, qualified, insight,
 then for k = 1..N `pos_k_feature`, `pos_k_points`, `pos_k_text` (strongest positive reason first) and
