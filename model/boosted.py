@@ -65,6 +65,28 @@ def _contrib_rows(X, start, stop, roots, depth, feature, threshold, missing_left
                     node[r] = kids[j]
 
 
+@njit(cache=True, nogil=True)
+def _contrib_row(X, roots, depth, feature, threshold, missing_left, cat_row, cat_table, kids, deltas,
+                 C):  # pragma: no cover - compiled
+    """`_contrib_rows` for a one-row X: the same walk and the same additions in the same order, with the
+    node in a register instead of a block of rows (a live request scores one lead)."""
+    for t in range(roots.shape[0]):
+        k = roots[t]
+        for _ in range(depth[t]):
+            f = feature[k]
+            x = X[0, f]
+            cr = cat_row[k]
+            if np.isnan(x):
+                go_left = missing_left[k]
+            elif cr > 0:
+                go_left = cat_table[cr, 0 if x < 1.0 else (255 if x >= 255.0 else np.int64(x))]
+            else:
+                go_left = x <= threshold[k]
+            j = 2 * k + np.int64(go_left)
+            C[0, f] += deltas[j]
+            k = kids[j]
+
+
 @njit(cache=True)
 def _tree_depths(roots, left, right, is_leaf):  # pragma: no cover - compiled
     """Depth of the deepest leaf of each tree (children always follow their parent)."""
@@ -189,7 +211,9 @@ class CompiledTrees:
         C = np.zeros((n, F), dtype=np.float64)
         kernel = self._kernel
         workers = min(os.cpu_count() or 1, n // PARALLEL_MIN_ROWS)
-        if workers <= 1:
+        if n == 1:
+            _contrib_row(X, *kernel, C)
+        elif workers <= 1:
             _contrib_rows(X, 0, n, *kernel, C)
         else:  # rows are independent: one contiguous block per core, the kernel runs without the GIL
             bounds = np.linspace(0, n, workers + 1).astype(np.int64)

@@ -180,6 +180,7 @@ class _Compiled:
         self.categorical = [(j, name, self.lookups[name]) for j, name in enumerate(self.features) if name in self.lookups]
         self.numeric = [name for name in self.features if name not in self.lookups]
         self.num_cols = np.array([j for j, name in enumerate(self.features) if name not in self.lookups], dtype=np.int64)
+        self.plan = [(name, self.lookups.get(name)) for name in self.features]  # lookup None: a number
         self.scorecard = model.explainer if isinstance(model.explainer, Scorecard) else None
         if self.scorecard is None:
             return
@@ -198,8 +199,12 @@ class _Compiled:
     def transform(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """`Encoder.transform`, with the category lookups built once and the numbers copied in one go."""
         n = len(values[self.features[0]]) if self.features else 0
-        X = np.empty((n, len(self.features)), dtype=np.float64)
         MISSING, OTHER = 0, 1
+        if n == 1:  # a live request's lead: one Python list, one conversion
+            return np.array([[values[name][0] if lookup is None else
+                              (lookup.get(v, OTHER) if isinstance(v := values[name][0], str) else MISSING)
+                              for name, lookup in self.plan]], dtype=np.float64)
+        X = np.empty((n, len(self.features)), dtype=np.float64)
         for j, name, lookup in self.categorical:
             X[:, j] = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in values[name]]
         if n > 256:  # many rows: column by column (no stacked copy of every number)

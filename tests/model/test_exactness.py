@@ -44,6 +44,9 @@ def test_boosted_contributions_match_sklearn_exactly(table):
         base, C = trees.contributions(data)
         # then base + contributions equals sklearn's own raw prediction, row by row
         np.testing.assert_allclose(base + C.sum(1), est._raw_predict(data).ravel(), atol=1e-6, rtol=0)
+        # and a row explained alone (a live request's one-row walk) gets the very same contributions
+        for i in range(0, len(data), max(1, len(data) // 50)):
+            np.testing.assert_array_equal(trees.contributions(data[i:i + 1])[1][0], C[i])
 
 
 def test_scorecard_contributions_match_the_logistic_regression(table):
