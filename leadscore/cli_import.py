@@ -108,8 +108,8 @@ def _import(engine, dataset, leads, settings) -> dict:
         names = model.encoder.features
         rows = [{"lead_id": r["lead_id"], "scored_at": now, "as_of": moments[start + i], "model_version": version,
                  "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
-                 "features": snapshot, "reasons": r["reasons"]}
-                for i, (r, snapshot) in enumerate(zip(results, feature_snapshots(values, names)))]
+                 "features": features, "reasons": r["reasons"]}
+                for i, (r, features) in enumerate(zip(results, feature_snapshots(values, names)))]
         with engine.begin() as conn:
             conn.execute(sa.insert(db.score_log), rows)
         scored += len(rows)

@@ -84,9 +84,9 @@ def groups(features: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
 def _csr(features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(members, starts): each reason group's member features in feature order, group after group;
     group g is members[starts[g]:starts[g + 1]]."""
-    _, index = groups(features)
+    names, index = groups(features)
     members = np.argsort(index, kind="stable").astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(np.bincount(index, minlength=int(index.max(initial=-1)) + 1))])
+    starts = np.concatenate([[0], np.cumsum(np.bincount(index, minlength=len(names)))])
     return members, starts.astype(np.int64)
 
 

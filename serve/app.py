@@ -75,12 +75,19 @@ def _publish_request_schemas(app: FastAPI) -> None:
     app.openapi = openapi
 
 
+def _route_path(scope) -> str:
+    """The path the app routes on: without the root_path a proxy mounts the service under (uvicorn
+    --root-path puts it in front of the path)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 class Leadscore(FastAPI):
     """The app, with POST /v1/score answered before the framework's middleware and routing
     (`routes.score.serve_score`): the one route where the framework's own cost would exceed the work."""
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] == score.PATH and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] == "POST" and _route_path(scope) == score.PATH:
             scope["app"] = self
             await score.serve_score(scope, receive, send, self.state, self.state.settings.max_body_bytes)
             return

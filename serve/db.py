@@ -76,10 +76,12 @@ SCORE_LOG_FIELDS = ("lead_id", "scored_at", "as_of", "model_version", "probabili
                     "features", "reasons")
 _PICK = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(SCORE_LOG_FIELDS)))
 _PG_CASTS = ("text", "timestamptz", "timestamptz", "text", "float8", "integer", "text", "boolean", "json", "json")
-_PG_PICK = ", ".join(f"CAST(r->>{i} AS {cast})" for i, cast in enumerate(_PG_CASTS))
+_PG_PICK = ", ".join(f"CAST(r.value->>{i} AS {cast})" for i, cast in enumerate(_PG_CASTS))
 _INTO = f"INSERT INTO score_log ({', '.join(SCORE_LOG_FIELDS)}) "
-_SQLITE_INSERT = sa.text(_INTO + f"SELECT {_PICK} FROM json_each(:rows)")
-_PG_INSERT = sa.text(_INTO + f"SELECT {_PG_PICK} FROM json_array_elements(CAST(:rows AS json)) AS r")
+# rows get their ids in the array's order (a request's repeated lead_id: the later score is the later row)
+_SQLITE_INSERT = sa.text(_INTO + f"SELECT {_PICK} FROM json_each(:rows) ORDER BY key")
+_PG_INSERT = sa.text(_INTO + f"SELECT {_PG_PICK} FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY "
+                     "AS r(value, ord) ORDER BY r.ord")
 
 
 def _sqlite_time(t: datetime) -> str:

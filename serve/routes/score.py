@@ -16,15 +16,15 @@ from typing import Literal
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from leadscore.serve.auth import authorize, presented_key
+from leadscore.serve.auth import authorize, presented_key, require
 from leadscore.serve.errors import error_detail, validation_detail
 from leadscore.serve.schemas import ScoreRequest, ScoreResponse
 from leadscore.serve.scoring import current_model, load_stored, score_request, stored_leads_needed
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("leadscore.serve")
 router = APIRouter(prefix="/v1", tags=["scoring"])
@@ -68,12 +68,12 @@ async def answer(state, scope: Scope, raw: bytes) -> bytes:
     """The JSON response body of a POST /v1/score request with body `raw`, or HTTPException /
     RequestValidationError."""
     authorization = x_api_key = content_type = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
+    for name, value in scope["headers"]:  # the first of a repeated header counts, as Starlette's Headers.get
+        if name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
-        elif name == b"x-api-key":
+        elif name == b"x-api-key" and x_api_key is None:
             x_api_key = value.decode("latin-1")
-        elif name == b"content-type":
+        elif name == b"content-type" and content_type is None:
             content_type = value.decode("latin-1")
     authorize(state.keys, presented_key(authorization, x_api_key), ("scorer",))
     full = _explain(scope.get("query_string", b"")) == "full"
@@ -90,7 +90,7 @@ async def answer(state, scope: Scope, raw: bytes) -> bytes:
 
 
 @router.post(PATH.removeprefix("/v1"), response_model=ScoreResponse, summary="Score leads with reasons",
-             openapi_extra=_BODY,
+             openapi_extra=_BODY, dependencies=[Depends(require("scorer"))],  # the key before the query, as below
              responses={401: {"description": "No valid API key"}, 403: {"description": "Wrong role"},
                         404: {"description": "A lead_id-only lead is not stored"},
                         413: {"description": "Body too large"}, 422: {"description": "Invalid body"},
@@ -111,6 +111,10 @@ class TooLarge(Exception):
     """The body is over the service's size limit (413)."""
 
 
+class ClientGone(Exception):
+    """The client disconnected before its body was complete: nothing is scored or answered."""
+
+
 async def _body_within(receive: Receive, headers: list, limit: int) -> bytes:
     for name, value in headers:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
@@ -119,7 +123,7 @@ async def _body_within(receive: Receive, headers: list, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break  # the client went away; what was read is answered (the response goes nowhere)
+            raise ClientGone
         body = message.get("body", b"")
         seen += len(body)
         if seen > limit:
@@ -138,6 +142,8 @@ async def serve_score(scope: Scope, receive: Receive, send: Send, state, limit: 
     headers = [(b"content-type", b"application/json")]
     try:
         status, body = 200, await answer(state, scope, await _body_within(receive, scope["headers"], limit))
+    except ClientGone:
+        return
     except TooLarge:
         status, body = 413, orjson.dumps({"detail": [{"field": "body",
                                                       "reason": f"request body larger than {limit} bytes"}]})

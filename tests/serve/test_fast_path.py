@@ -61,7 +61,10 @@ def test_the_framework_route_and_the_direct_route_give_the_same_answers(trained,
              ({"Authorization": "Bearer sa_doors_0001"}, "", example),
              ({}, "", example),
              ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "a b"}]}),
-             ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "not-stored"}]})]
+             ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "not-stored"}]}),
+             ({}, "?explain=most", example),  # the key is checked before the query
+             ({"Authorization": "Bearer sa_doors_0001"}, "?explain=most", example),
+             ([("Authorization", "Bearer sc_doors_0001"), ("Authorization", "Bearer wrong")], "", example)]
     answers = []
     for door in (app, framework_only):
         with TestClient(door) as client:
@@ -70,7 +73,24 @@ def test_the_framework_route_and_the_direct_route_give_the_same_answers(trained,
     # when the same requests go through both doors
     # then the status codes and the bodies are the same (scores, reasons, and errors naming the field)
     direct, framework = answers
-    assert [r.status_code for r in direct] == [200, 200, 422, 403, 401, 422, 404]
+    assert [r.status_code for r in direct] == [200, 200, 422, 403, 401, 422, 404, 401, 403, 200]
     for a, b in zip(direct, framework):
         assert (a.status_code, a.json()) == (b.status_code, b.json())
     assert direct[1].json()["results"][0]["explanation"] and "explanation" not in direct[0].json()["results"][0]
+
+
+def test_a_client_that_goes_away_mid_body_gets_nothing_scored():
+    # given a request whose client disconnects after the first chunk of its body
+    import asyncio
+
+    import pytest
+    from leadscore.serve.routes.score import ClientGone, _body_within
+
+    messages = [{"type": "http.request", "body": b'{"leads": [', "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive():
+        return messages.pop(0)
+
+    # when the scoring route reads the body, then it stops instead of answering what it has
+    with pytest.raises(ClientGone):
+        asyncio.run(_body_within(receive, [], limit=1000))

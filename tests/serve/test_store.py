@@ -118,3 +118,22 @@ def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
     assert [r["lead_id"] for r in latest] == ["s-5", "s-6"] and latest[0]["score"] == 70
     assert [r["score"] for r in recent["s-5"]] == [70, 50] and len(recent["s-6"]) == 1
     assert [r["lead_id"] for r in store.latest_scores(engine, grade="B")] == ["s-6"]
+
+
+def test_score_log_keeps_the_order_of_a_request_and_bounds_its_queue(engine, caplog):
+    # given one request that scored the same lead twice, a row that cannot be encoded, and a full queue
+    writer = store.ScoreLogWriter(engine, flush_seconds=60)
+    row = dict(lead_id="s-7", scored_at=T0, as_of=T0, model_version="1", probability=0.5, score=50, grade="B",
+               qualified=False, features={}, reasons=[])
+    writer.put([{**row, "score": 10}, {**row, "score": 20}])
+    writer.put([{**row, "lead_id": "s-8", "features": {"x": object()}}])  # not JSON: logged and dropped
+    writer.MAX_QUEUED = 3
+    writer.put([{**row, "lead_id": "s-9"}, {**row, "lead_id": "s-9"}])  # 2 + 2 > 3: dropped
+    writer.put([{**row, "lead_id": "s-10"}])
+    # when it is written
+    writer.close()
+    # then the later score of the request is the later row, and the rest is as announced in the log
+    assert [h["score"] for h in store.score_history(engine, "s-7")] == [20, 10]
+    assert store.score_history(engine, "s-8") == [] and store.score_history(engine, "s-9") == []
+    assert len(store.score_history(engine, "s-10")) == 1
+    assert "could not encode" in caplog.text and "queue full" in caplog.text
