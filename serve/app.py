@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Leadscore:
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         db.migrate(settings.database_url)
         app.state.engine = db.make_engine(settings.database_url)
-        app.state.score_log = ScoreLogWriter(app.state.engine)
+        app.state.score_log = ScoreLogWriter(db.make_engine(settings.database_url, synchronous="NORMAL"))
         outcome = await asyncio.to_thread(app.state.holder.reload)
         (log.info if app.state.holder.model is not None else log.warning)("model: %s", outcome.message)
         if not app.state.keys:
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Leadscore:
             if task:
                 task.cancel()
             app.state.score_log.close()
+            app.state.score_log.engine.dispose()
             app.state.engine.dispose()
 
     app = Leadscore(

@@ -111,11 +111,16 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple]) -> None:
         raise ValueError(f"unsupported database {name!r}: use SQLite or PostgreSQL")
 
 
-def make_engine(url: str) -> sa.Engine:
+def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
+    """The engine of the service's store. SQLite: WAL journal and `synchronous` FULL (an acknowledged write
+    survives a crash); the score-log writer's own engine uses NORMAL (no fsync per batch: the score log is
+    an audit trail whose last fraction of a second may be lost in a power cut, never corrupted)."""
     dialect = sa.engine.make_url(url).get_backend_name()
     if dialect not in ("sqlite", "postgresql"):
         raise ValueError(f"LEADSCORE_DATABASE_URL: {dialect!r} is not supported; use sqlite:///... or "
                          "postgresql+psycopg://...")
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                   json_serializer=_json)
@@ -124,7 +129,7 @@ def make_engine(url: str) -> sa.Engine:
         def _pragmas(dbapi_conn, _record):
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

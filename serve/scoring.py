@@ -23,6 +23,8 @@ def feature_snapshots(values: dict[str, np.ndarray], names) -> list[dict]:
     """Each row's features as the score log keeps them: the values the model was given, numbers exactly as
     computed (NaN is written as null), categories as they were sent."""
     names = list(names)
+    if names and len(values[names[0]]) == 1:  # one lead: one value per feature, no column lists
+        return [{name: (v.item() if isinstance(v := values[name], np.ndarray) else v[0]) for name in names}]
     columns = [np.asarray(values[name]).tolist() for name in names]
     return [dict(zip(names, row)) for row in zip(*columns)]
 

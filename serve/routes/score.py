@@ -55,6 +55,8 @@ def parse_score_request(content_type: str | None, body: bytes) -> ScoreRequest:
 
 def _explain(query_string: bytes) -> str:
     value = "top"
+    if not query_string:
+        return value
     for name, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if name == "explain":
             value = v  # the last one counts, as for any query parameter
