@@ -27,6 +27,7 @@ from numba import njit
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 PARALLEL_MIN_ROWS = 4096  # below this a batch is walked on the calling thread
+_CORES = os.cpu_count() or 1  # read once: os.cpu_count() reads /sys on every call (~4 us, in each request)
 ROW_BLOCK = 32  # rows walked together through one tree: independent paths keep the core busy
 _POOL: ThreadPoolExecutor | None = None
 
@@ -108,7 +109,7 @@ def _tree_depths(roots, left, right, is_leaf):  # pragma: no cover - compiled
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="trees")
+        _POOL = ThreadPoolExecutor(max_workers=_CORES, thread_name_prefix="trees")
     return _POOL
 
 
@@ -210,7 +211,7 @@ class CompiledTrees:
         n, F = X.shape
         C = np.zeros((n, F), dtype=np.float64)
         kernel = self._kernel
-        workers = min(os.cpu_count() or 1, n // PARALLEL_MIN_ROWS)
+        workers = min(_CORES, n // PARALLEL_MIN_ROWS)
         if n == 1:
             _contrib_row(X, *kernel, C)
         elif workers <= 1:
