@@ -70,7 +70,10 @@ def _contrib_rows(X, start, stop, roots, depth, feature, threshold, missing_left
 def _contrib_row(X, roots, depth, feature, threshold, missing_left, cat_row, cat_table, kids, deltas,
                  C):  # pragma: no cover - compiled
     """`_contrib_rows` for a one-row X: the same walk and the same additions in the same order, with the
-    node in a register instead of a block of rows (a live request scores one lead)."""
+    node in a register instead of a block of rows (a live request scores one lead). The step is written
+    out in both kernels on purpose: moving it into a shared compiled function (called, or inlined with
+    inline="always") made this walk 5-6 times slower (10 -> 55-65 us a lead, measured); the exactness test
+    compares the two walks bit for bit."""
     for t in range(roots.shape[0]):
         k = roots[t]
         for _ in range(depth[t]):

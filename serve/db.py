@@ -62,14 +62,10 @@ score_log = sa.Table(
 )
 
 
-def _json(value) -> str:
+def encode_json(value) -> str:
     """JSON columns through orjson: the score log writes a thousand feature snapshots per big request, and
     the stdlib encoder would hold the GIL several times longer while the next request waits."""
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
-
-
-def encode_json(value) -> str:
-    return _json(value)
 
 
 SCORE_LOG_FIELDS = ("lead_id", "scored_at", "as_of", "model_version", "probability", "score", "grade", "qualified",
@@ -103,10 +99,10 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple]) -> None:
     name = conn.dialect.name
     if name == "sqlite":
         payload = [(*r[:1], _sqlite_time(r[1]), _sqlite_time(r[2]), *r[3:7], int(r[7]), *r[8:]) for r in rows]
-        conn.execute(_SQLITE_INSERT, {"rows": _json(payload)})
+        conn.execute(_SQLITE_INSERT, {"rows": encode_json(payload)})
     elif name == "postgresql":
         payload = [(*r[:1], r[1].isoformat(), r[2].isoformat(), *r[3:]) for r in rows]
-        conn.execute(_PG_INSERT, {"rows": _json(payload)})
+        conn.execute(_PG_INSERT, {"rows": encode_json(payload)})
     else:
         raise ValueError(f"unsupported database {name!r}: use SQLite or PostgreSQL")
 
@@ -123,7 +119,7 @@ def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                                  json_serializer=_json)
+                                  json_serializer=encode_json)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -134,7 +130,7 @@ def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, json_serializer=_json)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, json_serializer=encode_json)
 
 
 def migrate(url: str) -> None:

@@ -85,26 +85,51 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _too_large(send, self.limit)
-                return
-        chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # client went away
-                await self.app(scope, _replay([message], receive), send)
-                return
-            body = message.get("body", b"")
-            seen += len(body)
-            if seen > self.limit:
-                await _too_large(send, self.limit)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}],
-                                      receive), send)
+        try:
+            body = await read_body(receive, scope.get("headers", ()), self.limit)
+        except TooLarge:
+            await _too_large(send, self.limit)
+            return
+        except ClientGone as gone:  # the app sees the disconnect
+            await self.app(scope, _replay([gone.message], receive), send)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+
+
+class TooLarge(Exception):
+    """The body is over the size limit (413)."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+    def __init__(self, message: dict):
+        super().__init__("client disconnected")
+        self.message = message
+
+
+async def read_body(receive: Receive, headers, limit: int) -> bytes:
+    """The whole request body, or TooLarge as soon as Content-Length or the bytes received pass `limit`,
+    or ClientGone. The one body reader of the body limit middleware and of POST /v1/score."""
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise TooLarge
+    chunks, seen = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone(message)
+        body = message.get("body", b"")
+        seen += len(body)
+        if seen > limit:
+            raise TooLarge
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def too_large_body(limit: int) -> bytes:
+    return b'{"detail":[{"field":"body","reason":"request body larger than %d bytes"}]}' % limit
 
 
 def _replay(messages: list, receive: Receive) -> Receive:
@@ -119,7 +144,7 @@ def _replay(messages: list, receive: Receive) -> Receive:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = (b'{"detail":[{"field":"body","reason":"request body larger than %d bytes"}]}' % limit)
+    body = too_large_body(limit)
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

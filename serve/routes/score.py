@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from leadscore.serve.auth import authorize, presented_key, require
 from leadscore.serve.errors import error_detail, validation_detail
+from leadscore.serve.metrics import ClientGone, TooLarge, read_body, too_large_body
 from leadscore.serve.schemas import ScoreRequest, ScoreResponse
 from leadscore.serve.scoring import current_model, load_stored, score_request, stored_leads_needed
 from pydantic import ValidationError
@@ -109,33 +110,6 @@ async def score(request: Request,
                     media_type="application/json")
 
 
-class TooLarge(Exception):
-    """The body is over the service's size limit (413)."""
-
-
-class ClientGone(Exception):
-    """The client disconnected before its body was complete: nothing is scored or answered."""
-
-
-async def _body_within(receive: Receive, headers: list, limit: int) -> bytes:
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise TooLarge
-    chunks, seen = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientGone
-        body = message.get("body", b"")
-        seen += len(body)
-        if seen > limit:
-            raise TooLarge
-        chunks.append(body)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
 async def serve_score(scope: Scope, receive: Receive, send: Send, state, limit: int) -> None:
     """Answer one POST /v1/score straight from ASGI (`serve.app.Leadscore` routes it here before the
     framework): the size limit and the metrics of every other route apply, errors have the app's shape
@@ -143,12 +117,11 @@ async def serve_score(scope: Scope, receive: Receive, send: Send, state, limit: 
     start = time.perf_counter()
     headers = [(b"content-type", b"application/json")]
     try:
-        status, body = 200, await answer(state, scope, await _body_within(receive, scope["headers"], limit))
+        status, body = 200, await answer(state, scope, await read_body(receive, scope["headers"], limit))
     except ClientGone:
         return
     except TooLarge:
-        status, body = 413, orjson.dumps({"detail": [{"field": "body",
-                                                      "reason": f"request body larger than {limit} bytes"}]})
+        status, body = 413, too_large_body(limit)
     except HTTPException as e:
         status, body = e.status_code, orjson.dumps({"detail": error_detail(e.detail)})
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (e.headers or {}).items()]

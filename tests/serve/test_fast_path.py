@@ -84,7 +84,7 @@ def test_a_client_that_goes_away_mid_body_gets_nothing_scored():
     import asyncio
 
     import pytest
-    from leadscore.serve.routes.score import ClientGone, _body_within
+    from leadscore.serve.metrics import ClientGone, read_body
 
     messages = [{"type": "http.request", "body": b'{"leads": [', "more_body": True}, {"type": "http.disconnect"}]
 
@@ -93,4 +93,4 @@ def test_a_client_that_goes_away_mid_body_gets_nothing_scored():
 
     # when the scoring route reads the body, then it stops instead of answering what it has
     with pytest.raises(ClientGone):
-        asyncio.run(_body_within(receive, [], limit=1000))
+        asyncio.run(read_body(receive, [], limit=1000))
