@@ -80,6 +80,13 @@ _PG_INSERT = sa.text(_INTO + f"SELECT {_PG_PICK} FROM json_array_elements(CAST(:
                      "AS r(value, ord) ORDER BY r.ord")
 
 
+def score_log_row(r: dict) -> tuple:
+    """A score-log row (a mapping with the fields of `SCORE_LOG_FIELDS`, features and reasons as Python
+    values) as `insert_score_log` takes it: a flat tuple, features and reasons encoded to JSON text."""
+    return (r["lead_id"], r["scored_at"], r["as_of"], r["model_version"], r["probability"], r["score"], r["grade"],
+            r["qualified"], encode_json(r["features"]), encode_json(r["reasons"]))
+
+
 def _sqlite_time(t: datetime) -> str:
     """A datetime as SQLAlchemy's SQLite dialect stores it, "YYYY-MM-DD HH:MM:SS.ffffff" (UTC; read back as
     UTC by `store`)."""

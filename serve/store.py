@@ -208,21 +208,17 @@ class ScoreLogWriter:
         """Queue rows with the fields of `db.SCORE_LOG_FIELDS` (features and reasons as Python values)."""
         if not rows:
             return
-        encode = db.encode_json
         try:
-            item = [(r["lead_id"], r["scored_at"], r["as_of"], r["model_version"], r["probability"], r["score"],
-                     r["grade"], r["qualified"], encode(r["features"]), encode(r["reasons"])) for r in rows]
+            item = [db.score_log_row(r) for r in rows]
         except Exception:  # noqa: BLE001 - the score was served: never fail the request for its audit row
             log.exception("could not encode %d score-log rows: dropped", len(rows))
             return
         with self._count:
-            if self._queued + len(item) > self.MAX_QUEUED:
-                full = True
-            else:
-                full = False
+            accepted = self._queued + len(item) <= self.MAX_QUEUED
+            if accepted:
                 self._queued += len(item)
                 self._q.append(item)
-        if full:
+        if not accepted:
             log.warning("score log queue full (the database is not keeping up): dropping %d rows", len(item))
 
     def _drain(self) -> list[tuple]:
