@@ -270,6 +270,7 @@ def serve(
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     uvicorn.run("leadscore.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
+                http="leadscore.serve.http:HttpToolsProtocol",  # one write per response
                 log_level="info", access_log=False, server_header=False,
                 timeout_worker_healthcheck=120)  # workers import MLflow + the model: slow on a loaded host
 
