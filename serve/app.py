@@ -14,6 +14,7 @@ from leadscore.serve import db
 from leadscore.serve.errors import error_detail, validation_detail
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from leadscore.serve.model_holder import ModelHolder
+from leadscore.serve.scoring import Batcher
 from leadscore.serve.routes import feedback, health, leads, model, score
 from leadscore.serve.store import ScoreLogWriter
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Leadscore:
     app.state.keys = settings.keys()
     app.state.holder = ModelHolder(settings.model_uri)
     app.state.metrics = Metrics()
+    app.state.batcher = Batcher(app.state)
     app.state.score_log = None
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -20,6 +20,8 @@ class Metrics:
         self.grades = Counter("leadscore_grade_total", "Grades served", ["grade"], registry=self.registry)
         self.model_version = Gauge("leadscore_model_version", "Version of the model being served",
                                    registry=self.registry)
+        self.batches = Histogram("leadscore_score_batch_requests", "Requests scored together (one event-loop step)",
+                                 buckets=(1, 2, 3, 4, 6, 8, 16, 32, 64), registry=self.registry)
         self._children: dict = {}  # label values -> their series (request counter and latency, grade counter)
 
     def observe_scores(self, results: list[dict]) -> None:
@@ -29,6 +31,9 @@ class Metrics:
             if grade is None:
                 grade = self._children[r["grade"]] = self.grades.labels(r["grade"])
             grade.inc()
+
+    def observe_batch(self, requests: int) -> None:
+        self.batches.observe(requests)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

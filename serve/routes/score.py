@@ -87,8 +87,8 @@ async def answer(state, scope: Scope, raw: bytes) -> bytes:
     model = current_model(state)
     if stored_leads_needed(body) or len(body.leads) > INLINE_LEADS:
         payload = await run_in_threadpool(lambda: score_request(state, body, full, load_stored(state, body), model))
-    else:
-        payload = score_request(state, body, full, {}, model)
+    else:  # with the other small requests of this event-loop step
+        payload = await state.batcher.score(body, full, model)
     return orjson.dumps(payload)
 
 
