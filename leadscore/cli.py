@@ -268,9 +268,11 @@ def serve(
     """Serve the scoring API and the sales page."""
     import uvicorn
 
+    from leadscore.serve.http import HttpToolsProtocol
+
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     uvicorn.run("leadscore.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                http="leadscore.serve.http:HttpToolsProtocol",  # one write per response
+                http=HttpToolsProtocol,  # one write per response (the class: a name is not accepted by older uvicorn)
                 log_level="info", access_log=False, server_header=False,
                 timeout_worker_healthcheck=120)  # workers import MLflow + the model: slow on a loaded host
 

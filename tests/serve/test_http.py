@@ -18,9 +18,11 @@ class RecordingTransport(asyncio.Transport):
         super().__init__()
         self.writes: list[bytes] = []
         self.closed_after: int | None = None  # writes made before close()
+        self.written_after_close = 0
 
     def write(self, data):
-        assert self.closed_after is None, "write after close"
+        if self.closed_after is not None:
+            self.written_after_close += 1
         self.writes.append(bytes(data))
 
     def close(self):
@@ -77,7 +79,7 @@ def test_pipelined_requests_get_their_responses_in_order_and_close_flushes_first
     out = b"".join(transport.writes)
     assert out.count(b"HTTP/1.1 200 OK") == 2 and out.count(b'{"ok":true}') == 2
     assert out.index(b'{"ok":true}') < out.rindex(b"HTTP/1.1 200 OK")
-    assert transport.closed_after == len(transport.writes)
+    assert transport.closed_after == len(transport.writes) and transport.written_after_close == 0
 
 
 def test_a_streamed_response_is_not_held_back():
@@ -95,3 +97,24 @@ def test_a_streamed_response_is_not_held_back():
     assert len(transport.writes) == 2
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK") and b"first" in transport.writes[0]
     assert b"second" in transport.writes[1] and b"first" not in transport.writes[1]
+
+
+def test_a_big_response_is_not_held_back_whole():
+    # given an app that sends a 1 MiB body in 64 chunks within one event-loop step
+    from leadscore.serve.http import HOLD_BYTES
+
+    chunks = [bytes([65 + i % 26]) * 16384 for i in range(64)]
+
+    async def big(scope, receive, send):
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"1048576")]})
+        for i, chunk in enumerate(chunks):
+            await send({"type": "http.response.body", "body": chunk, "more_body": i < 63})
+
+    # when a request comes in
+    transport = asyncio.run(_answer(big, REQUEST))
+    # then it goes out in pieces of about HOLD_BYTES (so uvicorn's flow control sees them), all of it, in order
+    assert len(transport.writes) >= 1_048_576 // (HOLD_BYTES + 16384)
+    assert max(len(w) for w in transport.writes) < HOLD_BYTES + 16384 + 1024
+    assert b"".join(transport.writes).partition(b"\r\n\r\n")[2] == b"".join(chunks)
