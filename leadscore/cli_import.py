@@ -110,7 +110,7 @@ def _import(engine, dataset, leads, settings) -> dict:
                  "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
                  "features": features, "reasons": r["reasons"]}
                 for i, (r, features) in enumerate(zip(results, feature_snapshots(values, names)))]
-        with engine.begin() as conn:  # the service's own score-log insert (one statement per part)
+        with engine.begin() as conn:  # the service's own score-log insert (one transaction per part)
             db.insert_score_log(conn, [db.score_log_row(r) for r in rows])
         scored += len(rows)
     return {"leads": len(lead_rows), "events": len(event_rows), "feedback": len(feedback_rows), "scored": scored,

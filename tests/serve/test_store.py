@@ -137,3 +137,18 @@ def test_score_log_keeps_the_order_of_a_request_and_bounds_its_queue(engine, cap
     assert store.score_history(engine, "s-8") == [] and store.score_history(engine, "s-9") == []
     assert len(store.score_history(engine, "s-10")) == 1
     assert "could not encode" in caplog.text and "queue full" in caplog.text
+
+
+def test_a_big_batch_of_score_log_rows_is_written_whole_and_in_order(engine):
+    # given one request's 250 rows for one lead (more than one INSERT statement's worth on SQLite)
+    writer = store.ScoreLogWriter(engine, flush_seconds=60)
+    row = dict(lead_id="s-11", as_of=T0, model_version="1", probability=0.5, grade="B", qualified=True,
+               features={"lead_age_days": 1.5, "country": "GB"}, reasons=[{"feature": "country", "impact": -0.25}])
+    writer.put([{**row, "scored_at": T0, "score": i % 101} for i in range(250)])
+    # when it is written
+    writer.close()
+    # then every row is there once, in the request's order (history: newest first), with its values
+    history = store.score_history(engine, "s-11", limit=1000)
+    assert [h["score"] for h in history] == [i % 101 for i in reversed(range(250))]
+    assert all(h["features"] == row["features"] and h["reasons"] == row["reasons"] and h["qualified"] is True
+               for h in history)
