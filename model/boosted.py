@@ -216,15 +216,17 @@ class CompiledTrees:
         inode[1:, _FEATURE] = self.feature[inner]
         inode[1:, _KID] = 8 * record[right[inner]]  # where the child's record starts in the flat buffer
         inode[1:, _KID + 1] = 8 * record[left[inner]]
-        inode[1:, _MISSING_LEFT] = self.missing_left[inner]
+        inode[1:, _MISSING_LEFT] = self.missing_left[inner].astype(bool)  # 0 or 1: an offset in the record
         cat_nodes = np.flatnonzero(self.is_categorical & ~leaf)
         inode[record[cat_nodes], _CAT] = np.arange(1, len(cat_nodes) + 1)
         cat_table = np.zeros((len(cat_nodes) + 1, 256), np.bool_)
         cat_table[1:] = self.cat_left[cat_nodes]
         object.__setattr__(self, "_kernel", (8 * record[self.roots], depth, fnode.reshape(-1), inode.reshape(-1),
                                              cat_table))
-        # warm-up: the first call loads (or, once per machine, compiles) the kernel; serving starts warm
-        self.contributions(np.full((1, int(self.feature.max(initial=0)) + 1), np.nan))
+        # warm-up: the first call loads (or, once per machine, compiles) each kernel; serving starts warm (one
+        # lead alone takes the one-row walk, a batch of a few the block walk)
+        for rows in (1, 2):
+            self.contributions(np.full((rows, int(self.feature.max(initial=0)) + 1), np.nan))
 
     def contributions(self, X: np.ndarray) -> tuple[float, np.ndarray]:
         """(base, C): base + C.sum(1) equals the ensemble's raw log-odds for each row of X."""
