@@ -9,6 +9,7 @@ Small stateless requests that arrive together are scored together (`Batcher`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timezone
 
 import numpy as np
@@ -17,6 +18,7 @@ from leadscore.features.live import lead_features, to_ms
 from leadscore.serve import store
 from leadscore.serve.schemas import ScoreRequest
 
+log = logging.getLogger("leadscore.serve")
 NO_MODEL = ("no model is loaded ({why}); train one with `leadscore train` (or promote a version) and the "
             "service picks it up on its next check or on POST /v1/admin/reload")
 
@@ -82,15 +84,15 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
     as_of = [to_ms(d["as_of"]) for d in leads]
     values = lead_features(leads, as_of)
     results = model.results(values, [d["lead_id"] for d in leads], explain_full=explain_full)
-    if state.score_log is not None:
+    if state.metrics is not None:
+        state.metrics.observe_scores(results)
+    if state.score_log is not None:  # last: nothing after it can fail, so a request is never logged twice
         version = model.version
         state.score_log.put([{
             "lead_id": r["lead_id"], "scored_at": now, "as_of": d["as_of"], "model_version": version,
             "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
             "features": snapshot, "reasons": r["reasons"],
         } for r, d, snapshot in zip(results, leads, feature_snapshots(values, model.encoder.features))])
-    if state.metrics is not None:
-        state.metrics.observe_scores(results)
     return {"model": {"name": model.name, "version": model.version}, "results": results}
 
 
@@ -99,60 +101,62 @@ class Batcher:
 
     Under load a worker's event loop reads several requests per step (one per ready connection). Scored
     one at a time, each pays every stage's fixed cost (feature arrays, the compiled walks, reasons, the
-    score-log row) for its one lead; scored together they pay it once (in process, one lead alone ~160 us,
-    four leads together ~75 us each). No request waits for another: a batch is what has already arrived
-    when the step ends (`call_soon`), at most `MAX_LEADS` leads, one model, one `explain` setting. Each
-    request gets exactly the results it would get alone (the batch and one-lead paths are equal bit for bit:
-    tests/serve/test_fast_path), and if a batch fails, each of its requests is scored alone, so it gets
-    its own answer or its own error.
+    score-log row) for its one lead; scored together they pay it once (`python bench/score_batches.py`,
+    boosted: one lead alone 160 us, four together 73 us each). No request waits for another: a batch is
+    what has already arrived when the step ends (`call_soon`), at most `MAX_LEADS` leads, one model, one
+    `explain` setting. Each request gets exactly the results it would get alone (tests/serve/test_batching;
+    test_fast_path proves the batch and one-lead paths of both model families equal), and if a batch
+    fails, each of its requests is scored alone, so it gets its own answer or its own error.
     """
 
     MAX_LEADS = 64
 
     def __init__(self, state):
         self.state = state
-        self._waiting: list[tuple] = []  # (request, explain_full, model, future)
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop whose step they arrived in
+        # per event loop (one per worker; tests may run several), the requests of its current step:
+        # (request, explain_full, model, future)
+        self._waiting: dict[asyncio.AbstractEventLoop, list[tuple]] = {}
 
     async def score(self, req: ScoreRequest, explain_full: bool, model) -> dict:
         """`score_request(state, req, explain_full, {}, model)`, batched with the requests of the same step."""
         loop = asyncio.get_running_loop()
-        if self._waiting and loop is not self._loop:  # another event loop serving the same app: alone
-            return score_request(self.state, req, explain_full, {}, model)
         future = loop.create_future()
-        if not self._waiting:
-            self._loop = loop
-            loop.call_soon(self._flush)
-        self._waiting.append((req, explain_full, model, future))
+        waiting = self._waiting.get(loop)
+        if waiting is None:
+            waiting = self._waiting[loop] = []
+            loop.call_soon(self._flush, loop)
+        waiting.append((req, explain_full, model, future))
         return await future
 
-    def _flush(self) -> None:
-        waiting, self._waiting = self._waiting, []
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiting = self._waiting.pop(loop, [])
+        batch: list[tuple] = []
+        leads = 0
+        for item in waiting:
+            n = len(item[0].leads)
+            if batch and (item[1] != batch[0][1] or item[2] is not batch[0][2] or leads + n > self.MAX_LEADS):
+                self._score_or_fail(batch)
+                batch, leads = [], 0
+            batch.append(item)
+            leads += n
+        if batch:
+            self._score_or_fail(batch)
+
+    def _score_or_fail(self, batch: list[tuple]) -> None:
         try:
-            batch: list[tuple] = []
-            leads = 0
-            for item in waiting:
-                n = len(item[0].leads)
-                if batch and (item[1] != batch[0][1] or item[2] is not batch[0][2] or leads + n > self.MAX_LEADS):
-                    self._score(batch)
-                    batch, leads = [], 0
-                batch.append(item)
-                leads += n
-            if batch:
-                self._score(batch)
-        finally:  # whatever happened, no request is left waiting
-            for *_, future in waiting:
+            self._score(batch)
+        except Exception as e:  # noqa: BLE001 - a callback of the loop: never leave a request waiting
+            log.exception("a batch of %d score requests failed", len(batch))
+            for *_, future in batch:
                 if not future.done():
-                    future.set_exception(RuntimeError("the request's batch was not scored"))
+                    future.set_exception(e)
 
     def _score(self, batch: list[tuple]) -> None:
         batch = [item for item in batch if not item[3].done()]  # a cancelled request needs no answer
-        if self.state.metrics is not None and batch:
-            self.state.metrics.observe_batch(len(batch))
         if len(batch) > 1:
             _, explain_full, model, _ = batch[0]
-            together = ScoreRequest.model_construct(leads=[lead for item in batch for lead in item[0].leads])
             try:
+                together = ScoreRequest.model_construct(leads=[lead for item in batch for lead in item[0].leads])
                 payload = score_request(self.state, together, explain_full, {}, model)
             except Exception:  # noqa: BLE001 - scored alone below: each request gets its own answer or error
                 pass
@@ -162,9 +166,17 @@ class Batcher:
                     end = start + len(req.leads)
                     future.set_result({"model": payload["model"], "results": payload["results"][start:end]})
                     start = end
+                self._observe(len(batch))
                 return
         for req, explain_full, model, future in batch:
             try:
-                future.set_result(score_request(self.state, req, explain_full, {}, model))
+                payload = score_request(self.state, req, explain_full, {}, model)
             except Exception as e:  # noqa: BLE001 - the request's own error, answered by its route
                 future.set_exception(e)
+            else:
+                future.set_result(payload)
+                self._observe(1)
+
+    def _observe(self, requests: int) -> None:
+        if self.state.metrics is not None:
+            self.state.metrics.observe_batch(requests)

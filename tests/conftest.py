@@ -66,6 +66,16 @@ def trained(demo_dataset, demo_dir, mlflow_uri) -> Trained:
 
 
 @pytest.fixture(scope="session")
+def boosted_model(demo_dataset):
+    """A small boosted model (calibrated, with a policy) trained on the demo data; not registered."""
+    from leadscore.model.boosted import BoostedParams
+    from leadscore.model.train import TrainConfig, train
+
+    config = TrainConfig(model="boosted", boosted=BoostedParams(max_iter=60))
+    return train(demo_dataset, config).model
+
+
+@pytest.fixture(scope="session")
 def server(trained, tmp_path_factory) -> Server:
     """The real service (uvicorn process) serving the trained champion, with test API keys."""
     s = start_server(tmp_path_factory.mktemp("server"), trained.uri)

@@ -27,16 +27,6 @@ N_SAMPLE = 150
 
 
 @pytest.fixture(scope="module")
-def boosted_model(demo_dataset):
-    """A small boosted model (calibrated, with a policy) trained on the demo data; not registered."""
-    from leadscore.model.boosted import BoostedParams
-    from leadscore.model.train import TrainConfig, train
-
-    config = TrainConfig(model="boosted", boosted=BoostedParams(max_iter=60))
-    return train(demo_dataset, config).model
-
-
-@pytest.fixture(scope="module")
 def as_of(demo_dataset):
     # a moment inside the data, so that some leads are not created yet and events after it exist
     created = demo_dataset.leads[S.CREATED_AT]

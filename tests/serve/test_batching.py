@@ -85,3 +85,51 @@ def test_requests_of_one_step_are_scored_together_with_the_answers_they_get_alon
     # where one at a time had made five batches of one
     assert before == (5, 5)
     assert (after[0] - before[0], after[1] - before[1]) == (3, 5)
+
+
+def test_a_request_that_fails_in_a_batch_fails_alone_and_a_swapped_model_is_batched_apart(trained):
+    # given the batcher of a service, the real model, a copy with other scores (a champion swapped in the
+    # middle of a step), and a copy that fails on one lead
+    from types import SimpleNamespace
+
+    from leadscore.serve.metrics import Metrics
+    from leadscore.serve.schemas import ScoreRequest
+    from leadscore.serve.scoring import Batcher, score_request
+    from serve_helpers import shifted
+
+    real = trained.result.model
+    swapped = shifted(real, 1.0)
+
+    class Fragile:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def results(self, values, lead_ids, explain_full=False):
+            if "boom" in lead_ids:
+                raise ValueError("boom")
+            return real.results(values, lead_ids, explain_full=explain_full)
+
+    fragile = Fragile()
+    state = SimpleNamespace(metrics=Metrics(), score_log=None, settings=None, engine=None)
+    example = trained.result.model.info["example"]
+    requests = [ScoreRequest.model_validate({"leads": _leads(example, 1, i)}) for i in range(6)]
+    boom = ScoreRequest.model_validate({"leads": [{**_leads(example, 1, 9)[0], "lead_id": "boom"}]})
+    steps = [(requests[0], fragile), (boom, fragile), (requests[1], fragile),  # one batch, then alone
+             (requests[2], real), (requests[3], swapped), (requests[4], swapped), (requests[5], real)]
+    batcher = Batcher(state)
+
+    async def one_step():
+        return await asyncio.gather(*(batcher.score(req, False, model) for req, model in steps),
+                                    return_exceptions=True)
+
+    # when they all arrive in one step
+    answers = asyncio.run(one_step())
+    # then the failing request gets its own error and every other one its answer alone, with its own model
+    assert isinstance(answers[1], ValueError)
+    for (req, model), answer in zip(steps, answers):
+        if req is not boom:
+            assert answer == score_request(state, req, False, {}, model if model is not fragile else real)
+    assert answers[3]["results"][0]["probability"] != answers[2]["results"][0]["probability"]
+    # and the batches were: the fragile three (failed, then two scored alone), real, swapped x2, real
+    count, total = _batches(SimpleNamespace(state=state))
+    assert (count, total) == (5, 6)

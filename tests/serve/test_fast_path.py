@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
+from leadscore.features.live import lead_features, to_ms
 from leadscore.model.calibration import sigmoid
 
 
@@ -36,6 +38,36 @@ def test_compiled_explain_equals_the_reference_path_bit_for_bit(trained, demo_da
     # and results() agrees with the reference probabilities
     results = model.results(values, list(rows[S.LEAD_ID]), explain_full=True)
     assert [r["probability"] for r in results] == sigmoid(ref_logit).tolist()
+
+
+@pytest.mark.parametrize("family", ["scorecard", "boosted"])
+def test_leads_scored_together_get_exactly_what_each_gets_alone(family, trained, boosted_model, demo_dataset):
+    # given 40 leads as a request carries them (attributes, all their events, some at unseen values), each at
+    # its own moment, and a model of each family
+    model = trained.result.model if family == "scorecard" else boosted_model
+    leads_table = demo_dataset.leads.sample(40, random_state=11)
+    events = demo_dataset.events[demo_dataset.events[S.LEAD_ID].isin(leads_table[S.LEAD_ID])]
+    leads, moments = [], []
+    for i, (_, lead) in enumerate(leads_table.iterrows()):
+        ev = events[events[S.LEAD_ID] == lead[S.LEAD_ID]]
+        attributes = {a: (lead[a] if isinstance(lead[a], str) else None) for a in S.LEAD_ATTRIBUTES}
+        if i % 7 == 0:
+            attributes["country"] = "Atlantis"
+        leads.append({"lead_id": lead[S.LEAD_ID], "created_at": lead[S.CREATED_AT].to_pydatetime(),
+                      "attributes": attributes,
+                      "events": [{"type": t, "timestamp": ts.to_pydatetime(), "page": p if isinstance(p, str) else None}
+                                 for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]})
+        moments.append(to_ms(lead[S.CREATED_AT].to_pydatetime()) + (i % 60 + 1) * 86_400_000)
+    ids = [lead["lead_id"] for lead in leads]
+    assert sum(len(lead["events"]) for lead in leads) > 40
+    alone = {full: [model.results(lead_features([lead], [t]), [lead["lead_id"]], explain_full=full)[0]
+                    for lead, t in zip(leads, moments)] for full in (False, True)}
+    for n, full in ((4, False), (4, True), (40, False), (40, True)):  # a few leads, and many (other code paths)
+        # when they are scored together (as the service's batches do) and one at a time
+        together = model.results(lead_features(leads[:n], moments[:n]), ids[:n], explain_full=full)
+        # then every number, reason and sentence is the same
+        assert together == alone[full][:n]
+    assert len({r["grade"] for r in alone[False]}) > 1 and all(r["reasons"] for r in alone[False])
 
 
 def test_the_framework_route_and_the_direct_route_give_the_same_answers(trained, tmp_path):
