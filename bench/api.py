@@ -201,6 +201,7 @@ def main() -> None:
             rounds["mlflow"].append(load(wrk, f"{murl}/invocations", mbody, {"Content-Type": "application/json"},
                                          args.duration, args.connections, tmp))
         results["rounds"] = rounds
+        results["batches_one_worker"] = _batch_sizes(httpx.get(f"{base}/metrics", headers=auth).text)
         for name, runs in rounds.items():
             results[name] = {"rps": statistics.median(r["rps"] for r in runs),
                              "rps_min": min(r["rps"] for r in runs), "rps_max": max(r["rps"] for r in runs),
@@ -242,6 +243,11 @@ def main() -> None:
           f"{results['throughput_ratio_vs_best_mlflow']:.1f}x against mlflow's best round; 1,000 leads in one "
           f"request: median {results['leadscore_1000_leads_ms']['median']:.0f} ms; load average before "
           f"{results['load_average_before'][0]:.2f}, after {results['load_average_after'][0]:.2f}")
+    b = results["batches_one_worker"]
+    if b["batches"]:
+        print(f"one worker scored {b['requests_per_batch']:.1f} requests a batch on average ({b['share_alone']:.0%} "
+              "alone); in process, per lead when k are scored together: " + ", ".join(
+                  f"k={k} {us:.0f} us" for k, us in results["stages_ms"]["together_us_per_lead"].items()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
@@ -281,7 +287,38 @@ def _stages(mlflow_uri: str, one: bytes, big: bytes) -> dict:
                      "features": median_ms(lambda l=leads, a=as_of: lead_features(l, a), runs),
                      "model_and_reasons": median_ms(lambda v=values, i=ids: model.results(v, i), runs),
                      "json_response": median_ms(lambda r=results: orjson.dumps({"results": r}), runs)}
+    # what scoring the example lead costs per lead when k requests' leads are scored together (serve.scoring
+    # .Batcher): score_request (features, model, reasons, score-log rows encoded) + the JSON response
+    from types import SimpleNamespace
+
+    from leadscore.serve import db
+    from leadscore.serve.scoring import score_request
+
+    class Rows:
+        def put(self, rows):
+            [db.score_log_row(r) for r in rows]
+
+    state = SimpleNamespace(metrics=None, score_log=Rows(), settings=None, engine=None)
+    body = json.loads(one)
+    out["together_us_per_lead"] = {}
+    for k in (1, 2, 4, 8):
+        req = parse_score_request("application/json", json.dumps({"leads": body["leads"] * k}).encode())
+        ms = median_ms(lambda r=req: orjson.dumps(score_request(state, r, False, {}, model)), 2000)
+        out["together_us_per_lead"][k] = ms * 1000 / k
     return out
+
+
+def _batch_sizes(metrics_text: str) -> dict:
+    """Requests per batch in one worker (each worker has its own metrics), from its /metrics page."""
+    values = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("leadscore_score_batch_requests_") and not line.startswith("leadscore_score_batch_requests_created"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    count = values.get("leadscore_score_batch_requests_count", 0.0)
+    alone = values.get('leadscore_score_batch_requests_bucket{le="1.0"}', 0.0)
+    return {"batches": count, "requests_per_batch": values.get("leadscore_score_batch_requests_sum", 0.0) / count
+            if count else None, "share_alone": alone / count if count else None}
 
 
 def _thousand_leads(data: Path, example: dict) -> str:
