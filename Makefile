@@ -13,11 +13,11 @@ PYTEST_ARGS ?=
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export LEADSCORE_DATABASE_URL ?= sqlite:///leadscore.db
 
-.PHONY: run install install-test data model keys store serve test lab wheel-check bench clean help
+.PHONY: run install install-test data model keys store serve test lint lab wheel-check bench clean help
 
 help:
 	@echo "make run   - install, build demo data, train, register the champion, serve API + sales page"
-	@echo "make test  - install test tools and run every test"
+	@echo "make test  - install test tools, lint (ruff) and run every test"
 	@echo "make lab   - JupyterLab with the project's kernel"
 	@echo "make bench - run the benchmarks (see docs/benchmarks.md)"
 
@@ -65,8 +65,12 @@ run: model keys store
 	exec $(BIN)/leadscore serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	@bash .ci/system-deps.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 
 lab: $(VENV)/.installed-test
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -284,7 +284,7 @@ def _stages(mlflow_uri: str, one: bytes, big: bytes) -> dict:
         ids = [lead.lead_id for lead in req.leads]
         results = model.results(values, ids)
         out[name] = {"validate": median_ms(lambda b=body: parse_score_request("application/json", b), runs),
-                     "features": median_ms(lambda l=leads, a=as_of: lead_features(l, a), runs),
+                     "features": median_ms(lambda ls=leads, a=as_of: lead_features(ls, a), runs),
                      "model_and_reasons": median_ms(lambda v=values, i=ids: model.results(v, i), runs),
                      "json_response": median_ms(lambda r=results: orjson.dumps({"results": r}), runs)}
     # what scoring the example lead costs per lead when k requests' leads are scored together (serve.scoring

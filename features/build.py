@@ -158,7 +158,8 @@ def _run_sweep(keys_all, bits, hi, lo_keys, count, last_key) -> None:
         cuts.append(max(cuts[-1], int(np.searchsorted(hi, lead_start))))
     cuts.append(n)
     jobs = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
-    run = lambda ab: _sweep(keys_all, bits, hi, lo_keys, ab[0], ab[1], count, last_key)
+    def run(ab):
+        return _sweep(keys_all, bits, hi, lo_keys, ab[0], ab[1], count, last_key)
     if len(jobs) <= 1:
         for ab in jobs:
             run(ab)

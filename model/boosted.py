@@ -264,9 +264,9 @@ def _expected_values(nodes: np.ndarray) -> np.ndarray:
     is_leaf = nodes["is_leaf"].astype(bool)
     for i in range(n - 1, -1, -1):
         if not is_leaf[i]:
-            l, r = nodes["left"][i], nodes["right"][i]
-            total = count[l] + count[r]
-            exp[i] = (exp[l] * count[l] + exp[r] * count[r]) / total if total else 0.0
+            lo, hi = nodes["left"][i], nodes["right"][i]
+            total = count[lo] + count[hi]
+            exp[i] = (exp[lo] * count[lo] + exp[hi] * count[hi]) / total if total else 0.0
     # children have larger indices than parents in sklearn's layout; verify rather than assume
     internal = np.flatnonzero(~is_leaf)
     if len(internal) and (np.any(nodes["left"][internal] <= internal) or np.any(nodes["right"][internal] <= internal)):

@@ -117,7 +117,8 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     p = c.params
     g = np.arange(g0, g1, dtype=np.uint64)
     n = g.size
-    U = lambda slot: rng.uniform(key, rng.STATIC, g, 0, slot)
+    def U(slot):
+        return rng.uniform(key, rng.STATIC, g, 0, slot)
     created = _creation_times(c, key, n_total, g)
     src = _cat(U(1), c.source_p)
     ind = _cat(U(2), c.industry_p)
@@ -170,7 +171,8 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
         if a.size == 0:
             break
         ga = g[a]
-        Ud = lambda slot, ga=ga, d=d: rng.uniform(key, rng.DAILY, ga, d, slot)
+        def Ud(slot, ga=ga, d=d):
+            return rng.uniform(key, rng.DAILY, ga, d, slot)
         za, fa = z[a], fit[a]
         # hand-over: entering review emits handed_to_sales at the exact start of the day
         newh = (za == REVIEW) & ~handed[a]
@@ -272,7 +274,8 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     # ---------------- after resolution: outcomes, follow-ups, sales events ----------------
     ri = np.flatnonzero(resolved)
     gr = g[ri]
-    A = lambda slot: rng.uniform(key, rng.AFTER, gr, 0, slot)
+    def A(slot):
+        return rng.uniform(key, rng.AFTER, gr, 0, slot)
     af = p.after
     rd = res_day[ri].astype(np.int64)
     base = created[ri] + rd * DAY_MS
@@ -290,13 +293,17 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     opp = res_rec[ri] & (A(2) < p_opp)
     opp_day = rd + 2 + np.floor(A(3) * 25).astype(np.int64)
     opp_ts = created[ri] + opp_day * DAY_MS + np.floor((0.3 + 0.69 * A(4)) * DAY_MS).astype(np.int64)
-    oc_lead.append(ri[opp]); oc_code.append(np.full(opp.sum(), OC["opportunity"])); oc_ts.append(opp_ts[opp])
+    oc_lead.append(ri[opp])
+    oc_code.append(np.full(opp.sum(), OC["opportunity"]))
+    oc_ts.append(opp_ts[opp])
     oc_reason.append(np.full(opp.sum(), -1))
     won = A(5) < np.array([af.p_won[f] for f in FITS])[fit[ri]]
     close_ts = opp_ts + (10 + np.floor(A(6) * 60).astype(np.int64)) * DAY_MS + np.floor(A(7) * 3_600_000).astype(np.int64)
     lr_names = tuple(af.lost_reasons)
     lr = np.array([RC[x] for x in lr_names])[_cat(A(8), np.array([af.lost_reasons[x] for x in lr_names]))]
-    oc_lead.append(ri[opp]); oc_code.append(np.where(won, OC["won"], OC["lost"])[opp]); oc_ts.append(close_ts[opp])
+    oc_lead.append(ri[opp])
+    oc_code.append(np.where(won, OC["won"], OC["lost"])[opp])
+    oc_ts.append(close_ts[opp])
     oc_reason.append(np.where(won, -1, lr)[opp])
     ol, oco, ots, orr = (np.concatenate(x) for x in (oc_lead, oc_code, oc_ts, oc_reason))
     keep = ots < c.snapshot_ms
@@ -306,7 +313,8 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     npost = np.minimum(rng.poisson_inv(A(9), mean_post), 40)
     prep = np.repeat(np.arange(ri.size), npost)
     pj = np.arange(prep.size) - np.repeat(np.cumsum(npost) - npost, npost)
-    pu = lambda k: rng.uniform(key, rng.AFTER, gr[prep], 1 + pj, k)
+    def pu(k):
+        return rng.uniform(key, rng.AFTER, gr[prep], 1 + pj, k)
     ptype = np.where(pu(0) < 0.5, ET["meeting"], ET["sales_call"]).astype(np.int8)
     pday = rd[prep] + 1 + np.floor(pu(1) * 21).astype(np.int64)
     pts = created[ri[prep]] + pday * DAY_MS + np.floor(pu(2) * 0.999 * DAY_MS).astype(np.int64)
