@@ -70,3 +70,15 @@ def start_server(tmp: Path, mlflow_uri: str, database_url: str | None = None, ex
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"server did not start in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def api_lead(dataset, lead_id: str) -> dict:
+    """A lead of `dataset` as the API receives it: created_at, attributes and all its events (also later ones)."""
+    from leadscore.features import schema as S
+
+    lead = dataset.leads.set_index(S.LEAD_ID).loc[lead_id]
+    ev = dataset.events[dataset.events[S.LEAD_ID] == lead_id]
+    return {"lead_id": lead_id, "created_at": lead[S.CREATED_AT].isoformat(),
+            "attributes": {a: (lead[a] if isinstance(lead[a], str) else None) for a in S.LEAD_ATTRIBUTES},
+            "events": [{"type": t, "timestamp": ts.isoformat(), "page": p if isinstance(p, str) else None}
+                       for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]}

@@ -22,6 +22,8 @@ from leadscore.model.reasons import (
 )
 from typer.testing import CliRunner
 
+from support import api_lead
+
 TOP = 5
 N_SAMPLE = 150
 
@@ -33,18 +35,8 @@ def as_of(demo_dataset):
     return (created.min() + (created.max() - created.min()) * 0.8).floor("s")
 
 
-def _api_lead(dataset, lead_id: str) -> dict:
-    """The lead as the API receives it: created_at, attributes and all its events (also later ones)."""
-    lead = dataset.leads.set_index(S.LEAD_ID).loc[lead_id]
-    ev = dataset.events[dataset.events[S.LEAD_ID] == lead_id]
-    return {"lead_id": lead_id, "created_at": lead[S.CREATED_AT].isoformat(),
-            "attributes": {a: (lead[a] if isinstance(lead[a], str) else None) for a in S.LEAD_ATTRIBUTES},
-            "events": [{"type": t, "timestamp": ts.isoformat(), "page": p if isinstance(p, str) else None}
-                       for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]}
-
-
 def _check_equal_to_api(model, dataset, batch: pd.DataFrame, lead_ids, as_of: pd.Timestamp) -> None:
-    leads = [_api_lead(dataset, lid) for lid in lead_ids]
+    leads = [api_lead(dataset, lid) for lid in lead_ids]
     values = lead_features(leads, [to_ms(as_of.to_pydatetime())] * len(leads))
     api = model.results(values, list(lead_ids))
     got = batch.set_index(S.LEAD_ID).loc[list(lead_ids)]

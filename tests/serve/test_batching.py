@@ -46,9 +46,9 @@ async def _post(app, body: dict, query: bytes = b"") -> tuple[int, dict]:
     return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
 
 
-def _batches(app) -> tuple[float, float]:
+def _batches(metrics) -> tuple[float, float]:
     """(batches, requests in them) so far, from the service's own metric."""
-    values = {s.name: s.value for m in app.state.metrics.batches.collect() for s in m.samples}
+    values = {s.name: s.value for m in metrics.batches.collect() for s in m.samples}
     return values["leadscore_score_batch_requests_count"], values["leadscore_score_batch_requests_sum"]
 
 
@@ -68,10 +68,10 @@ def test_requests_of_one_step_are_scored_together_with_the_answers_they_get_alon
             alone = []
             for body, query in requests:  # one at a time: each is a batch of its own
                 alone.append(await _post(app, body, query))
-            before = _batches(app)
+            before = _batches(app.state.metrics)
             # when they reach the worker in the same event-loop step
             together = await asyncio.gather(*(_post(app, body, query) for body, query in requests))
-            after = _batches(app)
+            after = _batches(app.state.metrics)
             return alone, together, before, after
 
     alone, together, before, after = asyncio.run(scenario())
@@ -131,5 +131,5 @@ def test_a_request_that_fails_in_a_batch_fails_alone_and_a_swapped_model_is_batc
             assert answer == score_request(state, req, False, {}, model if model is not fragile else real)
     assert answers[3]["results"][0]["probability"] != answers[2]["results"][0]["probability"]
     # and the batches were: the fragile three (failed, then two scored alone), real, swapped x2, real
-    count, total = _batches(SimpleNamespace(state=state))
+    count, total = _batches(state.metrics)
     assert (count, total) == (5, 6)

@@ -10,6 +10,8 @@ from leadscore.features.frames import feature_frame
 from leadscore.features.live import lead_features, to_ms
 from leadscore.model.calibration import sigmoid
 
+from support import api_lead
+
 
 def test_compiled_explain_equals_the_reference_path_bit_for_bit(trained, demo_dataset):
     # given features of 300 leads at various moments (with missing values and unseen categories)
@@ -46,18 +48,11 @@ def test_leads_scored_together_get_exactly_what_each_gets_alone(family, trained,
     # its own moment, and a model of each family
     model = trained.result.model if family == "scorecard" else boosted_model
     leads_table = demo_dataset.leads.sample(40, random_state=11)
-    events = demo_dataset.events[demo_dataset.events[S.LEAD_ID].isin(leads_table[S.LEAD_ID])]
-    leads, moments = [], []
-    for i, (_, lead) in enumerate(leads_table.iterrows()):
-        ev = events[events[S.LEAD_ID] == lead[S.LEAD_ID]]
-        attributes = {a: (lead[a] if isinstance(lead[a], str) else None) for a in S.LEAD_ATTRIBUTES}
-        if i % 7 == 0:
-            attributes["country"] = "Atlantis"
-        leads.append({"lead_id": lead[S.LEAD_ID], "created_at": lead[S.CREATED_AT].to_pydatetime(),
-                      "attributes": attributes,
-                      "events": [{"type": t, "timestamp": ts.to_pydatetime(), "page": p if isinstance(p, str) else None}
-                                 for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]})
-        moments.append(to_ms(lead[S.CREATED_AT].to_pydatetime()) + (i % 60 + 1) * 86_400_000)
+    leads = [api_lead(demo_dataset, lead_id) for lead_id in leads_table[S.LEAD_ID]]
+    for lead in leads[::7]:
+        lead["attributes"]["country"] = "Atlantis"
+    moments = [to_ms(created.to_pydatetime()) + (i % 60 + 1) * 86_400_000
+               for i, created in enumerate(leads_table[S.CREATED_AT])]
     ids = [lead["lead_id"] for lead in leads]
     assert sum(len(lead["events"]) for lead in leads) > 40
     alone = {full: [model.results(lead_features([lead], [t]), [lead["lead_id"]], explain_full=full)[0]
