@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from leadscore.serve import db
-from leadscore.serve.errors import error_detail, validation_detail
+from leadscore.serve.errors import INTERNAL_ERROR, error_detail, validation_detail
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from leadscore.serve.model_holder import ModelHolder
 from leadscore.serve.scoring import Batcher
@@ -37,8 +37,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The request path and the exception only: headers (which carry the API key) are never logged.
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse({"detail": [{"field": "request", "reason": "internal error; see the service log"}]},
-                        status_code=500)
+    return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
 
 async def _reload_periodically(app: FastAPI, every: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 MAX_ERRORS = 50  # a body with thousands of mistakes gets the first 50
+INTERNAL_ERROR = [{"field": "request", "reason": "internal error; see the service log"}]  # the body of a 500
 
 
 def field_of(loc: Sequence) -> str:

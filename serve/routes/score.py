@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from leadscore.serve.auth import authorize, presented_key, require
-from leadscore.serve.errors import error_detail, validation_detail
+from leadscore.serve.errors import INTERNAL_ERROR, error_detail, validation_detail
 from leadscore.serve.metrics import ClientGone, TooLarge, read_body, too_large_body
 from leadscore.serve.schemas import ScoreRequest, ScoreResponse
 from leadscore.serve.scoring import current_model, load_stored, score_request, stored_leads_needed
@@ -129,8 +129,7 @@ async def serve_score(scope: Scope, receive: Receive, send: Send, state, limit: 
         status, body = 422, orjson.dumps({"detail": validation_detail(e.errors())})
     except Exception:  # noqa: BLE001 - answered like the app's own handler: logged, then a 500
         log.exception("unexpected error on POST %s", PATH)  # headers (with the API key) are not logged
-        status, body = 500, orjson.dumps({"detail": [{"field": "request",
-                                                      "reason": "internal error; see the service log"}]})
+        status, body = 500, orjson.dumps({"detail": INTERNAL_ERROR})
     headers.append((b"content-length", str(len(body)).encode()))
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})
