@@ -201,9 +201,7 @@ class CompiledTrees:
         # the kernels' layout (see _THRESHOLD), derived from the stored arrays (so saved models keep their format)
         n = len(self.feature)
         leaf = self.is_leaf.astype(bool)
-        idx = np.arange(n, dtype=np.int64)
-        right = np.where(leaf, idx, self.right).astype(np.int64)
-        left = np.where(leaf, idx, self.left).astype(np.int64)
+        right, left = self.right.astype(np.int64), self.left.astype(np.int64)  # read for inner nodes only
         depth = _tree_depths(np.ascontiguousarray(self.roots, dtype=np.int64), left, right, leaf)
         inner = np.flatnonzero(~leaf)
         record = np.zeros(n, np.int64)  # node -> its record; leaves -> 0, the sink
