@@ -8,7 +8,7 @@ import pytest
 
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import training_rows
-from leadscore.model.boosted import fit_boosted
+from leadscore.model.boosted import BoostedParams, fit_boosted
 from leadscore.model.calibration import Platt
 from leadscore.model.encoding import Encoder
 from leadscore.model.scorecard import Scorecard
@@ -24,7 +24,6 @@ def table(demo_dataset):
     encoder = Encoder.fit(values, tuple(values), catalog.CATEGORICAL)
     X = encoder.transform(values)
     # unseen categories at scoring time: a country and an industry the model never saw, and missing values
-    X_new = X.copy()
     j_country, j_industry = encoder.features.index("country"), encoder.features.index("industry")
     unseen = {**values, "country": np.where(np.arange(len(X)) % 7 == 0, "ZZ", values["country"]),
               "industry": np.where(np.arange(len(X)) % 5 == 0, None, values["industry"])}
@@ -33,12 +32,17 @@ def table(demo_dataset):
     return rows, values, encoder, X, X_new
 
 
-def test_boosted_contributions_match_sklearn_exactly(table):
-    # given a boosted model with native categorical splits
+@pytest.mark.parametrize("params", [TrainConfig().boosted, BoostedParams()], ids=["production", "defaults"])
+def test_boosted_contributions_match_sklearn_exactly(table, params):
+    # given a boosted model with native categorical splits, with the settings training uses (shallow trees,
+    # many rounds, early stopping) and with the library's deeper defaults
     rows, _, encoder, X, X_new = table
     y = rows["label"].to_numpy()
-    est, trees = fit_boosted(X, y, encoder)
+    est, trees = fit_boosted(X, y, encoder, params)
     assert any(p[0].nodes["is_categorical"].any() for p in est._predictors), "no categorical split to test"
+    assert max(p[0].nodes["depth"].max() for p in est._predictors) <= params.max_depth
+    if params == TrainConfig().boosted:
+        assert est.n_iter_ > 50, "production settings should grow many rounds before early stopping"
     # when explaining rows (including unseen and missing categories)
     for data in (X, X_new):
         base, C = trees.contributions(data)
