@@ -157,7 +157,7 @@ def table(
             holdout = ordered_holdout(len(y), HOLDOUT_FRACTION)
         else:
             holdout = time_holdout(as_of.to_numpy().astype("datetime64[ms]").astype(np.int64), HOLDOUT_FRACTION)
-        # fit_models takes its calibration rows as the last 20 % of the training rows by (as_of, lead_id). For
+        # fit_models takes its calibration rows as the last `calibration_fraction` of the training rows by (as_of, lead_id). For
         # a stratified split the rows are exchangeable, so that order is a seeded shuffle (not file order).
         order_ids = tab.lead_ids
         if split == "stratified":
