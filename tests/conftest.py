@@ -81,3 +81,20 @@ def server(trained, tmp_path_factory) -> Server:
     s = start_server(tmp_path_factory.mktemp("server"), trained.uri)
     yield s
     s.stop()
+
+
+def pytest_report_header(config) -> str:
+    return _shared_datasets_line()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    # Said again at the end, beside the skip reasons: a run without the real data tests less than it seems.
+    if not SHARED_DATASETS.is_dir():
+        terminalreporter.write_sep("-", _shared_datasets_line(), yellow=True)
+
+
+def _shared_datasets_line() -> str:
+    if SHARED_DATASETS.is_dir():
+        return f"real datasets: {SHARED_DATASETS} ({', '.join(sorted(p.name for p in SHARED_DATASETS.iterdir()))})"
+    return (f"real datasets: none at {SHARED_DATASETS}: the tests on real data (X Education) are skipped; "
+            "clone the project beside shared/ to run them")
