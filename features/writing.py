@@ -1,0 +1,49 @@
+"""Write a `Dataset` in the canonical layout (docs/data-model.md) that `load_dataset` reads back:
+leads.parquet, events.parquet, outcomes.parquet and dataset.json with `snapshot_at`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from leadscore.features import schema as S
+from leadscore.features.loading import Dataset
+
+_UTC_MS = pa.timestamp("ms", tz="UTC")
+
+
+def _iso(t: pd.Timestamp) -> str:
+    return pd.Timestamp(t).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def _frame(df: pd.DataFrame, columns: tuple[str, ...], times: tuple[str, ...]) -> pa.Table:
+    """`columns` first (strings, or UTC millisecond timestamps for `times`), then any custom columns."""
+    extra = [c for c in df.columns if c not in columns]
+    fields, arrays = [], []
+    for c in (*columns, *extra):
+        if c in times:
+            values = pd.to_datetime(df[c], utc=True).astype("datetime64[ms, UTC]")
+            arrays.append(pa.array(values, type=_UTC_MS))
+            fields.append(pa.field(c, _UTC_MS))
+        else:
+            col = df[c] if c in df.columns else pd.Series(None, index=df.index, dtype=object)
+            values = [None if pd.isna(v) else str(v) for v in col.astype(object)]
+            arrays.append(pa.array(values, type=pa.string()))
+            fields.append(pa.field(c, pa.string()))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def write_dataset(dataset: Dataset, out_dir: Path | str) -> Path:
+    """Write `dataset` into `out_dir` (created if needed; its parquet tables are replaced, and the loader
+    prefers them to CSV files of the same name)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(_frame(dataset.leads, S.LEAD_COLUMNS, (S.CREATED_AT,)), out / "leads.parquet")
+    pq.write_table(_frame(dataset.events, S.EVENT_COLUMNS, (S.TIMESTAMP,)), out / "events.parquet")
+    pq.write_table(_frame(dataset.outcomes, S.OUTCOME_COLUMNS, (S.OUTCOME_AT,)), out / "outcomes.parquet")
+    (out / "dataset.json").write_text(json.dumps({"snapshot_at": _iso(dataset.snapshot_at)}, indent=1) + "\n")
+    return out

@@ -1,0 +1,55 @@
+"""The service's store as a dataset: the leads applications sent (PUT /v1/leads), their events (POST
+/v1/events) and sales' feedback (POST /v1/feedback, the sales page) as outcomes, so a model can be trained
+from what went through the API alone, with no CRM export.
+
+Feedback becomes outcomes through `features.feedback.with_feedback`, the same rules a CRM export with the
+store's feedback merged follows (the latest verdict wins, dated when the lead was first decided). "As of T"
+keeps what is stamped at or before T: leads created, events that happened, feedback given; T is the
+dataset's `snapshot_at`, so training censors label horizons that run past it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+
+from leadscore.features import schema as S
+from leadscore.features.feedback import with_feedback
+from leadscore.features.loading import Dataset
+from leadscore.serve import db, store
+
+
+def _utc(values) -> pd.Series:
+    return pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype("datetime64[ms, UTC]")
+
+
+def store_dataset(engine: sa.Engine, as_of: datetime | None = None) -> Dataset:
+    """Everything the store knows as of `as_of` (default: now) as a `Dataset`."""
+    snapshot = pd.Timestamp(as_of or store.now())
+    snapshot = snapshot.tz_localize("UTC") if snapshot.tzinfo is None else snapshot.tz_convert("UTC")
+    cut = snapshot.to_pydatetime()
+    with engine.connect() as conn:
+        lead_rows = conn.execute(sa.select(db.leads.c.lead_id, db.leads.c.created_at, db.leads.c.attributes)
+                                 .where(db.leads.c.created_at <= cut).order_by(db.leads.c.lead_id)).all()
+        event_rows = conn.execute(
+            sa.select(db.events.c.lead_id, db.events.c.type, db.events.c.timestamp, db.events.c.page)
+            .join(db.leads, db.leads.c.lead_id == db.events.c.lead_id)
+            .where(db.events.c.timestamp <= cut, db.leads.c.created_at <= cut)
+            .order_by(db.events.c.id)).all()
+    attrs = [r.attributes or {} for r in lead_rows]
+    leads = pd.DataFrame({S.LEAD_ID: pd.Series([r.lead_id for r in lead_rows], dtype=object),
+                          S.CREATED_AT: _utc([r.created_at for r in lead_rows]),
+                          **{a: pd.Series([d.get(a) for d in attrs], dtype=object) for a in S.LEAD_ATTRIBUTES}})
+    events = pd.DataFrame({S.LEAD_ID: pd.Series([r.lead_id for r in event_rows], dtype=object),
+                           S.EVENT_TYPE: pd.Series([r.type for r in event_rows], dtype=object),
+                           S.TIMESTAMP: _utc([r.timestamp for r in event_rows]),
+                           S.PAGE: pd.Series([r.page for r in event_rows], dtype=object)})
+    outcomes = pd.DataFrame({S.LEAD_ID: pd.Series(dtype=object), S.OUTCOME: pd.Series(dtype=object),
+                             S.OUTCOME_AT: _utc([]), S.REASON: pd.Series(dtype=object)})
+    dataset = Dataset(leads=leads, events=events, outcomes=outcomes, snapshot_at=snapshot)
+    feedback = store.feedback_frame(engine)
+    if len(feedback):
+        feedback = feedback[feedback[S.OUTCOME_AT] <= snapshot]
+    return with_feedback(dataset, feedback)

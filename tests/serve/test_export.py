@@ -1,0 +1,138 @@
+"""The store as a dataset: what applications sent through the API (leads, events, feedback) comes back
+from `leadscore export` in the canonical layout, and `load_dataset` reads it without a problem, on SQLite
+and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.features import schema as S
+from leadscore.features.loading import load_dataset
+from leadscore.features.writing import write_dataset
+from leadscore.serve import db, store
+from leadscore.serve.export import store_dataset
+
+N_LEADS = 150
+
+
+@pytest.fixture
+def populated(database_url, demo_dataset):
+    """A store holding 150 demo leads from the middle of the data, their events and their verdicts, won and lost as
+    feedback: what an application would have sent through PUT /v1/leads, POST /v1/events, POST /v1/feedback."""
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    leads = demo_dataset.leads.sort_values([S.CREATED_AT, S.LEAD_ID]).iloc[2000:2000 + N_LEADS]
+    ids = set(leads[S.LEAD_ID])
+    for r in leads.itertuples(index=False):
+        attrs = {a: getattr(r, a) for a in S.LEAD_ATTRIBUTES if isinstance(getattr(r, a), str)}
+        store.upsert_lead(engine, r.lead_id, r.created_at.to_pydatetime(), attrs)
+    ev = demo_dataset.events[demo_dataset.events[S.LEAD_ID].astype(str).isin(ids)]
+    store.add_events(engine, [{"lead_id": str(lid), "type": str(t), "timestamp": ts.to_pydatetime(),
+                               "page": p if isinstance(p, str) else None}
+                              for lid, t, ts, p in zip(ev[S.LEAD_ID], ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])])
+    out = demo_dataset.outcomes[demo_dataset.outcomes[S.LEAD_ID].isin(ids)
+                                & demo_dataset.outcomes[S.OUTCOME].isin(["qualified", "disqualified", "won", "lost"])]
+    for r in out.itertuples(index=False):
+        store.add_feedback(engine, r.lead_id, r.outcome, r.reason if r.outcome == "disqualified" else None,
+                           at=r.at.to_pydatetime())
+    yield engine, leads, ev, out
+    engine.dispose()
+
+
+def _sorted(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    return df.sort_values(by, kind="stable").reset_index(drop=True)
+
+
+def test_the_store_round_trips_as_a_dataset(populated, demo_dataset, tmp_path):
+    engine, leads, ev, out = populated
+    assert len(out) > 10 and out[S.OUTCOME].isin(["won", "lost"]).any()
+    # when the store is exported as of the demo's snapshot and read back by the loader
+    dataset = store_dataset(engine, demo_dataset.snapshot_at.to_pydatetime())
+    back = load_dataset(write_dataset(dataset, tmp_path / "export"))
+    # then nothing is reported and the snapshot is the as-of moment
+    assert not [n for n in back.notes if "duplicate" in n or "no dataset.json" in n]
+    assert back.snapshot_at == demo_dataset.snapshot_at
+    # and the leads are the ones sent, with their attributes and creation times
+    got = _sorted(back.leads[list(S.LEAD_COLUMNS)], [S.LEAD_ID])
+    want = _sorted(leads[list(S.LEAD_COLUMNS)], [S.LEAD_ID])
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, check_categorical=False)
+    # and so are the events (type, time to the millisecond, page)
+    cols = [S.LEAD_ID, S.TIMESTAMP, S.EVENT_TYPE, S.PAGE]
+    got_ev = _sorted(back.events[cols].astype({c: object for c in (S.LEAD_ID, S.EVENT_TYPE, S.PAGE)}), cols[:3])
+    want_ev = _sorted(ev[cols].astype({c: object for c in (S.LEAD_ID, S.EVENT_TYPE, S.PAGE)}), cols[:3])
+    assert len(got_ev) == len(want_ev) > 0
+    np.testing.assert_array_equal(got_ev[S.TIMESTAMP].to_numpy(), want_ev[S.TIMESTAMP].to_numpy())
+    for c in (S.LEAD_ID, S.EVENT_TYPE):
+        assert got_ev[c].tolist() == want_ev[c].tolist()
+    assert [p if isinstance(p, str) else None for p in got_ev[S.PAGE]] == \
+        [p if isinstance(p, str) else None for p in want_ev[S.PAGE]]
+    # and the feedback is the outcomes table (one verdict per lead, won/lost as given)
+    key = [S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT]
+    got_out = _sorted(back.outcomes[key].astype({S.LEAD_ID: object}), key)
+    want_out = _sorted(out[key].astype({S.LEAD_ID: object}), key)
+    pd.testing.assert_frame_equal(got_out, want_out, check_dtype=False)
+
+
+def test_as_of_keeps_only_what_was_known_then(populated, demo_dataset):
+    engine, leads, ev, out = populated
+    # given a moment in the middle of the stored leads' lives
+    moment = leads[S.CREATED_AT].iloc[N_LEADS // 2] + timedelta(hours=1)
+    # when the store is exported as of it
+    dataset = store_dataset(engine, moment.to_pydatetime())
+    # then no lead, event or outcome stamped after it is in the dataset, and the earlier ones all are
+    assert dataset.snapshot_at == moment
+    assert (dataset.leads[S.CREATED_AT] <= moment).all()
+    assert len(dataset.leads) == int((leads[S.CREATED_AT] <= moment).sum())
+    assert (dataset.events[S.TIMESTAMP] <= moment).all()
+    known = set(dataset.leads[S.LEAD_ID])
+    assert len(dataset.events) == int(((ev[S.TIMESTAMP] <= moment) & ev[S.LEAD_ID].isin(known)).sum())
+    assert (dataset.outcomes[S.OUTCOME_AT] <= moment).all()
+
+
+def test_a_later_verdict_corrects_the_first_one(database_url, tmp_path):
+    # given a lead sales first disqualified, then called qualified
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    t0 = pd.Timestamp("2025-01-06T09:00:00Z").to_pydatetime()
+    store.upsert_lead(engine, "L1", t0, {"source": "webinar"})
+    store.add_feedback(engine, "L1", "disqualified", "no_budget", at=t0 + timedelta(days=3))
+    store.add_feedback(engine, "L1", "qualified", at=t0 + timedelta(days=5))
+    # when the store is exported
+    back = load_dataset(write_dataset(store_dataset(engine, t0 + timedelta(days=30)), tmp_path / "x"))
+    engine.dispose()
+    # then the lead has one verdict: the latest word, dated when it was first decided
+    assert back.outcomes[[S.LEAD_ID, S.OUTCOME]].values.tolist() == [["L1", "qualified"]]
+    assert back.outcomes[S.OUTCOME_AT].iloc[0] == pd.Timestamp(t0 + timedelta(days=3))
+
+
+def test_the_export_command_writes_a_loadable_dataset(tmp_path):
+    # given a SQLite store with one lead
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    db.migrate(url)
+    engine = db.make_engine(url)
+    store.upsert_lead(engine, "L1", pd.Timestamp("2025-01-06T09:00:00Z").to_pydatetime(), {"country": "DE"})
+    engine.dispose()
+    # when it is exported from the command line
+    res = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "out"), "--database-url", url,
+                                   "--as-of", "2025-02-01T00:00:00+01:00"])
+    # then the directory loads, with the as-of moment as its snapshot
+    assert res.exit_code == 0, res.output
+    back = load_dataset(tmp_path / "out")
+    assert back.leads[S.LEAD_ID].tolist() == ["L1"] and back.leads["country"].tolist() == ["DE"]
+    assert back.snapshot_at == pd.Timestamp("2025-01-31T23:00:00Z")
+
+
+@pytest.mark.parametrize("url_of, message", [
+    (lambda tmp: f"sqlite:///{tmp / 'missing.db'}", "does not exist"),
+    (lambda tmp: "mysql://x@localhost/db", "not supported"),
+])
+def test_the_export_command_names_a_store_it_cannot_read(tmp_path, url_of, message):
+    res = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "out"), "--database-url", url_of(tmp_path)])
+    assert res.exit_code == 2 and message in res.output
+    assert not (tmp_path / "out").exists()
