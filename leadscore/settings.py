@@ -1,6 +1,8 @@
-"""One `Settings` for the whole product, read from the environment (and a `.env` file if present).
+"""One `Settings` for the whole product, read from environment variables only.
 
-Every variable is prefixed `LEADSCORE_`, except MLflow's own `MLFLOW_TRACKING_URI`, honoured as is.
+Every variable is prefixed `LEADSCORE_`, except MLflow's own `MLFLOW_TRACKING_URI`, honoured as is. No `.env`
+file is read: a file in whatever directory the service starts from must not be able to change its keys or
+its database (docs/security.md).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ ROLES = ("scorer", "sales", "admin")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore", frozen=True)
 
     database_url: str = "sqlite:///leadscore.db"
     api_keys: SecretStr = SecretStr("")  # comma-separated role:key pairs
@@ -27,6 +29,11 @@ class Settings(BaseSettings):
     max_events_per_lead: int = 5000
     session_secret: SecretStr = SecretStr("")  # signs the sales page's session cookie; derived from keys if empty
     secure_cookies: bool = False  # set true behind HTTPS
+    session_max_age_seconds: int = Field(12 * 3600, ge=60, le=30 * 86400)  # a sales-page session, from sign-in
+    # Failed key checks (API and sales-page sign-in) per client address and worker: after `auth_failure_limit`
+    # failures within `auth_failure_window_seconds` the address gets 429 until the oldest leaves the window.
+    auth_failure_limit: int = Field(20, ge=0)  # 0 = no limit
+    auth_failure_window_seconds: float = Field(300.0, gt=0, le=86400)
     log_level: str = "INFO"
 
     @field_validator("api_keys")

@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Leadscore:
 
     app = Leadscore(
         title="Leadscore", version="1", lifespan=lifespan,
+        redirect_slashes=False,  # a trailing-slash redirect is built from the Host header: 404 instead
         description="Scores leads with calibrated probabilities, grades and exact reasons; stores sales feedback.",
     )
     app.state.settings = settings

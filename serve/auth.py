@@ -1,16 +1,118 @@
 """API keys with roles. `scorer`: score, leads, events. `sales`: read leads, feedback. `admin`: all.
 
-Keys are compared in constant time and never logged; 401 without a valid key, 403 for the wrong role.
+Keys are compared in constant time and never logged; 401 without a valid key, 403 for the wrong role. Every
+failed check is written to the audit log (method, path, client address, the role needed; never the key),
+and a client address that presents wrong keys too often gets 429 for a while (`FailureLimiter`): the API
+and the sales page's sign-in share one limiter per worker process (docs/security.md).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+import math
+import time
+from collections import deque
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from leadscore.settings import ROLES
+
+audit = logging.getLogger("leadscore.serve.audit")
+
+
+class FailureLimiter:
+    """Failed key checks per client address in a sliding window, in this worker process's memory.
+
+    An address is refused while its last `limit` failures all fall within `window` seconds. A request from an
+    address with no recent failures costs one dict lookup: the scoring hot path pays nothing measurable, and
+    no database call is made on any path (with W workers an address may fail up to W * limit times per window).
+    """
+
+    def __init__(self, limit: int, window: float, max_clients: int = 10_000, clock=time.monotonic):
+        self.limit, self.window, self.max_clients, self.clock = limit, window, max_clients, clock
+        self._failures: dict[str, deque[float]] = {}  # address -> times of its last `limit` failures
+
+    def retry_after(self, client: str) -> int:
+        """Whole seconds until `client` may present a key again; 0 when it may now."""
+        times = self._failures.get(client)
+        if times is None or len(times) < self.limit:
+            return 0
+        left = times[0] + self.window - self.clock()
+        return math.ceil(left) if left > 0 else 0
+
+    def fail(self, client: str) -> None:
+        if self.limit <= 0:
+            return
+        times = self._failures.get(client)
+        if times is None:
+            if len(self._failures) >= self.max_clients:
+                self._forget_old()
+            times = self._failures[client] = deque(maxlen=self.limit)
+        times.append(self.clock())
+
+    def _forget_old(self) -> None:
+        """Drop addresses without a failure in the window; if still full (a flood from many addresses), the
+        oldest tenth: memory stays bounded whatever the number of addresses."""
+        cutoff = self.clock() - self.window
+        for client in [c for c, t in self._failures.items() if t[-1] < cutoff]:
+            del self._failures[client]
+        if len(self._failures) >= self.max_clients:
+            for client in list(self._failures)[: max(1, self.max_clients // 10)]:
+                del self._failures[client]
+
+
+def limiter(state) -> FailureLimiter:
+    """The app's limiter (made on first use from its settings: one per app, so one per worker process)."""
+    found = getattr(state, "auth_failures", None)
+    if found is None:
+        settings = state.settings
+        found = state.auth_failures = FailureLimiter(settings.auth_failure_limit,
+                                                     settings.auth_failure_window_seconds)
+    return found
+
+
+def client_address(scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A request-controlled string as one log-safe line (a path may hold decoded newlines)."""
+    return repr(text[:limit])[1:-1]
+
+
+def needs(allowed: tuple[str, ...]) -> str:
+    """'the admin role' / 'the scorer or admin role': who may do what `allowed` roles (and admin) may."""
+    roles = list(dict.fromkeys((*allowed, "admin")))
+    return f"the {' or '.join(roles)} role"
+
+
+def too_many(wait: int) -> HTTPException:
+    return HTTPException(429, [{"field": "authorization", "reason": "too many failed key checks from this address; "
+                                f"try again in {wait} s"}], headers={"Retry-After": str(wait)})
+
+
+def retry_after(state, scope) -> int:
+    """Whole seconds until the request's address may present a key again (`FailureLimiter`); 0 = now."""
+    return limiter(state).retry_after(client_address(scope))
+
+
+def throttle(state, scope) -> None:
+    """429 if the request's address is refused for now."""
+    wait = retry_after(state, scope)
+    if wait:
+        raise too_many(wait)
+
+
+def failed(state, scope, reason: str, allowed: tuple[str, ...], counted: bool) -> None:
+    """Audit a failed check; count it against the address when it was a wrong key (a guess)."""
+    client = client_address(scope)
+    if counted:
+        limiter(state).fail(client)
+    audit.warning("auth failure: %s %s from %s: %s; needs %s", scope.get("method", "-"),
+                  _printable(scope.get("path", "")), _printable(client), reason, needs(allowed))
 
 
 def role_of(keys: dict[str, str], presented: str) -> str | None:
@@ -29,16 +131,20 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
     return x_api_key or None
 
 
-def authorize(keys: dict[str, str], presented: str | None, allowed: tuple[str, ...]) -> str:
-    """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403."""
-    role = role_of(keys, presented) if presented else None
+def authorize(state, scope, presented: str | None, allowed: tuple[str, ...]) -> str:
+    """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403, or 429
+    for an address with too many recent wrong keys (checked first: a right key does not get through either)."""
+    throttle(state, scope)
+    role = role_of(state.keys, presented) if presented else None
     if role is None:
+        failed(state, scope, "invalid API key" if presented else "no API key", allowed, counted=bool(presented))
         raise HTTPException(401, [{"field": "authorization",
                                    "reason": "missing or invalid API key: send 'Authorization: Bearer <key>'"}],
                             headers={"WWW-Authenticate": "Bearer"})
     if role != "admin" and role not in allowed:
-        raise HTTPException(403, [{"field": "authorization", "reason": f"the {role} role may not do this; "
-                                   f"needs one of: {', '.join((*allowed, 'admin'))}"}])
+        failed(state, scope, f"a {role} key", allowed, counted=False)
+        raise HTTPException(403, [{"field": "authorization",
+                                   "reason": f"this route needs {needs(allowed)}; your key has the {role} role"}])
     return role
 
 
@@ -49,8 +155,8 @@ def require(*allowed: str):
 
     async def dependency(request: Request) -> str:  # async: no thread-pool hop
         headers = request.headers
-        return authorize(request.app.state.keys, presented_key(headers.get("authorization"), headers.get("x-api-key")),
-                         allowed)
+        return authorize(request.app.state, request.scope,
+                         presented_key(headers.get("authorization"), headers.get("x-api-key")), allowed)
 
     return dependency
 

@@ -78,7 +78,9 @@ def boosted_model(demo_dataset):
 @pytest.fixture(scope="session")
 def server(trained, tmp_path_factory) -> Server:
     """The real service (uvicorn process) serving the trained champion, with test API keys."""
-    s = start_server(tmp_path_factory.mktemp("server"), trained.uri)
+    # many tests send wrong keys on purpose from this one address: no throttling of them here
+    # (tests/serve/test_auth_guard.py tests the limit)
+    s = start_server(tmp_path_factory.mktemp("server"), trained.uri, extra_env={"LEADSCORE_AUTH_FAILURE_LIMIT": "0"})
     yield s
     s.stop()
 

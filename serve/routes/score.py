@@ -78,7 +78,7 @@ async def answer(state, scope: Scope, raw: bytes) -> bytes:
             x_api_key = value.decode("latin-1")
         elif name == b"content-type" and content_type is None:
             content_type = value.decode("latin-1")
-    authorize(state.keys, presented_key(authorization, x_api_key), ("scorer",))
+    authorize(state, scope, presented_key(authorization, x_api_key), ("scorer",))
     full = _explain(scope.get("query_string", b"")) == "full"
     if len(raw) > INLINE_BYTES:  # a big body is validated off the event loop
         body = await run_in_threadpool(parse_score_request, content_type, raw)
