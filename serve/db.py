@@ -62,6 +62,16 @@ score_log = sa.Table(
     sa.Column("reasons", sa.JSON, nullable=False),
 )
 
+# The sales page's sessions (`serve.ui.session`): shared by every worker, so signing out ends a session at once.
+ui_sessions = sa.Table(
+    "ui_sessions", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # sha256 of the cookie's token: a copy of the table opens none
+    sa.Column("key_fp", sa.String(64), nullable=False),  # HMAC of the key signed in with (never the key)
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
 
 def encode_json(value) -> str:
     """JSON columns through orjson: the score log writes a thousand feature snapshots per big request, and

@@ -21,12 +21,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from leadscore.features import schema as S
-from leadscore.serve import store
+from leadscore.serve import auth, store
 from leadscore.serve.routes.feedback import save_feedback
 from leadscore.serve.routes.leads import TREND_POINTS
 from leadscore.serve.schemas import FeedbackIn
 from leadscore.serve.ui import charts, queries, session
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger("leadscore.serve.ui")
 HERE = Path(__file__).parent
@@ -193,32 +194,39 @@ def signin_form(request: Request, next: str | None = None):
 async def signin(request: Request):
     form = await request.form()
     next_url = _safe_next(form.get("next"))
+    state, scope = request.app.state, request.scope
+    wait = auth.retry_after(state, scope)
+    if wait:  # too many wrong keys from this address: even the right one waits (as for the API)
+        response = _signin_page(request, next_url, f"Too many wrong keys were tried from your network address. "
+                                                   f"Try again in {wait} seconds.", 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     if not session.valid_signin_token(request, form.get("csrf")):
         return _signin_page(request, next_url, "The sign-in form expired or did not come from this site. "
                                                "Please sign in again.", 403)
     key = str(form.get("key") or "").strip()
     role = session.check_key(request.app, key)
     if role is None:
-        log.info("sales page: sign-in refused (unknown key)")
+        auth.failed(state, scope, "invalid key" if key else "no key", session.UI_ROLES, counted=bool(key))
         return _signin_page(request, next_url, "That key is not valid. Paste the sales key you were given.", 401)
     if role not in session.UI_ROLES:
-        log.info("sales page: sign-in refused (%s key)", role)
+        auth.failed(state, scope, f"a {role} key", session.UI_ROLES, counted=False)
         return _signin_page(request, next_url, f"This is a {role} key: it can score leads through the API but "
                                                "cannot open the sales page. Sign in with a sales or admin key.", 403)
     response = redirect(next_url)
-    session.start(request.app, response, key, role)
+    await run_in_threadpool(session.start, request.app, response, key)
     log.info("sales page: %s signed in", role)
     return response
 
 
 @router.post("/signout")
 async def signout(request: Request):
-    sess = session.current(request)
+    sess = await run_in_threadpool(session.current, request)
     form = await request.form()
     if sess and not session.valid_csrf(sess, form.get("csrf")):
         return _forbidden(request, sess)
     response = redirect("/ui/signin")
-    session.end(response)
+    await run_in_threadpool(session.end, request, response)  # the session ends on the server, not only the cookie
     return response
 
 

@@ -1,10 +1,16 @@
-"""The sales page's session: a signed cookie naming the API key it was opened with, and its CSRF token.
+"""The sales page's session: a row in the service's store (`db.ui_sessions`, shared by every worker) named
+by a random token that a signed cookie carries.
 
-The cookie holds no key: it holds an HMAC fingerprint of the key (keyed with the session secret), the role,
-a per-session CSRF token and the sign-in time, signed and timestamped with itsdangerous. Every request
-looks the fingerprint up among the keys configured *now*, so removing a key from LEADSCORE_API_KEYS (or
-turning it into a scorer key) ends its sessions at once. The cookie is http-only, SameSite=Lax, scoped to
-/ui and `Secure` when `secure_cookies` is set.
+The cookie holds only the token, signed and timestamped with itsdangerous (a forged or stale cookie is turned
+away without a database read). The row holds the token's sha256 (a copy of the table opens no session), an
+HMAC fingerprint of the key signed in with (keyed with the session secret; never the key), the session's CSRF
+token and its expiry. A session ends when:
+- its user signs out (the row is deleted: the cookie captured before is worth nothing after),
+- it expires (`session_max_age_seconds` after sign-in, whatever the cookie says),
+- its key is no longer in LEADSCORE_API_KEYS, or is no longer a sales or admin key: every request looks the
+  fingerprint up among the keys configured *now*.
+The cookie is http-only, SameSite=Lax, scoped to /ui and `Secure` when `secure_cookies` is set. Every
+function here that reads or writes the store is synchronous: call it from a worker thread.
 """
 
 from __future__ import annotations
@@ -13,15 +19,17 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
+import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from leadscore.serve.auth import role_of
+from leadscore.serve.db import ui_sessions
 from starlette.requests import Request
 from starlette.responses import Response
 
 COOKIE = "leadscore_session"
 SIGNIN_COOKIE = "leadscore_signin"  # holds the sign-in form's CSRF token before there is a session
-MAX_AGE = 12 * 3600  # a working day; then sign in again
 SIGNIN_MAX_AGE = 3600
 PATH = "/ui"
 UI_ROLES = ("sales", "admin")
@@ -51,6 +59,18 @@ def fingerprint(app, key: str) -> str:
     return hmac.new(secret(app), key.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def _row_id(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _max_age(app) -> int:
+    return app.state.settings.session_max_age_seconds
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t  # SQLite gives back naive UTC
+
+
 def check_key(app, presented: str) -> str | None:
     """The role of a presented key (constant-time), or None."""
     if not presented or len(presented) > 512:
@@ -58,35 +78,56 @@ def check_key(app, presented: str) -> str | None:
     return role_of(app.state.keys, presented)
 
 
-def start(app, response: Response, key: str, role: str) -> None:
-    payload = {"fp": fingerprint(app, key), "role": role, "csrf": secrets.token_urlsafe(32)}
-    _set(app, response, COOKIE, _serializer(app, "session").dumps(payload), MAX_AGE)
+def start(app, response: Response, key: str) -> None:
+    """Open a session for `key` (already checked) and set its cookie; expired sessions are cleared out."""
+    token, now = secrets.token_urlsafe(32), datetime.now(timezone.utc)
+    with app.state.engine.begin() as conn:
+        conn.execute(ui_sessions.delete().where(ui_sessions.c.expires_at < now))
+        conn.execute(ui_sessions.insert().values(
+            id=_row_id(token), key_fp=fingerprint(app, key), csrf=secrets.token_urlsafe(32), created_at=now,
+            expires_at=now + timedelta(seconds=_max_age(app))))
+    _set(app, response, COOKIE, _serializer(app, "session").dumps(token), _max_age(app))
     response.delete_cookie(SIGNIN_COOKIE, path=PATH)
 
 
-def end(response: Response) -> None:
+def end(request: Request, response: Response) -> None:
+    """End this request's session, if any (its row is deleted), and delete the cookie."""
+    token = _token(request)
+    if token:
+        with request.app.state.engine.begin() as conn:
+            conn.execute(ui_sessions.delete().where(ui_sessions.c.id == _row_id(token)))
     response.delete_cookie(COOKIE, path=PATH)
 
 
-def current(request: Request) -> Session | None:
-    """The valid session of this request, or None (absent, forged, expired, or its key is gone)."""
+def _token(request: Request) -> str | None:
     raw = request.cookies.get(COOKIE)
     if not raw:
         return None
-    app = request.app
     try:
-        payload = _serializer(app, "session").loads(raw, max_age=MAX_AGE)
+        token = _serializer(request.app, "session").loads(raw, max_age=_max_age(request.app))
     except BadSignature:  # includes SignatureExpired
         return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("fp"), str) or not payload.get("csrf"):
+    return token if isinstance(token, str) and token else None
+
+
+def current(request: Request) -> Session | None:
+    """The live session of this request, or None (absent, forged, signed out, expired, or its key is gone)."""
+    token = _token(request)
+    if token is None:
+        return None
+    app = request.app
+    with app.state.engine.connect() as conn:
+        row = conn.execute(sa.select(ui_sessions.c.key_fp, ui_sessions.c.csrf, ui_sessions.c.expires_at)
+                           .where(ui_sessions.c.id == _row_id(token))).first()
+    if row is None or _utc(row.expires_at) <= datetime.now(timezone.utc):
         return None
     role = None
     for key, key_role in app.state.keys.items():  # look at every key: timing does not tell which matched
-        if hmac.compare_digest(fingerprint(app, key), payload["fp"]):
+        if hmac.compare_digest(fingerprint(app, key), row.key_fp):
             role = key_role
     if role not in UI_ROLES:
         return None
-    return Session(role=role, csrf=str(payload["csrf"]))
+    return Session(role=role, csrf=row.csrf)
 
 
 def signin_token(request: Request) -> tuple[str, bool]:

@@ -1,7 +1,8 @@
-"""Cookie flags that depend on settings, checked in-process (no server or browser needed for a header)."""
+"""Cookie flags that depend on settings, checked in-process (no server process or browser needed for a header)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
@@ -13,10 +14,18 @@ from leadscore.settings import Settings
 SALES_KEY = "sa_cookie_flags_0001"
 
 
-def service(tmp_path, secure: bool = False, session_secret: str = "") -> TestClient:
-    settings = Settings(api_keys=f"sales:{SALES_KEY}", secure_cookies=secure, session_secret=session_secret,
-                        database_url=f"sqlite:///{tmp_path / 'x.db'}", mlflow_tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
-    return TestClient(create_app(settings), base_url="https://testserver")  # sign-in needs no database
+@pytest.fixture
+def service(tmp_path, trained):
+    """Make in-process services on one store (sessions live there) and the tests' registry; each runs its
+    lifespan (store migrated, champion loaded)."""
+    with contextlib.ExitStack() as stack:
+        def make(secure: bool = False, session_secret: str = "") -> TestClient:
+            settings = Settings(api_keys=f"sales:{SALES_KEY}", secure_cookies=secure, session_secret=session_secret,
+                                database_url=f"sqlite:///{tmp_path / 'x.db'}",
+                                mlflow_tracking_uri=trained.uri, reload_interval_seconds=0)
+            return stack.enter_context(TestClient(create_app(settings), base_url="https://testserver"))
+
+        yield make
 
 
 def sign_in(client: TestClient) -> str:
@@ -27,9 +36,9 @@ def sign_in(client: TestClient) -> str:
 
 
 @pytest.mark.parametrize("secure", [True, False])
-def test_session_cookie_is_secure_exactly_when_configured(tmp_path, secure):
+def test_session_cookie_is_secure_exactly_when_configured(service, secure):
     # given secure_cookies on or off: when a salesperson signs in
-    cookie = sign_in(service(tmp_path, secure))
+    cookie = sign_in(service(secure))
     # then the cookie is http-only, SameSite=Lax, scoped to /ui, and Secure only when configured
     flags = {f.strip().lower() for f in cookie.split(";")[1:]}
     assert {"httponly", "samesite=lax", "path=/ui"} <= flags
@@ -37,9 +46,9 @@ def test_session_cookie_is_secure_exactly_when_configured(tmp_path, secure):
     assert SALES_KEY not in cookie
 
 
-def test_a_cookie_signed_with_another_secret_is_no_session(tmp_path):
+def test_a_cookie_signed_with_another_secret_is_no_session(service):
     # given two services with the same keys but different session secrets, and a cookie from the first
-    a, b = service(tmp_path, session_secret="secret-a" * 4), service(tmp_path, session_secret="secret-b" * 4)
+    a, b = service(session_secret="secret-a" * 4), service(session_secret="secret-b" * 4)
     cookie = sign_in(a).split(";")[0].split("=", 1)[1]
     # when the cookie is shown to each: then the first knows the session (sign-in redirects onward)
     assert a.get("/ui/signin", cookies={"leadscore_session": cookie}, follow_redirects=False).status_code == 303
