@@ -43,23 +43,26 @@ $(DATA)/dataset.json: | $(VENV)/.installed
 model: data
 	$(BIN)/leadscore train --data $(DATA) --if-missing
 
-# Keys come from LEADSCORE_API_KEYS when it is set; otherwise they are generated once into $(KEYS_FILE).
+# Keys come from LEADSCORE_API_KEYS when it is set; otherwise they are generated once into $(KEYS_FILE),
+# and printed that once only (later runs say where they are: a terminal's scrollback is no place for keys).
 keys: | $(VENV)/.installed
-	@if [ -z "$${LEADSCORE_API_KEYS:-}" ]; then $(BIN)/leadscore keys --file $(KEYS_FILE) --no-show; fi
+	@if [ -z "$${LEADSCORE_API_KEYS:-}" ]; then \
+		if [ -e $(KEYS_FILE) ]; then $(BIN)/leadscore keys --file $(KEYS_FILE) --no-show; \
+		else $(BIN)/leadscore keys --file $(KEYS_FILE); fi; fi
 
 # The most recent demo leads, their events and outcomes, scored once: what the sales page shows.
 store: model
 	$(BIN)/leadscore import --data $(DATA) --recent 500
 
 run: model keys store
-	@if [ -z "$${LEADSCORE_API_KEYS:-}" ]; then set -a; source $(KEYS_FILE); set +a; where="$(KEYS_FILE)"; \
-	else where="LEADSCORE_API_KEYS"; fi; \
+	@if [ -z "$${LEADSCORE_API_KEYS:-}" ]; then set -a; source $(KEYS_FILE); set +a; \
+	where="in $(KEYS_FILE) (readable only by you); print them with: $(BIN)/leadscore keys --file $(KEYS_FILE)"; \
+	else where="from LEADSCORE_API_KEYS"; fi; \
 	echo; \
 	echo "Leadscore is starting on http://$(HOST):$(PORT)"; \
 	echo "  API docs:    http://$(HOST):$(PORT)/docs"; \
 	echo "  Sales page:  http://$(HOST):$(PORT)/ui   (sign in with the sales or admin key)"; \
-	echo "  API keys (from $$where):"; \
-	echo "$$LEADSCORE_API_KEYS" | tr ',' '\n' | sed 's/^\([a-z]*\):/    \1\t/'; \
+	echo "  API keys:    $$where"; \
 	echo "  MLflow UI:   $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000"; \
 	echo; \
 	exec $(BIN)/leadscore serve --host $(HOST) --port $(PORT)
