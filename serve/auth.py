@@ -32,11 +32,11 @@ class FailureLimiter:
 
     def __init__(self, limit: int, window: float, max_clients: int = 10_000, clock=time.monotonic):
         self.limit, self.window, self.max_clients, self.clock = limit, window, max_clients, clock
-        self._failures: dict[str, deque[float]] = {}  # address -> times of its last `limit` failures
+        self.failures: dict[str, deque[float]] = {}  # address -> times of its last `limit` failures
 
     def retry_after(self, client: str) -> int:
         """Whole seconds until `client` may present a key again; 0 when it may now."""
-        times = self._failures.get(client)
+        times = self.failures.get(client)
         if times is None or len(times) < self.limit:
             return 0
         left = times[0] + self.window - self.clock()
@@ -45,32 +45,33 @@ class FailureLimiter:
     def fail(self, client: str) -> None:
         if self.limit <= 0:
             return
-        times = self._failures.get(client)
+        times = self.failures.get(client)
         if times is None:
-            if len(self._failures) >= self.max_clients:
+            if len(self.failures) >= self.max_clients:
                 self._forget_old()
-            times = self._failures[client] = deque(maxlen=self.limit)
+            times = self.failures[client] = deque(maxlen=self.limit)
         times.append(self.clock())
 
     def _forget_old(self) -> None:
         """Drop addresses without a failure in the window; if still full (a flood from many addresses), the
         oldest tenth: memory stays bounded whatever the number of addresses."""
         cutoff = self.clock() - self.window
-        for client in [c for c, t in self._failures.items() if t[-1] < cutoff]:
-            del self._failures[client]
-        if len(self._failures) >= self.max_clients:
-            for client in list(self._failures)[: max(1, self.max_clients // 10)]:
-                del self._failures[client]
+        for client in [c for c, t in self.failures.items() if t[-1] < cutoff]:
+            del self.failures[client]
+        if len(self.failures) >= self.max_clients:
+            for client in list(self.failures)[: max(1, self.max_clients // 10)]:
+                del self.failures[client]
 
 
 def limiter(state) -> FailureLimiter:
     """The app's limiter (made on first use from its settings: one per app, so one per worker process)."""
-    found = getattr(state, "auth_failures", None)
-    if found is None:
+    try:
+        return state["auth_failures"]  # item access: State's attribute access raises (and catches) first
+    except KeyError:
         settings = state.settings
         found = state.auth_failures = FailureLimiter(settings.auth_failure_limit,
                                                      settings.auth_failure_window_seconds)
-    return found
+        return found
 
 
 def client_address(scope) -> str:
@@ -97,13 +98,6 @@ def too_many(wait: int) -> HTTPException:
 def retry_after(state, scope) -> int:
     """Whole seconds until the request's address may present a key again (`FailureLimiter`); 0 = now."""
     return limiter(state).retry_after(client_address(scope))
-
-
-def throttle(state, scope) -> None:
-    """429 if the request's address is refused for now."""
-    wait = retry_after(state, scope)
-    if wait:
-        raise too_many(wait)
 
 
 def failed(state, scope, reason: str, allowed: tuple[str, ...], counted: bool) -> None:
@@ -134,8 +128,12 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
 def authorize(state, scope, presented: str | None, allowed: tuple[str, ...]) -> str:
     """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403, or 429
     for an address with too many recent wrong keys (checked first: a right key does not get through either)."""
-    throttle(state, scope)
-    role = role_of(state.keys, presented) if presented else None
+    guard, address = limiter(state), client_address(scope)
+    if address in guard.failures:  # the success path of a client without recent failures stops here
+        wait = guard.retry_after(address)
+        if wait:
+            raise too_many(wait)
+    role = role_of(state["keys"], presented) if presented else None
     if role is None:
         failed(state, scope, "invalid API key" if presented else "no API key", allowed, counted=bool(presented))
         raise HTTPException(401, [{"field": "authorization",

@@ -179,7 +179,7 @@ def test_limiter_window_slides_and_memory_stays_bounded():
     # and a flood from many addresses keeps at most max_clients of them
     for i in range(1000):
         limiter.fail(f"10.0.{i // 256}.{i % 256}")
-    assert len(limiter._failures) <= 100
+    assert len(limiter.failures) <= 100
     # and limit 0 is no limit
     off = FailureLimiter(limit=0, window=10, clock=clock)
     for _ in range(50):
