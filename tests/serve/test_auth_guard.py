@@ -185,3 +185,50 @@ def test_limiter_window_slides_and_memory_stays_bounded():
     for _ in range(50):
         off.fail("a")
     assert off.retry_after("a") == 0
+
+
+def test_sales_page_sessions_end_at_sign_out_on_either_store(trained, database_url):
+    # given the service on SQLite or PostgreSQL and a signed-in salesperson whose cookie was copied
+    settings = Settings(api_keys=KEYS_ENV, database_url=database_url, mlflow_tracking_uri=trained.uri,
+                        reload_interval_seconds=0)
+    with TestClient(create_app(settings), follow_redirects=False) as c:
+        assert _signin(c, KEYS["sales"]).status_code == 303
+        copied = c.cookies["leadscore_session"]
+        page = c.get("/ui/summary")
+        assert page.status_code == 200
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        # when they sign out
+        assert c.post("/ui/signout", data={"csrf": csrf}).status_code == 303
+        # then the copy opens nothing: the page sends it to sign-in
+        c.cookies.clear()
+        r = c.get("/ui/summary", cookies={"leadscore_session": copied})
+        assert r.status_code == 303 and r.headers["location"].startswith("/ui/signin")
+
+
+@pytest.mark.slow
+def test_a_real_server_throttles_by_the_connecting_address_and_logs_no_key(start_server, trained, tmp_path):
+    # given `leadscore serve` (one worker) with a limit of LIMIT wrong keys
+    import httpx
+
+    server = start_server(tmp_path, trained.uri, extra_env={"LEADSCORE_AUTH_FAILURE_LIMIT": str(LIMIT)})
+    try:
+        def from_address(ip: str, key: str) -> httpx.Client:
+            return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                                transport=httpx.HTTPTransport(local_address=ip))
+
+        # when 127.0.0.2 sends LIMIT + 1 wrong keys, then the last is told to wait, and so is its right key
+        with from_address("127.0.0.2", WRONG_KEY) as attacker:
+            codes = [attacker.get("/v1/model").status_code for _ in range(LIMIT + 1)]
+        assert codes == [401] * LIMIT + [429]
+        with from_address("127.0.0.2", KEYS["scorer"]) as same:
+            r = same.get("/v1/model")
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        # while 127.0.0.1 is served
+        with from_address("127.0.0.1", KEYS["scorer"]) as other:
+            assert other.get("/v1/model").status_code == 200
+    finally:
+        server.stop()
+    # and the server's log has an audit line per wrong key, naming the address and never the key
+    log = server.log.read_text()
+    assert log.count("auth failure: GET /v1/model from 127.0.0.2: invalid API key") == LIMIT
+    assert not any(WRONG_KEY[i:i + 5] in log for i in range(len(WRONG_KEY) - 4))
