@@ -71,7 +71,8 @@ def test_champion_swaps_under_load_with_zero_failed_requests_and_broken_versions
             # and when a third is promoted and the admin asks for a reload, it serves at once
             v3 = register_version(registry_copy, shifted(model, -0.3), tmp_path / "artifacts")
             promote(registry_copy, v3)
-            r = httpx.post(f"{server.url}/v1/admin/reload", headers={"Authorization": f"Bearer {KEYS['admin']}"})
+            r = httpx.post(f"{server.url}/v1/admin/reload", headers={"Authorization": f"Bearer {KEYS['admin']}"},
+                           timeout=120)  # loads and smoke-tests a model: slow on a loaded machine
             assert r.status_code == 200 and r.json()["version"] == v3, r.text
             assert load.wait_for_version(v3), load.seen
         # then not one request failed during the swaps, and each version gave its own scores
@@ -83,7 +84,7 @@ def test_champion_swaps_under_load_with_zero_failed_requests_and_broken_versions
             with Load(server.url, body, n=2) as load:
                 # when the admin asks for a reload
                 r = httpx.post(f"{server.url}/v1/admin/reload",
-                               headers={"Authorization": f"Bearer {KEYS['admin']}"})
+                               headers={"Authorization": f"Bearer {KEYS['admin']}"}, timeout=120)
                 time.sleep(1.5)  # a periodic check passes too
             # then the version is refused with the reason, the previous one keeps serving, nothing failed
             assert r.status_code == 409, r.text
@@ -123,7 +124,8 @@ def test_without_any_model_the_service_starts_answers_503_and_is_not_ready(train
         assert fb.status_code == 201
         # when a first model is registered and the admin reloads, it becomes ready
         v = register_version(empty, trained.result.model, tmp_path / "artifacts", promote=True)
-        rl = httpx.post(f"{server.url}/v1/admin/reload", headers={"Authorization": f"Bearer {KEYS['admin']}"})
+        rl = httpx.post(f"{server.url}/v1/admin/reload", headers={"Authorization": f"Bearer {KEYS['admin']}"},
+                        timeout=120)  # loads and smoke-tests a model: slow on a loaded machine
         assert rl.status_code == 200 and rl.json()["version"] == v
         assert httpx.get(f"{server.url}/readyz").status_code == 200
         assert httpx.post(f"{server.url}/v1/score", json=trained.result.model.info["example"],
