@@ -29,7 +29,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    field = {404: "path", 405: "method"}.get(exc.status_code, "request")
+    field = {400: "body", 404: "path", 405: "method"}.get(exc.status_code, "request")
     return JSONResponse({"detail": error_detail(exc.detail, field)}, status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
 

@@ -15,7 +15,8 @@ import time
 from collections import deque
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from leadscore.settings import ROLES
 
@@ -146,12 +147,20 @@ def authorize(state, scope, presented: str | None, allowed: tuple[str, ...]) -> 
     return role
 
 
+# The two ways to send a key, as FastAPI security schemes: every route that requires a role declares them in
+# the OpenAPI document (as alternatives), and /docs can send them. They only declare: `presented_key` reads
+# the key, as it does for POST /v1/score's own door.
+BEARER = HTTPBearer(scheme_name="bearer", auto_error=False, description="`Authorization: Bearer <key>`")
+API_KEY = APIKeyHeader(name="X-API-Key", scheme_name="apiKey", auto_error=False, description="`X-API-Key: <key>`")
+
+
 def require(*allowed: str):
     unknown = set(allowed) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
 
-    async def dependency(request: Request) -> str:  # async: no thread-pool hop
+    # async: no thread-pool hop
+    async def dependency(request: Request, _bearer=Security(BEARER), _key=Security(API_KEY)) -> str:
         headers = request.headers
         return authorize(request.app.state, request.scope,
                          presented_key(headers.get("authorization"), headers.get("x-api-key")), allowed)

@@ -1,11 +1,55 @@
-"""The one shape of every error body: {"detail": [{"field": ..., "reason": ...}, ...]}."""
+"""The one shape of every error body: {"detail": [{"field": ..., "reason": ...}, ...]}, and its declaration in
+the OpenAPI document (`ErrorBody`, `error_responses(...)` for a route's `responses=`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from pydantic import BaseModel, ConfigDict, Field
+
 MAX_ERRORS = 50  # a body with thousands of mistakes gets the first 50
 INTERNAL_ERROR = [{"field": "request", "reason": "internal error; see the service log"}]  # the body of a 500
+
+
+class ErrorItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(description="What is at fault: the input's dotted path (`leads.0.events.3.timestamp`, "
+                                   "`lead_id`, `since`), or `body`, `authorization`, `model`, `request`.")
+    reason: str = Field(description="Why, in words.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error (4xx and 5xx): one item per problem found, at most 50."""
+
+    model_config = ConfigDict(extra="forbid")
+    detail: list[ErrorItem] = Field(min_length=1, max_length=MAX_ERRORS)
+
+
+# What each status means wherever it is answered; a route gives its own words with (status, description).
+MEANING = {
+    400: "The body could not be read (it is not UTF-8 JSON)",
+    401: "No valid API key: send `Authorization: Bearer <key>` (or `X-API-Key`)",
+    403: "The key's role may not do this",
+    404: "Not found",
+    409: "Conflicts with what is stored",
+    413: "The body is larger than LEADSCORE_MAX_BODY_BYTES",
+    422: "Invalid input: each item names the field and the reason",
+    500: "Internal error (a bug); the service log has the details",
+    503: "No model is loaded",
+}
+KEYED = (401, 403)  # what every route behind an API key may answer
+_CHALLENGE = {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}}
+
+
+def error_responses(*statuses: int | tuple[int, str]) -> dict[int, dict]:
+    """A route's error responses for `responses=`: each status (or (status, description)) with `ErrorBody`,
+    and 500, which any route answers on a bug."""
+    out: dict[int, dict] = {}
+    for item in (*statuses, 500):
+        status, description = item if isinstance(item, tuple) else (item, MEANING[item])
+        out[status] = {"model": ErrorBody, "description": description, **({"headers": _CHALLENGE} if status == 401
+                                                                           else {})}
+    return out
 
 
 def field_of(loc: Sequence) -> str:

@@ -5,6 +5,7 @@ from fastapi import APIRouter, HTTPException
 from leadscore.serve import store
 from leadscore.serve.auth import Reader, Sales
 from leadscore.serve.deps import Engine
+from leadscore.serve.errors import KEYED, error_responses
 from leadscore.serve.schemas import FeedbackIn, FeedbackOut, LeadId
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
@@ -22,13 +23,15 @@ def save_feedback(engine, fb: FeedbackIn, source: str) -> dict:
     return {**row, "duplicate": duplicate}
 
 
-@router.post("/feedback", response_model=FeedbackOut, status_code=201, summary="Record what sales said")
+@router.post("/feedback", response_model=FeedbackOut, status_code=201, summary="Record what sales said",
+             responses=error_responses(400, *KEYED, (409, "The idempotency_key was used for other feedback"), 413, 422))
 def post_feedback(body: FeedbackIn, engine: Engine, _: Sales):
     """Store sales feedback durably (it is the label of the next retrain). A retry with the same
     `idempotency_key` is stored once and answered with the stored feedback (`duplicate: true`)."""
     return save_feedback(engine, body, "api")
 
 
-@router.get("/feedback", response_model=list[FeedbackOut], summary="Feedback stored for a lead")
+@router.get("/feedback", response_model=list[FeedbackOut], summary="Feedback stored for a lead",
+            responses=error_responses(*KEYED, 422))
 def get_feedback(lead_id: LeadId, engine: Engine, _: Reader):
     return store.feedback_for(engine, lead_id)

@@ -2,10 +2,22 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 
 from leadscore.serve.deps import AppState
 
 router = APIRouter(tags=["health"])
+
+
+class Readiness(BaseModel):
+    """The body of /readyz, ready or not (a 503 carries it too, not the error body: orchestrators read it)."""
+
+    ready: bool
+    checks: dict[str, bool]
+    reasons: list[str]
+    model_version: str | None
+    last_error: str | None
 
 
 @router.get("/healthz", summary="Alive")
@@ -13,7 +25,8 @@ async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Model loaded and database reachable")
+@router.get("/readyz", summary="Model loaded and database reachable", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "Not ready: `reasons` says why"}})
 def readyz(state: AppState, response: Response):
     """200 when a model is loaded and the database answers, else 503. `reasons` says what is wrong;
     `last_error` also reports a refused new version while the previous one keeps serving."""
@@ -33,7 +46,8 @@ def readyz(state: AppState, response: Response):
             "last_error": state.holder.last_error}
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
+            response_description="Prometheus text format 0.0.4")
 async def metrics(state: AppState):
     state.metrics.model_version.set(float(state.holder.version or 0))
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

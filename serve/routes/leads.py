@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Query
 from leadscore.serve import store
 from leadscore.serve.auth import Reader, Scorer
 from leadscore.serve.deps import Engine
+from leadscore.serve.errors import KEYED, error_responses
 from leadscore.serve.schemas import EventBatch, LeadId, LeadUpsert, Timestamp
 
 router = APIRouter(prefix="/v1", tags=["leads"])
@@ -20,13 +21,14 @@ def trend(history: list[dict]) -> str:
 
 
 @router.put("/leads/{lead_id}", summary="Create or update a lead's attributes",
-            responses={401: {"description": "No valid API key"}, 403: {"description": "Wrong role"}})
+            responses=error_responses(400, *KEYED, 413, 422))
 def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
     created = store.upsert_lead(engine, lead_id, body.created_at, body.attributes.model_dump())
     return {"lead_id": lead_id, "created": created}
 
 
-@router.post("/events", status_code=201, summary="Append events for one or many stored leads")
+@router.post("/events", status_code=201, summary="Append events for one or many stored leads",
+             responses=error_responses(400, *KEYED, 413, 422))
 def post_events(body: EventBatch, engine: Engine, _: Scorer):
     ids = [e["lead_id"] for e in body.events]
     known = store.known_leads(engine, ids)
@@ -38,7 +40,8 @@ def post_events(body: EventBatch, engine: Engine, _: Scorer):
     return {"stored": n}
 
 
-@router.get("/leads/{lead_id}", summary="A lead's latest score, reasons, history and trend")
+@router.get("/leads/{lead_id}", summary="A lead's latest score, reasons, history and trend",
+            responses=error_responses(*KEYED, (404, "No such lead: neither stored nor scored"), 422))
 def get_lead(lead_id: LeadId, engine: Engine, _: Reader):
     stored = store.get_leads(engine, [lead_id]).get(lead_id)
     history = store.score_history(engine, lead_id)
@@ -58,7 +61,8 @@ def get_lead(lead_id: LeadId, engine: Engine, _: Reader):
     }
 
 
-@router.get("/leads", summary="Latest scores for review lists, highest first")
+@router.get("/leads", summary="Latest scores for review lists, highest first",
+            responses=error_responses(*KEYED, 422))
 def list_leads(engine: Engine, _: Reader, grade: Literal["A", "B", "C", "D"] | None = None,
                since: Timestamp | None = None, limit: int = Query(50, ge=1, le=1000),
                offset: int = Query(0, ge=0, le=1_000_000)):

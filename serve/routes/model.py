@@ -4,12 +4,13 @@ from fastapi import APIRouter, HTTPException
 
 from leadscore.serve.auth import Admin, Reader
 from leadscore.serve.deps import AppState
+from leadscore.serve.errors import KEYED, error_responses
 from leadscore.serve.scoring import NO_MODEL
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
 
-@router.get("/model", summary="The model being served")
+@router.get("/model", summary="The model being served", responses=error_responses(*KEYED, 503))
 def get_model(state: AppState, _: Reader):
     model = state.holder.model
     if model is None:
@@ -25,8 +26,8 @@ def get_model(state: AppState, _: Reader):
 
 
 @router.post("/admin/reload", summary="Load the current champion now",
-             responses={409: {"description": "The champion was refused; the previous version keeps serving"},
-                        503: {"description": "No model could be loaded"}})
+             responses=error_responses(*KEYED, (409, "The champion was refused; the previous version keeps serving"),
+                                       413, (503, "No model could be loaded")))
 def reload(state: AppState, _: Admin):
     """Check the registry now and swap in the champion if it changed. Requests in flight finish on the old
     model. A version that fails to load or fails its smoke score is refused (409) and the old one keeps

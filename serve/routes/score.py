@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from leadscore.serve.auth import authorize, presented_key, require
-from leadscore.serve.errors import INTERNAL_ERROR, error_detail, validation_detail
+from leadscore.serve.errors import INTERNAL_ERROR, KEYED, error_detail, error_responses, validation_detail
 from leadscore.serve.metrics import ClientGone, TooLarge, read_body, too_large_body
 from leadscore.serve.schemas import ScoreRequest, ScoreResponse
 from leadscore.serve.scoring import current_model, load_stored, score_request, stored_leads_needed
@@ -94,10 +94,7 @@ async def answer(state, scope: Scope, raw: bytes) -> bytes:
 
 @router.post(PATH.removeprefix("/v1"), response_model=ScoreResponse, summary="Score leads with reasons",
              openapi_extra=_BODY, dependencies=[Depends(require("scorer"))],  # the key before the query, as below
-             responses={401: {"description": "No valid API key"}, 403: {"description": "Wrong role"},
-                        404: {"description": "A lead_id-only lead is not stored"},
-                        413: {"description": "Body too large"}, 422: {"description": "Invalid body"},
-                        503: {"description": "No model loaded"}})
+             responses=error_responses(*KEYED, (404, "A lead sent by lead_id only is not stored"), 413, 422, 503))
 async def score(request: Request,
                 explain: Literal["top", "full"] = Query("top", description="full adds every contribution and the "
                                                                           "base, which add up to the logit")):
