@@ -37,9 +37,19 @@ def _utc(value: datetime) -> datetime:
     return value
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+# The bounds in the OpenAPI document. JSON Schema has no minimum for a date-time, so a pattern admits only
+# instants within them: years 2000-2099, except the first day with a positive offset and the last day with a
+# negative one (those may fall outside in UTC). The service also reads a time without offset as UTC.
+TIME_SCHEMA = {
+    "pattern": r"^(?!2000-01-01T[^+]*\+)(?!2099-12-31T.*-[0-9]{2}:[0-9]{2}$)20[0-9]{2}-(0[1-9]|1[0-2])-"
+               r"(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+               r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
+    "description": "A time from 2000-01-01T00:00:00Z (included) to 2100-01-01T00:00:00Z (excluded), compared "
+                   "in UTC; a time without offset is read as UTC.",
+}
+Timestamp = Annotated[datetime, AfterValidator(_utc), Field(json_schema_extra=TIME_SCHEMA)]
 # The same bounds without a Python call (the value keeps its offset; a naive time means UTC).
-EventTime = Annotated[datetime, Field(ge=MIN_TIME, lt=MAX_TIME)]
+EventTime = Annotated[datetime, Field(ge=MIN_TIME, lt=MAX_TIME, json_schema_extra=TIME_SCHEMA)]
 
 
 class Strict(BaseModel):
@@ -68,6 +78,10 @@ class LeadIn(Strict):
     """A lead to score. Give `created_at`, `attributes` and `events` (stateless), or only `lead_id` to score
     a lead stored through PUT /v1/leads and POST /v1/events."""
 
+    # The rule `score_request` enforces, stated in the OpenAPI document: with attributes or events, created_at
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["created_at"], "properties": {"created_at": {"type": "string"}}},
+        {"properties": {"attributes": {"type": "null"}, "events": {"type": "null"}}}]})
     lead_id: LeadId
     created_at: Timestamp | None = None
     attributes: Attributes | None = None
@@ -115,6 +129,9 @@ class ScoreResponse(BaseModel):
 
 
 class FeedbackIn(Strict):
+    # The rule `save_feedback` enforces, stated in the OpenAPI document: a reason only with disqualified
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"reason": {"type": "null"}}}, {"properties": {"outcome": {"const": "disqualified"}}}]})
     lead_id: LeadId
     outcome: Outcome
     reason: Literal[S.DISQUALIFY_REASONS] | None = None  # type: ignore[valid-type]
