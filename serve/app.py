@@ -10,6 +10,7 @@ import mlflow
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from leadscore.serve import db
 from leadscore.serve.errors import INTERNAL_ERROR, error_detail, validation_detail
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
@@ -18,6 +19,7 @@ from leadscore.serve.scoring import Batcher
 from leadscore.serve.routes import feedback, health, leads, model, score
 from leadscore.serve.store import ScoreLogWriter
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from leadscore.settings import Settings, get_settings
 
@@ -30,8 +32,19 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     field = {400: "body", 404: "path", 405: "method"}.get(exc.status_code, "request")
-    return JSONResponse({"detail": error_detail(exc.detail, field)}, status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:  # Starlette's Allow names only the methods of the first route of the path
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return JSONResponse({"detail": error_detail(exc.detail, field)}, status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the routes of the request's path answer."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):  # also those of included routers
+        if route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -28,13 +28,14 @@ def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
 
 
 @router.post("/events", status_code=201, summary="Append events for one or many stored leads",
-             responses=error_responses(400, *KEYED, 413, 422))
+             responses=error_responses(400, *KEYED, (404, "An event's lead is not stored: PUT it first"), 413, 422))
 def post_events(body: EventBatch, engine: Engine, _: Scorer):
     ids = [e["lead_id"] for e in body.events]
     known = store.known_leads(engine, ids)
     unknown = [(i, lid) for i, lid in enumerate(ids) if lid not in known]
     if unknown:
-        raise HTTPException(422, [{"field": f"events.{i}.lead_id", "reason": f"unknown lead {lid!r}: PUT it first"}
+        # 404 as for a lead sent to POST /v1/score by lead_id only: the body is valid, the lead is not stored
+        raise HTTPException(404, [{"field": f"events.{i}.lead_id", "reason": f"unknown lead {lid!r}: PUT it first"}
                                   for i, lid in unknown[:20]])
     n = store.add_events(engine, body.events)
     return {"stored": n}

@@ -362,7 +362,7 @@ def test_events_for_an_unknown_lead_are_refused(server):
     with server.client("scorer") as c:
         r = c.post("/v1/events", json={"events": [{"lead_id": "api-nobody", "type": "web_visit",
                                                    "timestamp": "2024-01-01T00:00:00Z"}]})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events.0.lead_id"
+    assert r.status_code == 404 and r.json()["detail"][0]["field"] == "events.0.lead_id"
 
 
 @pytest.mark.parametrize("body,field", [
