@@ -47,8 +47,9 @@ def error_responses(*statuses: int | tuple[int, str]) -> dict[int, dict]:
     out: dict[int, dict] = {}
     for item in (*statuses, 500):
         status, description = item if isinstance(item, tuple) else (item, MEANING[item])
-        out[status] = {"model": ErrorBody, "description": description, **({"headers": _CHALLENGE} if status == 401
-                                                                           else {})}
+        out[status] = {"model": ErrorBody, "description": description}
+        if status == 401:
+            out[status]["headers"] = _CHALLENGE
     return out
 
 
