@@ -34,11 +34,14 @@ MEANING = {
     409: "Conflicts with what is stored",
     413: "The body is larger than LEADSCORE_MAX_BODY_BYTES",
     422: "Invalid input: each item names the field and the reason",
+    429: "Too many wrong keys from this address lately: retry after `Retry-After` seconds",
     500: "Internal error (a bug); the service log has the details",
     503: "No model is loaded",
 }
-KEYED = (401, 403)  # what every route behind an API key may answer
-_CHALLENGE = {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}}
+KEYED = (401, 403, 429)  # what every route behind an API key may answer (serve/auth.py)
+_HEADERS = {401: {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}},
+            429: {"Retry-After": {"description": "Seconds to wait", "required": True,
+                                  "schema": {"type": "integer", "minimum": 1}}}}
 
 
 def error_responses(*statuses: int | tuple[int, str]) -> dict[int, dict]:
@@ -48,8 +51,8 @@ def error_responses(*statuses: int | tuple[int, str]) -> dict[int, dict]:
     for item in (*statuses, 500):
         status, description = item if isinstance(item, tuple) else (item, MEANING[item])
         out[status] = {"model": ErrorBody, "description": description}
-        if status == 401:
-            out[status]["headers"] = _CHALLENGE
+        if status in _HEADERS:
+            out[status]["headers"] = _HEADERS[status]
     return out
 
 

@@ -72,9 +72,9 @@ def test_every_operation_but_health_needs_a_key_and_says_how_to_send_it(server, 
     for path, method, operation in operations:
         if path in HEALTH:
             assert "security" not in operation, path
-        else:  # either scheme (alternatives), and 401 / 403 documented
+        else:  # either scheme (alternatives), and 401 / 403 / 429 documented
             assert operation.get("security") == [{"bearer": []}, {"apiKey": []}], (path, method)
-            assert {"401", "403"} <= set(operation["responses"]), (path, method)
+            assert {"401", "403", "429"} <= set(operation["responses"]), (path, method)
     assert sum(path not in HEALTH for path, _, _ in operations) >= 9
     # and a 401 is what its documentation says: the error body and the challenge header
     r = httpx.get(f"{server.url}/v1/model")
