@@ -24,15 +24,40 @@ class FeatureSpec:
     zero_text: str | None = None  # used when the value is 0 (e.g. "No pricing page visits in 30 days")
     missing_text: str | None = None  # used when the value is missing
     percent: bool = False  # a rate in [0, 1] read as a percentage
+    negative_text: str | None = None  # used for values below 0, with the value's magnitude
+    # A value of 0 says nothing about the lead (a trend of 0: no change, usually no activity at all): it is
+    # never a reason, whatever the model makes of it (`model.ranges`).
+    quiet_at_zero: bool = False
+    label: str = ""  # what the feature measures, for people (default: its name in words)
+    # how a value beyond the training range reads: (above the largest, below the smallest) seen in training
+    beyond: tuple[str, str] = ("more than any lead the model learned from", "less than any lead the model learned from")
 
     def sentence(self, value: object) -> str:
         if value is None or (isinstance(value, float) and value != value):
             return self.missing_text or f"{self.name}: unknown"
         if self.zero_text is not None and isinstance(value, (int, float)) and value == 0:
             return self.zero_text
-        shown = f"{value * 100:+.0f} %" if self.percent and self.name.endswith("trend") else (
-            f"{value * 100:.0f} %" if self.percent else _fmt(value))
-        return self.text.format(value=shown, plural="" if value == 1 else "s")
+        text = self.text
+        if self.negative_text is not None and isinstance(value, (int, float)) and value < 0:
+            text, value = self.negative_text, -value
+        return text.format(value=self._shown(value), plural="" if value == 1 else "s")
+
+    def _shown(self, value: object) -> str:
+        if self.percent:
+            return f"{value * 100:+.0f} %" if self.name.endswith("trend") else f"{value * 100:.0f} %"
+        return _fmt(value)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    def beyond_range(self, value: object, low: float, high: float) -> str:
+        """A value outside [low, high], the range seen in training, in words: "Lead is 545 days old: older
+        than any lead the model learned from (1 to 509 days)"."""
+        above = isinstance(value, (int, float)) and value > high
+        unit = " days" if self.name.startswith(("days_since_", "lead_age_")) else ""
+        return (f"{self.sentence(value)}: {self.beyond[0 if above else 1]} "
+                f"({self._shown(float(low))} to {self._shown(float(high))}{unit})")
 
 
 def _fmt(value: object) -> str:
@@ -99,7 +124,9 @@ def _catalog() -> tuple[FeatureSpec, ...]:
                     missing_text="Seniority unknown"),
         FeatureSpec("email_type", "categorical", "profile", "Uses a {value} email address",
                     missing_text="Email address unknown"),
-        FeatureSpec("lead_age_days", "numeric", "age", "Lead is {value} day{plural} old"),
+        FeatureSpec("lead_age_days", "numeric", "age", "Lead is {value} day{plural} old", label="Lead age in days",
+                    beyond=("older than any lead the model learned from",
+                            "newer than any lead the model learned from")),
     ]
     for ch in _WINDOWED:
         noun, none = _NOUN[ch]
@@ -120,7 +147,9 @@ def _catalog() -> tuple[FeatureSpec, ...]:
         specs.append(FeatureSpec(f"{ch}_total", "numeric", family, noun, zero_text=zero))
     for ch, (text, missing) in _SINCE.items():
         family = "intent" if ch in ("demo_requested", "form_submitted", "high_intent") else "engagement"
-        specs.append(FeatureSpec(f"days_since_{ch}", "numeric", family, text, missing_text=missing))
+        specs.append(FeatureSpec(f"days_since_{ch}", "numeric", family, text, missing_text=missing,
+                                 beyond=("longer ago than for any lead the model learned from",
+                                         "more recent than for any lead the model learned from")))
     specs += [
         FeatureSpec("open_rate_30d", "numeric", "engagement", "Opened {value} of emails sent in the last 30 days",
                     missing_text="No emails sent in the last 30 days", percent=True),
@@ -129,9 +158,16 @@ def _catalog() -> tuple[FeatureSpec, ...]:
                     missing_text="No emails sent in the last 30 days", percent=True),
         FeatureSpec("open_rate_trend", "numeric", "pressure",
                     "Opens per email sent changed by {value} against the 60 days before",
-                    missing_text="Too few emails to see an open-rate trend", percent=True),
+                    missing_text="Too few emails to see an open-rate trend", percent=True, quiet_at_zero=True,
+                    beyond=("a bigger rise than any lead the model learned from",
+                            "a bigger fall than any lead the model learned from")),
+        # interactions a day in the last 7 days minus those a day in the 23 days before (features.build)
         FeatureSpec("activity_trend", "numeric", "engagement",
-                    "Activity trend {value} interactions a day against the previous weeks"),
+                    "{value} more interaction{plural} a day in the last 7 days than in the 23 days before",
+                    negative_text="{value} fewer interaction{plural} a day in the last 7 days than in the 23 days "
+                                  "before", quiet_at_zero=True,
+                    beyond=("a bigger rise than any lead the model learned from",
+                            "a bigger fall than any lead the model learned from")),
     ]
     return tuple(specs)
 

@@ -8,8 +8,10 @@ and cached on the model.
 
 Output (Parquet or CSV), one row per lead: lead_id, as_of, probability, score, grade, qualified, insight,
 then for k = 1..N `pos_k_feature`, `pos_k_points`, `pos_k_text` (strongest positive reason first) and
-`neg_k_feature`, `neg_k_points`, `neg_k_text`. Empty slots (fewer than N reasons above the minimum impact)
-are null.
+`neg_k_feature`, `neg_k_points`, `neg_k_text`. Empty slots (fewer than N reasons of at least one point)
+are null. Last, `out_of_range` (the features whose value lies outside the range the model learned from,
+joined by ", ") and `out_of_range_text` (why, one sentence each, joined by "; "), null when there is none;
+those values are never reasons (`model.ranges`).
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ def score_chunk(model: ScoringModel, values: dict[str, np.ndarray], lead_ids, as
         "insight": pa.array(_insights(model, values, n), pa.string()),
     }
     names = model.encoder.features
+    checks = model.checks
+    outside = checks.outside(ex.X)
     t = reason_arrays(ex.contributions, ex.X, model.encoder, {name: values[name] for name in model.encoder.vocab},
-                      top_n, sentences)
+                      top_n, sentences, checks.hidden(ex.X, outside))
     features = np.array(names, dtype=object)
     for side, first in (("pos", 0), ("neg", top_n)):
         for k in range(top_n):
@@ -102,6 +106,9 @@ def score_chunk(model: ScoringModel, values: dict[str, np.ndarray], lead_ids, as
             cols[f"{side}_{k + 1}_feature"] = pa.array(np.where(m, features[t.feature[:, s]], None), pa.string())
             cols[f"{side}_{k + 1}_points"] = pa.array(t.points[:, s], pa.int32(), mask=~m)
             cols[f"{side}_{k + 1}_text"] = pa.array(t.text[:, s], pa.string())
+    flagged, messages = checks.messages(ex.X, outside, model.display)
+    cols["out_of_range"] = pa.array(flagged, pa.string())
+    cols["out_of_range_text"] = pa.array(messages, pa.string())
     return pa.table(cols)
 
 

@@ -8,6 +8,12 @@ One implementation serves the API (`ScoringModel.results`: one to a thousand lea
 in feature order, the top ones and the strongest member of each in one compiled pass, `_pick`) and
 renders each distinct (feature, value) sentence once (`SentenceCache`). `top_reasons` turns that into
 per-row lists; `reasons_for_row` is the same for one row.
+
+What is a reason, decided here for the API, batch scoring and the sales page alike: a reason group that
+moves the score by at least one point (`MIN_ABS_IMPACT`: half a point, below which the points round to
+0), counting only contributions that may be presented (`hidden`: values outside the training range and
+values that say nothing, see `model.ranges`). The contributions themselves are untouched: they still add
+up exactly to the score (`explain=full`).
 """
 
 from __future__ import annotations
@@ -25,13 +31,21 @@ from leadscore.model.encoding import Encoder
 
 POINTS_PER_DOUBLING = 20.0
 TOP_N = 5
-MIN_ABS_IMPACT = 1e-3
+# A reason moves the score by at least one point: below half a point its points round to 0 ("0 Industry:
+# manufacturing" is not a reason). In log-odds: 0.5 / POINTS_PER_DOUBLING * ln 2.
+MIN_ABS_IMPACT = 0.5 * math.log(2) / POINTS_PER_DOUBLING
 SMALL = 4096  # up to this many reasons, values and sentences are looked up one by one (no numpy overhead)
 DIRECT_ROWS = 8  # up to this many rows, `top_reason_dicts` builds the objects without intermediate arrays
 
 
 def points(impact: float) -> int:
     return int(round(impact * POINTS_PER_DOUBLING / math.log(2)))
+
+
+def notable(reason: Mapping) -> bool:
+    """Whether a stored reason (a dict with `points`) is one: it moves the score by at least one point.
+    Reasons logged before this rule may hold 0-point ones; the sales page leaves them out with this."""
+    return (reason.get("points") or 0) != 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +241,15 @@ class ReasonArrays:
 
 
 
+def shown_contributions(C: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
+    """C with the contributions that may not be presented as reasons set to 0 (`hidden`: see
+    `model.ranges.Checks.hidden`); C itself when there are none."""
+    return C if hidden is None else np.where(hidden, 0.0, C)
+
+
 def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Mapping | None = None,
-                  top_n: int = TOP_N, sentences: SentenceCache | None = None) -> ReasonArrays:
+                  top_n: int = TOP_N, sentences: SentenceCache | None = None,
+                  hidden: np.ndarray | None = None) -> ReasonArrays:
     """The top reasons of every row of contributions C (rows, features) at encoded values X.
 
     A reason is a group of features (a channel over its windows, or one feature): its impact is the sum of
@@ -236,12 +257,13 @@ def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Ma
     direction — so a lead never reads "2 pricing visits in 90 days lowers the score" next to "2 pricing
     visits in 7 days raises it" when together they raise it. Ties: the lower group first among positives,
     the higher among negatives, the first member within a group. `raw_values` maps categorical features to
-    the values sent (shown as is, also when unseen in training).
+    the values sent (shown as is, also when unseen in training). `hidden`: contributions never presented.
     """
     names = encoder.features
     sentences = sentences or SentenceCache(encoder)
-    _, member, impact, ok = pick_reasons(C, names, top_n)
+    _, member, impact, ok = pick_reasons(shown_contributions(C, hidden), names, top_n)
     pts = _points(impact)
+    ok &= pts != 0  # beyond half a point by a rounding error only
     value = np.full(ok.shape, None, dtype=object)
     text = np.full(ok.shape, None, dtype=object)
     rows, slots = np.nonzero(ok)
@@ -305,32 +327,35 @@ def _per_row(t: ReasonArrays, names: tuple[str, ...], make, rounded: bool = Fals
 
 
 def top_reasons(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Mapping | None = None,
-                top_n: int = TOP_N, sentences: SentenceCache | None = None) -> list[list[Reason]]:
+                top_n: int = TOP_N, sentences: SentenceCache | None = None,
+                hidden: np.ndarray | None = None) -> list[list[Reason]]:
     """Per row, the top `top_n` positive then top `top_n` negative reasons, strongest first (see
     `reason_arrays`)."""
-    return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences), encoder.features, Reason)
+    return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), encoder.features, Reason)
 
 
 def top_reason_dicts(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Mapping | None = None,
-                     top_n: int = TOP_N, sentences: SentenceCache | None = None) -> list[list[dict]]:
+                     top_n: int = TOP_N, sentences: SentenceCache | None = None,
+                     hidden: np.ndarray | None = None) -> list[list[dict]]:
     """`top_reasons` as the API's JSON objects (`Reason.to_dict`), without building `Reason`s first."""
     def make(feature, value, impact, pts, text):
         return {"feature": feature, "value": value, "impact": impact, "points": pts, "text": text}
 
     names = encoder.features
     if C.shape[0] > DIRECT_ROWS:
-        return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences), names, make, rounded=True)
+        return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), names, make,
+                        rounded=True)
     # a request's few rows: from the picked slots straight to the objects (the same picks, sentences and
     # rounding as `reason_arrays` + `_per_row`, without their intermediate arrays)
     sentences = sentences or SentenceCache(encoder)
-    _, member, impact, ok = pick_reasons(C, names, top_n)
+    _, member, impact, ok = pick_reasons(shown_contributions(C, hidden), names, top_n)
     raw_values = raw_values or {}
     out = []
     for i, (js, impacts, oks, pts) in enumerate(zip(member.tolist(), impact.tolist(), ok.tolist(),
                                                      _points(impact).tolist())):
         row = []
         for j, imp, good, p in zip(js, impacts, oks, pts):
-            if good:
+            if good and p != 0:
                 raw = raw_values.get(names[j])
                 value, text = sentences.one(j, float(X[i, j]), raw[i] if raw is not None else None)
                 row.append(make(names[j], value, round(imp, 6), p, text))

@@ -17,7 +17,8 @@ from leadscore.model.boosted import CompiledTrees
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
 from leadscore.model.policy import HandoffPolicy
-from leadscore.model.reasons import SentenceCache, top_reason_dicts
+from leadscore.model.ranges import Checks
+from leadscore.model.reasons import SentenceCache, display_value, top_reason_dicts
 from leadscore.model.scorecard import Scorecard
 
 Family = Literal["scorecard", "boosted"]
@@ -45,7 +46,7 @@ class ScoringModel:
     calibration: Platt
     policy: HandoffPolicy
     definition: QualifiedDefinition
-    info: dict = field(default_factory=dict)  # trained_at, metrics, insights, distributions, example
+    info: dict = field(default_factory=dict)  # trained_at, metrics, insights, distributions, ranges, example
     name: str = "leadscore"
     version: str | None = None
 
@@ -83,14 +84,39 @@ class ScoringModel:
             cache = self.__dict__["_sentences"] = SentenceCache(self.encoder)
         return cache
 
+    @property
+    def checks(self) -> Checks:
+        """This model's training ranges and quiet values as arrays (`model.ranges`), built once."""
+        checks = self.__dict__.get("_checks")
+        if checks is None:
+            checks = self.__dict__["_checks"] = Checks(self.encoder, self.info)
+        return checks
+
+    def display(self, j: int, x: float) -> object:
+        """Feature j's encoded value x as reasons show it."""
+        return display_value(self.encoder, self.encoder.features[j], x)
+
+    def out_of_range(self, values: dict[str, np.ndarray]) -> list[list[dict]]:
+        """Per row, the values outside the range this model learned from (the API's `out_of_range`)."""
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            compiled = self.__dict__["_compiled"] = _Compiled(self)
+        X = compiled.transform(values)
+        return self.checks.flags(X, self.checks.outside(X), self.display)
+
     def results(self, values: dict[str, np.ndarray], lead_ids, explain_full: bool = False) -> list[dict]:
-        """One API result per lead: probability, score, grade, qualified, reasons (and all contributions)."""
+        """One API result per lead: probability, score, grade, qualified, reasons, the values outside the
+        training range (and all contributions)."""
         ex = self.explain(values)
         p = ex.probability
         grades = self.policy.grade(p).tolist()
         qualified = self.policy.qualified(p).tolist()
         raw_values = {name: values[name] for name in self.encoder.categorical}
-        reasons = top_reason_dicts(ex.contributions, ex.X, self.encoder, raw_values, sentences=self.sentences)
+        checks = self.checks
+        outside = checks.outside(ex.X)
+        reasons = top_reason_dicts(ex.contributions, ex.X, self.encoder, raw_values, sentences=self.sentences,
+                                   hidden=checks.hidden(ex.X, outside))
+        flags = checks.flags(ex.X, outside, self.display)
         insights = self.insights(values, len(p))
         out = []
         for i, (lead_id, prob) in enumerate(zip(lead_ids, p.tolist())):
@@ -102,6 +128,7 @@ class ScoringModel:
                 "qualified": bool(qualified[i]),
                 "reasons": reasons[i],
                 "insight": insights[i],
+                "out_of_range": flags[i],
             }
             if explain_full:
                 r["explanation"] = {

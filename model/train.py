@@ -21,6 +21,7 @@ from leadscore.model.boosted import BoostedParams, fit_boosted
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
 from leadscore.model.policy import PolicyKind, choose_policy
+from leadscore.model.ranges import training_ranges
 from leadscore.model.scorecard import Scorecard
 from leadscore.model.scoring import ScoringModel
 
@@ -212,6 +213,8 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
         "metrics": {"holdout": metrics},
         "insights": insights(fit_values, y[fit], categorical),
         "distributions": distributions(fit_values, f["p_c"], encoder),
+        # each numeric feature's min and max over the rows the model was fit on (model.ranges)
+        "ranges": training_ranges(fit_values, encoder),
         "n_train": int(fit.sum() + calib.sum()), "n_holdout": int(holdout.sum()),
     }
     model = ScoringModel(family=chosen, encoder=encoder, explainer=f["explainer"], calibration=f["platt"],
