@@ -107,14 +107,29 @@ class Explanation(BaseModel):
     contributions: dict[str, float]
 
 
+class OutOfRange(BaseModel):
+    """A value outside the range the model learned from: its contribution is an extrapolation, so it is
+    not among the reasons (the score still counts it)."""
+
+    feature: str
+    label: str
+    value: int | float
+    trained_min: float = Field(description="The smallest value among the rows the model was fit on.")
+    trained_max: float = Field(description="The largest value among the rows the model was fit on.")
+    message: str
+
+
 class ScoreResult(BaseModel):
     lead_id: str
     probability: float
     score: int
     grade: Literal["A", "B", "C", "D"]
     qualified: bool
-    reasons: list[Reason]
+    reasons: list[Reason] = Field(description="Top 5 raising, then top 5 lowering, each moving the score by at "
+                                              "least one point; values in out_of_range are never reasons.")
     insight: str | None = None
+    out_of_range: list[OutOfRange] = Field(default_factory=list, description=(
+        "The lead's values outside the range the model learned from (empty when none)."))
     explanation: Explanation | None = None
 
 

@@ -102,14 +102,38 @@ def lead_row(engine: sa.Engine, lead_id: str) -> dict | None:
     return _row(r) if r else None
 
 
-def recent_events(engine: sa.Engine, lead_id: str, limit: int = 15) -> tuple[list[dict], int]:
-    """The lead's newest events first, and how many it has in all."""
+@dataclass
+class Activity:
+    """A lead's events around the score shown: `after` (newest first) happened at or after the moment the
+    score was computed for, so it did not see them (features count events strictly before `as_of`);
+    `seen` (newest first) are the newest it did see; n_* count all of each."""
+
+    as_of: datetime | None
+    after: list[dict]
+    n_after: int
+    seen: list[dict]
+    n_seen: int
+
+
+def activity(engine: sa.Engine, lead_id: str, as_of: datetime | None, seen_limit: int = 15,
+             after_limit: int = 5) -> Activity:
+    """The events the score as of `as_of` saw, and those after it (all events are "seen" without a score)."""
+    def newest(where, limit):
+        return (sa.select(EVENTS.c.type, EVENTS.c.timestamp, EVENTS.c.page).where(EVENTS.c.lead_id == lead_id, where)
+                .order_by(EVENTS.c.timestamp.desc(), EVENTS.c.id.desc()).limit(limit))
+
+    def count(where):
+        return sa.select(sa.func.count()).select_from(EVENTS).where(EVENTS.c.lead_id == lead_id, where)
+
+    before = EVENTS.c.timestamp < as_of if as_of is not None else sa.true()
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(EVENTS.c.type, EVENTS.c.timestamp, EVENTS.c.page)
-                            .where(EVENTS.c.lead_id == lead_id)
-                            .order_by(EVENTS.c.timestamp.desc(), EVENTS.c.id.desc()).limit(limit)).all()
-        total = conn.execute(sa.select(sa.func.count()).select_from(EVENTS).where(EVENTS.c.lead_id == lead_id)).scalar_one()
-    return [_row(r) for r in rows], total
+        seen = [_row(r) for r in conn.execute(newest(before, seen_limit)).all()]
+        n_seen = conn.execute(count(before)).scalar_one()
+        after, n_after = [], 0
+        if as_of is not None:
+            after = [_row(r) for r in conn.execute(newest(EVENTS.c.timestamp >= as_of, after_limit)).all()]
+            n_after = conn.execute(count(EVENTS.c.timestamp >= as_of)).scalar_one()
+    return Activity(as_of, after, n_after, seen, n_seen)
 
 
 def feedback_by_id(engine: sa.Engine, feedback_id: int, lead_id: str) -> dict | None:

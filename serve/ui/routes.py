@@ -26,6 +26,7 @@ from leadscore.serve.routes.feedback import save_feedback
 from leadscore.serve.routes.leads import TREND_POINTS
 from leadscore.serve.schemas import FeedbackIn
 from leadscore.serve.ui import charts, queries, session
+from leadscore.model.reasons import notable
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -105,7 +106,20 @@ def trend(score: int, previous: int | None) -> tuple[str, str, str]:
 
 
 def strongest(reasons: list[dict] | None, n: int = 2) -> list[dict]:
-    return sorted(reasons or [], key=lambda r: -abs(r.get("impact") or 0))[:n]
+    return sorted((r for r in reasons or [] if notable(r)), key=lambda r: -abs(r.get("impact") or 0))[:n]
+
+
+def out_of_range(model, latest: dict | None) -> list[dict]:
+    """The shown score's values outside the range its model learned from (`ScoringModel.out_of_range`), from
+    the features the score log kept; none when the model serving now is not the one that scored."""
+    if model is None or latest is None or latest.get("model_version") != model.version:
+        return []
+    features = latest.get("features") or {}
+    if not all(name in features for name in model.encoder.features):
+        return []
+    return model.out_of_range({name: [features[name] if features[name] is not None else
+                                      (None if name in model.encoder.vocab else float("nan"))]
+                               for name in model.encoder.features})[0]
 
 
 def outcome_label(fb: dict | None) -> str:
@@ -319,17 +333,18 @@ def _lead_context(request: Request, lead_id: str) -> dict | None:
     reasons = (latest or {}).get("reasons") or []
     model = request.app.state.holder.model
     threshold = round(100 * model.policy.threshold) if model is not None else None
-    events, n_events = queries.recent_events(engine, lead_id)
+    activity = queries.activity(engine, lead_id, latest["as_of"] if latest else None)
     feedback = list(reversed(store.feedback_for(engine, lead_id)))
     previous = history[1]["score"] if len(history) > 1 else None
     points = [(h["as_of"] or h["scored_at"], h["score"], h["grade"]) for h in reversed(history)]  # the moment scored
     return {
         "nav": "leads", "lead_id": lead_id, "lead": lead, "attributes": (lead or {}).get("attributes") or {},
         "latest": latest, "trend": trend(latest["score"], previous) if latest else None,
-        "positives": sorted((r for r in reasons if (r.get("impact") or 0) > 0), key=lambda r: -r["impact"]),
-        "negatives": sorted((r for r in reasons if (r.get("impact") or 0) < 0), key=lambda r: r["impact"]),
+        "positives": sorted((r for r in reasons if notable(r) and r["impact"] > 0), key=lambda r: -r["impact"]),
+        "negatives": sorted((r for r in reasons if notable(r) and r["impact"] < 0), key=lambda r: r["impact"]),
+        "out_of_range": out_of_range(model, latest),
         "threshold": threshold, "chart": charts.score_history(points, threshold), "n_scores": len(history),
-        "events": events, "n_events": n_events, "feedback": feedback,
+        "activity": activity, "feedback": feedback,
         "form_keys": {o: secrets.token_urlsafe(18) for o in OUTCOME_LABELS},
         "saved": None, "values": {"reason": "", "note": ""},
     }

@@ -29,6 +29,7 @@ N_REVIEWED = 16  # leads that already have feedback from the API
 SCORE_AGES_DAYS = (1, 3, 7, 21)  # each lead is scored as of these ages: a score history with a trend
 HOSTILE_ID = "L-hostile"
 HOSTILE_TITLE = '<script>alert("x")</script><b>Boss</b>'
+HOSTILE_AGE = np.timedelta64(400, "D")
 SEED = 11
 
 
@@ -82,8 +83,9 @@ def _populate(server: Server, db: Path, ds) -> UI:
             r = scorer.put(f"/v1/leads/{row['lead_id']}", json={
                 "created_at": _iso(row["created_at"]), "attributes": {a: _clean(row.get(a)) for a in attrs}})
             assert r.status_code == 200, r.text
-        # a lead whose job title is an attack: it must show as text, never run
-        r = scorer.put(f"/v1/leads/{HOSTILE_ID}", json={"created_at": _iso(leads["created_at"].iloc[0]),
+        # a lead whose job title is an attack: it must show as text, never run; created long before the
+        # others, so when it is scored now it is older than any lead the model learned from
+        r = scorer.put(f"/v1/leads/{HOSTILE_ID}", json={"created_at": _iso(ds.leads["created_at"].min() - HOSTILE_AGE),
                                                         "attributes": {"job_title": HOSTILE_TITLE, "source": "event"}})
         assert r.status_code == 200, r.text
         ev = ds.events[ds.events["lead_id"].isin(ids)]
