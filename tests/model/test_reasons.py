@@ -161,3 +161,12 @@ def test_a_value_that_says_nothing_is_not_a_reason(trained, snapshot_values):
     for spec in catalog.FEATURES:  # no sentence of the catalogue reads a bare "0" trend
         if spec.name.endswith("trend"):
             assert spec.quiet_at_zero
+
+
+def test_the_docs_quote_the_minimum_impact_of_a_reason():
+    from support import REPO
+    from leadscore.model.reasons import MIN_ABS_IMPACT
+
+    doc = " ".join((REPO / "docs" / "models.md").read_text().split())
+    quoted = re.findall(r"below half a point, ([\d.]+) in log-odds", doc)
+    assert quoted == [f"{MIN_ABS_IMPACT:.4f}"]
