@@ -21,12 +21,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from leadscore.features import schema as S
+from leadscore.model.reasons import notable
 from leadscore.serve import auth, store
 from leadscore.serve.routes.feedback import save_feedback
 from leadscore.serve.routes.leads import TREND_POINTS
 from leadscore.serve.schemas import FeedbackIn
 from leadscore.serve.ui import charts, queries, session
-from leadscore.model.reasons import notable
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
