@@ -8,7 +8,9 @@ The score is unchanged: contributions still add up exactly, only the reasons lis
 
 Min/max rather than quantiles: a quantile range would flag leads the model did learn from, and the values
 it would flag first are the long tails of counts ("25 website visits in 30 days"), which are a hot lead's
-strongest, truest reasons. Min/max flags only true extrapolation.
+strongest, truest reasons. Min/max flags only true extrapolation. The lower bound of a feature that is
+never negative reaches down to 0: a brand-new lead (training samples leads from day 1 on) or one with no
+activity yet is not flagged.
 
 `Checks` holds a model's ranges and quiet values (`catalog.FeatureSpec.quiet_at_zero`) as arrays over its
 features, so a request pays a few vectorised comparisons, not a Python loop over features. Models trained
@@ -47,10 +49,15 @@ class Checks:
         self.names = names
         self.low = np.full(len(names), -np.inf)
         self.high = np.full(len(names), np.inf)
+        self.trained_low = np.full(len(names), -np.inf)  # what training saw (self.low may reach down to 0)
         for j, name in enumerate(names):
             r = ranges.get(name)
             if r is not None and name not in encoder.vocab:
-                self.low[j], self.high[j] = r["min"], r["max"]
+                # Zero is in range for a feature that is never negative: a lead scored the day it arrives
+                # (training samples leads from day 1 on) or with no activity yet is the first bin's case,
+                # not an extrapolation worth a warning on every new lead.
+                self.trained_low[j], self.high[j] = r["min"], r["max"]
+                self.low[j] = min(r["min"], 0.0) if r["min"] >= 0 else r["min"]
         self.has_ranges = bool(np.isfinite(self.low).any() or np.isfinite(self.high).any())
         quiet = [j for j, name in enumerate(names)
                  if name not in encoder.vocab and (s := catalog.BY_NAME.get(name)) is not None and s.quiet_at_zero]
@@ -89,7 +96,7 @@ class Checks:
         name = self.names[j]
         spec = catalog.BY_NAME.get(name)
         value = display(j, x)
-        low, high = float(self.low[j]), float(self.high[j])
+        low, high = float(self.trained_low[j]), float(self.high[j])
         if spec is None:
             spec = catalog.FeatureSpec(name, "numeric", "", f"{name}: {{value}}")
         return {"feature": name, "label": spec.title, "value": value, "trained_min": low, "trained_max": high,

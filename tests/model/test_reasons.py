@@ -93,6 +93,7 @@ def test_values_outside_the_training_range_are_flagged_and_never_a_reason(traine
     model = trained.result.model
     ids, values = snapshot_values
     low, high = model.info["ranges"]["lead_age_days"]["min"], model.info["ranges"]["lead_age_days"]["max"]
+    floor = min(low, 0.0)  # an age is never negative: a lead scored as it arrives (age 0) is in range
     old = values["lead_age_days"] > high
     assert 0 < old.sum() < len(ids)
     # when they are scored, with every contribution
@@ -103,7 +104,7 @@ def test_values_outside_the_training_range_are_flagged_and_never_a_reason(traine
         assert (r["probability"], r["score"], r["explanation"]) == (b["probability"], b["score"], b["explanation"])
         assert b["out_of_range"] == []  # an older model flags nothing and still scores
         flagged = [f for f in r["out_of_range"] if f["feature"] == "lead_age_days"]
-        if not low <= age <= high:
+        if not floor <= age <= high:
             # and a lead older (or newer) than any the model was fit on is flagged, in words, and its age is
             # not a reason either way
             words = "older" if age > high else "newer"
@@ -115,7 +116,7 @@ def test_values_outside_the_training_range_are_flagged_and_never_a_reason(traine
         else:
             assert flagged == []
         for f in r["out_of_range"]:
-            assert not f["trained_min"] <= f["value"] <= f["trained_max"]
+            assert not min(f["trained_min"], 0.0) <= f["value"] <= f["trained_max"]
             assert f["feature"] not in [x["feature"] for x in r["reasons"]]
     # and the other reasons stay: leads that lost their age reason keep the rest
     assert sum(1 for r, o in zip(res, old) if o and r["reasons"]) == old.sum()

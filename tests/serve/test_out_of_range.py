@@ -37,12 +37,15 @@ def test_a_lead_older_than_any_training_lead_is_flagged_and_its_age_is_no_reason
     assert all(x["points"] != 0 for x in res["reasons"])
 
 
-def test_a_lead_within_the_ranges_has_an_empty_out_of_range_list(server):
+@pytest.mark.parametrize("age_days", [5, 0], ids=["five-days-old", "scored-as-it-arrives"])
+def test_a_lead_within_the_ranges_has_an_empty_out_of_range_list(server, age_days):
     with server.client("scorer") as c:
-        # given a lead five days old without activity yet: every value is one the model learned from
+        # given a lead without activity yet, five days old or scored the moment it arrives (training rows
+        # start at day 1, but a brand-new lead is the first bin's case, not an extrapolation)
         example = c.get("/v1/model").json()["example"]["leads"][0]
         created = datetime.fromisoformat(example["created_at"].replace("Z", "+00:00"))
-        young = example | {"lead_id": "oor-young", "events": [], "as_of": (created + timedelta(days=5)).isoformat()}
+        young = example | {"lead_id": "oor-young", "events": [],
+                           "as_of": (created + timedelta(days=age_days)).isoformat()}
         # when it is scored, then nothing is flagged, and it has reasons
         r = c.post("/v1/score", json={"leads": [young]})
     assert r.status_code == 200, r.text
