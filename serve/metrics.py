@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latency by route and status, the score distribution, model version."""
+"""Prometheus metrics: requests and latency by route and status, the score distribution, model version, load
+shedding and the score-log queue."""
 
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ class Metrics:
                                    registry=self.registry)
         self.batches = Histogram("leadscore_score_batch_requests", "Requests scored together (one event-loop step)",
                                  buckets=(1, 2, 3, 4, 6, 8, 16, 32, 64), registry=self.registry)
+        self.shed = Counter("leadscore_shed_requests_total", "Requests answered 503 at once: the worker was at its "
+                            "bound of requests or request bytes in flight", ["reason"], registry=self.registry)
+        self.inflight_requests = Gauge("leadscore_inflight_requests", "Requests this worker is working on",
+                                       registry=self.registry)
+        self.inflight_bytes = Gauge("leadscore_inflight_body_bytes", "Declared body bytes of the requests in flight",
+                                    registry=self.registry)
+        self.score_log_dropped = Counter("leadscore_score_log_dropped_rows_total", "Score-log rows dropped because "
+                                         "the queue to the database was full", registry=self.registry)
+        self.score_log_queued = Gauge("leadscore_score_log_queued_bytes", "Score-log bytes waiting for the database",
+                                      registry=self.registry)
         self._children: dict = {}  # label values -> their series (request counter and latency, grade counter)
 
     def observe_scores(self, results: list[dict]) -> None:

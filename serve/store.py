@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import collections
 import threading
+import time
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -189,20 +190,36 @@ class ScoreLogWriter:
     build while holding the GIL. The score log is an audit trail, not an acknowledged write: a crash loses
     what is still queued (about `flush_seconds` of rows while the database keeps up). Feedback, which is
     acknowledged, never goes through here.
+
+    The queue is bounded in bytes (`max_bytes`, LEADSCORE_SCORE_LOG_QUEUE_BYTES): when the database does not
+    keep up, new rows are dropped rather than growing the process. Drops are counted (`dropped`, and
+    `on_drop(n)`, the Prometheus counter) and logged once per `DROP_LOG_SECONDS` with their number, not per row.
     """
 
-    MAX_QUEUED = 200_000  # rows waiting; beyond this (the database is stuck) new rows are dropped
+    DROP_LOG_SECONDS = 10.0
+    ROW_OVERHEAD = 200  # bytes of a queued row beyond its text: the tuple, numbers, times (CPython, 64-bit)
 
-    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.2, max_batch: int = 2000):
+    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.2, max_batch: int = 2000,
+                 max_bytes: int = 64_000_000, on_drop=None):
         self.engine = engine
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
-        self._q: collections.deque = collections.deque()  # one item per request: a list of row tuples
-        self._queued = 0  # rows in the queue
-        self._count = threading.Lock()  # guards _queued only (uncontended: ~0.1 us)
+        self.max_bytes = max_bytes
+        self.on_drop = on_drop
+        self.dropped = 0  # rows dropped since start
+        self._unlogged = 0  # rows dropped since the last warning
+        self._last_warning = float("-inf")
+        self._q: collections.deque = collections.deque()  # one item per request: (its bytes, list of row tuples)
+        self.queued_bytes = 0
+        self._count = threading.Lock()  # guards queued_bytes and the drop counts (uncontended: ~0.1 us)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="score-log-writer", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def size(cls, rows: list[tuple]) -> int:
+        """About the bytes `rows` hold in the queue: their text and a fixed overhead a row."""
+        return sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes))) + cls.ROW_OVERHEAD * len(rows)
 
     def put(self, rows: list[dict]) -> None:
         """Queue rows with the fields of `db.SCORE_LOG_FIELDS` (features and reasons as Python values)."""
@@ -213,30 +230,46 @@ class ScoreLogWriter:
         except Exception:  # noqa: BLE001 - the score was served: never fail the request for its audit row
             log.exception("could not encode %d score-log rows: dropped", len(rows))
             return
+        size = self.size(item)
         with self._count:
-            accepted = self._queued + len(item) <= self.MAX_QUEUED
+            accepted = self.queued_bytes + size <= self.max_bytes
             if accepted:
-                self._queued += len(item)
-                self._q.append(item)
-        if not accepted:
-            log.warning("score log queue full (the database is not keeping up): dropping %d rows", len(item))
+                self.queued_bytes += size
+                self._q.append((size, item))
+            else:
+                self.dropped += len(item)
+                self._unlogged += len(item)
+        if not accepted and self.on_drop is not None:
+            self.on_drop(len(item))
+
+    def log_drops(self, force: bool = False) -> None:
+        """One warning for the rows dropped since the last one, at most every `DROP_LOG_SECONDS`."""
+        now = time.monotonic()
+        with self._count:
+            if not self._unlogged or (not force and now - self._last_warning < self.DROP_LOG_SECONDS):
+                return
+            n, self._unlogged, self._last_warning = self._unlogged, 0, now
+            total = self.dropped
+        log.warning("score log queue full (%d bytes; the database is not keeping up): dropped %d rows since the "
+                    "last warning, %d since start", self.max_bytes, n, total)
 
     def _drain(self) -> list[tuple]:
         batch: list[tuple] = []
         while len(batch) < self.max_batch:  # whole requests: a batch may exceed max_batch by one request's rows
             try:
-                item = self._q.popleft()
+                size, item = self._q.popleft()
             except IndexError:
                 break
             batch.extend(item)
             with self._count:
-                self._queued -= len(item)
+                self.queued_bytes -= size
         return batch
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._stop.wait(self.flush_seconds)
             self.flush()
+            self.log_drops()
 
     def flush(self, everything: bool = False) -> None:
         """Write what is queued, in transactions of about `max_batch` rows. Under load the queue never
@@ -257,3 +290,4 @@ class ScoreLogWriter:
         self._stop.set()
         self._thread.join(timeout=5)
         self.flush(everything=True)
+        self.log_drops(force=True)

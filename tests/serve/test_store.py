@@ -127,8 +127,8 @@ def test_score_log_keeps_the_order_of_a_request_and_bounds_its_queue(engine, cap
                qualified=False, features={}, reasons=[])
     writer.put([{**row, "score": 10}, {**row, "score": 20}])
     writer.put([{**row, "lead_id": "s-8", "features": {"x": object()}}])  # not JSON: logged and dropped
-    writer.MAX_QUEUED = 3
-    writer.put([{**row, "lead_id": "s-9"}, {**row, "lead_id": "s-9"}])  # 2 + 2 > 3: dropped
+    writer.max_bytes = writer.queued_bytes + writer.size([db.score_log_row({**row, "lead_id": "s-10"})])  # one row
+    writer.put([{**row, "lead_id": "s-9"}, {**row, "lead_id": "s-9"}])  # 2 rows > room for 1: dropped
     writer.put([{**row, "lead_id": "s-10"}])
     # when it is written
     writer.close()
