@@ -269,10 +269,17 @@ def serve(
     import uvicorn
 
     from leadscore.serve.http import HttpToolsProtocol
+    from leadscore.settings import get_settings
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # glibc gives threads that allocate at once their own heap arenas (up to 8 per core), whose freed memory
+    # is rarely given back: big requests on the thread pool would keep a worker's peak RSS for good
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     uvicorn.run("leadscore.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 http=HttpToolsProtocol,  # one write per response (the class: a name is not accepted by older uvicorn)
+                # the last line of defence against a flood of connections (file descriptors, memory); the
+                # app's own bounds (serve/admission.py) answer long before this with a JSON 503 and Retry-After
+                limit_concurrency=get_settings().max_connections,
                 log_level="info", access_log=False, server_header=False,
                 timeout_worker_healthcheck=120)  # workers import MLflow + the model: slow on a loaded host
 

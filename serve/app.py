@@ -12,9 +12,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from leadscore.serve import db
+from leadscore.serve.admission import Admission
 from leadscore.serve.errors import INTERNAL_ERROR, error_detail, validation_detail
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from leadscore.serve.model_holder import ModelHolder
+from leadscore.serve.model_sync import ModelSync
 from leadscore.serve.scoring import Batcher
 from leadscore.serve.routes import feedback, health, leads, model, score
 from leadscore.serve.store import ScoreLogWriter
@@ -53,15 +55,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
 
-async def _reload_periodically(app: FastAPI, every: float) -> None:
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await asyncio.to_thread(app.state.holder.reload)
-        except Exception:  # noqa: BLE001 - the loop must survive anything
-            log.exception("periodic model check failed")
-
-
 def _setup_logging(level: str) -> None:
     """Our loggers at `level` with one handler, whatever logging the CLI or uvicorn set up before."""
     logger = logging.getLogger("leadscore")
@@ -97,14 +90,26 @@ def _route_path(scope) -> str:
 
 class Leadscore(FastAPI):
     """The app, with POST /v1/score answered before the framework's middleware and routing
-    (`routes.score.serve_score`): the one route where the framework's own cost would exceed the work."""
+    (`routes.score.serve_score`): the one route where the framework's own cost would exceed the work.
+    Every request passes this worker's `Admission` first (health and metrics always do)."""
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and _route_path(scope) == score.PATH:
-            scope["app"] = self
-            await score.serve_score(scope, receive, send, self.state, self.state.settings.max_body_bytes)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        path = _route_path(scope)
+        ticket = self.state.admission.admit(scope, path)
+        if ticket is None:  # over this worker's bound: 503 with Retry-After at once
+            await self.state.admission.shed(scope, receive, send)
+            return
+        try:
+            if scope["method"] == "POST" and path == score.PATH:
+                scope["app"] = self
+                await score.serve_score(scope, receive, send, self.state, self.state.settings.max_body_bytes)
+                return
+            await super().__call__(scope, receive, send)
+        finally:
+            self.state.admission.release(ticket)
 
 
 def create_app(settings: Settings | None = None) -> Leadscore:
@@ -116,18 +121,26 @@ def create_app(settings: Settings | None = None) -> Leadscore:
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         db.migrate(settings.database_url)
         app.state.engine = db.make_engine(settings.database_url)
-        app.state.score_log = ScoreLogWriter(db.make_engine(settings.database_url, synchronous="NORMAL"))
+        app.state.score_log = ScoreLogWriter(db.make_engine(settings.database_url, synchronous="NORMAL"),
+                                             max_bytes=settings.score_log_queue_bytes,
+                                             on_drop=app.state.metrics.score_log_dropped.inc)
+        app.state.metrics.score_log_queued.set_function(lambda: app.state.score_log.queued_bytes)
+        sync = app.state.model_sync = ModelSync(app.state.holder, app.state.engine, settings.reload_interval_seconds,
+                                                settings.model_sync_seconds)
+        await asyncio.to_thread(sync.start)
         outcome = await asyncio.to_thread(app.state.holder.reload)
         (log.info if app.state.holder.model is not None else log.warning)("model: %s", outcome.message)
+        await asyncio.to_thread(sync.report_now)
         if not app.state.keys:
             log.warning("no API keys configured (LEADSCORE_API_KEYS): every endpoint but health answers 401")
-        task = (asyncio.create_task(_reload_periodically(app, settings.reload_interval_seconds))
-                if settings.reload_interval_seconds > 0 else None)
+        task = asyncio.create_task(sync.run()) if settings.model_sync_seconds > 0 else None
         try:
             yield
         finally:
             if task:
                 task.cancel()
+            with contextlib.suppress(Exception):  # the store may be gone: the report then just ages out
+                sync.leave()
             app.state.score_log.close()
             app.state.score_log.engine.dispose()
             app.state.engine.dispose()
@@ -142,6 +155,9 @@ def create_app(settings: Settings | None = None) -> Leadscore:
     app.state.holder = ModelHolder(settings.model_uri)
     app.state.metrics = Metrics()
     app.state.batcher = Batcher(app.state)
+    app.state.admission = Admission(settings.max_inflight_requests, settings.max_inflight_body_bytes,
+                                    settings.max_body_bytes, app.state.metrics)
+    app.state.model_sync = None
     app.state.score_log = None
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from leadscore.serve import model_sync
 from leadscore.serve.auth import Admin, Reader
 from leadscore.serve.deps import AppState
 from leadscore.serve.errors import KEYED, error_responses
@@ -25,14 +26,36 @@ def get_model(state: AppState, _: Reader):
     }
 
 
-@router.post("/admin/reload", summary="Load the current champion now",
+@router.post("/admin/reload", summary="Load the current champion now, in every worker",
              responses=error_responses(*KEYED, (409, "The champion was refused; the previous version keeps serving"),
                                        413, (503, "No model could be loaded")))
 def reload(state: AppState, _: Admin):
-    """Check the registry now and swap in the champion if it changed. Requests in flight finish on the old
-    model. A version that fails to load or fails its smoke score is refused (409) and the old one keeps
-    serving; with no model at all the answer is 503."""
+    """Check the registry now and swap in the champion if it changed, then have every worker of the service
+    do the same: the answer comes when all live workers report the version they serve (or after
+    `LEADSCORE_RELOAD_WAIT_SECONDS`) and lists them. Requests in flight finish on the old model. A version that
+    fails to load or fails its smoke score is refused (409) and the old one keeps serving; with no model at
+    all the answer is 503."""
     outcome = state.holder.reload(force=True)
     if outcome.refused or state.holder.model is None:
         raise HTTPException(409 if state.holder.model else 503, [{"field": "model", "reason": outcome.message}])
-    return {"changed": outcome.changed, "version": outcome.version, "message": outcome.message}
+    answer = {"changed": outcome.changed, "version": outcome.version, "message": outcome.message}
+    sync = state.model_sync
+    if sync is None:  # the app without its lifespan (no store): this process only
+        return answer
+    generation = model_sync.bump_generation(state.engine)
+    sync.adopt(generation)
+    workers, done = sync.wait_for_all(generation, state.settings.reload_wait_seconds)
+    versions = sorted({w["version"] or "none" for w in workers if w["generation"] >= generation})
+    behind = [w["worker"] for w in workers if w["generation"] < generation]
+    if behind:
+        answer["message"] = (f"{outcome.message} here; {len(behind)} of {len(workers)} workers had not switched "
+                             f"within {state.settings.reload_wait_seconds:g} s: {', '.join(behind)}")
+    elif versions == [outcome.version]:
+        answer["message"] = f"{outcome.message} on all {len(workers)} workers" if len(workers) > 1 else outcome.message
+    else:  # another worker refused the version, or the alias moved again meanwhile
+        answer["message"] = (f"{outcome.message} here; the {len(workers)} workers serve versions "
+                             f"{', '.join(versions)}")
+    answer["workers"] = [{"worker": w["worker"], "version": w["version"], "switched": w["generation"] >= generation,
+                          "reported_at": w["reported_at"].isoformat()} for w in workers]
+    answer["all_workers"] = done and versions == [outcome.version]
+    return answer

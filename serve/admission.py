@@ -1,0 +1,93 @@
+"""Load shedding: each worker bounds the work it takes on, and answers what is over the bound at once.
+
+Without a bound, a flood of big requests queues in every worker: all of them slow down together (a 1,000-lead
+request waited seconds behind the others), clients time out on work the server still does, and each queued
+body, its parsed leads and its score-log rows grow the process. Here a worker admits a request only while it
+has fewer than `LEADSCORE_MAX_INFLIGHT_REQUESTS` requests in flight and their bodies (by `Content-Length`)
+stay within `LEADSCORE_MAX_INFLIGHT_BODY_BYTES`; otherwise it answers **503 with `Retry-After`** and a body
+naming the reason, in a few milliseconds. An idle worker admits any request (one body within the size limit
+is never refused for its size alone). Health, readiness and metrics are always answered. A chunked body
+(no `Content-Length`) counts as a request only; its size is still capped by `LEADSCORE_MAX_BODY_BYTES`.
+The body of a refused request is read and discarded before the answer, so a client that sends its whole body
+before reading gets the 503, not a reset connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+ALWAYS = frozenset(("/healthz", "/readyz", "/metrics"))  # probes and scrapes answer under any load
+RETRY_AFTER_SECONDS = 1  # about the time a worker needs to finish the work in flight at the bounds
+_FREE = (0, 0)
+
+
+class Admission:
+    def __init__(self, max_requests: int, max_bytes: int, max_body_bytes: int, metrics=None):
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.requests = 0  # in flight in this worker
+        self.bytes = 0  # their bodies' declared sizes
+        self._lock = threading.Lock()  # one event loop per worker; tests may run several
+        if metrics is not None:
+            metrics.inflight_requests.set_function(lambda: self.requests)
+            metrics.inflight_bytes.set_function(lambda: self.bytes)
+
+    def admit(self, scope: Scope, path: str) -> tuple[int, int] | None:
+        """A ticket to `release` when the request is done, or None: answer it with `shed`."""
+        if path in ALWAYS:
+            return _FREE
+        size = 0
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                size = min(int(value), self.max_body_bytes) if value.isdigit() else 0
+                break
+        with self._lock:
+            if self.requests and self.requests >= self.max_requests:
+                reason = "requests"
+            elif self.requests and self.bytes + size > self.max_bytes:
+                reason = "bytes"
+            else:
+                self.requests += 1
+                self.bytes += size
+                return (1, size)
+        scope["leadscore.shed"] = reason
+        return None
+
+    def release(self, ticket: tuple[int, int]) -> None:
+        if ticket is not _FREE:
+            with self._lock:
+                self.requests -= ticket[0]
+                self.bytes -= ticket[1]
+
+    def reason(self, scope: Scope) -> str:
+        if scope.get("leadscore.shed") == "bytes":
+            return (f"the service is at capacity: this worker is working on {self.max_bytes:,} bytes of request "
+                    f"bodies; retry after {RETRY_AFTER_SECONDS} s or send smaller batches")
+        return (f"the service is at capacity: this worker is working on {self.max_requests} requests; retry "
+                f"after {RETRY_AFTER_SECONDS} s")
+
+    async def shed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """503 with Retry-After, after reading (and discarding) the request body."""
+        start = time.perf_counter()
+        seen = 0
+        while seen <= self.max_body_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client is gone
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = orjson.dumps({"detail": [{"field": "request", "reason": self.reason(scope)}]})
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        if self.metrics is not None:
+            self.metrics.shed.labels(scope["leadscore.shed"]).inc()
+            self.metrics.observe_request("shed", scope["method"], 503, time.perf_counter() - start)
