@@ -1,13 +1,13 @@
 """model generation and worker reports: every worker of the service switches models within seconds
 
 Revision ID: 0002_model_generation
-Revises: 0001
+Revises: 0004_ui_sessions
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_model_generation"
-down_revision = "0001"
+down_revision = "0004_ui_sessions"
 branch_labels = None
 depends_on = None
 
