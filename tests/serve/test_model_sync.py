@@ -14,13 +14,12 @@ URI = "models:/leadscore@champion"
 
 
 def test_a_reload_in_one_worker_reaches_another_through_the_generation(trained, registry_copy, tmp_path,
-                                                                       monkeypatch):
+                                                                       database_url, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_copy)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(registry_copy)
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    db.migrate(url)
-    engine = db.make_engine(url)
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
     try:
         # given two workers that never ask the registry on their own (registry_every=0), both on version 1
         a, b = ModelHolder(URI), ModelHolder(URI)
