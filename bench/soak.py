@@ -1,6 +1,7 @@
 """Soak test (not a test of the suite): `leadscore serve --workers 2` on SQLite under minutes of mixed load.
 
-  python bench/soak.py [--minutes 10] [--workers 2] [--scorers 6] [--swap-every 60] [--json out.json]
+  python bench/soak.py [--minutes 10] [--workers 2] [--scorers 6] [--swap-every 60] [--flood-seconds 60]
+                      [--json out.json]
 
 Load, all on loopback and each loop bounded by the deadline: score requests (1 lead stateless, now and then
 100 leads, now and then a stored lead by id), lead upserts + events, feedback with idempotency keys, and one
@@ -11,7 +12,10 @@ followed by POST /v1/admin/reload). Reported:
 - RSS of each worker: after the first minute of load (warm) and at the end, and the growth (goal <= 10 %);
 - model swaps: how many, and whether each reload answer said every worker serves the new version;
 - the score log's bytes per million scores (SQLite's dbstat of the score_log table and its indexes, and the
-  database file over the rows).
+  database file over the rows);
+- with --flood-seconds, a flood after the mixed load: --flood-connections (200) clients sending 1,000-lead
+  requests back to back with a 10 s timeout: answers by status, client timeouts, p50/p99, RSS per worker
+  before, at the peak and 30 s after.
 Without --data, demo data (4,000 leads, seed 0) is generated and a scorecard trained into a temporary MLflow;
 version 2 is the same model registered again (a swap then changes the version, not the scores).
 """
@@ -91,6 +95,9 @@ def main() -> None:
     ap.add_argument("--scorers", type=int, default=6, help="threads sending score requests back to back")
     ap.add_argument("--swap-every", type=float, default=60, help="seconds between model swaps")
     ap.add_argument("--data", type=Path, help="dataset directory (default: generate demo data)")
+    ap.add_argument("--flood-seconds", type=float, default=0,
+                    help="after the mixed load, this long a flood of 1,000-lead requests (default: none)")
+    ap.add_argument("--flood-connections", type=int, default=200)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
@@ -148,6 +155,8 @@ def main() -> None:
                 entry["peak_mib"] = max(entry.get("peak_mib") or 0, entry["end_mib"] or 0)
         for t in threads:
             t.join(timeout=120)
+        if args.flood_seconds > 0:
+            results["flood"] = _flood(base, example, server.pid, args.flood_seconds, args.flood_connections)
         metrics = httpx.get(f"{base}/metrics", headers=_auth("scorer")).text
         results["server_stop_s"] = stop(server)
     finally:
@@ -174,7 +183,9 @@ def main() -> None:
         "feedback_acknowledged": len(tally.acked_feedback),
         "feedback_lost": len([k for k in tally.acked_feedback if k not in stored_keys]),
         "scores_served": tally.scores, "score_log_rows": rows,
-        "score_log_dropped": _metric_sum(metrics, "leadscore_score_log_dropped_rows_total"),
+        # leads answered 200 without a row: the drops of every worker (one scrape of /metrics sees one worker)
+        "score_log_dropped": tally.scores + results.get("flood", {}).get("leads_scored", 0) - rows,
+        "score_log_dropped_one_worker_metric": _metric_sum(metrics, "leadscore_score_log_dropped_rows_total"),
         "score_log_table_bytes_per_million": None if table_bytes is None else round(table_bytes / rows * 1e6),
         "database_file_bytes_per_million_scores": round(file_bytes / max(rows, 1) * 1e6),
         "rss_per_worker": {pid: {**v, "growth": (round(v["end_mib"] / v["warm_mib"] - 1, 3)
@@ -191,6 +202,63 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _flood(base: str, example: dict, server_pid: int, seconds: float, connections: int) -> dict:
+    """`connections` clients sending 1,000-lead requests back to back for `seconds`, each with a 10 s timeout
+    (as in issue 13): answers by status, client timeouts, latencies, and each worker's RSS before, at its
+    peak and 30 s after."""
+    import asyncio
+    import statistics
+
+    body = json.dumps({"leads": [{**example, "lead_id": f"flood-{i}"} for i in range(1000)]}).encode()
+    before = {pid: rss_mib(pid) for pid in workers_of(server_pid)}
+    peak = dict(before)
+    statuses: Counter = Counter()
+    latency: dict[int, list[float]] = {}
+    failures: Counter = Counter()
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(1):
+            for pid in peak:
+                peak[pid] = max(peak[pid] or 0, rss_mib(pid) or 0)
+
+    async def client(c: httpx.AsyncClient, stop_at: float):
+        while time.monotonic() < stop_at:
+            t = time.monotonic()
+            try:
+                r = await c.post("/v1/score", content=body)
+            except httpx.HTTPError as e:
+                failures[type(e).__name__] += 1
+                continue
+            statuses[r.status_code] += 1
+            latency.setdefault(r.status_code, []).append(time.monotonic() - t)
+
+    async def run():
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits,
+                                     headers={**_auth("scorer"), "Content-Type": "application/json"}) as c:
+            stop_at = time.monotonic() + seconds
+            await asyncio.gather(*(client(c, stop_at) for _ in range(connections)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    asyncio.run(run())
+    done.set()
+    after_ok = httpx.post(f"{base}/v1/score", content=body, timeout=30,
+                          headers={**_auth("scorer"), "Content-Type": "application/json"}).status_code
+    time.sleep(30)
+    after = {pid: rss_mib(pid) for pid in before}
+
+    def ms(values: list[float], q: float) -> float | None:
+        return round(statistics.quantiles(values, n=100)[int(q) - 1] * 1000) if len(values) >= 2 else None
+
+    return {"connections": connections, "seconds": seconds, "body_bytes": len(body),
+            "statuses": dict(statuses), "client_failures": dict(failures), "leads_scored": 1000 * (statuses[200] + (after_ok == 200)),
+            "p50_ms": {s: ms(v, 50) for s, v in latency.items()}, "p99_ms": {s: ms(v, 99) for s, v in latency.items()},
+            "rss_mib": {str(pid): {"before": before[pid], "peak": peak[pid], "30s_after": after[pid]} for pid in before},
+            "a_request_afterwards": after_ok}
+
+
 def _summary(r: dict) -> None:
     growth = [v["growth"] for v in r["rss_per_worker"].values() if v.get("growth") is not None]
     print(f"\n{r['minutes']:g} min, {r['workers']} workers: {sum(r['requests'].values()):,} requests, "
@@ -201,6 +269,14 @@ def _summary(r: dict) -> None:
           f"{r['score_log_table_bytes_per_million'] or 0:,} bytes per million scores (table + indexes), "
           f"database file {r['database_file_bytes_per_million_scores']:,} per million; dropped "
           f"{r['score_log_dropped']:g}")
+
+
+    if "flood" in r:
+        f = r["flood"]
+        print(f"flood: {f['connections']} connections x {f['seconds']:g} s of 1,000-lead requests: {f['statuses']}, "
+              f"client failures {f['client_failures'] or 0}, p50 ms {f['p50_ms']}, p99 ms {f['p99_ms']}; RSS per "
+              f"worker MiB (before, peak, 30 s after) " + ", ".join(
+                  f"{v['before']:.0f}/{v['peak']:.0f}/{v['30s_after']:.0f}" for v in f["rss_mib"].values()))
 
 
 def _metric_sum(text: str, name: str) -> float:
