@@ -273,7 +273,8 @@ def serve(
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # glibc gives threads that allocate at once their own heap arenas (up to 8 per core), whose freed memory
-    # is rarely given back: big requests on the thread pool would keep a worker's peak RSS for good
+    # is rarely given back; two bound what big requests on the thread pool can spread over (the soak figures
+    # in docs/benchmarks.md are with it; its effect alone is not measured)
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     uvicorn.run("leadscore.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
                 http=HttpToolsProtocol,  # one write per response (the class: a name is not accepted by older uvicorn)
