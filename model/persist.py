@@ -1,11 +1,15 @@
 """Save and load a `ScoringModel` as a directory: spec.json (plain data), arrays.npz (numbers) and
 estimator.skops (the fitted scikit-learn estimator, for lineage and retraining; never needed to score).
 
+Loading a model runs no code from the files: spec.json is parsed as JSON and arrays.npz is read with
+`allow_pickle=False`. `digest` is the SHA-256 of exactly those two files; the registry records it when a
+version is registered and `load(..., expected_sha256=)` refuses a bundle that no longer matches.
 skops refuses unknown types; `TRUSTED_TYPES` lists exactly the ones our estimators are made of.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from leadscore.model.scorecard import Scorecard
 from leadscore.model.scoring import ScoringModel
 
 FORMAT = "leadscore-model/1"
+SCORING_FILES = ("spec.json", "arrays.npz")  # all that scoring reads; the hash covers exactly these
 TRUSTED_TYPES = (
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -56,13 +61,34 @@ def save(model: ScoringModel, path: Path, estimator=None) -> Path:
     return path
 
 
-def load(path: Path) -> ScoringModel:
+class BundleError(ValueError):
+    """A model bundle that is missing, incomplete, or not the one that was registered."""
+
+
+def digest(path: Path) -> str:
+    """SHA-256 over the scoring files (name and content of each, in a fixed order)."""
+    h = hashlib.sha256()
+    for name in SCORING_FILES:
+        data = (Path(path) / name).read_bytes()
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def load(path: Path, expected_sha256: str | None = None) -> ScoringModel:
+    """The model in `path`; with `expected_sha256`, only if its scoring files hash to it."""
     path = Path(path)
+    missing = [name for name in SCORING_FILES if not (path / name).is_file()]
+    if missing:
+        raise BundleError(f"model bundle {path} is incomplete: {', '.join(missing)} missing")
+    if expected_sha256 is not None and (actual := digest(path)) != expected_sha256:
+        raise BundleError(f"model bundle {path} does not match the SHA-256 recorded at registration "
+                          f"({actual[:12]}... != {expected_sha256[:12]}...): its files were changed")
     spec = json.loads((path / "spec.json").read_text())
     if spec.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} model (format {spec.get('format')!r})")
     encoder = Encoder.from_dict(spec["encoder"])
-    with np.load(path / "arrays.npz") as z:
+    with np.load(path / "arrays.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     explainer = (Scorecard.from_arrays(arrays, len(encoder.features)) if spec["family"] == "scorecard"
                  else CompiledTrees.from_arrays(arrays))

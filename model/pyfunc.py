@@ -1,6 +1,10 @@
 """The MLflow pyfunc flavour of a Leadscore model: one artifact holding feature spec, model, explainer and
 policy, loadable with `mlflow.pyfunc.load_model` (and so by `mlflow models serve` and `spark_udf`).
 
+Logged as models-from-code (`log_model`): the pyfunc's code is the file `pyfunc_code.py`, and its only
+artifact is the data bundle `artifacts/bundle` (`persist`), so a logged model holds no pickle. The bundle's
+SHA-256 is written into the MLmodel metadata (`BUNDLE_SHA256`).
+
 Input: one row per lead with `lead_id`, `created_at` (ISO-8601), the lead attributes, `events` (a JSON list
 of {"type", "timestamp", "page"}) and optionally `as_of` (ISO-8601; default: now). Output: one row per
 lead with probability, score, grade, qualified and `reasons` (a JSON list).
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.models import infer_signature
 
 from leadscore.features import schema as S
 from leadscore.features.live import lead_features, to_ms
@@ -24,11 +29,14 @@ from leadscore.model import persist
 from leadscore.model.scoring import ScoringModel
 
 INPUT_COLUMNS = (S.LEAD_ID, S.CREATED_AT, *S.LEAD_ATTRIBUTES, "events", "as_of")
+CODE_PATH = Path(__file__).with_name("pyfunc_code.py")
+BUNDLE = "bundle"  # the artifact's name; MLflow stores it at artifacts/bundle in the model
+BUNDLE_SHA256 = "bundle_sha256"  # MLmodel metadata key and model-version tag
 
 
 class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        self.model: ScoringModel = persist.load(Path(context.artifacts["bundle"]))
+        self.model: ScoringModel = persist.load(Path(context.artifacts[BUNDLE]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if self.model.info.get("input") == "flat":  # trained by `leadscore table`: one export row per lead
@@ -76,3 +84,23 @@ def example_frame(example_body: dict) -> pd.DataFrame:
         row["as_of"] = lead.get("as_of")
         rows.append(row)
     return pd.DataFrame(rows, columns=list(INPUT_COLUMNS))
+
+
+def log_model(model: ScoringModel, workdir: Path, estimator=None, pip_requirements: list[str] | None = None):
+    """Log `model` into the active run as the pyfunc `model` (models-from-code, no pickle); return
+    `(ModelInfo, bundle_sha256)`. `workdir` is a scratch folder for the bundle."""
+    bundle = persist.save(model, Path(workdir) / BUNDLE, estimator=estimator)
+    sha = persist.digest(bundle)
+    example = model.info.get("example")
+    frame = example_frame(example) if example else None
+    signature = None
+    if frame is not None:
+        scorer = LeadscorePyfunc()
+        scorer.model = model
+        signature = infer_signature(frame, scorer.predict(None, frame))
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=str(CODE_PATH), artifacts={BUNDLE: str(bundle)},
+        signature=signature, input_example=frame, pip_requirements=list(pip_requirements or []),
+        metadata={BUNDLE_SHA256: sha},
+    )
+    return info, sha
