@@ -6,9 +6,9 @@ interval of the ROC AUC difference, challenger - champion; expected calibration 
 named in the decision (`GateDecision.rule`):
 
 - `first`: no champion yet, the first version becomes champion;
+- `worse`: the interval is below 0 (worse beyond noise): kept the champion;
 - `worse_calibrated`: the challenger's ECE is worse by more than `ECE_TOLERANCE`: kept the champion;
 - `better`: the interval is above 0 (better beyond noise): promoted;
-- `worse`: the interval is below 0: kept the champion;
 - on a tie (the interval contains 0) the challenger is promoted only if it is the same family, for the same
   qualified-lead definition, trained on fresher data (a later data snapshot): rule `fresher`; otherwise
   rule `tie` and the champion stays, so a scheduled retrain does not flip between near-equal models and
@@ -169,13 +169,13 @@ def decide(cmp: dict, ece_new: float, ece_old: float, challenger: ScoringModel,
     """(promote, rule, reason) from the paired-bootstrap comparison `cmp` (challenger - champion ROC AUC:
     diff, low, high), both ECEs, and what the two models are (family, definition, data snapshot)."""
     auc = f"ROC AUC {cmp['diff']:+.4f} (95 % {cmp['low']:+.4f} .. {cmp['high']:+.4f})"
+    if cmp["high"] < 0:
+        return False, "worse", f"challenger is worse beyond noise: {auc}"
     if ece_new > ece_old + ECE_TOLERANCE:
         return False, "worse_calibrated", (f"challenger is worse calibrated (ECE {ece_new:.4f} vs {ece_old:.4f}, "
                                            f"tolerance {ECE_TOLERANCE}); {auc}")
     if cmp["low"] > 0:
         return True, "better", f"challenger is better beyond noise: {auc}, and not worse calibrated"
-    if cmp["high"] < 0:
-        return False, "worse", f"challenger is worse beyond noise: {auc}"
     tie = f"a tie ({auc}: within noise)"
     if challenger.family != champion.family:
         return False, "tie", (f"{tie} between families: kept the champion's {champion.family} rather than switch "

@@ -1,6 +1,6 @@
-"""Everything a training run leaves in MLflow: data fingerprint, qualified-lead definition, feature list,
-params, metrics, plots, leakage report, package version, and the registered pyfunc model with its gate
-decision."""
+"""Everything a training run leaves in MLflow: a name and description saying what the run is, the training
+data as a dataset input (digest = data fingerprint), the qualified-lead definition, feature list, params,
+metrics, plots, leakage report, package version, and the registered pyfunc model with its gate decision."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import tempfile
+import warnings
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version as pkg_version
 from pathlib import Path
@@ -17,13 +19,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.models import infer_signature
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.types import ColSpec, DataType, Schema
 
 from leadscore.features import schema as S
 from leadscore.features.loading import Dataset
-from leadscore.model import persist, registry
+from leadscore.model import registry
 from leadscore.model.evaluate import figures
-from leadscore.model.pyfunc import LeadscorePyfunc, example_frame
+from leadscore.model.pyfunc import BUNDLE_SHA256, log_model
 from leadscore.model.train import TrainConfig, TrainResult
 
 log = logging.getLogger(__name__)
@@ -91,13 +96,18 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
 
     `example` and `data_fingerprint` replace what is otherwise derived from `dataset` (the API example
     body and `fingerprint(dataset)`); `leadscore table` passes both, and `dataset=None`, for a flat export.
+    The run is named for what it is (`run_title`) unless `run_name` is given.
     """
     if not os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run` the run (and its experiment) is given
         mlflow.set_experiment(EXPERIMENT)
     model = result.model
+    fp = data_fingerprint if data_fingerprint is not None else fingerprint(dataset)
     model.info["example"] = example if example is not None else example_body(dataset, result.rows)
     model.info["package_version"] = package_version()
-    with mlflow.start_run(run_name=run_name) as run:
+    # what the gate compares on a tie: is the challenger's data fresher than the champion's?
+    model.info["data"] = {"snapshot_at": fp.get("snapshot_at"), "sha256": fp.get("sha256")}
+    labels = result.rows["label"].to_numpy()
+    with mlflow.start_run(run_name=run_name or run_title(model.family, data_source)) as run:
         params = {"model": config.model, "chosen_family": model.family, "policy": config.policy,
                   "policy_target": config.policy_target, "holdout_fraction": config.holdout_fraction,
                   "calibration_fraction": config.calibration_fraction, "seed": config.seed,
@@ -105,42 +115,93 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
                   "data_source": data_source[:250]}
         params.update({f"boosted.{k}": v for k, v in asdict(config.boosted).items()})
         mlflow.log_params(params)
-        mlflow.set_tags({"leadscore.version": package_version(), "leadscore.family": model.family})
+        mlflow.set_tags({"leadscore.version": package_version(), "leadscore.family": model.family,
+                         NOTE: describe(model, fp, data_source, labels)})
+        training_data = data_input(model, fp, data_source, labels)
+        mlflow.log_input(training_data, context="training",
+                         tags={"rows": str(len(labels)), "positives": str(int(labels.sum())),
+                               "sha256": str(fp.get("sha256"))})
         mlflow.log_dict(config.definition.to_dict(), "qualified_definition.json")
         mlflow.log_dict({"features": list(model.encoder.features),
                          "categorical": list(model.encoder.categorical)}, "features.json")
-        mlflow.log_dict(data_fingerprint if data_fingerprint is not None else fingerprint(dataset),
-                        "data_fingerprint.json")
+        mlflow.log_dict(fp, "data_fingerprint.json")
         mlflow.log_dict(model.policy.to_dict(), "handoff_policy.json")
         mlflow.log_dict(leakage or {"suspects": [], "excluded": []}, "leakage.json")
-        metrics = {"holdout": result.metrics, **(extra_metrics or {}),
-                   "candidates": {k: v for k, v in result.candidates.items()}}
+        metrics = {**(extra_metrics or {}), "candidates": {k: v for k, v in result.candidates.items()}}
         mlflow.log_metrics(_flat("", metrics))
         mlflow.log_metrics({"n_train": model.info["n_train"], "n_holdout": model.info["n_holdout"]})
         hold = result.rows["part"].to_numpy() == "holdout"
-        y = result.rows["label"].to_numpy()[hold]
+        y = labels[hold]
         for name, fig in figures(result.holdout_p, y, result.holdout_contributions, model.encoder.features).items():
             mlflow.log_figure(fig, f"plots/{name}")
         with tempfile.TemporaryDirectory() as tmp:
-            bundle = persist.save(model, Path(tmp) / "bundle", estimator=result.estimator)
-            frame = example_frame(model.info["example"])
-            out = LeadscorePyfunc()
-            out.model = model
-            signature = infer_signature(frame, out.predict(None, frame))
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=LeadscorePyfunc(), artifacts={"bundle": str(bundle)},
-                signature=signature, input_example=frame,
-                pip_requirements=[f"leadscore=={package_version()}"],
-            )
+            info, bundle_sha = log_model(model, Path(tmp), estimator=result.estimator,
+                                         pip_requirements=[f"leadscore=={package_version()}"])
+        # the holdout metrics belong to the logged model and to the data it was judged on (lineage in the UI)
+        mlflow.log_metrics(_flat("", {"holdout": result.metrics}), model_id=info.model_id, dataset=training_data)
         if not register:
             return TrackedRun(run.info.run_id, None, None)
         client = MlflowClient()
-        version = str(mlflow.register_model(info.model_uri, model_name).version)
+        # the bundle's hash lives in the registry's database, apart from the artifact store it guards
+        version = str(mlflow.register_model(info.model_uri, model_name,
+                                            tags={BUNDLE_SHA256: bundle_sha}).version)
         client.set_registered_model_alias(model_name, registry.CHALLENGER, version)
         decision = registry.gate(model, version, holdout_values, y, name=model_name, client=client)
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
+        mlflow.set_tag(NOTE, describe(model, fp, data_source, labels, decision=decision, version=version,
+                                      model_name=model_name))
         client.set_model_version_tag(model_name, version, "gate", json.dumps(decision.to_dict())[:5000])
         if decision.promote:
             registry.promote(version, name=model_name, client=client, reason=decision.reason)
         log.info("registered %s version %s: %s", model_name, version, decision.reason)
         return TrackedRun(run.info.run_id, version, decision)
+
+
+NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
+DIGEST_CHARS = 36  # MLflow's dataset digest column holds 36 characters: the fingerprint's first 36 hex digits
+
+
+def data_name(data_source: str) -> str:
+    """A short name for the data: the folder or file name without suffix ("demo", "x-education-leads")."""
+    return Path(data_source.rstrip("/")).stem if data_source else "data"
+
+
+def run_title(family: str, data_source: str) -> str:
+    """'scorecard · demo · 2026-11-28': what a run is, readable in the MLflow run list."""
+    return f"{family} · {data_name(data_source)} · {datetime.now(timezone.utc):%Y-%m-%d}"
+
+
+def describe(model, fp: dict, data_source: str, labels: np.ndarray, decision: registry.GateDecision | None = None,
+             version: str | None = None, model_name: str = registry.MODEL_NAME) -> str:
+    """The run's description (Markdown): the target, the data, the result and the gate's decision."""
+    d = model.definition
+    if model.info.get("input") == "flat":
+        target = f"flat export label `{fp.get('label')}` = {fp.get('positive')!r}"
+    else:
+        target = f"qualified = {' / '.join(d.positive)} within {d.horizon_days} days"
+    m = model.info["metrics"]["holdout"]
+    lines = [
+        f"**{model.family}** model. Target: {target}.",
+        f"Data: `{data_source or 'unknown'}`, SHA-256 `{str(fp.get('sha256'))[:12]}`, {len(labels):,} training "
+        f"rows ({int(labels.sum()):,} positive)" + (f", snapshot {fp['snapshot_at']}" if fp.get("snapshot_at") else "") + ".",
+        f"Holdout: ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f} ({model.info['n_holdout']:,} rows).",
+    ]
+    if decision is not None:
+        verdict = "promoted to champion" if decision.promote else "stays challenger"
+        lines.append(f"Gate: {model_name} version {version} {verdict} (rule `{decision.rule}`): {decision.reason}")
+    return "\n\n".join(lines)
+
+
+def data_input(model, fp: dict, data_source: str, labels: np.ndarray) -> MetaDataset:
+    """The training data as an MLflow dataset: its source, the fingerprint as digest, and the schema the model
+    reads (features and label). Row and positive counts go in the input's tags."""
+    cols = [ColSpec(DataType.string if f in model.encoder.categorical else DataType.double, f)
+            for f in model.encoder.features]
+    cols.append(ColSpec(DataType.long, "label"))
+    source = CodeDatasetSource({})
+    if data_source:
+        with warnings.catch_warnings():  # MLflow registers its local source for two schemes and says so
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            source = resolve_dataset_source(Path(data_source).resolve().as_uri())
+    return MetaDataset(source, name=data_name(data_source), digest=str(fp.get("sha256"))[:DIGEST_CHARS],
+                       schema=Schema(cols))

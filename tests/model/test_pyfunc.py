@@ -6,6 +6,8 @@ from __future__ import annotations
 import mlflow
 from mlflow import MlflowClient
 
+from leadscore.model import tracking
+
 
 def test_registered_model_loads_as_pyfunc_and_scores(trained):
     # given the session's registered champion (in the session's own registry)
@@ -34,3 +36,27 @@ def test_skops_file_lists_exactly_trusted_types(trained, tmp_path):
     path = persist.save(trained.result.model, tmp_path / "b", estimator=trained.result.estimator)
     est = persist.load_estimator(path)
     assert type(est).__name__ == type(trained.result.estimator).__name__
+
+
+def test_training_run_is_named_described_and_lists_its_data(trained):
+    # given the session's training run (scorecard on the demo data)
+    mlflow.set_tracking_uri(trained.uri)
+    run = MlflowClient().get_run(trained.tracked.run_id)
+    fp = MlflowClient().download_artifacts(run.info.run_id, "data_fingerprint.json")
+    import json
+
+    fp = json.loads(open(fp).read())
+    # then its name says what it is: family · data · date (not MLflow's random "receptive-asp-445")
+    family, data, day = run.info.run_name.split(" · ")
+    assert family == "scorecard" and data == "data" and len(day) == 10 and day[4] == "-"
+    # and its description gives the target, the data and the gate's decision
+    note = run.data.tags["mlflow.note.content"]
+    assert "qualified = qualified / opportunity / won within 30 days" in note
+    assert fp["sha256"][:12] in note and "Gate: leadscore version 1 promoted to champion (rule `first`)" in note
+    # and the training data is its one dataset input, with the data fingerprint as digest
+    (inp,) = run.inputs.dataset_inputs
+    assert inp.dataset.digest == fp["sha256"][:tracking.DIGEST_CHARS]
+    tags = {t.key: t.value for t in inp.tags}
+    assert tags["mlflow.data.context"] == "training" and tags["sha256"] == fp["sha256"]
+    assert int(tags["rows"]) == len(trained.result.rows) and int(tags["positives"]) == trained.result.rows["label"].sum()
+    assert "days_since_engagement" in inp.dataset.schema and '"label"' in inp.dataset.schema
