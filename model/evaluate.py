@@ -1,11 +1,13 @@
 """Holdout metrics and the plots people look at: reliability, cumulative gains/lift, score distribution by
-outcome and the global reasons summary."""
+outcome and the global reasons summary (features named by the catalogue's labels, `feature_label`)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from leadscore.features import catalog
 from leadscore.model.policy import GRADES, HandoffPolicy
 
 
@@ -94,19 +96,47 @@ def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: t
     ax.legend()
     figs["score_distribution.png"] = fig
 
-    fig = Figure(figsize=(7, 6))
-    ax = fig.subplots()
-    mean_abs = np.abs(contributions).mean(axis=0)
-    top = np.argsort(-mean_abs)[:15][::-1]
-    mean_pos = np.where(contributions > 0, contributions, 0).mean(axis=0)
-    mean_neg = np.where(contributions < 0, contributions, 0).mean(axis=0)
-    ax.barh([features[j] for j in top], mean_pos[top], color="tab:green", label="raises the score")
-    ax.barh([features[j] for j in top], mean_neg[top], color="tab:red", label="lowers the score")
-    ax.set(xlabel="mean contribution (log-odds)", title="Global reasons summary")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    figs["reasons_summary.png"] = fig
+    figs["reasons_summary.png"] = reasons_figure(reasons_summary(contributions, features))
     return figs
+
+
+def feature_label(name: str) -> str:
+    """What a feature measures, for people: the catalogue's label; a flat export's column keeps its header."""
+    spec = catalog.BY_NAME.get(name)
+    if spec is None:
+        return name
+    return getattr(spec, "title", None) or name.replace("_", " ").capitalize()
+
+
+def reasons_summary(contributions: np.ndarray, features: tuple[str, ...]) -> pd.DataFrame:
+    """One row per feature (index: its label, `feature_label`), most important first: family, mean |contribution|,
+    mean of the positive and of the negative contributions (log-odds) and the mean contribution."""
+    C = np.asarray(contributions, float)
+    out = pd.DataFrame({
+        "feature": list(features),
+        "family": [catalog.BY_NAME[f].family if f in catalog.BY_NAME else "custom" for f in features],
+        "mean |contribution|": np.abs(C).mean(axis=0),
+        "raises (mean of +)": np.where(C > 0, C, 0).mean(axis=0),
+        "lowers (mean of -)": np.where(C < 0, C, 0).mean(axis=0),
+        "mean contribution": C.mean(axis=0),
+    }, index=pd.Index([feature_label(f) for f in features], name="feature (label)"))
+    return out.sort_values("mean |contribution|", ascending=False, kind="stable")
+
+
+def reasons_figure(summary: pd.DataFrame, top: int = 15, title: str = "Global reasons summary"):
+    """The `top` features of `reasons_summary` as bars of what raises and lowers the score, labelled for
+    people; the legend sits below the axes, off the bars."""
+    from matplotlib.figure import Figure
+
+    shown = summary.head(top).iloc[::-1]
+    fig = Figure(figsize=(8, 0.32 * len(shown) + 1.8), layout="constrained")
+    ax = fig.subplots()
+    ax.barh(shown.index, shown["raises (mean of +)"], color="tab:green", label="raises the score")
+    ax.barh(shown.index, shown["lowers (mean of -)"], color="tab:red", label="lowers the score")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set(xlabel="mean contribution (log-odds)", title=title)
+    fig.legend(loc="outside lower center", ncols=2, frameon=False)
+    return fig
 
 
 def paired_bootstrap_auc(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, n: int = 300,
