@@ -89,6 +89,8 @@ def load_scoring_model(uri: str) -> ScoringModel:
     bundle_path = ((mlmodel.flavors.get("python_function") or {}).get("artifacts") or {}).get(pyfunc.BUNDLE, {}).get("path")
     if not bundle_path:
         raise persist.BundleError(f"{uri} is not a Leadscore model: its MLmodel lists no '{pyfunc.BUNDLE}' artifact")
+    if Path(bundle_path).is_absolute() or ".." in Path(bundle_path).parts:
+        raise persist.BundleError(f"{uri}: its bundle path {bundle_path!r} points outside the model")
     expected = None
     if name is not None:
         expected = MlflowClient().get_model_version(name, version).tags.get(pyfunc.BUNDLE_SHA256)
