@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -85,23 +86,27 @@ def load_scoring_model(uri: str) -> ScoringModel:
     if name is not None:
         uri = f"models:/{name}/{version}"  # resolve an alias once: every file below is from one version
     root = uri.rstrip("/")
-    mlmodel = Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{MLMODEL_FILE_NAME}"))
-    bundle_path = ((mlmodel.flavors.get("python_function") or {}).get("artifacts") or {}).get(pyfunc.BUNDLE, {}).get("path")
-    if not bundle_path:
-        raise persist.BundleError(f"{uri} is not a Leadscore model: its MLmodel lists no '{pyfunc.BUNDLE}' artifact")
-    if Path(bundle_path).is_absolute() or ".." in Path(bundle_path).parts:
-        raise persist.BundleError(f"{uri}: its bundle path {bundle_path!r} points outside the model")
-    expected = None
-    if name is not None:
-        expected = MlflowClient().get_model_version(name, version).tags.get(pyfunc.BUNDLE_SHA256)
-    expected = expected or (mlmodel.metadata or {}).get(pyfunc.BUNDLE_SHA256)
-    if expected is None:
-        log.warning("%s records no bundle SHA-256 (logged before Leadscore recorded one): loading unverified", uri)
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{bundle_path}")
-    except MlflowException as e:
-        raise persist.BundleError(f"{uri}: its model bundle ({bundle_path}) cannot be read: {e.message[:300]}") from e
-    model = persist.load(Path(local), expected_sha256=expected)
+    with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:  # nothing downloaded outlives the load
+        mlmodel = Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{MLMODEL_FILE_NAME}",
+                                                                 dst_path=tmp))
+        artifacts = (mlmodel.flavors.get("python_function") or {}).get("artifacts") or {}
+        bundle_path = (artifacts.get(pyfunc.BUNDLE) or {}).get("path")
+        if not bundle_path:
+            raise persist.BundleError(f"{uri} is not a Leadscore model: its MLmodel lists no '{pyfunc.BUNDLE}' artifact")
+        if Path(bundle_path).is_absolute() or ".." in Path(bundle_path).parts:
+            raise persist.BundleError(f"{uri}: its bundle path {bundle_path!r} points outside the model")
+        expected = None
+        if name is not None:
+            expected = MlflowClient().get_model_version(name, version).tags.get(pyfunc.BUNDLE_SHA256)
+        expected = expected or (mlmodel.metadata or {}).get(pyfunc.BUNDLE_SHA256)
+        if expected is None:
+            log.warning("%s records no bundle SHA-256 (logged before Leadscore recorded one): loading unverified", uri)
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{bundle_path}", dst_path=tmp)
+        except (MlflowException, OSError) as e:
+            raise persist.BundleError(f"{uri}: its model bundle ({bundle_path}) cannot be read: "
+                                      f"{type(e).__name__}: {str(e)[:300]}") from e
+        model = persist.load(Path(local), expected_sha256=expected)
     model.version = version
     return model
 

@@ -121,6 +121,12 @@ def test_a_tampered_or_incomplete_bundle_is_refused_with_the_reason(own_registry
         assert outcome.refused and reason in outcome.message
         if arrays.exists():
             arrays.unlink()  # next: the file is gone
+    # and a version whose bundle is gone altogether is refused too
+    bundle = arrays.parent
+    bundle.rename(bundle.with_name("moved"))
+    with pytest.raises(persist.BundleError, match="its model bundle .* cannot be read"):
+        registry.load_scoring_model("models:/damaged@champion")
+    bundle.with_name("moved").rename(bundle)
     # and the intact bundle loads again
     arrays.write_bytes(original)
     assert registry.load_scoring_model("models:/damaged@champion").version == tracked.version
