@@ -60,3 +60,10 @@ def test_training_run_is_named_described_and_lists_its_data(trained):
     assert tags["mlflow.data.context"] == "training" and tags["sha256"] == fp["sha256"]
     assert int(tags["rows"]) == len(trained.result.rows) and int(tags["positives"]) == trained.result.rows["label"].sum()
     assert "days_since_engagement" in inp.dataset.schema and '"label"' in inp.dataset.schema
+    # and the logged model's holdout metrics are tied to that dataset (model - metrics - data lineage)
+    from leadscore.model import registry
+
+    source = MlflowClient().get_model_version(registry.MODEL_NAME, trained.tracked.version).source  # models:/<id>
+    (auc,) = [m for m in MlflowClient().get_logged_model(source.removeprefix("models:/")).metrics
+              if m.key == "holdout.roc_auc"]
+    assert auc.dataset_digest == inp.dataset.digest and auc.value == trained.result.metrics["roc_auc"]
