@@ -103,9 +103,7 @@ def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: t
 def feature_label(name: str) -> str:
     """What a feature measures, for people: the catalogue's label; a flat export's column keeps its header."""
     spec = catalog.BY_NAME.get(name)
-    if spec is None:
-        return name
-    return getattr(spec, "title", None) or name.replace("_", " ").capitalize()
+    return spec.title if spec is not None else name
 
 
 def reasons_summary(contributions: np.ndarray, features: tuple[str, ...]) -> pd.DataFrame:
