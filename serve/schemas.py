@@ -8,7 +8,7 @@ route gets plain dicts the live feature path reads as they are. Its timestamp bo
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 from leadscore.features import schema as S
@@ -19,9 +19,14 @@ EventType = Literal[S.EVENT_TYPES]  # type: ignore[valid-type]
 PageKind = Literal[S.PAGE_KINDS]  # type: ignore[valid-type]
 Outcome = Literal["qualified", "disqualified", "won", "lost"]
 LeadId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
-# Free text: bounded, and no control characters (a NUL byte cannot be stored in PostgreSQL text).
-ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
-LongText = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+# Free text: bounded, without C0/C1 control characters (a NUL byte cannot be stored in PostgreSQL text) and
+# without the bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which would
+# make the sales page show a name or note reversed or reordered. A note keeps tab and line breaks. Patterns,
+# not Python validators: attributes come with every scored lead, and pydantic-core checks a pattern in Rust.
+_BIDI = r"\u202a-\u202e\u2066-\u2069"
+ShortText = Annotated[str, StringConstraints(max_length=200, pattern=rf"^[^\x00-\x1f\x7f-\x9f{_BIDI}]*$")]
+LongText = Annotated[str, StringConstraints(max_length=2000,
+                                            pattern=rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]*$")]
 
 MIN_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 MAX_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
@@ -48,6 +53,21 @@ TIME_SCHEMA = {
                    "in UTC; a time without offset is read as UTC.",
 }
 Timestamp = Annotated[datetime, AfterValidator(_utc), Field(json_schema_extra=TIME_SCHEMA)]
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the service's clock a client's clock may run
+
+
+def _not_future(value: datetime) -> datetime:
+    value = _utc(value)
+    if value > datetime.now(timezone.utc) + CLOCK_SKEW:
+        raise ValueError(f"must not be in the future (more than {CLOCK_SKEW.seconds // 60} minutes ahead of the "
+                         "service's clock)")
+    return value
+
+
+# A moment that has happened: what is stored as a fact (a lead's creation, an event, feedback).
+PAST_TIME_SCHEMA = {**TIME_SCHEMA, "description": TIME_SCHEMA["description"] + " At most 5 minutes ahead of the "
+                    "service's clock (a stored fact has happened)."}
+PastTime = Annotated[datetime, AfterValidator(_not_future), Field(json_schema_extra=PAST_TIME_SCHEMA)]
 # The same bounds without a Python call (the value keeps its offset; a naive time means UTC).
 EventTime = Annotated[datetime, Field(ge=MIN_TIME, lt=MAX_TIME, json_schema_extra=TIME_SCHEMA)]
 
@@ -151,7 +171,7 @@ class FeedbackIn(Strict):
     outcome: Outcome
     reason: Literal[S.DISQUALIFY_REASONS] | None = None  # type: ignore[valid-type]
     note: LongText | None = None
-    at: Timestamp | None = None
+    at: PastTime | None = None
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128,
                                                       pattern=r"^[\x21-\x7e]+$")] | None = None
 
@@ -169,16 +189,19 @@ class FeedbackOut(BaseModel):
 
 
 class LeadUpsert(Strict):
-    created_at: Timestamp
+    created_at: PastTime
     attributes: Attributes = Attributes()
 
 
-
-class LeadEvent(Event):
-    """An event of a stored lead."""
+class LeadEvent(TypedDict):
+    """An event of a stored lead: an `Event` of `lead_id` that has happened (a stored event is a fact; a
+    stateless score request's events are only read up to its `as_of`)."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     lead_id: LeadId
+    type: EventType
+    timestamp: PastTime
+    page: NotRequired[PageKind | None]
 
 
 class EventBatch(Strict):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
@@ -7,6 +9,7 @@ from pydantic import BaseModel
 
 from leadscore.serve.deps import AppState
 
+log = logging.getLogger("leadscore.serve")
 router = APIRouter(tags=["health"])
 
 
@@ -28,22 +31,27 @@ async def healthz():
 @router.get("/readyz", summary="Model loaded and database reachable", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "Not ready: `reasons` says why"}})
 def readyz(state: AppState, response: Response):
-    """200 when a model is loaded and the database answers, else 503. `reasons` says what is wrong;
-    `last_error` also reports a refused new version while the previous one keeps serving."""
+    """200 when a model is loaded and the database answers, else 503. Unauthenticated, so it names what is
+    wrong without details (no driver, host or exception text): `reasons` as "component: state", and
+    `last_error` only the first clause of the model holder's message (e.g. a refused new version while the
+    previous one keeps serving). The details are in the service log."""
     checks = {"model": state.holder.model is not None, "database": True}
     reasons = []
     if not checks["model"]:
-        reasons.append(state.holder.last_error or "no model loaded yet")
+        reasons.append("model: no model loaded" if state.holder.last_error is None or
+                       state.holder.last_error.startswith("no model") else "model: unavailable")
     try:
         with state.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-    except Exception as e:  # noqa: BLE001
+    except Exception:  # noqa: BLE001
+        log.warning("readiness: the database is unreachable", exc_info=True)
         checks["database"] = False
-        reasons.append(f"database unreachable: {type(e).__name__}")
+        reasons.append("database: unavailable")
     ready = all(checks.values())
     response.status_code = 200 if ready else 503
+    last_error = state.holder.last_error and state.holder.last_error.partition(": ")[0]
     return {"ready": ready, "checks": checks, "reasons": reasons, "model_version": state.holder.version,
-            "last_error": state.holder.last_error}
+            "last_error": last_error}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
