@@ -285,5 +285,30 @@ def serve(
                 timeout_worker_healthcheck=120)  # workers import MLflow + the model: slow on a loaded host
 
 
+@app.command()
+def prune(
+    days: Annotated[Optional[float], typer.Option(
+        min=0, help="Delete score-log rows older than this many days (default: LEADSCORE_SCORE_LOG_RETENTION_DAYS; "
+                    "0 keeps everything).")] = None,
+) -> None:
+    """Delete old score-log rows now, in short steps (the service also does this by itself, every 10
+    minutes). Feedback, leads and events are never deleted."""
+    from leadscore.serve import db, store
+    from leadscore.settings import get_settings
+
+    settings = get_settings()
+    days = settings.score_log_retention_days if days is None else days
+    if days <= 0:
+        console.print("retention is off (0 days): nothing deleted")
+        return
+    db.migrate(settings.database_url)
+    engine = db.make_engine(settings.database_url)
+    try:
+        n = store.prune_all(engine, days)
+    finally:
+        engine.dispose()
+    console.print(f"deleted {n} score-log rows older than {days:g} days")
+
+
 # Commands that live in their own modules register themselves on `app` when imported.
 from leadscore import cli_export, cli_import, cli_score, cli_table  # noqa: E402,F401

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 5_000_000
     max_leads_per_request: int = 1000
     max_events_per_lead: int = 5000
+    score_log_retention_days: float = Field(180, ge=0)  # score-log rows older than this are deleted; 0 = keep
     session_secret: SecretStr = SecretStr("")  # signs the sales page's session cookie; derived from keys if empty
     secure_cookies: bool = False  # set true behind HTTPS
     session_max_age_seconds: int = Field(12 * 3600, ge=60, le=30 * 86400)  # a sales-page session, from sign-in

@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Leadscore:
         db.migrate(settings.database_url)
         app.state.engine = db.make_engine(settings.database_url)
         app.state.score_log = ScoreLogWriter(db.make_engine(settings.database_url, synchronous="NORMAL"),
+                                             retention_days=settings.score_log_retention_days,
                                              max_bytes=settings.score_log_queue_bytes,
                                              on_drop=app.state.metrics.score_log_dropped.inc)
         app.state.metrics.score_log_queued.set_function(lambda: app.state.score_log.queued_bytes)

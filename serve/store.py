@@ -3,11 +3,11 @@ the score log is written by a background writer in small batches, off the scorin
 
 from __future__ import annotations
 
-import logging
 import collections
+import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import sqlalchemy as sa
@@ -20,6 +20,15 @@ log = logging.getLogger(__name__)
 
 class Conflict(ValueError):
     """An idempotency key was reused with a different request."""
+
+
+class TooManyEvents(ValueError):
+    """Storing the events would give a lead more than the allowed number; nothing was stored."""
+
+    def __init__(self, lead_id: str, total: int, limit: int):
+        super().__init__(f"lead {lead_id!r} would have {total} stored events, more than the {limit} allowed "
+                         "(LEADSCORE_MAX_EVENTS_PER_LEAD)")
+        self.lead_id = lead_id
 
 
 def now() -> datetime:
@@ -57,7 +66,11 @@ def add_feedback(engine: sa.Engine, lead_id: str, outcome: str, reason: str | No
         with engine.connect() as conn:
             existing = conn.execute(sa.select(db.feedback).where(db.feedback.c.idempotency_key == idempotency_key)).first()
         existing = _row(existing)
-        if (existing["lead_id"], existing["outcome"], existing["reason"]) != (lead_id, outcome, reason):
+        # the same request again: same lead, outcome, reason, note, and time (a request without `at` was
+        # stored at the moment it was received)
+        same_at = existing["at"] == (_aware(at) or existing["received_at"])
+        if (existing["lead_id"], existing["outcome"], existing["reason"], existing["note"]) != (
+                lead_id, outcome, reason, note) or not same_at:
             raise Conflict(f"idempotency_key {idempotency_key!r} was already used for a different feedback") from None
         return existing, True
 
@@ -86,17 +99,18 @@ def feedback_frame(engine: sa.Engine, since: datetime | None = None) -> pd.DataF
 
 # --- leads and events ------------------------------------------------------------------------------------
 def upsert_lead(engine: sa.Engine, lead_id: str, created_at: datetime, attributes: dict) -> bool:
-    """Insert or update; True if the lead is new."""
-    t = now()
+    """Insert or update; True if the lead is new. One `INSERT ... ON CONFLICT DO NOTHING`, then an UPDATE if
+    the lead was there: a check-then-insert let two concurrent first writes of a lead both insert (one failed
+    with a duplicate key). PostgreSQL waits on the other transaction's uncommitted row; SQLite's INSERT takes
+    the write lock first, so the UPDATE sees the committed row."""
+    values = dict(lead_id=lead_id, created_at=_aware(created_at), attributes=attributes, updated_at=now())
     with engine.begin() as conn:
-        exists = conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id == lead_id)).first()
-        if exists:
+        insert = db.dialect_insert(conn)(db.leads).values(**values).on_conflict_do_nothing()
+        created = conn.execute(insert.returning(db.leads.c.lead_id)).first() is not None
+        if not created:
             conn.execute(sa.update(db.leads).where(db.leads.c.lead_id == lead_id)
-                         .values(created_at=_aware(created_at), attributes=attributes, updated_at=t))
-            return False
-        conn.execute(sa.insert(db.leads).values(lead_id=lead_id, created_at=_aware(created_at),
-                                                attributes=attributes, updated_at=t))
-        return True
+                         .values(created_at=values["created_at"], attributes=attributes, updated_at=values["updated_at"]))
+        return created
 
 
 def known_leads(engine: sa.Engine, lead_ids: list[str]) -> set[str]:
@@ -104,28 +118,52 @@ def known_leads(engine: sa.Engine, lead_ids: list[str]) -> set[str]:
         return {r[0] for r in conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id.in_(set(lead_ids))))}
 
 
-def add_events(engine: sa.Engine, events: list[dict]) -> int:
+def add_events(engine: sa.Engine, events: list[dict], max_per_lead: int | None = None) -> int:
+    """Store events; with `max_per_lead`, all or none: TooManyEvents if a lead would then have more.
+
+    The events are inserted first and counted after, in one transaction, with the leads' rows locked on
+    PostgreSQL (SQLite's INSERT takes its single write lock), so concurrent writes cannot both pass the
+    check."""
     t = now()
     rows = [dict(lead_id=e["lead_id"], type=e["type"], timestamp=_aware(e["timestamp"]), page=e.get("page"),
                  received_at=t) for e in events]
+    ids = sorted({r["lead_id"] for r in rows})
     with engine.begin() as conn:
+        if max_per_lead is not None and conn.dialect.name == "postgresql":
+            conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id.in_(ids))
+                         .order_by(db.leads.c.lead_id).with_for_update())
         conn.execute(sa.insert(db.events), rows)
+        if max_per_lead is not None:
+            counts = conn.execute(sa.select(db.events.c.lead_id, sa.func.count()).where(db.events.c.lead_id.in_(ids))
+                                  .group_by(db.events.c.lead_id)).all()
+            over = [(lid, n) for lid, n in counts if n > max_per_lead]
+            if over:
+                raise TooManyEvents(*min(over), max_per_lead)  # leaving the block rolls the insert back
     return len(rows)
 
 
 def get_leads(engine: sa.Engine, lead_ids: list[str], max_events: int = 5000) -> dict[str, dict]:
     """Stored leads in the live-scoring shape: lead_id, created_at, attributes, events (the newest
-    `max_events` of each lead, oldest first)."""
+    `max_events` of each lead, oldest first). Only those events are read: a lead stored before events were
+    capped may have hundreds of thousands."""
     ids = list(set(lead_ids))
+    ev = db.events.c
+    newest = sa.func.row_number().over(partition_by=ev.lead_id, order_by=(ev.timestamp.desc(), ev.id.desc()))
+    kept = (sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page, ev.id, newest.label("rn"))
+            .where(ev.lead_id.in_(ids)).subquery())
     with engine.connect() as conn:
         leads = {r.lead_id: r for r in conn.execute(sa.select(db.leads).where(db.leads.c.lead_id.in_(ids)))}
-        evs = conn.execute(sa.select(db.events.c.lead_id, db.events.c.type, db.events.c.timestamp, db.events.c.page)
-                           .where(db.events.c.lead_id.in_(ids))
-                           .order_by(db.events.c.lead_id, db.events.c.timestamp.desc(), db.events.c.id.desc())).all()
+        if len(ids) == 1:  # one lead (the usual request): straight down the (lead_id, timestamp) index
+            evs = conn.execute(sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page).where(ev.lead_id == ids[0])
+                               .order_by(ev.timestamp.desc(), ev.id.desc()).limit(max_events)).all()
+        else:
+            evs = conn.execute(sa.select(kept.c.lead_id, kept.c.type, kept.c.timestamp, kept.c.page)
+                               .where(kept.c.rn <= max_events)
+                               .order_by(kept.c.lead_id, kept.c.timestamp.desc(), kept.c.id.desc())).all()
     out = {lid: {"lead_id": lid, "created_at": _aware(r.created_at), "attributes": r.attributes, "events": []}
            for lid, r in leads.items()}
     for e in evs:
-        if e.lead_id in out and len(out[e.lead_id]["events"]) < max_events:
+        if e.lead_id in out:
             out[e.lead_id]["events"].append({"type": e.type, "timestamp": _aware(e.timestamp), "page": e.page})
     for lead in out.values():
         lead["events"].reverse()
@@ -149,10 +187,11 @@ def recent_scores(engine: sa.Engine, lead_ids: list[str], per_lead: int = 2) -> 
 
 # --- score log ---------------------------------------------------------------------------------------------
 def score_history(engine: sa.Engine, lead_id: str, limit: int = 50) -> list[dict]:
+    """The lead's newest `limit` score-log rows, newest first, features and reasons as the API shows them."""
     with engine.connect() as conn:
         rows = conn.execute(sa.select(db.score_log).where(db.score_log.c.lead_id == lead_id)
                             .order_by(db.score_log.c.scored_at.desc(), db.score_log.c.id.desc()).limit(limit)).all()
-    return [_row(r) for r in rows]
+        return db.decode_score_log(conn, [_row(r) for r in rows])
 
 
 def latest_scores(engine: sa.Engine, grade: str | None = None, since: datetime | None = None,
@@ -170,8 +209,9 @@ def latest_scores(engine: sa.Engine, grade: str | None = None, since: datetime |
         q = q.where(db.score_log.c.scored_at >= since)
     if unreviewed:
         q = q.where(~sa.exists().where(db.feedback.c.lead_id == db.score_log.c.lead_id))
-    rows = [_row(r) for r in conn_all(engine, q.order_by(db.score_log.c.probability.desc(), db.score_log.c.lead_id)
-                                       .limit(limit).offset(offset))]
+    with engine.connect() as conn:
+        rows = db.decode_score_log(conn, [_row(r) for r in conn.execute(
+            q.order_by(db.score_log.c.probability.desc(), db.score_log.c.lead_id).limit(limit).offset(offset))])
     if source:
         rows = [r for r in rows if (r.get("attributes") or {}).get("source") == source]
     return rows
@@ -180,6 +220,30 @@ def latest_scores(engine: sa.Engine, grade: str | None = None, since: datetime |
 def conn_all(engine: sa.Engine, q) -> list:
     with engine.connect() as conn:
         return conn.execute(q).all()
+
+
+def prune_score_log(engine: sa.Engine, older_than: datetime, max_rows: int = 5000) -> int:
+    """Delete up to `max_rows` of the oldest score-log rows scored before `older_than`; how many. Bounded,
+    so each step is a short transaction that neither holds SQLite's write lock nor grows PostgreSQL's
+    undo for long; call it again while it returns `max_rows`."""
+    sl = db.score_log.c
+    oldest = (sa.select(sl.id).where(sl.scored_at < _aware(older_than)).order_by(sl.scored_at).limit(max_rows)
+              .scalar_subquery())
+    with engine.begin() as conn:
+        return conn.execute(sa.delete(db.score_log).where(sl.id.in_(oldest))).rowcount
+
+
+def prune_all(engine: sa.Engine, retention_days: float, max_rows: int = 5000) -> int:
+    """Delete every score-log row older than `retention_days` (0: keep forever), in steps of `max_rows`."""
+    if retention_days <= 0:
+        return 0
+    cutoff = now() - timedelta(days=retention_days)
+    total = 0
+    while (n := prune_score_log(engine, cutoff, max_rows)) > 0:
+        total += n
+        if n < max_rows:
+            break
+    return total
 
 
 class ScoreLogWriter:
@@ -199,11 +263,19 @@ class ScoreLogWriter:
     DROP_LOG_SECONDS = 10.0
     ROW_OVERHEAD = 200  # bytes of a queued row beyond its text: the tuple, numbers, times (CPython, 64-bit)
 
+    PRUNE_ROWS = 5000  # rows deleted per retention step: a short transaction between two batches of writes
+
     def __init__(self, engine: sa.Engine, flush_seconds: float = 0.2, max_batch: int = 2000,
-                 max_bytes: int = 64_000_000, on_drop=None):
+                 max_bytes: int = 64_000_000, on_drop=None, retention_days: float = 0, prune_seconds: float = 600):
+        """`retention_days` > 0: rows older than that are deleted, one step of `PRUNE_ROWS` after a flush
+        while old rows remain, then again `prune_seconds` later (the first check right after the start)."""
         self.engine = engine
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
+        self.retention_days = retention_days
+        self.prune_seconds = prune_seconds
+        self._next_prune = time.monotonic()
+        self._pruned = 0  # rows deleted in the current pass
         self.max_bytes = max_bytes
         self.on_drop = on_drop
         self.dropped = 0  # rows dropped since start
@@ -270,6 +342,24 @@ class ScoreLogWriter:
             self._stop.wait(self.flush_seconds)
             self.flush()
             self.log_drops()
+            self.prune_step()
+
+    def prune_step(self) -> None:
+        """One bounded retention step if one is due. A backlog (a first start with retention on) is
+        worked off a step per wake-up, between the writes, never blocking them for long."""
+        if self.retention_days <= 0 or time.monotonic() < self._next_prune:
+            return
+        try:
+            n = prune_score_log(self.engine, now() - timedelta(days=self.retention_days), self.PRUNE_ROWS)
+        except Exception:  # noqa: BLE001 - never let the audit writer die; try again at the next check
+            log.exception("could not delete old score-log rows")
+            n = 0
+        self._pruned += n
+        if n < self.PRUNE_ROWS:  # done for now
+            if self._pruned:
+                log.info("score log retention: deleted %d rows older than %g days", self._pruned, self.retention_days)
+            self._pruned = 0
+            self._next_prune = time.monotonic() + self.prune_seconds
 
     def flush(self, everything: bool = False) -> None:
         """Write what is queued, in transactions of about `max_batch` rows. Under load the queue never

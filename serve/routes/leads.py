@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from leadscore.serve import store
 from leadscore.serve.auth import Reader, Scorer
-from leadscore.serve.deps import Engine
+from leadscore.serve.deps import AppState, Engine
 from leadscore.serve.errors import KEYED, error_responses
 from leadscore.serve.schemas import EventBatch, LeadId, LeadUpsert, Timestamp
 
@@ -29,7 +29,9 @@ def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
 
 @router.post("/events", status_code=201, summary="Append events for one or many stored leads",
              responses=error_responses(400, *KEYED, (404, "An event's lead is not stored: PUT it first"), 413, 422))
-def post_events(body: EventBatch, engine: Engine, _: Scorer):
+def post_events(body: EventBatch, engine: Engine, state: AppState, _: Scorer):
+    """All or nothing: 404 if a lead is not stored, 422 if one would then have more than
+    `LEADSCORE_MAX_EVENTS_PER_LEAD` stored events (the most a score by reference reads)."""
     ids = [e["lead_id"] for e in body.events]
     known = store.known_leads(engine, ids)
     unknown = [(i, lid) for i, lid in enumerate(ids) if lid not in known]
@@ -37,7 +39,10 @@ def post_events(body: EventBatch, engine: Engine, _: Scorer):
         # 404 as for a lead sent to POST /v1/score by lead_id only: the body is valid, the lead is not stored
         raise HTTPException(404, [{"field": f"events.{i}.lead_id", "reason": f"unknown lead {lid!r}: PUT it first"}
                                   for i, lid in unknown[:20]])
-    n = store.add_events(engine, body.events)
+    try:
+        n = store.add_events(engine, body.events, state.settings.max_events_per_lead)
+    except store.TooManyEvents as e:
+        raise HTTPException(422, [{"field": f"events.{ids.index(e.lead_id)}.lead_id", "reason": str(e)}]) from None
     return {"stored": n}
 
 

@@ -59,7 +59,7 @@ def lead_list(engine: sa.Engine, f: ListFilter, limit: int, offset: int) -> tupl
     count = sa.select(sa.func.count()).select_from(_list_query(f, lambda c: (SL.c.id,)).subquery())
     with engine.connect() as conn:
         total = conn.execute(count).scalar_one()
-        rows = [_row(r) for r in conn.execute(q).all()]
+        rows = db.decode_score_log(conn, [_row(r) for r in conn.execute(q).all()])
     ids = [r["lead_id"] for r in rows]
     previous = previous_scores(engine, ids)
     reviews = latest_feedback(engine, ids)

@@ -92,28 +92,19 @@ def test_score_log_keeps_the_features_the_model_was_given_and_the_reasons_served
     with server.client("scorer") as c:
         served = c.post("/v1/score", json={"leads": [lead]}).json()["results"][0]
     # when its score-log row is read from the service's database (written in the background)
+    from leadscore.serve import store
+
     engine = sa.create_engine(server.env["LEADSCORE_DATABASE_URL"])
-    query = sa.text("SELECT features, reasons, model_version, score FROM score_log WHERE lead_id = 'api-snapshot-1'")
-
-    def row():
-        with engine.connect() as conn:
-            return conn.execute(query).first()
-
-    logged = _wait_for(row)
+    logged = _wait_for(lambda: store.score_history(engine, "api-snapshot-1"))[0]
     engine.dispose()
     # then it holds every feature exactly as computed for that moment (missing ones as null) and the reasons
     # as they were served, with the model version
-    import json
-
     values = lead_features([lead], [to_ms(lead["as_of"])])
     expected = {name: (None if isinstance(v, float) and math.isnan(v) else v)
                 for name, v in ((n, values[n].tolist()[0]) for n in trained.result.model.encoder.features)}
-    def decoded(v):  # text on SQLite, already decoded on PostgreSQL
-        return json.loads(v) if isinstance(v, str) else v
-
-    assert decoded(logged.features) == expected
-    assert decoded(logged.reasons) == served["reasons"]
-    assert (logged.model_version, logged.score) == ("1", served["score"])
+    assert logged["features"] == expected and list(logged["features"]) == list(expected)
+    assert logged["reasons"] == served["reasons"]
+    assert (logged["model_version"], logged["score"]) == ("1", served["score"])
 
 
 def test_many_leads_in_one_request_score_like_one_at_a_time(server, example):
@@ -369,6 +360,9 @@ def test_events_for_an_unknown_lead_are_refused(server):
     ({"lead_id": "x", "outcome": "maybe"}, "outcome"),
     ({"lead_id": "x", "outcome": "disqualified", "reason": "too tall"}, "reason"),
     ({"lead_id": "x", "outcome": "won", "at": "1999-12-31T23:59:59Z"}, "at"),
+    ({"lead_id": "x", "outcome": "won", "at": "2099-01-01T00:00:00Z"}, "at"),
+    ({"lead_id": "x", "outcome": "won", "note": "fine \u202eenil"}, "note"),
+    ({"lead_id": "x", "outcome": "won", "note": "C1 \x85 next line"}, "note"),
     ({"lead_id": "x", "outcome": "won", "note": "n" * 2001}, "note"),
     ({"lead_id": "x", "outcome": "won", "idempotency_key": "k" * 129}, "idempotency_key"),
     ({"outcome": "won"}, "lead_id"),
@@ -403,3 +397,117 @@ def test_body_over_the_limit_gets_413(server):
 def test_unknown_path_is_404_with_the_error_format(server):
     r = httpx.get(f"{server.url}/v1/nothing-here")
     assert r.status_code == 404 and _is_error_list(r.json())
+
+
+# --- stored data: integrity ------------------------------------------------------------------------------
+def _in(minutes: float) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).isoformat()
+
+
+def test_facts_dated_in_the_future_are_refused_naming_the_field(server):
+    # given a lead, events and feedback dated next year, and the same a minute ahead (a client's clock skew)
+    with server.client("scorer") as c, server.client("sales") as s:
+        lead = c.put("/v1/leads/api-future-1", json={"created_at": _in(60 * 24 * 365)})
+        ok_lead = c.put("/v1/leads/api-future-1", json={"created_at": _in(1)})
+        events = c.post("/v1/events", json={"events": [
+            {"lead_id": "api-future-1", "type": "web_visit", "timestamp": _in(1)},
+            {"lead_id": "api-future-1", "type": "web_visit", "timestamp": _in(10)}]})
+        feedback = s.post("/v1/feedback", json={"lead_id": "api-future-1", "outcome": "won", "at": _in(10)})
+        ok_feedback = s.post("/v1/feedback", json={"lead_id": "api-future-1", "outcome": "won", "at": _in(1)})
+    # then each future moment is a 422 naming its field, and a moment within the allowance is taken
+    assert lead.status_code == 422 and [d["field"] for d in lead.json()["detail"]] == ["created_at"], lead.text
+    assert "future" in lead.json()["detail"][0]["reason"]
+    assert events.status_code == 422 and [d["field"] for d in events.json()["detail"]] == ["events.1.timestamp"]
+    assert feedback.status_code == 422 and [d["field"] for d in feedback.json()["detail"]] == ["at"]
+    assert ok_lead.status_code == 200 and ok_feedback.status_code == 201, (ok_lead.text, ok_feedback.text)
+
+
+@pytest.mark.parametrize("text", ["Boss\u202egnp.exe", "\u2066isolate\u2069", "C\x85EO", "\x9bCEO", "tab\there", "del\x7f"])
+def test_control_and_bidi_characters_are_refused_in_free_text(server, example, text):
+    # given an attribute with a control character or a bidirectional override
+    lead = _lead(example, "api-bidi-1", attributes={"job_title": text})
+    with server.client("scorer") as c:
+        # when the lead is stored or scored
+        put = c.put("/v1/leads/api-bidi-1", json={"created_at": "2024-01-01T00:00:00Z",
+                                                   "attributes": {"job_title": text}})
+        scored = c.post("/v1/score", json={"leads": [lead]})
+    # then both answer 422 naming the field
+    assert put.status_code == 422 and [d["field"] for d in put.json()["detail"]] == ["attributes.job_title"]
+    assert scored.status_code == 422 and "leads.0.attributes.job_title" in [d["field"] for d in scored.json()["detail"]]
+
+
+def test_feedback_key_reused_with_another_note_is_a_conflict(server):
+    fb = {"lead_id": "api-fb-3", "outcome": "qualified", "note": "first call", "idempotency_key": "api-fb-3-key"}
+    with server.client("sales") as c:
+        first, retry = c.post("/v1/feedback", json=fb), c.post("/v1/feedback", json=fb)
+        clash = c.post("/v1/feedback", json={**fb, "note": "second call"})
+    assert first.status_code == 201 and retry.json()["duplicate"] is True
+    assert clash.status_code == 409 and clash.json()["detail"][0]["field"] == "idempotency_key"
+
+
+def test_concurrent_puts_and_the_event_cap_on_a_real_server(database_url, trained, tmp_path, start_server):
+    # given the service on each database, with at most 5 stored events per lead
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server(tmp_path, trained.uri, database_url, extra_env={"LEADSCORE_MAX_EVENTS_PER_LEAD": "5"})
+    try:
+        # when 16 clients PUT each of 10 new leads at once
+        def put(i: int) -> int:
+            with server.client("scorer") as c:
+                return c.put(f"/v1/leads/api-race-{i % 10}", json={"created_at": "2024-01-01T00:00:00Z"}).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(put, range(160)))
+        # then every PUT succeeded
+        assert statuses == [200] * 160
+        with server.client("scorer") as c:
+            # and events beyond the cap are refused whole, naming the lead's first event in the batch
+            ev = [{"lead_id": "api-race-1", "type": "web_visit", "timestamp": f"2024-01-0{d}T00:00:00Z"}
+                  for d in range(2, 8)]
+            assert c.post("/v1/events", json={"events": ev[:4]}).status_code == 201
+            over = c.post("/v1/events", json={"events": [{**ev[0], "lead_id": "api-race-2"}, *ev[4:]]})
+            assert over.status_code == 422, over.text
+            assert over.json()["detail"][0]["field"] == "events.1.lead_id"
+            assert "LEADSCORE_MAX_EVENTS_PER_LEAD" in over.json()["detail"][0]["reason"]
+            assert c.post("/v1/events", json={"events": ev[4:5]}).status_code == 201
+    finally:
+        server.stop()
+
+
+def test_readiness_without_a_database_names_no_host_driver_or_error(trained, tmp_path):
+    # given the service whose database has become unreachable (PostgreSQL on a closed port)
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from leadscore.serve import db
+    from leadscore.serve.app import create_app
+    from leadscore.settings import Settings
+    from support import KEYS_ENV, free_port
+
+    port = free_port()
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ready.db'}", mlflow_tracking_uri=trained.uri,
+                        model_uri="models:/leadscore@champion", api_keys=KEYS_ENV, reload_interval_seconds=0)
+    with TestClient(create_app(settings)) as client:
+        client.app.state.engine.dispose()
+        client.app.state.engine = db.make_engine(f"postgresql+psycopg://leadscore:pw@127.0.0.1:{port}/leadscore")
+        # when an unauthenticated client asks whether it is ready
+        logging.getLogger("leadscore.serve").addHandler(handler)
+        try:
+            r = client.get("/readyz")
+        finally:
+            logging.getLogger("leadscore.serve").removeHandler(handler)
+        client.app.state.engine.dispose()
+    # then it answers 503 naming the component only
+    assert r.status_code == 503
+    body = r.json()
+    assert body["checks"] == {"model": True, "database": False} and body["reasons"] == ["database: unavailable"]
+    for secret in ("127.0.0.1", str(port), "psycopg", "postgresql", "leadscore:pw", "Error"):
+        assert secret not in r.text, secret
+    # and the detail is in the service log
+    assert any(str(port) in logging.Formatter().format(record) for record in logged)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from leadscore.serve import db, store
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+REASON = {"feature": "lead_age_days", "value": 3, "impact": 0.1, "points": 3, "text": "Lead is 3 days old"}
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
     # given two scores of a lead and one of another, written by the background writer
     writer = store.ScoreLogWriter(engine, flush_seconds=0.05)
     row = dict(as_of=T0, model_version="1", probability=0.5, score=50, grade="B", qualified=False,
-               features={"lead_age_days": 3, "country": None}, reasons=[{"feature": "x", "impact": 0.1}])
+               features={"lead_age_days": 3, "country": None}, reasons=[REASON])
     writer.put([{**row, "lead_id": "s-5", "scored_at": T0}, {**row, "lead_id": "s-6", "scored_at": T0}])
     writer.put([{**row, "lead_id": "s-5", "scored_at": T0 + timedelta(hours=1), "score": 70, "grade": "A",
                  "probability": 0.7, "as_of": (T0 + timedelta(hours=1)).astimezone(timezone(timedelta(hours=2)))}])
@@ -112,7 +113,7 @@ def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
     # then the newest score comes first, the snapshot of features is kept as it was, one row per lead in lists
     assert [h["score"] for h in history] == [70, 50]
     assert history[0]["features"] == {"lead_age_days": 3, "country": None}
-    assert history[0]["reasons"] == [{"feature": "x", "impact": 0.1}] and history[0]["qualified"] is False
+    assert history[0]["reasons"] == [REASON] and history[0]["qualified"] is False
     # and every time is read back as the instant it was (a +02:00 offset included)
     assert [(h["scored_at"], h["as_of"]) for h in history] == [(T0 + timedelta(hours=1),) * 2, (T0, T0)]
     assert [r["lead_id"] for r in latest] == ["s-5", "s-6"] and latest[0]["score"] == 70
@@ -143,7 +144,8 @@ def test_a_big_batch_of_score_log_rows_is_written_whole_and_in_order(engine):
     # given one request's 250 rows for one lead (more than one INSERT statement's worth on SQLite)
     writer = store.ScoreLogWriter(engine, flush_seconds=60)
     row = dict(lead_id="s-11", as_of=T0, model_version="1", probability=0.5, grade="B", qualified=True,
-               features={"lead_age_days": 1.5, "country": "GB"}, reasons=[{"feature": "country", "impact": -0.25}])
+               features={"lead_age_days": 1.5, "country": "GB"},
+               reasons=[REASON, {**REASON, "feature": "country", "value": "GB", "impact": -0.25, "points": -7}])
     writer.put([{**row, "scored_at": T0, "score": i % 101} for i in range(250)])
     # when it is written
     writer.close()
@@ -152,3 +154,191 @@ def test_a_big_batch_of_score_log_rows_is_written_whole_and_in_order(engine):
     assert [h["score"] for h in history] == [i % 101 for i in reversed(range(250))]
     assert all(h["features"] == row["features"] and h["reasons"] == row["reasons"] and h["qualified"] is True
                for h in history)
+
+
+def test_concurrent_first_writes_of_a_lead_all_succeed_and_one_creates_it(engine):
+    # given eight clients that PUT the same new leads at the same moment, each on its own connection
+    workers, leads = 8, 12
+    barrier = threading.Barrier(workers)
+    created: list[tuple[str, bool]] = []
+    errors: list[BaseException] = []
+
+    def client(k: int):
+        for i in range(leads):
+            barrier.wait()
+            try:
+                created.append((f"race-{i}", store.upsert_lead(engine, f"race-{i}", T0, {"source": f"w{k}"})))
+            except BaseException as e:  # noqa: BLE001 - collected for the assertion
+                errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then no write failed, exactly one of them created each lead, and each lead holds one client's attributes
+    assert errors == []
+    assert sorted(lid for lid, new in created if new) == sorted(f"race-{i}" for i in range(leads))
+    stored = store.get_leads(engine, [f"race-{i}" for i in range(leads)])
+    assert len(stored) == leads and all(s["attributes"]["source"].startswith("w") for s in stored.values())
+
+
+def test_events_beyond_the_cap_are_refused_whole_and_scoring_reads_the_newest(engine):
+    # given a lead with 4 events and a cap of 5 per lead
+    store.upsert_lead(engine, "cap-1", T0, {})
+    store.upsert_lead(engine, "cap-2", T0, {})
+    ev = [{"lead_id": "cap-1", "type": "email_sent", "timestamp": T0 + timedelta(hours=h)} for h in range(4)]
+    assert store.add_events(engine, ev, max_per_lead=5) == 4
+    # when a batch would take it to 6 (with an event of another lead in the same batch)
+    more = [{"lead_id": "cap-2", "type": "email_sent", "timestamp": T0},
+            *[{"lead_id": "cap-1", "type": "web_visit", "timestamp": T0 + timedelta(days=1, hours=h)} for h in range(2)]]
+    with pytest.raises(store.TooManyEvents, match="'cap-1' would have 6 stored events, more than the 5 allowed"):
+        store.add_events(engine, more, max_per_lead=5)
+    # then nothing of that batch was stored, and a batch within the cap still is
+    got = store.get_leads(engine, ["cap-1", "cap-2"])
+    assert len(got["cap-1"]["events"]) == 4 and got["cap-2"]["events"] == []
+    assert store.add_events(engine, more[:2], max_per_lead=5) == 2
+    # and scoring by reference reads the newest events of each lead, one lead or several at once
+    one = store.get_leads(engine, ["cap-1"], max_events=2)["cap-1"]["events"]
+    both = store.get_leads(engine, ["cap-1", "cap-2"], max_events=2)
+    assert [e["timestamp"] for e in one] == [T0 + timedelta(hours=3), T0 + timedelta(days=1)]
+    assert both["cap-1"]["events"] == one and len(both["cap-2"]["events"]) == 1
+
+
+def test_feedback_idempotency_key_reused_with_another_note_or_time_is_a_conflict(engine):
+    # given a feedback stored with a key, and one stored with a key and no time
+    first, _ = store.add_feedback(engine, "s-12", "qualified", note="called", at=T0, idempotency_key="k-12")
+    untimed, _ = store.add_feedback(engine, "s-13", "won", idempotency_key="k-13")
+    # when the same requests are retried, they are answered with the stored rows
+    assert store.add_feedback(engine, "s-12", "qualified", note="called", at=T0, idempotency_key="k-12") == (first, True)
+    assert store.add_feedback(engine, "s-13", "won", idempotency_key="k-13")[0]["id"] == untimed["id"]
+    # but the key with another note, another time, or a time the first request did not give is refused
+    for change in ({"note": "called twice"}, {"note": None}, {"at": T0 + timedelta(minutes=1)}, {"at": None}):
+        with pytest.raises(store.Conflict):
+            store.add_feedback(engine, "s-12", "qualified", **{"note": "called", "at": T0, **change},
+                               idempotency_key="k-12")
+    with pytest.raises(store.Conflict):
+        store.add_feedback(engine, "s-13", "won", at=T0, idempotency_key="k-13")
+    assert len(store.feedback_for(engine, "s-12")) == 1
+
+
+def test_failed_statements_do_not_show_their_values(engine):
+    # given a lead whose attributes are personal data
+    store.upsert_lead(engine, "pii-1", T0, {"email_domain": "private-person.example"})
+    # when a statement carrying them fails (a duplicate key)
+    with pytest.raises(sa.exc.IntegrityError) as failed, engine.begin() as conn:
+        conn.execute(sa.insert(db.leads).values(lead_id="pii-1", created_at=T0, updated_at=T0,
+                                                attributes={"email_domain": "private-person.example"}))
+    # then the error (what the service logs) has the SQL but not the values sent with it (PostgreSQL's own
+    # message names the duplicate key)
+    text = str(failed.value)
+    assert "INSERT INTO leads" in text and "private-person" not in text and "parameters hidden" in text
+
+
+SNAPSHOT = {"source": "webinar", "country": "DE", "lead_age_days": 20.0, "email_opened_30d": 5.0,
+            "days_since_demo_requested": None, "activity_trend": -0.4348}
+REASONS = [{"feature": "engagement_30d", "value": 10, "impact": 0.534486, "points": 15,
+            "text": "10 interactions in the last 30 days"},
+           {"feature": "lead_age_days", "value": 20, "impact": -0.308318, "points": -9, "text": "Lead is 20 days old"}]
+
+
+def _log(engine, *rows: dict) -> None:
+    base = dict(as_of=T0, model_version="1", probability=0.5, score=50, grade="B", qualified=False,
+                features=SNAPSHOT, reasons=REASONS)
+    with engine.begin() as conn:
+        db.insert_score_log(conn, [db.score_log_row({**base, **r}) for r in rows])
+
+
+def test_score_log_stores_feature_names_once_and_reads_rows_back_whole(engine):
+    # given two scores of a lead
+    _log(engine, {"lead_id": "c-1", "scored_at": T0}, {"lead_id": "c-1", "scored_at": T0 + timedelta(hours=1)})
+    # when the stored columns are read as they are
+    with engine.connect() as conn:
+        raw = conn.execute(sa.select(db.score_log.c.features, db.score_log.c.reasons)).all()
+        sets = conn.execute(sa.select(db.feature_sets)).all()
+    # then each row holds only the values, in the order of the one stored list of names, and keyless reasons
+    assert [r.features for r in raw] == [list(SNAPSHOT.values())] * 2
+    assert [tuple(s.names) for s in sets] == [tuple(SNAPSHOT)]
+    assert raw[0].reasons == [[r[k] for k in db.REASON_FIELDS] for r in REASONS]
+    # and about a third of the size of the keyed objects
+    keyed = len(db.encode_json(SNAPSHOT)) + len(db.encode_json(REASONS))
+    assert len(db.encode_json(raw[0].features)) + len(db.encode_json(raw[0].reasons)) < 0.75 * keyed
+    # and every reader gets the features and reasons as the API serves them
+    for row in (store.score_history(engine, "c-1")[0], store.latest_scores(engine)[0]):
+        assert row["features"] == SNAPSHOT and row["reasons"] == REASONS and "feature_set" not in row
+
+
+def test_rows_logged_before_the_compact_format_are_read_after_the_migration(database_url):
+    # given a database at the first schema, holding a score-log row with keyed features and reasons
+    db.migrate(database_url, "0001")
+    engine = db.make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO score_log (lead_id, scored_at, as_of, model_version, probability, score, "
+                             "grade, qualified, features, reasons) VALUES ('old-1', :t, :t, '1', 0.5, 50, 'B', "
+                             ":q, :f, :r)"),
+                     {"t": T0, "q": False, "f": db.encode_json(SNAPSHOT), "r": db.encode_json(REASONS)})
+    # when it is migrated to the newest schema and a new row is logged beside it
+    db.migrate(database_url)
+    _log(engine, {"lead_id": "old-1", "scored_at": T0 + timedelta(hours=1), "score": 60})
+    # then both rows read back the same way
+    history = store.score_history(engine, "old-1")
+    assert [h["score"] for h in history] == [60, 50]
+    assert all(h["features"] == SNAPSHOT and h["reasons"] == REASONS for h in history)
+    engine.dispose()
+
+
+def test_retention_deletes_old_score_log_rows_in_bounded_steps(engine):
+    # given 7 rows older than 30 days and 3 newer ones
+    now = store.now()
+    _log(engine, *({"lead_id": f"r-{i}", "scored_at": now - timedelta(days=40 + i)} for i in range(7)),
+         *({"lead_id": f"r-{i}", "scored_at": now - timedelta(days=29)} for i in range(3)))
+    cutoff = now - timedelta(days=30)
+    # when old rows are pruned 5 at a time, then they are deleted oldest first, at most 5 a step
+    assert store.prune_score_log(engine, cutoff, max_rows=5) == 5
+    assert {r["lead_id"] for r in store.latest_scores(engine, limit=100)} == {"r-0", "r-1", "r-2"}
+    assert [len(store.score_history(engine, f"r-{i}")) for i in range(7)] == [2, 2, 1, 0, 0, 0, 0]
+    assert store.prune_score_log(engine, cutoff, max_rows=5) == 2
+    assert store.prune_score_log(engine, cutoff, max_rows=5) == 0
+    # and the service's writer does the same by itself, a bounded step after each flush while rows are due
+    _log(engine, *({"lead_id": "r-w", "scored_at": now - timedelta(days=100 + i)} for i in range(5)))
+    writer = store.ScoreLogWriter(engine, flush_seconds=60, retention_days=30, prune_seconds=3600)
+    writer.PRUNE_ROWS = 2
+    writer.prune_step()
+    assert len(store.score_history(engine, "r-w")) == 3
+    writer.prune_step(), writer.prune_step()
+    assert store.score_history(engine, "r-w") == []
+    writer.prune_step()  # a short step ended the pass: the next check is an hour away
+    _log(engine, {"lead_id": "r-w", "scored_at": now - timedelta(days=100)})
+    writer.prune_step()
+    writer.close()
+    assert len(store.score_history(engine, "r-w")) == 1
+    assert sum(len(store.score_history(engine, f"r-{i}")) for i in range(7)) == 3
+
+
+def test_prune_command_deletes_rows_older_than_the_retention(database_url, monkeypatch):
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from leadscore.settings import get_settings
+
+    # given a store with a row of 200 days ago and one of 10 days ago, and a retention of 180 days
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    now = store.now()
+    _log(engine, {"lead_id": "p-old", "scored_at": now - timedelta(days=200)},
+         {"lead_id": "p-new", "scored_at": now - timedelta(days=10)})
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
+    monkeypatch.setenv("LEADSCORE_SCORE_LOG_RETENTION_DAYS", "180")
+    get_settings.cache_clear()
+    try:
+        # when `leadscore prune` runs with the configured retention, then with 5 days
+        first = CliRunner().invoke(app, ["prune"])
+        kept = [r["lead_id"] for r in store.latest_scores(engine)]
+        second = CliRunner().invoke(app, ["prune", "--days", "5"])
+    finally:
+        get_settings.cache_clear()
+    # then each deletes what is older, and says how much
+    assert first.exit_code == 0 and "deleted 1 score-log rows older than 180 days" in first.output, first.output
+    assert kept == ["p-new"]
+    assert second.exit_code == 0 and store.latest_scores(engine) == []
+    engine.dispose()

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from leadscore.serve.db import REASON_FIELDS
+
 from .conftest import HOSTILE_ID, HOSTILE_TITLE, KEYS, N_LEADS, sign_in
 
 pytestmark = pytest.mark.slow
@@ -54,7 +56,7 @@ def test_sign_in_review_a_lead_and_mark_it_not_qualified(ui, page):
     db_score = ui.sql("SELECT score, reasons FROM score_log WHERE lead_id = ? ORDER BY id DESC LIMIT 1", lead_id)[0]
     assert page.locator(".stat .big").first.inner_text() == str(db_score[0])
     reasons = page.locator("ul.reasons li").all_inner_texts()
-    stored = json.loads(db_score[1])
+    stored = [dict(zip(REASON_FIELDS, r)) for r in json.loads(db_score[1])]  # stored as arrays, without keys
     assert len(reasons) == len(stored) > 0
     for r in stored:
         assert any(r["text"] in shown for shown in reasons), f"reason {r['text']!r} is not on the page"
