@@ -65,9 +65,21 @@ def _not_future(value: datetime) -> datetime:
 
 
 # A moment that has happened: what is stored as a fact (a lead's creation, an event, feedback).
-PAST_TIME_SCHEMA = {**TIME_SCHEMA, "description": TIME_SCHEMA["description"] + " At most 5 minutes ahead of the "
-                    "service's clock (a stored fact has happened)."}
-PastTime = Annotated[datetime, AfterValidator(_not_future), Field(json_schema_extra=PAST_TIME_SCHEMA)]
+def _past_time_schema(schema: dict) -> None:
+    """The document's bounds of a `PastTime`. A pattern cannot follow the clock, so it admits times up to the
+    end of the year before the document was made (every one of them is accepted; the service accepts up to
+    5 minutes ahead of its clock)."""
+    last = datetime.now(timezone.utc).year - 1
+    tens, ones = divmod(last % 100, 10)
+    years = "20(?:" + (f"[0-{tens - 1}][0-9]|" if tens else "") + f"{tens}[0-{ones}])"
+    schema.update(TIME_SCHEMA, pattern=TIME_SCHEMA["pattern"].replace("2099-12-31T", f"{last}-12-31T")
+                  .replace("20[0-9]{2}-", years + "-", 1),
+                  description=f"A time from 2000-01-01T00:00:00Z (included) to {last + 1}-01-01T00:00:00Z "
+                              "(excluded) in this document; the service accepts up to 5 minutes ahead of its "
+                              "clock (a stored fact has happened). A time without offset is read as UTC.")
+
+
+PastTime = Annotated[datetime, AfterValidator(_not_future), Field(json_schema_extra=_past_time_schema)]
 # The same bounds without a Python call (the value keeps its offset; a naive time means UTC).
 EventTime = Annotated[datetime, Field(ge=MIN_TIME, lt=MAX_TIME, json_schema_extra=TIME_SCHEMA)]
 
