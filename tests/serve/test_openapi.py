@@ -98,12 +98,31 @@ def test_metrics_are_documented_as_the_text_they_are(server, document):
     ("2000-01-01T00:30:00+01:00", False), ("2099-12-31T23:30:00-01:00", False),
 ])
 def test_the_documented_time_bounds_are_the_service_s(server, document, time, accepted):
-    # given a time field of the document (a lead's created_at)
-    schema = document["components"]["schemas"]["LeadUpsert"]["properties"]["created_at"]
+    # given a time field of the document (the review list's `since`; a stored fact's time is also bounded by
+    # the clock, below)
+    (param,) = [p for p in document["paths"]["/v1/leads"]["get"]["parameters"] if p["name"] == "since"]
+    (schema,) = [s for s in param["schema"]["anyOf"] if s.get("type") == "string"]
     assert schema["format"] == "date-time" and "2000-01-01" in schema["description"]
-    # when a lead with that time is stored
+    # when the leads scored since that time are listed
     with server.client("admin") as c:
-        r = c.put("/v1/leads/openapi-time", json={"created_at": time})
+        r = c.get("/v1/leads", params={"since": time})
     # then the service accepts exactly the times the document admits (its pattern)
     assert (r.status_code == 200) is accepted, r.text
     assert bool(re.search(schema["pattern"], time)) is accepted
+
+
+def test_a_stored_fact_s_documented_times_are_all_accepted(server, document):
+    # given a stored lead's created_at, which the service takes up to 5 minutes ahead of its clock
+    from datetime import datetime, timedelta, timezone
+
+    schema = document["components"]["schemas"]["LeadUpsert"]["properties"]["created_at"]
+    now = datetime.now(timezone.utc)
+    last_year_end = f"{now.year - 1}-12-31T23:59:59.999Z"
+    soon, later = ((now + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in (1, 10))
+    with server.client("admin") as c:
+        # then what the pattern admits is stored, and a time beyond the allowance is refused
+        for time, documented, accepted in ((last_year_end, True, True), ("2000-01-01T00:00:00Z", True, True),
+                                           (soon, False, True), (later, False, False)):
+            r = c.put("/v1/leads/openapi-time", json={"created_at": time})
+            assert (r.status_code == 200) is accepted, (time, r.text)
+            assert bool(re.search(schema["pattern"], time)) is documented, time
