@@ -24,9 +24,11 @@ def _shown(t: datetime) -> str:
 
 
 def _latest(ui, lead_id: str) -> tuple[datetime, int, dict]:
-    as_of, score, features = ui.sql("SELECT as_of, score, features FROM score_log WHERE lead_id = ? "
-                                    "ORDER BY scored_at DESC, id DESC LIMIT 1", lead_id)[0]
-    return _utc(as_of), score, json.loads(features)
+    # the features are stored as values, their names once per feature set (serve/db.py)
+    as_of, score, values, names = ui.sql(
+        "SELECT s.as_of, s.score, s.features, f.names FROM score_log s JOIN feature_sets f ON f.id = s.feature_set "
+        "WHERE s.lead_id = ? ORDER BY s.scored_at DESC, s.id DESC LIMIT 1", lead_id)[0]
+    return _utc(as_of), score, dict(zip(json.loads(names), json.loads(values)))
 
 
 def test_activity_separates_what_the_score_counted_from_what_came_after(ui, page):

@@ -6,13 +6,13 @@ feature set; the store reads both (`db.decode_score_log`) and retention deletes 
 is rewritten here (a large log would hold the service's start for minutes).
 
 Revision ID: 0003_compact_score_log
-Revises: 0004_ui_sessions
+Revises: 0002_model_generation
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_compact_score_log"
-down_revision = "0004_ui_sessions"
+down_revision = "0002_model_generation"
 branch_labels = None
 depends_on = None
 
