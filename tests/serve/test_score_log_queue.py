@@ -12,7 +12,7 @@ from leadscore.serve.metrics import Metrics
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 ROW = dict(lead_id="q-1", scored_at=T0, as_of=T0, model_version="1", probability=0.5, score=50, grade="B",
            qualified=False, features={"lead_age_days": 2.5, "country": "DE"},
-           reasons=[{"feature": "country", "impact": 0.1}])
+           reasons=[{"feature": "country", "value": "DE", "impact": 0.1, "points": 3, "text": "Country: DE"}])
 
 
 def test_a_full_queue_drops_rows_counts_them_and_warns_once_per_interval(tmp_path, caplog):
