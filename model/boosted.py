@@ -248,10 +248,47 @@ class CompiledTrees:
             "cat_left", "expected")} | {"trees_base": np.array([self.base]), "trees_max_depth": np.array([self.max_depth])}
 
     @classmethod
-    def from_arrays(cls, a) -> CompiledTrees:
+    def from_arrays(cls, a, n_features: int | None = None) -> CompiledTrees:
+        """Trees from saved arrays, checked first: the compiled walk does no bounds checks, so a node that
+        points outside its tree or a feature outside the model's would read or write outside memory."""
         kw = {k.removeprefix("trees_"): a[k] for k in a if k.startswith("trees_")
               and k not in ("trees_base", "trees_max_depth")}
+        check_tree_arrays(kw, n_features)
         return cls(base=float(a["trees_base"][0]), max_depth=int(a["trees_max_depth"][0]), **kw)
+
+
+_TREE_ARRAYS = {"roots": "iu", "feature": "iu", "left": "iu", "right": "iu", "threshold": "f", "expected": "f",
+                "missing_left": "biu", "is_leaf": "biu", "is_categorical": "biu", "cat_left": "biu"}
+
+
+def check_tree_arrays(kw: dict, n_features: int | None) -> None:
+    """Raise ValueError unless the arrays describe trees the compiled walk can only walk inside of."""
+    missing = sorted(set(_TREE_ARRAYS) - set(kw))
+    if missing:
+        raise ValueError(f"tree arrays missing: {missing}")
+    for name, kinds in _TREE_ARRAYS.items():
+        if kw[name].dtype.kind not in kinds:
+            raise ValueError(f"tree array {name!r} has dtype {kw[name].dtype}, expected kind {kinds!r}")
+    n = len(kw["feature"])
+    for name in _TREE_ARRAYS:
+        if name != "roots" and (kw[name].shape[0] != n or (kw[name].ndim != 1) != (name == "cat_left")):
+            raise ValueError(f"tree array {name!r} has shape {kw[name].shape}, expected {n} nodes")
+    if kw["cat_left"].shape != (n, 256):
+        raise ValueError(f"tree array 'cat_left' has shape {kw['cat_left'].shape}, expected ({n}, 256)")
+    roots = kw["roots"].astype(np.int64)
+    if roots.ndim != 1 or n == 0 or len(roots) == 0 or roots[0] != 0 or np.any(np.diff(roots) <= 0) \
+            or roots[-1] >= n:
+        raise ValueError("tree roots must start at node 0 and increase, each inside the node arrays")
+    inner = np.flatnonzero(~kw["is_leaf"].astype(bool))
+    end = np.append(roots[1:], n)[np.searchsorted(roots, inner, side="right") - 1]  # each inner node's tree end
+    for side in ("left", "right"):
+        kid = kw[side].astype(np.int64)[inner]
+        if np.any(kid <= inner) or np.any(kid >= end):
+            raise ValueError(f"a tree node's {side} child is not a later node of the same tree")
+    feature = kw["feature"].astype(np.int64)[inner]
+    limit = n_features if n_features is not None else np.iinfo(np.int64).max
+    if np.any(feature < 0) or np.any(feature >= limit):
+        raise ValueError(f"a tree node splits on a feature outside the model's {n_features} features")
 
 
 def _expected_values(nodes: np.ndarray) -> np.ndarray:

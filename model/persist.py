@@ -91,7 +91,7 @@ def load(path: Path, expected_sha256: str | None = None) -> ScoringModel:
     with np.load(path / "arrays.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     explainer = (Scorecard.from_arrays(arrays, len(encoder.features)) if spec["family"] == "scorecard"
-                 else CompiledTrees.from_arrays(arrays))
+                 else CompiledTrees.from_arrays(arrays, len(encoder.features)))
     return ScoringModel(
         family=spec["family"], encoder=encoder, explainer=explainer, calibration=Platt(**spec["calibration"]),
         policy=HandoffPolicy.from_dict(spec["policy"]),

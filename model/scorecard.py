@@ -96,6 +96,11 @@ class Scorecard:
 
     @classmethod
     def from_arrays(cls, arrays, n_features: int) -> "Scorecard":
-        return cls(edges=tuple(arrays[f"scorecard_edges_{j}"] for j in range(n_features)),
-                   tables=tuple(arrays[f"scorecard_table_{j}"] for j in range(n_features)),
-                   base=float(arrays["scorecard_base"][0]))
+        edges = tuple(arrays[f"scorecard_edges_{j}"] for j in range(n_features))
+        tables = tuple(arrays[f"scorecard_table_{j}"] for j in range(n_features))
+        # the compiled lookup clips a bin to its table's last entry: an empty table would read before it
+        for j, (e, t) in enumerate(zip(edges, tables)):
+            if t.ndim != 1 or len(t) == 0 or t.dtype.kind != "f" or e.ndim != 1 or e.dtype.kind not in "fiu":
+                raise ValueError(f"scorecard arrays of feature {j} are malformed (table {t.shape} {t.dtype}, "
+                                 f"edges {e.shape} {e.dtype})")
+        return cls(edges=edges, tables=tables, base=float(arrays["scorecard_base"][0]))
