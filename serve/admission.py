@@ -23,6 +23,8 @@ from starlette.types import Receive, Scope, Send
 ALWAYS = frozenset(("/healthz", "/readyz", "/metrics"))  # probes and scrapes answer under any load
 RETRY_AFTER_SECONDS = 1  # about the time a worker needs to finish the work in flight at the bounds
 _FREE = (0, 0)
+API_PREFIX = "/v1/"
+PAGE_BODY_BYTES = 64_000  # a sales-page form is a few hundred bytes
 
 
 class Admission:
@@ -38,15 +40,22 @@ class Admission:
             metrics.inflight_requests.set_function(lambda: self.requests)
             metrics.inflight_bytes.set_function(lambda: self.bytes)
 
-    def admit(self, scope: Scope, path: str) -> tuple[int, int] | None:
-        """A ticket to `release` when the request is done, or None: answer it with `shed`."""
-        if path in ALWAYS:
+    def admit(self, scope: Scope, path: str, keyed: bool = True) -> tuple[int, int] | None:
+        """A ticket to `release` when the request is done, or None: answer it with `shed`.
+
+        `keyed`: the request presents a valid API key. Only what is authenticated takes capacity: an API
+        request without a valid key is not budgeted (the key check refuses it, 401 or 429), so connections
+        that declare large bodies and never send them cannot shed everyone else; any other page (the sales
+        page's forms) reserves at most `PAGE_BODY_BYTES` of the byte budget."""
+        if path in ALWAYS or (not keyed and path.startswith(API_PREFIX)):
             return _FREE
         size = 0
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 size = min(int(value), self.max_body_bytes) if value.isdigit() else 0
                 break
+        if not path.startswith(API_PREFIX):
+            size = min(size, PAGE_BODY_BYTES)
         with self._lock:
             if self.requests and self.requests >= self.max_requests:
                 reason = "requests"

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from leadscore.serve import db
 from leadscore.serve.admission import Admission
+from leadscore.serve.auth import holds_a_key
 from leadscore.serve.errors import INTERNAL_ERROR, error_detail, validation_detail
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from leadscore.serve.model_holder import ModelHolder
@@ -98,7 +99,8 @@ class Leadscore(FastAPI):
             await super().__call__(scope, receive, send)
             return
         path = _route_path(scope)
-        ticket = self.state.admission.admit(scope, path)
+        state = self.state
+        ticket = state["admission"].admit(scope, path, holds_a_key(state["keys"], scope))
         if ticket is None:  # over this worker's bound: 503 with Retry-After at once
             await self.state.admission.shed(scope, receive, send)
             return

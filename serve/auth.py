@@ -126,6 +126,18 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
     return x_api_key or None
 
 
+def holds_a_key(keys: dict[str, str], scope) -> bool:
+    """Whether the request's headers present one of `keys` (any role): what admission budgets for."""
+    authorization = x_api_key = None
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+        elif name == b"x-api-key" and x_api_key is None:
+            x_api_key = value.decode("latin-1")
+    presented = presented_key(authorization, x_api_key)
+    return presented is not None and role_of(keys, presented) is not None
+
+
 def authorize(state, scope, presented: str | None, allowed: tuple[str, ...]) -> str:
     """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403, or 429
     for an address with too many recent wrong keys (checked first: a right key does not get through either)."""
