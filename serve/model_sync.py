@@ -136,8 +136,15 @@ class ModelSync:
         self.report_now()
 
     def step(self) -> None:
-        """One check (blocking: run in a thread)."""
-        generation = current_generation(self.engine)
+        """One check (blocking: run in a thread). The store and the registry are checked apart: with the
+        store down, a `leadscore promote` still reaches this worker through the alias check."""
+        try:
+            generation = current_generation(self.engine)
+        except Exception as e:  # noqa: BLE001 - a store outage: said once, not every second
+            self._store_down(e)
+            generation = self.generation
+        else:
+            self._store_down(None)
         if generation > self.generation:
             outcome = self.holder.reload(force=True)
             log.info("reload generation %d: %s", generation, outcome.message)
@@ -145,9 +152,23 @@ class ModelSync:
         elif self.registry_every > 0 and time.monotonic() >= self._next_registry_check:
             self._next_registry_check = time.monotonic() + self.registry_every
             self.holder.reload()
-        if ((self.holder.version, self.generation) != self._reported
-                or time.monotonic() - self._reported_at >= HEARTBEAT_SECONDS):
+        if self._store_error is None and ((self.holder.version, self.generation) != self._reported
+                                          or time.monotonic() - self._reported_at >= HEARTBEAT_SECONDS):
             self.report_now()
+
+    _store_error: str | None = None
+
+    def _store_down(self, error: Exception | None) -> None:
+        """Log the store's state when it changes: one warning when the reload generation cannot be read,
+        one line when it can again."""
+        now_error = None if error is None else type(error).__name__
+        if now_error != self._store_error:
+            if now_error:
+                log.warning("cannot read the reload generation from the store (%s): promotions still arrive "
+                            "through the registry's alias check", now_error)
+            else:
+                log.info("the store answers again: reload generations are followed")
+            self._store_error = now_error
 
     async def run(self) -> None:
         while True:

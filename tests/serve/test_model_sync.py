@@ -53,3 +53,28 @@ def test_a_reload_in_one_worker_reaches_another_through_the_generation(trained, 
     finally:
         engine.dispose()
         mlflow.set_tracking_uri(previous)
+
+
+def test_with_the_store_down_a_promotion_still_arrives_and_the_outage_is_said_once(trained, registry_copy, tmp_path,
+                                                                                   monkeypatch, caplog):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_copy)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(registry_copy)
+    # given a worker whose store cannot be read (a database without the service's tables)
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'not-migrated.db'}")
+    try:
+        holder = ModelHolder(URI)
+        holder.reload()
+        sync = model_sync.ModelSync(holder, engine, registry_every=0.001, sync_every=1, worker="host:1")
+        # when a new champion is promoted in the registry and the worker checks three times
+        v2 = register_version(registry_copy, shifted(trained.result.model, 0.3), tmp_path / "artifacts",
+                              promote=True)
+        with caplog.at_level("INFO", logger="leadscore"):
+            for _ in range(3):
+                sync.step()
+        # then the alias check alone brought it to the new version, and the outage was logged once
+        assert holder.version == v2
+        assert sum("cannot read the reload generation" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        engine.dispose()
+        mlflow.set_tracking_uri(previous)
