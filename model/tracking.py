@@ -11,7 +11,7 @@ import os
 import tempfile
 import warnings
 from datetime import datetime, timezone
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version as pkg_version
 from pathlib import Path
 
@@ -91,12 +91,17 @@ def _flat(prefix: str, d: dict) -> dict:
 def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout_values: dict,
           extra_metrics: dict | None = None, leakage: dict | None = None, register: bool = True,
           run_name: str | None = None, data_source: str = "", example: dict | None = None,
-          data_fingerprint: dict | None = None, model_name: str = registry.MODEL_NAME) -> TrackedRun:
+          data_fingerprint: dict | None = None, model_name: str = registry.MODEL_NAME,
+          params: dict | None = None, tags: dict | None = None) -> TrackedRun:
     """Log a training run and (optionally) register its model.
 
     `example` and `data_fingerprint` replace what is otherwise derived from `dataset` (the API example
     body and `fingerprint(dataset)`); `leadscore table` passes both, and `dataset=None`, for a flat export.
-    The run is named for what it is (`run_title`) unless `run_name` is given.
+    The run is named for what it is (`run_title`) unless `run_name` is given; `params` and `tags` are
+    logged on it besides the usual ones (`leadscore retrain`: where the data came from, the feedback counts).
+
+    With `register`, the gate decides against the champion first, then the version is registered (with its
+    data and config hashes and the decision as tags, alias `challenger`) and promoted if the gate says so.
     """
     if not os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run` the run (and its experiment) is given
         mlflow.set_experiment(EXPERIMENT)
@@ -108,14 +113,15 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
     model.info["data"] = {"snapshot_at": fp.get("snapshot_at"), "sha256": fp.get("sha256")}
     labels = result.rows["label"].to_numpy()
     with mlflow.start_run(run_name=run_name or run_title(model.family, data_source)) as run:
-        params = {"model": config.model, "chosen_family": model.family, "policy": config.policy,
+        run_params = {"model": config.model, "chosen_family": model.family, "policy": config.policy,
                   "policy_target": config.policy_target, "holdout_fraction": config.holdout_fraction,
                   "calibration_fraction": config.calibration_fraction, "seed": config.seed,
                   "horizon_days": config.definition.horizon_days, "n_features": len(model.encoder.features),
                   "data_source": data_source[:250]}
-        params.update({f"boosted.{k}": v for k, v in asdict(config.boosted).items()})
-        mlflow.log_params(params)
+        run_params.update({f"boosted.{k}": v for k, v in asdict(config.boosted).items()})
+        mlflow.log_params({**run_params, **(params or {})})
         mlflow.set_tags({"leadscore.version": package_version(), "leadscore.family": model.family,
+                         "leadscore.data.sha256": str(fp.get("sha256")), **(tags or {}),
                          NOTE: describe(model, fp, data_source, labels)})
         training_data = data_input(model, fp, data_source, labels)
         mlflow.log_input(training_data, context="training",
@@ -142,19 +148,56 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
         if not register:
             return TrackedRun(run.info.run_id, None, None)
         client = MlflowClient()
-        # the bundle's hash lives in the registry's database, apart from the artifact store it guards
-        version = str(mlflow.register_model(info.model_uri, model_name,
-                                            tags={BUNDLE_SHA256: bundle_sha}).version)
-        client.set_registered_model_alias(model_name, registry.CHALLENGER, version)
-        decision = registry.gate(model, version, holdout_values, y, name=model_name, client=client)
+        # the gate is decided before anything is registered: a comparison that fails registers nothing
+        decision = registry.gate(model, "new", holdout_values, y, name=model_name, client=client)
+        mlflow.set_tags({"leadscore.gate.rule": decision.rule, "leadscore.gate.promote": str(decision.promote).lower()})
+        version = register_version(info.model_uri, model_name, decision, client, {
+            BUNDLE_SHA256: bundle_sha,  # the bundle's hash lives in the registry's database, apart from the artifacts
+            **version_identity(fp, config, model.family)})
+        decision = replace(decision, challenger_version=version)
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
         mlflow.set_tag(NOTE, describe(model, fp, data_source, labels, decision=decision, version=version,
                                       model_name=model_name))
-        client.set_model_version_tag(model_name, version, "gate", json.dumps(decision.to_dict())[:5000])
         if decision.promote:
             registry.promote(version, name=model_name, client=client, reason=decision.reason)
         log.info("registered %s version %s: %s", model_name, version, decision.reason)
         return TrackedRun(run.info.run_id, version, decision)
+
+
+def register_version(model_uri: str, model_name: str, decision: registry.GateDecision, client: MlflowClient,
+                     tags: dict) -> str:
+    """Register `model_uri` as a new version, tagged with its gate decision and aliased `challenger`.
+
+    All or nothing: if anything after the version was created fails (a tag, the alias), the version is
+    deleted again and the error raised, so no version without its decision is left behind to be promoted.
+    """
+    version = str(mlflow.register_model(model_uri, model_name, tags=tags).version)
+    try:
+        gate = replace(decision, challenger_version=version)
+        client.set_model_version_tag(model_name, version, "gate", json.dumps(gate.to_dict())[:5000])
+        client.set_registered_model_alias(model_name, registry.CHALLENGER, version)
+    except Exception:
+        client.delete_model_version(model_name, version)  # also drops any alias it got
+        raise
+    return version
+
+
+# Model-version tags that say what a version was trained on and how (`leadscore retrain` finds a version
+# trained on the same data with the same settings by them and does not train again)
+DATA_SHA256, CONFIG_SHA256, MODEL_CHOICE, FAMILY = "data_sha256", "config_sha256", "model_choice", "family"
+
+
+def config_sha256(config: TrainConfig) -> str:
+    """A hash of everything in `config` that shapes the model but the family choice (`config.model`, kept
+    apart in the `model_choice` tag: `auto` may have picked the family that is asked for by name later)."""
+    d = asdict(config)
+    d.pop("model")
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def version_identity(fp: dict, config: TrainConfig, family: str) -> dict:
+    return {DATA_SHA256: str(fp.get("sha256")), CONFIG_SHA256: config_sha256(config), MODEL_CHOICE: config.model,
+            FAMILY: family}
 
 
 NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
