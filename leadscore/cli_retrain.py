@@ -1,0 +1,95 @@
+"""`leadscore retrain`: train a challenger like the champion from the store (or an export with the store's
+feedback), gate it, register it, promote it if it passes. Made for schedulers: the exit code says what
+happened (docs/retraining.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from leadscore.cli import _progress, _setup_mlflow, _utc_moment, app, console
+
+PROMOTED, KEPT, NOT_ENOUGH_DATA, FAILED = 0, 3, 4, 1
+
+
+def _stop(code: int, message: str) -> None:
+    """Say why the run stops before registering anything, and exit with `code` (1 or 4)."""
+    label = "[bold red]error:[/]" if code == FAILED else "[bold yellow]not enough data:[/]"
+    console.print(f"{label} {message}")
+    console.print("nothing was registered and no alias changed")
+    raise typer.Exit(code=code)
+
+
+@app.command("retrain")
+def retrain(
+    export: Annotated[Optional[Path], typer.Option(
+        help="Train on this CRM export directory, with the store's feedback merged (default: the store alone).")] = None,
+    database_url: Annotated[Optional[str], typer.Option(
+        help="The service's store (default: LEADSCORE_DATABASE_URL).")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="auto | scorecard | boosted (default: the champion's family; auto with no champion).")] = None,
+    as_of: Annotated[Optional[str], typer.Option(
+        "--as-of", help="Train on the store as it was at this moment (ISO-8601; default: now).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Retrain from what sales said: train like the champion, gate, register, promote if better.
+
+    Exit codes: 0 promoted, 3 kept the champion (the gate refused, or this data is already trained),
+    4 not enough data, 1 any other error (nothing registered). One run at a time (a lock in the store).
+    """
+    from leadscore.features.loading import DataError
+    from leadscore.model.retrain import RetrainError, RetrainOptions, retrain as run_retrain, shown_url
+    from leadscore.model.train import NotEnoughData
+    from leadscore.serve.locks import LockHeld
+    from leadscore.settings import get_settings
+
+    if model not in (None, "auto", "scorecard", "boosted"):
+        _stop(FAILED, "--model must be auto, scorecard or boosted")
+    url = database_url or get_settings().database_url
+    moment = _utc_moment(as_of).to_pydatetime() if as_of else None
+    _setup_mlflow()
+    options = RetrainOptions(database_url=url, export=export, model=model, as_of=moment, seed=seed)
+    console.print(f"retraining from {'the export ' + str(export) + ' and ' if export else ''}the store "
+                  f"{shown_url(url)}")
+    with _progress() as progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            out = run_retrain(options, progress=lambda msg: progress.update(task, description=msg))
+        except LockHeld as e:
+            progress.stop()
+            _stop(FAILED, f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
+                          f"{e.stale_after:.0f} s.)")
+        except NotEnoughData as e:
+            progress.stop()
+            _stop(NOT_ENOUGH_DATA, str(e))
+        except (DataError, RetrainError) as e:
+            progress.stop()
+            _stop(FAILED, str(e))
+        except Exception as e:  # noqa: BLE001 - a scheduler needs exit 1 and a reason, not a traceback
+            progress.stop()
+            _stop(FAILED, f"{type(e).__name__}: {str(e)[:500]}")
+        progress.update(task, description="done", total=1, completed=1)
+    for note in out.notes:
+        console.print(f"  {note}")
+    for w in out.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    fb = out.feedback
+    console.print(f"data SHA-256 {out.fingerprint['sha256'][:12]}: {out.fingerprint['n_leads']:,} leads, "
+                  f"{out.fingerprint['n_events']:,} events, {out.fingerprint['n_outcomes']:,} outcomes; feedback: "
+                  f"{fb['verdicts']} verdicts ({fb['qualified']} qualified, {fb['disqualified']} disqualified), "
+                  f"{fb['won']} won, {fb['lost']} lost, on {fb['leads']} leads")
+    if out.status == "unchanged":
+        console.print(f"[bold yellow]kept the champion:[/] version {out.version} was already trained on this data "
+                      f"with these settings (family {out.config.model}): nothing to do")
+        raise typer.Exit(code=KEPT)
+    m, d = out.metrics, out.decision
+    console.print(f"[bold]{out.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f}; registered "
+                  f"leadscore version {out.version} (run {out.run_id})")
+    if out.status == "promoted":
+        console.print(f"[bold green]promoted[/] version {out.version} to champion (rule {d.rule}): {d.reason}")
+        return
+    console.print(f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
+                  f"version {out.version} stays challenger")
+    raise typer.Exit(code=KEPT)
