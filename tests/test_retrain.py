@@ -6,14 +6,12 @@ Real MLflow registry (SQLite in a temporary folder), real store, real server pro
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -207,31 +205,6 @@ def test_a_held_lock_stops_a_second_run_at_once(registry_env, demo_dataset, tmp_
     text = " ".join(done.output.split())
     assert "another retrain is running: held by batch-host-2 pid 4242 since" in text
     assert (_versions(), _aliases()) == before
-
-
-def test_a_stale_lock_is_taken_over_and_a_live_one_is_not(tmp_path):
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    db.migrate(url)
-    engine = db.make_engine(url)
-    first = locks.JobLock(engine, "retrain", holder="a pid 1")
-    first.acquire()
-    first._stop.set()  # as if its process died: the heartbeat stops and the row stays
-    with pytest.raises(locks.LockHeld, match="held by a pid 1"):
-        locks.JobLock(engine, "retrain", holder="b pid 2").acquire()
-    # when its heartbeat is older than the stale timeout
-    with engine.begin() as conn:
-        conn.execute(sa.update(locks.job_locks).values(
-            heartbeat_at=locks._now() - pd.Timedelta(seconds=locks.STALE_AFTER_SECONDS + 1)))
-    second = locks.JobLock(engine, "retrain", holder="b pid 2")
-    second.acquire()
-    # then the next run takes it over, and releasing it frees the lock for the one after
-    assert second.took_over == "a pid 1"
-    second.release()
-    third = locks.JobLock(engine, "retrain", holder="c pid 3")
-    third.acquire()
-    third.release()
-    engine.dispose()
-    assert os.path.exists(tmp_path / "store.db")
 
 
 def test_a_challenger_the_gate_refuses_is_registered_but_not_promoted(through_the_api):
