@@ -24,7 +24,7 @@ def _stop(code: int, message: str) -> None:
 
 @app.command("retrain")
 def retrain(
-    export: Annotated[Optional[Path], typer.Option(
+    export: Annotated[Optional[str], typer.Option(
         help="Train on this CRM export directory, with the store's feedback merged (default: the store alone).")] = None,
     database_url: Annotated[Optional[str], typer.Option(
         help="The service's store (default: LEADSCORE_DATABASE_URL).")] = None,
@@ -45,12 +45,14 @@ def retrain(
     from leadscore.serve.locks import LockHeld
     from leadscore.settings import get_settings
 
+    # an empty value is the default (MLproject parameters and env-driven schedulers pass "" for "not given")
+    export, database_url, model, as_of = (v or None for v in (export, database_url, model, as_of))
     if model not in (None, "auto", "scorecard", "boosted"):
         _stop(FAILED, "--model must be auto, scorecard or boosted")
     url = database_url or get_settings().database_url
     moment = _utc_moment(as_of).to_pydatetime() if as_of else None
     _setup_mlflow()
-    options = RetrainOptions(database_url=url, export=export, model=model, as_of=moment, seed=seed)
+    options = RetrainOptions(database_url=url, export=Path(export) if export else None, model=model, as_of=moment, seed=seed)
     console.print(f"retraining from {'the export ' + str(export) + ' and ' if export else ''}the store "
                   f"{shown_url(url)}")
     with _progress() as progress:
@@ -82,7 +84,7 @@ def retrain(
                   f"{fb['won']} won, {fb['lost']} lost, on {fb['leads']} leads")
     if out.status == "unchanged":
         console.print(f"[bold yellow]kept the champion:[/] version {out.version} was already trained on this data "
-                      f"with these settings (family {out.config.model}): nothing to do")
+                      f"with these settings (--model {out.config.model}): nothing to do")
         raise typer.Exit(code=KEPT)
     m, d = out.metrics, out.decision
     console.print(f"[bold]{out.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f}; registered "
