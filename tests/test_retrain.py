@@ -6,6 +6,7 @@ Real MLflow registry (SQLite in a temporary folder), real store, real server pro
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -185,6 +186,35 @@ def test_no_usable_data_registers_nothing(through_the_api, demo_dataset, tmp_pat
     assert "row 6, column 'type': 'email_open' is not one of" in " ".join(done.output.split())
     # and none of them registered a version or moved an alias
     assert (_versions(), _aliases()) == before
+
+
+def test_an_export_is_trained_with_the_stores_feedback_merged(through_the_api, demo_dataset, tmp_path):
+    _, _, _, first, _, _ = through_the_api
+    assert first.exit_code == 0
+    # given a CRM export that lags: it has the leads and events, but none of their outcomes yet
+    leads = _slice(demo_dataset, 2200, N_LEADS)
+    ids = set(leads[S.LEAD_ID])
+    lagging = replace(demo_dataset, leads=leads, events=demo_dataset.events[demo_dataset.events[S.LEAD_ID].isin(ids)],
+                      outcomes=demo_dataset.outcomes.iloc[:0])
+    export = write_dataset(lagging, tmp_path / "crm")
+    # and the verdicts sales gave through the service, in its store
+    fb = _feedback(demo_dataset, ids)
+    url = _store(tmp_path, "fb.db", demo_dataset, leads, fb)
+    # when retrain runs on the export
+    done = _retrain("--database-url", url, "--export", str(export), "--model", "scorecard")
+    # then it trained on the export's leads with the store's verdicts as outcomes (the export alone has none)
+    assert done.exit_code in (0, 3), done.output
+    assert "already trained" not in done.output
+    version = max(_versions(), key=int)
+    run = mlflow.get_run(MlflowClient().get_model_version(registry.MODEL_NAME, version).run_id)
+    assert run.data.params["retrain.source"] == "export" and run.data.params["retrain.export"] == str(export)
+    assert run.data.metrics["feedback.verdicts"] == int(fb[S.OUTCOME].isin(["qualified", "disqualified"]).sum())
+    fp = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/data_fingerprint.json")
+    assert fp["n_leads"] == N_LEADS and fp["n_outcomes"] == len(fb) > 0
+    # and the exit code is the gate's decision
+    decision = json.loads(MlflowClient().get_model_version(registry.MODEL_NAME, version).tags["gate"])
+    assert done.exit_code == (0 if decision["promote"] else 3)
+    assert (registry.alias_version(registry.CHAMPION) == version) == decision["promote"]
 
 
 def test_a_held_lock_stops_a_second_run_at_once(registry_env, demo_dataset, tmp_path):
