@@ -156,13 +156,9 @@ def existing_version(fp: dict, config: TrainConfig, model_name: str = registry.M
 
     `auto` matches a version that `auto` trained; a family asked by name matches a version of that family
     (whether named or picked by `auto`), since training it again would give the same model."""
-    client = MlflowClient()
-    try:
-        found = client.search_model_versions(
-            f"name = '{model_name}' and tags.{tracking.DATA_SHA256} = '{fp['sha256']}' "
-            f"and tags.{tracking.CONFIG_SHA256} = '{tracking.config_sha256(config)}'")
-    except Exception:  # noqa: BLE001 - no registered model yet
-        return None
+    found = MlflowClient().search_model_versions(  # [] when nothing is registered yet
+        f"name = '{model_name}' and tags.{tracking.DATA_SHA256} = '{fp['sha256']}' "
+        f"and tags.{tracking.CONFIG_SHA256} = '{tracking.config_sha256(config)}'")
     same = [v for v in found if v.tags.get(tracking.MODEL_CHOICE) == config.model
             or v.tags.get(tracking.FAMILY) == config.model]
     return str(max(int(v.version) for v in same)) if same else None
