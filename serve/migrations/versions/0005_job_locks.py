@@ -1,13 +1,13 @@
 """job locks: one row per running scheduled job (`leadscore retrain`), so two runs never race
 
 Revision ID: 0005_job_locks
-Revises: 0002_model_generation
+Revises: 0003_compact_score_log
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_job_locks"
-down_revision = "0002_model_generation"
+down_revision = "0003_compact_score_log"
 branch_labels = None
 depends_on = None
 
