@@ -14,6 +14,7 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from leadscore.cli import app
@@ -252,3 +253,23 @@ def test_a_challenger_the_gate_refuses_is_registered_but_not_promoted(through_th
     assert _aliases() == {registry.CHAMPION: "1", registry.CHALLENGER: new}
     text = " ".join(done.output.split())
     assert f"kept the champion version 1 (rule {rule})" in text and f"version {new} stays challenger" in text
+
+
+class _AliasFails(MlflowClient):
+    """The real registry, whose alias call fails after the version was created (a registry outage mid-way)."""
+
+    def set_registered_model_alias(self, *args, **kwargs):
+        raise MlflowException("the registry went away")
+
+
+def test_a_registration_that_fails_half_way_leaves_no_version(through_the_api):
+    _, _, _, first, _, _ = through_the_api
+    assert first.exit_code == 0
+    before = (_versions(), _aliases())
+    source = MlflowClient().get_model_version(registry.MODEL_NAME, "1").source
+    decision = registry.GateDecision(True, "better beyond noise", "new", rule="better")
+    # when registering a version fails after the version was created
+    with pytest.raises(MlflowException, match="the registry went away"):
+        tracking.register_version(source, registry.MODEL_NAME, decision, _AliasFails(), {"data_sha256": "x"})
+    # then the version is gone again (no version to promote without its decision) and no alias moved
+    assert (_versions(), _aliases()) == before
