@@ -342,3 +342,20 @@ def test_prune_command_deletes_rows_older_than_the_retention(database_url, monke
     assert kept == ["p-new"]
     assert second.exit_code == 0 and store.latest_scores(engine) == []
     engine.dispose()
+
+
+def test_the_migrations_form_one_chain():
+    # given every migration file (their numbers need not follow the chain: each names the one before it)
+    from pathlib import Path
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
+    script = ScriptDirectory.from_config(cfg)
+    # then there is one head and one base, and the walk from the head reaches every file
+    assert len(script.get_heads()) == 1 and len(script.get_bases()) == 1
+    files = {p.stem for p in (Path(db.__file__).parent / "migrations" / "versions").glob("0*.py")}
+    walked = {Path(r.module.__file__).stem for r in script.walk_revisions()}
+    assert walked == files
