@@ -144,6 +144,8 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
     """Train on event data: point-in-time rows for `config.definition`, catalogue features."""
     step = progress or (lambda msg: log.info(msg))
     step("building training rows")
+    if len(dataset.leads) == 0:  # said plainly, before the row builder meets empty columns
+        raise NotEnoughData("the dataset has no leads: nothing to learn from")
     rows = training_rows(dataset, config.definition)
     warnings = check_enough(rows["label"].to_numpy(), "training rows")
     step("auditing custom columns and events for leakage")

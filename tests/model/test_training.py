@@ -34,6 +34,15 @@ def test_refuses_to_train_on_too_few_positives(demo_dataset):
         train(small, TrainConfig(definition=definition))
 
 
+def test_refuses_to_train_on_a_dataset_without_leads(demo_dataset):
+    # given a dataset with its tables' columns and no rows (an empty store, exported)
+    empty = Dataset(demo_dataset.leads.iloc[:0], demo_dataset.events.iloc[:0], demo_dataset.outcomes.iloc[:0],
+                    demo_dataset.snapshot_at)
+    # then training says there is nothing to learn from, not a type error from deep inside
+    with pytest.raises(NotEnoughData, match="no leads"):
+        train(empty)
+
+
 def test_trained_model_is_calibrated_and_graded(trained):
     # given the scorecard trained on demo data (session fixture)
     # then it ranks well, is calibrated in the large and per bin, and grades order the qualification rate.
