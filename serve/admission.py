@@ -82,10 +82,15 @@ class Admission:
                 f"after {RETRY_AFTER_SECONDS} s")
 
     async def shed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """503 with Retry-After, after reading (and discarding) the request body."""
+        """503 with Retry-After. A client that asked `Expect: 100-continue` is answered before it sends its
+        body (the server never says "100 Continue": the HTTP way to refuse an upload at once) and the
+        connection is closed; any other client's body is read and discarded first, so it can read the answer
+        rather than meet a reset connection mid-upload."""
         start = time.perf_counter()
+        waits_for_continue = any(name == b"expect" and value.lower() == b"100-continue"
+                                 for name, value in scope.get("headers", ()))
         seen = 0
-        while seen <= self.max_body_bytes:
+        while not waits_for_continue and seen <= self.max_body_bytes:
             message = await receive()
             if message["type"] != "http.request":
                 return  # the client is gone
@@ -93,9 +98,11 @@ class Admission:
             if not message.get("more_body", False):
                 break
         body = orjson.dumps({"detail": [{"field": "request", "reason": self.reason(scope)}]})
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+        if waits_for_continue:  # the unsent body must not be read as the next request
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         if self.metrics is not None:
             self.metrics.shed.labels(scope["leadscore.shed"]).inc()

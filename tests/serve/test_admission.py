@@ -58,3 +58,29 @@ def test_requests_with_a_key_still_share_the_budget(trained, tmp_path, start_ser
         for s in idle:
             s.close()
         server.stop()
+
+
+def test_an_upload_that_asks_to_continue_is_refused_before_its_body(trained, tmp_path, start_server):
+    # given a worker whose body budget is taken by two keyed uploads in progress
+    server = start_server(tmp_path, trained.uri, extra_env={"LEADSCORE_MAX_INFLIGHT_BODY_BYTES": "8000000"})
+    key = f"Authorization: Bearer {KEYS['scorer']}\r\n"
+    idle = []
+    try:
+        idle = [_idle_upload(server.url, 5_000_000, key), _idle_upload(server.url, 3_000_000, key)]
+        time.sleep(0.5)
+        # when a keyed client announces a 2 MB batch with `Expect: 100-continue` and waits, sending nothing
+        asking = _idle_upload(server.url, 2_000_000, key + "Expect: 100-continue\r\n")
+        idle.append(asking)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = asking.recv(4096)
+            assert chunk, f"connection closed before an answer: {head!r}"
+            head += chunk
+        # then the first answer is the refusal itself, not "100 Continue": no byte of the body was needed
+        status, _, rest = head.partition(b"\r\n")
+        assert status == b"HTTP/1.1 503 Service Unavailable", head
+        assert b"retry-after: 1" in rest.lower() and b"connection: close" in rest.lower()
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
