@@ -9,6 +9,7 @@ and the sales page's sign-in share one limiter per worker process (docs/security
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import math
 import time
@@ -60,8 +61,23 @@ class FailureLimiter:
         for client in [c for c, t in self.failures.items() if t[-1] < cutoff]:
             del self.failures[client]
         if len(self.failures) >= self.max_clients:
-            for client in list(self.failures)[: max(1, self.max_clients // 10)]:
-                del self.failures[client]
+            # a flood from many addresses: forget those not locked out first, so the flood cannot push a
+            # locked-out address out of the table (and so clear its lockout); then the oldest
+            drop = max(1, self.max_clients // 10)
+            unlocked = [c for c, t in self.failures.items() if len(t) < self.limit][:drop]
+            for client in unlocked + list(self.failures)[: drop - len(unlocked)]:
+                self.failures.pop(client, None)
+
+
+def throttle_key(address: str) -> str:
+    """What failures are counted against: an IPv4 address, or an IPv6 address's /64 (one host usually holds
+    a whole /64, so counting single IPv6 addresses would give it 2**64 tries)."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    except ValueError:
+        return address
 
 
 def limiter(state) -> FailureLimiter:
@@ -98,14 +114,14 @@ def too_many(wait: int) -> HTTPException:
 
 def retry_after(state, scope) -> int:
     """Whole seconds until the request's address may present a key again (`FailureLimiter`); 0 = now."""
-    return limiter(state).retry_after(client_address(scope))
+    return limiter(state).retry_after(throttle_key(client_address(scope)))
 
 
 def failed(state, scope, reason: str, allowed: tuple[str, ...], counted: bool) -> None:
     """Audit a failed check; count it against the address when it was a wrong key (a guess)."""
     client = client_address(scope)
     if counted:
-        limiter(state).fail(client)
+        limiter(state).fail(throttle_key(client))
     audit.warning("auth failure: %s %s from %s: %s; needs %s", scope.get("method", "-"),
                   _printable(scope.get("path", "")), _printable(client), reason, needs(allowed))
 
@@ -141,7 +157,7 @@ def holds_a_key(keys: dict[str, str], scope) -> bool:
 def authorize(state, scope, presented: str | None, allowed: tuple[str, ...]) -> str:
     """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403, or 429
     for an address with too many recent wrong keys (checked first: a right key does not get through either)."""
-    guard, address = limiter(state), client_address(scope)
+    guard, address = limiter(state), throttle_key(client_address(scope))
     if address in guard.failures:  # the success path of a client without recent failures stops here
         wait = guard.retry_after(address)
         if wait:

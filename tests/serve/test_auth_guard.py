@@ -11,7 +11,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 from leadscore.serve.app import create_app
-from leadscore.serve.auth import FailureLimiter
+from leadscore.serve.auth import FailureLimiter, throttle_key
 
 from leadscore.settings import Settings
 from support import KEYS, KEYS_ENV
@@ -185,6 +185,28 @@ def test_limiter_window_slides_and_memory_stays_bounded():
     for _ in range(50):
         off.fail("a")
     assert off.retry_after("a") == 0
+
+
+def test_a_flood_from_many_addresses_does_not_clear_a_lockout():
+    clock = Clock()
+    clock.now = 1000.0
+    limiter = FailureLimiter(limit=3, window=300, max_clients=100, clock=clock)
+    # given an address locked out
+    for _ in range(3):
+        limiter.fail("a")
+    assert limiter.retry_after("a") > 0
+    # when a thousand other addresses fail once each (the table holds at most 100)
+    for i in range(1000):
+        limiter.fail(f"10.0.{i // 256}.{i % 256}")
+    # then the locked-out address is still locked out, and memory is still bounded
+    assert limiter.retry_after("a") > 0 and len(limiter.failures) <= 100
+
+
+def test_ipv6_failures_count_against_the_64_a_host_holds():
+    # given two addresses of one /64 and one of another, and IPv4 addresses as they are
+    assert throttle_key("2001:db8:1:2::1") == throttle_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert throttle_key("2001:db8:1:3::1") != throttle_key("2001:db8:1:2::1")
+    assert throttle_key("192.0.2.7") == "192.0.2.7" and throttle_key("unknown") == "unknown"
 
 
 def test_sales_page_sessions_end_at_sign_out_on_either_store(trained, database_url):
