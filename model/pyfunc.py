@@ -57,6 +57,8 @@ class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
             "grade": [r["grade"] for r in results],
             "qualified": [r["qualified"] for r in results],
             "reasons": [json.dumps(r["reasons"]) for r in results],
+            # values outside the training range, as the API's `out_of_range` (a JSON list, "[]" when none)
+            "out_of_range": [json.dumps(r.get("out_of_range") or []) for r in results],
         })
 
 

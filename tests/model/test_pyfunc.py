@@ -21,6 +21,14 @@ def test_registered_model_loads_as_pyfunc_and_scores(trained):
     # then it returns a probability, score, grade and reasons
     assert 0 <= out["probability"].iloc[0] <= 1 and out["grade"].iloc[0] in "ABCD"
     assert out["reasons"].iloc[0].startswith("[{")
+    # and the values outside the training range, as the API lists them
+    import json
+
+    assert json.loads(out["out_of_range"].iloc[0]) == trained.result.model.results(
+        *_example_values(trained.result.model, example))[0]["out_of_range"]
+    old = example_frame(example).assign(as_of="2099-01-01T00:00:00Z")
+    flagged = json.loads(loaded.predict(old)["out_of_range"].iloc[0])
+    assert [f["feature"] for f in flagged if f["feature"] == "lead_age_days"] == ["lead_age_days"]
     # and the run holds plots, lineage and the definition
     run = MlflowClient().get_run(trained.tracked.run_id)
     names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
@@ -28,6 +36,13 @@ def test_registered_model_loads_as_pyfunc_and_scores(trained):
             "plots/reasons_summary.png"} <= names
     assert run.data.tags["leadscore.version"]
     assert "holdout.roc_auc" in run.data.metrics
+
+
+def _example_values(model, example):
+    from leadscore.features.live import lead_features, to_ms
+
+    lead = example["leads"][0]
+    return lead_features([lead], [to_ms(lead["as_of"])]), [lead["lead_id"]]
 
 
 def test_skops_file_lists_exactly_trusted_types(trained, tmp_path):
