@@ -37,6 +37,17 @@ def database_url(request, tmp_path) -> str:
     return fresh_pg_database(base, f"ls_{request.node.name.split('[')[0][-30:]}_{os.getpid()}".lower())
 
 
+@pytest.fixture
+def engine(database_url):
+    """A migrated store on that database, disposed after the test."""
+    from leadscore.serve import db
+
+    db.migrate(database_url)
+    e = db.make_engine(database_url)
+    yield e
+    e.dispose()
+
+
 @pytest.fixture(scope="session")
 def start_server():
     """`support.start_server` (starts a real `leadscore serve`), as a fixture for the tests here."""

@@ -42,45 +42,42 @@ def test_keyless_idle_uploads_do_not_shed_requests_with_a_key(trained, tmp_path,
         server.stop()
 
 
-def test_requests_with_a_key_still_share_the_budget(trained, tmp_path, start_server):
-    # given the same worker, and a client WITH a key that declares a 5 MB and a 3 MB body and sends none
+@pytest.fixture
+def busy_worker(trained, tmp_path, start_server):
+    """A worker whose 8 MB body budget is taken by two keyed uploads in progress (5 MB and 3 MB declared,
+    nothing sent); yields the server and the idle sockets (closed afterwards)."""
     server = start_server(tmp_path, trained.uri, extra_env={"LEADSCORE_MAX_INFLIGHT_BODY_BYTES": "8000000"})
     key = f"Authorization: Bearer {KEYS['scorer']}\r\n"
     idle = []
     try:
-        idle = [_idle_upload(server.url, 5_000_000, key), _idle_upload(server.url, 3_000_000, key)]
-        time.sleep(0.5)
-        # when another request with a key arrives, then the bound holds: it is shed with Retry-After
-        r = httpx.post(f"{server.url}/v1/score", json=trained.result.model.info["example"],
-                       headers={"Authorization": f"Bearer {KEYS['scorer']}"}, timeout=30)
-        assert r.status_code == 503 and r.headers["retry-after"], r.text
+        idle += [_idle_upload(server.url, 5_000_000, key), _idle_upload(server.url, 3_000_000, key)]
+        time.sleep(0.5)  # the worker has taken both heads
+        yield server, idle
     finally:
         for s in idle:
             s.close()
         server.stop()
 
 
-def test_an_upload_that_asks_to_continue_is_refused_before_its_body(trained, tmp_path, start_server):
-    # given a worker whose body budget is taken by two keyed uploads in progress
-    server = start_server(tmp_path, trained.uri, extra_env={"LEADSCORE_MAX_INFLIGHT_BODY_BYTES": "8000000"})
-    key = f"Authorization: Bearer {KEYS['scorer']}\r\n"
-    idle = []
-    try:
-        idle = [_idle_upload(server.url, 5_000_000, key), _idle_upload(server.url, 3_000_000, key)]
-        time.sleep(0.5)
-        # when a keyed client announces a 2 MB batch with `Expect: 100-continue` and waits, sending nothing
-        asking = _idle_upload(server.url, 2_000_000, key + "Expect: 100-continue\r\n")
-        idle.append(asking)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = asking.recv(4096)
-            assert chunk, f"connection closed before an answer: {head!r}"
-            head += chunk
-        # then the first answer is the refusal itself, not "100 Continue": no byte of the body was needed
-        status, _, rest = head.partition(b"\r\n")
-        assert status == b"HTTP/1.1 503 Service Unavailable", head
-        assert b"retry-after: 1" in rest.lower() and b"connection: close" in rest.lower()
-    finally:
-        for s in idle:
-            s.close()
-        server.stop()
+def test_requests_with_a_key_still_share_the_budget(busy_worker, trained):
+    server, _ = busy_worker
+    # when another request with a key arrives, then the bound holds: it is shed with Retry-After
+    r = httpx.post(f"{server.url}/v1/score", json=trained.result.model.info["example"],
+                   headers={"Authorization": f"Bearer {KEYS['scorer']}"}, timeout=30)
+    assert r.status_code == 503 and r.headers["retry-after"], r.text
+
+
+def test_an_upload_that_asks_to_continue_is_refused_before_its_body(busy_worker):
+    server, idle = busy_worker
+    # when a keyed client announces a 2 MB batch with `Expect: 100-continue` and waits, sending nothing
+    asking = _idle_upload(server.url, 2_000_000, f"Authorization: Bearer {KEYS['scorer']}\r\nExpect: 100-continue\r\n")
+    idle.append(asking)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = asking.recv(4096)
+        assert chunk, f"connection closed before an answer: {head!r}"
+        head += chunk
+    # then the first answer is the refusal itself, not "100 Continue": no byte of the body was needed
+    status, _, rest = head.partition(b"\r\n")
+    assert status == b"HTTP/1.1 503 Service Unavailable", head
+    assert b"retry-after: 1" in rest.lower() and b"connection: close" in rest.lower()

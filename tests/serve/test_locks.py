@@ -10,15 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from leadscore.serve import db, locks
-
-
-@pytest.fixture
-def engine(database_url):
-    db.migrate(database_url)
-    e = db.make_engine(database_url)
-    yield e
-    e.dispose()
+from leadscore.serve import locks
 
 
 def _age_heartbeat(engine, seconds: float) -> None:

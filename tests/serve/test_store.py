@@ -15,14 +15,6 @@ T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 REASON = {"feature": "lead_age_days", "value": 3, "impact": 0.1, "points": 3, "text": "Lead is 3 days old"}
 
 
-@pytest.fixture
-def engine(database_url):
-    db.migrate(database_url)
-    e = db.make_engine(database_url)
-    yield e
-    e.dispose()
-
-
 def test_migrations_create_the_tables_and_rerun_cleanly(database_url):
     # given a migrated database, when migrations run again
     db.migrate(database_url)
