@@ -37,6 +37,16 @@ def ensure_dataset() -> Path:
     return data
 
 
+def small_demo(leadscore: list[str], env: dict, tmp: Path, given: Path | None) -> Path:
+    """`given`, or 4,000 demo leads (seed 0) generated into `tmp` by the CLI: the servers' benchmarks."""
+    if given is not None:
+        return given
+    data = tmp / "data"
+    subprocess.run([*leadscore, "demo-data", "--leads", "4000", "--seed", "0", "--out", str(data)], env=env,
+                   check=True, capture_output=True)
+    return data
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

@@ -34,6 +34,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _util import small_demo  # noqa: E402
+
 KEY = "sc_bench_key_0001"
 BIN = Path(sys.executable).parent
 
@@ -151,11 +154,7 @@ def main() -> None:
            "LEADSCORE_API_KEYS": f"scorer:{KEY}", "LEADSCORE_DATABASE_URL": f"sqlite:///{tmp / 'leadscore.db'}",
            "LEADSCORE_RELOAD_INTERVAL_SECONDS": "0", "LEADSCORE_LOG_LEVEL": "WARNING"}
     leadscore = [str(BIN / "leadscore")]
-    data = args.data
-    if data is None:
-        data = tmp / "data"
-        subprocess.run([*leadscore, "demo-data", "--leads", "4000", "--seed", "0", "--out", str(data)], env=env,
-                       check=True, capture_output=True)
+    data = small_demo(leadscore, env, tmp, args.data)
     if not args.mlflow_uri:
         print(f"training ({args.model}) into {tmp}...", file=sys.stderr)
         subprocess.run([*leadscore, "train", "--data", str(data), "--model", args.model], env=env, check=True,

@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import machine  # noqa: E402
+from _util import machine, small_demo  # noqa: E402
 from api import free_port, stop, wait_http  # noqa: E402
 
 KEYS = {"scorer": "sc_soak_key_0001", "sales": "sa_soak_key_0001", "admin": "ad_soak_key_0001"}
@@ -107,11 +107,7 @@ def main() -> None:
            "LEADSCORE_API_KEYS": ",".join(f"{r}:{k}" for r, k in KEYS.items()),
            "LEADSCORE_DATABASE_URL": f"sqlite:///{dbfile}", "LEADSCORE_LOG_LEVEL": "WARNING"}
     leadscore = [str(BIN / "leadscore")]
-    data = args.data
-    if data is None:
-        data = tmp / "data"
-        subprocess.run([*leadscore, "demo-data", "--leads", "4000", "--seed", "0", "--out", str(data)], env=env,
-                       check=True, capture_output=True)
+    data = small_demo(leadscore, env, tmp, args.data)
     print(f"training a scorecard into {tmp} ...", file=sys.stderr, flush=True)
     subprocess.run([*leadscore, "train", "--data", str(data), "--model", "scorecard"], env=env, check=True,
                    capture_output=True, cwd=tmp)
