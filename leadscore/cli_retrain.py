@@ -40,7 +40,7 @@ def retrain(
     4 not enough data, 1 any other error (nothing registered). One run at a time (a lock in the store).
     """
     from leadscore.features.loading import DataError
-    from leadscore.model.retrain import RetrainError, RetrainOptions, retrain as run_retrain, shown_url
+    from leadscore.retrain import RetrainError, RetrainOptions, retrain as run_retrain, shown_url
     from leadscore.model.train import NotEnoughData
     from leadscore.serve.locks import LockHeld
     from leadscore.settings import get_settings
