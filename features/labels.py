@@ -80,6 +80,19 @@ def sampled_ages(lead_ids: pd.Series, definition: QualifiedDefinition) -> list[t
     return out
 
 
+def age_probability(definition: QualifiedDefinition, age_days: np.ndarray) -> np.ndarray:
+    """P(a lead's sampled ages include `age_days`), per whole-day age, as `sampled_ages` draws them: 1 or 0
+    for "fixed", 1 / (stratum width) inside a stratum for "stratified" (the hash is independent of the lead).
+    """
+    age = np.asarray(age_days)
+    if definition.age_sampling == "fixed":
+        return np.isin(age, definition.ages_days).astype(np.float64)
+    out = np.zeros(age.shape, dtype=np.float64)
+    for lo, hi in _strata(definition.ages_days):
+        out[(age >= lo) & (age < hi)] = 1.0 / (hi - lo)
+    return out
+
+
 def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataFrame:
     """Candidate rows: each lead at each sampled age, and at its first handoff to sales."""
     leads = dataset.leads[[S.LEAD_ID, S.CREATED_AT]]

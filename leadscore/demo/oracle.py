@@ -1,7 +1,11 @@
 """Exact ground-truth probabilities for the demo data (see docs/demo-data.md, "The oracle").
 
 ``observable``: forward filtering of the hidden (fit, intent) posterior from what is observable strictly
-before ``as_of`` (re-read from the written files), then absorption over the horizon.
+before ``as_of`` (re-read from the written files), then absorption over the horizon. Exact for a row whose
+as_of does not depend on the lead's hidden path (a whole-day age).
+``handoff``: the same, also given that the lead's first hand-over is at as_of (it is in review then).
+``training`` (with a qualified-lead definition): exact for a row of ``training_rows(definition)`` given only
+what the row's features see: it was either a sampled age or the first hand-over (features.labels).
 ``hidden``: the same absorption probability given the true (fit, intent) on the as_of day.
 """
 
@@ -20,6 +24,7 @@ from leadscore.demo.model import DAY_MS, N_INTENT, REVIEW, Compiled
 from leadscore.demo.params import FITS, INTENTS, POISSON_KINDS, DemoParams
 from leadscore.demo.titles import seniority_from_title
 from leadscore.features import schema
+from leadscore.features.labels import QualifiedDefinition, age_probability
 
 _KIND = {k: i for i, k in enumerate(POISSON_KINDS)}
 NK = len(POISSON_KINDS)
@@ -130,13 +135,29 @@ def _filter_chunk(c: Compiled, prior: np.ndarray, counts: np.ndarray, handed_day
     return results
 
 
+def _row_probabilities(post: np.ndarray, v: np.ndarray, handed_before: np.ndarray) -> tuple[np.ndarray, ...]:
+    """From the predictive posterior of (fit, intent) on day k: P(label), P(first hand-over on day k) and
+    P(label and first hand-over on day k), all given the observations of days 0..k-1."""
+    joint = post * v
+    label = joint.sum(axis=(1, 2))
+    first = np.where(handed_before, 0.0, post[:, :, REVIEW].sum(axis=1))
+    label_and_first = np.where(handed_before, 0.0, joint[:, :, REVIEW].sum(axis=1))
+    return label, first, label_and_first
+
+
 def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int = 30,
-                         lead_chunk_cells: int = 4_000_000) -> pd.DataFrame:
-    """P(recorded 'qualified' in (as_of, as_of + horizon]) per row: columns observable and hidden."""
+                         lead_chunk_cells: int = 4_000_000,
+                         definition: QualifiedDefinition | None = None) -> pd.DataFrame:
+    """P(recorded 'qualified' in (as_of, as_of + horizon]) per row: columns observable, handoff, hidden,
+    and training when a qualified-lead definition is given (its ``horizon_days`` then wins)."""
     data_dir = Path(data_dir)
+    if definition is not None:
+        horizon_days = definition.horizon_days
     c = Compiled.build(load_params(data_dir))
     v = c.absorption(horizon_days)  # (fit, intent)
-    out = pd.DataFrame({"observable": np.nan, "hidden": np.nan}, index=rows.index)
+    out = pd.DataFrame({"observable": np.nan, "handoff": np.nan, "hidden": np.nan}, index=rows.index)
+    if definition is not None:
+        out["training"] = np.nan
     if len(rows) == 0:
         return out
     row_ids = rows["lead_id"].astype(str).to_numpy()
@@ -183,7 +204,7 @@ def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int =
     order = np.argsort(kmax, kind="stable")
     ev_order = np.argsort(ev_lead, kind="stable")
     ev_lead, ev_day, chan = ev_lead[ev_order], ev_day[ev_order], chan[ev_order]
-    obs = np.full(len(rows), np.nan)
+    obs, first, label_first = (np.full(len(rows), np.nan) for _ in range(3))
     i = 0
     while i < len(order):
         j = i + 1
@@ -204,9 +225,22 @@ def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int =
         for kk in want_k:
             rr = rsel[k[rsel] == kk]
             post = res[int(kk)][local[row_lead[rr]]]
-            obs[rr] = np.einsum("lfi,fi->l", post, v)
+            obs[rr], first[rr], label_first[rr] = _row_probabilities(post, v, handed_day[row_lead[rr]] < kk)
         i = j
     out["observable"] = np.clip(obs, 0.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # NaN where a first hand-over on that day is impossible (already handed over, or age 0)
+        out["handoff"] = np.clip(np.where(first > 0, label_first / first, np.nan), 0.0, 1.0)
+        if definition is not None:
+            # The row exists because its age was sampled (probability p, independent of the lead's path:
+            # label law = observable) or because the lead's first hand-over is at as_of (only then, when the
+            # age was not sampled). The features cannot tell which (the hand-over event is stamped at
+            # as_of, features use what is strictly before), so the exact probability is the mixture.
+            p = age_probability(definition, k) if definition.ages_days else np.zeros(len(k))
+            f = first if definition.at_handoff else np.zeros(len(k))
+            den = p + (1 - p) * f
+            num = p * obs + (1 - p) * np.where(f > 0, label_first, 0.0)
+            out["training"] = np.clip(np.where(den > 0, num / den, np.nan), 0.0, 1.0)
 
     # hidden: true (fit, intent) on day k from the run-length encoded path
     hs = _read(data_dir / "ground_truth" / "hidden_states.parquet", ids)
