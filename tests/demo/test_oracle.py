@@ -55,8 +55,9 @@ def _check_calibration(p: pd.Series, y: pd.Series, lead: pd.Series) -> None:
 
 def test_result_aligned_and_in_range(data):
     _, rows, _, probs = data
-    # then the result is aligned with the rows' index, with the two probability columns
-    assert list(probs.columns) == ["observable", "hidden"] and probs.index.equals(rows.index)
+    # then the result is aligned with the rows' index, with the probability columns (training only when a
+    # qualified-lead definition is given)
+    assert list(probs.columns) == ["observable", "handoff", "hidden"] and probs.index.equals(rows.index)
     for col in probs:
         v = probs[col].dropna()
         assert ((v >= 0) & (v <= 1)).all()
@@ -135,3 +136,107 @@ def test_rows_before_creation_are_nan(data):
     r = rows.iloc[:5].assign(as_of=rows.as_of.iloc[:5] - pd.Timedelta(days=400))
     p = oracle_probabilities(out, r, horizon_days=H)
     assert p.observable.isna().all() and p.hidden.isna().all()
+
+
+# The training rows of the default qualified-lead definition: sampled ages and each lead's first hand-over.
+@pytest.fixture(scope="module")
+def training(data):
+    from leadscore.features.labels import QualifiedDefinition, training_rows
+    from leadscore.features.loading import load_dataset
+
+    out = data[0]
+    dataset = load_dataset(out)
+    definition = QualifiedDefinition()
+    rows = training_rows(dataset, definition)
+    probs = oracle_probabilities(out, rows[["lead_id", "as_of"]], definition=definition)
+    return dataset, rows, probs
+
+
+def _ece_bound(p: np.ndarray, y: np.ndarray, lead: np.ndarray, bins: int = 10) -> float:
+    """3 standard errors of each equal-count bin's label rate, weighted as `evaluate.ece` weighs the bins.
+
+    The standard error is the larger of the binomial one (given the predicted probabilities) and the
+    cluster-robust one (a lead's rows at different ages share one outcome, so they are correlated). A
+    calibrated oracle's ECE is about 0.8 of the weighted standard error on average.
+    """
+    order = np.argsort(p, kind="stable")
+    total = 0.0
+    for chunk in np.array_split(order, bins):
+        g = pd.DataFrame({"r": y[chunk] - p[chunk], "lead": lead[chunk]})
+        se_binom = np.sqrt((p[chunk] * (1 - p[chunk])).sum()) / len(chunk)
+        se_cluster = np.sqrt((g.groupby("lead").r.sum() ** 2).sum()) / len(chunk)
+        total += len(chunk) * 3 * max(se_binom, se_cluster)
+    return total / len(p)
+
+
+def test_training_oracle_is_calibrated_on_training_rows(training):
+    from leadscore.model.evaluate import ece
+
+    _, rows, probs = training
+    y, lead = rows.label.to_numpy(), rows.lead_id.to_numpy()
+    hand = (rows.moment == "handoff").to_numpy()
+    assert 0.02 < hand.mean() < 0.2  # hand-over rows are a real share of the rows, and mostly positive
+    # then every training row has an exact probability, calibrated overall and decile by decile
+    p = probs.training.to_numpy()
+    assert not np.isnan(p).any()
+    assert ece(p, y) <= _ece_bound(p, y, lead)
+    _check_calibration(probs.training, rows.label, rows.lead_id)
+    # while the fixed-age probability is not: it misses what the hand-over reveals (far too low there)
+    obs = probs.observable.to_numpy()
+    assert ece(obs, y) > 2 * _ece_bound(obs, y, lead)
+    assert obs[hand].mean() < y[hand].mean() - 0.2
+    # and given the hand-over itself (the lead is in review), the hand-over rows are calibrated
+    _check_calibration(probs.handoff[hand], rows.label[hand], rows.lead_id[hand])
+
+
+def test_no_model_fitted_on_the_features_beats_the_training_oracle(training):
+    from leadscore.features import catalog
+    from leadscore.features.frames import feature_frame
+    from leadscore.model.train import TrainConfig, fit_models, split_by_lead_time
+
+    dataset, rows, probs = training
+    # given the project's boosted model fitted on the same rows' point-in-time features and, as two more
+    # features, the fixed-age and the hand-over oracles (functions of observable data too: what a model could
+    # learn at best from each kind of row), with the leads that came last held out
+    feats = feature_frame(dataset, rows)
+    values = {f.name: feats[f.name].to_numpy() for f in catalog.FEATURES}
+    values["fixed_age_oracle"] = probs.observable.to_numpy()
+    values["handoff_oracle"] = probs.handoff.to_numpy()
+    holdout = split_by_lead_time(rows, 0.3)
+    fitted = fit_models(values, rows, holdout, catalog.CATEGORICAL, TrainConfig(model="boosted"))
+    y = rows.label.to_numpy()[holdout]
+    p_model = fitted.holdout_p
+
+    def ll(p, i):
+        p = np.clip(p[i], 1e-7, 1 - 1e-7)
+        return -np.mean(y[i] * np.log(p) + (1 - y[i]) * np.log1p(-p))
+
+    def bootstrap(p_ref):  # paired: log loss of the model minus the reference's, 95 % interval
+        rng = np.random.default_rng(0)
+        d = [ll(p_model, i) - ll(p_ref, i) for i in (rng.integers(0, len(y), len(y)) for _ in range(200))]
+        return np.quantile(d, [0.025, 0.975])
+
+    # then the model does not beat the training oracle beyond bootstrap noise
+    low, high = bootstrap(probs.training.to_numpy()[holdout])
+    assert high > 0, (low, high)
+    # and the training oracle itself beats the fixed-age one beyond noise on these rows (which the model
+    # cannot do: the fixed-age one is not a bound there, it is miscalibrated on hand-over rows)
+    rng = np.random.default_rng(1)
+    p_tr, p_obs = probs.training.to_numpy()[holdout], probs.observable.to_numpy()[holdout]
+    d = [ll(p_tr, i) - ll(p_obs, i) for i in (rng.integers(0, len(y), len(y)) for _ in range(200))]
+    assert np.quantile(d, 0.975) < 0
+
+
+def test_age_probability_matches_the_sampled_ages():
+    from leadscore.features.labels import QualifiedDefinition, age_probability, sampled_ages
+
+    ids = pd.Series([f"L{i:07d}" for i in range(40_000)])
+    for definition in (QualifiedDefinition(), QualifiedDefinition(age_sampling="fixed"),
+                       QualifiedDefinition(ages_days=(2, 5), seed=4)):
+        drawn = np.concatenate([a for _, a in sampled_ages(ids, definition)])
+        ages = np.arange(0, 200)
+        share = np.bincount(drawn, minlength=len(ages))[: len(ages)] / len(ids)
+        p = age_probability(definition, ages)
+        # then the share of leads with a row at each age is that probability, within binomial noise
+        assert np.all(np.abs(share - p) <= 4 * np.sqrt(p * (1 - p) / len(ids)) + 1e-12)
+        assert p.sum() == pytest.approx(len(definition.ages_days))
