@@ -63,13 +63,32 @@ def demo_data(
     leads: Annotated[int, typer.Option(min=10, help="Number of leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("data/demo"),
+    drift: Annotated[bool, typer.Option(
+        "--drift", help="Base-rate shift: from --drift-at on, about twice as many leads qualify.")] = False,
+    drift_at: Annotated[Optional[str], typer.Option(
+        help="When the shift starts (ISO-8601, UTC if no offset); implies --drift. [default: 2026-01-01]")] = None,
 ) -> None:
     """Generate realistic demo CRM data (leads, events, outcomes) with its exact ground truth."""
     from leadscore.demo.generate import generate
+    from leadscore.demo.params import DemoParams, DriftParams
 
+    params = DemoParams()
+    if drift or drift_at is not None:
+        shift = DriftParams()
+        if drift_at is not None:
+            from datetime import UTC, datetime
+
+            try:  # strict ISO-8601 (pandas would read "march" as a date)
+                moment = datetime.fromisoformat(drift_at)
+            except ValueError:
+                _fail(f"--drift-at: not an ISO-8601 time: {drift_at!r}")
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            shift = DriftParams(at=moment.isoformat())
+        params = DemoParams(drift=shift)
     with _progress() as progress:
         task = progress.add_task("generating leads", total=leads)
-        info = generate(out, leads, seed=seed, progress=lambda done, total: progress.update(task, completed=done))
+        info = generate(out, leads, seed=seed, params=params,
+                        progress=lambda done, total: progress.update(task, completed=done))
     console.print(f"wrote {info.n_leads:,} leads, {info.n_events:,} events, {info.n_outcomes:,} outcomes to {out}")
 
 

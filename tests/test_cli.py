@@ -76,3 +76,18 @@ def test_mlproject_train_entry_point(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "m.json").exists()
     assert "succeeded" in done.stderr
+
+
+def test_demo_data_drift_options(tmp_path):
+    import json
+
+    # when demo data is generated with --drift, and with --drift-at a moment without an offset (UTC)
+    assert _run("demo-data", "--leads", "200", "--drift", "--out", str(tmp_path / "a")).returncode == 0
+    assert _run("demo-data", "--leads", "200", "--drift-at", "2026-03-01", "--out", str(tmp_path / "b")).returncode == 0
+    # then params.json records the documented default moment, and the given one
+    params = [json.loads((tmp_path / d / "ground_truth" / "params.json").read_text()) for d in ("a", "b")]
+    assert params[0]["drift"]["at"] == "2026-01-01T00:00:00+00:00"
+    assert params[1]["drift"]["at"] == "2026-03-01T00:00:00+00:00"
+    # and a moment that is not a time is refused, naming the option
+    bad = _run("demo-data", "--leads", "200", "--drift-at", "march", "--out", str(tmp_path / "c"))
+    assert bad.returncode == 2 and "--drift-at" in bad.stderr

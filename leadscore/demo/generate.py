@@ -140,7 +140,7 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     ndays = (c.snapshot_ms - 1 - created) // DAY_MS + 1  # days d with created + d*DAY < snapshot
     cum_init = np.cumsum(c.initial, axis=1)
     z = rng.categorical(U(19), cum_init[fit]).astype(np.int8)
-    cum_trans = np.cumsum(c.trans, axis=2)
+    cum_trans = np.cumsum(np.stack([c.trans, c.trans_drift]), axis=3)  # (drifted, fit, from, to)
     rates_tot = c.rates.sum(axis=1)  # (fit, intent)
     cum_rates = np.cumsum(c.rates / rates_tot[:, None, :], axis=1)  # (fit, kind, intent)
     em, cad = p.emission, p.cadence
@@ -241,7 +241,8 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
         # intent transition to day d+1
         mv = np.flatnonzero(za != REVIEW)
         if mv.size:
-            nz = rng.categorical(Ud(0)[mv], cum_trans[fa[mv], za[mv]]).astype(np.int8)
+            dr = c.drifted(created[a[mv]] + (d + 1) * DAY_MS).astype(np.int8)
+            nz = rng.categorical(Ud(0)[mv], cum_trans[dr, fa[mv], za[mv]]).astype(np.int8)
             ch = mv[(nz != za[mv]) & (d + 1 < ndays[a[mv]])]
             z[a[mv]] = nz
             if ch.size:

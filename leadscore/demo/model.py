@@ -55,6 +55,8 @@ class Compiled:
     p_click: np.ndarray
     p_unsub: np.ndarray
     p_attend: np.ndarray
+    trans_drift: np.ndarray  # (fit, 4, 4) used from drift_ms on; equal to trans without drift
+    drift_ms: int  # no drift: beyond any time
 
     @classmethod
     def build(cls, p: DemoParams) -> Compiled:
@@ -71,9 +73,13 @@ class Compiled:
         sen = cat(SENIORITIES, a.seniority_probs, a.seniority_fit)
         ctry = tuple(a.country_probs)
         cp = np.array([a.country_probs[c] for c in ctry])
-        trans = np.array([it.transition[f] for f in FITS], dtype=float)
-        trans[:, REVIEW, :] = 0.0
-        trans[:, REVIEW, REVIEW] = 1.0
+        def chain(transition):
+            t = np.array([transition[f] for f in FITS], dtype=float)
+            t[:, REVIEW, :] = 0.0
+            t[:, REVIEW, REVIEW] = 1.0
+            return t
+
+        trans = chain(it.transition)
         qt = np.array([it.qualify_prob[f] for f in FITS])
         eps = it.label_flip
         rates = np.array([[em.poisson_rates[f][kind_key(k)] for k in POISSON_KINDS] for f in FITS], dtype=float)
@@ -89,7 +95,21 @@ class Compiled:
             resolve=it.resolve_prob, qualify_true=qt, qualify_recorded=qt * (1 - eps) + (1 - qt) * eps,
             rates=rates, p_open=np.array(em.p_open), p_click=np.array(em.p_click),
             p_unsub=np.array(em.p_unsub), p_attend=np.array(em.p_attend),
+            trans_drift=chain(p.drift.transition) if p.drift else trans,
+            drift_ms=iso_to_ms(p.drift.at) if p.drift else np.iinfo(np.int64).max,
         )
+
+    def drifted(self, day_start_ms: np.ndarray) -> np.ndarray:
+        """Whether the transition into the lead-age day starting at ``day_start_ms`` uses the drifted chain."""
+        return np.asarray(day_start_ms) >= self.drift_ms
+
+    def first_drifted_step(self, created_ms: np.ndarray, k: np.ndarray, horizon_days: int) -> np.ndarray:
+        """Index i (0..H) of the first drifted transition day k+i -> k+i+1 of a horizon from day k."""
+        if self.drift_ms == np.iinfo(np.int64).max:
+            return np.full(np.shape(k), horizon_days, np.int64)
+        # transition i is drifted iff created + (k + i + 1) days >= drift_ms
+        days_to_drift = -np.floor_divide(created_ms - self.drift_ms, DAY_MS)  # ceil((drift - created) / day)
+        return np.clip(days_to_drift - k - 1, 0, horizon_days).astype(np.int64)
 
     def fatigue(self, sent_prev: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + sent_prev / self.params.emission.fatigue_scale)
@@ -99,14 +119,19 @@ class Compiled:
         return np.minimum(
             self.p_unsub[None, :] * (1.0 + self.params.emission.unsub_fatigue * sent_prev[:, None]), 0.999)
 
-    def absorption(self, horizon_days: int) -> np.ndarray:
-        """v[fit, intent] = P(recorded 'qualified' within days k..k+H-1 | fit, intent on day k, unresolved)."""
+    def absorption(self, horizon_days: int, first_drifted: int | None = None) -> np.ndarray:
+        """v[fit, intent] = P(recorded 'qualified' within days k..k+H-1 | fit, intent on day k, unresolved).
+
+        Transitions k+i -> k+i+1 with i >= ``first_drifted`` use the drifted chain (None: none do).
+        """
         v = np.zeros((2, N_INTENT))
         for f in range(2):
             q = self.trans[f].copy()
             q[REVIEW, REVIEW] = 1.0 - self.resolve
+            qd = self.trans_drift[f].copy()
+            qd[REVIEW, REVIEW] = 1.0 - self.resolve
             m = np.eye(N_INTENT)
-            for _ in range(horizon_days):
+            for i in range(horizon_days):
                 v[f] += m[:, REVIEW] * self.resolve * self.qualify_recorded[f]
-                m = m @ q
+                m = m @ (qd if first_drifted is not None and i >= first_drifted else q)
         return v

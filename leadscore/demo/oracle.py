@@ -87,7 +87,8 @@ def fit_prior(c: Compiled, leads: pd.DataFrame) -> np.ndarray:
 
 
 def _filter_chunk(c: Compiled, prior: np.ndarray, counts: np.ndarray, handed_day: np.ndarray,
-                  kmax: np.ndarray, want: list[tuple[np.ndarray, np.ndarray]]) -> dict[int, np.ndarray]:
+                  kmax: np.ndarray, want: list[tuple[np.ndarray, np.ndarray]],
+                  created: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """Forward filter for L leads; returns {k: posterior (L, 2, 4) after days 0..k-1} for requested k."""
     em = c.params.emission
     L, K, _ = counts.shape
@@ -127,8 +128,11 @@ def _filter_chunk(c: Compiled, prior: np.ndarray, counts: np.ndarray, handed_day
         ll = np.where(inrev == isrev, ll, -np.inf)
         ll[:, :, REVIEW] += np.log1p(-c.resolve)
         ll -= ll.max(axis=(1, 2), keepdims=True)
-        a = alpha[act] * np.exp(ll)
-        a = np.einsum("lfi,fij->lfj", a, c.trans)
+        w = alpha[act] * np.exp(ll)
+        a = np.einsum("lfi,fij->lfj", w, c.trans)
+        if created is not None:  # base-rate drift: day d -> d+1 of these leads moves with the drifted chain
+            dr = np.flatnonzero(c.drifted(created[act] + (d + 1) * DAY_MS))
+            a[dr] = np.einsum("lfi,fij->lfj", w[dr], c.trans_drift)
         alpha[act] = a / a.sum(axis=(1, 2), keepdims=True)
         if d + 1 in needed:
             results[d + 1] = alpha.copy()
@@ -137,7 +141,8 @@ def _filter_chunk(c: Compiled, prior: np.ndarray, counts: np.ndarray, handed_day
 
 def _row_probabilities(post: np.ndarray, v: np.ndarray, handed_before: np.ndarray) -> tuple[np.ndarray, ...]:
     """From the predictive posterior of (fit, intent) on day k: P(label), P(first hand-over on day k) and
-    P(label and first hand-over on day k), all given the observations of days 0..k-1."""
+    P(label and first hand-over on day k), all given the observations of days 0..k-1; `v`: each row's
+    absorption table (rows, fit, intent), which depends on the row when the demo data has a drift."""
     joint = post * v
     label = joint.sum(axis=(1, 2))
     first = np.where(handed_before, 0.0, post[:, :, REVIEW].sum(axis=1))
@@ -154,7 +159,8 @@ def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int =
     if definition is not None:
         horizon_days = definition.horizon_days
     c = Compiled.build(load_params(data_dir))
-    v = c.absorption(horizon_days)  # (fit, intent)
+    # (first drifted step 0..H, fit, intent); without drift every row uses the last (undrifted) table
+    v_by_step = np.stack([c.absorption(horizon_days, t) for t in range(horizon_days + 1)])
     out = pd.DataFrame({"observable": np.nan, "handoff": np.nan, "hidden": np.nan}, index=rows.index)
     if definition is not None:
         out["training"] = np.nan
@@ -173,6 +179,7 @@ def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int =
     prior = fit_prior(c, leads.reset_index())
     k = np.floor_divide(as_of_ms - created[row_lead], DAY_MS)
     ok = known[row_lead] & (k >= 0)
+    step = c.first_drifted_step(created[row_lead], k, horizon_days)
 
     # outcomes strictly before as_of: a recorded qualification/disqualification -> NaN
     outc = _read(data_dir / "outcomes.parquet", ids, ["lead_id", "outcome", "at"])
@@ -221,11 +228,13 @@ def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int =
         np.add.at(counts, (local[ev_lead[sel]], ev_day[sel], chan[sel]), 1)
         rsel = np.flatnonzero(ok & (local[row_lead] >= 0))
         want_k = np.unique(k[rsel])
-        res = _filter_chunk(c, prior[chunk], counts, handed_day[chunk], kmax[chunk], [(kk, None) for kk in want_k])
+        res = _filter_chunk(c, prior[chunk], counts, handed_day[chunk], kmax[chunk], [(kk, None) for kk in want_k],
+                            created[chunk])
         for kk in want_k:
             rr = rsel[k[rsel] == kk]
             post = res[int(kk)][local[row_lead[rr]]]
-            obs[rr], first[rr], label_first[rr] = _row_probabilities(post, v, handed_day[row_lead[rr]] < kk)
+            obs[rr], first[rr], label_first[rr] = _row_probabilities(post, v_by_step[step[rr]],
+                                                                     handed_day[row_lead[rr]] < kk)
         i = j
     out["observable"] = np.clip(obs, 0.0, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -257,6 +266,6 @@ def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int =
     valid[valid] &= (hkey[pos[valid]] // 4096) == row_lead[valid]
     good = valid.copy()
     good[valid] &= int_c[pos[valid]] >= 0
-    hid[good] = v[fit_c[pos[good]], int_c[pos[good]]]
+    hid[good] = v_by_step[step[good], fit_c[pos[good]], int_c[pos[good]]]
     out["hidden"] = hid
     return out

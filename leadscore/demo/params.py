@@ -155,6 +155,23 @@ class AfterParams:
 
 
 @dataclass(frozen=True)
+class DriftParams:
+    """A base-rate shift (``leadscore demo-data --drift``): from the moment ``at`` on, intent moves with
+    ``transition`` instead of ``IntentParams.transition`` (a new campaign / a sales team that takes leads
+    earlier). The default doubles warm -> hot and hot -> review (the hand-over), which roughly doubles the
+    share of leads qualified within 30 days (measured in docs/demo-data.md). The day-d -> d+1 transition of a
+    lead uses the drifted matrix when its day d+1 starts at or after ``at``; everything else is unchanged,
+    so the oracle stays exact.
+    """
+
+    at: str = "2026-01-01T00:00:00+00:00"  # month 7 of the last 12 months of the default timeline
+    transition: dict[str, list[list[float]]] = _d(
+        low=[[0.99, 0.01, 0.0, 0.0], [0.06, 0.88, 0.06, 0.0], [0.0, 0.10, 0.70, 0.20], [0, 0, 0, 1.0]],
+        high=[[0.98, 0.02, 0.0, 0.0], [0.04, 0.80, 0.16, 0.0], [0.0, 0.06, 0.62, 0.32], [0, 0, 0, 1.0]],
+    )
+
+
+@dataclass(frozen=True)
 class DemoParams:
     timeline: TimelineParams = field(default_factory=TimelineParams)
     attributes: AttributeParams = field(default_factory=AttributeParams)
@@ -164,9 +181,13 @@ class DemoParams:
     after: AfterParams = field(default_factory=AfterParams)
     duplicate_rate: float = 0.003
     generator: str = GENERATOR
+    drift: DriftParams | None = None  # None: stationary (and params.json without a "drift" key)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["drift"] is None:  # data sets generated before drift existed keep byte-identical params.json
+            del d["drift"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -178,7 +199,7 @@ class DemoParams:
             if f.name not in d:
                 continue
             sub = _SUB.get(f.name)
-            if sub is None:
+            if sub is None or d[f.name] is None:
                 kw[f.name] = d[f.name]
             else:
                 vals = {k: (tuple(v) if isinstance(getattr(sub(), k), tuple) else v) for k, v in d[f.name].items()}
@@ -191,4 +212,4 @@ class DemoParams:
 
 
 _SUB = {"timeline": TimelineParams, "attributes": AttributeParams, "intent": IntentParams,
-        "emission": EmissionParams, "cadence": CadenceParams, "after": AfterParams}
+        "emission": EmissionParams, "cadence": CadenceParams, "after": AfterParams, "drift": DriftParams}

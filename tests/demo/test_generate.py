@@ -13,7 +13,7 @@ from leadscore.features import schema
 
 from leadscore.demo.generate import DatasetInfo, generate
 from leadscore.demo.isotime import parse_iso_utc_ms
-from leadscore.demo.params import SENIORITIES, DemoParams
+from leadscore.demo.params import SENIORITIES, DemoParams, DriftParams
 from leadscore.demo.titles import seniority_from_title
 
 N = 3000
@@ -180,3 +180,24 @@ def test_events_after_outcome_exist_and_follow_ups_are_ordered(tables):
     assert first.isin(["qualified", "disqualified"]).all()
     later = oc[oc.outcome.isin(["opportunity", "won", "lost"])]
     assert (first[later.lead_id] == "qualified").all()
+
+
+def test_drift_changes_nothing_before_its_moment_and_is_recorded(gen, tmp_path):
+    # given the seed-7 data set and the same seed with a base-rate shift from 2026-01-01
+    out, _, _ = gen
+    drift = DriftParams()
+    generate(tmp_path / "drift", N, seed=7, chunk_size=1000, params=DemoParams(drift=drift))
+    at_ms = int(pd.Timestamp(drift.at).value // 1_000_000)
+    # then leads are identical, and events stamped before the shift are identical (the hidden chain only
+    # changes from the shift on), while later events differ
+    a, b = (pd.read_parquet(d / "leads.parquet") for d in (out, tmp_path / "drift"))
+    assert a.drop(columns="lead_quality").equals(b.drop(columns="lead_quality"))
+    ev = [pd.read_parquet(d / "events.parquet") for d in (out, tmp_path / "drift")]
+    before = [e[parse_iso_utc_ms(e.timestamp.tolist()) < at_ms].reset_index(drop=True) for e in ev]
+    after = [e[parse_iso_utc_ms(e.timestamp.tolist()) >= at_ms].reset_index(drop=True) for e in ev]
+    assert len(before[0]) > 1000 and before[0].equals(before[1])
+    assert not after[0].equals(after[1])
+    # and params.json records the shift (the default data set's params.json has no "drift" key at all)
+    text = (tmp_path / "drift" / "ground_truth" / "params.json").read_text()
+    assert DemoParams.from_json(text) == DemoParams(drift=drift)
+    assert "drift" not in json.loads((out / "ground_truth" / "params.json").read_text())
