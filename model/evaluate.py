@@ -151,3 +151,51 @@ def paired_bootstrap_auc(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, n:
     diffs = np.asarray(diffs)
     return {"diff": float(roc_auc_score(y, p_new) - roc_auc_score(y, p_old)),
             "low": float(np.quantile(diffs, 0.025)), "high": float(np.quantile(diffs, 0.975))}
+
+
+def _ece_bins(p: np.ndarray, bins: int) -> np.ndarray:
+    """Each row's equal-count bin of `p` (the bins of `ece`)."""
+    out = np.empty(len(p), dtype=np.int64)
+    for b, chunk in enumerate(np.array_split(np.argsort(p, kind="stable"), bins)):
+        out[chunk] = b
+    return out
+
+
+def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, groups: np.ndarray | None = None,
+                         n: int = 400, seed: int = 0, bins: int = 10) -> dict:
+    """ECE of two predictions of the same rows (new - old) with a bootstrap 95 % interval.
+
+    Resamples `groups` (e.g. leads: a lead's rows at several ages are correlated) with replacement, rows
+    otherwise. The bins are those of the full sample (equal-count bins of each prediction), so a replicate
+    re-weights rows rather than re-sorting them: `ece` exactly for the original sample.
+    """
+    y, p_new, p_old = np.asarray(y, float), np.asarray(p_new, float), np.asarray(p_old, float)
+    codes = pd.factorize(pd.Series(groups))[0] if groups is not None else np.arange(len(y))
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    bins_new, bins_old = _ece_bins(p_new, bins), _ece_bins(p_old, bins)
+    rng = np.random.default_rng(seed)
+
+    def weighted(w: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
+        gap = np.bincount(b, w * p, minlength=bins) - np.bincount(b, w * y, minlength=bins)
+        return float(np.abs(gap).sum() / max(w.sum(), 1e-12))
+
+    diffs = np.empty(n)
+    for i in range(n):
+        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes].astype(float)
+        diffs[i] = weighted(w, bins_new, p_new) - weighted(w, bins_old, p_old)
+    ece_new, ece_old = ece(p_new, y, bins), ece(p_old, y, bins)
+    return {"diff": ece_new - ece_old, "low": float(np.quantile(diffs, 0.025)),
+            "high": float(np.quantile(diffs, 0.975)), "new": ece_new, "old": ece_old}
+
+
+def positive_rate_shift(y_before: np.ndarray, y_after: np.ndarray, z: float = 3.0) -> dict:
+    """Do two slices have different positive rates beyond noise? A two-proportion z-test (pooled standard
+    error); `shifted` when |z| > `z` (3: about 1 false alarm in 370 under no shift)."""
+    a, b = np.asarray(y_before, float), np.asarray(y_after, float)
+    n1, n2 = len(a), len(b)
+    r1, r2 = (float(a.mean()) if n1 else float("nan")), (float(b.mean()) if n2 else float("nan"))
+    pooled = (a.sum() + b.sum()) / max(n1 + n2, 1)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / max(n1, 1) + 1 / max(n2, 1)))
+    stat = float((r2 - r1) / se) if n1 and n2 and se > 0 else 0.0
+    return {"rate_before": r1, "rate_after": r2, "n_before": n1, "n_after": n2, "z": stat,
+            "shifted": bool(abs(stat) > z)}

@@ -92,7 +92,8 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
           extra_metrics: dict | None = None, leakage: dict | None = None, register: bool = True,
           run_name: str | None = None, data_source: str = "", example: dict | None = None,
           data_fingerprint: dict | None = None, model_name: str = registry.MODEL_NAME,
-          params: dict | None = None, tags: dict | None = None) -> TrackedRun:
+          params: dict | None = None, tags: dict | None = None,
+          decision: registry.GateDecision | None = None, version_tags: dict | None = None) -> TrackedRun:
     """Log a training run and (optionally) register its model.
 
     `example` and `data_fingerprint` replace what is otherwise derived from `dataset` (the API example
@@ -102,6 +103,8 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
 
     With `register`, the gate decides against the champion first, then the version is registered (with its
     data and config hashes and the decision as tags, alias `challenger`) and promoted if the gate says so.
+    `decision` replaces the gate (`leadscore recalibrate` gates on calibration alone) and `version_tags`
+    the data/config identity tags (a recalibration is identified by the version it recalibrated).
     """
     if not os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run` the run (and its experiment) is given
         mlflow.set_experiment(EXPERIMENT)
@@ -149,11 +152,12 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
             return TrackedRun(run.info.run_id, None, None)
         client = MlflowClient()
         # the gate is decided before anything is registered: a comparison that fails registers nothing
-        decision = registry.gate(model, "new", holdout_values, y, name=model_name, client=client)
+        if decision is None:
+            decision = registry.gate(model, "new", holdout_values, y, name=model_name, client=client)
         mlflow.set_tags({"leadscore.gate.rule": decision.rule, "leadscore.gate.promote": str(decision.promote).lower()})
         version = register_version(info.model_uri, model_name, decision, client, {
             BUNDLE_SHA256: bundle_sha,  # the bundle's hash lives in the registry's database, apart from the artifacts
-            **version_identity(fp, config, model.family)})
+            **(version_tags if version_tags is not None else version_identity(fp, config, model.family))})
         decision = replace(decision, challenger_version=version)
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
         mlflow.set_tag(NOTE, describe(model, fp, data_source, labels, decision=decision, version=version,

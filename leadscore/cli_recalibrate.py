@@ -1,0 +1,97 @@
+"""`leadscore recalibrate`: refit only the champion's calibration and handoff policy on the newest labelled
+window, register it, promote it if it is better calibrated on a later slice. Same data sources, lock and exit
+codes as `leadscore retrain` (docs/retraining.md, "Recalibrating")."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from leadscore.cli import _progress, _setup_mlflow, _utc_moment, app, console
+from leadscore.cli_retrain import FAILED, KEPT, NOT_ENOUGH_DATA, _stop
+
+
+def _days(text: str) -> int:
+    """`90d`, `12w` or `90` (days) as whole days."""
+    m = re.fullmatch(r"\s*(\d+)\s*([dw]?)\s*", text or "")
+    if not m or int(m.group(1)) < 1:
+        _stop(FAILED, f"--window: {text!r} is not a number of days such as 90d or 12w")
+    return int(m.group(1)) * (7 if m.group(2) == "w" else 1)
+
+
+@app.command("recalibrate")
+def recalibrate(
+    window: Annotated[str, typer.Option(
+        help="The newest labelled window to recalibrate on, e.g. 90d or 12w (its newest third judges).")] = "90d",
+    export: Annotated[Optional[str], typer.Option(
+        help="A CRM export directory, with the store's feedback merged (default: the store alone).")] = None,
+    database_url: Annotated[Optional[str], typer.Option(
+        help="The service's store (default: LEADSCORE_DATABASE_URL).")] = None,
+    as_of: Annotated[Optional[str], typer.Option(
+        "--as-of", help="The store as it was at this moment (ISO-8601; default: now).")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Refit the champion's calibration and handoff policy on recent data; promote if better calibrated.
+
+    Exit codes: 0 promoted, 3 kept the champion (not better calibrated beyond noise, or this data is already
+    recalibrated), 4 not enough data in the window, 1 any other error (nothing registered).
+    """
+    from leadscore.features.loading import DataError
+    from leadscore.model.train import NotEnoughData
+    from leadscore.recalibrate import RecalibrateOptions, recalibrate as run_recalibrate
+    from leadscore.retrain import RetrainError, shown_url
+    from leadscore.serve.locks import LockHeld
+    from leadscore.settings import get_settings
+
+    export, database_url, as_of = (v or None for v in (export, database_url, as_of))
+    days = _days(window)
+    url = database_url or get_settings().database_url
+    moment = _utc_moment(as_of).to_pydatetime() if as_of else None
+    _setup_mlflow()
+    options = RecalibrateOptions(database_url=url, export=Path(export) if export else None, window_days=days,
+                                 as_of=moment, seed=seed)
+    console.print(f"recalibrating the champion on the last {days} labelled days of "
+                  f"{'the export ' + str(export) + ' and ' if export else ''}the store {shown_url(url)}")
+    with _progress() as progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            out = run_recalibrate(options, progress=lambda msg: progress.update(task, description=msg))
+        except LockHeld as e:
+            progress.stop()
+            _stop(FAILED, f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
+                          f"{e.stale_after:.0f} s.)")
+        except NotEnoughData as e:
+            progress.stop()
+            _stop(NOT_ENOUGH_DATA, str(e))
+        except (DataError, RetrainError) as e:
+            progress.stop()
+            _stop(FAILED, str(e))
+        except Exception as e:  # noqa: BLE001 - a scheduler needs exit 1 and a reason, not a traceback
+            progress.stop()
+            _stop(FAILED, f"{type(e).__name__}: {str(e)[:500]}")
+        progress.update(task, description="done", total=1, completed=1)
+    for note in out.notes:
+        console.print(f"  {note}")
+    if out.status == "unchanged":
+        console.print(f"[bold yellow]kept the champion:[/] version {out.version} already recalibrated "
+                      f"version {out.champion_before if out.version != out.champion_before else 'its predecessor'} "
+                      f"on this data with a {days}-day window: nothing to do")
+        raise typer.Exit(code=KEPT)
+    r, d = out.report, out.decision
+    console.print(f"window {r['window_from'][:10]} .. {r['window_to'][:10]}: {r['n_fit']:,} rows to fit "
+                  f"(positive {r['positive_rate_fit']:.1%}), {r['n_judge']:,} newest rows to judge (positive "
+                  f"{r['positive_rate_judge']:.1%}; the champion's training rows: {r['champion_positive_rate']:.1%})")
+    console.print(f"on the newest rows the champion said {r['mean_p_old_judge']:.1%} on average (ECE "
+                  f"{r['ece_old']:.4f}), the recalibrated model {r['mean_p_new_judge']:.1%} (ECE {r['ece_new']:.4f}); "
+                  f"handoff threshold {r['threshold_old']:.3f} -> {r['threshold_new']:.3f}")
+    console.print(f"registered leadscore version {out.version} (run {out.run_id}), recalibrated from version "
+                  f"{out.champion_before}")
+    if out.status == "promoted":
+        console.print(f"[bold green]promoted[/] version {out.version} to champion (rule {d.rule}): {d.reason}")
+        return
+    console.print(f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
+                  f"version {out.version} stays challenger")
+    raise typer.Exit(code=KEPT)
