@@ -73,6 +73,7 @@ def demo_data(
     from leadscore.demo.params import DemoParams, DriftParams
 
     params = DemoParams()
+    drift_at = drift_at or None  # MLproject passes "" for "not given"
     if drift or drift_at is not None:
         shift = DriftParams()
         if drift_at is not None:

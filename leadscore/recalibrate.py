@@ -41,14 +41,14 @@ from leadscore.model import evaluate, registry, tracking
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.policy import choose_policy
 from leadscore.model.scoring import ScoringModel
-from leadscore.model.train import NotEnoughData, TrainResult, check_enough, split_by_lead_time
+from leadscore.model.train import NotEnoughData, TrainResult, check_enough
 from leadscore.retrain import (LOCK_NAME, RetrainError, _store_source, challenger_config, champion, check_data,
                                load_data, open_store, shown_url)
 from leadscore.serve import locks
 
 log = logging.getLogger(__name__)
 DEFAULT_WINDOW_DAYS = 90
-JUDGE_FRACTION = 1 / 3  # the newest third of the window's rows (whole leads) judges; the older two thirds fit
+JUDGE_FRACTION = 1 / 3  # the newest third of the window's time span judges; the older two thirds fit
 BOOTSTRAP = 400
 RECALIBRATE = "recalibrate"  # the `model_choice` tag of a recalibrated version
 FROM_VERSION, WINDOW_TAG = "recalibrated_from", "recalibration_window_days"
@@ -99,12 +99,25 @@ def window_rows(rows: pd.DataFrame, snapshot_at: pd.Timestamp, horizon_days: int
     return rows[(rows["as_of"] > end - pd.Timedelta(days=window_days)) & (rows["as_of"] <= end)].reset_index(drop=True)
 
 
+def newest_rows(rows: pd.DataFrame, fraction: float) -> np.ndarray:
+    """True for the rows whose as_of is in the newest `fraction` of the window's time span.
+
+    By time, not by lead: the judge slice then holds every lead age the service scores (split by lead, it
+    would hold only the youngest leads, whose mix of rows differs from the fit part's). A lead may have rows
+    on both sides; the bootstrap resamples whole leads for that.
+    """
+    t = rows["as_of"]
+    if len(t) == 0:
+        return np.zeros(0, dtype=bool)
+    return (t > t.max() - fraction * (t.max() - t.min())).to_numpy()
+
+
 def recalibrated(champ: ScoringModel, values: dict, rows: pd.DataFrame, champion_version: str = "champion",
                  seed: int = 0) -> Recalibration:
     """Refit `champ`'s Platt calibration and policy on the older part of `rows` and judge it on the newest
     part (module docstring). `rows`: lead_id, as_of, label; `values`: the champion's features of `rows`."""
     y = rows["label"].to_numpy().astype(int)
-    judge = split_by_lead_time(rows, JUDGE_FRACTION)
+    judge = newest_rows(rows, JUDGE_FRACTION)
     fit = ~judge
     check_enough(y[fit], "rows to recalibrate on (the older part of the window)")
     check_enough(y[judge], "rows to judge the recalibration on (the newest part of the window)")
