@@ -168,7 +168,8 @@ def table(
         categorical = tuple(f for f in features if tab.columns[f].kind == "categorical")
         try:
             result = fit_models(values, rows, holdout, categorical, config,
-                                step=lambda msg: progress.update(task, description=msg))
+                                step=lambda msg: progress.update(task, description=msg),
+                                ordered=split != "stratified")
         except (NotEnoughData, ValueError) as e:
             progress.stop()
             _fail(str(e))

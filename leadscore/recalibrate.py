@@ -162,6 +162,9 @@ def recalibrated(champ: ScoringModel, values: dict, rows: pd.DataFrame, champion
         "metrics": {"holdout": metrics_new}, "n_holdout": int(judge.sum()),
         "recalibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "recalibration": {**report, "from_version": champion_version},
+        # the calibration rows against the later ones, as training records it (train.base_rate_warning)
+        "base_rate": evaluate.positive_rate_shift(y[fit], y[judge], rows.loc[fit, "lead_id"].to_numpy(),
+                                                  rows.loc[judge, "lead_id"].to_numpy()),
     })
     if "distributions" in info:  # the score's distribution moved with the calibration; the features' did not
         info["distributions"] = {**info["distributions"],

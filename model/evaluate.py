@@ -188,14 +188,27 @@ def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, gr
             "high": float(np.quantile(diffs, 0.975)), "new": ece_new, "old": ece_old}
 
 
-def positive_rate_shift(y_before: np.ndarray, y_after: np.ndarray, z: float = 3.0) -> dict:
-    """Do two slices have different positive rates beyond noise? A two-proportion z-test (pooled standard
-    error); `shifted` when |z| > `z` (3: about 1 false alarm in 370 under no shift)."""
+def positive_rate_shift(y_before: np.ndarray, y_after: np.ndarray, groups_before: np.ndarray | None = None,
+                        groups_after: np.ndarray | None = None, z: float = 3.0) -> dict:
+    """Do two slices have different positive rates beyond noise? A two-proportion z-test under the pooled
+    rate, with standard errors clustered by `groups` (a lead's rows at several ages are correlated, so rows
+    are not independent draws; without groups every row is its own cluster). `shifted` when |z| > `z`
+    (3: about 1 false alarm in 370 when nothing moved)."""
     a, b = np.asarray(y_before, float), np.asarray(y_after, float)
     n1, n2 = len(a), len(b)
-    r1, r2 = (float(a.mean()) if n1 else float("nan")), (float(b.mean()) if n2 else float("nan"))
-    pooled = (a.sum() + b.sum()) / max(n1 + n2, 1)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / max(n1, 1) + 1 / max(n2, 1)))
-    stat = float((r2 - r1) / se) if n1 and n2 and se > 0 else 0.0
-    return {"rate_before": r1, "rate_after": r2, "n_before": n1, "n_after": n2, "z": stat,
-            "shifted": bool(abs(stat) > z)}
+    out = {"rate_before": float(a.mean()) if n1 else None, "rate_after": float(b.mean()) if n2 else None,
+           "n_before": n1, "n_after": n2, "z": 0.0, "shifted": False}
+    if not n1 or not n2:
+        return out
+    pooled = (a.sum() + b.sum()) / (n1 + n2)
+
+    def variance(y: np.ndarray, groups: np.ndarray | None) -> float:
+        resid = y - pooled
+        if groups is not None:
+            resid = pd.Series(resid).groupby(pd.factorize(pd.Series(groups))[0]).sum().to_numpy()
+        return float((resid ** 2).sum() / len(y) ** 2)
+
+    se = np.sqrt(variance(a, groups_before) + variance(b, groups_after))
+    stat = float((b.mean() - a.mean()) / se) if se > 0 else 0.0
+    out.update(z=stat, shifted=bool(abs(stat) > z))
+    return out

@@ -136,6 +136,13 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
         mlflow.log_dict(fp, "data_fingerprint.json")
         mlflow.log_dict(model.policy.to_dict(), "handoff_policy.json")
         mlflow.log_dict(leakage or {"suspects": [], "excluded": []}, "leakage.json")
+        if result.warnings:  # what the command printed as warnings, kept with the run
+            mlflow.log_dict({"warnings": list(result.warnings)}, "warnings.json")
+        base_rate = model.info.get("base_rate")
+        if base_rate and base_rate["n_before"] and base_rate["n_after"]:  # calibration vs the later holdout
+            mlflow.log_metrics({"base_rate.calibration": base_rate["rate_before"],
+                                "base_rate.holdout": base_rate["rate_after"], "base_rate.z": base_rate["z"]})
+            mlflow.set_tag("leadscore.base_rate_shift", str(base_rate["shifted"]).lower())
         metrics = {**(extra_metrics or {}), "candidates": {k: v for k, v in result.candidates.items()}}
         mlflow.log_metrics(_flat("", metrics))
         mlflow.log_metrics({"n_train": model.info["n_train"], "n_holdout": model.info["n_holdout"]})

@@ -161,15 +161,32 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
     return result
 
 
+def base_rate_warning(y_calibration: np.ndarray, y_holdout: np.ndarray, leads_calibration: np.ndarray | None = None,
+                      leads_holdout: np.ndarray | None = None) -> tuple[dict, list[str]]:
+    """Compare the positive rates of the calibration slice and the later holdout (`evaluate.positive_rate_shift`:
+    two-proportion z-test clustered by lead, |z| > 3); a warning saying what to do when they differ beyond noise."""
+    shift = evaluate.positive_rate_shift(y_calibration, y_holdout, leads_calibration, leads_holdout)
+    if not shift["shifted"]:
+        return shift, []
+    return shift, [
+        f"the holdout's positive rate ({shift['rate_after']:.1%} of {shift['n_after']:,} rows) differs from the "
+        f"calibration slice's ({shift['rate_before']:.1%} of {shift['n_before']:,} rows) beyond noise "
+        f"(two-proportion z = {shift['z']:+.1f}, |z| > 3): the base rate moved over time, so probabilities "
+        "calibrated on the older rows are off on the newest ones (see the holdout ECE). Recalibrate on recent "
+        "data: `leadscore recalibrate` once this model is champion (event data; docs/retraining.md), or train a "
+        "flat export on its recent rows"]
+
+
 def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.ndarray,
                categorical: tuple[str, ...], config: TrainConfig,
-               step: Callable[[str], None] | None = None) -> TrainResult:
+               step: Callable[[str], None] | None = None, ordered: bool = True) -> TrainResult:
     """Fit, calibrate, choose and evaluate on any feature table.
 
     `values`: feature name -> array (categoricals as str/None, numerics as float); `rows`: one row per
     training row with `label`, `as_of` (used for weekly volumes) and `lead_id` (keeps a lead's rows on one
     side of the calibration split); `holdout`: mask of holdout rows. Used by `train` (event data) and by
-    `leadscore table` (flat exports).
+    `leadscore table` (flat exports). `ordered`: the holdout comes after the calibration rows in time (not a
+    random split), so a different positive rate there is a moved base rate: warned about (`base_rate_warning`).
     """
     step = step or (lambda msg: log.info(msg))
     features = tuple(values)
@@ -179,6 +196,10 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
     calib = np.zeros(len(rows), dtype=bool)
     calib[train_idx] = split_by_lead_time(rows.iloc[train_idx], config.calibration_fraction)
     fit = ~holdout & ~calib
+    if ordered:
+        leads = rows[S.LEAD_ID].to_numpy()
+        base_rate, shifted = base_rate_warning(y[calib], y[holdout], leads[calib], leads[holdout])
+        warnings += shifted
     rows = rows.assign(part=np.select([holdout, calib], ["holdout", "calibration"], "fit"))
 
     encoder = Encoder.fit({k: v[fit] for k, v in values.items()}, features, categorical)
@@ -219,6 +240,8 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
         "ranges": training_ranges(fit_values, encoder),
         "n_train": int(fit.sum() + calib.sum()), "n_holdout": int(holdout.sum()),
     }
+    if ordered:
+        info["base_rate"] = base_rate
     model = ScoringModel(family=chosen, encoder=encoder, explainer=f["explainer"], calibration=f["platt"],
                          policy=policy, definition=config.definition, info=info)
     return TrainResult(model=model, estimator=f["est"], rows=rows, holdout_p=f["p_h"],

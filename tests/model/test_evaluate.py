@@ -31,3 +31,19 @@ def test_reasons_summary_uses_catalogue_labels_and_its_legend_covers_no_bar():
     renderer = fig.canvas.get_renderer()
     assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
     assert {t.get_text() for t in legend.get_texts()} == {"raises the score", "lowers the score"}
+
+
+def test_positive_rate_shift_counts_a_leads_rows_once():
+    from leadscore.model.evaluate import positive_rate_shift
+
+    rng = np.random.default_rng(0)
+    # given two slices with the same true rate, each lead's label repeated on its 6 rows (as ages are)
+    a, b = (np.repeat((rng.uniform(size=n) < 0.1).astype(int), 6) for n in (400, 900))
+    ga, gb = np.repeat(np.arange(400), 6), np.repeat(np.arange(400, 1300), 6)
+    clustered, naive = positive_rate_shift(a, b, ga, gb), positive_rate_shift(a, b)
+    # then the clustered z is the lead-level one (the repeats add no evidence), the row-level one is sqrt(6) larger
+    assert abs(naive["z"] / clustered["z"] - np.sqrt(6)) < 0.05
+    # and twice the rate on as many leads is a shift beyond noise
+    c = np.repeat((rng.uniform(size=900) < 0.2).astype(int), 6)
+    shifted = positive_rate_shift(a, c, ga, gb)
+    assert shifted["shifted"] and shifted["z"] > 3 and not clustered["shifted"]

@@ -3,9 +3,17 @@ calibration, the handoff policy and grades."""
 
 from __future__ import annotations
 
+import json
+
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.demo.generate import generate
+from leadscore.demo.params import DemoParams, DriftParams
 
 from leadscore.features import schema as S
 from leadscore.features.labels import QualifiedDefinition, training_rows
@@ -88,3 +96,34 @@ def test_precision_policy_reaches_its_target():
     assert pol.expected_precision >= 0.5
     with pytest.raises(ValueError, match="target precision"):
         choose_policy(p, y, as_of, "precision", None)
+
+
+def test_no_base_rate_warning_when_nothing_moved(trained):
+    # given the session's model, trained on demo data without a shift (time-ordered holdout)
+    base_rate = trained.result.model.info["base_rate"]
+    # then the calibration slice and the later holdout have rates within noise: no warning, nothing tagged
+    assert abs(base_rate["z"]) < 3 and not base_rate["shifted"]
+    assert not any("positive rate" in w for w in trained.result.warnings)
+    run = mlflow.get_run(trained.tracked.run_id)
+    assert run.data.tags["leadscore.base_rate_shift"] == "false" and "base_rate.z" in run.data.metrics
+
+
+def test_train_warns_when_the_holdouts_base_rate_moved(tmp_path, mlflow_uri):
+    # given demo data whose qualified share doubles from 2026-04-01: after the calibration slice's leads
+    # (first seen up to late February), within the holdout's
+    data = tmp_path / "drifted"
+    generate(data, 4000, seed=7, params=DemoParams(drift=DriftParams(at="2026-04-01T00:00:00+00:00")))
+    # when training it from the command line
+    done = CliRunner().invoke(app, ["train", "--data", str(data), "--model", "scorecard", "--no-register",
+                                    "--metrics-out", str(tmp_path / "m.json")], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    # then it warns that the holdout's positive rate differs beyond noise, and says to recalibrate
+    text = " ".join(done.output.split())
+    assert "warning: the holdout's positive rate" in text and "beyond noise" in text
+    assert "leadscore recalibrate" in text
+    # and the run keeps the warning and the rates
+    run = mlflow.get_run(json.loads((tmp_path / "m.json").read_text())["run_id"])
+    assert run.data.tags["leadscore.base_rate_shift"] == "true"
+    assert run.data.metrics["base_rate.holdout"] > run.data.metrics["base_rate.calibration"] + 0.05
+    warnings = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/warnings.json")["warnings"]
+    assert any("positive rate" in w for w in warnings)
