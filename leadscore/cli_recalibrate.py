@@ -76,9 +76,13 @@ def recalibrate(
     for note in out.notes:
         console.print(f"  {note}")
     if out.status == "unchanged":
-        console.print(f"[bold yellow]kept the champion:[/] version {out.version} already recalibrated "
-                      f"version {out.champion_before if out.version != out.champion_before else 'its predecessor'} "
-                      f"on this data with a {days}-day window: nothing to do")
+        if out.version == out.champion_before:
+            console.print(f"[bold yellow]kept the champion:[/] the champion, version {out.version}, is already a "
+                          f"recalibration on this data with a {days}-day window: nothing to do")
+        else:
+            console.print(f"[bold yellow]kept the champion:[/] version {out.version} already recalibrated champion "
+                          f"version {out.champion_before} on this data with a {days}-day window (its gate kept "
+                          "the champion): nothing to do")
         raise typer.Exit(code=KEPT)
     r, d = out.report, out.decision
     console.print(f"window {r['window_from'][:10]} .. {r['window_to'][:10]}: {r['n_fit']:,} rows to fit "

@@ -181,7 +181,7 @@ def test_only_calibration_and_policy_change_and_reasons_stay_exact(after_drift, 
 def test_a_second_run_on_the_same_data_does_nothing(after_drift):
     again = after_drift["again"]
     assert again.exit_code == 3, again.output
-    assert "version 2 already recalibrated" in _text(again)
+    assert "the champion, version 2, is already a recalibration on this data" in _text(again)
     assert after_drift["after_again"] == after_drift["state"]
 
 
