@@ -89,9 +89,9 @@ def _before_the_shift(data_dir: Path):
                    outcomes=ds.outcomes[ds.outcomes[S.OUTCOME_AT] < SHIFT], snapshot_at=SHIFT)
 
 
-def _champion_trained_before_the_shift(data_dir: Path) -> None:
+def _champion(data_dir: Path, until_the_shift: bool = True) -> None:
     config = TrainConfig(model="scorecard")
-    old = _before_the_shift(data_dir)
+    old = _before_the_shift(data_dir) if until_the_shift else load_dataset(data_dir)
     result = train(old, config)
     tracked = tracking.track(result, old, config, holdout_values=result.holdout_values, data_source=str(data_dir))
     assert tracked.decision.rule == "first" and registry.alias_version(registry.CHAMPION) == "1"
@@ -110,7 +110,7 @@ def after_drift(drifted_dir, tmp_path_factory):
     same data, and with a window too short to judge. What the tests look at is collected inside."""
     tmp = tmp_path_factory.mktemp("recal-drift")
     with _Registry(tmp) as reg:
-        _champion_trained_before_the_shift(drifted_dir)
+        _champion(drifted_dir)
         first = _recalibrate("--export", str(drifted_dir), "--database-url", reg.store)
         state = (_versions(), _aliases())
         version = MlflowClient().get_model_version(registry.MODEL_NAME, state[0][-1])
@@ -195,9 +195,10 @@ def test_a_window_too_short_to_judge_is_not_enough_data(after_drift):
 
 
 def test_without_a_shift_the_recalibration_is_kept(demo_dir, tmp_path):
-    # given the same leads without a base-rate shift (the session's demo data has the same size and seed)
+    # given the same leads without a base-rate shift (the session's demo data has the same size and seed),
+    # and a champion trained on all of it
     with _Registry(tmp_path) as reg:
-        _champion_trained_before_the_shift(demo_dir)
+        _champion(demo_dir, until_the_shift=False)
         # when recalibrating on the newest window
         done = _recalibrate("--export", str(demo_dir), "--database-url", reg.store)
         # then the recalibration is registered as challenger and the champion kept: exit 3, with the ECEs
