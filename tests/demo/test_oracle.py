@@ -288,3 +288,25 @@ def test_oracle_stays_calibrated_under_drift(drifted):
         _check_calibration(probs[col][after], y[after], rows.lead_id[after])
         mid = ok & straddle
         assert abs(probs[col][mid].mean() - y[mid].mean()) < 4 * np.sqrt((probs[col][mid] * (1 - probs[col][mid])).sum()) / mid.sum()
+
+
+def test_training_oracle_stays_calibrated_under_drift(tmp_path):
+    # given drifted data (the shift falls inside the training rows) and the default definition's rows,
+    # hand-over rows included
+    from leadscore.features.labels import QualifiedDefinition, training_rows
+    from leadscore.features.loading import load_dataset
+
+    out = tmp_path / "drift"
+    generate(out, 8000, seed=5, params=DemoParams(drift=DriftParams()))
+    definition = QualifiedDefinition()
+    rows = training_rows(load_dataset(out), definition)
+    probs = oracle_probabilities(out, rows[["lead_id", "as_of"]], definition=definition)
+    ok = probs.training.notna()
+    after = ok & (rows.as_of >= DRIFT_AT)
+    # then the training-row oracle is calibrated overall and after the shift alone
+    _check_calibration(probs.training[ok], rows.label[ok], rows.lead_id[ok])
+    _check_calibration(probs.training[after], rows.label[after], rows.lead_id[after])
+    # and on the hand-over rows after the shift, the hand-over column (which knows they are hand-overs) is
+    hand = after & (rows.moment == "handoff") & probs.handoff.notna()
+    assert hand.sum() > 300
+    _check_calibration(probs.handoff[hand], rows.label[hand], rows.lead_id[hand])
