@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     # failures within `auth_failure_window_seconds` the address gets 429 until the oldest leaves the window.
     auth_failure_limit: int = Field(20, ge=0)  # 0 = no limit
     auth_failure_window_seconds: float = Field(300.0, gt=0, le=86400)
+    # Monitoring (`leadscore monitor`, GET /v1/monitoring, docs/monitoring.md): the recent window, and the
+    # thresholds of each check's status. A check warns or alerts only beyond what sampling noise alone gives.
+    monitor_window_days: float = Field(30.0, gt=0, le=3650)
+    monitor_psi_warn: float = Field(0.1, gt=0)  # PSI of a feature, the score or the grade mix vs training
+    monitor_psi_alert: float = Field(0.25, gt=0)
+    monitor_ece_warn: float = Field(0.03, gt=0)  # ECE on the leads whose outcome is now known
+    monitor_ece_alert: float = Field(0.06, gt=0)
+    # |observed - predicted| qualification rate, relative to the predicted rate
+    monitor_rate_warn: float = Field(0.25, gt=0)
+    monitor_rate_alert: float = Field(0.5, gt=0)
+    monitor_min_labeled: int = Field(200, ge=1)  # fewer leads with a known outcome: "not enough data"
+    monitor_min_scores: int = Field(200, ge=1)  # fewer scores in the window: drift "not enough data"
+    monitor_coverage_warn: float = Field(0.5, ge=0, le=1)  # handed-over leads due a verdict that have one
+    monitor_max_rows: int = Field(200_000, ge=1000)  # newest score-log rows read per check
+    monitor_cache_seconds: float = Field(300.0, ge=0)  # the service recomputes at most this often
     log_level: str = "INFO"
 
     @field_validator("api_keys")

@@ -16,7 +16,7 @@ from leadscore.features.frames import feature_frame
 from leadscore.features.labels import QualifiedDefinition, training_rows
 from leadscore.features.leakage import audit_dataset
 from leadscore.features.loading import Dataset
-from leadscore.model import evaluate
+from leadscore.model import drift, evaluate
 from leadscore.model.boosted import BoostedParams, fit_boosted
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
@@ -105,22 +105,6 @@ def insights(values: dict[str, np.ndarray], y: np.ndarray, categorical: tuple[st
         g = g[g["size"] >= min_rows]
         by_value[name] = {str(k): float(r) for k, r in g["mean"].items()}
     return {"overall": float(y.mean()), "by_value": by_value}
-
-
-def distributions(values: dict[str, np.ndarray], p: np.ndarray, encoder: Encoder) -> dict:
-    out = {"score_deciles": np.quantile(100 * p, np.linspace(0, 1, 11)).round(2).tolist(), "features": {}}
-    for name in encoder.features:
-        col = values[name]
-        if name in encoder.vocab:
-            vc = pd.Series(col, dtype=object).fillna("(missing)").value_counts(normalize=True).head(30)
-            out["features"][name] = {"kind": "categorical", "freq": {str(k): float(v) for k, v in vc.items()}}
-        else:
-            col = np.asarray(col, float)
-            ok = col[~np.isnan(col)]
-            out["features"][name] = {
-                "kind": "numeric", "missing": float(np.isnan(col).mean()),
-                "quantiles": np.quantile(ok, np.linspace(0, 1, 11)).tolist() if len(ok) else []}
-    return out
 
 
 def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig):
@@ -235,7 +219,8 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": {"holdout": metrics},
         "insights": insights(fit_values, y[fit], categorical),
-        "distributions": distributions(fit_values, f["p_c"], encoder),
+        # explicit bins and shares of the training rows, for drift monitoring (model.drift, serve.monitoring)
+        "distributions": drift.reference(fit_values, categorical, f["p_c"], policy.grade(f["p_c"])),
         # each numeric feature's min and max over the rows the model was fit on (model.ranges)
         "ranges": training_ranges(fit_values, encoder),
         "n_train": int(fit.sum() + calib.sum()), "n_holdout": int(holdout.sum()),

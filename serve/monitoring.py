@@ -1,0 +1,344 @@
+"""Monitoring: is the champion still right? One function, `monitor`, computes everything that `leadscore
+monitor`, GET /v1/monitoring, the Prometheus gauges and the sales page's calibration line show
+(docs/monitoring.md says what each figure means and what to do about it).
+
+It reads the store's score log (each score's feature values as the model got them) and feedback, and the
+model's training histograms (`model.drift`). The champion re-scores the logged feature values, so the
+figures are the champion's own even when older versions served the scores.
+
+- **calibration**: the leads whose outcome is now known, labelled by the training rules
+  (`features.labels.label_rows`: positive when a positive verdict falls in (as_of, as_of + horizon], a row
+  counts only once its horizon has passed; a lead decided before it was scored is left out). The window is
+  on the end of the horizon: scores whose as_of + horizon falls in the last `window` days. One row per lead
+  (its latest such score), and only leads stored in the service (a lead scored without being stored cannot
+  get feedback, so it could only ever count as a negative).
+- **drift**: PSI of every feature, of the score and of the grade mix, over the scores of the last `window`
+  days, against the training histograms.
+- **volume** (scores per day) and **coverage** (share of scored leads with a verdict).
+
+A status per check: ok / warn / alert, "not enough data" below the minimum number of rows, "unknown" when
+the model has no training histograms (trained before they were stored). Thresholds are in `Settings`
+(`monitor_*`); a check warns or alerts only beyond what sampling alone would give on that many rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from leadscore.features import schema as S
+from leadscore.features.feedback import VERDICTS, with_feedback
+from leadscore.features.labels import label_rows
+from leadscore.features.loading import Dataset
+from leadscore.model import drift
+from leadscore.model.evaluate import ece as expected_calibration_error
+from leadscore.model.policy import GRADES
+from leadscore.serve import db, store
+from leadscore.settings import Settings
+
+OK, WARN, ALERT, NOT_ENOUGH, UNKNOWN = "ok", "warn", "alert", "not enough data", "unknown"
+_RANK = {OK: 0, NOT_ENOUGH: 0, UNKNOWN: 0, WARN: 1, ALERT: 2}
+CALIBRATION_BINS = 10
+
+
+def worst(statuses) -> str:
+    statuses = list(statuses)
+    graded = [s for s in statuses if s in (OK, WARN, ALERT)]
+    if not graded:
+        return NOT_ENOUGH if NOT_ENOUGH in statuses else UNKNOWN
+    return max(graded, key=_RANK.__getitem__)
+
+
+# --- reading the store ------------------------------------------------------------------------------------
+def _score_rows(conn: sa.Connection, where, limit: int) -> list:
+    sl = db.score_log.c
+    q = (sa.select(sl.lead_id, sl.scored_at, sl.as_of, sl.probability, sl.grade, sl.qualified, sl.features,
+                   sl.feature_set)
+         .where(*where).order_by(sl.scored_at.desc(), sl.id.desc()).limit(limit))
+    return conn.execute(q).all()
+
+
+def feature_values(conn: sa.Connection, rows: list, names: tuple[str, ...],
+                   categorical: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The logged feature values of `rows` as model input (name -> array; numerics float with NaN for
+    missing, categoricals object), and a mask of the rows that hold every one of `names`."""
+    sets = db.feature_names(conn, {r.feature_set for r in rows if r.feature_set})
+    cols: dict[str, list] = {n: [None] * len(rows) for n in names}
+    complete = np.ones(len(rows), dtype=bool)
+    for i, r in enumerate(rows):
+        f = r.features
+        if isinstance(f, list):
+            f = dict(zip(sets.get(r.feature_set, ()), f))
+        for n in names:
+            if n in f:
+                cols[n][i] = f[n]
+            else:
+                complete[i] = False
+    values = {}
+    for n in names:
+        if n in categorical:
+            values[n] = np.array([None if v is None else str(v) for v in cols[n]], dtype=object)
+        else:
+            values[n] = np.array([np.nan if v is None else v for v in cols[n]], dtype=float)
+    return values, complete
+
+
+def _present(conn: sa.Connection, rows: list, name: str) -> np.ndarray:
+    """Mask of `rows` whose logged features include `name` (a row of another feature set may not)."""
+    sets = db.feature_names(conn, {r.feature_set for r in rows if r.feature_set})
+    return np.array([name in (sets.get(r.feature_set, ()) if isinstance(r.features, list) else r.features)
+                     for r in rows], dtype=bool)
+
+
+def _outcomes(conn: sa.Connection, lead_ids: set[str], now: datetime) -> Dataset:
+    """The stored leads in `lead_ids` (creation times) and their feedback folded into outcomes with the
+    training rules (`with_feedback`), as a dataset whose snapshot is `now`."""
+    ids = sorted(lead_ids)
+    created, feedback = [], []
+    for i in range(0, len(ids), 5000):  # bounded IN lists
+        part = ids[i:i + 5000]
+        created += conn.execute(sa.select(db.leads.c.lead_id, db.leads.c.created_at)
+                                .where(db.leads.c.lead_id.in_(part))).all()
+        feedback += conn.execute(sa.select(db.feedback.c.id, db.feedback.c.lead_id, db.feedback.c.outcome,
+                                           db.feedback.c.at, db.feedback.c.reason)
+                                 .where(db.feedback.c.lead_id.in_(part), db.feedback.c.at <= now)).all()
+    utc = "datetime64[ms, UTC]"
+    leads = pd.DataFrame({S.LEAD_ID: pd.Series([r.lead_id for r in created], dtype=object),
+                          S.CREATED_AT: pd.to_datetime(pd.Series([store._aware(r.created_at) for r in created],
+                                                                 dtype=object), utc=True).astype(utc)})
+    empty_outcomes = pd.DataFrame({S.LEAD_ID: pd.Series(dtype=object), S.OUTCOME: pd.Series(dtype=object),
+                                   S.OUTCOME_AT: pd.Series(dtype=utc), S.REASON: pd.Series(dtype=object)})
+    dataset = Dataset(leads=leads, events=pd.DataFrame(), outcomes=empty_outcomes, snapshot_at=pd.Timestamp(now))
+    fb = pd.DataFrame({"id": [r.id for r in feedback], S.LEAD_ID: [r.lead_id for r in feedback],
+                       S.OUTCOME: [r.outcome for r in feedback],
+                       S.OUTCOME_AT: [store._aware(r.at) for r in feedback], S.REASON: [r.reason for r in feedback]})
+    return with_feedback(dataset, fb)
+
+
+# --- the checks ----------------------------------------------------------------------------------------------
+def _calibration(conn, model, settings: Settings, now: datetime, window: timedelta) -> dict:
+    horizon = timedelta(days=model.definition.horizon_days)
+    sl = db.score_log.c
+    stored = sa.exists().where(db.leads.c.lead_id == sl.lead_id)
+    rows = _score_rows(conn, [sl.as_of > now - window - horizon, sl.as_of <= now - horizon, stored],
+                       settings.monitor_max_rows)
+    out = {"min_rows": settings.monitor_min_labeled, "horizon_days": model.definition.horizon_days,
+           "as_of_from": (now - window - horizon).isoformat(), "as_of_to": (now - horizon).isoformat()}
+    values, complete = feature_values(conn, rows, model.encoder.features, model.encoder.categorical)
+    keep = np.flatnonzero(complete)
+    out["rows_without_features"] = int(len(rows) - len(keep))
+    labelled = pd.DataFrame({S.LEAD_ID: pd.Series([rows[i].lead_id for i in keep], dtype=object),
+                             "as_of": pd.to_datetime(pd.Series([store._aware(rows[i].as_of) for i in keep],
+                                                               dtype=object), utc=True),
+                             "row": keep})
+    if len(labelled):
+        dataset = _outcomes(conn, set(labelled[S.LEAD_ID]), now)
+        labelled = label_rows(dataset, labelled, model.definition)
+        # one row per lead: its latest score whose horizon has passed (rescoring a lead often must not
+        # weigh it more)
+        labelled = labelled.sort_values(["as_of", "row"]).groupby(S.LEAD_ID, sort=False).tail(1)
+    n = len(labelled)
+    out["n"] = n
+    if n == 0:
+        out.update(status=NOT_ENOUGH, positives=0, message=f"no lead whose {out['horizon_days']}-day horizon ended "
+                   "in the window has a known outcome yet")
+        return out
+    idx = labelled["row"].to_numpy()
+    p = model.explain({k: v[idx] for k, v in values.items()}).probability
+    y = labelled["label"].to_numpy().astype(float)
+    predicted, observed = float(p.mean()), float(y.mean())
+    out.update(positives=int(y.sum()), predicted_rate=predicted, observed_rate=observed)
+    order = np.argsort(p, kind="stable")
+    out["deciles"] = [{"n": int(len(c)), "predicted": float(p[c].mean()), "observed": float(y[c].mean())}
+                      for c in np.array_split(order, CALIBRATION_BINS) if len(c)]
+    out["ece"] = expected_calibration_error(p, y, CALIBRATION_BINS)
+    # The ECE a perfectly calibrated model shows on these rows through sampling alone (95th percentile):
+    # each bin's count of positives ~ Normal(sum p, sum p(1-p)).
+    var = np.array([float((p[c] * (1 - p[c])).sum()) for c in np.array_split(order, CALIBRATION_BINS) if len(c)])
+    draws = np.abs(np.random.default_rng(0).standard_normal((2000, len(var))) * np.sqrt(var)).sum(1) / n
+    out["ece_noise"] = float(np.quantile(draws, 0.95))
+    sd = float(np.sqrt((p * (1 - p)).sum()))
+    out["rate_z"] = float((y.sum() - p.sum()) / sd) if sd > 0 else 0.0
+    out["rate_ratio"] = observed / predicted if predicted > 0 else float("inf")
+    if n < settings.monitor_min_labeled:
+        out.update(status=NOT_ENOUGH, message=f"only {n} leads with a known outcome; at least "
+                   f"{settings.monitor_min_labeled} are needed (LEADSCORE_MONITOR_MIN_LABELED)")
+        return out
+    rel = abs(observed - predicted) / max(predicted, 1e-9)
+    ece_status = (ALERT if out["ece"] >= settings.monitor_ece_alert else WARN if out["ece"] >= settings.monitor_ece_warn
+                  else OK) if out["ece"] > out["ece_noise"] else OK
+    significant = abs(out["rate_z"]) >= 3
+    rate_status = (ALERT if rel >= settings.monitor_rate_alert else WARN if rel >= settings.monitor_rate_warn
+                   else OK) if significant else OK
+    out.update(ece_status=ece_status, rate_status=rate_status, status=worst([ece_status, rate_status]))
+    out["message"] = (f"scores said {100 * predicted:.0f} %, {100 * observed:.0f} % qualified "
+                      f"({n} leads, ECE {out['ece']:.3f})")
+    return out
+
+
+def _psi_entry(spec: dict, col, n_reference: int, settings: Settings) -> dict:
+    recent = drift.proportions(spec, col)
+    value = drift.psi(spec["proportions"], recent)
+    occupied = sum(1 for a, b in zip(spec["proportions"], recent) if a > 0 or b > 0)
+    # the PSI that sampling alone gives on average (two multinomial samples): (bins - 1)(1/n + 1/N)
+    noise = max(occupied - 1, 0) * (1 / max(len(col), 1) + 1 / max(n_reference, 1))
+    status = ALERT if value >= settings.monitor_psi_alert + noise else \
+        WARN if value >= settings.monitor_psi_warn + noise else OK
+    return {"psi": value, "noise": noise, "status": status, "bins": drift.bin_labels(spec),
+            "training": spec["proportions"], "recent": recent, "n": int(len(col))}
+
+
+def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dict]:
+    ref = model.info.get("distributions")
+    if not drift.has_reference(model.info):
+        why = ("the model has no training histograms (trained before they were stored): retrain it to monitor "
+               "drift")
+        return {"status": UNKNOWN, "message": why, "features": {}}, {"status": UNKNOWN, "message": why}, \
+            {"status": UNKNOWN, "message": why}
+    names, categorical = model.encoder.features, model.encoder.categorical
+    values, complete = feature_values(conn, rows, names, categorical)
+    n_ref = int(ref.get("n") or 0)
+    n = len(rows)
+    features = {}
+    for name in names:
+        spec = ref["features"].get(name)
+        if spec is None:
+            continue
+        present = _present(conn, rows, name) if not complete.all() else np.ones(n, dtype=bool)
+        features[name] = _psi_entry(spec, values[name][present], n_ref, settings)
+    out_f = {"n": n, "min_rows": settings.monitor_min_scores, "features": features}
+    if n < settings.monitor_min_scores:
+        enough = f"only {n} scores in the window; at least {settings.monitor_min_scores} are needed " \
+                 "(LEADSCORE_MONITOR_MIN_SCORES)"
+        for e in features.values():
+            e["status"] = NOT_ENOUGH
+        return ({**out_f, "status": NOT_ENOUGH, "message": enough}, {"status": NOT_ENOUGH, "n": n, "message": enough},
+                {"status": NOT_ENOUGH, "n": n, "message": enough})
+    ranked = sorted(features, key=lambda k: -features[k]["psi"])
+    out_f["status"] = worst(e["status"] for e in features.values())
+    out_f["top"] = ranked[:5]
+    drifted = [k for k in ranked if features[k]["status"] in (WARN, ALERT)]
+    out_f["message"] = (f"{len(drifted)} of {len(features)} features drifted: " + ", ".join(
+        f"{k} (PSI {features[k]['psi']:.2f})" for k in drifted[:5]) if drifted
+        else f"no feature drifted (largest PSI {features[ranked[0]]['psi']:.3f}, {ranked[0]})" if ranked else "")
+    idx = np.flatnonzero(complete)
+    p = model.explain({k: v[idx] for k, v in values.items()}).probability if len(idx) else np.zeros(0)
+    score = _psi_entry(ref["score"], p, n_ref, settings)
+    score["message"] = f"score PSI {score['psi']:.3f}"
+    grades = model.policy.grade(p) if len(p) else np.zeros(0, dtype=str)
+    counts = Counter(grades.tolist())
+    recent = [counts.get(g, 0) / max(len(p), 1) for g in GRADES]
+    training = [float(ref["grades"].get(g, 0.0)) for g in GRADES]
+    value = drift.psi(training, recent)
+    noise = (len(GRADES) - 1) * (1 / max(len(p), 1) + 1 / max(n_ref, 1))
+    g_status = ALERT if value >= settings.monitor_psi_alert + noise else \
+        WARN if value >= settings.monitor_psi_warn + noise else OK
+    grade = {"status": g_status, "psi": value, "noise": noise, "training": dict(zip(GRADES, training)),
+             "recent": dict(zip(GRADES, recent)), "n": int(len(p)),
+             "message": "grades now " + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, recent))
+             + " (training " + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, training)) + ")"}
+    return out_f, score, grade
+
+
+def _volume(rows: list, now: datetime, window: timedelta) -> dict:
+    days = Counter(store._aware(r.scored_at).date() for r in rows)
+    first = (now - window).date()
+    per_day = []
+    d = first
+    while d <= now.date():
+        per_day.append({"day": d.isoformat(), "n": days.get(d, 0)})
+        d += timedelta(days=1)
+    n = len(rows)
+    return {"status": OK if n else WARN, "n": n, "per_day": per_day,
+            "message": f"{n} scores in the window" if n else "no scores in the window: is anything calling the API?"}
+
+
+def _coverage(conn, rows: list, handed_due: set[str], now: datetime, settings: Settings) -> dict:
+    scored = {r.lead_id for r in rows}
+    with_verdict: set[str] = set()
+    ids = sorted(scored | handed_due)
+    for i in range(0, len(ids), 5000):
+        with_verdict |= {r[0] for r in conn.execute(
+            sa.select(db.feedback.c.lead_id).where(db.feedback.c.lead_id.in_(ids[i:i + 5000]),
+                                                   db.feedback.c.outcome.in_(VERDICTS),
+                                                   db.feedback.c.at <= now).distinct())}
+    share = len(scored & with_verdict) / len(scored) if scored else None
+    due_share = len(handed_due & with_verdict) / len(handed_due) if handed_due else None
+    status = (WARN if due_share < settings.monitor_coverage_warn else OK) if due_share is not None else NOT_ENOUGH
+    msg = (f"{len(scored & with_verdict)} of {len(scored)} leads scored in the window have a verdict"
+           + (f"; {len(handed_due & with_verdict)} of {len(handed_due)} handed-over leads due a verdict have one"
+              if handed_due else ""))
+    return {"status": status, "scored_leads": len(scored), "with_verdict": len(scored & with_verdict),
+            "share": share, "handed_over_due": len(handed_due), "handed_over_due_with_verdict":
+            len(handed_due & with_verdict), "handed_over_share": due_share, "message": msg}
+
+
+def _handed_over_due(conn, now: datetime, window: timedelta, horizon: timedelta) -> set[str]:
+    """Leads handed over (scored at or above the threshold) whose horizon ended in the window."""
+    sl = db.score_log.c
+    q = (sa.select(sl.lead_id).where(sl.qualified.is_(True), sl.as_of > now - window - horizon,
+                                     sl.as_of <= now - horizon).distinct())
+    return {r[0] for r in conn.execute(q)}
+
+
+def monitor(engine: sa.Engine, model, settings: Settings, now: datetime | None = None,
+            window_days: float | None = None) -> dict:
+    """The monitoring report of `model` (a `ScoringModel`) on the store, at `now` over `window_days`
+    (default: `settings.monitor_window_days`). A JSON-ready dict (docs/monitoring.md)."""
+    now = store._aware(now) if now is not None else store.now()
+    window_days = settings.monitor_window_days if window_days is None else window_days
+    window = timedelta(days=window_days)
+    horizon = timedelta(days=model.definition.horizon_days)
+    sl = db.score_log.c
+    with engine.connect() as conn:
+        rows = _score_rows(conn, [sl.scored_at > now - window, sl.scored_at <= now], settings.monitor_max_rows)
+        calibration = _calibration(conn, model, settings, now, window)
+        features, score, grades = _drift(conn, model, settings, rows)
+        volume = _volume(rows, now, window)
+        coverage = _coverage(conn, rows, _handed_over_due(conn, now, window, horizon), now, settings)
+    checks = {"calibration": calibration, "drift": features, "score": score, "grades": grades, "volume": volume,
+              "coverage": coverage}
+    alerts = [f"{name}: {c.get('message', '')}" for name, c in checks.items() if c["status"] == ALERT]
+    warnings = [f"{name}: {c.get('message', '')}" for name, c in checks.items() if c["status"] == WARN]
+    return {
+        "generated_at": store.now().isoformat(timespec="seconds"),
+        "now": now.isoformat(timespec="seconds"), "window_days": window_days,
+        "model": {"name": model.name, "version": model.version, "family": model.family,
+                  "trained_at": model.info.get("trained_at"), "horizon_days": model.definition.horizon_days},
+        "status": worst(c["status"] for c in checks.values()),
+        "retrain_recommended": bool(alerts),
+        "reasons": alerts or warnings,
+        "checks": checks,
+        "thresholds": {k.removeprefix("monitor_"): v for k, v in settings.model_dump().items()
+                       if k.startswith("monitor_")},
+    }
+
+
+class MonitorCache:
+    """The service's monitoring report, computed at most every `settings.monitor_cache_seconds` (one
+    computation at a time; concurrent callers wait for it), never on the scoring path."""
+
+    def __init__(self, state):
+        self.state = state
+        self._lock = threading.Lock()
+        self._report: dict | None = None
+        self._key = None
+        self._at = float("-inf")
+
+    def get(self) -> dict | None:
+        """The report of the model being served; None when no model is loaded."""
+        model = self.state.holder.model
+        if model is None:
+            return None
+        ttl = self.state.settings.monitor_cache_seconds
+        with self._lock:
+            if self._report is None or self._key != model.version or time.monotonic() - self._at > ttl:
+                self._report = monitor(self.state.engine, model, self.state.settings)
+                self._key, self._at = model.version, time.monotonic()
+            return self._report
