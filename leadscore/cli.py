@@ -332,4 +332,5 @@ def prune(
 
 
 # Commands that live in their own modules register themselves on `app` when imported.
-from leadscore import cli_export, cli_import, cli_recalibrate, cli_retrain, cli_score, cli_table  # noqa: E402,F401
+from leadscore import (  # noqa: E402,F401
+    cli_export, cli_import, cli_monitor, cli_recalibrate, cli_retrain, cli_score, cli_table)

@@ -19,7 +19,8 @@ from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddlew
 from leadscore.serve.model_holder import ModelHolder
 from leadscore.serve.model_sync import ModelSync
 from leadscore.serve.scoring import Batcher
-from leadscore.serve.routes import feedback, health, leads, model, score
+from leadscore.serve.monitoring import MonitorCache
+from leadscore.serve.routes import feedback, health, leads, model, monitoring, score
 from leadscore.serve.store import ScoreLogWriter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -161,11 +162,12 @@ def create_app(settings: Settings | None = None) -> Leadscore:
     app.state.admission = Admission(settings.max_inflight_requests, settings.max_inflight_body_bytes,
                                     settings.max_body_bytes, app.state.metrics)
     app.state.model_sync = None
+    app.state.monitor_cache = MonitorCache(app.state)
     app.state.score_log = None
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (health, score, feedback, model, leads):
+    for module in (health, score, feedback, model, leads, monitoring):
         app.include_router(module.router)
     with contextlib.suppress(ImportError):
         from leadscore.serve.ui import routes as ui_routes

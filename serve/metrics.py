@@ -33,6 +33,22 @@ class Metrics:
                                          "the queue to the database was full", registry=self.registry)
         self.score_log_queued = Gauge("leadscore_score_log_queued_bytes", "Score-log bytes waiting for the database",
                                       registry=self.registry)
+        # monitoring (serve.monitoring): set from the cached report when /metrics is read
+        self.monitor_status = Gauge("leadscore_monitor_status", "Monitoring status per check: 0 ok, 1 warn, 2 alert, "
+                                    "-1 not enough data or unknown", ["check"], registry=self.registry)
+        self.monitor_retrain = Gauge("leadscore_monitor_retrain_recommended", "1 when a monitoring alert fired",
+                                     registry=self.registry)
+        self.monitor_calibration = Gauge("leadscore_monitor_calibration", "Calibration on the leads whose outcome "
+                                         "is known: ece, predicted_rate, observed_rate, rows", ["figure"],
+                                         registry=self.registry)
+        self.monitor_feature_psi = Gauge("leadscore_monitor_feature_psi", "PSI of a model feature against training",
+                                         ["feature"], registry=self.registry)
+        self.monitor_psi = Gauge("leadscore_monitor_psi", "PSI of the score and of the grade mix against training",
+                                 ["of"], registry=self.registry)
+        self.monitor_scores = Gauge("leadscore_monitor_window_scores", "Scores in the monitoring window",
+                                    registry=self.registry)
+        self.monitor_coverage = Gauge("leadscore_monitor_feedback_coverage", "Share of leads scored in the window "
+                                      "that got a verdict", registry=self.registry)
         self._children: dict = {}  # label values -> their series (request counter and latency, grade counter)
 
     def observe_scores(self, results: list[dict]) -> None:
@@ -42,6 +58,27 @@ class Metrics:
             if grade is None:
                 grade = self._children[r["grade"]] = self.grades.labels(r["grade"])
             grade.inc()
+
+    def observe_monitoring(self, report: dict) -> None:
+        """The gauges of a monitoring report (`serve.monitoring.monitor`); figures it lacks are left out."""
+        level = {"ok": 0, "warn": 1, "alert": 2}
+        checks = report["checks"]
+        for name, check in checks.items():
+            self.monitor_status.labels(name).set(level.get(check["status"], -1))
+        self.monitor_retrain.set(1 if report["retrain_recommended"] else 0)
+        cal = checks["calibration"]
+        for figure, key in (("ece", "ece"), ("predicted_rate", "predicted_rate"), ("observed_rate", "observed_rate"),
+                            ("rows", "n")):
+            if cal.get(key) is not None:
+                self.monitor_calibration.labels(figure).set(cal[key])
+        for name, entry in (checks["drift"].get("features") or {}).items():
+            self.monitor_feature_psi.labels(name).set(entry["psi"])
+        for of in ("score", "grades"):
+            if checks[of].get("psi") is not None:
+                self.monitor_psi.labels(of).set(checks[of]["psi"])
+        self.monitor_scores.set(checks["volume"]["n"])
+        if checks["coverage"].get("share") is not None:
+            self.monitor_coverage.set(checks["coverage"]["share"])
 
     def observe_batch(self, requests: int) -> None:
         self.batches.observe(requests)

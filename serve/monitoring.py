@@ -9,8 +9,8 @@ figures are the champion's own even when older versions served the scores.
 - **calibration**: the leads whose outcome is now known, labelled by the training rules
   (`features.labels.label_rows`: positive when a positive verdict falls in (as_of, as_of + horizon], a row
   counts only once its horizon has passed; a lead decided before it was scored is left out). The window is
-  on the end of the horizon: scores whose as_of + horizon falls in the last `window` days. One row per lead
-  (its latest such score), and only leads stored in the service (a lead scored without being stored cannot
+  on the end of the horizon: scores whose as_of + horizon falls in the last `window` days. One row per
+  (lead, as_of) as in training, and only leads stored in the service (a lead scored without being stored cannot
   get feedback, so it could only ever count as a negative).
 - **drift**: PSI of every feature, of the score and of the grade mix, over the scores of the last `window`
   days, against the training histograms.
@@ -140,9 +140,8 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
     if len(labelled):
         dataset = _outcomes(conn, set(labelled[S.LEAD_ID]), now)
         labelled = label_rows(dataset, labelled, model.definition)
-        # one row per lead: its latest score whose horizon has passed (rescoring a lead often must not
-        # weigh it more)
-        labelled = labelled.sort_values(["as_of", "row"]).groupby(S.LEAD_ID, sort=False).tail(1)
+        # one row per (lead, as_of), as in training: scoring the same moment again does not count twice
+        labelled = labelled.drop_duplicates([S.LEAD_ID, "as_of"])
     n = len(labelled)
     out["n"] = n
     if n == 0:

@@ -1,0 +1,93 @@
+"""`leadscore monitor`: is the champion still right? Calibration on the leads whose outcome is now known,
+drift of the inputs and the score against training, volume and feedback coverage, from the service's store
+(`serve.monitoring`; docs/monitoring.md). Exit codes: 0 no alert, 3 retrain recommended, 1 error."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from leadscore.cli import _setup_mlflow, _utc_moment, app, console
+
+RETRAIN_RECOMMENDED, FAILED = 3, 1
+_STYLE = {"ok": "green", "warn": "yellow", "alert": "bold red"}
+
+
+def _error(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=FAILED)
+
+
+def window_days(text: str) -> float:
+    """"30d", "2w", "36h" or a plain number of days."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        _error(f"--window: {text!r} is not a duration like 30d, 2w or 36h")
+    return float(m.group(1)) * {"h": 1 / 24, "d": 1, "w": 7, "": 1}[m.group(2)]
+
+
+@app.command("monitor")
+def monitor(
+    window: Annotated[Optional[str], typer.Option(
+        help="The recent window: 30d, 2w, 36h (default: LEADSCORE_MONITOR_WINDOW_DAYS).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the HTML report (with plots) here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    database_url: Annotated[Optional[str], typer.Option(
+        help="The service's store (default: LEADSCORE_DATABASE_URL).")] = None,
+    model_uri: Annotated[Optional[str], typer.Option(
+        help="The model to judge (default: LEADSCORE_MODEL_URI, the champion).")] = None,
+    as_of: Annotated[Optional[str], typer.Option(
+        "--as-of", help="Judge as at this moment (ISO-8601; default: now).")] = None,
+) -> None:
+    """Is the champion still right? Calibration, input drift (PSI), volume and feedback coverage.
+
+    Exit codes: 0 no alert (ok, warnings or not enough data), 3 an alert fired: retrain recommended
+    (`leadscore retrain`, or `leadscore recalibrate` when only the base rate moved), 1 error.
+    """
+    from leadscore.model import registry
+    from leadscore.retrain import RetrainError, open_store, shown_url
+    from leadscore.serve.monitoring import monitor as run_monitor
+    from leadscore.settings import get_settings
+
+    settings = get_settings()
+    url = database_url or settings.database_url
+    days = window_days(window) if window else None
+    moment = _utc_moment(as_of).to_pydatetime() if as_of else None
+    _setup_mlflow()
+    uri = model_uri or settings.model_uri
+    try:
+        model = registry.load_scoring_model(uri)
+    except Exception as e:  # noqa: BLE001 - a registry or bundle error: the reason is what the user needs
+        _error(f"cannot load the model {uri} ({type(e).__name__}: {str(e)[:300]})")
+    try:
+        engine = open_store(url)
+    except RetrainError as e:
+        _error(str(e))
+    try:
+        with console.status(f"reading the store {shown_url(url)}..."):
+            report = run_monitor(engine, model, settings, now=moment, window_days=days)
+    finally:
+        engine.dispose()
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=1))
+    if out:
+        from leadscore.serve.monitoring_report import render
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(report))
+    m = report["model"]
+    console.print(f"model {m['name']} version {m['version']} at {report['now']}, last {report['window_days']:g} days")
+    for name, check in report["checks"].items():
+        style = _STYLE.get(check["status"], "dim")
+        console.print(f"  {name:<12} [{style}]{check['status']:<15}[/] {check.get('message', '')}")
+    for path in (json_out, out):
+        if path:
+            console.print(f"wrote {path}")
+    if report["retrain_recommended"]:
+        console.print("[bold red]retrain recommended:[/] " + "; ".join(report["reasons"]))
+        raise typer.Exit(code=RETRAIN_RECOMMENDED)

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from leadscore.serve.auth import Sales
+from leadscore.serve.deps import AppState
+from leadscore.serve.errors import KEYED, error_responses
+from leadscore.serve.scoring import NO_MODEL
+
+router = APIRouter(prefix="/v1", tags=["monitoring"])
+
+
+@router.get("/monitoring", summary="Is the champion still right? Calibration, drift, volume, feedback coverage",
+            responses=error_responses(*KEYED, 503))
+def get_monitoring(state: AppState, _: Sales):
+    """The monitoring report of the model being served over the last `LEADSCORE_MONITOR_WINDOW_DAYS`
+    (docs/monitoring.md): a status per check (ok / warn / alert / not enough data / unknown) and
+    `retrain_recommended` when any alert fires, with the reasons. Computed at most every
+    `LEADSCORE_MONITOR_CACHE_SECONDS` per worker (`generated_at` says when)."""
+    report = state.monitor_cache.get()
+    if report is None:
+        raise HTTPException(503, [{"field": "model", "reason": NO_MODEL.format(
+            why=state.holder.last_error or "still loading")}])
+    return report
