@@ -426,9 +426,20 @@ def summary_page(request: Request):
     model = request.app.state.holder.model
     return render(request, "summary.html", {
         "nav": "summary", "s": s, "days": int(days_text), "choices": SUMMARY_DAYS, "error": error,
+        "calibration": _calibration(request),
         "chart": charts.weekly_bars(s.weeks),
         "threshold": round(100 * model.policy.threshold) if model is not None else None,
     }, 422 if error else 200, sess)
+
+
+def _calibration(request: Request) -> dict | None:
+    """The calibration check of the service's monitoring report (cached), for the summary's line."""
+    try:
+        report = request.app.state.monitor_cache.get()
+    except Exception:  # noqa: BLE001 - the summary still shows its own numbers
+        log.warning("sales page: the monitoring report could not be computed", exc_info=True)
+        return None
+    return None if report is None else {**report["checks"]["calibration"], "window_days": report["window_days"]}
 
 
 def mount(app: FastAPI) -> None:

@@ -245,11 +245,12 @@ ENDPOINTS = {
     "list_leads": ("GET", "/v1/leads", None),
     "feedback": ("POST", "/v1/feedback", {"lead_id": "api-role-1", "outcome": "qualified"}),
     "model": ("GET", "/v1/model", None),
+    "monitoring": ("GET", "/v1/monitoring", None),
     "reload": ("POST", "/v1/admin/reload", None),
 }
 ALLOWED = {
     "scorer": {"score", "put_lead", "events", "get_lead", "list_leads", "model"},
-    "sales": {"get_lead", "list_leads", "feedback", "model"},
+    "sales": {"get_lead", "list_leads", "feedback", "model", "monitoring"},
     "admin": set(ENDPOINTS),
 }
 
