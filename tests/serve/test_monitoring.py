@@ -188,6 +188,8 @@ def test_the_service_reports_monitoring_to_sales_and_admin_and_in_metrics(server
     body = r.json()
     assert set(body["checks"]) == {"calibration", "drift", "score", "grades", "volume", "coverage"}
     assert body["model"]["version"] == "1" and isinstance(body["retrain_recommended"], bool)
+    # the registered champion kept its training histograms: drift is judged, not "unknown"
+    assert body["checks"]["drift"]["status"] != "unknown"
     # and the same figures are Prometheus gauges
     text = httpx.get(f"{server.url}/metrics").text
     assert 'leadscore_monitor_status{check="calibration"}' in text

@@ -66,7 +66,9 @@ def _iso(t) -> str:
 def ui(trained, demo_dataset, tmp_path_factory) -> UI:
     """A real server with N_LEADS demo leads stored, scored at SCORE_AGES_DAYS and partly reviewed."""
     tmp = tmp_path_factory.mktemp("ui-server")
-    server = start_server(tmp, trained.uri)
+    # monitoring over all the demo's years with a low minimum, so the summary's calibration line has figures
+    server = start_server(tmp, trained.uri, extra_env={"LEADSCORE_MONITOR_WINDOW_DAYS": "3650",
+                                                        "LEADSCORE_MONITOR_MIN_LABELED": "20"})
     try:
         yield _populate(server, tmp / "leadscore.db", demo_dataset)
     finally:

@@ -265,6 +265,13 @@ def test_summary_page_shows_the_sales_numbers(ui, page):
     reviewed = ui.sql("SELECT count(DISTINCT lead_id) FROM feedback")[0][0]
     counts = [int(t) for t in page.locator("table.compact").first.locator("tbody td:nth-child(2)").all_inner_texts()]
     assert sum(counts) == reviewed
+    # and the calibration line says what the scores predicted and what qualified, as GET /v1/monitoring does
+    with ui.server.client("sales") as c:
+        cal = c.get("/v1/monitoring").json()["checks"]["calibration"]
+    assert cal["n"] >= 20
+    line = page.locator(".calibration-line").inner_text()
+    assert (f"scores said {100 * cal['predicted_rate']:.0f} %, {100 * cal['observed_rate']:.0f} % qualified" in line
+            and f"{cal['n']} lead moments" in line), line
     # and a bad period is a 422 naming the field
     c, _ = signed_in_client(ui)
     r = c.get("/ui/summary", params={"days": "7"})
