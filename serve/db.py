@@ -90,6 +90,8 @@ ui_sessions = sa.Table(
 )
 
 
+# JSON columns are read with orjson too: monitoring reads tens of thousands of feature snapshots at once, and
+# the stdlib decoder spent most of its time there (2.2 s of 3.2 s for 18k rows).
 def encode_json(value) -> str:
     """JSON columns through orjson: the score log writes a thousand feature snapshots per big request, and
     the stdlib encoder would hold the GIL several times longer while the next request waits."""
@@ -220,7 +222,7 @@ def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                                  json_serializer=encode_json, hide_parameters=True)
+                                  json_serializer=encode_json, json_deserializer=orjson.loads, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -232,7 +234,7 @@ def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, json_serializer=encode_json,
-                            hide_parameters=True)
+                            json_deserializer=orjson.loads, hide_parameters=True)
 
 
 def migrate(url: str, revision: str = "head") -> None:

@@ -65,35 +65,44 @@ def _score_rows(conn: sa.Connection, where, limit: int) -> list:
 
 
 def feature_values(conn: sa.Connection, rows: list, names: tuple[str, ...],
-                   categorical: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                   categorical: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The logged feature values of `rows` as model input (name -> array; numerics float with NaN for
-    missing, categoricals object), and a mask of the rows that hold every one of `names`."""
+    missing, categoricals object), and for each name the mask of the rows whose log holds it (a row of
+    another feature set may not). Rows of one feature set are read column-wise: a few numpy calls a feature."""
+    n_rows = len(rows)
     sets = db.feature_names(conn, {r.feature_set for r in rows if r.feature_set})
-    cols: dict[str, list] = {n: [None] * len(rows) for n in names}
-    complete = np.ones(len(rows), dtype=bool)
+    raw = {n: np.full(n_rows, None, dtype=object) for n in names}
+    present = {n: np.zeros(n_rows, dtype=bool) for n in names}
+    groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        f = r.features
-        if isinstance(f, list):
-            f = dict(zip(sets.get(r.feature_set, ()), f))
+        if isinstance(r.features, list):
+            groups.setdefault(r.feature_set, []).append(i)
+        else:  # written before migration 0003: a mapping of name to value
+            for n in names:
+                if n in r.features:
+                    raw[n][i], present[n][i] = r.features[n], True
+    for fs, idx in groups.items():
+        position = {n: j for j, n in enumerate(sets.get(fs, ()))}
+        columns = list(zip(*(rows[i].features for i in idx)))
+        at = np.asarray(idx)
         for n in names:
-            if n in f:
-                cols[n][i] = f[n]
-            else:
-                complete[i] = False
+            j = position.get(n)
+            if j is not None and j < len(columns):
+                column = np.empty(len(idx), dtype=object)
+                column[:] = columns[j]
+                raw[n][at], present[n][at] = column, True
     values = {}
     for n in names:
         if n in categorical:
-            values[n] = np.array([None if v is None else str(v) for v in cols[n]], dtype=object)
+            values[n] = np.array([None if v is None else str(v) for v in raw[n]], dtype=object)
         else:
-            values[n] = np.array([np.nan if v is None else v for v in cols[n]], dtype=float)
-    return values, complete
+            values[n] = pd.to_numeric(pd.Series(raw[n]), errors="coerce").to_numpy(dtype=float)
+    return values, present
 
 
-def _present(conn: sa.Connection, rows: list, name: str) -> np.ndarray:
-    """Mask of `rows` whose logged features include `name` (a row of another feature set may not)."""
-    sets = db.feature_names(conn, {r.feature_set for r in rows if r.feature_set})
-    return np.array([name in (sets.get(r.feature_set, ()) if isinstance(r.features, list) else r.features)
-                     for r in rows], dtype=bool)
+def _complete(present: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Rows that hold every feature."""
+    return np.logical_and.reduce(list(present.values())) if present else np.ones(n, dtype=bool)
 
 
 def _outcomes(conn: sa.Connection, lead_ids: set[str], now: datetime) -> Dataset:
@@ -101,8 +110,8 @@ def _outcomes(conn: sa.Connection, lead_ids: set[str], now: datetime) -> Dataset
     training rules (`with_feedback`), as a dataset whose snapshot is `now`."""
     ids = sorted(lead_ids)
     created, feedback = [], []
-    for i in range(0, len(ids), 5000):  # bounded IN lists
-        part = ids[i:i + 5000]
+    for i in range(0, len(ids), 900):  # bounded IN lists (SQLite before 3.32: 999 parameters)
+        part = ids[i:i + 900]
         created += conn.execute(sa.select(db.leads.c.lead_id, db.leads.c.created_at)
                                 .where(db.leads.c.lead_id.in_(part))).all()
         feedback += conn.execute(sa.select(db.feedback.c.id, db.feedback.c.lead_id, db.feedback.c.outcome,
@@ -130,8 +139,8 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
                        settings.monitor_max_rows)
     out = {"min_rows": settings.monitor_min_labeled, "horizon_days": model.definition.horizon_days,
            "as_of_from": (now - window - horizon).isoformat(), "as_of_to": (now - horizon).isoformat()}
-    values, complete = feature_values(conn, rows, model.encoder.features, model.encoder.categorical)
-    keep = np.flatnonzero(complete)
+    values, present = feature_values(conn, rows, model.encoder.features, model.encoder.categorical)
+    keep = np.flatnonzero(_complete(present, len(rows)))
     out["rows_without_features"] = int(len(rows) - len(keep))
     labelled = pd.DataFrame({S.LEAD_ID: pd.Series([rows[i].lead_id for i in keep], dtype=object),
                              "as_of": pd.to_datetime(pd.Series([store._aware(rows[i].as_of) for i in keep],
@@ -201,7 +210,8 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
         return {"status": UNKNOWN, "message": why, "features": {}}, {"status": UNKNOWN, "message": why}, \
             {"status": UNKNOWN, "message": why}
     names, categorical = model.encoder.features, model.encoder.categorical
-    values, complete = feature_values(conn, rows, names, categorical)
+    values, present = feature_values(conn, rows, names, categorical)
+    complete = _complete(present, len(rows))
     n_ref = int(ref.get("n") or 0)
     n = len(rows)
     features = {}
@@ -209,8 +219,7 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
         spec = ref["features"].get(name)
         if spec is None:
             continue
-        present = _present(conn, rows, name) if not complete.all() else np.ones(n, dtype=bool)
-        features[name] = _psi_entry(spec, values[name][present], n_ref, settings)
+        features[name] = _psi_entry(spec, values[name][present[name]], n_ref, settings)
     out_f = {"n": n, "min_rows": settings.monitor_min_scores, "features": features}
     if n < settings.monitor_min_scores:
         enough = f"only {n} scores in the window; at least {settings.monitor_min_scores} are needed " \
@@ -262,9 +271,9 @@ def _coverage(conn, rows: list, handed_due: set[str], now: datetime, settings: S
     scored = {r.lead_id for r in rows}
     with_verdict: set[str] = set()
     ids = sorted(scored | handed_due)
-    for i in range(0, len(ids), 5000):
+    for i in range(0, len(ids), 900):
         with_verdict |= {r[0] for r in conn.execute(
-            sa.select(db.feedback.c.lead_id).where(db.feedback.c.lead_id.in_(ids[i:i + 5000]),
+            sa.select(db.feedback.c.lead_id).where(db.feedback.c.lead_id.in_(ids[i:i + 900]),
                                                    db.feedback.c.outcome.in_(VERDICTS),
                                                    db.feedback.c.at <= now).distinct())}
     share = len(scored & with_verdict) / len(scored) if scored else None
