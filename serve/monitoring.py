@@ -238,6 +238,7 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
     idx = np.flatnonzero(complete)
     p = model.explain({k: v[idx] for k, v in values.items()}).probability if len(idx) else np.zeros(0)
     score = _psi_entry(ref["score"], p, n_ref, settings)
+    score["edges"] = ref["score"]["edges"]  # probability; the report shows them as score points
     score["message"] = f"score PSI {score['psi']:.3f}"
     grades = model.policy.grade(p) if len(p) else np.zeros(0, dtype=str)
     counts = Counter(grades.tolist())

@@ -62,13 +62,14 @@ def _score_bars(score: dict, grades: dict) -> str:
         return ""
     fig = Figure(figsize=(10, 3.6))
     ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
-    n = len(score["bins"])
-    x = range(n)
-    ax.bar([i - 0.2 for i in x], score["training"], width=0.4, label="training")
-    ax.bar([i + 0.2 for i in x], score["recent"], width=0.4, label="window")
-    labels = [b if b == "(missing)" else b.replace("<= ", "≤ ") for b in score["bins"]]
-    ax.set_xticks(list(x), labels, rotation=45, ha="right", fontsize=7)
-    ax.set(ylabel="share of scores", title=f"Score distribution (probability bins), PSI {score['psi']:.3f}")
+    e = [f"{100 * v:.1f}" for v in score["edges"]]
+    labels = [f"≤ {e[0]}", *[f"{lo}–{hi}" for lo, hi in zip(e[:-1], e[1:])], f"> {e[-1]}"] if e else ["all"]
+    x = range(len(labels))  # the last bin (missing) is always empty for a score
+    ax.bar([i - 0.2 for i in x], score["training"][:len(labels)], width=0.4, label="training")
+    ax.bar([i + 0.2 for i in x], score["recent"][:len(labels)], width=0.4, label="window")
+    ax.set_xticks(list(x), labels, rotation=30, ha="right", fontsize=8)
+    ax.set(xlabel="score (training deciles)", ylabel="share of scores",
+           title=f"Score distribution, PSI {score['psi']:.3f}")
     ax.legend()
     if "training" in grades:
         g = range(len(GRADES))
