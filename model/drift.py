@@ -87,19 +87,25 @@ def psi(expected, actual, floor: float = PSI_FLOOR) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def reference(values: dict[str, np.ndarray], categorical, p: np.ndarray, grades: np.ndarray) -> dict:
-    """The training histograms stored with a model: every feature in `values` (those in `categorical` as
-    categories), the calibrated probability `p` and the grade of each row."""
+def score_reference(p: np.ndarray, grades: np.ndarray) -> dict:
+    """The "score" and "grades" entries of `reference`: what a recalibrated model (new probabilities, same
+    inputs) replaces, keeping the feature histograms."""
     p = np.asarray(p, float)
     score_edges = np.unique(np.quantile(p, np.linspace(0.1, 0.9, 9))).tolist() if len(p) else []
     idx, n = numeric_bins(p, score_edges)
     g = pd.Series(np.asarray(grades).astype(str)).value_counts(normalize=True)
+    return {"score": {"kind": "numeric", "edges": score_edges, "proportions": _shares(idx, n), "n": int(len(p))},
+            "grades": {str(k): float(v) for k, v in g.items()}}
+
+
+def reference(values: dict[str, np.ndarray], categorical, p: np.ndarray, grades: np.ndarray) -> dict:
+    """The training histograms stored with a model: every feature in `values` (those in `categorical` as
+    categories), the calibrated probability `p` and the grade of each row."""
     return {
         "format": REFERENCE_FORMAT,
-        "n": int(len(p)),
+        "n": int(len(next(iter(values.values()), ()))),  # rows of the feature histograms
         "features": {name: feature_reference(col, name in categorical) for name, col in values.items()},
-        "score": {"kind": "numeric", "edges": score_edges, "proportions": _shares(idx, n)},
-        "grades": {str(k): float(v) for k, v in g.items()},
+        **score_reference(p, grades),
     }
 
 

@@ -237,7 +237,8 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
         else f"no feature drifted (largest PSI {features[ranked[0]]['psi']:.3f}, {ranked[0]})" if ranked else "")
     idx = np.flatnonzero(complete)
     p = model.explain({k: v[idx] for k, v in values.items()}).probability if len(idx) else np.zeros(0)
-    score = _psi_entry(ref["score"], p, n_ref, settings)
+    n_score = int(ref["score"].get("n") or n_ref)
+    score = _psi_entry(ref["score"], p, n_score, settings)
     score["edges"] = ref["score"]["edges"]  # probability; the report shows them as score points
     score["message"] = f"score PSI {score['psi']:.3f}"
     grades = model.policy.grade(p) if len(p) else np.zeros(0, dtype=str)
@@ -245,7 +246,7 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
     recent = [counts.get(g, 0) / max(len(p), 1) for g in GRADES]
     training = [float(ref["grades"].get(g, 0.0)) for g in GRADES]
     value = drift.psi(training, recent)
-    noise = (len(GRADES) - 1) * (1 / max(len(p), 1) + 1 / max(n_ref, 1))
+    noise = (len(GRADES) - 1) * (1 / max(len(p), 1) + 1 / max(n_score, 1))
     g_status = ALERT if value >= settings.monitor_psi_alert + noise else \
         WARN if value >= settings.monitor_psi_warn + noise else OK
     grade = {"status": g_status, "psi": value, "noise": noise, "training": dict(zip(GRADES, training)),
