@@ -37,7 +37,7 @@ from mlflow import MlflowClient
 
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import training_rows
-from leadscore.model import evaluate, registry, tracking
+from leadscore.model import drift, evaluate, registry, tracking
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.policy import choose_policy
 from leadscore.model.scoring import ScoringModel
@@ -166,9 +166,8 @@ def recalibrated(champ: ScoringModel, values: dict, rows: pd.DataFrame, champion
         "base_rate": evaluate.positive_rate_shift(y[fit], y[judge], rows.loc[fit, "lead_id"].to_numpy(),
                                                   rows.loc[judge, "lead_id"].to_numpy()),
     })
-    if "distributions" in info:  # the score's distribution moved with the calibration; the features' did not
-        info["distributions"] = {**info["distributions"],
-                                 "score_deciles": np.quantile(100 * p_fit, np.linspace(0, 1, 11)).round(2).tolist()}
+    if drift.has_reference(info):  # the score and grade mix moved with the calibration; the features did not
+        info["distributions"] = {**info["distributions"], **drift.score_reference(p_fit, policy.grade(p_fit))}
     model = replace(champ, calibration=platt, policy=policy, info=info, version=None)
     decision = registry.GateDecision(promote, reason, "new", champion_version, auc_diff=0.0, auc_diff_low=0.0,
                                      auc_diff_high=0.0, ece_challenger=cmp["new"], ece_champion=cmp["old"], rule=rule)

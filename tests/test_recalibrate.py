@@ -173,6 +173,10 @@ def test_only_calibration_and_policy_change_and_reasons_stay_exact(after_drift, 
     ids = list(rows[S.LEAD_ID][:30])
     top = [[r["feature"] for r in res["reasons"]] for res in new.results({k: v[:30] for k, v in values.items()}, ids)]
     assert top == [[r["feature"] for r in res["reasons"]] for res in old.results({k: v[:30] for k, v in values.items()}, ids)]
+    # and monitoring's training histograms: the features' are the champion's, the score's moved with the map
+    d_old, d_new = old.info["distributions"], new.info["distributions"]
+    assert d_new["features"] == d_old["features"] and d_new["score"]["edges"] != d_old["score"]["edges"]
+    assert d_new["grades"] != d_old["grades"] and sum(d_new["score"]["proportions"]) == pytest.approx(1.0)
     # and the new version is calibrated on the window where the champion is not
     y = rows["label"].to_numpy()
     assert ece(ex_new.probability, y) < 0.04 < 0.1 < ece(ex_old.probability, y)
