@@ -290,6 +290,7 @@ def _stages(mlflow_uri: str, one: bytes, big: bytes) -> dict:
     # .Batcher): score_request (features, model, reasons, score-log rows encoded) + the JSON response
     from types import SimpleNamespace
 
+    from leadscore.model.exploration import NONE
     from leadscore.serve import db
     from leadscore.serve.scoring import score_request
 
@@ -297,7 +298,7 @@ def _stages(mlflow_uri: str, one: bytes, big: bytes) -> dict:
         def put(self, rows):
             [db.score_log_row(r) for r in rows]
 
-    state = SimpleNamespace(metrics=None, score_log=Rows(), settings=None, engine=None)
+    state = SimpleNamespace(metrics=None, score_log=Rows(), settings=None, engine=None, exploration=NONE)
     body = json.loads(one)
     out["together_us_per_lead"] = {}
     for k in (1, 2, 4, 8):

@@ -104,11 +104,12 @@ def _import(engine, dataset, leads, settings) -> dict:
     for start in range(0, len(batch), 1000):
         part = batch[start:start + 1000]
         values = lead_features(part, as_of[start:start + 1000])
-        results = model.results(values, [d["lead_id"] for d in part])
+        results = model.results(values, [d["lead_id"] for d in part], exploration=settings.exploration())
         names = model.encoder.features
         rows = [{"lead_id": r["lead_id"], "scored_at": now, "as_of": moments[start + i], "model_version": version,
                  "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
-                 "features": features, "reasons": r["reasons"]}
+                 "features": features, "reasons": r["reasons"], "propensity": r["propensity"],
+                 "explored": r["explored"]}
                 for i, (r, features) in enumerate(zip(results, feature_snapshots(values, names)))]
         with engine.begin() as conn:  # the service's own score-log insert (one transaction per part)
             db.insert_score_log(conn, [db.score_log_row(r) for r in rows])

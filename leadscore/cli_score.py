@@ -37,6 +37,9 @@ def score(
 
     _setup_mlflow()
     from leadscore.model.registry import load_scoring_model
+    from leadscore.settings import get_settings
+
+    exploration = get_settings().exploration()  # the service's handoff decision, drawn the same way
 
     with _progress() as progress:
         task = progress.add_task(f"loading model {model}", total=None)
@@ -53,9 +56,11 @@ def score(
         try:
             if data.is_dir():
                 dataset = load_dataset(data)
-                summary = score_dataset(dataset, scoring_model, out, moment, top_n=top, progress=advance)
+                summary = score_dataset(dataset, scoring_model, out, moment, top_n=top, progress=advance,
+                                        exploration=exploration)
             else:
-                summary = score_table(data, scoring_model, out, moment, top_n=top, progress=advance)
+                summary = score_table(data, scoring_model, out, moment, top_n=top, progress=advance,
+                                      exploration=exploration)
         except (DataError, BatchInputError) as e:
             progress.stop()
             _fail(str(e))

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     monitor_coverage_warn: float = Field(0.5, ge=0, le=1)  # handed-over leads due a verdict that have one
     monitor_max_rows: int = Field(200_000, ge=1000)  # newest score-log rows read per check
     monitor_cache_seconds: float = Field(300.0, ge=0)  # the service recomputes at most this often
+    # Exploration (docs/models.md, "Exploration and inverse-propensity weights"): this share of the leads
+    # scored below the handoff threshold is handed over anyway, drawn per lead from a hash of the seed and the
+    # lead id (rescoring never re-rolls it), so their verdicts show what the model misses. 0.02-0.05 is
+    # recommended; more than 0.5 would be a second policy, not a correction of the first.
+    exploration_share: float = Field(0.0, ge=0.0, le=0.5)
+    exploration_seed: int = 0  # logged at start-up; changing it draws a different set of leads
     log_level: str = "INFO"
 
     @field_validator("api_keys")
@@ -66,6 +72,12 @@ class Settings(BaseSettings):
     def _check_keys(cls, v: SecretStr) -> SecretStr:
         parse_keys(v.get_secret_value())
         return v
+
+    def exploration(self):
+        """The exploration in force (`leadscore.model.exploration.Exploration`)."""
+        from leadscore.model.exploration import Exploration
+
+        return Exploration(self.exploration_share, self.exploration_seed)
 
     def keys(self) -> dict[str, str]:
         """key -> role."""

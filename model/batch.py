@@ -6,7 +6,8 @@ one implementation the API uses too: contributions for a whole chunk at once, th
 their strongest members picked by one compiled pass, sentences rendered once per distinct (feature, value)
 and cached on the model.
 
-Output (Parquet or CSV), one row per lead: lead_id, as_of, probability, score, grade, qualified, insight,
+Output (Parquet or CSV), one row per lead: lead_id, as_of, probability, score, grade, qualified (handed over:
+at or above the threshold, or drawn for exploration), explored, propensity (`model.exploration`), insight,
 then for k = 1..N `pos_k_feature`, `pos_k_points`, `pos_k_text` (strongest positive reason first) and
 `neg_k_feature`, `neg_k_points`, `neg_k_text`. Empty slots (fewer than N reasons of at least one point)
 are null. Last, `out_of_range` (the features whose value lies outside the range the model learned from,
@@ -26,6 +27,7 @@ import pyarrow as pa
 from leadscore.features import schema as S
 from leadscore.features.frames import iter_feature_chunks
 from leadscore.features.loading import Dataset
+from leadscore.model.exploration import NONE, Exploration
 from leadscore.model.reasons import TOP_N, SentenceCache, reason_arrays
 from leadscore.model.scoring import ScoringModel
 
@@ -79,19 +81,23 @@ def _insights(model: ScoringModel, values: dict[str, np.ndarray], n: int) -> np.
 
 
 def score_chunk(model: ScoringModel, values: dict[str, np.ndarray], lead_ids, as_of,
-                sentences: SentenceCache | None = None, top_n: int = TOP_N) -> pa.Table:
+                sentences: SentenceCache | None = None, top_n: int = TOP_N, exploration: Exploration = NONE
+                ) -> pa.Table:
     """One chunk of rows scored: the output columns as an Arrow table."""
     sentences = sentences or model.sentences
     ex = model.explain(values)
     p = ex.probability
     n = len(p)
+    handed, explored, propensity = model.handoff(p, lead_ids, exploration)
     cols: dict[str, pa.Array] = {
         "lead_id": pa.array(np.asarray(lead_ids, dtype=object), pa.string()),
         "as_of": pa.array(np.asarray(as_of, dtype="datetime64[ms]"), pa.timestamp("ms", tz="UTC")),
         "probability": pa.array(p, pa.float64()),
         "score": pa.array(np.round(100 * p).astype(np.int32)),
         "grade": pa.array(np.asarray(model.policy.grade(p), dtype=object), pa.string()),
-        "qualified": pa.array(np.asarray(model.policy.qualified(p), dtype=bool)),
+        "qualified": pa.array(handed),
+        "explored": pa.array(explored),
+        "propensity": pa.array(propensity, pa.float64()),
         "insight": pa.array(_insights(model, values, n), pa.string()),
     }
     names = model.encoder.features
@@ -159,7 +165,8 @@ def lead_rows(dataset: Dataset, as_of: pd.Timestamp) -> pd.DataFrame:
 
 def score_dataset(dataset: Dataset, model: ScoringModel, out: Path, as_of: pd.Timestamp | None = None,
                   top_n: int = TOP_N, chunk_leads: int = CHUNK_LEADS,
-                  progress: Callable[[int, int], None] | None = None) -> BatchSummary:
+                  progress: Callable[[int, int], None] | None = None,
+                  exploration: Exploration = NONE) -> BatchSummary:
     """Score every lead of `dataset` created before `as_of` (default: the dataset's snapshot) into `out`.
 
     `progress(done, total)` is called after each chunk.
@@ -171,18 +178,18 @@ def score_dataset(dataset: Dataset, model: ScoringModel, out: Path, as_of: pd.Ti
     as_of_ms = rows["as_of"].to_numpy(dtype="datetime64[ms]")
     ids = rows[S.LEAD_ID].to_numpy(dtype=object)
     chunks = ((pos, values, ids[pos], as_of_ms[pos]) for pos, values in iter_feature_chunks(dataset, rows, chunk_leads))
-    return _run(model, chunks, len(rows), out, moment, top_n, progress)
+    return _run(model, chunks, len(rows), out, moment, top_n, progress, exploration)
 
 
 def _run(model: ScoringModel, chunks: Iterator, total: int, out: Path, moment, top_n: int,
-         progress: Callable[[int, int], None] | None) -> BatchSummary:
+         progress: Callable[[int, int], None] | None, exploration: Exploration = NONE) -> BatchSummary:
     writer, sentences = _Writer(out), model.sentences
     done, n_qualified, grades = 0, 0, dict.fromkeys(("A", "B", "C", "D"), 0)
     if progress:
         progress(0, total)
     try:
         for pos, values, ids, as_of in chunks:
-            table = score_chunk(model, values, ids, as_of, sentences, top_n)
+            table = score_chunk(model, values, ids, as_of, sentences, top_n, exploration)
             writer.write(table)
             done += len(pos)
             n_qualified += int(np.sum(table["qualified"].to_numpy()))
@@ -244,7 +251,7 @@ def _table_values(df: pd.DataFrame, model: ScoringModel, path: Path, first_row: 
 
 def score_table(path: Path, model: ScoringModel, out: Path, as_of: pd.Timestamp | None = None,
                 top_n: int = TOP_N, chunk_rows: int = CHUNK_LEADS,
-                progress: Callable[[int, int], None] | None = None) -> BatchSummary:
+                progress: Callable[[int, int], None] | None = None, exploration: Exploration = NONE) -> BatchSummary:
     """Score each row of a feature table file. Ids come from `lead_id` (else the 1-based row number), the
     moment from an `as_of` column when there is one (else `as_of`, else now)."""
     path, out = Path(path), Path(out)
@@ -277,4 +284,4 @@ def score_table(path: Path, model: ScoringModel, out: Path, as_of: pd.Timestamp 
             yield np.arange(start, start + len(df)), values, ids, stamps
             start += len(df)
 
-    return _run(model, chunks(), total, out, moment if as_of is not None else None, top_n, progress)
+    return _run(model, chunks(), total, out, moment if as_of is not None else None, top_n, progress, exploration)

@@ -16,6 +16,7 @@ from leadscore.features.labels import QualifiedDefinition
 from leadscore.model.boosted import CompiledTrees
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
+from leadscore.model.exploration import NONE, Exploration, handoff
 from leadscore.model.policy import HandoffPolicy
 from leadscore.model.ranges import Checks
 from leadscore.model.reasons import SentenceCache, display_value, top_reason_dicts
@@ -104,13 +105,21 @@ class ScoringModel:
         X = compiled.transform(values)
         return self.checks.flags(X, self.checks.outside(X), self.display)
 
-    def results(self, values: dict[str, np.ndarray], lead_ids, explain_full: bool = False) -> list[dict]:
-        """One API result per lead: probability, score, grade, qualified, reasons, the values outside the
-        training range (and all contributions)."""
+    def handoff(self, p: np.ndarray, lead_ids, exploration: Exploration = NONE):
+        """(handed over, explored, propensity) of leads scored `p` under this model's policy and
+        `exploration` (`model.exploration.handoff`)."""
+        return handoff(p, lead_ids, self.policy.threshold, exploration)
+
+    def results(self, values: dict[str, np.ndarray], lead_ids, explain_full: bool = False,
+                exploration: Exploration = NONE) -> list[dict]:
+        """One API result per lead: probability, score, grade, qualified (handed over: at or above the
+        threshold, or drawn for exploration), explored, propensity, reasons, the values outside the training
+        range (and all contributions)."""
         ex = self.explain(values)
         p = ex.probability
         grades = self.policy.grade(p).tolist()
-        qualified = self.policy.qualified(p).tolist()
+        handed, explored, propensity = self.handoff(p, lead_ids, exploration)
+        qualified, explored, propensity = handed.tolist(), explored.tolist(), propensity.tolist()
         raw_values = {name: values[name] for name in self.encoder.categorical}
         checks = self.checks
         outside = checks.outside(ex.X)
@@ -125,7 +134,9 @@ class ScoringModel:
                 "probability": prob,
                 "score": int(round(100 * prob)),
                 "grade": str(grades[i]),
-                "qualified": bool(qualified[i]),
+                "qualified": qualified[i],
+                "explored": explored[i],
+                "propensity": propensity[i],
                 "reasons": reasons[i],
                 "insight": insights[i],
                 "out_of_range": flags[i],

@@ -135,6 +135,12 @@ def create_app(settings: Settings | None = None) -> Leadscore:
         outcome = await asyncio.to_thread(app.state.holder.reload)
         (log.info if app.state.holder.model is not None else log.warning)("model: %s", outcome.message)
         await asyncio.to_thread(sync.report_now)
+        if settings.exploration_share > 0:  # the seed decides which leads are drawn: logged so a run can be redone
+            log.info("exploration: %.3g of the leads below the handoff threshold are handed over anyway "
+                     "(LEADSCORE_EXPLORATION_SHARE), drawn with seed %d (LEADSCORE_EXPLORATION_SEED)",
+                     settings.exploration_share, settings.exploration_seed)
+        else:
+            log.info("exploration: off (LEADSCORE_EXPLORATION_SHARE=0; seed %d)", settings.exploration_seed)
         if not app.state.keys:
             log.warning("no API keys configured (LEADSCORE_API_KEYS): every endpoint but health answers 401")
         task = asyncio.create_task(sync.run()) if settings.model_sync_seconds > 0 else None
@@ -157,6 +163,7 @@ def create_app(settings: Settings | None = None) -> Leadscore:
     app.state.settings = settings
     app.state.keys = settings.keys()
     app.state.holder = ModelHolder(settings.model_uri)
+    app.state.exploration = settings.exploration()
     app.state.metrics = Metrics()
     app.state.batcher = Batcher(app.state)
     app.state.admission = Admission(settings.max_inflight_requests, settings.max_inflight_body_bytes,

@@ -71,6 +71,11 @@ score_log = sa.Table(
     # The reasons served: arrays in `REASON_FIELDS` order (before 0003: objects).
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("feature_set", sa.String(16), nullable=True),
+    # The handoff decision's probability under the policy in force (1 at or above the threshold, the
+    # exploration share below it) and whether the lead was handed over only because it was drawn for
+    # exploration (`model.exploration`). NULL on rows written before migration 0006: unknown.
+    sa.Column("propensity", sa.Float, nullable=True),
+    sa.Column("explored", sa.Boolean, nullable=True),
 )
 
 feature_sets = sa.Table(
@@ -99,13 +104,13 @@ def encode_json(value) -> str:
 
 
 SCORE_LOG_FIELDS = ("lead_id", "scored_at", "as_of", "model_version", "probability", "score", "grade", "qualified",
-                    "features", "reasons")
+                    "features", "reasons", "propensity", "explored")
 REASON_FIELDS = ("feature", "value", "impact", "points", "text")
-_COLUMNS = (*SCORE_LOG_FIELDS, "feature_set")
+_COLUMNS = (*SCORE_LOG_FIELDS[:10], "feature_set", *SCORE_LOG_FIELDS[10:])
 _INTO = f"INSERT INTO score_log ({', '.join(_COLUMNS)}) "
-_SQLITE_CHUNK = 90  # rows per INSERT ... VALUES (?, ...), (?, ...): 990 parameters, under the 999 of SQLite < 3.32
+_SQLITE_CHUNK = 76  # rows per INSERT ... VALUES (?, ...), (?, ...): 988 parameters, under the 999 of SQLite < 3.32
 _PG_CASTS = ("text", "timestamptz", "timestamptz", "text", "float8", "integer", "text", "boolean", "json", "json",
-             "text")
+             "text", "float8", "boolean")
 _PG_PICK = ", ".join(f"CAST(r.value->>{i} AS {cast})" for i, cast in enumerate(_PG_CASTS))
 # rows get their ids in the array's order (a request's repeated lead_id: the later score is the later row)
 _PG_INSERT = sa.text(_INTO + f"SELECT {_PG_PICK} FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY "
@@ -151,13 +156,15 @@ _reason_values = operator.itemgetter(*REASON_FIELDS)
 
 def score_log_row(r: dict) -> tuple:
     """A score-log row (a mapping with the fields of `SCORE_LOG_FIELDS`, features a mapping of name to
-    value, reasons as the API serves them) as `insert_score_log` takes it: a flat tuple, features encoded as
-    the JSON array of their values, reasons as arrays of `REASON_FIELDS`, and the id of the feature set.
+    value, reasons as the API serves them; `propensity` and `explored` may be absent: NULL) as
+    `insert_score_log` takes it: a flat tuple, features encoded as the JSON array of their values, reasons as
+    arrays of `REASON_FIELDS`, the id of the feature set, then propensity and explored.
     About 1 KB of JSON a row instead of 2.4 KB with every key repeated (docs/api.md, "Score log")."""
     features = r["features"]
     return (r["lead_id"], r["scored_at"], r["as_of"], r["model_version"], r["probability"], r["score"], r["grade"],
             r["qualified"], encode_json(list(features.values())),
-            encode_json([_reason_values(x) for x in r["reasons"]]), feature_set_id(tuple(features)))
+            encode_json([_reason_values(x) for x in r["reasons"]]), feature_set_id(tuple(features)),
+            r.get("propensity"), r.get("explored"))
 
 
 def decode_score_log(conn: sa.Connection, rows: list[dict]) -> list[dict]:
@@ -200,7 +207,7 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple]) -> None:
             params = []
             for r in chunk:
                 params += (r[0], _sqlite_time(r[1]), _sqlite_time(r[2]), r[3], r[4], r[5], r[6], int(r[7]), r[8], r[9],
-                           r[10])
+                           r[10], r[11], None if r[12] is None else int(r[12]))
             conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(params))
     else:
         payload = [(*r[:1], r[1].isoformat(), r[2].isoformat(), *r[3:]) for r in rows]

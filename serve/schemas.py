@@ -156,7 +156,13 @@ class ScoreResult(BaseModel):
     probability: float
     score: int
     grade: Literal["A", "B", "C", "D"]
-    qualified: bool
+    qualified: bool = Field(description="Hand the lead to sales: its probability is at or above the handoff "
+                                        "threshold, or it was drawn for exploration (`explored`).")
+    explored: bool = Field(description="Handed over for exploration: below the threshold, but among the "
+                                       "LEADSCORE_EXPLORATION_SHARE of leads drawn (per lead, never re-rolled) so "
+                                       "sales' verdicts show what the model misses.")
+    propensity: float = Field(description="The probability that this lead is handed over under the policy in "
+                                          "force: 1 at or above the threshold, the exploration share below it.")
     reasons: list[Reason] = Field(description="Top 5 raising, then top 5 lowering, each moving the score by at "
                                               "least one point; values in out_of_range are never reasons.")
     insight: str | None = None

@@ -83,7 +83,8 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
         raise HTTPException(status, errors[:50])
     as_of = [to_ms(d["as_of"]) for d in leads]
     values = lead_features(leads, as_of)
-    results = model.results(values, [d["lead_id"] for d in leads], explain_full=explain_full)
+    results = model.results(values, [d["lead_id"] for d in leads], explain_full=explain_full,
+                            exploration=state.exploration)
     if state.metrics is not None:
         state.metrics.observe_scores(results)
     if state.score_log is not None:  # last: nothing after it can fail, so a request is never logged twice
@@ -91,7 +92,7 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
         state.score_log.put([{
             "lead_id": r["lead_id"], "scored_at": now, "as_of": d["as_of"], "model_version": version,
             "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
-            "features": snapshot, "reasons": r["reasons"],
+            "features": snapshot, "reasons": r["reasons"], "propensity": r["propensity"], "explored": r["explored"],
         } for r, d, snapshot in zip(results, leads, feature_snapshots(values, model.encoder.features))])
     return {"model": {"name": model.name, "version": model.version}, "results": results}
 

@@ -92,6 +92,7 @@ def test_a_request_that_fails_in_a_batch_fails_alone_and_a_swapped_model_is_batc
     # middle of a step), and a copy that fails on one lead
     from types import SimpleNamespace
 
+    from leadscore.model.exploration import NONE
     from leadscore.serve.metrics import Metrics
     from leadscore.serve.schemas import ScoreRequest
     from leadscore.serve.scoring import Batcher, score_request
@@ -104,13 +105,13 @@ def test_a_request_that_fails_in_a_batch_fails_alone_and_a_swapped_model_is_batc
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def results(self, values, lead_ids, explain_full=False):
+        def results(self, values, lead_ids, explain_full=False, exploration=NONE):
             if "boom" in lead_ids:
                 raise ValueError("boom")
-            return real.results(values, lead_ids, explain_full=explain_full)
+            return real.results(values, lead_ids, explain_full=explain_full, exploration=exploration)
 
     fragile = Fragile()
-    state = SimpleNamespace(metrics=Metrics(), score_log=None, settings=None, engine=None)
+    state = SimpleNamespace(metrics=Metrics(), score_log=None, settings=None, engine=None, exploration=NONE)
     example = trained.result.model.info["example"]
     requests = [ScoreRequest.model_validate({"leads": _leads(example, 1, i)}) for i in range(6)]
     boom = ScoreRequest.model_validate({"leads": [{**_leads(example, 1, 9)[0], "lead_id": "boom"}]})
