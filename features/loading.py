@@ -1,4 +1,5 @@
-"""Read and validate a dataset directory: leads, events and outcomes in the canonical data model.
+"""Read and validate a dataset directory: leads, events and outcomes in the canonical data model, and the
+optional selection table (how the handoff policy picked the leads that got a verdict).
 
 Files may be Parquet or CSV (`leads.parquet` or `leads.csv`, ...). Timestamps may be ISO-8601 strings with
 any UTC offset (normalised to UTC; a string without an offset is taken as UTC) or typed timestamps. Every
@@ -60,6 +61,9 @@ class Dataset:
     outcomes: pd.DataFrame  # lead_id, outcome, at (UTC), reason
     snapshot_at: pd.Timestamp  # the moment the export was taken: nothing after it is known
     notes: tuple[str, ...] = field(default=())  # repairs made while loading, for the log
+    # optional: lead_id, handed_at (UTC, null = never handed over by the policy), propensity (the probability
+    # the policy handed the lead over); None when the data has no selection table (e.g. a CRM export)
+    selection: pd.DataFrame | None = None
 
     @property
     def custom_columns(self) -> list[str]:
@@ -233,6 +237,40 @@ def _as_str(col: pd.Series) -> pd.Series:
     return col.astype(object).where(col.notna(), None).map(lambda v: v if v is None else str(v))
 
 
+def _load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.DataFrame | None:
+    """The optional selection table: one row per lead at most, every lead in leads, `handed_at` a UTC time
+    or empty, `propensity` a number in [0, 1] and above 0 for a lead that was handed over."""
+    sf = str(path)
+    sel = _read(path)
+    if not _check_columns(sel.columns, S.SELECTION_COLUMNS, sf, problems):
+        return None
+    sel = sel[list(S.SELECTION_COLUMNS)].reset_index(drop=True)
+    sel[S.LEAD_ID] = _as_str(sel[S.LEAD_ID])
+    dup = sel[S.LEAD_ID].duplicated() & sel[S.LEAD_ID].notna()
+    for i in np.flatnonzero(dup.to_numpy())[:MAX_PROBLEMS_SHOWN]:
+        problems.append(Problem(sf, int(i) + 1, S.LEAD_ID, f"duplicate lead id {sel[S.LEAD_ID].iloc[i]!r}"))
+    _check_known_leads(sel, known, sf, problems)
+    handed = sel[S.HANDED_AT]
+    present = handed.notna().to_numpy()  # empty: never handed over
+    at = pd.Series(pd.NaT, index=sel.index, dtype="datetime64[ms, UTC]")
+    rows = np.flatnonzero(present)
+    if len(rows):  # only the given times are parsed: an empty one is not a problem
+        found: list[Problem] = []
+        at.iloc[rows] = parse_timestamps(handed.iloc[rows].reset_index(drop=True), sf, S.HANDED_AT, found).to_numpy()
+        problems += [Problem(sf, int(rows[p.row - 1]) + 1, p.column, p.reason) for p in found]
+    sel[S.HANDED_AT] = at
+    prop = pd.to_numeric(sel[S.PROPENSITY], errors="coerce")
+    bad = prop.isna() | (prop < 0) | (prop > 1) | (present & (prop <= 0))
+    for i in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS_SHOWN + 1]:
+        v = sel[S.PROPENSITY].iloc[i]
+        reason = ("missing propensity" if pd.isna(v) else
+                  f"propensity {str(v)[:40]!r} must be a number in [0, 1]" if pd.isna(prop.iloc[i]) or not
+                  0 <= prop.iloc[i] <= 1 else "a lead the policy handed over must have a propensity above 0")
+        problems.append(Problem(sf, int(i) + 1, S.PROPENSITY, reason))
+    sel[S.PROPENSITY] = prop.astype(np.float64)
+    return sel
+
+
 def load_dataset(data_dir: Path | str) -> Dataset:
     """Load and validate `data_dir`; raise `DataError` listing every problem found."""
     data_dir = Path(data_dir)
@@ -288,6 +326,8 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     outcomes[S.OUTCOME_AT] = parse_timestamps(outcomes[S.OUTCOME_AT], of, S.OUTCOME_AT, problems)
     _check_allowed(outcomes, S.OUTCOME, S.OUTCOMES, of, problems)
     _check_known_leads(outcomes, known, of, problems)
+    selection_path = _find(data_dir, "selection", required=False)
+    selection = _load_selection(selection_path, known, problems) if selection_path else None
     if problems:
         raise DataError(problems)
 
@@ -318,4 +358,4 @@ def load_dataset(data_dir: Path | str) -> Dataset:
         snapshot = max(t for t in stamps if pd.notna(t))
         notes.append(f"no dataset.json snapshot_at: the data is taken to end at its last timestamp {snapshot}")
     return Dataset(leads=leads, events=events, outcomes=outcomes.reset_index(drop=True),
-                   snapshot_at=snapshot, notes=tuple(notes))
+                   snapshot_at=snapshot, notes=tuple(notes), selection=selection)

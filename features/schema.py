@@ -46,6 +46,14 @@ OUTCOME_COLUMNS: Final = (LEAD_ID, OUTCOME, OUTCOME_AT, REASON)
 OUTCOMES: Final = ("qualified", "disqualified", "opportunity", "won", "lost")
 DISQUALIFY_REASONS: Final = ("bad_fit", "no_budget", "student", "competitor", "spam", "no_response", "other")
 
+# --- selection (optional) --------------------------------------------------------------------------------
+# How each lead came to be labelled: when the handoff policy handed it to sales (null: never) and the
+# probability that it was handed over under the policy in force then (at its last score if never handed).
+# Training weights labels by 1 / propensity (docs/models.md, "Exploration and inverse-propensity weights").
+HANDED_AT: Final = "handed_at"
+PROPENSITY: Final = "propensity"
+SELECTION_COLUMNS: Final = (LEAD_ID, HANDED_AT, PROPENSITY)
+
 # Free-mail domains: a lead with one of these has no corporate address.
 FREE_EMAIL_DOMAINS: Final = frozenset({
     "gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com", "icloud.com", "gmx.de", "web.de",

@@ -1,5 +1,6 @@
 """Write a `Dataset` in the canonical layout (docs/data-model.md) that `load_dataset` reads back:
-leads.parquet, events.parquet, outcomes.parquet and dataset.json with `snapshot_at`."""
+leads.parquet, events.parquet, outcomes.parquet, selection.parquet when the dataset has a selection table,
+and dataset.json with `snapshot_at`."""
 
 from __future__ import annotations
 
@@ -45,5 +46,15 @@ def write_dataset(dataset: Dataset, out_dir: Path | str) -> Path:
     pq.write_table(_frame(dataset.leads, S.LEAD_COLUMNS, (S.CREATED_AT,)), out / "leads.parquet")
     pq.write_table(_frame(dataset.events, S.EVENT_COLUMNS, (S.TIMESTAMP,)), out / "events.parquet")
     pq.write_table(_frame(dataset.outcomes, S.OUTCOME_COLUMNS, (S.OUTCOME_AT,)), out / "outcomes.parquet")
+    if dataset.selection is not None:
+        sel = dataset.selection
+        pq.write_table(pa.table({
+            S.LEAD_ID: pa.array([str(v) for v in sel[S.LEAD_ID]], pa.string()),
+            S.HANDED_AT: pa.array(pd.to_datetime(sel[S.HANDED_AT], utc=True).astype("datetime64[ms, UTC]"),
+                                  type=_UTC_MS),
+            S.PROPENSITY: pa.array(sel[S.PROPENSITY].to_numpy(dtype="float64"), pa.float64()),
+        }), out / "selection.parquet")
+    else:  # a table from an earlier write would otherwise be read back with this dataset
+        (out / "selection.parquet").unlink(missing_ok=True)
     (out / "dataset.json").write_text(json.dumps({"snapshot_at": _iso(dataset.snapshot_at)}, indent=1) + "\n")
     return out

@@ -320,7 +320,8 @@ class BoostedParams:
 
 
 def fit_boosted(X: np.ndarray, y: np.ndarray, encoder: Encoder, params: BoostedParams = BoostedParams(),
-                seed: int = 0) -> tuple[HistGradientBoostingClassifier, CompiledTrees]:
+                seed: int = 0, sample_weight: np.ndarray | None = None
+                ) -> tuple[HistGradientBoostingClassifier, CompiledTrees]:
     est = HistGradientBoostingClassifier(
         categorical_features=encoder.categorical_mask if encoder.categorical else None,
         early_stopping=True, validation_fraction=0.15, n_iter_no_change=20, random_state=seed,
@@ -328,5 +329,5 @@ def fit_boosted(X: np.ndarray, y: np.ndarray, encoder: Encoder, params: BoostedP
         max_depth=params.max_depth, min_samples_leaf=params.min_samples_leaf,
         l2_regularization=params.l2_regularization,
     )
-    est.fit(X, y)
+    est.fit(X, y, sample_weight=sample_weight)
     return est, CompiledTrees.from_estimator(est)

@@ -18,16 +18,22 @@ class Platt:
     b: float = 0.0
 
     @classmethod
-    def fit(cls, raw: np.ndarray, y: np.ndarray) -> "Platt":
+    def fit(cls, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> "Platt":
+        """Least log loss on (raw, y); with `weight`, each row's loss counts `weight` times (inverse-propensity
+        weights: calibrated for all leads, not only the handed-over ones)."""
         raw, y = np.asarray(raw, float), np.asarray(y, float)
+        w = None if weight is None else np.asarray(weight, float)
 
         def loss(p):
             z = p[0] * raw + p[1]
-            return np.sum(np.logaddexp(0, z) - y * z)
+            terms = np.logaddexp(0, z) - y * z
+            return np.sum(terms) if w is None else np.sum(w * terms)
 
         def grad(p):
             z = p[0] * raw + p[1]
             r = 1 / (1 + np.exp(-z)) - y
+            if w is not None:
+                r = w * r
             return np.array([np.sum(r * raw), np.sum(r)])
 
         res = minimize(loss, x0=np.array([1.0, 0.0]), jac=grad, method="L-BFGS-B")

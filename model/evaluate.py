@@ -11,39 +11,60 @@ from leadscore.features import catalog
 from leadscore.model.policy import GRADES, HandoffPolicy
 
 
-def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error over equal-count bins of predicted probability."""
+def ece(p: np.ndarray, y: np.ndarray, bins: int = 10, weight: np.ndarray | None = None) -> float:
+    """Expected calibration error over equal-count bins of predicted probability; with `weight`
+    (inverse-propensity weights), each bin's gap and share are weighted, so it measures the population."""
     order = np.argsort(p, kind="stable")
     total = 0.0
+    if weight is None:
+        for chunk in np.array_split(order, bins):
+            if len(chunk):
+                total += len(chunk) * abs(p[chunk].mean() - y[chunk].mean())
+        return float(total / max(len(p), 1))
+    w = np.asarray(weight, float)
     for chunk in np.array_split(order, bins):
-        if len(chunk):
-            total += len(chunk) * abs(p[chunk].mean() - y[chunk].mean())
-    return float(total / max(len(p), 1))
+        wc = w[chunk]
+        if len(chunk) and wc.sum() > 0:
+            total += wc.sum() * abs(np.average(p[chunk], weights=wc) - np.average(y[chunk], weights=wc))
+    return float(total / max(w.sum(), 1e-12))
 
 
-def lift_top_decile(p: np.ndarray, y: np.ndarray) -> float:
+def _mean(x: np.ndarray, w: np.ndarray | None) -> float:
+    return float(x.mean() if w is None else np.average(x, weights=w))
+
+
+def lift_top_decile(p: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> float:
     k = max(int(np.ceil(0.1 * len(p))), 1)
     top = np.argsort(-p, kind="stable")[:k]
-    return float(y[top].mean() / max(y.mean(), 1e-12))
+    w = None if weight is None else np.asarray(weight, float)
+    return float(_mean(y[top], None if w is None else w[top]) / max(_mean(y, w), 1e-12))
 
 
-def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None) -> dict:
+def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None,
+            weight: np.ndarray | None = None) -> dict:
+    """Holdout metrics. `weight` (inverse-propensity weights of the rows) makes every figure an estimate
+    for all leads rather than for the handed-over ones the labels came from; `n` stays the row count."""
     p, y = np.asarray(p, float), np.asarray(y, int)
+    w = None if weight is None else np.asarray(weight, float)
     out = {
-        "roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p)),
-        "brier": float(brier_score_loss(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))),
-        "ece": ece(p, y), "lift_top_decile": lift_top_decile(p, y), "positive_rate": float(y.mean()),
+        "roc_auc": float(roc_auc_score(y, p, sample_weight=w)),
+        "pr_auc": float(average_precision_score(y, p, sample_weight=w)),
+        "brier": float(brier_score_loss(y, p, sample_weight=w)),
+        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), sample_weight=w)),
+        "ece": ece(p, y, weight=w), "lift_top_decile": lift_top_decile(p, y, w), "positive_rate": _mean(y, w),
         "n": int(len(y)),
     }
     if policy is not None:
+        ww = np.ones(len(y)) if w is None else w
         sel = policy.qualified(p)
-        out["precision_at_threshold"] = float(y[sel].mean()) if sel.any() else 0.0
-        out["recall_at_threshold"] = float(y[sel].sum() / max(y.sum(), 1))
+        out["precision_at_threshold"] = _mean(y[sel], None if w is None else w[sel]) if sel.any() else 0.0
+        out["recall_at_threshold"] = (float(y[sel].sum() / max(y.sum(), 1)) if w is None else
+                                      float((ww * y)[sel].sum() / max((ww * y).sum(), 1e-12)))
         grades = policy.grade(p)
         for g in GRADES:
             m = grades == g
-            out[f"rate_grade_{g}"] = float(y[m].mean()) if m.any() else float("nan")
-            out[f"share_grade_{g}"] = float(m.mean())
+            out[f"rate_grade_{g}"] = _mean(y[m], None if w is None else w[m]) if m.any() else float("nan")
+            out[f"share_grade_{g}"] = _mean(m, w)
     return out
 
 
@@ -138,18 +159,22 @@ def reasons_figure(summary: pd.DataFrame, top: int = 15, title: str = "Global re
 
 
 def paired_bootstrap_auc(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, n: int = 300,
-                         seed: int = 0) -> dict:
-    """Difference in ROC AUC (new - old) on the same rows, with a bootstrap 95 % interval."""
+                         seed: int = 0, weight: np.ndarray | None = None) -> dict:
+    """Difference in ROC AUC (new - old) on the same rows, with a bootstrap 95 % interval; with `weight`
+    (inverse-propensity weights), weighted AUCs, resampling rows with their weights."""
     rng = np.random.default_rng(seed)
     y = np.asarray(y)
+    w = None if weight is None else np.asarray(weight, float)
     diffs = []
     for _ in range(n):
         idx = rng.integers(0, len(y), len(y))
         if y[idx].min() == y[idx].max():
             continue
-        diffs.append(roc_auc_score(y[idx], p_new[idx]) - roc_auc_score(y[idx], p_old[idx]))
+        wi = None if w is None else w[idx]
+        diffs.append(roc_auc_score(y[idx], p_new[idx], sample_weight=wi)
+                     - roc_auc_score(y[idx], p_old[idx], sample_weight=wi))
     diffs = np.asarray(diffs)
-    return {"diff": float(roc_auc_score(y, p_new) - roc_auc_score(y, p_old)),
+    return {"diff": float(roc_auc_score(y, p_new, sample_weight=w) - roc_auc_score(y, p_old, sample_weight=w)),
             "low": float(np.quantile(diffs, 0.025)), "high": float(np.quantile(diffs, 0.975))}
 
 

@@ -127,8 +127,10 @@ def _registered(uri: str) -> tuple[str | None, str | None]:
 
 
 def gate(challenger: ScoringModel, version: str, holdout_values: dict, y: np.ndarray,
-         name: str = MODEL_NAME, client: MlflowClient | None = None) -> GateDecision:
-    """Compare `challenger` (registered as `version`) with the champion of `name` on the challenger's holdout."""
+         name: str = MODEL_NAME, client: MlflowClient | None = None, weight: np.ndarray | None = None
+         ) -> GateDecision:
+    """Compare `challenger` (registered as `version`) with the champion of `name` on the challenger's holdout
+    (`weight`: the rows' inverse-propensity weights, so both are judged on the population)."""
     client = client or MlflowClient()
     champ_version = alias_version(CHAMPION, name, client)
     if champ_version is None:
@@ -139,11 +141,12 @@ def gate(challenger: ScoringModel, version: str, holdout_values: dict, y: np.nda
         return GateDecision(False, f"the champion (version {champ_version}) cannot be loaded to compare with "
                             f"({type(e).__name__}: {str(e)[:300]}); promote by hand if intended", version,
                             champ_version, rule="incomparable")
-    return compare(challenger, champion, holdout_values, y, version, champ_version)
+    return compare(challenger, champion, holdout_values, y, version, champ_version, weight=weight)
 
 
 def compare(challenger: ScoringModel, champion: ScoringModel, holdout_values: dict, y: np.ndarray,
-            challenger_version: str = "challenger", champion_version: str | None = "champion") -> GateDecision:
+            challenger_version: str = "challenger", champion_version: str | None = "champion",
+            weight: np.ndarray | None = None) -> GateDecision:
     """The gate's decision between two models on the challenger's holdout rows (`holdout_values`: column
     -> values, `y`: labels). The rules are in the module's docstring."""
     ids = dict(challenger_version=challenger_version, champion_version=champion_version)
@@ -162,8 +165,8 @@ def compare(challenger: ScoringModel, champion: ScoringModel, holdout_values: di
         return GateDecision(False, f"{columns_note + '; ' if columns_note else ''}the champion cannot score the "
                             f"challenger's holdout ({type(e).__name__}: {str(e)[:200]}): kept the champion",
                             rule="incomparable", **ids)
-    cmp = evaluate.paired_bootstrap_auc(y, p_new, p_old)
-    ece_new, ece_old = evaluate.ece(p_new, y), evaluate.ece(p_old, y)
+    cmp = evaluate.paired_bootstrap_auc(y, p_new, p_old, weight=weight)
+    ece_new, ece_old = evaluate.ece(p_new, y, weight=weight), evaluate.ece(p_old, y, weight=weight)
     promote, rule, reason = decide(cmp, ece_new, ece_old, challenger, champion)
     if columns_note:
         reason = f"{columns_note} (the champion was scored on its own columns); {reason}"

@@ -42,7 +42,10 @@ class Scorecard:
         return encoder.n_codes(name) if categorical else len(edges) + 2
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, encoder: Encoder, C: float = 0.3, seed: int = 0) -> "Scorecard":
+    def fit(cls, X: np.ndarray, y: np.ndarray, encoder: Encoder, C: float = 0.3, seed: int = 0,
+            sample_weight: np.ndarray | None = None) -> "Scorecard":
+        """Fit on (X, y); `sample_weight` (inverse-propensity weights) weights each row's loss and the
+        average the points are centred on, so points read against the population's average lead."""
         cat = encoder.categorical_mask
         edges = []
         for j in range(X.shape[1]):
@@ -57,9 +60,13 @@ class Scorecard:
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         design = cls._design(cls._bins(X, edges, cat), offsets)
         lr = LogisticRegression(C=C, max_iter=2000, solver="lbfgs", random_state=seed)
-        lr.fit(design, y)
+        lr.fit(design, y, sample_weight=sample_weight)
         coef = lr.coef_.ravel()
-        freq = np.asarray(design.mean(axis=0)).ravel()
+        if sample_weight is None:
+            freq = np.asarray(design.mean(axis=0)).ravel()
+        else:
+            w = np.asarray(sample_weight, float)
+            freq = np.asarray(design.T @ w).ravel() / w.sum()
         tables, base = [], float(lr.intercept_[0])
         for j in range(len(edges)):
             c = coef[offsets[j]:offsets[j + 1]]

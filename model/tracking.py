@@ -160,7 +160,8 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
         client = MlflowClient()
         # the gate is decided before anything is registered: a comparison that fails registers nothing
         if decision is None:
-            decision = registry.gate(model, "new", holdout_values, y, name=model_name, client=client)
+            decision = registry.gate(model, "new", holdout_values, y, name=model_name, client=client,
+                                     weight=result.holdout_weight)
         mlflow.set_tags({"leadscore.gate.rule": decision.rule, "leadscore.gate.promote": str(decision.promote).lower()})
         version = register_version(info.model_uri, model_name, decision, client, {
             BUNDLE_SHA256: bundle_sha,  # the bundle's hash lives in the registry's database, apart from the artifacts

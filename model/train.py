@@ -51,6 +51,11 @@ class TrainConfig:
     # The boosted family fits on at most this many rows (a seeded sample): beyond it, shallow trees on ~55
     # features gain little and the fit dominates training time (docs/benchmarks.md, "Training").
     boosted_max_rows: int = 500_000
+    # Inverse-propensity weights (rows of leads the handoff policy handed over, weight 1 / propensity) are
+    # clipped here. An explored lead at a 5 % share weighs 20: unclipped, a 1 % share would make one lead's
+    # verdict count as 100 and the fit's variance explode; 20 keeps the correction whole down to a 5 % share
+    # and trades a little bias for bounded variance below it (docs/models.md).
+    max_weight: float = 20.0
     features: tuple[str, ...] = tuple(f.name for f in catalog.FEATURES)
 
 
@@ -63,6 +68,7 @@ class TrainResult:
     holdout_contributions: np.ndarray
     metrics: dict
     holdout_values: dict = field(default_factory=dict)  # feature name -> holdout values, for the gate
+    holdout_weight: np.ndarray | None = None  # the holdout rows' inverse-propensity weights (None: unweighted)
     candidates: dict = field(default_factory=dict)  # family -> holdout metrics, when auto compared both
     warnings: list[str] = field(default_factory=list)
     leakage: dict = field(default_factory=lambda: {"suspects": [], "excluded": []})
@@ -97,24 +103,50 @@ def check_enough(y: np.ndarray, what: str) -> list[str]:
     return []
 
 
-def insights(values: dict[str, np.ndarray], y: np.ndarray, categorical: tuple[str, ...], min_rows: int = 50) -> dict:
+def insights(values: dict[str, np.ndarray], y: np.ndarray, categorical: tuple[str, ...], min_rows: int = 50,
+             weight: np.ndarray | None = None) -> dict:
+    """Qualification rates overall and by categorical value (values with `min_rows` rows); with `weight`,
+    weighted rates (those of all leads, not of the handed-over ones)."""
     by_value = {}
     for name in categorical:
-        s = pd.DataFrame({"v": pd.Series(values[name], dtype=object), "y": y}).dropna()
-        g = s.groupby("v")["y"].agg(["mean", "size"])
+        if weight is None:
+            s = pd.DataFrame({"v": pd.Series(values[name], dtype=object), "y": y}).dropna()
+            g = s.groupby("v")["y"].agg(["mean", "size"])
+        else:
+            s = pd.DataFrame({"v": pd.Series(values[name], dtype=object), "wy": weight * y, "w": weight}).dropna()
+            g = s.groupby("v").agg(wy=("wy", "sum"), w=("w", "sum"), size=("w", "size"))
+            g["mean"] = g["wy"] / g["w"]
         g = g[g["size"] >= min_rows]
         by_value[name] = {str(k): float(r) for k, r in g["mean"].items()}
-    return {"overall": float(y.mean()), "by_value": by_value}
+    overall = float(y.mean()) if weight is None else float(np.average(y, weights=weight))
+    return {"overall": overall, "by_value": by_value}
 
 
-def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig):
+def label_weights(rows: pd.DataFrame, max_weight: float) -> np.ndarray | None:
+    """Each row's weight in the fit, the calibration and the holdout metrics: 1 / propensity for the rows of
+    leads the handoff policy handed over, clipped at `max_weight`; 1 for the others (`propensity` NaN: leads
+    not in the selection table, or that got a verdict without the policy). None when there is no
+    `propensity` column or every weight is 1: exactly the unweighted training."""
+    if "propensity" not in rows.columns:
+        return None
+    if not max_weight >= 1:
+        raise ValueError(f"max_weight must be at least 1, not {max_weight!r}")
+    prop = rows["propensity"].to_numpy(dtype=np.float64)
+    w = np.ones(len(prop))
+    known = ~np.isnan(prop)
+    w[known] = np.minimum(1.0 / np.maximum(prop[known], 1.0 / max_weight), max_weight)
+    return None if np.all(w == 1.0) else w
+
+
+def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig, w_fit=None):
     if family == "scorecard":
-        sc = Scorecard.fit(X_fit, y_fit, encoder, seed=config.seed)
+        sc = Scorecard.fit(X_fit, y_fit, encoder, seed=config.seed, sample_weight=w_fit)
         return sc.estimator, sc
     if len(y_fit) > config.boosted_max_rows:
         keep = np.sort(np.random.default_rng(config.seed).choice(len(y_fit), config.boosted_max_rows, replace=False))
         X_fit, y_fit = X_fit[keep], y_fit[keep]
-    est, trees = fit_boosted(X_fit, y_fit, encoder, config.boosted, seed=config.seed)
+        w_fit = None if w_fit is None else w_fit[keep]
+    est, trees = fit_boosted(X_fit, y_fit, encoder, config.boosted, seed=config.seed, sample_weight=w_fit)
     return est, trees
 
 
@@ -171,10 +203,17 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
     side of the calibration split); `holdout`: mask of holdout rows. Used by `train` (event data) and by
     `leadscore table` (flat exports). `ordered`: the holdout comes after the calibration rows in time (not a
     random split), so a different positive rate there is a moved base rate: warned about (`base_rate_warning`).
+    With a `propensity` column (`features.labels.with_propensity`), rows are weighted by `label_weights` in
+    the fit, Platt, the policy and the holdout metrics.
     """
     step = step or (lambda msg: log.info(msg))
     features = tuple(values)
     y = rows["label"].to_numpy().astype(int)
+    w = label_weights(rows, config.max_weight)
+
+    def part(mask):
+        return None if w is None else w[mask]
+
     warnings = check_enough(y[holdout], "holdout rows")
     train_idx = np.flatnonzero(~holdout)
     calib = np.zeros(len(rows), dtype=bool)
@@ -193,32 +232,33 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
     fitted = {}
     for family in families:
         step(f"training the {family}")
-        est, explainer = _fit_family(family, X[fit], y[fit], encoder, config)
+        est, explainer = _fit_family(family, X[fit], y[fit], encoder, config, part(fit))
         base_c, C_c = _raw(explainer, X[calib], encoder)
-        platt = Platt.fit(base_c + C_c.sum(1), y[calib])
+        platt = Platt.fit(base_c + C_c.sum(1), y[calib], part(calib))
         base_h, C_h = _raw(explainer, X[holdout], encoder)
         p_h = sigmoid(platt(base_h + C_h.sum(1)))
         p_c = sigmoid(platt(base_c + C_c.sum(1)))
         fitted[family] = dict(est=est, explainer=explainer, platt=platt, p_h=p_h, p_c=p_c,
                               C_h=platt.a * C_h)
 
-    candidates = {f: evaluate.metrics(v["p_h"], y[holdout]) for f, v in fitted.items()}
+    candidates = {f: evaluate.metrics(v["p_h"], y[holdout], weight=part(holdout)) for f, v in fitted.items()}
     chosen = families[0]
     if config.model == "auto":
         cmp = evaluate.paired_bootstrap_auc(y[holdout], fitted["boosted"]["p_h"], fitted["scorecard"]["p_h"],
-                                            seed=config.seed)
+                                            seed=config.seed, weight=part(holdout))
         candidates["comparison_boosted_minus_scorecard"] = cmp
         chosen = "boosted" if cmp["low"] > 0 else "scorecard"
         step(f"auto: boosted - scorecard ROC AUC = {cmp['diff']:+.4f} "
              f"(95 % [{cmp['low']:+.4f}, {cmp['high']:+.4f}]) -> {chosen}")
     f = fitted[chosen]
-    policy = choose_policy(f["p_c"], y[calib], rows.loc[calib, "as_of"], config.policy, config.policy_target)
-    metrics = evaluate.metrics(f["p_h"], y[holdout], policy)
+    policy = choose_policy(f["p_c"], y[calib], rows.loc[calib, "as_of"], config.policy, config.policy_target,
+                           weight=part(calib))
+    metrics = evaluate.metrics(f["p_h"], y[holdout], policy, weight=part(holdout))
     fit_values = {k: v[fit] for k, v in values.items()}
     info = {
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": {"holdout": metrics},
-        "insights": insights(fit_values, y[fit], categorical),
+        "insights": insights(fit_values, y[fit], categorical, weight=part(fit)),
         # explicit bins and shares of the training rows, for drift monitoring (model.drift, serve.monitoring)
         "distributions": drift.reference(fit_values, categorical, f["p_c"], policy.grade(f["p_c"])),
         # each numeric feature's min and max over the rows the model was fit on (model.ranges)
@@ -227,9 +267,12 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
     }
     if ordered:
         info["base_rate"] = base_rate
+    if w is not None:  # what the weights did, for the run's record
+        info["weights"] = {"max_weight": config.max_weight, "weighted_rows": int((w != 1).sum()),
+                           "clipped_rows": int((w >= config.max_weight).sum()), "max": float(w.max())}
     model = ScoringModel(family=chosen, encoder=encoder, explainer=f["explainer"], calibration=f["platt"],
                          policy=policy, definition=config.definition, info=info)
     return TrainResult(model=model, estimator=f["est"], rows=rows, holdout_p=f["p_h"],
                        holdout_contributions=f["C_h"], metrics=metrics,
-                       holdout_values={k: v[holdout] for k, v in values.items()},
+                       holdout_values={k: v[holdout] for k, v in values.items()}, holdout_weight=part(holdout),
                        candidates=candidates, warnings=warnings)

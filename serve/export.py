@@ -6,6 +6,11 @@ Feedback becomes outcomes through `features.feedback.with_feedback`, the same ru
 store's feedback merged follows (the latest verdict wins, dated when the lead was first decided). "As of T"
 keeps what is stamped at or before T: leads created, events that happened, feedback given; T is the
 dataset's `snapshot_at`, so training censors label horizons that run past it.
+
+The score log becomes the dataset's selection table (docs/data-model.md): for each lead, its first score
+that handed it over (`handed_at` = that score's time, with that score's propensity), else its last score
+(`handed_at` empty). Rows logged before the propensity was recorded (migration 0006) say nothing: a lead
+whose deciding row is such a row is left out of the table (weight 1 in training, as before).
 """
 
 from __future__ import annotations
@@ -23,6 +28,30 @@ from leadscore.serve import db, store
 
 def _utc(values) -> pd.Series:
     return pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype("datetime64[ms, UTC]")
+
+
+def selection_table(engine: sa.Engine, cut: datetime) -> pd.DataFrame | None:
+    """lead_id, handed_at, propensity of each stored lead (created by `cut`) scored by `cut` whose deciding
+    score-log row recorded a propensity; None when there is no such lead."""
+    sl = db.score_log.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(sl.lead_id, sl.scored_at, sl.qualified, sl.propensity)
+            .join(db.leads, db.leads.c.lead_id == sl.lead_id)
+            .where(sl.scored_at <= cut, db.leads.c.created_at <= cut)
+            .order_by(sl.lead_id, sl.scored_at, sl.id)).all()
+    if not rows:
+        return None
+    log = pd.DataFrame({S.LEAD_ID: pd.Series([r.lead_id for r in rows], dtype=object),
+                        S.HANDED_AT: _utc([r.scored_at for r in rows]),
+                        "qualified": [bool(r.qualified) for r in rows],
+                        S.PROPENSITY: pd.Series([r.propensity for r in rows], dtype="float64")})
+    handed = log[log["qualified"]].drop_duplicates(S.LEAD_ID, keep="first")
+    never = log[~log[S.LEAD_ID].isin(handed[S.LEAD_ID])].drop_duplicates(S.LEAD_ID, keep="last")
+    never = never.assign(**{S.HANDED_AT: pd.Series(pd.NaT, index=never.index, dtype="datetime64[ms, UTC]")})
+    out = pd.concat([handed, never])[list(S.SELECTION_COLUMNS)]
+    out = out[out[S.PROPENSITY].notna()].sort_values(S.LEAD_ID, kind="stable", ignore_index=True)
+    return out if len(out) else None
 
 
 def store_dataset(engine: sa.Engine, as_of: datetime | None = None) -> Dataset:
@@ -48,7 +77,8 @@ def store_dataset(engine: sa.Engine, as_of: datetime | None = None) -> Dataset:
                            S.PAGE: pd.Series([r.page for r in event_rows], dtype=object)})
     outcomes = pd.DataFrame({S.LEAD_ID: pd.Series(dtype=object), S.OUTCOME: pd.Series(dtype=object),
                              S.OUTCOME_AT: _utc([]), S.REASON: pd.Series(dtype=object)})
-    dataset = Dataset(leads=leads, events=events, outcomes=outcomes, snapshot_at=snapshot)
+    dataset = Dataset(leads=leads, events=events, outcomes=outcomes, snapshot_at=snapshot,
+                      selection=selection_table(engine, cut))
     feedback = store.feedback_frame(engine)
     if len(feedback):
         feedback = feedback[feedback[S.OUTCOME_AT] <= snapshot]

@@ -136,3 +136,54 @@ def test_the_export_command_names_a_store_it_cannot_read(tmp_path, url_of, messa
     res = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "out"), "--database-url", url_of(tmp_path)])
     assert res.exit_code == 2 and message in res.output
     assert not (tmp_path / "out").exists()
+
+
+def _score(engine, lead_id: str, at, qualified: bool, propensity: float | None, explored: bool | None = False):
+    row = dict(lead_id=lead_id, scored_at=at, as_of=at, model_version="1", probability=0.5, score=50, grade="B",
+               qualified=qualified, features={"x": 1.0}, reasons=[], propensity=propensity, explored=explored)
+    with engine.begin() as conn:
+        db.insert_score_log(conn, [db.score_log_row(row)])
+
+
+def test_the_score_log_becomes_the_selection_table_and_reads_back(database_url, tmp_path):
+    # given leads scored by the service: H handed over on its second score (after a score below the
+    # threshold), E handed over for exploration at 5 %, N never handed over (last score at 5 %), P logged
+    # before propensities were recorded, and U stored but never scored
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    t0 = pd.Timestamp("2025-01-06T09:00:00Z").to_pydatetime()
+    for lid in ("H", "E", "N", "P", "U"):
+        store.upsert_lead(engine, lid, t0, {})
+    _score(engine, "H", t0 + timedelta(days=1), False, 0.05)
+    _score(engine, "H", t0 + timedelta(days=2), True, 1.0)
+    _score(engine, "H", t0 + timedelta(days=3), True, 1.0)
+    _score(engine, "E", t0 + timedelta(days=1), True, 0.05, explored=True)
+    _score(engine, "N", t0 + timedelta(days=2), True, 1.0)  # scored after the snapshot below: not known then
+    _score(engine, "N", t0 + timedelta(hours=2), False, 0.05)
+    _score(engine, "N", t0 + timedelta(hours=5), False, 0.02)
+    _score(engine, "P", t0 + timedelta(days=1), True, None, explored=None)
+    # when the store is exported as of 1.5 days later and read back
+    dataset = store_dataset(engine, t0 + timedelta(hours=36))
+    engine.dispose()
+    back = load_dataset(write_dataset(dataset, tmp_path / "export"))
+    # then each scored lead has its row: the first handover with its propensity, else the last score's
+    sel = back.selection.set_index(S.LEAD_ID)
+    assert sorted(sel.index) == ["E", "H", "N"]
+    # (H was handed over only after the snapshot: as of then, its last score was below the threshold)
+    assert pd.isna(sel.loc["H", S.HANDED_AT]) and sel.loc["H", S.PROPENSITY] == 0.05
+    assert sel.loc["E", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=1)) and sel.loc["E", S.PROPENSITY] == 0.05
+    assert pd.isna(sel.loc["N", S.HANDED_AT]) and sel.loc["N", S.PROPENSITY] == 0.02
+    # and later, H's first handover is the one recorded; P (no propensity recorded) and U (never scored) are absent
+    engine = db.make_engine(database_url)
+    later = store_dataset(engine, t0 + timedelta(days=10)).selection.set_index(S.LEAD_ID)
+    engine.dispose()
+    assert sorted(later.index) == ["E", "H", "N"]
+    assert later.loc["H", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=2)) and later.loc["H", S.PROPENSITY] == 1.0
+    assert later.loc["N", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=2)) and later.loc["N", S.PROPENSITY] == 1.0
+    # and a store whose score log predates propensities exports no selection table (trained as before)
+    engine = db.make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(db.score_log.update().values(propensity=None))
+    assert store_dataset(engine, t0 + timedelta(days=10)).selection is None
+    assert not (write_dataset(store_dataset(engine), tmp_path / "export") / "selection.parquet").exists()
+    engine.dispose()
