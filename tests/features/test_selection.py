@@ -1,0 +1,148 @@
+"""The selection table and inverse-propensity weights: read and validated by the loader, turned into the
+rows' propensities by training_rows, into clipped weights by fit_models, and a worked example of selection
+bias that the weights correct."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscore.features import schema as S
+from leadscore.features.labels import QualifiedDefinition, training_rows
+from leadscore.features.loading import DataError, Dataset, load_dataset
+from leadscore.features.writing import write_dataset
+from leadscore.model.train import TrainConfig, fit_models, label_weights, split_by_lead_time
+
+T0 = pd.Timestamp("2025-01-01", tz="UTC")
+SNAPSHOT = pd.Timestamp("2025-06-01", tz="UTC")
+DEFINITION = QualifiedDefinition(horizon_days=30, ages_days=(1, 3, 14), at_handoff=False, age_sampling="fixed")
+
+
+def _utc(values) -> pd.Series:
+    return pd.to_datetime(pd.Series(values), utc=True).astype("datetime64[ms, UTC]")
+
+
+def small_dataset(selection: pd.DataFrame | None = None) -> Dataset:
+    """Five leads: L1 handed over (qualified), L2 explored at 5 % (disqualified), L3 never handed over with no
+    verdict, L4 never handed over but qualified by sales all the same, L5 not in the selection table."""
+    leads = pd.DataFrame({S.LEAD_ID: [f"L{i}" for i in range(1, 6)], S.CREATED_AT: _utc([T0] * 5)})
+    for c in S.LEAD_ATTRIBUTES:
+        leads[c] = None
+    events = pd.DataFrame({S.LEAD_ID: ["L1"], S.EVENT_TYPE: ["email_sent"], S.TIMESTAMP: _utc([T0 + pd.Timedelta(hours=5)]),
+                           S.PAGE: [None]})
+    outcomes = pd.DataFrame({S.LEAD_ID: ["L1", "L2", "L4"], S.OUTCOME: ["qualified", "disqualified", "qualified"],
+                             S.OUTCOME_AT: _utc([T0 + pd.Timedelta(days=2)] * 3), S.REASON: [None, "bad_fit", None]})
+    return Dataset(leads=leads, events=events, outcomes=outcomes, snapshot_at=SNAPSHOT, selection=selection)
+
+
+SELECTION = pd.DataFrame({S.LEAD_ID: ["L1", "L2", "L3", "L4"],
+                          S.HANDED_AT: _utc([T0 + pd.Timedelta(days=1), T0 + pd.Timedelta(days=1), None, None]),
+                          S.PROPENSITY: [1.0, 0.05, 0.05, 0.05]})
+
+
+def test_the_selection_table_round_trips_and_is_optional(tmp_path):
+    back = load_dataset(write_dataset(small_dataset(SELECTION), tmp_path / "with"))
+    pd.testing.assert_frame_equal(back.selection, SELECTION, check_dtype=False)
+    assert load_dataset(write_dataset(small_dataset(), tmp_path / "without")).selection is None
+    # and writing a dataset without one over a directory that had one removes it
+    assert load_dataset(write_dataset(small_dataset(), tmp_path / "with")).selection is None
+
+
+def test_a_broken_selection_table_is_refused_naming_file_row_column_and_reason(tmp_path):
+    out = write_dataset(small_dataset(), tmp_path / "d")
+    (out / "selection.csv").write_text("lead_id,handed_at,propensity\n"
+                                       "L1,2025-01-02T00:00:00Z,1\n"
+                                       "L1,,0.05\n"              # the same lead twice
+                                       "L9,,0.05\n"              # not a lead of the data
+                                       "L2,yesterday,0.05\n"     # not a time
+                                       "L3,,1.5\n"               # not a probability
+                                       "L4,2025-01-02T00:00:00Z,0\n")  # handed over at probability 0
+    with pytest.raises(DataError) as e:
+        load_dataset(out)
+    got = {(p.row, p.column) for p in e.value.problems}
+    assert got == {(2, S.LEAD_ID), (3, S.LEAD_ID), (4, S.HANDED_AT), (5, S.PROPENSITY), (6, S.PROPENSITY)}
+    text = str(e.value)
+    assert "selection.csv, row 3, column 'lead_id': lead 'L9' is not in leads" in text
+    assert "handed over must have a propensity above 0" in text
+    (out / "selection.csv").write_text("lead_id,propensity\nL1,1\n")
+    with pytest.raises(DataError, match="column 'handed_at': required column is missing"):
+        load_dataset(out)
+
+
+def test_rows_carry_the_propensity_and_leads_nobody_looked_at_are_unlabelled():
+    plain = training_rows(small_dataset(), DEFINITION)
+    rows = training_rows(small_dataset(SELECTION), DEFINITION)
+    # without a selection table: every lead's rows, no propensity (L3 and L5's full horizons are negatives)
+    assert "propensity" not in plain.columns and set(plain[S.LEAD_ID]) == {"L1", "L2", "L3", "L4", "L5"}
+    # with one: L3 (scored, never handed over, no verdict) is left out, not a negative
+    assert set(rows[S.LEAD_ID]) == {"L1", "L2", "L4", "L5"}
+    pd.testing.assert_frame_equal(rows.drop(columns="propensity"),
+                                  plain[plain[S.LEAD_ID] != "L3"].reset_index(drop=True))
+    by_lead = rows.groupby(S.LEAD_ID)["propensity"].first()
+    assert by_lead["L1"] == 1.0 and by_lead["L2"] == 0.05
+    assert np.isnan(by_lead["L4"]) and np.isnan(by_lead["L5"])  # weight 1: not through the policy
+    # and the weights are 1 / propensity, clipped, 1 where unknown
+    w = label_weights(rows, max_weight=20.0)
+    assert dict(zip(rows[S.LEAD_ID], w)) == {"L1": 1.0, "L2": 20.0, "L4": 1.0, "L5": 1.0}
+    assert label_weights(rows, max_weight=8.0).max() == 8.0
+    assert label_weights(pd.DataFrame({"propensity": [0.5, 0.01, np.nan]}), 20.0).tolist() == [2.0, 20.0, 1.0]
+    assert label_weights(plain, 20.0) is None
+
+
+def _population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x: what the new model sees; z: what the old model's score rested on; y drawn from both."""
+    rng = np.random.default_rng(seed)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(-2.0 + 1.0 * x + 1.5 * z)))).astype(np.int8)
+    return x, z, y
+
+
+def _fit(x, y, propensity, share_rows=None):
+    n = len(x)
+    rows = pd.DataFrame({S.LEAD_ID: [f"s{i}" for i in range(n)], "label": y,
+                         "as_of": T0 + pd.to_timedelta(np.arange(n), unit="min")})
+    if propensity is not None:
+        rows["propensity"] = propensity
+    config = TrainConfig(model="scorecard", policy="f1")
+    return fit_models({"x": x.astype(float)}, rows, split_by_lead_time(rows, 0.2), (), config, lambda _: None)
+
+
+def test_inverse_propensity_weights_recover_the_population_that_the_handed_over_leads_misrepresent():
+    # given 60,000 leads; the last model handed over those with z > 0.8 (propensity 1) and explored 10 % of
+    # the others (propensity 0.1); sales gave verdicts on the handed-over leads only
+    x, z, y = _population(60_000, seed=1)
+    above = z > 0.8
+    explored = np.random.default_rng(2).uniform(size=len(x)) < 0.1
+    labelled = above | explored
+    prop = np.where(above, 1.0, 0.1)[labelled]
+    # when the new model (it sees x, not z) is trained on those verdicts, unweighted and weighted
+    plain = _fit(x[labelled], y[labelled], None)
+    weighted = _fit(x[labelled], y[labelled], prop)
+    # then on a fresh population with every outcome known, the unweighted model predicts the handed-over
+    # leads' rate for everyone, while the weighted one predicts the population's rate and is calibrated
+    xp, _, yp = _population(60_000, seed=3)
+    from leadscore.model.evaluate import ece
+
+    p_plain = plain.model.explain({"x": xp}).probability
+    p_weighted = weighted.model.explain({"x": xp}).probability
+    rate, sd = yp.mean(), np.sqrt(yp.mean() * (1 - yp.mean()) / len(yp))
+    assert abs(p_weighted.mean() - rate) < 0.01 + 4 * sd
+    assert p_plain.mean() - rate > 0.08
+    assert ece(p_weighted, yp.astype(float)) < 0.015 < 0.06 < ece(p_plain, yp.astype(float))
+    # and the weighted holdout metrics estimate the population's rate (the gate judges the population)
+    assert abs(weighted.metrics["positive_rate"] - rate) < 0.02
+    assert plain.metrics["positive_rate"] - rate > 0.08
+    assert weighted.model.info["weights"]["weighted_rows"] == int((prop < 1).sum())
+
+
+def test_weights_of_one_train_exactly_the_unweighted_model():
+    # given labels all handed over at propensity 1 (no exploration, every lead handed over)
+    x, _, y = _population(8_000, seed=4)
+    plain = _fit(x, y, None)
+    ones = _fit(x, y, np.ones(len(x)))
+    # then the model is the same to the bit: no selection table, or weights of 1, change nothing
+    assert ones.model.calibration == plain.model.calibration
+    assert all(np.array_equal(a, b) for a, b in zip(ones.model.explainer.tables, plain.model.explainer.tables))
+    assert ones.metrics == plain.metrics and ones.holdout_weight is None
