@@ -22,6 +22,14 @@ class Conflict(ValueError):
     """An idempotency key was reused with a different request."""
 
 
+class UnknownLead(LookupError):
+    """Feedback for a lead the store has never seen: it could never become a training label."""
+
+    def __init__(self, lead_id: str):
+        super().__init__(lead_id)
+        self.lead_id = lead_id
+
+
 class TooManyEvents(ValueError):
     """Storing the events would give a lead more than the allowed number; nothing was stored."""
 
@@ -52,27 +60,44 @@ def _row(r) -> dict:
 # --- feedback ---------------------------------------------------------------------------------------------
 def add_feedback(engine: sa.Engine, lead_id: str, outcome: str, reason: str | None = None, note: str | None = None,
                  at: datetime | None = None, idempotency_key: str | None = None, source: str = "api") -> tuple[dict, bool]:
-    """Store one feedback; (row, duplicate). A retry with the same idempotency key is stored once."""
+    """Store one feedback; (row, duplicate). A retry with the same idempotency key is stored once.
+
+    UnknownLead when `lead_id` is not in `leads` (stored with PUT /v1/leads): its verdict could never be a
+    training label (export and retrain join feedback to stored leads). A retry of feedback accepted before
+    that rule is still answered with the stored row."""
     received = now()
     values = dict(lead_id=lead_id, outcome=outcome, reason=reason, note=note, at=_aware(at) or received,
                   received_at=received, source=source, idempotency_key=idempotency_key)
     try:
         with engine.begin() as conn:
+            if conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id == lead_id)).first() is None:
+                raise UnknownLead(lead_id)
             new_id = conn.execute(sa.insert(db.feedback).values(**values)).inserted_primary_key[0]
         return {**values, "id": new_id}, False
+    except UnknownLead:
+        if idempotency_key is None:
+            raise
+        with engine.connect() as conn:
+            existing = conn.execute(sa.select(db.feedback).where(db.feedback.c.idempotency_key == idempotency_key)).first()
+        if existing is None:
+            raise
+        return _same_request(_row(existing), lead_id, outcome, reason, note, at, idempotency_key), True
     except IntegrityError:
         if idempotency_key is None:
             raise
         with engine.connect() as conn:
             existing = conn.execute(sa.select(db.feedback).where(db.feedback.c.idempotency_key == idempotency_key)).first()
-        existing = _row(existing)
-        # the same request again: same lead, outcome, reason, note, and time (a request without `at` was
-        # stored at the moment it was received)
-        same_at = existing["at"] == (_aware(at) or existing["received_at"])
-        if (existing["lead_id"], existing["outcome"], existing["reason"], existing["note"]) != (
-                lead_id, outcome, reason, note) or not same_at:
-            raise Conflict(f"idempotency_key {idempotency_key!r} was already used for a different feedback") from None
-        return existing, True
+        return _same_request(_row(existing), lead_id, outcome, reason, note, at, idempotency_key), True
+
+
+def _same_request(existing: dict, lead_id, outcome, reason, note, at, idempotency_key) -> dict:
+    """`existing` if it is the same request again: same lead, outcome, reason, note, and time (a request
+    without `at` was stored at the moment it was received); else Conflict."""
+    same_at = existing["at"] == (_aware(at) or existing["received_at"])
+    if (existing["lead_id"], existing["outcome"], existing["reason"], existing["note"]) != (
+            lead_id, outcome, reason, note) or not same_at:
+        raise Conflict(f"idempotency_key {idempotency_key!r} was already used for a different feedback") from None
+    return existing
 
 
 def feedback_for(engine: sa.Engine, lead_id: str) -> list[dict]:

@@ -186,9 +186,10 @@ def test_review_list_filters_by_grade_and_limits(server, example):
 
 # --- feedback ----------------------------------------------------------------------------------------------
 def test_feedback_retried_with_the_same_key_is_stored_once(server):
-    # given a feedback with an idempotency key
+    # given a stored lead and a feedback with an idempotency key
     fb = {"lead_id": "api-fb-1", "outcome": "disqualified", "reason": "no_budget", "note": "call back in Q3",
           "at": "2024-05-01T10:00:00Z", "idempotency_key": "api-fb-1-key"}
+    _store(server, "api-fb-1")
     with server.client("sales") as c:
         # when it is sent twice
         first, retry = c.post("/v1/feedback", json=fb), c.post("/v1/feedback", json=fb)
@@ -200,6 +201,34 @@ def test_feedback_retried_with_the_same_key_is_stored_once(server):
     assert retry.status_code == 201 and retry.json()["duplicate"] is True and retry.json()["id"] == first.json()["id"]
     assert clash.status_code == 409 and clash.json()["detail"][0]["field"] == "idempotency_key"
     assert len(stored) == 1 and stored[0]["outcome"] == "disqualified" and stored[0]["source"] == "api"
+
+
+def _store(server, lead_id: str) -> None:
+    with server.client("scorer") as c:
+        assert c.put(f"/v1/leads/{lead_id}", json={"created_at": "2024-04-01T00:00:00Z"}).status_code in (200, 201)
+
+
+def test_feedback_for_a_lead_the_store_never_saw_is_refused_naming_the_lead_and_the_fix(server):
+    # given a lead that was only ever scored with its data inline, never stored
+    with server.client("scorer") as c:
+        scored = c.post("/v1/score", json={"leads": [{"lead_id": "api-inline-1", "created_at": "2024-04-01T00:00:00Z",
+                                                       "attributes": {}, "events": []}]})
+    assert scored.status_code == 200
+    # when sales sends feedback for it, with and without an idempotency key
+    with server.client("sales") as c:
+        refused = [c.post("/v1/feedback", json={"lead_id": "api-inline-1", "outcome": "won", **extra})
+                   for extra in ({}, {"idempotency_key": "api-inline-1-key"})]
+        stored = c.get("/v1/feedback", params={"lead_id": "api-inline-1"}).json()
+    # then it is a 404 naming the lead and saying to store it first, and nothing is stored
+    for r in refused:
+        assert r.status_code == 404, r.text
+        [d] = r.json()["detail"]
+        assert d["field"] == "lead_id" and "'api-inline-1'" in d["reason"] and "PUT /v1/leads/api-inline-1 " in d["reason"]
+    assert stored == []
+    # and once the lead is stored, the same feedback is taken
+    _store(server, "api-inline-1")
+    with server.client("sales") as c:
+        assert c.post("/v1/feedback", json={"lead_id": "api-inline-1", "outcome": "won"}).status_code == 201
 
 
 def test_feedback_reason_only_with_disqualified(server):
@@ -441,6 +470,7 @@ def test_control_and_bidi_characters_are_refused_in_free_text(server, example, t
 
 def test_feedback_key_reused_with_another_note_is_a_conflict(server):
     fb = {"lead_id": "api-fb-3", "outcome": "qualified", "note": "first call", "idempotency_key": "api-fb-3-key"}
+    _store(server, "api-fb-3")
     with server.client("sales") as c:
         first, retry = c.post("/v1/feedback", json=fb), c.post("/v1/feedback", json=fb)
         clash = c.post("/v1/feedback", json={**fb, "note": "second call"})

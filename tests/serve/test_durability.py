@@ -13,11 +13,15 @@ from leadscore.serve import db, store
 
 pytestmark = pytest.mark.slow
 SALES = {"Authorization": "Bearer sa_test_key_0001"}
+SCORER = {"Authorization": "Bearer sc_test_key_0001"}
 
 
 def test_every_acknowledged_feedback_survives_sigkill(trained, tmp_path, database_url, start_server):
     # given a server taking feedback from 4 concurrent clients
     server = start_server(tmp_path, trained.uri, database_url=database_url)
+    for k in range(4):  # feedback is taken for stored leads only
+        with httpx.Client(base_url=server.url, headers=SCORER, timeout=10) as c:
+            assert c.put(f"/v1/leads/crash-{k}", json={"created_at": "2024-01-01T00:00:00Z"}).json()["created"]
     acked: list[str] = []
     lock = threading.Lock()
     enough = threading.Event()

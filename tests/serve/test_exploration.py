@@ -13,6 +13,19 @@ import sqlalchemy as sa
 from leadscore.model.exploration import explored
 
 pytestmark = pytest.mark.slow
+
+
+def _sales_page(server):
+    """An HTTP client signed in to the sales page with the sales key (a real session cookie)."""
+    import re
+
+    import httpx
+    from support import KEYS
+
+    c = httpx.Client(base_url=server.url, timeout=30)
+    token = re.search(r'name="csrf" value="([^"]+)"', c.get("/ui/signin").text).group(1)
+    assert c.post("/ui/signin", data={"key": KEYS["sales"], "csrf": token, "next": "/ui/leads"}).status_code == 303
+    return c
 SHARE, SEED = 0.3, 11
 
 
@@ -63,6 +76,25 @@ def test_explored_leads_are_handed_over_marked_and_logged_and_rescoring_never_re
         want = dict(zip(ids, drawn.tolist()))
         assert all(r.explored is want[r.lead_id] and r.qualified is want[r.lead_id] and r.propensity == SHARE
                    for r in rows)
+
+        # and the sales page says why an explored lead is to be handed over; a lead that was only scored
+        # inline shows why no verdict can be taken, and the API refuses feedback for it, naming the fix
+        sales = _sales_page(server)
+        stored_explored = next(i for i, d in zip(ids[:20], drawn[:20]) if d)
+        inline_explored = next(i for i, d in zip(ids[20:], drawn[20:]) if d)
+        page = sales.get(f"/ui/leads/{stored_explored}").text
+        assert "Handed over for exploration" in page and 'id="no-feedback"' not in page
+        page = sales.get(f"/ui/leads/{inline_explored}").text
+        assert "Handed over for exploration" in page and "Feedback cannot be taken for this lead" in page
+        assert 'value="disqualified"' not in page
+        with server.client("sales") as c:
+            refused = c.post("/v1/feedback", json={"lead_id": inline_explored, "outcome": "qualified"})
+            taken = c.post("/v1/feedback", json={"lead_id": stored_explored, "outcome": "qualified"})
+        assert refused.status_code == 404, refused.text
+        [detail] = refused.json()["detail"]
+        assert detail["field"] == "lead_id" and inline_explored in detail["reason"]
+        assert f"PUT /v1/leads/{inline_explored} " in detail["reason"]
+        assert taken.status_code == 201
     finally:
         server.stop()
     # and the seed in force was logged at start-up

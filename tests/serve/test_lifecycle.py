@@ -118,7 +118,10 @@ def test_without_any_model_the_service_starts_answers_503_and_is_not_ready(train
         assert ready.status_code == 503 and ready.json()["checks"] == {"model": False, "database": True}
         assert "no model" in ready.json()["reasons"][0]
         assert r.status_code == 503 and "leadscore train" in r.json()["detail"][0]["reason"]
-        # and feedback is still taken
+        # and leads are still stored and feedback for them taken
+        put = httpx.put(f"{server.url}/v1/leads/nm-1", json={"created_at": "2024-01-01T00:00:00Z"},
+                        headers={"Authorization": f"Bearer {KEYS['scorer']}"})
+        assert put.status_code == 200 and put.json()["created"], put.text
         fb = httpx.post(f"{server.url}/v1/feedback", json={"lead_id": "nm-1", "outcome": "won"},
                         headers={"Authorization": f"Bearer {KEYS['sales']}"})
         assert fb.status_code == 201

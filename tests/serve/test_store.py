@@ -61,7 +61,8 @@ def test_only_the_newest_events_are_kept_when_a_lead_has_too_many(engine):
 
 
 def test_feedback_idempotency_key_stores_once_even_under_concurrent_retries(engine):
-    # given eight clients retrying the same feedback at the same time
+    # given eight clients retrying the same feedback for a stored lead at the same time
+    store.upsert_lead(engine, "s-3", T0, {})
     results = []
 
     def send():
@@ -81,7 +82,30 @@ def test_feedback_idempotency_key_stores_once_even_under_concurrent_retries(engi
         store.add_feedback(engine, "s-3", "lost", idempotency_key="same-key")
 
 
+def test_feedback_for_a_lead_the_store_never_saw_is_refused_and_what_was_accepted_stays(engine):
+    # given a stored lead, and feedback accepted for an unknown lead before the rule (written directly)
+    store.upsert_lead(engine, "known-1", T0, {})
+    with engine.begin() as conn:
+        conn.execute(sa.insert(db.feedback).values(lead_id="ghost-0", outcome="won", at=T0, received_at=T0,
+                                                   source="api", idempotency_key="old-key"))
+    # when feedback comes for a lead that is not stored, then it is refused and nothing is stored
+    with pytest.raises(store.UnknownLead):
+        store.add_feedback(engine, "ghost-1", "qualified", idempotency_key="k-1")
+    with pytest.raises(store.UnknownLead):
+        store.add_feedback(engine, "ghost-1", "qualified")
+    assert store.feedback_for(engine, "ghost-1") == []
+    # and feedback for the stored lead is taken
+    row, duplicate = store.add_feedback(engine, "known-1", "qualified")
+    assert not duplicate and store.feedback_for(engine, "known-1")[0]["id"] == row["id"]
+    # and the feedback accepted earlier stays, and a retry of it is answered with it
+    again, duplicate = store.add_feedback(engine, "ghost-0", "won", at=T0, idempotency_key="old-key")
+    assert duplicate and again["lead_id"] == "ghost-0" and len(store.feedback_for(engine, "ghost-0")) == 1
+    with pytest.raises(store.Conflict):
+        store.add_feedback(engine, "ghost-0", "lost", at=T0, idempotency_key="old-key")
+
+
 def test_feedback_frame_is_an_outcomes_table(engine):
+    store.upsert_lead(engine, "s-4", T0, {})
     store.add_feedback(engine, "s-4", "disqualified", reason="spam", at=T0, source="ui")
     store.add_feedback(engine, "s-4", "won", at=T0 + timedelta(days=3))
     df = store.feedback_frame(engine)
@@ -199,6 +223,8 @@ def test_events_beyond_the_cap_are_refused_whole_and_scoring_reads_the_newest(en
 
 def test_feedback_idempotency_key_reused_with_another_note_or_time_is_a_conflict(engine):
     # given a feedback stored with a key, and one stored with a key and no time
+    store.upsert_lead(engine, "s-12", T0, {})
+    store.upsert_lead(engine, "s-13", T0, {})
     first, _ = store.add_feedback(engine, "s-12", "qualified", note="called", at=T0, idempotency_key="k-12")
     untimed, _ = store.add_feedback(engine, "s-13", "won", idempotency_key="k-13")
     # when the same requests are retried, they are answered with the stored rows
