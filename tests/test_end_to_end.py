@@ -48,9 +48,13 @@ def test_generate_train_serve_score_feedback(tmp_path):
         assert r.json()["model"] == {"name": "leadscore", "version": "1"}
         # and without a key it is refused
         assert httpx.post(f"{server.url}/v1/score", json=example).status_code == 401
-        # and feedback is stored and read back
+        # and feedback for the lead, once it is stored (PUT /v1/leads), is stored and read back
         sales = server.client("sales")
         fb = {"lead_id": result["lead_id"], "outcome": "disqualified", "reason": "no_budget"}
+        assert sales.post("/v1/feedback", json=fb).status_code == 404  # scored inline only: never a label
+        lead = example["leads"][0]
+        assert scorer.put(f"/v1/leads/{result['lead_id']}", json={"created_at": lead["created_at"],
+                                                                   "attributes": lead["attributes"]}).json()["created"]
         assert sales.post("/v1/feedback", json=fb).status_code == 201
         stored = sales.get("/v1/feedback", params={"lead_id": result["lead_id"]}).json()
         assert [(s["outcome"], s["reason"]) for s in stored] == [("disqualified", "no_budget")]
