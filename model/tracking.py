@@ -146,6 +146,8 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
         metrics = {**(extra_metrics or {}), "candidates": {k: v for k, v in result.candidates.items()}}
         mlflow.log_metrics(_flat("", metrics))
         mlflow.log_metrics({"n_train": model.info["n_train"], "n_holdout": model.info["n_holdout"]})
+        if model.info.get("weights"):  # inverse-propensity weights were used (docs/models.md)
+            mlflow.log_metrics({f"weights_{k}": float(v) for k, v in model.info["weights"].items()})
         hold = result.rows["part"].to_numpy() == "holdout"
         y = labels[hold]
         for name, fig in figures(result.holdout_p, y, result.holdout_contributions, model.encoder.features).items():
