@@ -50,3 +50,29 @@ def test_import_loads_recent_leads_feedback_and_scores_once(run_cli, demo_dir, d
     assert len(store.latest_scores(engine, limit=1000)) == 120 and len(store.feedback_frame(engine)) == len(fb)
     assert sum(len(store.score_history(engine, lid)) for lid in newest[:10]) == 10
     engine.dispose()
+
+
+def test_import_decides_the_handoff_as_the_service_does_and_records_propensities(run_cli, demo_dir, monkeypatch,
+                                                                                trained):
+    from leadscore.model.exploration import explored
+
+    url, cli = run_cli
+    # given exploration of 30 % configured, when 200 leads are imported and scored
+    monkeypatch.setenv("LEADSCORE_EXPLORATION_SHARE", "0.3")
+    monkeypatch.setenv("LEADSCORE_EXPLORATION_SEED", "5")
+    get_settings.cache_clear()
+    res = cli("import", "--data", str(demo_dir), "--recent", "200")
+    assert res.exit_code == 0, res.output
+    engine = db.make_engine(url)
+    rows = store.latest_scores(engine, limit=1000)
+    engine.dispose()
+    # then each score-log row records the handoff: over the threshold at propensity 1, below it handed over
+    # exactly when the service's per-lead draw says so, at propensity 0.3
+    threshold = trained.result.model.policy.threshold
+    below = [r for r in rows if r["probability"] < threshold]
+    above = [r for r in rows if r["probability"] >= threshold]
+    assert len(below) > 50 and above
+    assert all(r["qualified"] and not r["explored"] and r["propensity"] == 1.0 for r in above)
+    drawn = explored([r["lead_id"] for r in below], 0.3, 5)
+    assert [r["explored"] for r in below] == drawn.tolist() == [r["qualified"] for r in below]
+    assert {r["propensity"] for r in below} == {0.3} and 0 < drawn.sum() < len(below)
