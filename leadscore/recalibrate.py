@@ -41,7 +41,7 @@ from leadscore.model import drift, evaluate, registry, tracking
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.policy import choose_policy
 from leadscore.model.scoring import ScoringModel
-from leadscore.model.train import NotEnoughData, TrainResult, check_enough
+from leadscore.model.train import NotEnoughData, TrainConfig, TrainResult, check_enough, label_weights
 from leadscore.retrain import (LOCK_NAME, RetrainError, _store_source, challenger_config, champion, check_data,
                                load_data, open_store, shown_url)
 from leadscore.serve import locks
@@ -119,6 +119,12 @@ def recalibrated(champ: ScoringModel, values: dict, rows: pd.DataFrame, champion
     y = rows["label"].to_numpy().astype(int)
     judge = newest_rows(rows, JUDGE_FRACTION)
     fit = ~judge
+    # rows that came through the handoff policy weigh 1 / propensity, as in training (docs/models.md)
+    w = label_weights(rows, TrainConfig().max_weight)
+
+    def part(mask):
+        return None if w is None else w[mask]
+
     check_enough(y[fit], "rows to recalibrate on (the older part of the window)")
     check_enough(y[judge], "rows to judge the recalibration on (the newest part of the window)")
     ex = champ.explain(values)
@@ -126,13 +132,13 @@ def recalibrated(champ: ScoringModel, values: dict, rows: pd.DataFrame, champion
     a0, b0 = champ.calibration.a, champ.calibration.b
     base_raw, C_raw = champ.raw(ex.X)
     raw = base_raw + C_raw.sum(axis=1)
-    platt = Platt.fit(raw[fit], y[fit])
+    platt = Platt.fit(raw[fit], y[fit], part(fit))
     p_fit = sigmoid(platt(raw[fit]))
     p_old, p_new = ex.probability[judge], sigmoid(platt(raw[judge]))
     pol = champ.policy
-    policy = choose_policy(p_fit, y[fit], rows.loc[fit, "as_of"], pol.kind, pol.target)
+    policy = choose_policy(p_fit, y[fit], rows.loc[fit, "as_of"], pol.kind, pol.target, weight=part(fit))
     cmp = evaluate.paired_bootstrap_ece(y[judge], p_new, p_old, rows.loc[judge, "lead_id"].to_numpy(),
-                                        n=BOOTSTRAP, seed=seed)
+                                        n=BOOTSTRAP, seed=seed, weight=part(judge))
     ece_txt = (f"ECE on the newest {int(judge.sum()):,} rows {cmp['new']:.4f} vs the champion's {cmp['old']:.4f} "
                f"(difference {cmp['diff']:+.4f}, 95 % {cmp['low']:+.4f} .. {cmp['high']:+.4f})")
     if platt.a <= 0:
@@ -144,7 +150,7 @@ def recalibrated(champ: ScoringModel, values: dict, rows: pd.DataFrame, champion
     else:
         promote, rule, reason = False, "not_better_calibrated", (
             f"not better calibrated beyond noise: {ece_txt}; the champion's calibration still holds")
-    metrics_new = evaluate.metrics(p_new, y[judge], policy)
+    metrics_new = evaluate.metrics(p_new, y[judge], policy, weight=part(judge))
     report = {
         "window_from": str(rows["as_of"].min()), "window_to": str(rows["as_of"].max()),
         "judge_from": str(rows.loc[judge, "as_of"].min()),

@@ -187,8 +187,9 @@ def _ece_bins(p: np.ndarray, bins: int) -> np.ndarray:
 
 
 def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, groups: np.ndarray | None = None,
-                         n: int = 400, seed: int = 0, bins: int = 10) -> dict:
-    """ECE of two predictions of the same rows (new - old) with a bootstrap 95 % interval.
+                         n: int = 400, seed: int = 0, bins: int = 10, weight: np.ndarray | None = None) -> dict:
+    """ECE of two predictions of the same rows (new - old) with a bootstrap 95 % interval; `weight`: the
+    rows' inverse-propensity weights (`ece`'s), kept in every replicate.
 
     Resamples `groups` (e.g. leads: a lead's rows at several ages are correlated) with replacement, rows
     otherwise. The bins are those of the full sample (equal-count bins of each prediction), so a replicate
@@ -207,8 +208,10 @@ def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, gr
     diffs = np.empty(n)
     for i in range(n):
         w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes].astype(float)
+        if weight is not None:
+            w = w * weight
         diffs[i] = weighted(w, bins_new, p_new) - weighted(w, bins_old, p_old)
-    ece_new, ece_old = ece(p_new, y, bins), ece(p_old, y, bins)
+    ece_new, ece_old = ece(p_new, y, bins, weight=weight), ece(p_old, y, bins, weight=weight)
     return {"diff": ece_new - ece_old, "low": float(np.quantile(diffs, 0.025)),
             "high": float(np.quantile(diffs, 0.975)), "new": ece_new, "old": ece_old}
 
