@@ -56,14 +56,16 @@ START = "2024-07-01T00:00:00+00:00"  # 24 months of demo data: history, 12 round
 class Arm:
     key: str
     title: str
-    exploration: float
-    weighting: bool
-    full_labels: bool
+    exploration: float  # LEADSCORE_EXPLORATION_SHARE of the arm's service
+    full_labels: bool  # sales decide on every lead, handed over or not
 
 
-ARMS = (Arm("a", "no exploration, no weighting", 0.0, False, False),
-        Arm("b", "exploration 5 % + inverse-propensity weights", 0.05, True, False),
-        Arm("c", "full labels (ceiling)", 0.0, False, True))
+# Weighting needs no switch: training weights a lead by 1 / the propensity its score-log row recorded, so an
+# arm without exploration (propensity 1 for every lead handed over) trains unweighted, and a lead with a
+# verdict but no hand-over (the full-label arm) has weight 1.
+ARMS = (Arm("a", "no exploration, no weighting", 0.0, False),
+        Arm("b", "exploration 5 % + inverse-propensity weights", 0.05, False),
+        Arm("c", "full labels (ceiling)", 0.0, True))
 
 
 @dataclass
@@ -233,7 +235,7 @@ def sim_clock(engine) -> None:
 
 def handed_over(results: list[dict]) -> list[str]:
     """The leads the policy in force sends to sales: over the threshold, or drawn for exploration."""
-    return [r["lead_id"] for r in results if r["qualified"] or r.get("explored")]
+    return [r["lead_id"] for r in results if r["qualified"]]  # `qualified` includes the explored leads
 
 
 # --- the loop ----------------------------------------------------------------------------------------------
@@ -293,9 +295,11 @@ def run_arm(world: World, arm: Arm, cfg: LoopConfig, work: Path, log_round) -> l
     url = f"sqlite:///{work / f'store-{arm.key}.db'}"
     db.migrate(url)
     engine = db.make_engine(url)
-    settings = Settings(database_url=url, model_uri=f"models:/{model_name(arm)}@champion")
+    settings = Settings(database_url=url, model_uri=f"models:/{model_name(arm)}@champion",
+                        exploration_share=arm.exploration, exploration_seed=cfg.seed)
+    # the parts of the service's state that `score_request` uses (serve/app.py builds the same)
     state = SimpleNamespace(settings=settings, engine=engine, metrics=None, holder=SimpleNamespace(model=None),
-                            score_log=ScoreLogWriter(engine, flush_seconds=3600))
+                            exploration=settings.exploration(), score_log=ScoreLogWriter(engine, flush_seconds=3600))
     hist_ids = world.leads.loc[world.leads[S.CREATED_AT] < world.months[cfg.history_months], S.LEAD_ID].tolist()
     put_leads(engine, world, hist_ids)
     give_verdicts(engine, world, hist_ids, None)  # the backfill the first champion learned from
@@ -321,7 +325,7 @@ def run_arm(world: World, arm: Arm, cfg: LoopConfig, work: Path, log_round) -> l
             except NotEnoughData as e:
                 status, why = "not enough data", str(e)
             row = {"arm": arm.key, "round": r, "month": str(world.months[m].date())[:7], "leads": len(ids),
-                   "handed": len(handed), "explored": sum(1 for x in results if x.get("explored")),
+                   "handed": len(handed), "explored": sum(1 for x in results if x["explored"]),
                    "verdicts": len(given), "retrain": status, "why": why[:160],
                    **evaluate_champion(world, arm, m + 1), "seconds": round(time.perf_counter() - t0, 1)}
             rows.append(row)
