@@ -15,7 +15,7 @@ Arms: (a) no exploration, no weighting; (b) exploration + inverse-propensity wei
 every lead (full labels: the ceiling). The design choices (scoring moment, what a lead without a verdict is,
 what happens to the generator's own hand-over) are in docs/benchmarks.md, "The learning loop".
 
-Run: `python bench/loop.py` (defaults: 150,000 leads, 12 rounds, seed 0; `--leads`, `--rounds`, `--out`).
+Run: `python bench/loop.py` (defaults: 100,000 leads, 12 rounds, seed 0; `--leads`, `--rounds`, `--out`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ DEFINITION = QualifiedDefinition(horizon_days=HORIZON_DAYS, ages_days=(SCORE_AGE
 # generator's own hand-over and the sales activity it drives are not part of what the service sees.
 SALES_SIDE = ("handed_to_sales", "sales_call", "meeting")
 START = "2024-07-01T00:00:00+00:00"  # 24 months of demo data: history, 12 rounds, their next months, horizon
+DRIFT_ROUND = 7  # `--drift`: the qualification rate about doubles from this round's month on
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Arm:
     title: str
     exploration: float  # LEADSCORE_EXPLORATION_SHARE of the arm's service
     full_labels: bool  # sales decide on every lead, handed over or not
+    monitored: bool = False  # each round: monitoring, and `recalibrate` when its calibration check alerts
 
 
 # Weighting needs no switch: training weights a lead by 1 / the propensity its score-log row recorded, so an
@@ -66,17 +68,21 @@ class Arm:
 ARMS = (Arm("a", "no exploration, no weighting", 0.0, False),
         Arm("b", "exploration 5 % + inverse-propensity weights", 0.05, False),
         Arm("c", "full labels (ceiling)", 0.0, True))
+# The base-rate shift run: sales decide on every lead, so monitoring's calibration check (which counts a scored
+# lead without a verdict as not qualified) measures the model, not the hand-over.
+DRIFT_ARM = Arm("d", "base-rate shift: full labels, monitoring, recalibrate on alert", 0.0, True, monitored=True)
 
 
 @dataclass
 class LoopConfig:
-    leads: int = 150_000
+    leads: int = 100_000
     rounds: int = 12
     history_months: int = 6
     seed: int = 0
     family: str = "scorecard"
     out: Path = Path("/tmp/leadscore-bench/loop")
     arms: tuple[str, ...] = ("a", "b", "c")
+    drift: bool = False  # the base-rate shift run (one monitored arm) instead of the three arms
 
 
 @dataclass
@@ -103,17 +109,27 @@ class World:
 
 
 def ensure_data(cfg: LoopConfig) -> Path:
+    """The demo data of the run (cached beside `cfg.out`); with `cfg.drift`, the base-rate shift begins with
+    round `DRIFT_ROUND`'s month."""
     from leadscore.demo.generate import generate
-    from leadscore.demo.params import DemoParams, TimelineParams
+    from leadscore.demo.params import DemoParams, DriftParams, TimelineParams
 
-    data = cfg.out.parent / f"loop-data-{cfg.leads}-{cfg.seed}"
+    drift_at = drift_start(cfg)
+    data = cfg.out.parent / (f"loop-data-{cfg.leads}-{cfg.seed}" + (f"-drift-{drift_at.date()}" if cfg.drift else ""))
     if (data / "dataset.json").exists():
         return data
+    params = DemoParams(timeline=TimelineParams(start=START))
+    if cfg.drift:
+        params = DemoParams(timeline=params.timeline, drift=DriftParams(at=drift_at.isoformat()))
     tmp = data.with_name(data.name + ".tmp")
     print(f"generating {cfg.leads:,} demo leads from {START[:10]} into {data} ...", flush=True)
-    generate(tmp, cfg.leads, seed=cfg.seed, params=DemoParams(timeline=TimelineParams(start=START)))
+    generate(tmp, cfg.leads, seed=cfg.seed, params=params)
     tmp.rename(data)
     return data
+
+
+def drift_start(cfg: LoopConfig) -> pd.Timestamp:
+    return pd.Timestamp(START) + pd.DateOffset(months=cfg.history_months + DRIFT_ROUND - 1)
 
 
 def build_world(data: Path) -> World:
@@ -270,26 +286,31 @@ def initial_champion(world: World, cfg: LoopConfig, arms: list[Arm]) -> dict:
     return {"leads": len(ids), "holdout": result.metrics}
 
 
-def evaluate_champion(world: World, arm: Arm, month: int) -> dict:
-    from leadscore.model import evaluate, registry
+def champion_model(arm: Arm):
+    from leadscore.model import registry
 
-    name = model_name(arm)
-    version = registry.alias_version(registry.CHAMPION, name)
-    model = registry.load_scoring_model(f"models:/{name}/{version}")
+    version = registry.alias_version(registry.CHAMPION, model_name(arm))
+    return registry.load_scoring_model(f"models:/{model_name(arm)}/{version}")
+
+
+def evaluate_model(world: World, model, month: int) -> tuple[dict, np.ndarray]:
+    """ROC AUC and ECE of `model` on all of `month`'s leads at the scoring moment, labelled from the truth."""
+    from leadscore.model import evaluate
+
     ids = world.in_month(month)[S.LEAD_ID]
     feats = world.features.loc[ids]
     p = model.explain({n: feats[n].to_numpy() for n in model.encoder.features}).probability
     y = world.label.loc[ids].to_numpy()
-    return {"version": version, "roc_auc": evaluate.metrics(p, y)["roc_auc"], "ece": evaluate.ece(p, y),
-            "n": int(len(y)), "positive_rate": float(y.mean()), "mean_p": float(p.mean())}
+    return ({"version": model.version, "roc_auc": evaluate.metrics(p, y)["roc_auc"], "ece": evaluate.ece(p, y),
+             "n": int(len(y)), "positive_rate": float(y.mean()), "mean_p": float(p.mean())}, p)
 
 
-def run_arm(world: World, arm: Arm, cfg: LoopConfig, work: Path, log_round) -> list[dict]:
+def run_arm(world: World, arm: Arm, cfg: LoopConfig, work: Path, log_round) -> tuple[list[dict], dict]:
+    """The arm's 12 rounds; (one row per round, round -> the next month's probabilities)."""
     from leadscore.model.train import NotEnoughData
     from leadscore.retrain import RetrainOptions, retrain
     from leadscore.serve import db
     from leadscore.serve.store import ScoreLogWriter
-    from leadscore.model import registry
     from leadscore.settings import Settings
 
     url = f"sqlite:///{work / f'store-{arm.key}.db'}"
@@ -303,118 +324,236 @@ def run_arm(world: World, arm: Arm, cfg: LoopConfig, work: Path, log_round) -> l
     hist_ids = world.leads.loc[world.leads[S.CREATED_AT] < world.months[cfg.history_months], S.LEAD_ID].tolist()
     put_leads(engine, world, hist_ids)
     give_verdicts(engine, world, hist_ids, None)  # the backfill the first champion learned from
-    rows = []
+    rows, probabilities = [], {}
     try:
         for r in range(1, cfg.rounds + 1):
-            t0 = time.perf_counter()
+            t0 = clock = time.perf_counter()
+            spent = {}
+
+            def lap(name):  # seconds per step, to see where a round's time goes
+                nonlocal clock
+                now = time.perf_counter()
+                spent[name] = round(now - clock, 1)
+                clock = now
+
             m = cfg.history_months + r - 1
             ids = world.in_month(m)[S.LEAD_ID].tolist()
             put_leads(engine, world, ids)
-            version = registry.alias_version(registry.CHAMPION, model_name(arm))
-            model = registry.load_scoring_model(f"models:/{model_name(arm)}/{version}")
-            state.holder.model = model
+            state.holder.model = served = champion_model(arm)
             results = score_month(state, world, ids)
             handed = handed_over(results)
             given = ids if arm.full_labels else handed
             give_verdicts(engine, world, given, {lid: world.scored_at[lid].to_pydatetime() for lid in handed})
+            lap("score")
+            # every verdict on the month's leads is in once the last one's horizon has passed
             as_of = world.months[m + 1] + pd.Timedelta(days=SCORE_AGE_DAYS + HORIZON_DAYS + 1)
+            row = {"arm": arm.key, "round": r, "month": str(world.months[m].date())[:7], "leads": len(ids),
+                   "handed": len(handed), "explored": sum(1 for x in results if x["explored"]),
+                   "verdicts": len(given)}
+            if arm.monitored:
+                row.update(watch(engine, settings, served, world, m, as_of))
+                lap("monitor")
             try:
                 outcome = retrain(RetrainOptions(database_url=url, as_of=as_of.to_pydatetime(), seed=cfg.seed,
                                                  model_name=model_name(arm)))
-                status, why = outcome.status, (outcome.decision.reason if outcome.decision else "")
+                row.update(retrain=outcome.status, why=(outcome.decision.reason if outcome.decision else "")[:200])
             except NotEnoughData as e:
-                status, why = "not enough data", str(e)
-            row = {"arm": arm.key, "round": r, "month": str(world.months[m].date())[:7], "leads": len(ids),
-                   "handed": len(handed), "explored": sum(1 for x in results if x["explored"]),
-                   "verdicts": len(given), "retrain": status, "why": why[:160],
-                   **evaluate_champion(world, arm, m + 1), "seconds": round(time.perf_counter() - t0, 1)}
+                row.update(retrain="not enough data", why=str(e)[:200])
+            lap("retrain")
+            if arm.monitored:
+                before, _ = evaluate_model(world, champion_model(arm), m + 1)
+                row["ece_before_recalibration"] = before["ece"]
+                row.update(recalibrate_if_alert(url, world, m, as_of, arm, cfg, row))
+                lap("recalibrate")
+            metrics, probabilities[r] = evaluate_model(world, champion_model(arm), m + 1)
+            lap("evaluate")
+            row.update(metrics, seconds=round(time.perf_counter() - t0, 1), steps=spent)
             rows.append(row)
             log_round(row)
     finally:
         state.score_log.close()
         engine.dispose()
-    return rows
+    return rows, probabilities
 
 
-def plot(rows: list[dict], path: Path):
+def monitor_window(world: World, m: int, as_of: pd.Timestamp) -> float:
+    """Days of the monitoring window that hold exactly month m's scores: monitoring judges the scores whose
+    horizon ended in the window, i.e. as_of in (now - window - horizon, now - horizon]."""
+    first = world.months[m] + pd.Timedelta(days=SCORE_AGE_DAYS)
+    return (as_of - pd.Timedelta(days=HORIZON_DAYS) - first) / pd.Timedelta(days=1) + 0.01
+
+
+def watch(engine, settings, model, world: World, m: int, as_of: pd.Timestamp) -> dict:
+    """The monitoring report of the champion that served month m, as of the moment its verdicts are in."""
+    from leadscore.serve.monitoring import monitor
+
+    report = monitor(engine, model, settings, now=as_of.to_pydatetime(), window_days=monitor_window(world, m, as_of))
+    cal = report["checks"]["calibration"]
+    return {"monitor": report["status"], "calibration": cal["status"], "monitor_ece": cal.get("ece"),
+            "predicted_rate": cal.get("predicted_rate"), "observed_rate": cal.get("observed_rate"),
+            "monitor_reasons": "; ".join(report["reasons"])[:300]}
+
+
+def recalibrate_if_alert(url: str, world: World, m: int, as_of: pd.Timestamp, arm: Arm, cfg: LoopConfig,
+                         row: dict) -> dict:
+    """`leadscore recalibrate` on the month just judged, when monitoring's calibration check alerted."""
+    from leadscore.model.train import NotEnoughData
+    from leadscore.recalibrate import RecalibrateOptions, recalibrate
+
+    if row["calibration"] != "alert":
+        return {"recalibrate": ""}
+    window = int(np.ceil(monitor_window(world, m, as_of)))
+    try:
+        out = recalibrate(RecalibrateOptions(database_url=url, as_of=as_of.to_pydatetime(), window_days=window,
+                                             seed=cfg.seed, model_name=model_name(arm)))
+        return {"recalibrate": out.status, "recalibrate_why": (out.decision.reason if out.decision else "")[:200]}
+    except NotEnoughData as e:
+        return {"recalibrate": "not enough data", "recalibrate_why": str(e)[:200]}
+
+
+def plot(rows: list[dict], path: Path, drift: bool = False):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(11, 4.2))
     axes = fig.subplots(1, 2)
     df = pd.DataFrame(rows)
-    for arm in ARMS:
+    for arm in (*ARMS, DRIFT_ARM):
         d = df[df["arm"] == arm.key]
         if len(d):
-            axes[0].plot(d["round"], d["roc_auc"], "o-", label=f"({arm.key}) {arm.title}")
-            axes[1].plot(d["round"], d["ece"], "o-", label=f"({arm.key}) {arm.title}")
-    axes[0].set(xlabel="round (month)", ylabel="ROC AUC on the next month's leads", title="Ranking")
-    axes[1].set(xlabel="round (month)", ylabel="ECE on the next month's leads", title="Calibration")
+            label = f"({arm.key}) {arm.title}"
+            axes[0].plot(d["round"], d["roc_auc"], "o-", label=label)
+            axes[1].plot(d["round"], d["ece"], "o-", label=label)
+    if drift and len(df):
+        axes[1].plot(df["round"], df["ece_before_recalibration"], "x--", color="grey",
+                     label="retrained, not recalibrated")
+        for r in df.loc[df["calibration"] == "alert", "round"]:
+            axes[1].axvline(r, color="red", alpha=0.25, lw=6)
+        for ax in axes:  # rounds right of the line are judged on leads the shift reaches (it starts mid-horizon)
+            ax.axvline(DRIFT_ROUND - 1.5, color="black", ls=":", lw=1)
+        axes[1].set_title("Calibration (red: monitoring alerted, recalibrated)")
+    axes[0].set(xlabel="round (month)", ylabel="ROC AUC on the next month's leads")
+    axes[1].set(xlabel="round (month)", ylabel="ECE on the next month's leads")
+    axes[0].set_title("Ranking")
+    if not drift:
+        axes[1].set_title("Calibration")
     axes[1].axhline(0.02, ls="--", color="grey", lw=1)
     axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return fig
 
 
 def table(rows: list[dict]) -> str:
     df = pd.DataFrame(rows)
-    lines = ["| round | month | " + " | ".join(f"({a}) AUC | ({a}) ECE" for a in sorted(df["arm"].unique())) + " |",
-             "|---|---|" + "---|---|" * df["arm"].nunique()]
+    arms = sorted(df["arm"].unique())
+    lines = ["| round | month | " + " | ".join(f"({a}) AUC | ({a}) ECE" for a in arms) + " |",
+             "|---|---|" + "---|---|" * len(arms)]
     for r, d in df.groupby("round"):
-        cells = []
-        for a in sorted(df["arm"].unique()):
-            x = d[d["arm"] == a].iloc[0]
-            cells.append(f"{x['roc_auc']:.4f} | {x['ece']:.4f}")
+        cells = [f"{x['roc_auc']:.4f} | {x['ece']:.4f}" for a in arms for x in [d[d["arm"] == a].iloc[0]]]
         lines.append(f"| {r} | {d['month'].iloc[0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def drift_table(rows: list[dict]) -> str:
+    lines = ["| round | month | monitoring (calibration) | scores said / qualified | retrain | recalibrate "
+             "| next month ECE before / after recalibration | AUC |", "|---|---|---|---|---|---|---|---|"]
+    for x in rows:
+        rates = (f"{x['predicted_rate']:.3f} / {x['observed_rate']:.3f}" if x.get("predicted_rate") is not None
+                 else "")
+        lines.append(f"| {x['round']} | {x['month']} | {x['monitor']} ({x['calibration']}) | {rates} | {x['retrain']} "
+                     f"| {x['recalibrate'] or '-'} | {x['ece_before_recalibration']:.4f} / {x['ece']:.4f} "
+                     f"| {x['roc_auc']:.4f} |")
+    return "\n".join(lines)
+
+
+def goals(rows: list[dict], probabilities: dict, drift: bool) -> dict:
+    """The issue's goals on the last round (and, for the shift, the rounds after it), with the paired
+    bootstrap of the AUC differences on the last month's leads."""
+    from leadscore.model import evaluate
+
+    df = pd.DataFrame(rows)
+    if drift:
+        after = df[df["round"] >= DRIFT_ROUND - 1]
+        alert = after.loc[after["calibration"] == "alert", "round"]
+        first_alert = int(alert.min()) if len(alert) else None
+        recal = df.loc[df["recalibrate"] == "promoted", "round"]
+        first_recal = int(recal.min()) if len(recal) else None
+        ece_after = float(df.loc[df["round"] == first_recal, "ece"].iloc[0]) if first_recal else None
+        return {"drift_round": DRIFT_ROUND, "first_alert_round": first_alert,
+                "alert_within_one_round": first_alert is not None and first_alert <= DRIFT_ROUND + 1,
+                "first_recalibration_round": first_recal, "ece_after_recalibration": ece_after,
+                "ece_restored": ece_after is not None and ece_after <= 0.02}
+    last = int(df["round"].max())
+    out = {"round": last}
+    y = None
+    for arm in df["arm"].unique():
+        out[f"{arm}.roc_auc"] = float(df.loc[(df["arm"] == arm) & (df["round"] == last), "roc_auc"].iloc[0])
+    if {"a", "b", "c"} <= set(df["arm"]):
+        out["c_minus_b"] = out["c.roc_auc"] - out["b.roc_auc"]
+        out["c_minus_a"] = out["c.roc_auc"] - out["a.roc_auc"]
+        y = probabilities["y"]
+        for other in ("a", "b"):
+            out[f"c_minus_{other}_bootstrap"] = evaluate.paired_bootstrap_auc(
+                y, probabilities["c"][last], probabilities[other][last])
+        out["b_within_0.01_of_c"] = out["c_minus_b"] <= 0.01
+        out["a_measurably_below_c"] = out["c_minus_a_bootstrap"]["low"] > 0
+    return out
+
+
 def run(cfg: LoopConfig) -> dict:
+    import os
+    import shutil
+
     import mlflow
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     work = cfg.out / "work"
     if work.exists():
-        import shutil
-
         shutil.rmtree(work)
     work.mkdir()
     uri = f"sqlite:///{work / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
-    import os
-
-    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # what `retrain` reads (Settings)
     os.chdir(work)  # the MLflow experiment's artifacts go beside its database
     t0 = time.perf_counter()
+    print(_util.machine(), flush=True)
     world = build_world(ensure_data(cfg))
     print(f"world: {len(world.leads):,} leads ({world.dropped:,} resolved before the scoring moment left out), "
           f"{len(world.events):,} events, {world.label.mean():.3f} positive; {time.perf_counter() - t0:.0f} s",
           flush=True)
-    arms = [a for a in ARMS if a.key in cfg.arms]
+    arms = [DRIFT_ARM] if cfg.drift else [a for a in ARMS if a.key in cfg.arms]
     first = initial_champion(world, cfg, arms)
     print(f"initial champion on {first['leads']:,} history leads: holdout ROC AUC {first['holdout']['roc_auc']:.4f}",
           flush=True)
 
     def log_round(row):
+        watched = (f"monitoring {row['monitor']} (calibration {row['calibration']}), "
+                   f"recalibrate {row['recalibrate'] or '-'}, " if "monitor" in row else "")
         print(f"  ({row['arm']}) round {row['round']:2d} {row['month']}: {row['handed']:5,} of {row['leads']:,} handed "
-              f"({row['explored']} explored), retrain {row['retrain']}; next month ROC AUC {row['roc_auc']:.4f} "
-              f"ECE {row['ece']:.4f}  [{row['seconds']:.0f} s]", flush=True)
+              f"({row['explored']} explored), {watched}retrain {row['retrain']}; next month ROC AUC "
+              f"{row['roc_auc']:.4f} ECE {row['ece']:.4f}  [{row['seconds']:.0f} s: "
+              + ", ".join(f"{k} {v:.0f}" for k, v in row["steps"].items()) + "]", flush=True)
 
-    rows = []
+    rows, probabilities = [], {}
     for arm in arms:
-        rows += run_arm(world, arm, cfg, work, log_round)
-    fig = plot(rows, cfg.out / "loop.png")
+        arm_rows, probabilities[arm.key] = run_arm(world, arm, cfg, work, log_round)
+        rows += arm_rows
+    last_month = cfg.history_months + cfg.rounds
+    probabilities["y"] = world.label.loc[world.in_month(last_month)[S.LEAD_ID]].to_numpy()
+    fig = plot(rows, cfg.out / ("loop-drift.png" if cfg.drift else "loop.png"), cfg.drift)
     summary = {"config": {k: str(v) for k, v in asdict(cfg).items()}, "initial": first, "rows": rows,
-               "seconds": round(time.perf_counter() - t0, 1), "machine": _util.machine()}
+               "goals": goals(rows, probabilities, cfg.drift), "seconds": round(time.perf_counter() - t0, 1),
+               "machine": _util.machine()}
     mlflow.set_experiment("leadscore-loop-benchmark")
-    with mlflow.start_run(run_name="learning loop"):
+    with mlflow.start_run(run_name="learning loop" + (" (base-rate shift)" if cfg.drift else "")):
         mlflow.log_params({k: str(v) for k, v in asdict(cfg).items()})
         for row in rows:
             mlflow.log_metrics({f"{row['arm']}.roc_auc": row["roc_auc"], f"{row['arm']}.ece": row["ece"]},
                                step=row["round"])
-        mlflow.log_figure(fig, "loop.png")
+        mlflow.log_figure(fig, "loop-drift.png" if cfg.drift else "loop.png")
         mlflow.log_dict(summary, "loop.json")
-    (cfg.out / "loop.json").write_text(json.dumps(summary, indent=1, default=str))
+    (cfg.out / ("loop-drift.json" if cfg.drift else "loop.json")).write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 
@@ -424,17 +563,19 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=LoopConfig.rounds)
     ap.add_argument("--history-months", type=int, default=LoopConfig.history_months)
     ap.add_argument("--seed", type=int, default=LoopConfig.seed)
-    ap.add_argument("--arms", default="abc")
+    ap.add_argument("--arms", default="abc", help="which of the arms a, b, c to run")
+    ap.add_argument("--drift", action="store_true", help="the base-rate shift run: monitoring and recalibrate")
     ap.add_argument("--out", type=Path, default=LoopConfig.out)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning)  # MLflow's schema hints, once per registered version
     cfg = LoopConfig(leads=a.leads, rounds=a.rounds, history_months=a.history_months, seed=a.seed,
-                     out=a.out.resolve(), arms=tuple(a.arms))
+                     out=a.out.resolve(), arms=tuple(a.arms), drift=a.drift)
     summary = run(cfg)
-    print(table(summary["rows"]))
-    print(f"total {summary['seconds']:.0f} s; plot {cfg.out / 'loop.png'}")
+    print(drift_table(summary["rows"]) if cfg.drift else table(summary["rows"]))
+    print(json.dumps(summary["goals"], indent=1, default=str))
+    print(f"total {summary['seconds']:.0f} s; plot in {cfg.out}")
 
 
 if __name__ == "__main__":
