@@ -70,7 +70,8 @@ ARMS = (Arm("a", "no exploration, no weighting", 0.0, False),
         Arm("c", "full labels (ceiling)", 0.0, True))
 # The base-rate shift run: sales decide on every lead, so monitoring's calibration check (which counts a scored
 # lead without a verdict as not qualified) measures the model, not the hand-over.
-DRIFT_ARM = Arm("d", "base-rate shift: full labels, monitoring, recalibrate on alert", 0.0, True, monitored=True)
+DRIFT_ARM = Arm("d", "base-rate shift: full labels, monitoring, recalibrate on warn/alert", 0.0, True,
+                monitored=True)
 
 
 @dataclass
@@ -396,11 +397,13 @@ def watch(engine, settings, model, world: World, m: int, as_of: pd.Timestamp) ->
 
 def recalibrate_if_alert(url: str, world: World, m: int, as_of: pd.Timestamp, arm: Arm, cfg: LoopConfig,
                          row: dict) -> dict:
-    """`leadscore recalibrate` on the month just judged, when monitoring's calibration check alerted."""
+    """`leadscore recalibrate` on the month just judged when monitoring's calibration check is not ok (warn or
+    alert): recalibrate promotes only a version better calibrated beyond noise, so running it on a warning is
+    safe, and a shift that starts mid-horizon first shows as a warning on the month it fully reaches."""
     from leadscore.model.train import NotEnoughData
     from leadscore.recalibrate import RecalibrateOptions, recalibrate
 
-    if row["calibration"] != "alert":
+    if row["calibration"] not in ("warn", "alert"):
         return {"recalibrate": ""}
     window = int(np.ceil(monitor_window(world, m, as_of)))
     try:
@@ -426,11 +429,12 @@ def plot(rows: list[dict], path: Path, drift: bool = False):
     if drift and len(df):
         axes[1].plot(df["round"], df["ece_before_recalibration"], "x--", color="grey",
                      label="retrained, not recalibrated")
-        for r in df.loc[df["calibration"] == "alert", "round"]:
-            axes[1].axvline(r, color="red", alpha=0.25, lw=6)
+        for r, status in zip(df["round"], df["calibration"]):
+            if status in ("warn", "alert"):
+                axes[1].axvline(r, color="red" if status == "alert" else "orange", alpha=0.25, lw=6)
         for ax in axes:  # rounds right of the line are judged on leads the shift reaches (it starts mid-horizon)
             ax.axvline(DRIFT_ROUND - 1.5, color="black", ls=":", lw=1)
-        axes[1].set_title("Calibration (red: monitoring alerted, recalibrated)")
+        axes[1].set_title("Calibration (monitoring: red alert, orange warn; recalibrate ran)")
     axes[0].set(xlabel="round (month)", ylabel="ROC AUC on the next month's leads")
     axes[1].set(xlabel="round (month)", ylabel="ECE on the next month's leads")
     axes[0].set_title("Ranking")
@@ -477,13 +481,14 @@ def goals(rows: list[dict], probabilities: dict, drift: bool) -> dict:
         after = df[df["round"] >= DRIFT_ROUND - 1]
         alert = after.loc[after["calibration"] == "alert", "round"]
         first_alert = int(alert.min()) if len(alert) else None
-        recal = df.loc[df["recalibrate"] == "promoted", "round"]
-        first_recal = int(recal.min()) if len(recal) else None
-        ece_after = float(df.loc[df["round"] == first_recal, "ece"].iloc[0]) if first_recal else None
+        ece = df.set_index("round")["ece"]
+        # each promoted recalibration: the next month's ECE, and the month after's (one round later)
+        recal = {int(r): [float(ece.get(r)), float(ece.get(r + 1, np.nan))]
+                 for r in df.loc[df["recalibrate"] == "promoted", "round"]}
         return {"drift_round": DRIFT_ROUND, "first_alert_round": first_alert,
                 "alert_within_one_round": first_alert is not None and first_alert <= DRIFT_ROUND + 1,
-                "first_recalibration_round": first_recal, "ece_after_recalibration": ece_after,
-                "ece_restored": ece_after is not None and ece_after <= 0.02}
+                "recalibrations": recal,
+                "ece_restored_within_one_round": {r: min(v) <= 0.02 for r, v in recal.items()}}
     last = int(df["round"].max())
     out = {"round": last}
     y = None
