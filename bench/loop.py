@@ -432,9 +432,11 @@ def plot(rows: list[dict], path: Path, drift: bool = False):
         for r, status in zip(df["round"], df["calibration"]):
             if status in ("warn", "alert"):
                 axes[1].axvline(r, color="red" if status == "alert" else "orange", alpha=0.25, lw=6)
-        for ax in axes:  # rounds right of the line are judged on leads the shift reaches (it starts mid-horizon)
-            ax.axvline(DRIFT_ROUND - 1.5, color="black", ls=":", lw=1)
-        axes[1].set_title("Calibration (monitoring: red alert, orange warn; recalibrate ran)")
+        # rounds right of the line are judged on leads the shift reaches: it starts within the horizon of the
+        # month before its own
+        for ax in axes:
+            ax.axvline(DRIFT_ROUND - 2.5, color="black", ls=":", lw=1)
+        axes[1].set_title("Calibration (red: alert, orange: warn; recalibrated)")
     axes[0].set(xlabel="round (month)", ylabel="ROC AUC on the next month's leads")
     axes[1].set(xlabel="round (month)", ylabel="ECE on the next month's leads")
     axes[0].set_title("Ranking")
