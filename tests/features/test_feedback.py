@@ -168,6 +168,8 @@ def test_feedback_read_from_the_service_store_merges(tmp_path):
     url = f"sqlite:///{tmp_path / 'leadscore.db'}"
     db.migrate(url)
     engine = db.make_engine(url)
+    for lead_id in ("L1", "L2"):  # the service takes feedback only for leads it stores
+        store.upsert_lead(engine, lead_id, datetime(2025, 1, 1, tzinfo=UTC), {})
     store.add_feedback(engine, "L1", "qualified", at=datetime(2025, 1, 11, tzinfo=UTC))
     store.add_feedback(engine, "L2", "disqualified", reason="competitor", at=datetime(2025, 1, 5, tzinfo=UTC),
                        idempotency_key="k-1")
