@@ -215,12 +215,15 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
     n_ref = int(ref.get("n") or 0)
     n = len(rows)
     features = {}
+    minimum = settings.monitor_min_scores
     for name in names:
         spec = ref["features"].get(name)
         if spec is None:
             continue
         features[name] = _psi_entry(spec, values[name][present[name]], n_ref, settings)
-    out_f = {"n": n, "min_rows": settings.monitor_min_scores, "features": features}
+        if features[name]["n"] < minimum:  # logged under feature sets without it: nothing to judge it on
+            features[name]["status"] = NOT_ENOUGH
+    out_f = {"n": n, "min_rows": minimum, "features": features}
     if n < settings.monitor_min_scores:
         enough = f"only {n} scores in the window; at least {settings.monitor_min_scores} are needed " \
                  "(LEADSCORE_MONITOR_MIN_SCORES)"
@@ -228,22 +231,27 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
             e["status"] = NOT_ENOUGH
         return ({**out_f, "status": NOT_ENOUGH, "message": enough}, {"status": NOT_ENOUGH, "n": n, "message": enough},
                 {"status": NOT_ENOUGH, "n": n, "message": enough})
-    ranked = sorted(features, key=lambda k: -features[k]["psi"])
+    ranked = sorted((k for k in features if features[k]["status"] != NOT_ENOUGH), key=lambda k: -features[k]["psi"])
     out_f["status"] = worst(e["status"] for e in features.values())
     out_f["top"] = ranked[:5]
     drifted = [k for k in ranked if features[k]["status"] in (WARN, ALERT)]
     out_f["message"] = (f"{len(drifted)} of {len(features)} features drifted: " + ", ".join(
         f"{k} (PSI {features[k]['psi']:.2f})" for k in drifted[:5]) if drifted
         else f"no feature drifted (largest PSI {features[ranked[0]]['psi']:.3f}, {ranked[0]})" if ranked else "")
+    out_f["message"] = "; ".join(m for m in (out_f["message"], _missing_note(features, minimum)) if m)
     idx = np.flatnonzero(complete)
-    p = model.explain({k: v[idx] for k, v in values.items()}).probability if len(idx) else np.zeros(0)
+    if len(idx) < minimum:  # the score needs every feature: rows of other feature sets cannot be re-scored
+        short = (f"only {len(idx)} of the {n} scores in the window hold every feature the model needs; at least "
+                 f"{minimum} are needed (LEADSCORE_MONITOR_MIN_SCORES)")
+        return out_f, {"status": NOT_ENOUGH, "n": int(len(idx)), "message": short}, \
+            {"status": NOT_ENOUGH, "n": int(len(idx)), "message": short}
+    p = model.explain({k: v[idx] for k, v in values.items()}).probability
     n_score = int(ref["score"].get("n") or n_ref)
     score = _psi_entry(ref["score"], p, n_score, settings)
     score["edges"] = ref["score"]["edges"]  # probability; the report shows them as score points
     score["message"] = f"score PSI {score['psi']:.3f}"
-    grades = model.policy.grade(p) if len(p) else np.zeros(0, dtype=str)
-    counts = Counter(grades.tolist())
-    recent = [counts.get(g, 0) / max(len(p), 1) for g in GRADES]
+    counts = Counter(model.policy.grade(p).tolist())
+    recent = [counts.get(g, 0) / len(p) for g in GRADES]
     training = [float(ref["grades"].get(g, 0.0)) for g in GRADES]
     value = drift.psi(training, recent)
     noise = (len(GRADES) - 1) * (1 / max(len(p), 1) + 1 / max(n_score, 1))
@@ -254,6 +262,12 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
              "message": "grades now " + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, recent))
              + " (training " + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, training)) + ")"}
     return out_f, score, grade
+
+
+def _missing_note(features: dict, minimum: int) -> str:
+    short = [k for k, e in features.items() if e["status"] == NOT_ENOUGH]
+    return (f"not enough scores holding {', '.join(short[:5])}{' ...' if len(short) > 5 else ''} "
+            f"(fewer than {minimum})") if short else ""
 
 
 def _volume(rows: list, now: datetime, window: timedelta) -> dict:

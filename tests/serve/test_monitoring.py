@@ -136,6 +136,34 @@ def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, 
     assert report["checks"]["drift"]["status"] == "not enough data" and report["retrain_recommended"] is False
 
 
+def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(engine, trained, demo_dataset):
+    # given 300 scores in the window, logged by a model whose feature set lacks one of the champion's features
+    model = trained.result.model
+    missing = model.encoder.features[0]
+    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    values = model.info["distributions"]["features"]
+    rows = []
+    for i in range(300):
+        features = {n: (spec["categories"][0] if spec["kind"] == "categorical" else
+                        (spec["edges"] or [0.0])[len(spec["edges"]) // 2]) for n, spec in values.items()
+                    if n != missing}
+        at = now - timedelta(days=1, minutes=i)
+        rows.append(db.score_log_row({"lead_id": f"l{i}", "scored_at": at, "as_of": at, "model_version": "0",
+                                      "probability": 0.1, "score": 10, "grade": "C", "qualified": False,
+                                      "features": features, "reasons": []}))
+    with engine.begin() as conn:
+        db.insert_score_log(conn, rows)
+    report = monitor(engine, model, SETTINGS, now=now, window_days=30)
+    c = report["checks"]
+    # then that feature, the score and the grade mix have "not enough data" (no row holds every feature),
+    # not an alert on zero rows, and no reason to retrain is given on them (the other, constant features drift)
+    assert c["drift"]["features"][missing]["status"] == "not enough data" and c["drift"]["features"][missing]["n"] == 0
+    assert missing in c["drift"]["message"]
+    assert c["score"]["status"] == c["grades"]["status"] == "not enough data", (c["score"], c["grades"])
+    assert c["score"]["n"] == 0 and "every feature" in c["score"]["message"]
+    assert not [r for r in report["reasons"] if r.startswith(("score:", "grades:")) or f"{missing} (PSI" in r]
+
+
 def test_a_model_without_training_histograms_reports_drift_unknown(stores, trained, demo_dataset):
     # given a model trained before the histograms were stored (the old per-feature quantiles only)
     model = trained.result.model
