@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     monitor_coverage_warn: float = Field(0.5, ge=0, le=1)  # handed-over leads due a verdict that have one
     monitor_max_rows: int = Field(200_000, ge=1000)  # newest score-log rows read per check
     monitor_cache_seconds: float = Field(300.0, ge=0)  # the service recomputes at most this often
+    # the service refreshes the report for /metrics and the sales page in a background thread; off: a busy
+    # service runs `leadscore monitor` on a schedule instead (docs/monitoring.md, "In the service")
+    monitor_refresh: bool = True
     # Exploration (docs/models.md, "Exploration and inverse-propensity weights"): this share of the leads
     # scored below the handoff threshold is handed over anyway, drawn per lead from a hash of the seed and the
     # lead id (rescoring never re-rolls it), so their verdicts show what the model misses. 0.02-0.05 is

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import sqlalchemy as sa
@@ -59,11 +58,9 @@ def readyz(state: AppState, response: Response):
             response_description="Prometheus text format 0.0.4")
 async def metrics(state: AppState):
     state.metrics.model_version.set(float(state.holder.version or 0))
-    try:  # the monitoring gauges: from the cached report (recomputed in a thread at most every few minutes)
-        report = await asyncio.to_thread(state.monitor_cache.get)
-    except Exception:  # noqa: BLE001 - the other metrics are still served
-        log.warning("monitoring: the report could not be computed", exc_info=True)
-        report = None
+    # the monitoring gauges: from the last report, never waiting for one (a stale one is refreshed in the
+    # background; before the first exists the gauges are absent)
+    report = state.monitor_cache.peek()
     if report is not None:
         state.metrics.observe_monitoring(report)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

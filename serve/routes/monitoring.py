@@ -17,6 +17,7 @@ def get_monitoring(state: AppState, _: Sales):
     (docs/monitoring.md): a status per check (ok / warn / alert / not enough data / unknown) and
     `retrain_recommended` when any alert fires, with the reasons. Computed at most every
     `LEADSCORE_MONITOR_CACHE_SECONDS` per worker (`generated_at` says when)."""
+    # a plain `def`: FastAPI runs it in its threadpool, so a computation here never blocks the event loop
     report = state.monitor_cache.get()
     if report is None:
         raise HTTPException(503, [{"field": "model", "reason": NO_MODEL.format(

@@ -433,13 +433,12 @@ def summary_page(request: Request):
 
 
 def _calibration(request: Request) -> dict | None:
-    """The calibration check of the service's monitoring report (cached), for the summary's line."""
-    try:
-        report = request.app.state.monitor_cache.get()
-    except Exception:  # noqa: BLE001 - the summary still shows its own numbers
-        log.warning("sales page: the monitoring report could not be computed", exc_info=True)
-        return None
-    return None if report is None else {**report["checks"]["calibration"], "window_days": report["window_days"]}
+    """The calibration check of the service's last monitoring report, for the summary's line, never waiting
+    for one: {"status": "computing"} before the first report exists (it is computed in the background)."""
+    report = request.app.state.monitor_cache.peek()
+    if report is None:
+        return {"status": "computing"} if request.app.state.holder.model is not None else None
+    return {**report["checks"]["calibration"], "window_days": report["window_days"]}
 
 
 def mount(app: FastAPI) -> None:

@@ -7,8 +7,10 @@ trained before histograms were stored has drift "unknown". The CLI writes the HT
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -17,7 +19,7 @@ from typer.testing import CliRunner
 
 from leadscore.cli import app
 from leadscore.serve import db
-from leadscore.serve.monitoring import monitor
+from leadscore.serve.monitoring import MonitorCache, monitor
 from leadscore.settings import Settings, get_settings
 from monitoring_store import populate
 
@@ -174,6 +176,49 @@ def test_a_model_without_training_histograms_reports_drift_unknown(stores, train
     assert c["drift"]["status"] == c["score"]["status"] == c["grades"]["status"] == "unknown"
     assert "retrain" in c["drift"]["message"]
     assert c["calibration"]["status"] == "ok" and report["retrain_recommended"] is False
+
+
+def test_the_service_never_waits_for_a_report_and_refreshes_it_in_one_background_thread(engine, trained):
+    # given the service's cache of the report, whose computation (the real `monitor`) we hold until released
+    started, release, threads = threading.Event(), threading.Event(), []
+
+    def held_monitor(*args, **kw):
+        threads.append(threading.current_thread().name)
+        started.set()
+        release.wait(60)
+        return monitor(*args, **kw)
+
+    state = SimpleNamespace(holder=SimpleNamespace(model=trained.result.model), engine=engine,
+                            settings=Settings(monitor_cache_seconds=3600))
+    cache = MonitorCache(state, compute=held_monitor)
+    # before the first report exists, /metrics and the page get nothing at once ("computing") ...
+    assert cache.peek() is None
+    assert started.wait(60)
+    # ... while one background thread computes it: asking again starts no second one
+    assert cache.peek() is None and cache.peek() is None
+    release.set()
+    cache.wait_refresh(60)
+    assert threads == ["leadscore-monitoring"]
+    first = cache.peek()
+    assert first is not None and first["model"]["version"] == trained.result.model.version
+    assert cache.peek() is first and len(threads) == 1  # fresh: no refresh
+    # when the report is stale, it is still served at once while a refresh runs in the background
+    state.settings = Settings(monitor_cache_seconds=0)
+    started.clear()
+    release.clear()
+    assert cache.peek() is first
+    assert started.wait(60) and cache.peek() is first
+    release.set()
+    cache.wait_refresh(60)
+    assert len(threads) == 2 and cache.peek() is not first
+    cache.wait_refresh(60)
+    # with the background refresh off, nothing computes until GET /v1/monitoring asks (in its own thread)
+    idle = MonitorCache(SimpleNamespace(holder=state.holder, engine=engine,
+                                        settings=Settings(monitor_refresh=False)), compute=held_monitor)
+    before = len(threads)
+    assert idle.peek() is None and idle.peek() is None and len(threads) == before
+    report = idle.get()
+    assert threads[before:] == [threading.current_thread().name] and idle.peek() is report
 
 
 @pytest.fixture
