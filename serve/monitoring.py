@@ -192,16 +192,15 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
     return out
 
 
-def _psi_entry(spec: dict, col, n_reference: int, settings: Settings) -> dict:
-    recent = drift.proportions(spec, col)
-    value = drift.psi(spec["proportions"], recent)
-    occupied = sum(1 for a, b in zip(spec["proportions"], recent) if a > 0 or b > 0)
-    # the PSI that sampling alone gives on average (two multinomial samples): (bins - 1)(1/n + 1/N)
-    noise = max(occupied - 1, 0) * (1 / max(len(col), 1) + 1 / max(n_reference, 1))
-    status = ALERT if value >= settings.monitor_psi_alert + noise else \
+def _psi_status(value: float, noise: float, settings: Settings) -> str:
+    """ok / warn / alert: the thresholds count beyond the PSI sampling alone gives on these rows."""
+    return ALERT if value >= settings.monitor_psi_alert + noise else \
         WARN if value >= settings.monitor_psi_warn + noise else OK
-    return {"psi": value, "noise": noise, "status": status, "bins": drift.bin_labels(spec),
-            "training": spec["proportions"], "recent": recent, "n": int(len(col))}
+
+
+def _psi_entry(spec: dict, col, n_reference: int, settings: Settings) -> dict:
+    entry = drift.compare(spec, col, n_reference)
+    return {**entry, "status": _psi_status(entry["psi"], entry["noise"], settings)}
 
 
 def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dict]:
@@ -255,10 +254,9 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
     counts = Counter(model.policy.grade(p).tolist())
     recent = [counts.get(g, 0) / len(p) for g in GRADES]
     training = [float(ref["grades"].get(g, 0.0)) for g in GRADES]
-    value = drift.psi(training, recent)
-    noise = (len(GRADES) - 1) * (1 / max(len(p), 1) + 1 / max(n_score, 1))
-    g_status = ALERT if value >= settings.monitor_psi_alert + noise else \
-        WARN if value >= settings.monitor_psi_warn + noise else OK
+    value = drift.psi(training, recent, n_expected=n_score, n_actual=len(p))
+    noise = drift.noise(training, recent, len(p), n_score)
+    g_status = _psi_status(value, noise, settings)
     grade = {"status": g_status, "psi": value, "noise": noise, "training": dict(zip(GRADES, training)),
              "recent": dict(zip(GRADES, recent)), "n": int(len(p)),
              "message": "grades now " + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, recent))

@@ -49,3 +49,33 @@ def test_a_trained_model_carries_its_training_histograms(trained):
     assert sum(ref["grades"].values()) == pytest.approx(1.0) and set(ref["grades"]) <= set("ABCD")
     # a model from before (per-feature quantiles only) has none
     assert not drift.has_reference({"distributions": {"score_deciles": [], "features": {}}})
+
+
+def test_a_categorical_with_many_rare_values_does_not_warn_on_samples_of_its_own_population():
+    # given a Zipf-like categorical of 40 values (half of them under 1 % each) seen on 20,000 training rows
+    rng = np.random.default_rng(0)
+    values = np.array([f"v{i}" for i in range(40)], dtype=object)
+    share = 1 / np.arange(1, 41)
+    share /= share.sum()
+    training = rng.choice(values, 20_000, p=share)
+    spec = drift.feature_reference(training, categorical=True)
+    # then the rare values share "other": every bin of its own holds at least 1 % of training
+    assert 10 < len(spec["categories"]) < 40
+    assert min(spec["proportions"][:len(spec["categories"])]) >= drift.MIN_SHARE
+    # and histograms stored before that rule (a bin for each of the 30 most frequent) are read the same way
+    counts = {v: int((training == v).sum()) for v in values}
+    top = sorted(counts, key=lambda v: -counts[v])[:drift.MAX_CATEGORIES]
+    old = {"kind": "categorical", "categories": top,
+           "proportions": [counts[v] / 20_000 for v in top] + [sum(counts[v] for v in values if v not in top) / 20_000, 0.0]}
+    assert drift.merged(old)["categories"] == spec["categories"]
+    assert drift.merged(old)["proportions"] == pytest.approx(spec["proportions"])
+    # when 300 windows of 200 scores are drawn from the same population
+    checks = [drift.compare(old, rng.choice(values, 200, p=share), 20_000) for _ in range(300)]
+    # then none reaches the warn threshold (0.1) beyond its noise, and the noise alone bounds about 90 % of
+    # the PSIs (its chi-square approximation aims at 95 %)
+    assert max(c["psi"] - c["noise"] for c in checks) < 0.1
+    assert np.mean([c["psi"] > c["noise"] for c in checks]) < 0.15
+    # while a window where the rare values became common does
+    rare = np.flatnonzero(share < drift.MIN_SHARE)
+    moved = drift.compare(old, rng.choice(values[rare], 200), 20_000)
+    assert moved["psi"] - moved["noise"] > 0.25
