@@ -216,6 +216,17 @@ def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, gr
             "high": float(np.quantile(diffs, 0.975)), "new": ece_new, "old": ece_old}
 
 
+def clustered_covariance(x: np.ndarray, groups: np.ndarray | None = None):
+    """The covariance of the column sums of `x` (rows, or rows x columns) when the rows of one group are
+    dependent and groups independent: C'C with C the per-group sums of `x` (every row its own group without
+    `groups`). With residuals as `x`, the cluster-robust (sandwich) variance of their sum; a scalar for a vector."""
+    x = np.asarray(x, float)
+    if groups is not None:
+        frame = pd.Series(x) if x.ndim == 1 else pd.DataFrame(x)
+        x = frame.groupby(pd.factorize(pd.Series(groups))[0]).sum().to_numpy()
+    return x.T @ x
+
+
 def positive_rate_shift(y_before: np.ndarray, y_after: np.ndarray, groups_before: np.ndarray | None = None,
                         groups_after: np.ndarray | None = None, z: float = 3.0) -> dict:
     """Do two slices have different positive rates beyond noise? A two-proportion z-test under the pooled
@@ -231,10 +242,7 @@ def positive_rate_shift(y_before: np.ndarray, y_after: np.ndarray, groups_before
     pooled = (a.sum() + b.sum()) / (n1 + n2)
 
     def variance(y: np.ndarray, groups: np.ndarray | None) -> float:
-        resid = y - pooled
-        if groups is not None:
-            resid = pd.Series(resid).groupby(pd.factorize(pd.Series(groups))[0]).sum().to_numpy()
-        return float((resid ** 2).sum() / len(y) ** 2)
+        return float(clustered_covariance(y - pooled, groups) / len(y) ** 2)
 
     se = np.sqrt(variance(a, groups_before) + variance(b, groups_after))
     stat = float((b.mean() - a.mean()) / se) if se > 0 else 0.0

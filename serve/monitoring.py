@@ -38,6 +38,7 @@ from leadscore.features.feedback import VERDICTS, with_feedback
 from leadscore.features.labels import label_rows
 from leadscore.features.loading import Dataset
 from leadscore.model import drift
+from leadscore.model.evaluate import clustered_covariance
 from leadscore.model.evaluate import ece as expected_calibration_error
 from leadscore.model.policy import GRADES
 from leadscore.serve import db, store
@@ -168,12 +169,23 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
     out["deciles"] = [{"n": int(len(c)), "predicted": float(p[c].mean()), "observed": float(y[c].mean())}
                       for c in np.array_split(order, CALIBRATION_BINS) if len(c)]
     out["ece"] = expected_calibration_error(p, y, CALIBRATION_BINS)
-    # The ECE a perfectly calibrated model shows on these rows through sampling alone (95th percentile):
-    # each bin's count of positives ~ Normal(sum p, sum p(1-p)).
-    var = np.array([float((p[c] * (1 - p[c])).sum()) for c in np.array_split(order, CALIBRATION_BINS) if len(c)])
-    draws = np.abs(np.random.default_rng(0).standard_normal((2000, len(var))) * np.sqrt(var)).sum(1) / n
+    # The rows of one lead (scored at several moments) share its outcome, so they are not independent draws:
+    # both noise figures are clustered by lead (model.evaluate.clustered_covariance, as training's
+    # positive_rate_shift). The ECE a perfectly calibrated model shows on these rows through sampling alone
+    # (95th percentile): each bin's count of positives minus sum p ~ Normal, a lead's rows moving together
+    # (its deviations add up, in every bin its rows fall in), hence the covariance across bins.
+    leads = labelled[S.LEAD_ID].to_numpy()
+    bin_of = np.empty(n, dtype=np.int64)
+    for b, c in enumerate(np.array_split(order, CALIBRATION_BINS)):
+        bin_of[c] = b
+    sd_rows = np.zeros((n, CALIBRATION_BINS))
+    sd_rows[np.arange(n), bin_of] = np.sqrt(p * (1 - p))
+    cov = clustered_covariance(sd_rows, leads)
+    draws = np.abs(np.random.default_rng(0).multivariate_normal(np.zeros(CALIBRATION_BINS), cov, 2000,
+                                                                method="eigh")).sum(1) / n
     out["ece_noise"] = float(np.quantile(draws, 0.95))
-    sd = float(np.sqrt((p * (1 - p)).sum()))
+    # observed minus predicted positives over its cluster-robust standard error
+    sd = float(np.sqrt(clustered_covariance(y - p, leads)))
     out["rate_z"] = float((y.sum() - p.sum()) / sd) if sd > 0 else 0.0
     out["rate_ratio"] = observed / predicted if predicted > 0 else float("inf")
     if n < settings.monitor_min_labeled:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import httpx
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -136,6 +137,57 @@ def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, 
     report = monitor(engine, model, SETTINGS, now=now, window_days=30)
     assert report["checks"]["calibration"]["status"] == "not enough data"
     assert report["checks"]["drift"]["status"] == "not enough data" and report["retrain_recommended"] is False
+
+
+def _scored_leads(engine, model, now, leads: int, moments: int, positive_leads: int, prefix: str) -> float:
+    """`leads` stored leads created 45 days before `now`, each scored alike at `moments` ages (1, 2, ... days),
+    the first `positive_leads` qualified 20 days in (within every row's 30-day horizon); the probability."""
+    features = {name: None for name in model.encoder.features} | {"lead_age_days": 3.0}
+    created = now - timedelta(days=45)
+    rows = []
+    with engine.begin() as conn:
+        for i in range(leads):
+            lid = f"{prefix}{i}"
+            conn.execute(sa.insert(db.leads).values(lead_id=lid, created_at=created, attributes={}, updated_at=now))
+            if i < positive_leads:
+                conn.execute(sa.insert(db.feedback).values(lead_id=lid, outcome="qualified",
+                                                           at=created + timedelta(days=20), received_at=now,
+                                                           source="api"))
+            for k in range(moments):
+                at = created + timedelta(days=1 + k, seconds=i)
+                rows.append(db.score_log_row({"lead_id": lid, "scored_at": at, "as_of": at, "model_version": "1",
+                                              "probability": 0.1, "score": 10, "grade": "C", "qualified": False,
+                                              "features": features, "reasons": []}))
+        db.insert_score_log(conn, rows)
+    values = {k: np.array([v], dtype=object if k in model.encoder.categorical else float)
+              for k, v in features.items()}
+    return float(model.explain(values).probability[0])
+
+
+def test_a_lead_scored_at_several_moments_counts_as_one_outcome_in_the_noise(engine, trained):
+    # given 100 leads each scored at 10 moments (1,000 rows), as many qualified as the scores said plus 1.6
+    # standard errors of a 100-lead rate: a deviation that chance gives one time in 20
+    model = trained.result.model
+    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    p = _scored_leads(engine, model, now, leads=100, moments=10, positive_leads=0, prefix="probe")
+    with engine.begin() as conn:
+        conn.execute(sa.delete(db.score_log))
+        conn.execute(sa.delete(db.leads))
+    positives = round(100 * (p + 1.6 * np.sqrt(p * (1 - p) / 100)))
+    _scored_leads(engine, model, now, leads=100, moments=10, positive_leads=positives, prefix="many")
+    cal = monitor(engine, model, SETTINGS, now=now, window_days=30)["checks"]["calibration"]
+    assert cal["n"] == 1000 and cal["positives"] == 10 * positives
+    # then calibration stays ok: the 1,000 rows are 100 outcomes (the rate's z is about 1.6, not 5)
+    assert abs(cal["rate_z"]) < 3 and cal["ece"] < cal["ece_noise"], cal
+    assert cal["status"] == "ok", cal["message"]
+    # while the same rates on 1,000 leads scored once each are beyond noise
+    with engine.begin() as conn:
+        conn.execute(sa.delete(db.score_log))
+        conn.execute(sa.delete(db.feedback))
+        conn.execute(sa.delete(db.leads))
+    _scored_leads(engine, model, now, leads=1000, moments=1, positive_leads=10 * positives, prefix="once")
+    cal = monitor(engine, model, SETTINGS, now=now, window_days=30)["checks"]["calibration"]
+    assert cal["n"] == 1000 and abs(cal["rate_z"]) > 3 and cal["status"] in ("warn", "alert"), cal
 
 
 def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(engine, trained, demo_dataset):
