@@ -60,9 +60,13 @@ class Metrics:
             grade.inc()
 
     def observe_monitoring(self, report: dict) -> None:
-        """The gauges of a monitoring report (`serve.monitoring.monitor`); figures it lacks are left out."""
+        """The gauges of a monitoring report (`serve.monitoring.monitor`); figures it lacks are left out: the
+        labelled series of the previous report are dropped first (a former champion's features, a figure the
+        new report has not got), and the coverage share is NaN when it has none."""
         level = {"ok": 0, "warn": 1, "alert": 2}
         checks = report["checks"]
+        for gauge in (self.monitor_status, self.monitor_calibration, self.monitor_feature_psi, self.monitor_psi):
+            gauge.clear()
         for name, check in checks.items():
             self.monitor_status.labels(name).set(level.get(check["status"], -1))
         self.monitor_retrain.set(1 if report["retrain_recommended"] else 0)
@@ -77,8 +81,8 @@ class Metrics:
             if checks[of].get("psi") is not None:
                 self.monitor_psi.labels(of).set(checks[of]["psi"])
         self.monitor_scores.set(checks["volume"]["n"])
-        if checks["coverage"].get("share") is not None:
-            self.monitor_coverage.set(checks["coverage"]["share"])
+        share = checks["coverage"].get("share")
+        self.monitor_coverage.set(float("nan") if share is None else share)
 
     def observe_batch(self, requests: int) -> None:
         self.batches.observe(requests)

@@ -6,6 +6,7 @@ trained before histograms were stored has drift "unknown". The CLI writes the HT
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from dataclasses import replace
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 
 from leadscore.cli import app
 from leadscore.serve import db
+from leadscore.serve.metrics import Metrics
 from leadscore.serve.monitoring import MonitorCache, monitor
 from leadscore.settings import Settings, get_settings
 from monitoring_store import populate
@@ -271,6 +273,34 @@ def test_the_service_never_waits_for_a_report_and_refreshes_it_in_one_background
     assert idle.peek() is None and idle.peek() is None and len(threads) == before
     report = idle.get()
     assert threads[before:] == [threading.current_thread().name] and idle.peek() is report
+
+
+def test_the_gauges_are_the_last_reports_figures_and_drop_what_it_lacks(calm):
+    # given the gauges of a report
+    metrics = Metrics()
+    metrics.observe_monitoring(calm)
+    value = metrics.registry.get_sample_value
+    c = calm["checks"]
+    # then they hold its figures
+    assert value("leadscore_monitor_retrain_recommended") == 0
+    assert value("leadscore_monitor_window_scores") == c["volume"]["n"]
+    assert value("leadscore_monitor_feedback_coverage") == pytest.approx(c["coverage"]["share"])
+    assert value("leadscore_monitor_calibration", {"figure": "ece"}) == pytest.approx(c["calibration"]["ece"])
+    for name, entry in c["drift"]["features"].items():
+        assert value("leadscore_monitor_feature_psi", {"feature": name}) == pytest.approx(entry["psi"])
+    # when the next report is of a champion with other features, calibration without figures, no coverage
+    later = copy.deepcopy(calm)
+    later["checks"]["drift"]["features"] = {"new_feature": {**next(iter(c["drift"]["features"].values())), "psi": 0.5}}
+    later["checks"]["calibration"] = {"status": "not enough data", "n": 0}
+    later["checks"]["coverage"].update(share=None)
+    metrics.observe_monitoring(later)
+    # then the former features' PSI and the missing calibration figures are gone, not left at their old values
+    text = metrics.render().decode()
+    assert value("leadscore_monitor_feature_psi", {"feature": "new_feature"}) == 0.5
+    assert all(f'feature="{name}"' not in text for name in c["drift"]["features"])
+    assert value("leadscore_monitor_calibration", {"figure": "ece"}) is None
+    assert value("leadscore_monitor_calibration", {"figure": "rows"}) == 0
+    assert np.isnan(value("leadscore_monitor_feedback_coverage"))
 
 
 @pytest.fixture
