@@ -110,6 +110,34 @@ def test_shifted_inputs_and_a_base_rate_shift_fire_the_alerts(stores, trained, d
     assert c["drift"]["features"]["source"]["status"] == "alert"
 
 
+def test_a_base_rate_shift_alone_alerts_on_calibration_while_the_inputs_stay_ok(trained, tmp_path):
+    # given a store of 2,000 leads from `leadscore demo-data --drift` (from 2026-01 on, leads move towards the
+    # hand-over faster: the same kind of leads, qualified about twice as often), scored by the champion
+    from leadscore.demo.generate import generate
+    from leadscore.demo.params import DemoParams, DriftParams
+    from leadscore.features.loading import load_dataset
+
+    generate(tmp_path / "drift", 2000, seed=11, params=DemoParams(drift=DriftParams()))
+    dataset = load_dataset(tmp_path / "drift")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    engine = _store(url, dataset, trained.result.model, shifted=False)
+    try:
+        # when monitoring looks at the last 90 days (all after the shift)
+        report = monitor(engine, trained.result.model, SETTINGS, now=dataset.snapshot_at.to_pydatetime(),
+                         window_days=90)
+    finally:
+        engine.dispose()
+    c = report["checks"]
+    # then calibration alerts (far more qualified than the scores said) and a retrain is recommended ...
+    assert c["calibration"]["status"] == "alert", c["calibration"]["message"]
+    assert c["calibration"]["observed_rate"] > 1.5 * c["calibration"]["predicted_rate"]
+    assert report["retrain_recommended"] is True
+    # ... while the inputs, the score and the grade mix stay ok: the case docs/monitoring.md sends to
+    # `leadscore recalibrate`
+    assert [c[k]["status"] for k in ("drift", "score", "grades")] == ["ok"] * 3, \
+        [c[k].get("message") for k in ("drift", "score", "grades")]
+
+
 def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, trained):
     # given three stored leads, each scored once and qualified by sales 5 days later: one scored 40 days
     # ago (horizon passed), one 10 days ago (horizon not passed), one scored after it was already decided
