@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -282,45 +282,50 @@ def _missing_note(features: dict, minimum: int) -> str:
             f"(fewer than {minimum})") if short else ""
 
 
-def _volume(rows: list, now: datetime, window: timedelta) -> dict:
-    days = Counter(store._aware(r.scored_at).date() for r in rows)
-    first = (now - window).date()
-    per_day = []
-    d = first
-    while d <= now.date():
-        per_day.append({"day": d.isoformat(), "n": days.get(d, 0)})
-        d += timedelta(days=1)
-    n = len(rows)
+def _volume(conn, now: datetime, window: timedelta) -> dict:
+    """Scores per UTC day in the window, counted by the database (every score, not the rows read for drift):
+    one pass over the window with a sum per day (chunks of days: SQLite allows 2,000 result columns)."""
+    sl = db.score_log.c
+    lo = now - window
+    first = lo.date()
+    days = [first + timedelta(days=i) for i in range((now.date() - first).days + 1)]
+    counts: list[int] = []
+    for i in range(0, len(days), 200):
+        starts = [datetime.combine(d, datetime.min.time(), tzinfo=timezone.utc) for d in days[i:i + 200]]
+        columns = [sa.func.coalesce(sa.func.sum(sa.case(
+            ((sl.scored_at >= start) & (sl.scored_at < start + timedelta(days=1)), 1), else_=0)), 0)
+            for start in starts]
+        counts += [int(c) for c in conn.execute(sa.select(*columns).where(sl.scored_at > lo, sl.scored_at <= now)).one()]
+    per_day = [{"day": d.isoformat(), "n": c} for d, c in zip(days, counts)]
+    n = sum(counts)
     return {"status": OK if n else WARN, "n": n, "per_day": per_day,
             "message": f"{n} scores in the window" if n else "no scores in the window: is anything calling the API?"}
 
 
-def _coverage(conn, rows: list, handed_due: set[str], now: datetime, settings: Settings) -> dict:
-    scored = {r.lead_id for r in rows}
-    with_verdict: set[str] = set()
-    ids = sorted(scored | handed_due)
-    for i in range(0, len(ids), 900):
-        with_verdict |= {r[0] for r in conn.execute(
-            sa.select(db.feedback.c.lead_id).where(db.feedback.c.lead_id.in_(ids[i:i + 900]),
-                                                   db.feedback.c.outcome.in_(VERDICTS),
-                                                   db.feedback.c.at <= now).distinct())}
-    share = len(scored & with_verdict) / len(scored) if scored else None
-    due_share = len(handed_due & with_verdict) / len(handed_due) if handed_due else None
+def _coverage(conn, now: datetime, window: timedelta, horizon: timedelta, settings: Settings) -> dict:
+    """Feedback coverage, counted by the database: the leads scored in the window, and the leads handed over
+    (scored at or above the threshold) whose horizon ended in the window and that are stored (only a stored
+    lead can get a verdict, as for calibration), and how many of each have a verdict."""
+    sl, fb = db.score_log.c, db.feedback.c
+    verdict = sa.exists().where(fb.lead_id == sl.lead_id, fb.outcome.in_(VERDICTS), fb.at <= now)
+    stored = sa.exists().where(db.leads.c.lead_id == sl.lead_id)
+
+    def leads(*where) -> tuple[int, int]:
+        n = sa.func.count(sa.distinct(sl.lead_id))
+        with_verdict = sa.func.count(sa.distinct(sa.case((verdict, sl.lead_id))))
+        return tuple(int(x) for x in conn.execute(sa.select(n, with_verdict).where(*where)).one())
+
+    scored, scored_with = leads(sl.scored_at > now - window, sl.scored_at <= now)
+    due, due_with = leads(sl.qualified.is_(True), sl.as_of > now - window - horizon, sl.as_of <= now - horizon,
+                          stored)
+    share = scored_with / scored if scored else None
+    due_share = due_with / due if due else None
     status = (WARN if due_share < settings.monitor_coverage_warn else OK) if due_share is not None else NOT_ENOUGH
-    msg = (f"{len(scored & with_verdict)} of {len(scored)} leads scored in the window have a verdict"
-           + (f"; {len(handed_due & with_verdict)} of {len(handed_due)} handed-over leads due a verdict have one"
-              if handed_due else ""))
-    return {"status": status, "scored_leads": len(scored), "with_verdict": len(scored & with_verdict),
-            "share": share, "handed_over_due": len(handed_due), "handed_over_due_with_verdict":
-            len(handed_due & with_verdict), "handed_over_share": due_share, "message": msg}
-
-
-def _handed_over_due(conn, now: datetime, window: timedelta, horizon: timedelta) -> set[str]:
-    """Leads handed over (scored at or above the threshold) whose horizon ended in the window."""
-    sl = db.score_log.c
-    q = (sa.select(sl.lead_id).where(sl.qualified.is_(True), sl.as_of > now - window - horizon,
-                                     sl.as_of <= now - horizon).distinct())
-    return {r[0] for r in conn.execute(q)}
+    msg = (f"{scored_with} of {scored} leads scored in the window have a verdict"
+           + (f"; {due_with} of {due} handed-over leads due a verdict have one" if due else ""))
+    return {"status": status, "scored_leads": scored, "with_verdict": scored_with, "share": share,
+            "handed_over_due": due, "handed_over_due_with_verdict": due_with, "handed_over_share": due_share,
+            "message": msg}
 
 
 def monitor(engine: sa.Engine, model, settings: Settings, now: datetime | None = None,
@@ -336,8 +341,8 @@ def monitor(engine: sa.Engine, model, settings: Settings, now: datetime | None =
         rows = _score_rows(conn, [sl.scored_at > now - window, sl.scored_at <= now], settings.monitor_max_rows)
         calibration = _calibration(conn, model, settings, now, window)
         features, score, grades = _drift(conn, model, settings, rows)
-        volume = _volume(rows, now, window)
-        coverage = _coverage(conn, rows, _handed_over_due(conn, now, window, horizon), now, settings)
+        volume = _volume(conn, now, window)
+        coverage = _coverage(conn, now, window, horizon, settings)
     checks = {"calibration": calibration, "drift": features, "score": score, "grades": grades, "volume": volume,
               "coverage": coverage}
     alerts = [f"{name}: {c.get('message', '')}" for name, c in checks.items() if c["status"] == ALERT]

@@ -248,6 +248,39 @@ def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(
     assert not [r for r in report["reasons"] if r.startswith(("score:", "grades:")) or f"{missing} (PSI" in r]
 
 
+def test_volume_and_coverage_count_every_score_and_only_stored_leads(engine, trained):
+    # given 1,200 scores of 600 stored leads in the last 30 days (beyond a row cap of 1,000), the first 300
+    # with a verdict, and a lead handed over 40 days ago that was never stored
+    model = trained.result.model
+    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    features = {name: None for name in model.encoder.features}
+    rows = []
+    with engine.begin() as conn:
+        conn.execute(sa.insert(db.leads), [dict(lead_id=f"s{i}", created_at=now - timedelta(days=20), attributes={},
+                                                updated_at=now) for i in range(600)])
+        conn.execute(sa.insert(db.feedback), [dict(lead_id=f"s{i}", outcome="qualified", at=now - timedelta(days=1),
+                                                   received_at=now, source="api") for i in range(300)])
+    for i in range(1200):
+        at = now - timedelta(days=i % 10, seconds=i)
+        rows.append(db.score_log_row({"lead_id": f"s{i % 600}", "scored_at": at, "as_of": at, "model_version": "1",
+                                      "probability": 0.1, "score": 10, "grade": "C", "qualified": False,
+                                      "features": features, "reasons": []}))
+    at = now - timedelta(days=40)
+    rows.append(db.score_log_row({"lead_id": "unstored", "scored_at": at, "as_of": at, "model_version": "1",
+                                  "probability": 0.9, "score": 90, "grade": "A", "qualified": True,
+                                  "features": features, "reasons": []}))
+    with engine.begin() as conn:
+        db.insert_score_log(conn, rows)
+    report = monitor(engine, model, Settings(monitor_max_rows=1000), now=now, window_days=30)
+    volume, coverage = report["checks"]["volume"], report["checks"]["coverage"]
+    # then volume counts all 1,200 scores, per day too, and coverage all 600 leads
+    assert volume["n"] == sum(d["n"] for d in volume["per_day"]) == 1200
+    assert {d["day"]: d["n"] for d in volume["per_day"]}["2026-03-01"] == 120
+    assert (coverage["scored_leads"], coverage["with_verdict"], coverage["share"]) == (600, 300, 0.5)
+    # and the unstored lead is not a handed-over lead due a verdict (it could never get one)
+    assert coverage["handed_over_due"] == 0 and coverage["status"] == "not enough data"
+
+
 def test_a_model_without_training_histograms_reports_drift_unknown(stores, trained, demo_dataset):
     # given a model trained before the histograms were stored (the old per-feature quantiles only)
     model = trained.result.model
