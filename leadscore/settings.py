@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     monitor_min_labeled: int = Field(200, ge=1)  # fewer leads with a known outcome: "not enough data"
     monitor_min_scores: int = Field(200, ge=1)  # fewer scores in the window: drift "not enough data"
     monitor_coverage_warn: float = Field(0.5, ge=0, le=1)  # handed-over leads due a verdict that have one
-    monitor_max_rows: int = Field(200_000, ge=1000)  # newest score-log rows read per check
+    monitor_max_rows: int = Field(50_000, ge=1000)  # newest score-log rows read per check (docs/monitoring.md: cost)
     monitor_cache_seconds: float = Field(300.0, ge=0)  # the service recomputes at most this often
     # the service refreshes the report for /metrics and the sales page in a background thread; off: a busy
     # service runs `leadscore monitor` on a schedule instead (docs/monitoring.md, "In the service")
