@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Optional
 
+import sqlalchemy as sa
 import typer
 
 from leadscore.cli import _setup_mlflow, _utc_moment, app, console
@@ -23,11 +24,18 @@ def _error(message: str) -> None:
 
 
 def window_days(text: str) -> float:
-    """"30d", "2w", "36h" or a plain number of days."""
+    """"30d", "2w", "36h" or a plain number of days, within the limit of `Settings.monitor_window_days`."""
+    from leadscore.settings import Settings
+
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*", text)
     if not m or float(m.group(1)) <= 0:
         _error(f"--window: {text!r} is not a duration like 30d, 2w or 36h")
-    return float(m.group(1)) * {"h": 1 / 24, "d": 1, "w": 7, "": 1}[m.group(2)]
+    days = float(m.group(1)) * {"h": 1 / 24, "d": 1, "w": 7, "": 1}[m.group(2)]
+    limit = Settings.model_fields["monitor_window_days"].metadata
+    most = min((c.le for c in limit if getattr(c, "le", None) is not None), default=float("inf"))
+    if days > most:
+        _error(f"--window: {text!r} is longer than {most:g} days")
+    return days
 
 
 @app.command("monitor")
@@ -70,6 +78,9 @@ def monitor(
     try:
         with console.status(f"reading the store {shown_url(url)}..."):
             report = run_monitor(engine, model, settings, now=moment, window_days=days)
+    except sa.exc.SQLAlchemyError as e:  # unreachable, not migrated, no permission: say so, no traceback
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0][:300]
+        _error(f"cannot read the store {shown_url(url)} ({type(e).__name__}: {reason})")
     finally:
         engine.dispose()
     if json_out:

@@ -392,6 +392,10 @@ def test_the_cli_writes_the_html_and_json_reports(stores, demo_dataset, champion
     # and a bad window is refused with the reason
     bad = CliRunner().invoke(app, ["monitor", "--database-url", stores[False], "--window", "a month"])
     assert bad.exit_code == 1 and "--window" in bad.output
+    # and so is a window beyond the settings' limit (ten years), with a message rather than a traceback
+    huge = CliRunner().invoke(app, ["monitor", "--database-url", stores[False], "--window", "99999999999d"])
+    assert huge.exit_code == 1 and isinstance(huge.exception, SystemExit), huge.exception
+    assert "--window" in huge.output and "longer than 3650 days" in huge.output
 
 
 def test_the_service_reports_monitoring_to_sales_and_admin_and_in_metrics(server):
