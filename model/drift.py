@@ -116,8 +116,8 @@ def bin_labels(spec: dict) -> list[str]:
     if spec["kind"] == "categorical":
         return [*spec["categories"], "(other)", "(missing)"]
     e = [f"{x:.4g}" for x in spec["edges"]]
-    if not e:
-        return ["(any)", "", "(missing)"][:len(spec["proportions"])]
+    if not e:  # no value at training (all missing): a bin for any value, then the missing bin
+        return ["(any)", "(missing)"]
     return [f"<= {e[0]}", *[f"{lo}-{hi}" for lo, hi in zip(e[:-1], e[1:])], f"> {e[-1]}", "(missing)"]
 
 

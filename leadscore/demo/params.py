@@ -158,8 +158,10 @@ class AfterParams:
 class DriftParams:
     """A base-rate shift (``leadscore demo-data --drift``): from the moment ``at`` on, intent moves with
     ``transition`` instead of ``IntentParams.transition`` (a new campaign / a sales team that takes leads
-    earlier). The default doubles warm -> hot and hot -> review (the hand-over), which roughly doubles the
-    share of leads qualified within 30 days (measured in docs/demo-data.md). The day-d -> d+1 transition of a
+    earlier). The default makes the forward moves about 3-4 times as likely (cold -> warm x3.3, warm -> hot
+    x3.2-4, hot -> review, the hand-over, x3.2-4; the stays shrink by as much; review and qualification are
+    unchanged), which roughly doubles the share of leads qualified within 30 days (x2.1, measured in
+    docs/demo-data.md). The day-d -> d+1 transition of a
     lead uses the drifted matrix when its day d+1 starts at or after ``at``; everything else is unchanged,
     so the oracle stays exact.
     """

@@ -23,6 +23,12 @@ def test_numeric_bins_hold_every_value_and_missing_has_its_own_bin():
     assert drift.psi(spec["proportions"], drift.proportions(spec, col + 100)) > 1.0
 
 
+def test_a_numeric_feature_missing_throughout_training_has_an_any_and_a_missing_bin():
+    spec = drift.feature_reference(np.full(50, np.nan), categorical=False)
+    assert spec["proportions"] == [0.0, 1.0] and drift.bin_labels(spec) == ["(any)", "(missing)"]
+    assert drift.proportions(spec, np.array([1.0, np.nan])) == [0.5, 0.5]
+
+
 def test_categorical_bins_keep_unseen_and_missing_values_apart():
     col = np.array(["a"] * 50 + ["b"] * 30 + [None] * 20, dtype=object)
     spec = drift.feature_reference(col, categorical=True)
