@@ -91,6 +91,10 @@ def recalibrate(
     console.print(f"on the newest rows the champion said {r['mean_p_old_judge']:.1%} on average (ECE "
                   f"{r['ece_old']:.4f}), the recalibrated model {r['mean_p_new_judge']:.1%} (ECE {r['ece_new']:.4f}); "
                   f"handoff threshold {r['threshold_old']:.3f} -> {r['threshold_new']:.3f}")
+    if out.version is None:
+        console.print(f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
+                      "nothing was registered")
+        raise typer.Exit(code=KEPT)
     console.print(f"registered leadscore version {out.version} (run {out.run_id}), recalibrated from version "
                   f"{out.champion_before}")
     if out.status == "promoted":

@@ -16,8 +16,9 @@ The gate (rule named in the decision):
   the calibration did not see) is lower than the champion's, with the 95 % lead-clustered bootstrap
   interval of the difference below 0: promoted;
 - `not_better_calibrated`: the interval reaches 0 (the champion is as well calibrated, within noise): kept;
-- `inverted`: the fitted slope is not positive (the window contradicts the model's ranking): kept — that
-  is a retrain's job, not a recalibration's.
+- `inverted`: the fitted slope is not positive (the window contradicts the model's ranking): kept and
+  nothing registered (a map that reverses the ranking is no challenger) — that is a retrain's job, not a
+  recalibration's.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class RecalibrateOptions:
 @dataclass
 class RecalibrateOutcome:
     status: Status
-    version: str | None  # the new version, or the one that already recalibrated this data ("unchanged")
+    version: str | None  # the new version, or the one that already recalibrated this data ("unchanged");
+    # None when nothing was registered (rule `inverted`)
     champion_before: str | None
     decision: registry.GateDecision | None = None
     run_id: str | None = None
@@ -273,6 +275,8 @@ def _locked_run(engine: sa.Engine, options: RecalibrateOptions, step: Callable[[
         rec = recalibrated(champ, values, rows, champ_version, options.seed)
     except NotEnoughData as e:
         raise NotEnoughData(f"{e} (window: {options.window_days} days; widen --window)") from None
+    if rec.decision.rule == "inverted":  # a map that reverses the ranking is no candidate: register nothing
+        return RecalibrateOutcome("kept", None, decision=rec.decision, report=rec.report, **common)
     step("logging to MLflow and registering")
     judge = rec.rows["part"].to_numpy() == "holdout"
     ex = rec.model.explain({k: v[judge] for k, v in values.items()})

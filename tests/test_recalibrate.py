@@ -7,6 +7,7 @@ temporary folder), real store, the command through its CLI."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -230,3 +231,34 @@ def test_no_champion_or_a_held_lock_registers_nothing(drifted_dir, tmp_path):
             engine.dispose()
         assert done.exit_code == 1 and "held by batch-host-2 pid 4242" in _text(done)
         assert _versions() == []
+
+
+def test_outcomes_that_contradict_the_ranking_register_nothing(demo_dir, tmp_path):
+    # given a champion trained on the demo data, and an export of the same data where, among the leads of the
+    # last 200 days, only the quarter the champion scores lowest qualified (20 days in)
+    with _Registry(tmp_path) as reg:
+        _champion(demo_dir, until_the_shift=False)
+        champ = registry.load_scoring_model(f"models:/{registry.MODEL_NAME}/1")
+        ds = load_dataset(demo_dir)
+        rows = training_rows(ds, champ.definition)
+        rows = rows[rows["as_of"] > ds.snapshot_at - pd.Timedelta(days=200)]
+        feats = feature_frame(ds, rows)
+        p = champ.explain({f: feats[f].to_numpy() for f in champ.encoder.features}).probability
+        mean_p = pd.Series(p, index=rows[S.LEAD_ID].to_numpy()).groupby(level=0).mean()
+        low = mean_p[mean_p <= mean_p.quantile(0.25)].index
+        export = tmp_path / "inverted"
+        shutil.copytree(demo_dir, export)
+        out = pd.read_parquet(demo_dir / "outcomes.parquet")
+        created = ds.leads.set_index(S.LEAD_ID)[S.CREATED_AT]
+        added = {S.LEAD_ID: np.asarray(low), S.OUTCOME: "qualified",
+                 S.OUTCOME_AT: (created.loc[low] + pd.Timedelta(days=20)).astype(str).to_numpy()}
+        added = pd.DataFrame({c: added.get(c, None) for c in out.columns}).astype(out.dtypes.to_dict())
+        pd.concat([out[~out[S.LEAD_ID].isin(mean_p.index)], added]).to_parquet(export / "outcomes.parquet",
+                                                                               index=False)
+        # when recalibrating on it
+        done = _recalibrate("--export", str(export), "--database-url", reg.store)
+        # then the champion is kept (exit 3) on rule inverted, and no version is registered
+        assert done.exit_code == 3, done.output
+        text = _text(done)
+        assert "(rule inverted)" in text and "retrain instead" in text and "nothing was registered" in text
+        assert _versions() == ["1"] and _aliases() == {registry.CHAMPION: "1", registry.CHALLENGER: None}
