@@ -41,6 +41,7 @@ from leadscore.model import drift
 from leadscore.model.evaluate import clustered_covariance
 from leadscore.model.evaluate import ece as expected_calibration_error
 from leadscore.model.policy import GRADES
+from leadscore.model.train import TrainConfig, label_weights
 from leadscore.serve import db, store
 from leadscore.settings import Settings
 
@@ -61,8 +62,8 @@ def worst(statuses) -> str:
 # --- reading the store ------------------------------------------------------------------------------------
 def _score_rows(conn: sa.Connection, where, limit: int) -> list:
     sl = db.score_log.c
-    q = (sa.select(sl.lead_id, sl.scored_at, sl.as_of, sl.probability, sl.grade, sl.qualified, sl.features,
-                   sl.feature_set)
+    q = (sa.select(sl.lead_id, sl.scored_at, sl.as_of, sl.probability, sl.grade, sl.qualified, sl.propensity,
+                   sl.features, sl.feature_set)
          .where(*where).order_by(sl.scored_at.desc(), sl.id.desc()).limit(limit))
     return conn.execute(q).all()
 
@@ -149,13 +150,32 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
                              "as_of": pd.to_datetime(pd.Series([store._aware(rows[i].as_of) for i in keep],
                                                                dtype=object), utc=True),
                              "row": keep})
+    weight = None
     if len(labelled):
         dataset = _outcomes(conn, set(labelled[S.LEAD_ID]), now)
         labelled = label_rows(dataset, labelled, model.definition)
         # one row per (lead, as_of), as in training: scoring the same moment again does not count twice
-        labelled = labelled.drop_duplicates([S.LEAD_ID, "as_of"])
+        labelled = labelled.drop_duplicates([S.LEAD_ID, "as_of"], ignore_index=True)
+        # Sales give a verdict only to the leads handed over, so a score whose lead was not handed over at
+        # that moment says nothing about the model. Each score-log row records the policy's decision and its
+        # propensity (1 at or above the threshold, the exploration share below it for an explored lead), so
+        # a row counts exactly when the policy handed its lead over at that score, weighted by the inverse
+        # propensity (clipped as in training): an unbiased sample of every score, whatever the policy let
+        # sales see. A row of a lead handed over only later is left out: that it reached sales was decided
+        # by what happened after the score. Rows logged before propensities were recorded count as before.
+        propensity = np.array([np.nan if rows[i].propensity is None else rows[i].propensity
+                               for i in labelled["row"]], dtype=np.float64)
+        handed = np.array([bool(rows[i].qualified) for i in labelled["row"]], dtype=bool)
+        logged = ~np.isnan(propensity)
+        if logged.any():
+            keep_rows = ~logged | handed
+            out["unlabelled_rows"] = int((~keep_rows).sum())
+            labelled = labelled[keep_rows].reset_index(drop=True).assign(propensity=propensity[keep_rows])
+            max_weight = (model.info.get("weights") or {}).get("max_weight", TrainConfig.max_weight)
+            weight = label_weights(labelled, max_weight)
     n = len(labelled)
     out["n"] = n
+    out["weighted"] = weight is not None
     if n == 0:
         out.update(status=NOT_ENOUGH, positives=0, message=f"no lead whose {out['horizon_days']}-day horizon ended "
                    "in the window has a known outcome yet")
@@ -163,30 +183,36 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
     idx = labelled["row"].to_numpy()
     p = model.explain({k: v[idx] for k, v in values.items()}).probability
     y = labelled["label"].to_numpy().astype(float)
-    predicted, observed = float(p.mean()), float(y.mean())
+    w = np.ones(n) if weight is None else weight
+
+    def mean(x: np.ndarray, rows=slice(None)) -> float:
+        return float(x[rows].mean() if weight is None else np.average(x[rows], weights=w[rows]))
+
+    predicted, observed = mean(p), mean(y)
     out.update(positives=int(y.sum()), predicted_rate=predicted, observed_rate=observed)
     order = np.argsort(p, kind="stable")
-    out["deciles"] = [{"n": int(len(c)), "predicted": float(p[c].mean()), "observed": float(y[c].mean())}
+    out["deciles"] = [{"n": int(len(c)), "predicted": mean(p, c), "observed": mean(y, c)}
                       for c in np.array_split(order, CALIBRATION_BINS) if len(c)]
-    out["ece"] = expected_calibration_error(p, y, CALIBRATION_BINS)
+    out["ece"] = expected_calibration_error(p, y, CALIBRATION_BINS, weight=weight)
     # The rows of one lead (scored at several moments) share its outcome, so they are not independent draws:
     # both noise figures are clustered by lead (model.evaluate.clustered_covariance, as training's
     # positive_rate_shift). The ECE a perfectly calibrated model shows on these rows through sampling alone
     # (95th percentile): each bin's count of positives minus sum p ~ Normal, a lead's rows moving together
-    # (its deviations add up, in every bin its rows fall in), hence the covariance across bins.
+    # (its deviations add up, in every bin its rows fall in), hence the covariance across bins. Weighted rows
+    # count by their weight.
     leads = labelled[S.LEAD_ID].to_numpy()
     bin_of = np.empty(n, dtype=np.int64)
     for b, c in enumerate(np.array_split(order, CALIBRATION_BINS)):
         bin_of[c] = b
     sd_rows = np.zeros((n, CALIBRATION_BINS))
-    sd_rows[np.arange(n), bin_of] = np.sqrt(p * (1 - p))
+    sd_rows[np.arange(n), bin_of] = w * np.sqrt(p * (1 - p))
     cov = clustered_covariance(sd_rows, leads)
     draws = np.abs(np.random.default_rng(0).multivariate_normal(np.zeros(CALIBRATION_BINS), cov, 2000,
-                                                                method="eigh")).sum(1) / n
+                                                                method="eigh")).sum(1) / w.sum()
     out["ece_noise"] = float(np.quantile(draws, 0.95))
     # observed minus predicted positives over its cluster-robust standard error
-    sd = float(np.sqrt(clustered_covariance(y - p, leads)))
-    out["rate_z"] = float((y.sum() - p.sum()) / sd) if sd > 0 else 0.0
+    sd = float(np.sqrt(clustered_covariance(w * (y - p), leads)))
+    out["rate_z"] = float((w * (y - p)).sum() / sd) if sd > 0 else 0.0
     out["rate_ratio"] = observed / predicted if predicted > 0 else float("inf")
     if n < settings.monitor_min_labeled:
         out.update(status=NOT_ENOUGH, message=f"only {n} leads with a known outcome; at least "

@@ -2,7 +2,9 @@
 demo leads stored, scored live at a few ages by the champion (the score log holds the feature values the
 model got) and reviewed by sales with what really happened. `shifted` makes the scored population unlike
 the training one (other sources, company sizes and countries, no activity) and sales qualifies far more
-of it than the model predicts (a base-rate shift)."""
+of it than the model predicts (a base-rate shift). `partial` (an `Exploration`) hands leads over as the
+service does under it, logs each score's handoff propensity, and sales gives a verdict only to the leads
+the model handed over."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from leadscore.serve.scoring import feature_snapshots
 SPAN_DAYS = 240  # leads created in the last SPAN_DAYS before the demo snapshot
 
 
-def populate(engine: sa.Engine, dataset, model, shifted: bool = False, seed: int = 0) -> dict:
+def populate(engine: sa.Engine, dataset, model, shifted: bool = False, seed: int = 0, partial=None) -> dict:
     rng = np.random.default_rng(seed)
     snapshot = dataset.snapshot_at.to_pydatetime()
     leads = dataset.leads[dataset.leads[S.CREATED_AT] > dataset.snapshot_at - timedelta(days=SPAN_DAYS)]
@@ -57,10 +59,12 @@ def populate(engine: sa.Engine, dataset, model, shifted: bool = False, seed: int
         todo = [by_id[str(lid)] for lid in part[S.LEAD_ID]]
         moments = [t.to_pydatetime() for t in part["as_of"]]
         values = lead_features(todo, [to_ms(t) for t in moments])
-        results = model.results(values, [d["lead_id"] for d in todo])
+        results = model.results(values, [d["lead_id"] for d in todo],
+                                **({"exploration": partial} if partial is not None else {}))
         rows = [{"lead_id": r["lead_id"], "scored_at": t, "as_of": t, "model_version": model.version,
                  "probability": r["probability"], "score": r["score"], "grade": r["grade"],
-                 "qualified": r["qualified"], "features": f, "reasons": r["reasons"]}
+                 "qualified": r["qualified"], "features": f, "reasons": r["reasons"],
+                 **({"propensity": r["propensity"], "explored": r["explored"]} if partial is not None else {})}
                 for r, t, f in zip(results, moments, feature_snapshots(values, model.encoder.features))]
         with engine.begin() as conn:
             db.insert_score_log(conn, [db.score_log_row(r) for r in rows])
@@ -76,6 +80,9 @@ def populate(engine: sa.Engine, dataset, model, shifted: bool = False, seed: int
         feedback = [dict(lead_id=str(lid), outcome=o, reason=r if o == "disqualified" and isinstance(r, str) else None,
                          at=at.to_pydatetime()) for lid, o, at, r in
                     zip(out[S.LEAD_ID], out[S.OUTCOME], out[S.OUTCOME_AT], out[S.REASON])]
+    if partial is not None:  # sales see only the leads handed over
+        handed = {r["lead_id"] for r in scored if r["qualified"]}
+        feedback = [f for f in feedback if f["lead_id"] in handed]
     with engine.begin() as conn:
         conn.execute(sa.insert(db.feedback), [dict(f, note=None, received_at=now, source="api", idempotency_key=None)
                                               for f in feedback if f["at"] <= snapshot])

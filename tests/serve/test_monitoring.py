@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from leadscore.cli import app
+from leadscore.model.exploration import Exploration
 from leadscore.serve import db
 from leadscore.serve.metrics import Metrics
 from leadscore.serve.monitoring import MonitorCache, monitor
@@ -77,6 +78,30 @@ def test_a_store_like_the_training_data_stays_ok(calm, trained):
     assert max(f["psi"] for f in c["drift"]["features"].values()) < SETTINGS.monitor_psi_warn
     assert c["volume"]["n"] == sum(d["n"] for d in c["volume"]["per_day"]) > 0
     json.dumps(report)  # JSON-ready as it is
+
+
+def test_with_verdicts_only_for_handed_over_leads_calibration_weighs_what_sales_saw(
+        calm, trained, demo_dataset, tmp_path):
+    # given the calm store's leads, but handed over by a strict policy (threshold 0.5) with exploration (30 %
+    # of the leads below it) and a verdict only for the leads handed over; the score log records propensities
+    model = replace(trained.result.model, policy=replace(trained.result.model.policy, threshold=0.5))
+    url = f"sqlite:///{tmp_path / 'partial.db'}"
+    db.migrate(url)
+    engine = db.make_engine(url)
+    try:
+        populate(engine, demo_dataset, model, partial=Exploration(share=0.3, seed=1))
+        report = monitor(engine, model, SETTINGS, now=demo_dataset.snapshot_at.to_pydatetime(),
+                         window_days=WINDOW_DAYS)
+    finally:
+        engine.dispose()
+    cal, full = report["checks"]["calibration"], calm["checks"]["calibration"]
+    # then the scores of leads not handed over at that moment are left out, not counted as "not qualified"
+    assert cal["unlabelled_rows"] > 0 and cal["weighted"] is True
+    assert cal["n"] + cal["unlabelled_rows"] == full["n"]
+    # and the handed-over rows, weighted by their inverse propensity, give the figures of full feedback
+    assert abs(cal["predicted_rate"] - full["predicted_rate"]) < 0.01
+    assert abs(cal["observed_rate"] - full["observed_rate"]) < 0.01
+    assert cal["status"] == full["status"] == "ok", cal["message"]
 
 
 def test_postgresql_gives_the_same_report(database_url, calm, trained, demo_dataset):
