@@ -146,14 +146,17 @@ def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefini
     return rows[complete].reset_index(drop=True)
 
 
-def with_propensity(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition) -> pd.DataFrame:
+def with_propensity(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition,
+                    keep_unlabelled: bool = False) -> pd.DataFrame:
     """`rows` with the handoff propensity their labels came through, when the dataset has a selection table
     (docs/models.md, "Exploration and inverse-propensity weights"):
 
     - a lead the policy handed over: its rows get the lead's `propensity` (training weights them by its
       inverse);
-    - a lead the policy scored but never handed over, with no verdict (no outcome of the definition): its
-      rows are left out. Nobody looked at it, so "nothing positive within the horizon" says nothing about it:
+    - a lead the policy scored but never handed over, with no verdict (no outcome in the definition's
+      `positive` or `negative` lists): its rows are left out of the labelled rows (with `keep_unlabelled`
+      they are kept, flagged in an `unlabelled` column, so training can describe all the leads it scores:
+      drift histograms and feature ranges; they never enter the fit). Nobody looked at it, so "nothing positive within the horizon" says nothing about it:
       the target is "qualified if handed over", learned from the handed-over leads, weighted to stand for all;
     - a lead scored but never handed over that has a verdict all the same (sales took it up by another way),
       and a lead absent from the table (e.g. from a CRM export): `propensity` NaN, weight 1.
@@ -169,13 +172,17 @@ def with_propensity(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedD
     decided = pd.Index(out.loc[out[S.OUTCOME].isin(definition.positive + definition.negative), S.LEAD_ID].astype(str))
     ids = rows[S.LEAD_ID].astype(str)
     unlabelled = (ids.isin(never) & ~ids.isin(decided)).to_numpy()
-    rows = rows[~unlabelled].reset_index(drop=True)
-    rows["propensity"] = ids[~unlabelled].map(handed).to_numpy(dtype=np.float64)
+    if keep_unlabelled:
+        rows = rows.assign(unlabelled=unlabelled)
+    else:
+        rows, ids = rows[~unlabelled].reset_index(drop=True), ids[~unlabelled]
+    rows["propensity"] = ids.map(handed).to_numpy(dtype=np.float64)
     return rows
 
 
-def training_rows(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataFrame:
+def training_rows(dataset: Dataset, definition: QualifiedDefinition, keep_unlabelled: bool = False) -> pd.DataFrame:
     """Labelled rows (lead_id, as_of, moment, label) for `definition`, sorted by as_of; with `propensity`
-    when the dataset has a selection table (`with_propensity`)."""
-    rows = with_propensity(dataset, label_rows(dataset, as_of_moments(dataset, definition), definition), definition)
+    when the dataset has a selection table (`with_propensity`, which also says what `keep_unlabelled` does)."""
+    rows = with_propensity(dataset, label_rows(dataset, as_of_moments(dataset, definition), definition), definition,
+                           keep_unlabelled)
     return rows.sort_values(["as_of", S.LEAD_ID], kind="stable", ignore_index=True)

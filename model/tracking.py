@@ -148,6 +148,8 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
         mlflow.log_metrics({"n_train": model.info["n_train"], "n_holdout": model.info["n_holdout"]})
         if model.info.get("weights"):  # inverse-propensity weights were used (docs/models.md)
             mlflow.log_metrics({f"weights_{k}": float(v) for k, v in model.info["weights"].items()})
+        if model.info.get("unlabelled"):  # candidate rows left out of the fit for want of a verdict
+            mlflow.log_metrics({f"unlabelled_{k}": float(v) for k, v in model.info["unlabelled"].items()})
         hold = result.rows["part"].to_numpy() == "holdout"
         y = labels[hold]
         for name, fig in figures(result.holdout_p, y, result.holdout_contributions, model.encoder.features).items():

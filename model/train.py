@@ -162,16 +162,22 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
     step("building training rows")
     if len(dataset.leads) == 0:  # said plainly, before the row builder meets empty columns
         raise NotEnoughData("the dataset has no leads: nothing to learn from")
-    rows = training_rows(dataset, config.definition)
+    every = training_rows(dataset, config.definition, keep_unlabelled=True)
+    left_out = every["unlabelled"].to_numpy() if "unlabelled" in every.columns else np.zeros(len(every), bool)
+    rows = every[~left_out].drop(columns="unlabelled", errors="ignore").reset_index(drop=True)
     warnings = check_enough(rows["label"].to_numpy(), "training rows")
     step("auditing custom columns and events for leakage")
     leakage = audit_dataset(dataset, rows)
-    step(f"computing features for {len(rows):,} rows")
-    feats = feature_frame(dataset, rows)
-    values = {name: feats[name].to_numpy() for name in config.features}
+    # features for the unlabelled rows too: they never enter the fit, but the drift histograms and the
+    # training ranges must describe every lead the model scores, not only those the last policy handed over
+    step(f"computing features for {len(every):,} rows")
+    feats = feature_frame(dataset, every)
+    values = {name: feats[name].to_numpy()[~left_out] for name in config.features}
+    unlabelled = ({name: feats[name].to_numpy()[left_out] for name in config.features},
+                  every.loc[left_out].reset_index(drop=True)) if left_out.any() else None
     holdout = split_by_lead_time(rows, config.holdout_fraction)
     categorical = tuple(n for n in config.features if n in catalog.BY_NAME and catalog.BY_NAME[n].kind == "categorical")
-    result = fit_models(values, rows, holdout, categorical, config, step)
+    result = fit_models(values, rows, holdout, categorical, config, step, unlabelled=unlabelled)
     result.warnings[:0] = warnings
     result.leakage = leakage
     return result
@@ -195,7 +201,8 @@ def base_rate_warning(y_calibration: np.ndarray, y_holdout: np.ndarray, leads_ca
 
 def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.ndarray,
                categorical: tuple[str, ...], config: TrainConfig,
-               step: Callable[[str], None] | None = None, ordered: bool = True) -> TrainResult:
+               step: Callable[[str], None] | None = None, ordered: bool = True,
+               unlabelled: tuple[dict[str, np.ndarray], pd.DataFrame] | None = None) -> TrainResult:
     """Fit, calibrate, choose and evaluate on any feature table.
 
     `values`: feature name -> array (categoricals as str/None, numerics as float); `rows`: one row per
@@ -204,7 +211,9 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
     `leadscore table` (flat exports). `ordered`: the holdout comes after the calibration rows in time (not a
     random split), so a different positive rate there is a moved base rate: warned about (`base_rate_warning`).
     With a `propensity` column (`features.labels.with_propensity`), rows are weighted by `label_weights` in
-    the fit, Platt, the policy and the holdout metrics.
+    the fit, Platt, the policy and the holdout metrics. `unlabelled`: (values, rows) of the candidate rows
+    left out for want of a verdict (scored, never handed over): never fit on, but part of the drift
+    histograms and training ranges, which describe all the leads the model will score.
     """
     step = step or (lambda msg: log.info(msg))
     features = tuple(values)
@@ -255,18 +264,27 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
                            weight=part(calib))
     metrics = evaluate.metrics(f["p_h"], y[holdout], policy, weight=part(holdout))
     fit_values = {k: v[fit] for k, v in values.items()}
+    ref_values, ref_p = fit_values, f["p_c"]
+    if unlabelled is not None:  # all candidate rows: the handed-over ones and those nobody judged
+        u_values, u_rows = unlabelled
+        base_u, C_u = _raw(f["explainer"], encoder.transform(u_values), encoder)
+        ref_values = {k: np.concatenate([v, u_values[k]]) for k, v in fit_values.items()}
+        ref_p = np.concatenate([f["p_c"], sigmoid(f["platt"](base_u + C_u.sum(1)))])
     info = {
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": {"holdout": metrics},
         "insights": insights(fit_values, y[fit], categorical, weight=part(fit)),
-        # explicit bins and shares of the training rows, for drift monitoring (model.drift, serve.monitoring)
-        "distributions": drift.reference(fit_values, categorical, f["p_c"], policy.grade(f["p_c"])),
-        # each numeric feature's min and max over the rows the model was fit on (model.ranges)
-        "ranges": training_ranges(fit_values, encoder),
+        # explicit bins and shares of the training rows and the unlabelled ones, for drift monitoring
+        # (model.drift, serve.monitoring)
+        "distributions": drift.reference(ref_values, categorical, ref_p, policy.grade(ref_p)),
+        # each numeric feature's min and max over the same rows (model.ranges)
+        "ranges": training_ranges(ref_values, encoder),
         "n_train": int(fit.sum() + calib.sum()), "n_holdout": int(holdout.sum()),
     }
     if ordered:
         info["base_rate"] = base_rate
+    if unlabelled is not None:  # left out of the fit for want of a verdict (features.labels.with_propensity)
+        info["unlabelled"] = {"rows": int(len(unlabelled[1])), "leads": int(unlabelled[1][S.LEAD_ID].nunique())}
     if w is not None:  # what the weights did, for the run's record
         info["weights"] = {"max_weight": config.max_weight, "weighted_rows": int((w != 1).sum()),
                            "clipped_rows": int((w >= config.max_weight).sum()), "max": float(w.max())}

@@ -146,3 +146,36 @@ def test_weights_of_one_train_exactly_the_unweighted_model():
     assert ones.model.calibration == plain.model.calibration
     assert all(np.array_equal(a, b) for a, b in zip(ones.model.explainer.tables, plain.model.explainer.tables))
     assert ones.metrics == plain.metrics and ones.holdout_weight is None
+
+
+def test_drift_histograms_and_ranges_describe_every_scored_lead_not_only_the_handed_over_ones(demo_dataset):
+    # given a store export where the last model handed over only the most engaged leads (propensity 1, share 0)
+    # and scored the others without handing them over: those have no verdict
+    from leadscore.features.frames import feature_frame
+    from leadscore.model.train import train
+
+    rows = training_rows(demo_dataset, QualifiedDefinition())
+    eng = feature_frame(demo_dataset, rows)["engagement_90d"].to_numpy(dtype=float)
+    per_lead = pd.Series(eng).groupby(rows[S.LEAD_ID].to_numpy()).min()
+    handed = per_lead.index[per_lead >= max(float(np.quantile(per_lead, 0.7)), 1.0)]
+    selection = pd.DataFrame({S.LEAD_ID: per_lead.index.astype(str),
+                              S.HANDED_AT: np.where(per_lead.index.isin(handed), demo_dataset.snapshot_at, pd.NaT),
+                              S.PROPENSITY: 1.0})
+    selection[S.HANDED_AT] = pd.to_datetime(selection[S.HANDED_AT], utc=True)
+    outcomes = demo_dataset.outcomes[demo_dataset.outcomes[S.LEAD_ID].isin(handed)]  # sales judged only those
+    ds = Dataset(leads=demo_dataset.leads, events=demo_dataset.events, outcomes=outcomes,
+                 snapshot_at=demo_dataset.snapshot_at, selection=selection)
+    # when a model is trained on it
+    result = train(ds, TrainConfig(model="scorecard", features=("engagement_90d", "source")))
+    info = result.model.info
+    every = training_rows(ds, QualifiedDefinition(), keep_unlabelled=True)
+    left_out = every["unlabelled"].to_numpy()
+    # then the unlabelled rows never enter the fit, but are counted in the model's record
+    assert left_out.sum() > 0 and len(result.rows) == (~left_out).sum()
+    assert info["unlabelled"] == {"rows": int(left_out.sum()), "leads": int(every.loc[left_out, S.LEAD_ID].nunique())}
+    # and the drift histograms and training ranges cover them too: the low-engagement leads the service
+    # scores every day are neither "drift" nor "out of range"
+    assert info["distributions"]["n"] == int((result.rows["part"] == "fit").sum() + left_out.sum())
+    all_eng = feature_frame(ds, every)["engagement_90d"].to_numpy(dtype=float)
+    fit_eng = all_eng[~left_out][(result.rows["part"] == "fit").to_numpy()]
+    assert info["ranges"]["engagement_90d"]["min"] == np.nanmin(all_eng) < np.nanmin(fit_eng)
