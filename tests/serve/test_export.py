@@ -187,3 +187,29 @@ def test_the_score_log_becomes_the_selection_table_and_reads_back(database_url, 
     assert store_dataset(engine, t0 + timedelta(days=10)).selection is None
     assert not (write_dataset(store_dataset(engine), tmp_path / "export") / "selection.parquet").exists()
     engine.dispose()
+
+
+def test_retention_keeps_the_rows_the_selection_table_is_built_from(database_url):
+    # given leads scored long ago and since: X handed over for exploration at 5 % then scored above the
+    # threshold, Y handed over on its second score, Z never handed over, W handed over once, scored no more
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    t0 = store.now() - timedelta(days=400)
+    for lid in ("X", "Y", "Z", "W"):
+        store.upsert_lead(engine, lid, t0, {})
+    _score(engine, "X", t0 + timedelta(days=1), True, 0.05, explored=True)
+    for d in (2, 3, 300):
+        _score(engine, "X", t0 + timedelta(days=d), True, 1.0)
+    _score(engine, "Y", t0 + timedelta(days=1), False, 0.05)
+    _score(engine, "Y", t0 + timedelta(days=2), True, 1.0)
+    _score(engine, "Y", t0 + timedelta(days=3), False, 0.05)
+    for d in (1, 2, 3):
+        _score(engine, "Z", t0 + timedelta(days=d), False, 0.05 - d / 100)
+    _score(engine, "W", t0 + timedelta(days=1), True, 1.0)
+    before = store_dataset(engine).selection
+    # when retention deletes what is older than 180 days
+    assert store.prune_all(engine, 180, max_rows=2) == 5
+    # then the selection table is unchanged: X keeps weight 20, Y stays handed over, Z keeps its last score
+    pd.testing.assert_frame_equal(store_dataset(engine).selection, before)
+    assert before.set_index(S.LEAD_ID).loc["X", S.PROPENSITY] == 0.05
+    engine.dispose()

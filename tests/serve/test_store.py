@@ -306,17 +306,20 @@ def test_rows_logged_before_the_compact_format_are_read_after_the_migration(data
 
 
 def test_retention_deletes_old_score_log_rows_in_bounded_steps(engine):
-    # given 7 rows older than 30 days and 3 newer ones
+    # given 7 leads with 2 rows older than 30 days each, and a newer row for 3 of them
     now = store.now()
-    _log(engine, *({"lead_id": f"r-{i}", "scored_at": now - timedelta(days=40 + i)} for i in range(7)),
+    _log(engine, *({"lead_id": f"r-{i}", "scored_at": now - timedelta(days=40 + i, hours=h)}
+                   for i in range(7) for h in (0, 1)),
          *({"lead_id": f"r-{i}", "scored_at": now - timedelta(days=29)} for i in range(3)))
     cutoff = now - timedelta(days=30)
-    # when old rows are pruned 5 at a time, then they are deleted oldest first, at most 5 a step
+    # when old rows are pruned 5 at a time, then they are deleted oldest first, at most 5 a step, but each
+    # lead's newest row stays whatever its age (the selection table is built from it: serve.export)
     assert store.prune_score_log(engine, cutoff, max_rows=5) == 5
-    assert {r["lead_id"] for r in store.latest_scores(engine, limit=100)} == {"r-0", "r-1", "r-2"}
-    assert [len(store.score_history(engine, f"r-{i}")) for i in range(7)] == [2, 2, 1, 0, 0, 0, 0]
-    assert store.prune_score_log(engine, cutoff, max_rows=5) == 2
+    assert [len(store.score_history(engine, f"r-{i}")) for i in range(7)] == [3, 3, 2, 1, 1, 1, 1]
+    assert store.prune_score_log(engine, cutoff, max_rows=5) == 5
     assert store.prune_score_log(engine, cutoff, max_rows=5) == 0
+    assert [len(store.score_history(engine, f"r-{i}")) for i in range(7)] == [1] * 7
+    assert {r["lead_id"] for r in store.latest_scores(engine, limit=100)} == {f"r-{i}" for i in range(7)}
     # and the service's writer does the same by itself, a bounded step after each flush while rows are due
     _log(engine, *({"lead_id": "r-w", "scored_at": now - timedelta(days=100 + i)} for i in range(5)))
     writer = store.ScoreLogWriter(engine, flush_seconds=60, retention_days=30, prune_seconds=3600)
@@ -324,13 +327,12 @@ def test_retention_deletes_old_score_log_rows_in_bounded_steps(engine):
     writer.prune_step()
     assert len(store.score_history(engine, "r-w")) == 3
     writer.prune_step(), writer.prune_step()
-    assert store.score_history(engine, "r-w") == []
+    assert len(store.score_history(engine, "r-w")) == 1  # its newest row
     writer.prune_step()  # a short step ended the pass: the next check is an hour away
-    _log(engine, {"lead_id": "r-w", "scored_at": now - timedelta(days=100)})
+    _log(engine, {"lead_id": "r-w", "scored_at": now - timedelta(days=90)})
     writer.prune_step()
     writer.close()
-    assert len(store.score_history(engine, "r-w")) == 1
-    assert sum(len(store.score_history(engine, f"r-{i}")) for i in range(7)) == 3
+    assert len(store.score_history(engine, "r-w")) == 2
 
 
 def test_prune_command_deletes_rows_older_than_the_retention(database_url, monkeypatch):
@@ -339,26 +341,25 @@ def test_prune_command_deletes_rows_older_than_the_retention(database_url, monke
     from leadscore.cli import app
     from leadscore.settings import get_settings
 
-    # given a store with a row of 200 days ago and one of 10 days ago, and a retention of 180 days
+    # given a lead scored 200 days ago and 10 days ago, and 1 day ago, and a retention of 180 days
     db.migrate(database_url)
     engine = db.make_engine(database_url)
     now = store.now()
-    _log(engine, {"lead_id": "p-old", "scored_at": now - timedelta(days=200)},
-         {"lead_id": "p-new", "scored_at": now - timedelta(days=10)})
+    _log(engine, *({"lead_id": "p", "scored_at": now - timedelta(days=d), "score": d} for d in (200, 10, 1)))
     monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
     monkeypatch.setenv("LEADSCORE_SCORE_LOG_RETENTION_DAYS", "180")
     get_settings.cache_clear()
     try:
         # when `leadscore prune` runs with the configured retention, then with 5 days
         first = CliRunner().invoke(app, ["prune"])
-        kept = [r["lead_id"] for r in store.latest_scores(engine)]
+        kept = [h["score"] for h in store.score_history(engine, "p")]
         second = CliRunner().invoke(app, ["prune", "--days", "5"])
     finally:
         get_settings.cache_clear()
-    # then each deletes what is older, and says how much
+    # then each deletes what is older (but the lead's newest row), and says how much
     assert first.exit_code == 0 and "deleted 1 score-log rows older than 180 days" in first.output, first.output
-    assert kept == ["p-new"]
-    assert second.exit_code == 0 and store.latest_scores(engine) == []
+    assert sorted(kept) == [1, 10]
+    assert second.exit_code == 0 and [h["score"] for h in store.score_history(engine, "p")] == [1]
     engine.dispose()
 
 
