@@ -55,24 +55,20 @@ def choose_policy(p: np.ndarray, y: np.ndarray, as_of: pd.Series, kind: PolicyKi
     `weight` (inverse-propensity weights): each row counts that many leads, so precision, recall and
     volumes are those of all leads."""
     p, y = np.asarray(p, float), np.asarray(y, int)
+    # one path: no weights is every weight 1 (sums of ones and zeros are exact, so the unweighted policy is
+    # the same to the bit as before weights existed)
+    w = np.ones(len(p)) if weight is None else np.asarray(weight, float)
     order = np.argsort(-p, kind="stable")
-    ps, ys = p[order], y[order]
-    if weight is None:
-        tp = np.cumsum(ys)
-        k = np.arange(1, len(ps) + 1)
-        precision, recall = tp / k, tp / max(ys.sum(), 1)
-    else:
-        ws = np.asarray(weight, float)[order]
-        tp, k = np.cumsum(ws * ys), np.cumsum(ws)
-        precision, recall = tp / k, tp / max(tp[-1] if len(tp) else 0.0, 1e-12)
+    ps, ys, ws = p[order], y[order], w[order]
+    tp, k = np.cumsum(ws * ys), np.cumsum(ws)  # (weighted) qualified and leads at or above each row
+    precision, recall = tp / k, tp / max(tp[-1] if len(tp) else 0.0, 1e-12)
     weeks = max((as_of.max() - as_of.min()).total_seconds() / (7 * 86400), 1.0) if len(as_of) else 1.0
     if kind == "capacity":
         if not target or target <= 0:
             raise ValueError("a capacity policy needs a positive target: leads per week sales can take")
-        if weight is None:
-            i = int(np.clip(round(target * weeks) - 1, 0, len(ps) - 1))
-        else:  # the last row at which the leads over the threshold (weighted) are still within capacity
-            i = int(np.clip(np.searchsorted(k, target * weeks, side="right") - 1, 0, len(ps) - 1))
+        # the first row at which the leads over the threshold reach the target, rounded to whole leads:
+        # unweighted, the round(target * weeks)-th lead; weighted, as if each row were `weight` leads
+        i = int(np.clip(np.searchsorted(k, round(target * weeks), side="left"), 0, len(ps) - 1))
     elif kind == "precision":
         if target is None or not 0 < target < 1:
             raise ValueError("a precision policy needs a target precision between 0 and 1")
@@ -82,21 +78,10 @@ def choose_policy(p: np.ndarray, y: np.ndarray, as_of: pd.Series, kind: PolicyKi
         f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
         i = int(np.argmax(f1))
     threshold = float(ps[i])
-    w = np.ones(len(y)) if weight is None else np.asarray(weight, float)
-    if weight is None:
-        rate = float(y.mean()) if len(y) else 0.0
-    else:
-        rate = float(np.average(y, weights=w)) if len(y) else 0.0
+    rate = float(np.average(y, weights=w)) if len(y) else 0.0
     b = min(rate, threshold)
     cutoffs = (threshold, b, min(rate / 3, b))
     sel = p >= threshold
-    if weight is None:
-        return HandoffPolicy(
-            kind=kind, threshold=threshold, grade_cutoffs=cutoffs, target=target,
-            expected_per_week=float(sel.sum() / weeks),
-            expected_precision=float(y[sel].mean()) if sel.any() else 0.0,
-            expected_recall=float(y[sel].sum() / max(y.sum(), 1)),
-        )
     return HandoffPolicy(
         kind=kind, threshold=threshold, grade_cutoffs=cutoffs, target=target,
         expected_per_week=float(w[sel].sum() / weeks),
