@@ -7,7 +7,7 @@ because it was scored often, and the probability it was handed over is exactly `
 the threshold, the share below it. That probability is what training weights the lead's label by
 (docs/models.md, "Exploration and inverse-propensity weights").
 
-`handoff` is the one place a handoff decision is made: the API (serve/scoring.py, through
+`handoff` is the one place a handoff decision is made (through `HandoffPolicy.qualified` and `propensity`): the API (serve/scoring.py, through
 `ScoringModel.results`), `leadscore import`, batch `leadscore score` and the MLflow pyfunc all go through it.
 """
 
@@ -53,20 +53,22 @@ def explored(lead_ids, share: float, seed: int) -> np.ndarray:
     return uniform(lead_ids, seed) < share
 
 
-def propensity(p, threshold: float, share: float) -> np.ndarray:
-    """The probability that a lead scored `p` is handed over: 1 at or above the threshold, `share` below."""
-    return np.where(np.asarray(p, dtype=np.float64) >= threshold, 1.0, float(share))
+def propensity(above: np.ndarray, share: float) -> np.ndarray:
+    """The probability that a lead was handed over, given whether it is at or above the threshold (`above`,
+    `HandoffPolicy.qualified`): 1 above, the exploration `share` below."""
+    if share <= 0:  # the default: 1 or 0, without building a second array of the share
+        return above.astype(np.float64)
+    return np.where(above, 1.0, float(share))
 
 
-def handoff(p, lead_ids, threshold: float, exploration: Exploration = NONE
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(handed over, explored, propensity) per lead. Handed over = at or above the threshold, or below it and
-    drawn for exploration; explored = handed over only because it was drawn."""
-    p = np.asarray(p, dtype=np.float64)
-    above = p >= threshold
-    if exploration.share <= 0:  # the default: no hashing, nothing on the hot path
-        return above, np.zeros(len(p), dtype=bool), above.astype(np.float64)
+def handoff(p, lead_ids, policy, exploration: Exploration = NONE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(handed over, explored, propensity) per lead under `policy` (a `HandoffPolicy`: its `qualified` says
+    who is at or above the threshold). Handed over = at or above the threshold, or below it and drawn for
+    exploration; explored = handed over only because it was drawn."""
+    above = policy.qualified(p)
+    if exploration.share <= 0:  # the default: no hashing, no draws (a request's hot path)
+        return above, np.zeros(len(above), dtype=bool), propensity(above, 0.0)
     drawn = ~above
     if drawn.any():
         drawn[drawn] = explored(np.asarray(lead_ids, dtype=object)[drawn], exploration.share, exploration.seed)
-    return above | drawn, drawn, np.where(above, 1.0, exploration.share)
+    return above | drawn, drawn, propensity(above, exploration.share)

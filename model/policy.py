@@ -37,6 +37,7 @@ class HandoffPolicy:
         return _GRADES[np.where(p >= a, 0, np.where(p >= b, 1, np.where(p >= c, 2, 3)))]
 
     def qualified(self, p: np.ndarray) -> np.ndarray:
+        """At or above the handoff threshold (before exploration: model.exploration.handoff)."""
         return np.asarray(p) >= self.threshold
 
     def to_dict(self) -> dict:

@@ -108,7 +108,7 @@ class ScoringModel:
     def handoff(self, p: np.ndarray, lead_ids, exploration: Exploration = NONE):
         """(handed over, explored, propensity) of leads scored `p` under this model's policy and
         `exploration` (`model.exploration.handoff`)."""
-        return handoff(p, lead_ids, self.policy.threshold, exploration)
+        return handoff(p, lead_ids, self.policy, exploration)
 
     def results(self, values: dict[str, np.ndarray], lead_ids, explain_full: bool = False,
                 exploration: Exploration = NONE) -> list[dict]:

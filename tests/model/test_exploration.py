@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from leadscore.model.exploration import Exploration, explored, handoff, propensity, uniform
+from leadscore.model.policy import HandoffPolicy
+
+POLICY = HandoffPolicy(kind="f1", threshold=0.3, grade_cutoffs=(0.3, 0.1, 0.03))
 
 
 def test_the_draw_is_a_fixed_function_of_seed_and_lead_id_at_the_configured_share():
@@ -49,7 +52,7 @@ def test_handoff_hands_over_above_the_threshold_and_the_drawn_below_it_with_thei
     p = rng.uniform(0, 1, len(ids))
     ex = Exploration(share=0.05, seed=3)
     # when the handoff is decided
-    handed, was_explored, prop = handoff(p, ids, 0.3, ex)
+    handed, was_explored, prop = handoff(p, ids, POLICY, ex)
     drawn = explored(ids, 0.05, 3)
     # then every lead at or above the threshold is handed over, at propensity 1, never "explored"
     above = p >= 0.3
@@ -57,12 +60,12 @@ def test_handoff_hands_over_above_the_threshold_and_the_drawn_below_it_with_thei
     # and below it exactly the drawn leads are handed over, marked explored, at propensity = the share
     assert np.array_equal(handed[~above], drawn[~above]) and np.array_equal(was_explored, drawn & ~above)
     assert (prop[~above] == 0.05).all()
-    assert np.array_equal(prop, propensity(p, 0.3, 0.05))
+    assert np.array_equal(prop, propensity(p >= 0.3, 0.05))
     # and a lead rescored with another probability keeps its draw: below the threshold again, the same answer
-    again = handoff(p[::-1] * 0.2, ids[::-1], 0.3, ex)[1][::-1]
+    again = handoff(p[::-1] * 0.2, ids[::-1], POLICY, ex)[1][::-1]
     assert np.array_equal(again, drawn)
     # and with no exploration the handoff is the policy's threshold alone, propensity 1 or 0
-    handed0, explored0, prop0 = handoff(p, ids, 0.3)
+    handed0, explored0, prop0 = handoff(p, ids, POLICY)
     assert np.array_equal(handed0, above) and not explored0.any() and np.array_equal(prop0, above.astype(float))
 
 
