@@ -11,22 +11,32 @@ from leadscore.features import catalog
 from leadscore.model.policy import GRADES, HandoffPolicy
 
 
+def _cumulative(order: np.ndarray, w: np.ndarray, v: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The sum of `v` over the first `at` units of weight of the rows in `order`, a row counting `w` units
+    (a row of weight 3 is three rows): a fraction of a row's `v` where `at` falls inside it."""
+    wo, vo = w[order], v[order]
+    end = np.cumsum(wo)
+    before = np.concatenate([[0.0], np.cumsum(wo * vo)])
+    i = np.clip(np.searchsorted(end, at, side="left"), 0, max(len(order) - 1, 0))
+    start = end[i] - wo[i] if len(order) else np.zeros_like(at)
+    inside = np.clip(at - start, 0.0, wo[i] if len(order) else 0.0)
+    return before[i] + inside * (vo[i] if len(order) else 0.0)
+
+
 def ece(p: np.ndarray, y: np.ndarray, bins: int = 10, weight: np.ndarray | None = None) -> float:
-    """Expected calibration error over equal-count bins of predicted probability; with `weight`
-    (inverse-propensity weights), each bin's gap and share are weighted, so it measures the population."""
-    order = np.argsort(p, kind="stable")
-    total = 0.0
-    if weight is None:
-        for chunk in np.array_split(order, bins):
-            if len(chunk):
-                total += len(chunk) * abs(p[chunk].mean() - y[chunk].mean())
-        return float(total / max(len(p), 1))
-    w = np.asarray(weight, float)
-    for chunk in np.array_split(order, bins):
-        wc = w[chunk]
-        if len(chunk) and wc.sum() > 0:
-            total += wc.sum() * abs(np.average(p[chunk], weights=wc) - np.average(y[chunk], weights=wc))
-    return float(total / max(w.sum(), 1e-12))
+    """Expected calibration error over equal-count bins of predicted probability. With `weight`
+    (inverse-propensity weights) a row counts `weight` rows: the bins hold equal weight and a row may be
+    split between two, so integer weights give the ECE of the rows repeated (it measures the population).
+    No weights is every weight 1: the bins of `np.array_split` (the first `n % bins` one row larger)."""
+    p, y = np.asarray(p, float), np.asarray(y, float)
+    w = np.ones(len(p)) if weight is None else np.asarray(weight, float)
+    total = float(w.sum())
+    if total <= 0:
+        return 0.0
+    q, r = divmod(total, bins)
+    edges = np.array([j * q + min(j, r) for j in range(bins + 1)])
+    gap = np.diff(_cumulative(np.argsort(p, kind="stable"), w, p - y, edges))
+    return float(np.abs(gap).sum() / total)
 
 
 def _mean(x: np.ndarray, w: np.ndarray | None) -> float:
@@ -34,10 +44,15 @@ def _mean(x: np.ndarray, w: np.ndarray | None) -> float:
 
 
 def lift_top_decile(p: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> float:
-    k = max(int(np.ceil(0.1 * len(p))), 1)
-    top = np.argsort(-p, kind="stable")[:k]
-    w = None if weight is None else np.asarray(weight, float)
-    return float(_mean(y[top], None if w is None else w[top]) / max(_mean(y, w), 1e-12))
+    """Qualification rate of the top 10 % (rounded up to whole rows; with `weight`, of weight: a row counts
+    `weight` rows) over the overall rate."""
+    p, y = np.asarray(p, float), np.asarray(y, float)
+    w = np.ones(len(p)) if weight is None else np.asarray(weight, float)
+    if not len(p) or w.sum() <= 0:
+        return 0.0
+    k = max(float(np.ceil(0.1 * w.sum())), min(1.0, float(w.sum())))
+    top = float(_cumulative(np.argsort(-p, kind="stable"), w, y, np.array([k]))[0]) / k
+    return float(top / max(_mean(y, w), 1e-12))
 
 
 def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None,

@@ -137,15 +137,31 @@ def test_inverse_propensity_weights_recover_the_population_that_the_handed_over_
     assert weighted.model.info["weights"]["weighted_rows"] == int((prop < 1).sum())
 
 
-def test_weights_of_one_train_exactly_the_unweighted_model():
-    # given labels all handed over at propensity 1 (no exploration, every lead handed over)
-    x, _, y = _population(8_000, seed=4)
-    plain = _fit(x, y, None)
-    ones = _fit(x, y, np.ones(len(x)))
-    # then the model is the same to the bit: no selection table, or weights of 1, change nothing
-    assert ones.model.calibration == plain.model.calibration
-    assert all(np.array_equal(a, b) for a, b in zip(ones.model.explainer.tables, plain.model.explainer.tables))
-    assert ones.metrics == plain.metrics and ones.holdout_weight is None
+def test_integer_weights_fit_and_calibrate_as_the_rows_repeated():
+    # given rows with integer weights (an explored lead at 5 % stands for 20), and the rows repeated
+    from leadscore.model.calibration import Platt
+    from leadscore.model.encoding import Encoder
+    from leadscore.model.scorecard import Scorecard
+
+    x, _, y = _population(3_000, seed=4)
+    w = np.random.default_rng(5).choice([1, 1, 2, 20], size=len(x)).astype(float)
+    dup = np.repeat(np.arange(len(x)), w.astype(int))
+    # (a categorical feature: a numeric one's bin edges are quantiles of the rows as they are, unweighted)
+    cat = np.array([f"c{int(v)}" for v in np.clip(np.round(x * 2), -4, 4)], dtype=object)
+    encoder = Encoder.fit({"x": cat}, ("x",), ("x",))
+    X = encoder.transform({"x": cat})
+    # when the scorecard and Platt calibration are fit with the weights and on the repeated rows
+    sc_w = Scorecard.fit(X, y, encoder, seed=0, sample_weight=w)
+    sc_r = Scorecard.fit(X[dup], y[dup], encoder, seed=0)
+    raw = x * 1.3 - 0.4
+    pl_w, pl_r = Platt.fit(raw, y, w), Platt.fit(raw[dup], y[dup])
+    # then they are the same model (to the solvers' tolerance), and not the unweighted one
+    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(sc_w.tables, sc_r.tables))
+    assert (pl_w.a, pl_w.b) == pytest.approx((pl_r.a, pl_r.b), abs=1e-5)
+    assert abs(Platt.fit(raw, y).b - pl_w.b) > 0.01
+    assert not np.allclose(Scorecard.fit(X, y, encoder, seed=0).tables[0], sc_w.tables[0], atol=1e-2)
+    # and weights of 1 are no weights: label_weights says so, and training then takes the unweighted path
+    assert label_weights(pd.DataFrame({"propensity": [1.0, 1.0, np.nan]}), 20.0) is None
 
 
 def test_drift_histograms_and_ranges_describe_every_scored_lead_not_only_the_handed_over_ones(demo_dataset):

@@ -4,6 +4,8 @@ its legend off the bars."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from leadscore.features import catalog
 from leadscore.model import evaluate
@@ -47,3 +49,55 @@ def test_positive_rate_shift_counts_a_leads_rows_once():
     c = np.repeat((rng.uniform(size=900) < 0.2).astype(int), 6)
     shifted = positive_rate_shift(a, c, ga, gb)
     assert shifted["shifted"] and shifted["z"] > 3 and not clustered["shifted"]
+
+
+def _sample(n: int = 600, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    p = np.round(rng.random(n), 2)  # ties included
+    y = (rng.random(n) < p).astype(int)
+    w = rng.choice([1, 1, 2, 5, 20], size=n)  # an explored lead at 5 % stands for 20
+    return p, y, w, np.repeat(np.arange(n), w)
+
+
+def test_integer_weights_give_the_metrics_of_the_rows_repeated():
+    from leadscore.model.evaluate import metrics
+    from leadscore.model.policy import choose_policy
+
+    # given predictions with inverse-propensity weights, and the same rows each repeated `weight` times
+    p, y, w, dup = _sample()
+    as_of = pd.Series(pd.Timestamp("2025-01-06", tz="UTC") + pd.to_timedelta(np.arange(len(p)), unit="h"))
+    policy = choose_policy(p, y, as_of, "f1", weight=w)
+    # when the holdout metrics are computed both ways
+    weighted, repeated = metrics(p, y, policy, weight=w), metrics(p[dup], y[dup], policy)
+    # then every figure is the same: ROC/PR AUC, Brier, log loss, ECE (equal-weight bins), lift, rates
+    # (but `n`, which stays the number of rows)
+    assert weighted.keys() == repeated.keys() and weighted.pop("n") == len(p) and repeated.pop("n") == len(dup)
+    for k, v in repeated.items():
+        assert weighted[k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True), k
+    # and weights of 1 are exactly no weights
+    np.testing.assert_equal(metrics(p, y, policy, weight=np.ones(len(p))), metrics(p, y, policy))
+
+
+def test_unweighted_ece_is_the_mean_gap_over_equal_count_bins():
+    from leadscore.model.evaluate import ece
+
+    p, y, _, _ = _sample(n=103, seed=3)
+    chunks = np.array_split(np.argsort(p, kind="stable"), 10)  # 4 bins of 11 rows, then 10 each
+    expected = sum(len(c) * abs(p[c].mean() - y[c].mean()) for c in chunks) / len(p)
+    assert ece(p, y) == pytest.approx(expected, rel=1e-12)
+
+
+def test_weighted_paired_comparisons_estimate_the_rows_repeated():
+    from leadscore.model.evaluate import paired_bootstrap_auc, paired_bootstrap_ece
+
+    # given two predictions of the same weighted rows
+    p, y, w, dup = _sample(seed=1)
+    q = np.clip(p + np.random.default_rng(2).normal(0, 0.2, len(p)), 0, 1)
+    # when they are compared with the weights, and on the rows repeated
+    auc_w, auc_r = paired_bootstrap_auc(y, p, q, n=50, weight=w), paired_bootstrap_auc(y[dup], p[dup], q[dup], n=50)
+    ece_w, ece_r = paired_bootstrap_ece(y, p, q, n=50, weight=w), paired_bootstrap_ece(y[dup], p[dup], q[dup], n=50)
+    # then the point estimates are those of the repeated rows, and differ from the unweighted ones
+    assert auc_w["diff"] == pytest.approx(auc_r["diff"], rel=1e-9)
+    assert (ece_w["new"], ece_w["old"]) == pytest.approx((ece_r["new"], ece_r["old"]), rel=1e-9)
+    assert auc_w["diff"] != pytest.approx(paired_bootstrap_auc(y, p, q, n=50)["diff"], rel=1e-3)
+    assert auc_w["low"] < auc_w["diff"] < auc_w["high"]
