@@ -183,17 +183,18 @@ def recalibrated(champ: ScoringModel, values: dict, rows: pd.DataFrame, champion
     return Recalibration(model, decision, rows, values, p_old, p_new, report)
 
 
-def reliability_before_after(y: np.ndarray, p_old: np.ndarray, p_new: np.ndarray, bins: int = 10):
-    """The judge slice's reliability curve of the champion and of the recalibrated model, on one plot."""
+def reliability_before_after(y: np.ndarray, p_old: np.ndarray, p_new: np.ndarray, bins: int = 10,
+                             weight: np.ndarray | None = None):
+    """The judge slice's reliability curve of the champion and of the recalibrated model, on one plot;
+    `weight`: the judge rows' inverse-propensity weights (curves and ECEs of the population, as the gate's)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
     top = 0.0
-    for p, label in ((p_old, f"champion (ECE {evaluate.ece(p_old, y):.3f})"),
-                     (p_new, f"recalibrated (ECE {evaluate.ece(p_new, y):.3f})")):
-        chunks = [c for c in np.array_split(np.argsort(p, kind="stable"), bins) if len(c)]
-        xs, ys = [p[c].mean() for c in chunks], [y[c].mean() for c in chunks]
+    for p, label in ((p_old, f"champion (ECE {evaluate.ece(p_old, y, bins, weight):.3f})"),
+                     (p_new, f"recalibrated (ECE {evaluate.ece(p_new, y, bins, weight):.3f})")):
+        xs, ys = (a.tolist() for a in evaluate.reliability_points(p, y, bins, weight))
         top = max(top, *xs, *ys)
         ax.plot(xs, ys, "o-", label=label)
     ax.plot([0, top * 1.05], [0, top * 1.05], "--", color="grey", label="perfect")
@@ -280,8 +281,11 @@ def _locked_run(engine: sa.Engine, options: RecalibrateOptions, step: Callable[[
     step("logging to MLflow and registering")
     judge = rec.rows["part"].to_numpy() == "holdout"
     ex = rec.model.explain({k: v[judge] for k, v in values.items()})
+    w = label_weights(rec.rows, TrainConfig().max_weight)  # the weights `recalibrated` judged with
+    w_judge = None if w is None else w[judge]
     result = TrainResult(model=rec.model, estimator=None, rows=rec.rows, holdout_p=rec.p_new,
-                         holdout_contributions=ex.contributions, metrics=rec.model.info["metrics"]["holdout"])
+                         holdout_contributions=ex.contributions, metrics=rec.model.info["metrics"]["holdout"],
+                         holdout_weight=w_judge)
     config = challenger_config(champ, None, options.seed)
     source = "export" if options.export else "store"
     params = {"recalibrate.source": source, "recalibrate.store": shown_url(options.database_url)[:250],
@@ -299,7 +303,7 @@ def _locked_run(engine: sa.Engine, options: RecalibrateOptions, step: Callable[[
         f"{datetime.now(timezone.utc):%Y-%m-%d}", data_source=str(options.export) if options.export else _store_source(options.database_url),
         model_name=options.model_name, decision=rec.decision, version_tags=version_tags)
     y_judge = rec.rows["label"].to_numpy()[judge]
-    client.log_figure(tracked.run_id, reliability_before_after(y_judge, rec.p_old, rec.p_new),
+    client.log_figure(tracked.run_id, reliability_before_after(y_judge, rec.p_old, rec.p_new, weight=w_judge),
                       "plots/reliability_before_after.png")
     client.log_dict(tracked.run_id, rec.report, "recalibration.json")
     decision = tracked.decision

@@ -33,10 +33,32 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = 10, weight: np.ndarray | None 
     total = float(w.sum())
     if total <= 0:
         return 0.0
-    q, r = divmod(total, bins)
-    edges = np.array([j * q + min(j, r) for j in range(bins + 1)])
-    gap = np.diff(_cumulative(np.argsort(p, kind="stable"), w, p - y, edges))
+    gap = np.diff(_cumulative(np.argsort(p, kind="stable"), w, p - y, _edges(total, bins)))
     return float(np.abs(gap).sum() / total)
+
+
+def _edges(total: float, bins: int) -> np.ndarray:
+    """Bin boundaries in units of weight: `np.array_split`'s for `total` rows (the first `total % bins` bins
+    one larger), the same formula for a total weight that is not whole."""
+    q, r = divmod(total, bins)
+    return np.array([j * q + min(j, r) for j in range(bins + 1)])
+
+
+def reliability_points(p: np.ndarray, y: np.ndarray, bins: int = 10,
+                       weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean predicted, observed rate) of each of `ece`'s bins, for reliability plots: with `weight`, the
+    population's (the same bins and weights as the ECE printed beside the curve)."""
+    p, y = np.asarray(p, float), np.asarray(y, float)
+    w = np.ones(len(p)) if weight is None else np.asarray(weight, float)
+    total = float(w.sum())
+    if total <= 0:
+        return np.empty(0), np.empty(0)
+    order, edges = np.argsort(p, kind="stable"), _edges(total, bins)
+    mass = np.diff(edges)
+    keep = mass > 0
+    xs = np.diff(_cumulative(order, w, p, edges))[keep] / mass[keep]
+    ys = np.diff(_cumulative(order, w, y, edges))[keep] / mass[keep]
+    return xs, ys
 
 
 def _mean(x: np.ndarray, w: np.ndarray | None) -> float:
@@ -83,8 +105,10 @@ def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None,
     return out
 
 
-def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: tuple[str, ...]) -> dict:
-    """name -> matplotlib Figure, ready for `mlflow.log_figure`.
+def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: tuple[str, ...],
+            weight: np.ndarray | None = None) -> dict:
+    """name -> matplotlib Figure, ready for `mlflow.log_figure`. `weight`: the holdout's inverse-propensity
+    weights, so the reliability curve is the population's, as the logged ECE is.
 
     Built without pyplot (no global backend switch, nothing left open), so it is safe in notebooks and in
     long-running processes.
@@ -92,14 +116,9 @@ def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: t
     from matplotlib.figure import Figure
 
     figs = {}
-    order = np.argsort(p, kind="stable")
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
-    xs, ys = [], []
-    for chunk in np.array_split(order, 15):
-        if len(chunk):
-            xs.append(p[chunk].mean())
-            ys.append(y[chunk].mean())
+    xs, ys = (a.tolist() for a in reliability_points(p, y, 15, weight))
     top = max(max(xs, default=1), max(ys, default=1)) * 1.05
     ax.plot([0, top], [0, top], "--", color="grey", label="perfect")
     ax.plot(xs, ys, "o-", label="model")

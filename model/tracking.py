@@ -152,7 +152,8 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
             mlflow.log_metrics({f"unlabelled_{k}": float(v) for k, v in model.info["unlabelled"].items()})
         hold = result.rows["part"].to_numpy() == "holdout"
         y = labels[hold]
-        for name, fig in figures(result.holdout_p, y, result.holdout_contributions, model.encoder.features).items():
+        for name, fig in figures(result.holdout_p, y, result.holdout_contributions, model.encoder.features,
+                                 weight=result.holdout_weight).items():
             mlflow.log_figure(fig, f"plots/{name}")
         with tempfile.TemporaryDirectory() as tmp:
             info, bundle_sha = log_model(model, Path(tmp), estimator=result.estimator,

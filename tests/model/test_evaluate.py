@@ -101,3 +101,26 @@ def test_weighted_paired_comparisons_estimate_the_rows_repeated():
     assert (ece_w["new"], ece_w["old"]) == pytest.approx((ece_r["new"], ece_r["old"]), rel=1e-9)
     assert auc_w["diff"] != pytest.approx(paired_bootstrap_auc(y, p, q, n=50)["diff"], rel=1e-3)
     assert auc_w["low"] < auc_w["diff"] < auc_w["high"]
+
+
+def test_reliability_plots_are_weighted_like_the_ece_beside_them():
+    from leadscore.model.evaluate import ece, figures, reliability_points
+    from leadscore.recalibrate import reliability_before_after
+
+    # given weighted holdout predictions, and the same rows repeated
+    p, y, w, dup = _sample(seed=4)
+    q = np.clip(p * 0.8, 0, 1)
+    # when the training run's and the recalibration's reliability plots are drawn with the weights
+    C = np.zeros((len(p), 1))
+    line = figures(p, y, C, ("x",), weight=w)["reliability.png"].axes[0].lines[1]
+    fig = reliability_before_after(y, q, p, weight=w)
+    # then their points are the repeated rows' (the population's), not the handed-over rows'
+    xs, ys = reliability_points(p[dup], y[dup], 15)
+    assert np.allclose(line.get_xdata(), xs) and np.allclose(line.get_ydata(), ys)
+    assert not np.allclose(line.get_ydata(), reliability_points(p, y, 15)[1])
+    champion, recalibrated = fig.axes[0].lines[:2]
+    assert np.allclose(recalibrated.get_ydata(), reliability_points(p[dup], y[dup], 10)[1])
+    # and the ECEs in the legend are the weighted ones the gate compared
+    assert champion.get_label() == f"champion (ECE {ece(q, y, weight=w):.3f})"
+    assert recalibrated.get_label() == f"recalibrated (ECE {ece(p[dup], y[dup]):.3f})"
+    assert f"{ece(p, y, weight=w):.3f}" != f"{ece(p, y):.3f}"
