@@ -172,7 +172,8 @@ def recalibrated(champ: ScoringModel, values: dict, rows: pd.DataFrame, champion
         "recalibration": {**report, "from_version": champion_version},
         # the calibration rows against the later ones, as training records it (train.base_rate_warning)
         "base_rate": evaluate.positive_rate_shift(y[fit], y[judge], rows.loc[fit, "lead_id"].to_numpy(),
-                                                  rows.loc[judge, "lead_id"].to_numpy()),
+                                                  rows.loc[judge, "lead_id"].to_numpy(),
+                                                  weight_before=part(fit), weight_after=part(judge)),
     })
     if drift.has_reference(info):  # the score and grade mix moved with the calibration; the features did not
         info["distributions"] = {**info["distributions"], **drift.score_reference(p_fit, policy.grade(p_fit))}

@@ -262,23 +262,28 @@ def clustered_covariance(x: np.ndarray, groups: np.ndarray | None = None):
 
 
 def positive_rate_shift(y_before: np.ndarray, y_after: np.ndarray, groups_before: np.ndarray | None = None,
-                        groups_after: np.ndarray | None = None, z: float = 3.0) -> dict:
+                        groups_after: np.ndarray | None = None, z: float = 3.0,
+                        weight_before: np.ndarray | None = None, weight_after: np.ndarray | None = None) -> dict:
     """Do two slices have different positive rates beyond noise? A two-proportion z-test under the pooled
     rate, with standard errors clustered by `groups` (a lead's rows at several ages are correlated, so rows
     are not independent draws; without groups every row is its own cluster). `shifted` when |z| > `z`
-    (3: about 1 false alarm in 370 when nothing moved)."""
+    (3: about 1 false alarm in 370 when nothing moved). With weights (inverse-propensity), the rates are
+    the population's (weighted means) and the variances those of weighted means; none is every weight 1."""
     a, b = np.asarray(y_before, float), np.asarray(y_after, float)
     n1, n2 = len(a), len(b)
-    out = {"rate_before": float(a.mean()) if n1 else None, "rate_after": float(b.mean()) if n2 else None,
-           "n_before": n1, "n_after": n2, "z": 0.0, "shifted": False}
+    wa = np.ones(n1) if weight_before is None else np.asarray(weight_before, float)
+    wb = np.ones(n2) if weight_after is None else np.asarray(weight_after, float)
+    ra = float((wa * a).sum() / wa.sum()) if n1 else None
+    rb = float((wb * b).sum() / wb.sum()) if n2 else None
+    out = {"rate_before": ra, "rate_after": rb, "n_before": n1, "n_after": n2, "z": 0.0, "shifted": False}
     if not n1 or not n2:
         return out
-    pooled = (a.sum() + b.sum()) / (n1 + n2)
+    pooled = ((wa * a).sum() + (wb * b).sum()) / (wa.sum() + wb.sum())
 
-    def variance(y: np.ndarray, groups: np.ndarray | None) -> float:
-        return float(clustered_covariance(y - pooled, groups) / len(y) ** 2)
+    def variance(y: np.ndarray, w: np.ndarray, groups: np.ndarray | None) -> float:
+        return float(clustered_covariance(w * (y - pooled), groups) / w.sum() ** 2)
 
-    se = np.sqrt(variance(a, groups_before) + variance(b, groups_after))
-    stat = float((b.mean() - a.mean()) / se) if se > 0 else 0.0
+    se = np.sqrt(variance(a, wa, groups_before) + variance(b, wb, groups_after))
+    stat = float((rb - ra) / se) if se > 0 else 0.0
     out.update(z=stat, shifted=bool(abs(stat) > z))
     return out

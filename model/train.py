@@ -184,10 +184,13 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
 
 
 def base_rate_warning(y_calibration: np.ndarray, y_holdout: np.ndarray, leads_calibration: np.ndarray | None = None,
-                      leads_holdout: np.ndarray | None = None) -> tuple[dict, list[str]]:
+                      leads_holdout: np.ndarray | None = None, weight_calibration: np.ndarray | None = None,
+                      weight_holdout: np.ndarray | None = None) -> tuple[dict, list[str]]:
     """Compare the positive rates of the calibration slice and the later holdout (`evaluate.positive_rate_shift`:
-    two-proportion z-test clustered by lead, |z| > 3); a warning saying what to do when they differ beyond noise."""
-    shift = evaluate.positive_rate_shift(y_calibration, y_holdout, leads_calibration, leads_holdout)
+    two-proportion z-test clustered by lead, |z| > 3; weighted with inverse-propensity weights, the
+    population's rates); a warning saying what to do when they differ beyond noise."""
+    shift = evaluate.positive_rate_shift(y_calibration, y_holdout, leads_calibration, leads_holdout,
+                                         weight_before=weight_calibration, weight_after=weight_holdout)
     if not shift["shifted"]:
         return shift, []
     return shift, [
@@ -230,7 +233,8 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
     fit = ~holdout & ~calib
     if ordered:
         leads = rows[S.LEAD_ID].to_numpy()
-        base_rate, shifted = base_rate_warning(y[calib], y[holdout], leads[calib], leads[holdout])
+        base_rate, shifted = base_rate_warning(y[calib], y[holdout], leads[calib], leads[holdout],
+                                               part(calib), part(holdout))
         warnings += shifted
     rows = rows.assign(part=np.select([holdout, calib], ["holdout", "calibration"], "fit"))
 
@@ -287,7 +291,10 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
         info["unlabelled"] = {"rows": int(len(unlabelled[1])), "leads": int(unlabelled[1][S.LEAD_ID].nunique())}
     if w is not None:  # what the weights did, for the run's record
         info["weights"] = {"max_weight": config.max_weight, "weighted_rows": int((w != 1).sum()),
-                           "clipped_rows": int((w >= config.max_weight).sum()), "max": float(w.max())}
+                           # rows whose 1 / propensity exceeded the clip (5 % share: 20 = max_weight, not clipped)
+                           "clipped_rows": int((1.0 / rows["propensity"].to_numpy(dtype=np.float64)
+                                                > config.max_weight).sum()),
+                           "max": float(w.max())}
     model = ScoringModel(family=chosen, encoder=encoder, explainer=f["explainer"], calibration=f["platt"],
                          policy=policy, definition=config.definition, info=info)
     return TrainResult(model=model, estimator=f["est"], rows=rows, holdout_p=f["p_h"],

@@ -137,6 +137,17 @@ def test_inverse_propensity_weights_recover_the_population_that_the_handed_over_
     assert weighted.model.info["weights"]["weighted_rows"] == int((prop < 1).sum())
 
 
+def test_clipped_rows_are_those_whose_inverse_propensity_exceeds_the_clip():
+    # given leads explored at 5 % (weight 20: the clip, exactly) and at 1 % (weight 100, clipped to 20)
+    x, _, y = _population(4_000, seed=6)
+    prop = np.where(np.arange(len(x)) % 4 == 0, 0.05, np.where(np.arange(len(x)) % 4 == 1, 0.01, 1.0))
+    # when a model is trained with max_weight 20
+    info = _fit(x, y, prop).model.info["weights"]
+    # then only the 1 % rows count as clipped
+    assert info["clipped_rows"] == int((prop == 0.01).sum()) and info["max"] == 20.0
+    assert info["weighted_rows"] == int((prop < 1).sum())
+
+
 def test_integer_weights_fit_and_calibrate_as_the_rows_repeated():
     # given rows with integer weights (an explored lead at 5 % stands for 20), and the rows repeated
     from leadscore.model.calibration import Platt

@@ -124,3 +124,25 @@ def test_reliability_plots_are_weighted_like_the_ece_beside_them():
     assert champion.get_label() == f"champion (ECE {ece(q, y, weight=w):.3f})"
     assert recalibrated.get_label() == f"recalibrated (ECE {ece(p[dup], y[dup]):.3f})"
     assert f"{ece(p, y, weight=w):.3f}" != f"{ece(p, y):.3f}"
+
+
+def test_weighted_base_rate_shift_is_that_of_the_rows_repeated():
+    from leadscore.model.evaluate import positive_rate_shift
+    from leadscore.model.train import base_rate_warning
+
+    # given two slices with inverse-propensity weights, each row its own lead
+    p, y, w, dup = _sample(seed=5)
+    half = len(y) // 2
+    ids = np.arange(len(y))
+    # when the shift is tested with the weights, and on the rows repeated (a row's copies: one lead)
+    weighted, _ = base_rate_warning(y[:half], y[half:], ids[:half], ids[half:], w[:half], w[half:])
+    d1, d2 = dup[dup < half], dup[dup >= half]
+    repeated = positive_rate_shift(y[d1], y[d2], d1, d2)
+    # then rates and z are the same, and differ from the unweighted ones
+    for k in ("rate_before", "rate_after", "z"):
+        assert weighted[k] == pytest.approx(repeated[k], rel=1e-9), k
+    assert weighted["rate_before"] != pytest.approx(positive_rate_shift(y[:half], y[half:])["rate_before"])
+    # and weights of 1 are exactly no weights
+    assert positive_rate_shift(y[:half], y[half:], ids[:half], ids[half:], weight_before=np.ones(half),
+                               weight_after=np.ones(len(y) - half)) == positive_rate_shift(y[:half], y[half:],
+                                                                                            ids[:half], ids[half:])
