@@ -116,3 +116,20 @@ def test_gate_rules(trained, boosted_model, cmp, ece_new, family, fresher, promo
                             "2026-07-01T00:00:00+00:00" if fresher else "2026-06-01T00:00:00+00:00")
     decision = registry.decide(cmp, ece_new, 0.02, challenger, champion)
     assert decision[:2] == (promote, rule), decision[2]
+
+
+def test_the_gate_with_weights_compares_as_on_the_rows_repeated(trained, boosted_model):
+    # given the scorecard's holdout, with integer inverse-propensity weights, and the same rows repeated
+    result = trained.result
+    y = result.rows.loc[result.rows["part"] == "holdout", "label"].to_numpy()
+    values = result.holdout_values
+    w = np.random.default_rng(0).choice([1, 1, 2, 20], size=len(y))
+    dup = np.repeat(np.arange(len(y)), w)
+    # when the gate compares the boosted challenger with the scorecard champion both ways
+    weighted = registry.compare(boosted_model, result.model, values, y, weight=w)
+    repeated = registry.compare(boosted_model, result.model, {k: v[dup] for k, v in values.items()}, y[dup])
+    # then it sees the same ECEs and ROC AUC difference, not the unweighted ones
+    assert (weighted.ece_challenger, weighted.ece_champion, weighted.auc_diff) == pytest.approx(
+        (repeated.ece_challenger, repeated.ece_champion, repeated.auc_diff), rel=1e-9)
+    plain = registry.compare(boosted_model, result.model, values, y)
+    assert weighted.ece_challenger != pytest.approx(plain.ece_challenger, rel=1e-3)
