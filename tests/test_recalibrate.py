@@ -262,3 +262,31 @@ def test_outcomes_that_contradict_the_ranking_register_nothing(demo_dir, tmp_pat
         text = _text(done)
         assert "(rule inverted)" in text and "retrain instead" in text and "nothing was registered" in text
         assert _versions() == ["1"] and _aliases() == {registry.CHAMPION: "1", registry.CHALLENGER: None}
+
+
+def test_recalibration_with_a_selection_table_weighs_rows_as_if_repeated(trained):
+    from leadscore.recalibrate import recalibrated
+
+    # given the champion's holdout rows, whose leads came through the handoff policy at propensities 1,
+    # 1/2 and 1/20 (a selection table), and the same rows repeated 1, 2 and 20 times
+    result = trained.result
+    hold = (result.rows["part"] == "holdout").to_numpy()
+    rows = result.rows.loc[hold, [S.LEAD_ID, "as_of", "label"]].reset_index(drop=True)
+    w = np.random.default_rng(0).choice([1, 1, 2, 20], size=len(rows))
+    dup = np.repeat(np.arange(len(rows)), w)
+    values = result.holdout_values
+    # when the champion is recalibrated on each
+    weighted = recalibrated(result.model, values, rows.assign(propensity=1.0 / w))
+    repeated = recalibrated(result.model, {k: v[dup] for k, v in values.items()},
+                            rows.iloc[dup].reset_index(drop=True))
+    # then the new calibration, policy and judged ECEs are those of the repeated rows
+    for k in ("ece_old", "ece_new"):
+        assert weighted.report[k] == pytest.approx(repeated.report[k], rel=1e-9), k
+    for k in ("a", "b"):
+        assert weighted.report["platt_new"][k] == pytest.approx(repeated.report["platt_new"][k], abs=1e-5), k
+    assert weighted.report["threshold_new"] == repeated.report["threshold_new"]
+    assert weighted.model.info["metrics"]["holdout"]["ece"] == pytest.approx(
+        repeated.model.info["metrics"]["holdout"]["ece"], rel=1e-9)
+    # and not those of the rows unweighted
+    plain = recalibrated(result.model, values, rows)
+    assert weighted.report["ece_new"] != pytest.approx(plain.report["ece_new"], rel=1e-3)
