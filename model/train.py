@@ -106,19 +106,16 @@ def check_enough(y: np.ndarray, what: str) -> list[str]:
 def insights(values: dict[str, np.ndarray], y: np.ndarray, categorical: tuple[str, ...], min_rows: int = 50,
              weight: np.ndarray | None = None) -> dict:
     """Qualification rates overall and by categorical value (values with `min_rows` rows); with `weight`,
-    weighted rates (those of all leads, not of the handed-over ones)."""
+    weighted rates (those of all leads, not of the handed-over ones). No weights is every weight 1 (sums of
+    ones and zeros are exact: the plain rates to the bit)."""
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, float)
     by_value = {}
     for name in categorical:
-        if weight is None:
-            s = pd.DataFrame({"v": pd.Series(values[name], dtype=object), "y": y}).dropna()
-            g = s.groupby("v")["y"].agg(["mean", "size"])
-        else:
-            s = pd.DataFrame({"v": pd.Series(values[name], dtype=object), "wy": weight * y, "w": weight}).dropna()
-            g = s.groupby("v").agg(wy=("wy", "sum"), w=("w", "sum"), size=("w", "size"))
-            g["mean"] = g["wy"] / g["w"]
+        s = pd.DataFrame({"v": pd.Series(values[name], dtype=object), "wy": w * y, "w": w}).dropna()
+        g = s.groupby("v").agg(wy=("wy", "sum"), w=("w", "sum"), size=("w", "size"))
         g = g[g["size"] >= min_rows]
-        by_value[name] = {str(k): float(r) for k, r in g["mean"].items()}
-    overall = float(y.mean()) if weight is None else float(np.average(y, weights=weight))
+        by_value[name] = {str(k): float(r) for k, r in (g["wy"] / g["w"]).items()}
+    overall = float(np.average(y, weights=w)) if len(y) else float("nan")
     return {"overall": overall, "by_value": by_value}
 
 

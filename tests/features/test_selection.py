@@ -206,3 +206,17 @@ def test_drift_histograms_and_ranges_describe_every_scored_lead_not_only_the_han
     all_eng = feature_frame(ds, every)["engagement_90d"].to_numpy(dtype=float)
     fit_eng = all_eng[~left_out][(result.rows["part"] == "fit").to_numpy()]
     assert info["ranges"]["engagement_90d"]["min"] == np.nanmin(all_eng) < np.nanmin(fit_eng)
+
+
+def test_insights_weighted_are_those_of_the_rows_repeated_and_weights_of_one_are_none():
+    from leadscore.model.train import insights
+
+    rng = np.random.default_rng(7)
+    v = rng.choice(np.array(["web", "event", "partner", None], dtype=object), size=2_000)
+    y = (rng.random(len(v)) < np.where(v == "event", 0.4, 0.1)).astype(int)
+    w = rng.choice([1, 1, 2, 20], size=len(v))
+    dup = np.repeat(np.arange(len(v)), w)
+    weighted, repeated = insights({"s": v}, y, ("s",), weight=w), insights({"s": v[dup]}, y[dup], ("s",))
+    assert weighted["overall"] == pytest.approx(repeated["overall"], rel=1e-12)
+    assert weighted["by_value"]["s"] == pytest.approx(repeated["by_value"]["s"], rel=1e-12)
+    assert insights({"s": v}, y, ("s",), weight=np.ones(len(v))) == insights({"s": v}, y, ("s",))
