@@ -32,24 +32,31 @@ def _utc(values) -> pd.Series:
 
 def selection_table(engine: sa.Engine, cut: datetime) -> pd.DataFrame | None:
     """lead_id, handed_at, propensity of each stored lead (created by `cut`) scored by `cut` whose deciding
-    score-log row recorded a propensity; None when there is no such lead."""
+    score-log row recorded a propensity; None when there is no such lead. The deciding row: the lead's first
+    handed-over row (by scored_at, then id), else its last row. Chosen in SQL (a window function per lead),
+    so the export reads one row per lead, not the whole score log."""
     sl = db.score_log.c
+    known = sa.and_(sl.scored_at <= cut, db.leads.c.created_at <= cut)
+
+    def ranked(where, *order):
+        rn = sa.func.row_number().over(partition_by=sl.lead_id, order_by=order).label("rn")
+        return (sa.select(sl.lead_id, sl.scored_at, sl.propensity, rn)
+                .join(db.leads, db.leads.c.lead_id == sl.lead_id).where(where).subquery())
+
+    first = ranked(sa.and_(known, sl.qualified.is_(True)), sl.scored_at, sl.id)
+    last = ranked(known, sl.scored_at.desc(), sl.id.desc())
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(sl.lead_id, sl.scored_at, sl.qualified, sl.propensity)
-            .join(db.leads, db.leads.c.lead_id == sl.lead_id)
-            .where(sl.scored_at <= cut, db.leads.c.created_at <= cut)
-            .order_by(sl.lead_id, sl.scored_at, sl.id)).all()
-    if not rows:
-        return None
-    log = pd.DataFrame({S.LEAD_ID: pd.Series([r.lead_id for r in rows], dtype=object),
-                        S.HANDED_AT: _utc([r.scored_at for r in rows]),
-                        "qualified": [bool(r.qualified) for r in rows],
-                        S.PROPENSITY: pd.Series([r.propensity for r in rows], dtype="float64")})
-    handed = log[log["qualified"]].drop_duplicates(S.LEAD_ID, keep="first")
-    never = log[~log[S.LEAD_ID].isin(handed[S.LEAD_ID])].drop_duplicates(S.LEAD_ID, keep="last")
-    never = never.assign(**{S.HANDED_AT: pd.Series(pd.NaT, index=never.index, dtype="datetime64[ms, UTC]")})
-    out = pd.concat([handed, never])[list(S.SELECTION_COLUMNS)]
+        handed = conn.execute(sa.select(first.c.lead_id, first.c.scored_at, first.c.propensity)
+                              .where(first.c.rn == 1)).all()
+        latest = conn.execute(sa.select(last.c.lead_id, last.c.propensity).where(last.c.rn == 1)).all()
+    handed_ids = {r.lead_id for r in handed}
+    never = [r for r in latest if r.lead_id not in handed_ids]
+    out = pd.DataFrame({
+        S.LEAD_ID: pd.Series([r.lead_id for r in handed] + [r.lead_id for r in never], dtype=object),
+        S.HANDED_AT: pd.concat([_utc([r.scored_at for r in handed]),
+                                pd.Series(pd.NaT, index=range(len(never)), dtype="datetime64[ms, UTC]")],
+                               ignore_index=True),
+        S.PROPENSITY: pd.Series([r.propensity for r in handed] + [r.propensity for r in never], dtype="float64")})
     out = out[out[S.PROPENSITY].notna()].sort_values(S.LEAD_ID, kind="stable", ignore_index=True)
     return out if len(out) else None
 
