@@ -212,12 +212,16 @@ def paired_bootstrap_auc(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, n:
             "low": float(np.quantile(diffs, 0.025)), "high": float(np.quantile(diffs, 0.975))}
 
 
-def _ece_bins(p: np.ndarray, bins: int) -> np.ndarray:
-    """Each row's equal-count bin of `p` (the bins of `ece`)."""
-    out = np.empty(len(p), dtype=np.int64)
-    for b, chunk in enumerate(np.array_split(np.argsort(p, kind="stable"), bins)):
-        out[chunk] = b
-    return out
+def _ece_shares(p: np.ndarray, w: np.ndarray, bins: int) -> np.ndarray:
+    """(rows, bins): the share of each row's weight in each of `ece`'s bins (0 or 1 without weights; a
+    weighted row may straddle two)."""
+    order = np.argsort(p, kind="stable")
+    end = np.empty(len(p))
+    end[order] = np.cumsum(w[order])
+    start, edges = end - w, _edges(float(w.sum()), bins)
+    overlap = np.clip(np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]),
+                      0.0, None)
+    return overlap / np.where(w > 0, w, 1.0)[:, None]
 
 
 def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, groups: np.ndarray | None = None,
@@ -226,25 +230,25 @@ def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, gr
     rows' inverse-propensity weights (`ece`'s), kept in every replicate.
 
     Resamples `groups` (e.g. leads: a lead's rows at several ages are correlated) with replacement, rows
-    otherwise. The bins are those of the full sample (equal-count bins of each prediction), so a replicate
-    re-weights rows rather than re-sorting them: `ece` exactly for the original sample.
+    otherwise. The bins are those of the full sample (`ece`'s equal-weight bins of each prediction, a row's
+    weight shared between two where a boundary falls in it), so a replicate re-weights rows rather than
+    re-sorting them: `ece` exactly for the original sample.
     """
     y, p_new, p_old = np.asarray(y, float), np.asarray(p_new, float), np.asarray(p_old, float)
     codes = pd.factorize(pd.Series(groups))[0] if groups is not None else np.arange(len(y))
     n_groups = int(codes.max()) + 1 if len(codes) else 0
-    bins_new, bins_old = _ece_bins(p_new, bins), _ece_bins(p_old, bins)
+    base = np.ones(len(y)) if weight is None else np.asarray(weight, float)
+    shares_new, shares_old = _ece_shares(p_new, base, bins), _ece_shares(p_old, base, bins)
     rng = np.random.default_rng(seed)
 
-    def weighted(w: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
-        gap = np.bincount(b, w * p, minlength=bins) - np.bincount(b, w * y, minlength=bins)
+    def weighted(w: np.ndarray, shares: np.ndarray, p: np.ndarray) -> float:
+        gap = (w * (p - y)) @ shares
         return float(np.abs(gap).sum() / max(w.sum(), 1e-12))
 
     diffs = np.empty(n)
     for i in range(n):
-        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes].astype(float)
-        if weight is not None:
-            w = w * weight
-        diffs[i] = weighted(w, bins_new, p_new) - weighted(w, bins_old, p_old)
+        w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes] * base
+        diffs[i] = weighted(w, shares_new, p_new) - weighted(w, shares_old, p_old)
     ece_new, ece_old = ece(p_new, y, bins, weight=weight), ece(p_old, y, bins, weight=weight)
     return {"diff": ece_new - ece_old, "low": float(np.quantile(diffs, 0.025)),
             "high": float(np.quantile(diffs, 0.975)), "new": ece_new, "old": ece_old}

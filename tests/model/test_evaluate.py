@@ -99,6 +99,11 @@ def test_weighted_paired_comparisons_estimate_the_rows_repeated():
     # then the point estimates are those of the repeated rows, and differ from the unweighted ones
     assert auc_w["diff"] == pytest.approx(auc_r["diff"], rel=1e-9)
     assert (ece_w["new"], ece_w["old"]) == pytest.approx((ece_r["new"], ece_r["old"]), rel=1e-9)
+    # and resampling leads (a row's copies are one lead) gives the same ECE interval both ways
+    ids = np.arange(len(p))
+    grouped_w = paired_bootstrap_ece(y, p, q, groups=ids, n=50, weight=w)
+    grouped_r = paired_bootstrap_ece(y[dup], p[dup], q[dup], groups=dup, n=50)
+    assert (grouped_w["low"], grouped_w["high"]) == pytest.approx((grouped_r["low"], grouped_r["high"]), rel=1e-9)
     assert auc_w["diff"] != pytest.approx(paired_bootstrap_auc(y, p, q, n=50)["diff"], rel=1e-3)
     assert auc_w["low"] < auc_w["diff"] < auc_w["high"]
 
