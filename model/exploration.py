@@ -7,8 +7,9 @@ because it was scored often, and the probability it was handed over is exactly `
 the threshold, the share below it. That probability is what training weights the lead's label by
 (docs/models.md, "Exploration and inverse-propensity weights").
 
-`handoff` is the one place a handoff decision is made (through `HandoffPolicy.qualified` and `propensity`): the API (serve/scoring.py, through
-`ScoringModel.results`), `leadscore import`, batch `leadscore score` and the MLflow pyfunc all go through it.
+`handoff` is the one place a handoff decision is made (through `HandoffPolicy.qualified` and `propensity`):
+the API (serve/scoring.py, through `ScoringModel.results`), `leadscore import`, batch `leadscore score` and
+the MLflow pyfunc all go through it.
 """
 
 from __future__ import annotations
