@@ -34,15 +34,6 @@ def _codes(values: pd.Series, categories) -> np.ndarray:
     return pd.Categorical(values, categories=categories).codes.astype(np.int16)
 
 
-def event_arrays(events: pd.DataFrame, lead_index: pd.Index) -> build.EventArrays:
-    return build.EventArrays(
-        lead=lead_index.get_indexer(events[S.LEAD_ID]).astype(np.int64),
-        ts_ms=ms(events[S.TIMESTAMP]),
-        type_code=_codes(events[S.EVENT_TYPE], S.EVENT_TYPES),
-        page_code=_codes(events[S.PAGE], S.PAGE_KINDS),
-    )
-
-
 def _lead_codes(leads: pd.Index, ids: pd.Series) -> np.ndarray:
     """Position of each id in `leads` (-1 if unknown), hashing each distinct id once."""
     if isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.equals(leads):

@@ -34,7 +34,6 @@ class Settings(BaseSettings):
     max_connections: int = 2048  # per worker (uvicorn limit_concurrency): past it uvicorn's own plain 503
     score_log_queue_bytes: int = 64_000_000  # per worker: score-log rows waiting for the database; then dropped
     max_body_bytes: int = 5_000_000
-    max_leads_per_request: int = 1000
     max_events_per_lead: int = 5000
     score_log_retention_days: float = Field(180, ge=0)  # score-log rows older than this are deleted; 0 = keep
     session_secret: SecretStr = SecretStr("")  # signs the sales page's session cookie; derived from keys if empty

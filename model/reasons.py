@@ -7,7 +7,7 @@ One implementation serves the API (`ScoringModel.results`: one to a thousand lea
 (`model.batch`: millions): `reason_arrays` picks the top reasons of every row at once (reason groups summed
 in feature order, the top ones and the strongest member of each in one compiled pass, `_pick`) and
 renders each distinct (feature, value) sentence once (`SentenceCache`). `top_reasons` turns that into
-per-row lists; `reasons_for_row` is the same for one row.
+per-row lists.
 
 What is a reason, decided here for the API, batch scoring and the sales page alike: a reason group that
 moves the score by at least one point (`MIN_ABS_IMPACT`: half a point, below which the points round to
@@ -361,11 +361,3 @@ def top_reason_dicts(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values:
                 row.append(make(names[j], value, round(imp, 6), p, text))
         out.append(row)
     return out
-
-
-def reasons_for_row(contrib: np.ndarray, X_row: np.ndarray, encoder: Encoder, raw_values: dict | None = None,
-                    top_n: int = TOP_N) -> list[Reason]:
-    """`top_reasons` of one row (raw_values: feature -> the one value sent)."""
-    raw = {k: np.array([v], dtype=object) for k, v in (raw_values or {}).items()}
-    return top_reasons(np.asarray(contrib, dtype=np.float64)[None, :], np.asarray(X_row, dtype=np.float64)[None, :],
-                       encoder, raw, top_n)[0]

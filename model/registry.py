@@ -22,7 +22,6 @@ Each promotion records the champion it replaced, so `rollback` can restore it.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass
@@ -248,7 +247,3 @@ def rollback(name: str = MODEL_NAME, client: MlflowClient | None = None) -> str:
     client.set_model_version_tag(name, current, "rolled_back", "true")
     log.info("rolled back %s: champion %s -> %s", name, current, previous)
     return previous
-
-
-def decision_json(d: GateDecision) -> str:
-    return json.dumps(d.to_dict(), indent=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +35,6 @@ class ModelHolder:
         self.uri = uri
         self.model: ScoringModel | None = None
         self.last_error: str | None = None
-        self.loaded_at: float | None = None
         self.refused: str | None = None  # the version last refused, not retried by periodic checks
         self._lock = threading.Lock()
 
@@ -80,7 +78,6 @@ class ModelHolder:
                 return ReloadOutcome(False, self.version, self.last_error, refused=True)
             previous = self.version
             self.model = candidate  # the atomic swap
-            self.loaded_at = time.time()
             self.last_error = None
             self.refused = None
             _settle_heap()

@@ -102,7 +102,7 @@ class Batcher:
 
     Under load a worker's event loop reads several requests per step (one per ready connection). Scored
     one at a time, each pays every stage's fixed cost (feature arrays, the compiled walks, reasons, the
-    score-log row) for its one lead; scored together they pay it once (`python bench/score_batches.py`,
+    score-log row) for its one lead; scored together they pay it once (measured in process,
     boosted: one lead alone 160 us, four together 73 us each). No request waits for another: a batch is
     what has already arrived when the step ends (`call_soon`), at most `MAX_LEADS` leads, one model, one
     `explain` setting. Each request gets exactly the results it would get alone (tests/serve/test_batching;

@@ -21,16 +21,6 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 
-def all_titles(level: str) -> list[str]:
-    out: list[str] = []
-    for t in TEMPLATES[level]:
-        if "{d}" in t:
-            out.extend(t.format(d=d) for d in DEPARTMENTS)
-        else:
-            out.append(t)
-    return out
-
-
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("student", re.compile(r"\bstudent\b|\bphd\b", re.IGNORECASE)),
     ("intern", re.compile(r"\bintern\b|\btrainee\b", re.IGNORECASE)),
