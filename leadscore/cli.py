@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
@@ -45,6 +46,14 @@ def _utc_moment(text: str):
     except ValueError:
         _fail(f"--as-of: not an ISO-8601 time: {text!r}")
     return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
+def duration_days(text: str) -> float | None:
+    """"30d", "2w", "36h" or a plain number of days, as days (> 0); None when `text` is not one."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        return None
+    return float(m.group(1)) * {"h": 1 / 24, "d": 1, "w": 7, "": 1}[m.group(2)]
 
 
 @app.callback()

@@ -5,14 +5,13 @@ drift of the inputs and the score against training, volume and feedback coverage
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import sqlalchemy as sa
 import typer
 
-from leadscore.cli import _setup_mlflow, _utc_moment, app, console
+from leadscore.cli import _setup_mlflow, _utc_moment, app, console, duration_days
 
 RETRAIN_RECOMMENDED, FAILED = 3, 1
 _STYLE = {"ok": "green", "warn": "yellow", "alert": "bold red"}
@@ -27,10 +26,9 @@ def window_days(text: str) -> float:
     """"30d", "2w", "36h" or a plain number of days, within the limit of `Settings.monitor_window_days`."""
     from leadscore.settings import Settings
 
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*", text)
-    if not m or float(m.group(1)) <= 0:
+    days = duration_days(text)
+    if days is None:
         _error(f"--window: {text!r} is not a duration like 30d, 2w or 36h")
-    days = float(m.group(1)) * {"h": 1 / 24, "d": 1, "w": 7, "": 1}[m.group(2)]
     limit = Settings.model_fields["monitor_window_days"].metadata
     most = min((c.le for c in limit if getattr(c, "le", None) is not None), default=float("inf"))
     if days > most:

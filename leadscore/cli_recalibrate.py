@@ -4,22 +4,21 @@ codes as `leadscore retrain` (docs/retraining.md, "Recalibrating")."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from leadscore.cli import _progress, _setup_mlflow, _utc_moment, app, console
-from leadscore.cli_retrain import FAILED, KEPT, NOT_ENOUGH_DATA, _stop
+from leadscore.cli import _setup_mlflow, _utc_moment, app, console, duration_days
+from leadscore.cli_retrain import FAILED, KEPT, _stop, run_job
 
 
 def _days(text: str) -> int:
     """`90d`, `12w` or `90` (days) as whole days."""
-    m = re.fullmatch(r"\s*(\d+)\s*([dw]?)\s*", text or "")
-    if not m or int(m.group(1)) < 1:
+    days = duration_days(text or "")
+    if days is None or days < 1 or not days.is_integer():
         _stop(FAILED, f"--window: {text!r} is not a number of days such as 90d or 12w")
-    return int(m.group(1)) * (7 if m.group(2) == "w" else 1)
+    return int(days)
 
 
 @app.command("recalibrate")
@@ -39,11 +38,8 @@ def recalibrate(
     Exit codes: 0 promoted, 3 kept the champion (not better calibrated beyond noise, or this data is already
     recalibrated), 4 not enough data in the window, 1 any other error (nothing registered).
     """
-    from leadscore.features.loading import DataError
-    from leadscore.model.train import NotEnoughData
     from leadscore.recalibrate import RecalibrateOptions, recalibrate as run_recalibrate
-    from leadscore.retrain import RetrainError, shown_url
-    from leadscore.serve.locks import LockHeld
+    from leadscore.retrain import shown_url
     from leadscore.settings import get_settings
 
     export, database_url, as_of = (v or None for v in (export, database_url, as_of))
@@ -55,24 +51,7 @@ def recalibrate(
                                  as_of=moment, seed=seed)
     console.print(f"recalibrating the champion on the last {days} labelled days of "
                   f"{'the export ' + str(export) + ' and ' if export else ''}the store {shown_url(url)}")
-    with _progress() as progress:
-        task = progress.add_task("starting", total=None)
-        try:
-            out = run_recalibrate(options, progress=lambda msg: progress.update(task, description=msg))
-        except LockHeld as e:
-            progress.stop()
-            _stop(FAILED, f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
-                          f"{e.stale_after:.0f} s.)")
-        except NotEnoughData as e:
-            progress.stop()
-            _stop(NOT_ENOUGH_DATA, str(e))
-        except (DataError, RetrainError) as e:
-            progress.stop()
-            _stop(FAILED, str(e))
-        except Exception as e:  # noqa: BLE001 - a scheduler needs exit 1 and a reason, not a traceback
-            progress.stop()
-            _stop(FAILED, f"{type(e).__name__}: {str(e)[:500]}")
-        progress.update(task, description="done", total=1, completed=1)
+    out = run_job(run_recalibrate, options)
     for note in out.notes:
         console.print(f"  {note}")
     if out.status == "unchanged":

@@ -22,6 +22,35 @@ def _stop(code: int, message: str) -> None:
     raise typer.Exit(code=code)
 
 
+def run_job(run, options):
+    """`run(options, progress=...)` (retrain or recalibrate) under a progress line; a run that stops before
+    registering anything says why and exits 4 (not enough data) or 1 (anything else), never a traceback."""
+    from leadscore.features.loading import DataError
+    from leadscore.model.train import NotEnoughData
+    from leadscore.retrain import RetrainError
+    from leadscore.serve.locks import LockHeld
+
+    with _progress() as progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            out = run(options, progress=lambda msg: progress.update(task, description=msg))
+        except LockHeld as e:
+            progress.stop()
+            _stop(FAILED, f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
+                          f"{e.stale_after:.0f} s.)")
+        except NotEnoughData as e:
+            progress.stop()
+            _stop(NOT_ENOUGH_DATA, str(e))
+        except (DataError, RetrainError) as e:
+            progress.stop()
+            _stop(FAILED, str(e))
+        except Exception as e:  # noqa: BLE001 - a scheduler needs exit 1 and a reason, not a traceback
+            progress.stop()
+            _stop(FAILED, f"{type(e).__name__}: {str(e)[:500]}")
+        progress.update(task, description="done", total=1, completed=1)
+    return out
+
+
 @app.command("retrain")
 def retrain(
     export: Annotated[Optional[str], typer.Option(
@@ -39,10 +68,7 @@ def retrain(
     Exit codes: 0 promoted, 3 kept the champion (the gate refused, or this data is already trained),
     4 not enough data, 1 any other error (nothing registered). One run at a time (a lock in the store).
     """
-    from leadscore.features.loading import DataError
-    from leadscore.retrain import RetrainError, RetrainOptions, retrain as run_retrain, shown_url
-    from leadscore.model.train import NotEnoughData
-    from leadscore.serve.locks import LockHeld
+    from leadscore.retrain import RetrainOptions, retrain as run_retrain, shown_url
     from leadscore.settings import get_settings
 
     # an empty value is the default (MLproject parameters and env-driven schedulers pass "" for "not given")
@@ -55,24 +81,7 @@ def retrain(
     options = RetrainOptions(database_url=url, export=Path(export) if export else None, model=model, as_of=moment, seed=seed)
     console.print(f"retraining from {'the export ' + str(export) + ' and ' if export else ''}the store "
                   f"{shown_url(url)}")
-    with _progress() as progress:
-        task = progress.add_task("starting", total=None)
-        try:
-            out = run_retrain(options, progress=lambda msg: progress.update(task, description=msg))
-        except LockHeld as e:
-            progress.stop()
-            _stop(FAILED, f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
-                          f"{e.stale_after:.0f} s.)")
-        except NotEnoughData as e:
-            progress.stop()
-            _stop(NOT_ENOUGH_DATA, str(e))
-        except (DataError, RetrainError) as e:
-            progress.stop()
-            _stop(FAILED, str(e))
-        except Exception as e:  # noqa: BLE001 - a scheduler needs exit 1 and a reason, not a traceback
-            progress.stop()
-            _stop(FAILED, f"{type(e).__name__}: {str(e)[:500]}")
-        progress.update(task, description="done", total=1, completed=1)
+    out = run_job(run_retrain, options)
     for note in out.notes:
         console.print(f"  {note}")
     for w in out.warnings:

@@ -43,8 +43,8 @@ from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.policy import choose_policy
 from leadscore.model.scoring import ScoringModel
 from leadscore.model.train import NotEnoughData, TrainConfig, TrainResult, check_enough, label_weights
-from leadscore.retrain import (LOCK_NAME, RetrainError, _store_source, challenger_config, champion, check_data,
-                               load_data, open_store, shown_url)
+from leadscore.retrain import (RetrainError, _store_source, challenger_config, champion, check_data, load_data,
+                               locked, shown_url)
 from leadscore.serve import locks
 
 log = logging.getLogger(__name__)
@@ -232,15 +232,8 @@ def recalibrate(options: RecalibrateOptions, progress: Callable[[str], None] | N
         raise RetrainError("--window must be at least 1 day")
     if options.export is not None and options.as_of is not None:
         raise RetrainError("--as-of applies to the store: an export is as of its own snapshot_at")
-    step("opening the store")
-    engine = open_store(options.database_url)
-    try:
-        with locks.JobLock(engine, LOCK_NAME, stale_after=options.stale_lock_seconds) as lock:
-            if lock.took_over:
-                log.warning("took over the retrain lock of %s: its heartbeat stopped", lock.took_over)
-            return _locked_run(engine, options, step)
-    finally:
-        engine.dispose()
+    return locked(options.database_url, options.stale_lock_seconds, step,
+                  lambda engine: _locked_run(engine, options, step))
 
 
 def _locked_run(engine: sa.Engine, options: RecalibrateOptions, step: Callable[[str], None]) -> RecalibrateOutcome:

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from leadscore.serve.export import store_dataset
 log = logging.getLogger(__name__)
 LOCK_NAME = "retrain"
 Status = Literal["promoted", "kept", "unchanged"]
+T = TypeVar("T")
 
 
 class RetrainError(RuntimeError):
@@ -172,13 +173,20 @@ def retrain(options: RetrainOptions, progress: Callable[[str], None] | None = No
     if options.export is not None and options.as_of is not None:
         raise RetrainError("--as-of applies to the store: an export is as of its own snapshot_at (the store's "
                            "feedback merged into it stops there too)")
+    return locked(options.database_url, options.stale_lock_seconds, step,
+                  lambda engine: _locked_run(engine, options, step))
+
+
+def locked(database_url: str, stale_after: float, step: Callable[[str], None], run: Callable[[sa.Engine], T]) -> T:
+    """`run(engine)` on the store at `database_url` while holding the `retrain` job lock: one model-changing
+    job at a time (retrain and recalibrate share it)."""
     step("opening the store")
-    engine = open_store(options.database_url)
+    engine = open_store(database_url)
     try:
-        with locks.JobLock(engine, LOCK_NAME, stale_after=options.stale_lock_seconds) as lock:
+        with locks.JobLock(engine, LOCK_NAME, stale_after=stale_after) as lock:
             if lock.took_over:
                 log.warning("took over the retrain lock of %s: its heartbeat stopped", lock.took_over)
-            return _locked_run(engine, options, step)
+            return run(engine)
     finally:
         engine.dispose()
 
