@@ -67,12 +67,12 @@ run: model keys store
 	echo; \
 	exec $(BIN)/leadscore serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test
-	$(BIN)/ruff check .
+test: lint
 	@bash .ci/system-deps.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
 lab: $(VENV)/.installed-test

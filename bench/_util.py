@@ -33,7 +33,9 @@ def ensure_dataset() -> Path:
     t = time.perf_counter()
     info = generate(tmp, N_LEADS, seed=SEED)
     tmp.rename(data)
-    print(f"  {info.n_leads:,} leads, {info.n_events:,} events in {time.perf_counter() - t:.0f} s", flush=True)
+    print(
+        f"  {info.n_leads:,} leads, {info.n_events:,} events in {time.perf_counter() - t:.0f} s", flush=True
+    )
     return data
 
 
@@ -42,8 +44,12 @@ def small_demo(leadscore: list[str], env: dict, tmp: Path, given: Path | None) -
     if given is not None:
         return given
     data = tmp / "data"
-    subprocess.run([*leadscore, "demo-data", "--leads", "4000", "--seed", "0", "--out", str(data)], env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*leadscore, "demo-data", "--leads", "4000", "--seed", "0", "--out", str(data)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return data
 
 
@@ -54,13 +60,21 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal")) / 2**20
+        mem = (
+            next(
+                int(line.split()[1])
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+            / 2**20
+        )
     except (OSError, StopIteration):
         mem = float("nan")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}; load average {load:.1f} at the start")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; load average {load:.1f} at the start"
+    )
 
 
 def run_child(script: str, *args: str) -> tuple[dict, float, float]:

@@ -80,22 +80,39 @@ def ensure_wrk() -> str | None:
         return shutil.which("wrk")
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing wrk from Debian's packages...", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return shutil.which("wrk")
 
 
 def run_wrk(wrk: str, url: str, body: str, headers: dict, duration: int, connections: int, tmp: Path) -> dict:
     (tmp / "body.json").write_text(body)
-    lua = ['wrk.method = "POST"', f'local f = io.open("{tmp / "body.json"}", "r")', "wrk.body = f:read('*all')",
-           "f:close()"] + [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
-    lua += ["codes = {}", "function response(status, headers, body)",
-            "  if status ~= 200 then io.stderr:write('status ' .. status .. '\\n') end", "end"]
+    lua = [
+        'wrk.method = "POST"',
+        f'local f = io.open("{tmp / "body.json"}", "r")',
+        "wrk.body = f:read('*all')",
+        "f:close()",
+    ] + [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    lua += [
+        "codes = {}",
+        "function response(status, headers, body)",
+        "  if status ~= 200 then io.stderr:write('status ' .. status .. '\\n') end",
+        "end",
+    ]
     (tmp / "post.lua").write_text("\n".join(lua) + "\n")
     # warm-up, then the measured run
-    subprocess.run([wrk, "-t2", f"-c{connections}", "-d3s", "-s", str(tmp / "post.lua"), url], capture_output=True)
-    out = subprocess.run([wrk, "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(tmp / "post.lua"),
-                          url], capture_output=True, text=True)
+    subprocess.run(
+        [wrk, "-t2", f"-c{connections}", "-d3s", "-s", str(tmp / "post.lua"), url], capture_output=True
+    )
+    out = subprocess.run(
+        [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(tmp / "post.lua"), url],
+        capture_output=True,
+        text=True,
+    )
     text = out.stdout
 
     def ms(label: str) -> float:
@@ -104,16 +121,23 @@ def run_wrk(wrk: str, url: str, body: str, headers: dict, duration: int, connect
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     non200 = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), "p50_ms": ms("50"),
-            "p99_ms": ms("99"), "requests": int(re.search(r"(\d+) requests in", text).group(1)),
-            "errors": int(non200.group(1)) if non200 else 0, "errors_stderr": out.stderr.count("status")}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "requests": int(re.search(r"(\d+) requests in", text).group(1)),
+        "errors": int(non200.group(1)) if non200 else 0,
+        "errors_stderr": out.stderr.count("status"),
+    }
 
 
 async def _client_load(url: str, body: str, headers: dict, duration: int, connections: int) -> dict:
     lat, errors = [], 0
     stop = time.perf_counter() + duration
-    async with httpx.AsyncClient(headers={**headers}, timeout=30,
-                                 limits=httpx.Limits(max_connections=connections)) as c:
+    async with httpx.AsyncClient(
+        headers={**headers}, timeout=30, limits=httpx.Limits(max_connections=connections)
+    ) as c:
+
         async def worker():
             nonlocal errors
             while time.perf_counter() < stop:
@@ -121,12 +145,18 @@ async def _client_load(url: str, body: str, headers: dict, duration: int, connec
                 r = await c.post(url, content=body)
                 lat.append(time.perf_counter() - t)
                 errors += r.status_code != 200
+
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.perf_counter() - t0
     lat.sort()
-    return {"rps": len(lat) / elapsed, "p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * .99)] * 1000,
-            "requests": len(lat), "errors": errors}
+    return {
+        "rps": len(lat) / elapsed,
+        "p50_ms": lat[len(lat) // 2] * 1000,
+        "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
+        "requests": len(lat),
+        "errors": errors,
+    }
 
 
 def load(wrk, url, body, headers, duration, connections, tmp) -> dict:
@@ -142,50 +172,92 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="leadscore serve --workers (default 2)")
     ap.add_argument("--mlflow-workers", type=int, default=2, help="mlflow models serve --workers (default 2)")
     ap.add_argument("--duration", type=int, default=15, help="seconds of each measured round")
-    ap.add_argument("--rounds", type=int, default=3, help="measured rounds per server, alternating (default 3)")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="measured rounds per server, alternating (default 3)"
+    )
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--json", type=Path, help="also write the figures here")
-    ap.add_argument("--mlflow-uri", help="use this registry's champion instead of training one (needs --data)")
+    ap.add_argument(
+        "--mlflow-uri", help="use this registry's champion instead of training one (needs --data)"
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="leadscore-bench-"))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": args.mlflow_uri or f"sqlite:///{tmp / 'mlflow.db'}",
-           "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "LEADSCORE_API_KEYS": f"scorer:{KEY}", "LEADSCORE_DATABASE_URL": f"sqlite:///{tmp / 'leadscore.db'}",
-           "LEADSCORE_RELOAD_INTERVAL_SECONDS": "0", "LEADSCORE_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": args.mlflow_uri or f"sqlite:///{tmp / 'mlflow.db'}",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "LEADSCORE_API_KEYS": f"scorer:{KEY}",
+        "LEADSCORE_DATABASE_URL": f"sqlite:///{tmp / 'leadscore.db'}",
+        "LEADSCORE_RELOAD_INTERVAL_SECONDS": "0",
+        "LEADSCORE_LOG_LEVEL": "WARNING",
+    }
     leadscore = [str(BIN / "leadscore")]
     data = small_demo(leadscore, env, tmp, args.data)
     if not args.mlflow_uri:
         print(f"training ({args.model}) into {tmp}...", file=sys.stderr)
-        subprocess.run([*leadscore, "train", "--data", str(data), "--model", args.model], env=env, check=True,
-                       capture_output=True, cwd=tmp)
+        subprocess.run(
+            [*leadscore, "train", "--data", str(data), "--model", args.model],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=tmp,
+        )
     wrk = ensure_wrk()
-    results: dict = {"load_generator": "wrk 4.1 (Lua POST script)" if wrk else "asyncio + httpx client",
-                     "connections": args.connections, "duration_s": args.duration,
-                     "load_average_before": os.getloadavg()}
+    results: dict = {
+        "load_generator": "wrk 4.1 (Lua POST script)" if wrk else "asyncio + httpx client",
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "load_average_before": os.getloadavg(),
+    }
     procs = []
     try:
         # --- both servers up: Leadscore, and mlflow models serve of the same registered model ---------------
         port = free_port()
-        p = subprocess.Popen([*leadscore, "serve", "--port", str(port), "--workers", str(args.workers)], env=env,
-                             cwd=tmp, stdout=(tmp / "leadscore.log").open("w"), stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [*leadscore, "serve", "--port", str(port), "--workers", str(args.workers)],
+            env=env,
+            cwd=tmp,
+            stdout=(tmp / "leadscore.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
         procs.append(p)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz", p)
         auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
         model = httpx.get(f"{base}/v1/model", headers=auth).json()
         example = model["example"]
-        results["model"] = f"{model['family']} (version {model['version']}, {len(model['features'])} features)"
+        results["model"] = (
+            f"{model['family']} (version {model['version']}, {len(model['features'])} features)"
+        )
         one = json.dumps(example)
         results["events_in_the_lead"] = len(example["leads"][0]["events"])
         from leadscore.model.pyfunc import example_frame
 
         frame = example_frame(example)
         mport = free_port()
-        m = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/leadscore@champion",
-                              "--env-manager", "local", "-p", str(mport), "-h", "127.0.0.1",
-                              "--workers", str(args.mlflow_workers)],
-                             env=env, cwd=tmp, stdout=(tmp / "mlflow.log").open("w"), stderr=subprocess.STDOUT)
+        m = subprocess.Popen(
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                "models:/leadscore@champion",
+                "--env-manager",
+                "local",
+                "-p",
+                str(mport),
+                "-h",
+                "127.0.0.1",
+                "--workers",
+                str(args.mlflow_workers),
+            ],
+            env=env,
+            cwd=tmp,
+            stdout=(tmp / "mlflow.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
         procs.append(m)
         murl = f"http://127.0.0.1:{mport}"
         wait_http(f"{murl}/ping", m)
@@ -195,19 +267,32 @@ def main() -> None:
         # --- alternating rounds: a slow minute of the machine hits both, not one -------------------------------
         rounds = {"leadscore": [], "mlflow": []}
         for _ in range(args.rounds):
-            rounds["leadscore"].append(load(wrk, f"{base}/v1/score", one, auth, args.duration, args.connections,
-                                            tmp))
-            rounds["mlflow"].append(load(wrk, f"{murl}/invocations", mbody, {"Content-Type": "application/json"},
-                                         args.duration, args.connections, tmp))
+            rounds["leadscore"].append(
+                load(wrk, f"{base}/v1/score", one, auth, args.duration, args.connections, tmp)
+            )
+            rounds["mlflow"].append(
+                load(
+                    wrk,
+                    f"{murl}/invocations",
+                    mbody,
+                    {"Content-Type": "application/json"},
+                    args.duration,
+                    args.connections,
+                    tmp,
+                )
+            )
         results["rounds"] = rounds
         results["batches_one_worker"] = _batch_sizes(httpx.get(f"{base}/metrics", headers=auth).text)
         for name, runs in rounds.items():
-            results[name] = {"rps": statistics.median(r["rps"] for r in runs),
-                             "rps_min": min(r["rps"] for r in runs), "rps_max": max(r["rps"] for r in runs),
-                             "p50_ms": statistics.median(r["p50_ms"] for r in runs),
-                             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
-                             "p99_ms_worst": max(r["p99_ms"] for r in runs),
-                             "errors": sum(r["errors"] for r in runs)}
+            results[name] = {
+                "rps": statistics.median(r["rps"] for r in runs),
+                "rps_min": min(r["rps"] for r in runs),
+                "rps_max": max(r["rps"] for r in runs),
+                "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                "p99_ms_worst": max(r["p99_ms"] for r in runs),
+                "errors": sum(r["errors"] for r in runs),
+            }
         stop(m)
         big = _thousand_leads(data, example)
         with httpx.Client(headers=auth, timeout=60) as c:
@@ -218,8 +303,11 @@ def main() -> None:
                 r = c.post(f"{base}/v1/score", content=big)
                 times.append((time.perf_counter() - t) * 1000)
                 assert r.status_code == 200 and len(r.json()["results"]) == 1000
-        results["leadscore_1000_leads_ms"] = {"median": statistics.median(times), "max": max(times),
-                                              "events": sum(len(x["events"]) for x in json.loads(big)["leads"])}
+        results["leadscore_1000_leads_ms"] = {
+            "median": statistics.median(times),
+            "max": max(times),
+            "events": sum(len(x["events"]) for x in json.loads(big)["leads"]),
+        }
         results["leadscore_stop_s"] = stop(p)
         results["stages_ms"] = _stages(env["MLFLOW_TRACKING_URI"], one.encode(), big.encode())
     finally:
@@ -232,21 +320,33 @@ def main() -> None:
     results["load_average_after"] = os.getloadavg()
     results["machine"] = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}"
     print(json.dumps(results, indent=1))
-    print(f"\n| server ({args.rounds} rounds of {args.duration} s, alternating) | req/s median (min-max) | p50 ms | "
-          f"p99 ms median (worst) | non-200 |\n|---|---|---|---|---|")
-    for label, r in ((f"leadscore serve --workers {args.workers}", ls),
-                     (f"mlflow models serve --workers {args.mlflow_workers}", ml)):
-        print(f"| {label} | {r['rps']:.0f} ({r['rps_min']:.0f}-{r['rps_max']:.0f}) | {r['p50_ms']:.1f} | "
-              f"{r['p99_ms']:.1f} ({r['p99_ms_worst']:.1f}) | {r['errors']} |")
-    print(f"\nthroughput ratio {results['throughput_ratio']:.1f}x (medians), "
-          f"{results['throughput_ratio_vs_best_mlflow']:.1f}x against mlflow's best round; 1,000 leads in one "
-          f"request: median {results['leadscore_1000_leads_ms']['median']:.0f} ms; load average before "
-          f"{results['load_average_before'][0]:.2f}, after {results['load_average_after'][0]:.2f}")
+    print(
+        f"\n| server ({args.rounds} rounds of {args.duration} s, alternating) | req/s median (min-max) | p50 ms | "
+        f"p99 ms median (worst) | non-200 |\n|---|---|---|---|---|"
+    )
+    for label, r in (
+        (f"leadscore serve --workers {args.workers}", ls),
+        (f"mlflow models serve --workers {args.mlflow_workers}", ml),
+    ):
+        print(
+            f"| {label} | {r['rps']:.0f} ({r['rps_min']:.0f}-{r['rps_max']:.0f}) | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} ({r['p99_ms_worst']:.1f}) | {r['errors']} |"
+        )
+    print(
+        f"\nthroughput ratio {results['throughput_ratio']:.1f}x (medians), "
+        f"{results['throughput_ratio_vs_best_mlflow']:.1f}x against mlflow's best round; 1,000 leads in one "
+        f"request: median {results['leadscore_1000_leads_ms']['median']:.0f} ms; load average before "
+        f"{results['load_average_before'][0]:.2f}, after {results['load_average_after'][0]:.2f}"
+    )
     b = results["batches_one_worker"]
     if b["batches"]:
-        print(f"one worker scored {b['requests_per_batch']:.1f} requests a batch on average ({b['share_alone']:.0%} "
-              "alone); in process, per lead when k are scored together: " + ", ".join(
-                  f"k={k} {us:.0f} us" for k, us in results["stages_ms"]["together_us_per_lead"].items()))
+        print(
+            f"one worker scored {b['requests_per_batch']:.1f} requests a batch on average ({b['share_alone']:.0%} "
+            "alone); in process, per lead when k are scored together: "
+            + ", ".join(
+                f"k={k} {us:.0f} us" for k, us in results["stages_ms"]["together_us_per_lead"].items()
+            )
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
@@ -276,16 +376,24 @@ def _stages(mlflow_uri: str, one: bytes, big: bytes) -> dict:
     out = {}
     for name, body, runs in (("one_lead", one, 2000), ("1000_leads", big, 21)):
         req = parse_score_request("application/json", body)
-        leads = [{"created_at": lead.created_at, "attributes": lead.attributes.model_dump() if lead.attributes else {},
-                  "events": lead.events or ()} for lead in req.leads]
+        leads = [
+            {
+                "created_at": lead.created_at,
+                "attributes": lead.attributes.model_dump() if lead.attributes else {},
+                "events": lead.events or (),
+            }
+            for lead in req.leads
+        ]
         as_of = [to_ms(lead.as_of or lead.created_at) for lead in req.leads]
         values = lead_features(leads, as_of)
         ids = [lead.lead_id for lead in req.leads]
         results = model.results(values, ids)
-        out[name] = {"validate": median_ms(lambda b=body: parse_score_request("application/json", b), runs),
-                     "features": median_ms(lambda ls=leads, a=as_of: lead_features(ls, a), runs),
-                     "model_and_reasons": median_ms(lambda v=values, i=ids: model.results(v, i), runs),
-                     "json_response": median_ms(lambda r=results: orjson.dumps({"results": r}), runs)}
+        out[name] = {
+            "validate": median_ms(lambda b=body: parse_score_request("application/json", b), runs),
+            "features": median_ms(lambda ls=leads, a=as_of: lead_features(ls, a), runs),
+            "model_and_reasons": median_ms(lambda v=values, i=ids: model.results(v, i), runs),
+            "json_response": median_ms(lambda r=results: orjson.dumps({"results": r}), runs),
+        }
     # what scoring the example lead costs per lead when k requests' leads are scored together (serve.scoring
     # .Batcher): score_request (features, model, reasons, score-log rows encoded) + the JSON response
     from types import SimpleNamespace
@@ -312,13 +420,20 @@ def _batch_sizes(metrics_text: str) -> dict:
     """Requests per batch in one worker (each worker has its own metrics), from its /metrics page."""
     values = {}
     for line in metrics_text.splitlines():
-        if line.startswith("leadscore_score_batch_requests_") and not line.startswith("leadscore_score_batch_requests_created"):
+        if line.startswith("leadscore_score_batch_requests_") and not line.startswith(
+            "leadscore_score_batch_requests_created"
+        ):
             name, _, value = line.rpartition(" ")
             values[name] = float(value)
     count = values.get("leadscore_score_batch_requests_count", 0.0)
     alone = values.get('leadscore_score_batch_requests_bucket{le="1.0"}', 0.0)
-    return {"batches": count, "requests_per_batch": values.get("leadscore_score_batch_requests_sum", 0.0) / count
-            if count else None, "share_alone": alone / count if count else None}
+    return {
+        "batches": count,
+        "requests_per_batch": values.get("leadscore_score_batch_requests_sum", 0.0) / count
+        if count
+        else None,
+        "share_alone": alone / count if count else None,
+    }
 
 
 def _thousand_leads(data: Path, example: dict) -> str:
@@ -332,12 +447,22 @@ def _thousand_leads(data: Path, example: dict) -> str:
     as_of = ds.snapshot_at
     ev = ev[ev[S.TIMESTAMP] < as_of]
     by_lead: dict = {}
-    for lid, t, ts, pg in zip(ev[S.LEAD_ID], ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE]):
-        by_lead.setdefault(lid, []).append({"type": t, "timestamp": ts.isoformat(), **({"page": pg} if isinstance(pg, str) else {})})
-    body = {"leads": [{"lead_id": str(r[S.LEAD_ID]), "created_at": r[S.CREATED_AT].isoformat(),
-                       "as_of": as_of.isoformat(),
-                       "attributes": {a: r[a] for a in S.LEAD_ATTRIBUTES if isinstance(r[a], str)},
-                       "events": by_lead.get(r[S.LEAD_ID], [])[-5000:]} for r in leads.to_dict("records")]}
+    for lid, t, ts, pg in zip(ev[S.LEAD_ID], ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE], strict=False):
+        by_lead.setdefault(lid, []).append(
+            {"type": t, "timestamp": ts.isoformat(), **({"page": pg} if isinstance(pg, str) else {})}
+        )
+    body = {
+        "leads": [
+            {
+                "lead_id": str(r[S.LEAD_ID]),
+                "created_at": r[S.CREATED_AT].isoformat(),
+                "as_of": as_of.isoformat(),
+                "attributes": {a: r[a] for a in S.LEAD_ATTRIBUTES if isinstance(r[a], str)},
+                "events": by_lead.get(r[S.LEAD_ID], [])[-5000:],
+            }
+            for r in leads.to_dict("records")
+        ]
+    }
     return json.dumps(body)
 
 

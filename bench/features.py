@@ -32,8 +32,18 @@ def child(data: str) -> None:
     table = feature_frame(dataset, rows)
     s.done("feature_frame")
     measured = round(sum(v for k, v in s.times.items() if k != "import"), 2)
-    print(json.dumps({"stages": s.times, "measured_s": measured, "n_leads": len(dataset.leads),
-                      "n_events": len(dataset.events), "n_rows": len(rows), "n_features": table.shape[1]}))
+    print(
+        json.dumps(
+            {
+                "stages": s.times,
+                "measured_s": measured,
+                "n_leads": len(dataset.leads),
+                "n_events": len(dataset.events),
+                "n_rows": len(rows),
+                "n_features": table.shape[1],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -42,14 +52,18 @@ def main() -> None:
     data = _util.ensure_dataset()
     print(f"machine: {_util.machine()}")
     r, wall, peak_gb = _util.run_child(__file__, str(data))
-    print(f"features: {r['n_leads']:,} leads, {r['n_events']:,} events -> {r['n_rows']:,} training rows x "
-          f"{r['n_features']} features")
+    print(
+        f"features: {r['n_leads']:,} leads, {r['n_events']:,} events -> {r['n_rows']:,} training rows x "
+        f"{r['n_features']} features"
+    )
     for k, v in r["stages"].items():
         print(f"  {k:<15} {v:7.1f} s")
     ok = "meets" if r["measured_s"] <= GOAL_S and peak_gb * 2**30 / 1e9 <= GOAL_GB else "MISSES"
-    print(f"load + rows + features: {r['measured_s']:.1f} s (goal {GOAL_S} s, stretch {STRETCH_S} s); "
-          f"peak RSS {peak_gb:.2f} GiB = {peak_gb * 2**30 / 1e9:.2f} GB (goal {GOAL_GB} GB); "
-          f"process wall {wall:.1f} s -> {ok} the goal")
+    print(
+        f"load + rows + features: {r['measured_s']:.1f} s (goal {GOAL_S} s, stretch {STRETCH_S} s); "
+        f"peak RSS {peak_gb:.2f} GiB = {peak_gb * 2**30 / 1e9:.2f} GB (goal {GOAL_GB} GB); "
+        f"process wall {wall:.1f} s -> {ok} the goal"
+    )
 
 
 if __name__ == "__main__":

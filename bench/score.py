@@ -28,10 +28,11 @@ def ensure_model(family: str) -> Path:
     path = model_dir(family)
     if (path / "spec.json").exists():
         return path
-    from leadscore.demo.generate import generate
     from leadscore.features.loading import load_dataset
     from leadscore.model import persist
     from leadscore.model.train import TrainConfig, train
+
+    from leadscore.demo.generate import generate
 
     sample = path.with_name(path.name + "-data")
     if not (sample / "dataset.json").exists():
@@ -53,8 +54,16 @@ def child(data: str, model_path: str, out: str) -> None:
     s.done("load_dataset")
     summary = score_dataset(dataset, model, Path(out))
     s.done("score_dataset")
-    print(json.dumps({"stages": s.times, "n": summary.n_rows, "family": model.family,
-                      "out_mb": round(Path(out).stat().st_size / 1e6, 1)}))
+    print(
+        json.dumps(
+            {
+                "stages": s.times,
+                "n": summary.n_rows,
+                "family": model.family,
+                "out_mb": round(Path(out).stat().st_size / 1e6, 1),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -69,9 +78,11 @@ def main() -> None:
     for k, v in r["stages"].items():
         print(f"  {k:<22} {v:7.1f} s")
     sc = r["stages"]["score_dataset"]
-    print(f"score ({r['family']}): {r['n']:,} leads with top 5 + 5 reasons in {sc:.1f} s "
-          f"({r['n'] / sc:,.0f} leads/s; goal {GOAL_S} s -> {'meets' if sc <= GOAL_S else 'MISSES'}); "
-          f"output {r['out_mb']} MB; peak RSS {peak_gb:.2f} GiB; process wall {wall:.1f} s")
+    print(
+        f"score ({r['family']}): {r['n']:,} leads with top 5 + 5 reasons in {sc:.1f} s "
+        f"({r['n'] / sc:,.0f} leads/s; goal {GOAL_S} s -> {'meets' if sc <= GOAL_S else 'MISSES'}); "
+        f"output {r['out_mb']} MB; peak RSS {peak_gb:.2f} GiB; process wall {wall:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,37 +23,59 @@ GOAL_BYTES = 1500
 def scored_rows(n: int) -> list[dict]:
     """`n` score-log rows of 2,000 demo leads scored by a scorecard at several moments, as the service
     builds them (`serve.scoring.score_request`)."""
-    from leadscore.demo.generate import generate
     from leadscore.features import schema as S
     from leadscore.features.live import lead_features, to_ms
     from leadscore.features.loading import load_dataset
     from leadscore.model.train import TrainConfig, train
     from leadscore.serve.scoring import feature_snapshots
 
+    from leadscore.demo.generate import generate
+
     data = Path(tempfile.mkdtemp()) / "data"
     generate(data, 2000, seed=0)
     ds = load_dataset(data)
     model = train(ds, TrainConfig(model="scorecard")).model
-    events = {lid: g for lid, g in ds.events.groupby(ds.events[S.LEAD_ID].astype(str))}
+    events = dict(ds.events.groupby(ds.events[S.LEAD_ID].astype(str)))
     leads = []
     for r in ds.leads.itertuples(index=False):
         lid = str(getattr(r, S.LEAD_ID))
         ev = events.get(lid)
-        leads.append({"lead_id": lid, "created_at": getattr(r, S.CREATED_AT).to_pydatetime(),
-                      "attributes": {a: getattr(r, a) for a in S.LEAD_ATTRIBUTES if isinstance(getattr(r, a), str)},
-                      "events": [] if ev is None else [
-                          {"type": t, "timestamp": ts.to_pydatetime(), "page": p if isinstance(p, str) else None}
-                          for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]})
-    now = datetime.now(timezone.utc)
+        leads.append(
+            {
+                "lead_id": lid,
+                "created_at": getattr(r, S.CREATED_AT).to_pydatetime(),
+                "attributes": {a: getattr(r, a) for a in S.LEAD_ATTRIBUTES if isinstance(getattr(r, a), str)},
+                "events": []
+                if ev is None
+                else [
+                    {"type": t, "timestamp": ts.to_pydatetime(), "page": p if isinstance(p, str) else None}
+                    for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE], strict=False)
+                ],
+            }
+        )
+    now = datetime.now(UTC)
     rows: list[dict] = []
     for k in range(n // len(leads) + 1):
         as_of = [d["created_at"] + timedelta(days=3 + 7 * k) for d in leads]
         values = lead_features(leads, [to_ms(t) for t in as_of])
         results = model.results(values, [d["lead_id"] for d in leads])
-        rows += [{"lead_id": r["lead_id"], "scored_at": now, "as_of": t, "model_version": "1",
-                  "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
-                  "features": f, "reasons": r["reasons"]}
-                 for r, t, f in zip(results, as_of, feature_snapshots(values, model.encoder.features))]
+        rows += [
+            {
+                "lead_id": r["lead_id"],
+                "scored_at": now,
+                "as_of": t,
+                "model_version": "1",
+                "probability": r["probability"],
+                "score": r["score"],
+                "grade": r["grade"],
+                "qualified": r["qualified"],
+                "features": f,
+                "reasons": r["reasons"],
+            }
+            for r, t, f in zip(
+                results, as_of, feature_snapshots(values, model.encoder.features), strict=False
+            )
+        ]
     return rows[:n]
 
 
@@ -64,7 +86,7 @@ def write(url: str, rows: list[dict], compact: bool) -> None:
     engine = db.make_engine(url)
     with engine.begin() as conn:
         for i in range(0, len(rows), 2000):
-            part = rows[i:i + 2000]
+            part = rows[i : i + 2000]
             if compact:  # what the service writes
                 db.insert_score_log(conn, [db.score_log_row(r) for r in part])
             else:  # the keyed objects of rows written before migration 0003
@@ -106,7 +128,9 @@ def main() -> None:
         for where, url in urls.items():
             write(url, rows, compact)
             per_row = size(url) / len(rows)
-            print(f"{where:10s} {name:20s} {per_row:7.0f} bytes a row, {per_row * 1e6 / 1e9:5.2f} GB per million scores")
+            print(
+                f"{where:10s} {name:20s} {per_row:7.0f} bytes a row, {per_row * 1e6 / 1e9:5.2f} GB per million scores"
+            )
             if compact and where == "SQLite":
                 ok = per_row <= GOAL_BYTES
     print(f"goal (SQLite, <= {GOAL_BYTES} bytes a row): {'met' if ok else 'NOT met'}")

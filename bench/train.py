@@ -46,7 +46,6 @@ def ensure_table(data: Path) -> Path:
 def child(path: str) -> None:
     s = _util.Stages()
     import pandas as pd
-
     from leadscore.features import catalog
     from leadscore.model.train import TrainConfig, fit_models, split_by_lead_time
 
@@ -65,8 +64,17 @@ def child(path: str) -> None:
     result = fit_models(values, rows, holdout, catalog.CATEGORICAL, config, step=step)
     s.done(current[0] + " + policy + evaluation")
     train_s = round(s.total() - s.times["read table"], 2)
-    print(json.dumps({"stages": s.times, "train_s": train_s, "n": len(rows), "chosen": result.model.family,
-                      "auc": {k: round(v["roc_auc"], 4) for k, v in result.candidates.items() if "roc_auc" in v}}))
+    print(
+        json.dumps(
+            {
+                "stages": s.times,
+                "train_s": train_s,
+                "n": len(rows),
+                "chosen": result.model.family,
+                "auc": {k: round(v["roc_auc"], 4) for k, v in result.candidates.items() if "roc_auc" in v},
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -78,9 +86,11 @@ def main() -> None:
     r, wall, peak_gb = _util.run_child(__file__, str(path))
     for k, v in r["stages"].items():
         print(f"  {k:<50} {v:7.1f} s")
-    print(f"train --model auto on {r['n']:,} rows: {r['train_s']:.1f} s (goal {GOAL_S} s -> "
-          f"{'meets' if r['train_s'] <= GOAL_S else 'MISSES'}); chose {r['chosen']}; holdout ROC AUC {r['auc']}; "
-          f"peak RSS {peak_gb:.2f} GiB; process wall {wall:.1f} s")
+    print(
+        f"train --model auto on {r['n']:,} rows: {r['train_s']:.1f} s (goal {GOAL_S} s -> "
+        f"{'meets' if r['train_s'] <= GOAL_S else 'MISSES'}); chose {r['chosen']}; holdout ROC AUC {r['auc']}; "
+        f"peak RSS {peak_gb:.2f} GiB; process wall {wall:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def _channel_masks(ev: EventArrays) -> dict[str, np.ndarray]:
             masks[name] = np.isin(t, [TYPE_CODE[c] for c in ENGAGEMENT])
         elif name == "high_intent":
             masks[name] = np.isin(t, [TYPE_CODE[c] for c in HIGH_INTENT if c in TYPE_CODE]) | (
-                web & (p == PAGE_CODE["pricing"]))
+                web & (p == PAGE_CODE["pricing"])
+            )
         else:
             masks[name] = t == TYPE_CODE[name]
     return masks
@@ -158,8 +159,10 @@ def _run_sweep(keys_all, bits, hi, lo_keys, count, last_key) -> None:
         cuts.append(max(cuts[-1], int(np.searchsorted(hi, lead_start))))
     cuts.append(n)
     jobs = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+
     def run(ab):
         return _sweep(keys_all, bits, hi, lo_keys, ab[0], ab[1], count, last_key)
+
     if len(jobs) <= 1:
         for ab in jobs:
             run(ab)
@@ -169,8 +172,9 @@ def _run_sweep(keys_all, bits, hi, lo_keys, count, last_key) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _rates(sent30, sent90, opened30, opened90, clicked30, eng7, eng30, open_rate, click_rate, open_trend,
-           activity):  # pragma: no cover - compiled
+def _rates(
+    sent30, sent90, opened30, opened90, clicked30, eng7, eng30, open_rate, click_rate, open_trend, activity
+):  # pragma: no cover - compiled
     for i in range(sent30.shape[0]):
         s30 = sent30[i]
         if s30 > 0:
@@ -197,11 +201,23 @@ def derived_features(cnt) -> dict[str, np.ndarray]:
     """
     sent30 = np.ascontiguousarray(cnt("email_sent", 30), dtype=np.float64)
     n = len(sent30)
-    out = {name: np.empty(n) for name in ("open_rate_30d", "click_rate_30d", "open_rate_trend", "activity_trend")}
+    out = {
+        name: np.empty(n) for name in ("open_rate_30d", "click_rate_30d", "open_rate_trend", "activity_trend")
+    }
     f64 = lambda channel, window: np.ascontiguousarray(cnt(channel, window), dtype=np.float64)  # noqa: E731
-    _rates(sent30, f64("email_sent", 90), f64("email_opened", 30), f64("email_opened", 90), f64("email_clicked", 30),
-           f64("engagement", 7), f64("engagement", 30), out["open_rate_30d"], out["click_rate_30d"],
-           out["open_rate_trend"], out["activity_trend"])
+    _rates(
+        sent30,
+        f64("email_sent", 90),
+        f64("email_opened", 30),
+        f64("email_opened", 90),
+        f64("email_clicked", 30),
+        f64("engagement", 7),
+        f64("engagement", 30),
+        out["open_rate_30d"],
+        out["click_rate_30d"],
+        out["open_rate_trend"],
+        out["activity_trend"],
+    )
     out["activity_trend"] = np.round(out["activity_trend"], 4)
     return out
 
@@ -220,8 +236,11 @@ def event_features(ev: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) 
     keys_all = keys_unsorted[order]
     del keys_unsorted
     bits = _channel_bits()[ev.type_code[order].astype(np.int64), ev.page_code[order].astype(np.int64) + 1]
-    lo_keys = np.stack([_keys(lead_s, as_of_s - w * DAY_MS) for w in WINDOWS]) if len(hi) else \
-        np.zeros((len(WINDOWS), 0), dtype=np.int64)
+    lo_keys = (
+        np.stack([_keys(lead_s, as_of_s - w * DAY_MS) for w in WINDOWS])
+        if len(hi)
+        else np.zeros((len(WINDOWS), 0), dtype=np.int64)
+    )
     n, C = len(hi), len(CHANNELS)
     count = np.empty((C, 1 + len(WINDOWS), n), dtype=np.float64)  # each feature a contiguous row
     last_key = np.empty((C, n), dtype=np.int64)
@@ -262,20 +281,30 @@ def profile_features(leads: LeadArrays, row_lead: np.ndarray, as_of_ms: np.ndarr
     a = leads.attributes
     domain = a["email_domain"]
     email_type = np.array(
-        [None if not isinstance(d, str) or not d else ("free" if d.strip().lower() in FREE_EMAIL_DOMAINS
-                                                        else "corporate") for d in domain],
+        [
+            None
+            if not isinstance(d, str) or not d
+            else ("free" if d.strip().lower() in FREE_EMAIL_DOMAINS else "corporate")
+            for d in domain
+        ],
         dtype=object,
     )
     per_lead = {
-        "source": a["source"], "industry": a["industry"], "company_size": a["company_size"],
-        "country": a["country"], "seniority": seniority_many(a["job_title"]), "email_type": email_type,
+        "source": a["source"],
+        "industry": a["industry"],
+        "company_size": a["company_size"],
+        "country": a["country"],
+        "seniority": seniority_many(a["job_title"]),
+        "email_type": email_type,
     }
     out = {k: np.asarray(v, dtype=object)[row_lead] for k, v in per_lead.items()}
     out["lead_age_days"] = np.floor((as_of_ms - leads.created_ms[row_lead]) / DAY_MS).astype(np.float64)
     return out
 
 
-def build(leads: LeadArrays, events: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
+def build(
+    leads: LeadArrays, events: EventArrays, row_lead: np.ndarray, as_of_ms: np.ndarray
+) -> dict[str, np.ndarray]:
     """All catalogue features for rows (lead code, as_of in ms), in catalogue order."""
     if len(leads.created_ms) >= MAX_LEADS_PER_BATCH:
         raise ValueError(f"at most {MAX_LEADS_PER_BATCH - 1} leads per feature batch")

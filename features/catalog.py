@@ -30,7 +30,10 @@ class FeatureSpec:
     quiet_at_zero: bool = False
     label: str = ""  # what the feature measures, for people (default: its name in words)
     # how a value beyond the training range reads: (above the largest, below the smallest) seen in training
-    beyond: tuple[str, str] = ("more than any lead the model learned from", "less than any lead the model learned from")
+    beyond: tuple[str, str] = (
+        "more than any lead the model learned from",
+        "less than any lead the model learned from",
+    )
 
     def sentence(self, value: object) -> str:
         if value is None or (isinstance(value, float) and value != value):
@@ -56,8 +59,10 @@ class FeatureSpec:
         than any lead the model learned from (1 to 509 days)"."""
         above = isinstance(value, (int, float)) and value > high
         unit = " days" if self.name.startswith(("days_since_", "lead_age_")) else ""
-        return (f"{self.sentence(value)}: {self.beyond[0 if above else 1]} "
-                f"({self._shown(float(low))} to {self._shown(float(high))}{unit})")
+        return (
+            f"{self.sentence(value)}: {self.beyond[0 if above else 1]} "
+            f"({self._shown(float(low))} to {self._shown(float(high))}{unit})"
+        )
 
 
 def _fmt(value: object) -> str:
@@ -70,17 +75,40 @@ def _fmt(value: object) -> str:
 
 # Channels: the event streams features count. A web visit counts as "web_visit" and also as its page kind.
 CHANNELS: Final = (
-    "email_sent", "email_opened", "email_clicked", "web_visit", "visit_pricing", "visit_docs", "visit_blog",
-    "visit_careers", "content_download", "webinar_registered", "webinar_attended", "form_submitted",
-    "demo_requested", "unsubscribed", "sales_call", "meeting", "handed_to_sales",
+    "email_sent",
+    "email_opened",
+    "email_clicked",
+    "web_visit",
+    "visit_pricing",
+    "visit_docs",
+    "visit_blog",
+    "visit_careers",
+    "content_download",
+    "webinar_registered",
+    "webinar_attended",
+    "form_submitted",
+    "demo_requested",
+    "unsubscribed",
+    "sales_call",
+    "meeting",
+    "handed_to_sales",
     # derived streams
-    "engagement", "high_intent",
+    "engagement",
+    "high_intent",
 )
 # Which channels make up the derived streams.
-ENGAGEMENT: Final = frozenset({
-    "email_opened", "email_clicked", "web_visit", "content_download", "webinar_registered", "webinar_attended",
-    "form_submitted", "demo_requested",
-})
+ENGAGEMENT: Final = frozenset(
+    {
+        "email_opened",
+        "email_clicked",
+        "web_visit",
+        "content_download",
+        "webinar_registered",
+        "webinar_attended",
+        "form_submitted",
+        "demo_requested",
+    }
+)
 HIGH_INTENT: Final = frozenset({"demo_requested", "form_submitted", "webinar_attended", "visit_pricing"})
 
 _NOUN: Final = {
@@ -99,8 +127,16 @@ _NOUN: Final = {
     "meeting": ("meeting{plural}", "No meetings"),
 }
 _WINDOWED: Final = (
-    "email_sent", "email_opened", "email_clicked", "web_visit", "visit_pricing", "visit_docs", "visit_careers",
-    "content_download", "form_submitted", "engagement",
+    "email_sent",
+    "email_opened",
+    "email_clicked",
+    "web_visit",
+    "visit_pricing",
+    "visit_docs",
+    "visit_careers",
+    "content_download",
+    "form_submitted",
+    "engagement",
 )
 _SINCE: Final = {
     "engagement": ("Last interaction {value} day{plural} ago", "No interaction yet"),
@@ -116,58 +152,129 @@ _SINCE: Final = {
 def _catalog() -> tuple[FeatureSpec, ...]:
     specs: list[FeatureSpec] = [
         FeatureSpec("source", "categorical", "profile", "Came from {value}", missing_text="Source unknown"),
-        FeatureSpec("industry", "categorical", "profile", "Industry: {value}", missing_text="Industry unknown"),
-        FeatureSpec("company_size", "categorical", "profile", "Company size {value} employees",
-                    missing_text="Company size unknown"),
+        FeatureSpec(
+            "industry", "categorical", "profile", "Industry: {value}", missing_text="Industry unknown"
+        ),
+        FeatureSpec(
+            "company_size",
+            "categorical",
+            "profile",
+            "Company size {value} employees",
+            missing_text="Company size unknown",
+        ),
         FeatureSpec("country", "categorical", "profile", "Based in {value}", missing_text="Country unknown"),
-        FeatureSpec("seniority", "categorical", "profile", "Seniority: {value}",
-                    missing_text="Seniority unknown"),
-        FeatureSpec("email_type", "categorical", "profile", "Uses a {value} email address",
-                    missing_text="Email address unknown"),
-        FeatureSpec("lead_age_days", "numeric", "age", "Lead is {value} day{plural} old", label="Lead age in days",
-                    beyond=("older than any lead the model learned from",
-                            "newer than any lead the model learned from")),
+        FeatureSpec(
+            "seniority", "categorical", "profile", "Seniority: {value}", missing_text="Seniority unknown"
+        ),
+        FeatureSpec(
+            "email_type",
+            "categorical",
+            "profile",
+            "Uses a {value} email address",
+            missing_text="Email address unknown",
+        ),
+        FeatureSpec(
+            "lead_age_days",
+            "numeric",
+            "age",
+            "Lead is {value} day{plural} old",
+            label="Lead age in days",
+            beyond=(
+                "older than any lead the model learned from",
+                "newer than any lead the model learned from",
+            ),
+        ),
     ]
     for ch in _WINDOWED:
         noun, none = _NOUN[ch]
         family = "pressure" if ch == "email_sent" else "engagement"
         for w in WINDOWS:
-            specs.append(FeatureSpec(f"{ch}_{w}d", "numeric", family, f"{{value}} {noun} in the last {w} days",
-                                     zero_text=f"{none} in the last {w} days"))
-    for ch, noun in (("webinar_attended", "Attended {value} webinar{plural}"),
-                     ("demo_requested", "Requested a demo {value} time{plural}"),
-                     ("unsubscribed", "Unsubscribed from marketing email"),
-                     ("handed_to_sales", "Already handed to sales"),
-                     ("sales_call", "{value} sales call{plural} so far"),
-                     ("meeting", "{value} meeting{plural} so far")):
-        zero = {"webinar_attended": "Has not attended a webinar", "demo_requested": "Has not requested a demo",
-                "unsubscribed": "Still subscribed to marketing email", "handed_to_sales": "Not yet handed to sales",
-                "sales_call": "No sales calls yet", "meeting": "No meetings yet"}[ch]
+            specs.append(
+                FeatureSpec(
+                    f"{ch}_{w}d",
+                    "numeric",
+                    family,
+                    f"{{value}} {noun} in the last {w} days",
+                    zero_text=f"{none} in the last {w} days",
+                )
+            )
+    for ch, noun in (
+        ("webinar_attended", "Attended {value} webinar{plural}"),
+        ("demo_requested", "Requested a demo {value} time{plural}"),
+        ("unsubscribed", "Unsubscribed from marketing email"),
+        ("handed_to_sales", "Already handed to sales"),
+        ("sales_call", "{value} sales call{plural} so far"),
+        ("meeting", "{value} meeting{plural} so far"),
+    ):
+        zero = {
+            "webinar_attended": "Has not attended a webinar",
+            "demo_requested": "Has not requested a demo",
+            "unsubscribed": "Still subscribed to marketing email",
+            "handed_to_sales": "Not yet handed to sales",
+            "sales_call": "No sales calls yet",
+            "meeting": "No meetings yet",
+        }[ch]
         family = "pressure" if ch == "unsubscribed" else "intent"
         specs.append(FeatureSpec(f"{ch}_total", "numeric", family, noun, zero_text=zero))
     for ch, (text, missing) in _SINCE.items():
         family = "intent" if ch in ("demo_requested", "form_submitted", "high_intent") else "engagement"
-        specs.append(FeatureSpec(f"days_since_{ch}", "numeric", family, text, missing_text=missing,
-                                 beyond=("longer ago than for any lead the model learned from",
-                                         "more recent than for any lead the model learned from")))
+        specs.append(
+            FeatureSpec(
+                f"days_since_{ch}",
+                "numeric",
+                family,
+                text,
+                missing_text=missing,
+                beyond=(
+                    "longer ago than for any lead the model learned from",
+                    "more recent than for any lead the model learned from",
+                ),
+            )
+        )
     specs += [
-        FeatureSpec("open_rate_30d", "numeric", "engagement", "Opened {value} of emails sent in the last 30 days",
-                    missing_text="No emails sent in the last 30 days", percent=True),
-        FeatureSpec("click_rate_30d", "numeric", "engagement",
-                    "Clicked {value} of emails sent in the last 30 days",
-                    missing_text="No emails sent in the last 30 days", percent=True),
-        FeatureSpec("open_rate_trend", "numeric", "pressure",
-                    "Opens per email sent changed by {value} against the 60 days before",
-                    missing_text="Too few emails to see an open-rate trend", percent=True, quiet_at_zero=True,
-                    beyond=("a bigger rise than any lead the model learned from",
-                            "a bigger fall than any lead the model learned from")),
+        FeatureSpec(
+            "open_rate_30d",
+            "numeric",
+            "engagement",
+            "Opened {value} of emails sent in the last 30 days",
+            missing_text="No emails sent in the last 30 days",
+            percent=True,
+        ),
+        FeatureSpec(
+            "click_rate_30d",
+            "numeric",
+            "engagement",
+            "Clicked {value} of emails sent in the last 30 days",
+            missing_text="No emails sent in the last 30 days",
+            percent=True,
+        ),
+        FeatureSpec(
+            "open_rate_trend",
+            "numeric",
+            "pressure",
+            "Opens per email sent changed by {value} against the 60 days before",
+            missing_text="Too few emails to see an open-rate trend",
+            percent=True,
+            quiet_at_zero=True,
+            beyond=(
+                "a bigger rise than any lead the model learned from",
+                "a bigger fall than any lead the model learned from",
+            ),
+        ),
         # interactions a day in the last 7 days minus those a day in the 23 days before (features.build)
-        FeatureSpec("activity_trend", "numeric", "engagement",
-                    "{value} more interaction{plural} a day in the last 7 days than in the 23 days before",
-                    negative_text="{value} fewer interaction{plural} a day in the last 7 days than in the 23 days "
-                                  "before", quiet_at_zero=True,
-                    beyond=("a bigger rise than any lead the model learned from",
-                            "a bigger fall than any lead the model learned from")),
+        FeatureSpec(
+            "activity_trend",
+            "numeric",
+            "engagement",
+            "{value} more interaction{plural} a day in the last 7 days than in the 23 days before",
+            negative_text="{value} fewer interaction{plural} a day in the last 7 days than in the 23 days "
+            "before",
+            quiet_at_zero=True,
+            beyond=(
+                "a bigger rise than any lead the model learned from",
+                "a bigger fall than any lead the model learned from",
+            ),
+        ),
     ]
     return tuple(specs)
 

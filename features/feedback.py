@@ -30,7 +30,6 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-
 from leadscore.features import schema as S
 from leadscore.features.loading import DataError, Dataset, Problem, parse_timestamps
 
@@ -49,27 +48,34 @@ def _validated(feedback: pd.DataFrame) -> pd.DataFrame:
     if problems:
         raise DataError(problems)
     fb = feedback.reset_index(drop=True)
-    out = pd.DataFrame({
-        S.LEAD_ID: fb[S.LEAD_ID].astype(object).where(fb[S.LEAD_ID].notna(), None).map(
-            lambda v: v if v is None else str(v)),
-        S.OUTCOME: fb[S.OUTCOME].astype(object),
-        S.OUTCOME_AT: parse_timestamps(fb[S.OUTCOME_AT], SOURCE, S.OUTCOME_AT, problems),
-        S.REASON: fb[S.REASON].astype(object).where(fb[S.REASON].notna(), None) if S.REASON in fb.columns
-        else pd.Series(None, index=fb.index, dtype=object),
-    })
+    out = pd.DataFrame(
+        {
+            S.LEAD_ID: fb[S.LEAD_ID]
+            .astype(object)
+            .where(fb[S.LEAD_ID].notna(), None)
+            .map(lambda v: v if v is None else str(v)),
+            S.OUTCOME: fb[S.OUTCOME].astype(object),
+            S.OUTCOME_AT: parse_timestamps(fb[S.OUTCOME_AT], SOURCE, S.OUTCOME_AT, problems),
+            S.REASON: fb[S.REASON].astype(object).where(fb[S.REASON].notna(), None)
+            if S.REASON in fb.columns
+            else pd.Series(None, index=fb.index, dtype=object),
+        }
+    )
     for i in np.flatnonzero(out[S.LEAD_ID].isna().to_numpy())[:20]:
         problems.append(Problem(SOURCE, int(i) + 1, S.LEAD_ID, "missing lead id"))
     bad = ~out[S.OUTCOME].isin(FEEDBACK_OUTCOMES)
     for i in np.flatnonzero(bad.to_numpy())[:20]:
         v = out[S.OUTCOME].iloc[i]
-        reason = ("missing value" if pd.isna(v)
-                  else f"{str(v)[:40]!r} is not one of {', '.join(FEEDBACK_OUTCOMES)}")
+        reason = (
+            "missing value" if pd.isna(v) else f"{str(v)[:40]!r} is not one of {', '.join(FEEDBACK_OUTCOMES)}"
+        )
         problems.append(Problem(SOURCE, int(i) + 1, S.OUTCOME, reason))
     if problems:
         raise DataError(problems)
     # the order in which feedback was given: `at`, then the store's id (or the frame's order)
-    out["order"] = (pd.to_numeric(fb["id"], errors="coerce").to_numpy() if "id" in fb.columns
-                    else np.arange(len(fb)))
+    out["order"] = (
+        pd.to_numeric(fb["id"], errors="coerce").to_numpy() if "id" in fb.columns else np.arange(len(fb))
+    )
     return out
 
 
@@ -100,14 +106,21 @@ def with_feedback(dataset: Dataset, feedback: pd.DataFrame) -> Dataset:
     last_fb = verdicts.groupby(S.LEAD_ID, sort=False).tail(1).set_index(S.LEAD_ID)
     first_fb = verdicts.groupby(S.LEAD_ID)[S.OUTCOME_AT].min()
     when = pd.concat([first_fb, first_export.reindex(first_fb.index)], axis=1).min(axis=1)
-    previous = out[export_verdict].sort_values(S.OUTCOME_AT, kind="stable").groupby(S.LEAD_ID).head(1) \
+    previous = (
+        out[export_verdict]
+        .sort_values(S.OUTCOME_AT, kind="stable")
+        .groupby(S.LEAD_ID)
+        .head(1)
         .set_index(S.LEAD_ID)[S.OUTCOME]
-    new_verdicts = pd.DataFrame({
-        S.LEAD_ID: first_fb.index.to_numpy(dtype=object),
-        S.OUTCOME: last_fb.loc[first_fb.index, S.OUTCOME].to_numpy(dtype=object),
-        S.OUTCOME_AT: when.astype(utc_ms).to_numpy(),
-        S.REASON: last_fb.loc[first_fb.index, S.REASON].to_numpy(dtype=object),
-    })
+    )
+    new_verdicts = pd.DataFrame(
+        {
+            S.LEAD_ID: first_fb.index.to_numpy(dtype=object),
+            S.OUTCOME: last_fb.loc[first_fb.index, S.OUTCOME].to_numpy(dtype=object),
+            S.OUTCOME_AT: when.astype(utc_ms).to_numpy(),
+            S.REASON: last_fb.loc[first_fb.index, S.REASON].to_numpy(dtype=object),
+        }
+    )
     had = new_verdicts[S.LEAD_ID].map(previous)
     changed = int((had.notna() & (had != new_verdicts[S.OUTCOME])).sum())
     added = int(had.isna().sum())
@@ -118,19 +131,24 @@ def with_feedback(dataset: Dataset, feedback: pd.DataFrame) -> Dataset:
         return df[S.LEAD_ID].astype(str) + "\x1f" + df[S.OUTCOME].astype(str) + "\x1f" + ms
 
     follow = follow.drop_duplicates([S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT])
-    dup = (key(follow).isin(set(key(out))) if len(out) and len(follow)
-           else pd.Series(False, index=follow.index))
+    dup = (
+        key(follow).isin(set(key(out))) if len(out) and len(follow) else pd.Series(False, index=follow.index)
+    )
     new_follow = follow.loc[~dup, [S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT, S.REASON]]
 
     kept = out[~export_verdict]
     parts = [p.astype({S.OUTCOME_AT: utc_ms}) for p in (kept, new_verdicts, new_follow) if len(p)]
     merged = pd.concat(parts, ignore_index=True) if parts else kept.reset_index(drop=True)
 
-    note = (f"feedback: {n_given} row(s) given; verdicts for {len(new_verdicts)} lead(s) "
-            f"({changed} changed the export's verdict, {added} where the export had none); "
-            f"{len(new_follow)} won/lost row(s) added, {int(dup.sum())} already in the export")
-    ignored = [(int(unknown.sum()), "for leads not in the export"),
-               (int(after_snapshot.sum()), f"dated after the export's snapshot {dataset.snapshot_at}"),
-               (int(before_created.sum()), "dated before their lead was created")]
+    note = (
+        f"feedback: {n_given} row(s) given; verdicts for {len(new_verdicts)} lead(s) "
+        f"({changed} changed the export's verdict, {added} where the export had none); "
+        f"{len(new_follow)} won/lost row(s) added, {int(dup.sum())} already in the export"
+    )
+    ignored = [
+        (int(unknown.sum()), "for leads not in the export"),
+        (int(after_snapshot.sum()), f"dated after the export's snapshot {dataset.snapshot_at}"),
+        (int(before_created.sum()), "dated before their lead was created"),
+    ]
     note += "".join(f"; {n} ignored {why}" for n, why in ignored if n)
     return replace(dataset, outcomes=merged, notes=(*dataset.notes, note))

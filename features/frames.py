@@ -25,8 +25,10 @@ def ms(ts: pd.Series) -> np.ndarray:
 
 
 def lead_arrays(leads: pd.DataFrame) -> build.LeadArrays:
-    attrs = {c: leads[c].to_numpy(dtype=object) if c in leads.columns else np.full(len(leads), None, object)
-             for c in S.LEAD_ATTRIBUTES}
+    attrs = {
+        c: leads[c].to_numpy(dtype=object) if c in leads.columns else np.full(len(leads), None, object)
+        for c in S.LEAD_ATTRIBUTES
+    }
     return build.LeadArrays(created_ms=ms(leads[S.CREATED_AT]), attributes=attrs)
 
 
@@ -43,8 +45,9 @@ def _lead_codes(leads: pd.Index, ids: pd.Series) -> np.ndarray:
     return np.where(codes >= 0, pos[np.maximum(codes, 0)] if len(pos) else -1, -1).astype(np.int64)
 
 
-def iter_feature_chunks(dataset: Dataset, rows: pd.DataFrame, chunk_leads: int = CHUNK_LEADS
-                        ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+def iter_feature_chunks(
+    dataset: Dataset, rows: pd.DataFrame, chunk_leads: int = CHUNK_LEADS
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(positions into `rows`, catalogue features of those rows) for one chunk of leads at a time.
 
     Every row of `rows` (columns lead_id, as_of) is in exactly one chunk; within a chunk, rows keep their
@@ -74,15 +77,21 @@ def iter_feature_chunks(dataset: Dataset, rows: pd.DataFrame, chunk_leads: int =
         pos = np.sort(row_order[r0:r1])
         e0, e1 = np.searchsorted(ev_lead_sorted, [start, stop])
         take = ev_order[e0:e1]
-        arrays = build.EventArrays(lead=ev_lead_sorted[e0:e1] - start, ts_ms=ev_ts[take],
-                                   type_code=ev_type[take], page_code=ev_page[take])
-        values = build.build(lead_arrays(leads.iloc[start:stop]), arrays, row_lead_all[pos] - start,
-                             as_of_all[pos])
+        arrays = build.EventArrays(
+            lead=ev_lead_sorted[e0:e1] - start,
+            ts_ms=ev_ts[take],
+            type_code=ev_type[take],
+            page_code=ev_page[take],
+        )
+        values = build.build(
+            lead_arrays(leads.iloc[start:stop]), arrays, row_lead_all[pos] - start, as_of_all[pos]
+        )
         yield pos, values
 
 
-def feature_frame(dataset: Dataset, rows: pd.DataFrame,
-                  progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+def feature_frame(
+    dataset: Dataset, rows: pd.DataFrame, progress: Callable[[int], None] | None = None
+) -> pd.DataFrame:
     """Catalogue features for each row of `rows` (columns lead_id, as_of), index aligned with `rows`."""
     names = list(build.catalog.BY_NAME)
     if len(rows) == 0:

@@ -59,7 +59,7 @@ class QualifiedDefinition:
 def _strata(ages: tuple[int, ...]) -> list[tuple[int, int]]:
     """[a_i, a_i+1) for consecutive ages, and [a_last, 2 * a_last) for the last one."""
     edges = list(ages) + [max(2 * ages[-1], ages[-1] + 1)]
-    return [(lo, max(hi, lo + 1)) for lo, hi in zip(edges[:-1], edges[1:])]
+    return [(lo, max(hi, lo + 1)) for lo, hi in zip(edges[:-1], edges[1:], strict=False)]
 
 
 def sampled_ages(lead_ids: pd.Series, definition: QualifiedDefinition) -> list[tuple[str, np.ndarray]]:
@@ -97,7 +97,9 @@ def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataF
     """Candidate rows: each lead at each sampled age, and at its first handoff to sales."""
     leads = dataset.leads[[S.LEAD_ID, S.CREATED_AT]]
     ids = leads[S.LEAD_ID].to_numpy(dtype=object)
-    created_ms = leads[S.CREATED_AT].astype("datetime64[ms, UTC]").to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    created_ms = (
+        leads[S.CREATED_AT].astype("datetime64[ms, UTC]").to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    )
     id_parts, ms_parts, moment_parts = [], [], []
     for name, ages in sampled_ages(leads[S.LEAD_ID], definition):
         id_parts.append(ids)
@@ -108,7 +110,9 @@ def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataF
         handoff = ev[(ev[S.EVENT_TYPE] == "handed_to_sales").to_numpy()]
         handoff = handoff.groupby(S.LEAD_ID, sort=False, observed=True)[S.TIMESTAMP].min()
         id_parts.append(handoff.index.to_numpy(dtype=object))
-        ms_parts.append(handoff.astype("datetime64[ms, UTC]").to_numpy(dtype="datetime64[ms]").astype(np.int64))
+        ms_parts.append(
+            handoff.astype("datetime64[ms, UTC]").to_numpy(dtype="datetime64[ms]").astype(np.int64)
+        )
         moment_parts.append(np.full(len(handoff), "handoff", dtype=object))
     all_ids = np.concatenate(id_parts) if id_parts else np.empty(0, dtype=object)
     all_ms = np.concatenate(ms_parts) if ms_parts else np.empty(0, dtype=np.int64)
@@ -117,9 +121,13 @@ def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataF
     codes = pd.factorize(all_ids, use_na_sentinel=False)[0].astype(np.int64)
     keep = np.flatnonzero(~_repeats(codes[::-1].copy(), all_ms[::-1].copy())[::-1])
     as_of = pd.Series(all_ms[keep].astype("datetime64[ms]")).dt.tz_localize("UTC")
-    return pd.DataFrame({S.LEAD_ID: pd.Series(all_ids[keep], dtype=leads[S.LEAD_ID].dtype),
-                         "as_of": as_of, "moment": pd.Series(np.concatenate(moment_parts)[keep]
-                                                               if moment_parts else [], dtype=str)})
+    return pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Series(all_ids[keep], dtype=leads[S.LEAD_ID].dtype),
+            "as_of": as_of,
+            "moment": pd.Series(np.concatenate(moment_parts)[keep] if moment_parts else [], dtype=str),
+        }
+    )
 
 
 def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition) -> pd.DataFrame:
@@ -133,8 +141,11 @@ def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefini
     rows = rows[~(resolved_at <= rows["as_of"])]
 
     pairs = rows.reset_index()[["index", S.LEAD_ID, "as_of"]].merge(
-        resolving[[S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT]], on=S.LEAD_ID)
-    in_window = pairs[(pairs[S.OUTCOME_AT] > pairs["as_of"]) & (pairs[S.OUTCOME_AT] <= pairs["as_of"] + horizon)]
+        resolving[[S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT]], on=S.LEAD_ID
+    )
+    in_window = pairs[
+        (pairs[S.OUTCOME_AT] > pairs["as_of"]) & (pairs[S.OUTCOME_AT] <= pairs["as_of"] + horizon)
+    ]
     pos = pd.Index(in_window.loc[in_window[S.OUTCOME].isin(definition.positive), "index"].unique())
     # Censoring: a row whose horizon runs past the snapshot is left out, whether or not an outcome already
     # came. Keeping the ones that resolved early would keep fast positives and drop slow ones: the most
@@ -146,8 +157,9 @@ def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefini
     return rows[complete].reset_index(drop=True)
 
 
-def with_propensity(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition,
-                    keep_unlabelled: bool = False) -> pd.DataFrame:
+def with_propensity(
+    dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition, keep_unlabelled: bool = False
+) -> pd.DataFrame:
     """`rows` with the handoff propensity their labels came through, when the dataset has a selection table
     (docs/models.md, "Exploration and inverse-propensity weights"):
 
@@ -169,7 +181,9 @@ def with_propensity(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedD
     handed = pd.Series(handed[S.PROPENSITY].to_numpy(), index=pd.Index(handed[S.LEAD_ID].astype(str)))
     never = pd.Index(sel.loc[sel[S.HANDED_AT].isna(), S.LEAD_ID].astype(str))
     out = dataset.outcomes
-    decided = pd.Index(out.loc[out[S.OUTCOME].isin(definition.positive + definition.negative), S.LEAD_ID].astype(str))
+    decided = pd.Index(
+        out.loc[out[S.OUTCOME].isin(definition.positive + definition.negative), S.LEAD_ID].astype(str)
+    )
     ids = rows[S.LEAD_ID].astype(str)
     unlabelled = (ids.isin(never) & ~ids.isin(decided)).to_numpy()
     if keep_unlabelled:
@@ -180,9 +194,15 @@ def with_propensity(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedD
     return rows
 
 
-def training_rows(dataset: Dataset, definition: QualifiedDefinition, keep_unlabelled: bool = False) -> pd.DataFrame:
+def training_rows(
+    dataset: Dataset, definition: QualifiedDefinition, keep_unlabelled: bool = False
+) -> pd.DataFrame:
     """Labelled rows (lead_id, as_of, moment, label) for `definition`, sorted by as_of; with `propensity`
     when the dataset has a selection table (`with_propensity`, which also says what `keep_unlabelled` does)."""
-    rows = with_propensity(dataset, label_rows(dataset, as_of_moments(dataset, definition), definition), definition,
-                           keep_unlabelled)
+    rows = with_propensity(
+        dataset,
+        label_rows(dataset, as_of_moments(dataset, definition), definition),
+        definition,
+        keep_unlabelled,
+    )
     return rows.sort_values(["as_of", S.LEAD_ID], kind="stable", ignore_index=True)

@@ -86,8 +86,13 @@ def _folds(n: int, k: int, groups: np.ndarray | None, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n) % k
 
 
-def single_column_auc(values: np.ndarray, y: np.ndarray, th: Thresholds = Thresholds(),
-                      groups: np.ndarray | None = None, seed: int = 0) -> float:
+def single_column_auc(
+    values: np.ndarray,
+    y: np.ndarray,
+    th: Thresholds = Thresholds(),
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+) -> float:
     """Out-of-fold ROC AUC of one column alone (smoothed target rate per value), direction-free."""
     key = _keys(values, th.numeric_bins) + 1  # 0 = missing
     y = np.asarray(y, dtype=float)
@@ -122,10 +127,19 @@ def _rate(mask: np.ndarray, where: np.ndarray) -> float | None:
 # --------------------------------------------------------------------------------------------- the audit
 
 
-def audit_columns(values: dict[str, np.ndarray], y: np.ndarray, *, has_outcome: dict[str, tuple] | None = None,
-                  after_outcome: dict[str, dict] | None = None, groups: np.ndarray | None = None,
-                  keep: Iterable[str] = (), thresholds: Thresholds = Thresholds(), seed: int = 0,
-                  use_cofill: bool = True, snapshot_names: bool = False) -> dict:
+def audit_columns(
+    values: dict[str, np.ndarray],
+    y: np.ndarray,
+    *,
+    has_outcome: dict[str, tuple] | None = None,
+    after_outcome: dict[str, dict] | None = None,
+    groups: np.ndarray | None = None,
+    keep: Iterable[str] = (),
+    thresholds: Thresholds = Thresholds(),
+    seed: int = 0,
+    use_cofill: bool = True,
+    snapshot_names: bool = False,
+) -> dict:
     """Audit the columns in `values` (name -> array, one entry per labelled row) against the label `y`.
 
     `has_outcome`: column -> (fill rate of leads with an outcome, fill rate of leads without one), for event
@@ -139,8 +153,10 @@ def audit_columns(values: dict[str, np.ndarray], y: np.ndarray, *, has_outcome: 
     pos, neg = y == 1, y == 0
     names = list(values)
     filled = {n: _filled(values[n]) for n in names}
-    auc = {n: (single_column_auc(values[n], y, th, groups, seed) if filled[n].sum() >= th.min_filled else 0.5)
-           for n in names}
+    auc = {
+        n: (single_column_auc(values[n], y, th, groups, seed) if filled[n].sum() >= th.min_filled else 0.5)
+        for n in names
+    }
     ref = {}
     for n in names:
         others = sorted((auc[o] for o in names if o != n), reverse=True)[: th.reference_top]
@@ -155,12 +171,15 @@ def audit_columns(values: dict[str, np.ndarray], y: np.ndarray, *, has_outcome: 
         ev.update(single_column_auc=round(a, 4), reference_auc=round(r, 4))
         if a >= th.perfect_auc or (a >= th.certain_auc and a - r >= th.certain_gap):
             signals[n]["a"] = CERTAIN
-            reasons[n].append(f"alone it predicts the label almost perfectly (out-of-fold AUC {a:.3f}, the best "
-                              f"other columns {r:.3f})")
+            reasons[n].append(
+                f"alone it predicts the label almost perfectly (out-of-fold AUC {a:.3f}, the best "
+                f"other columns {r:.3f})"
+            )
         elif a >= th.doubtful_auc and a - r >= th.doubtful_gap:
             signals[n]["a"] = DOUBTFUL
-            reasons[n].append(f"alone it predicts the label far better than the others (out-of-fold AUC {a:.3f} "
-                              f"vs {r:.3f})")
+            reasons[n].append(
+                f"alone it predicts the label far better than the others (out-of-fold AUC {a:.3f} vs {r:.3f})"
+            )
         f = filled[n]
         fill_rate = float(f.mean())
         ev["fill_rate"] = round(fill_rate, 4)
@@ -175,7 +194,9 @@ def audit_columns(values: dict[str, np.ndarray], y: np.ndarray, *, has_outcome: 
             ev.update(fill_rate_with_outcome=round(fw, 4), fill_rate_without_outcome=round(fo, 4))
             if abs(fw - fo) >= th.fill_gap:
                 signals[n]["b_outcome"] = DOUBTFUL
-                reasons[n].append(f"filled in for {fw:.0%} of leads with an outcome but {fo:.0%} of leads without")
+                reasons[n].append(
+                    f"filled in for {fw:.0%} of leads with an outcome but {fo:.0%} of leads without"
+                )
         if after_outcome and n in after_outcome:
             share = after_outcome[n]["share"]
             ev.update(after_outcome_share=round(share, 4), after_outcome_n=after_outcome[n]["n"])
@@ -186,8 +207,10 @@ def audit_columns(values: dict[str, np.ndarray], y: np.ndarray, *, has_outcome: 
         if snapshot_names and SNAPSHOT_NAME.search(n.replace("_", " ")):
             signals[n]["c_snapshot"] = DOUBTFUL
             evidence[n]["snapshot_name"] = True
-            reasons[n].append("its name says it holds the lead's latest state, recorded when the export was "
-                              "taken (after the outcome)")
+            reasons[n].append(
+                "its name says it holds the lead's latest state, recorded when the export was "
+                "taken (after the outcome)"
+            )
 
     def certain(n: str) -> bool:
         s = signals[n]
@@ -205,10 +228,15 @@ def audit_columns(values: dict[str, np.ndarray], y: np.ndarray, *, has_outcome: 
                     share = float(filled[p][f].mean())
                     if share >= th.cofill:
                         signals[n]["b_cofill"] = DOUBTFUL
-                        evidence[n].update(cofilled_with=p, cofill_share=round(share, 4),
-                                           proxy_fill_rate=round(float(filled[p].mean()), 4))
-                        reasons[n].append(f"filled almost only where {p!r} (a sales-entered field) is filled: "
-                                          f"{share:.1%} of its filled rows vs {filled[p].mean():.0%} of all rows")
+                        evidence[n].update(
+                            cofilled_with=p,
+                            cofill_share=round(share, 4),
+                            proxy_fill_rate=round(float(filled[p].mean()), 4),
+                        )
+                        reasons[n].append(
+                            f"filled almost only where {p!r} (a sales-entered field) is filled: "
+                            f"{share:.1%} of its filled rows vs {filled[p].mean():.0%} of all rows"
+                        )
                         changed = True
                         break
             if not changed:
@@ -223,8 +251,14 @@ def _report(names, signals, evidence, reasons, keep, certain, th: Thresholds) ->
         if not signals[n]:
             continue
         level = CERTAIN if certain(n) else DOUBTFUL
-        suspects.append({"column": n, "level": level, "reason": "; ".join(reasons[n]),
-                         "evidence": {**evidence[n], "signals": sorted(signals[n])}})
+        suspects.append(
+            {
+                "column": n,
+                "level": level,
+                "reason": "; ".join(reasons[n]),
+                "evidence": {**evidence[n], "signals": sorted(signals[n])},
+            }
+        )
         if level == CERTAIN:
             (kept if n in keep else excluded).append(n)
     order = {CERTAIN: 0, DOUBTFUL: 1}
@@ -232,17 +266,21 @@ def _report(names, signals, evidence, reasons, keep, certain, th: Thresholds) ->
     return {"suspects": suspects, "excluded": excluded, "kept": kept, "thresholds": th.to_dict()}
 
 
-def audit_table(table, keep: Iterable[str] = (), thresholds: Thresholds = Thresholds(), seed: int = 0) -> dict:
+def audit_table(
+    table, keep: Iterable[str] = (), thresholds: Thresholds = Thresholds(), seed: int = 0
+) -> dict:
     """Audit every feature column of a `leadscore.features.table.FlatTable` (identifiers etc. are not features)."""
-    return audit_columns(table.values(), table.label, keep=keep, thresholds=thresholds, seed=seed,
-                         snapshot_names=True)
+    return audit_columns(
+        table.values(), table.label, keep=keep, thresholds=thresholds, seed=seed, snapshot_names=True
+    )
 
 
 # ------------------------------------------------------------------------------------------ event data
 
 
-def audit_dataset(dataset, rows_with_labels: pd.DataFrame, keep: Iterable[str] = (),
-                  thresholds: Thresholds = Thresholds()) -> dict:
+def audit_dataset(
+    dataset, rows_with_labels: pd.DataFrame, keep: Iterable[str] = (), thresholds: Thresholds = Thresholds()
+) -> dict:
     """Audit event data: the dataset's custom lead columns and its event types, against the outcomes.
 
     `dataset`: a `leadscore.features.loading.Dataset`; `rows_with_labels`: the training rows (`lead_id`,
@@ -276,14 +314,29 @@ def audit_dataset(dataset, rows_with_labels: pd.DataFrame, keep: Iterable[str] =
             per_row = ts.reindex(row_ids).to_numpy()
             asof = rows_with_labels["as_of"].to_numpy()
             # as a feature a timestamp is its age at the as-of moment (days); missing stays missing
-            values[c] = ((asof - per_row) / np.timedelta64(1, "D")).astype(float) if len(per_row) else np.array([])
+            values[c] = (
+                ((asof - per_row) / np.timedelta64(1, "D")).astype(float) if len(per_row) else np.array([])
+            )
         else:
             raw = col.reindex(row_ids).to_numpy(dtype=object)
-            values[c] = np.array([None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in raw],
-                                 dtype=object)
-    report = audit_columns(values, y, has_outcome=has_outcome, after_outcome=after, groups=row_ids, keep=keep,
-                           thresholds=th, use_cofill=False) if values and len(y) else _report([], {}, {}, {}, keep,
-                                                                                                lambda n: False, th)
+            values[c] = np.array(
+                [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in raw],
+                dtype=object,
+            )
+    report = (
+        audit_columns(
+            values,
+            y,
+            has_outcome=has_outcome,
+            after_outcome=after,
+            groups=row_ids,
+            keep=keep,
+            thresholds=th,
+            use_cofill=False,
+        )
+        if values and len(y)
+        else _report([], {}, {}, {}, keep, lambda n: False, th)
+    )
     report["suspects"].extend(_event_types(dataset, first_outcome, th))
     return report
 
@@ -307,20 +360,33 @@ def _event_types(dataset, first_outcome: pd.Series, th: Thresholds) -> list[dict
         return []
     fo = ev[S.LEAD_ID].map(first_outcome)
     after = (ev[S.TIMESTAMP] >= fo).to_numpy()
-    frame = pd.DataFrame({"type": ev[S.EVENT_TYPE].to_numpy(), "lead": ev[S.LEAD_ID].to_numpy(), "after": after})
-    per_lead = frame.groupby(["type", "lead"])["after"].agg(["any", "all"])  # lead-level, so chatty leads weigh one
+    frame = pd.DataFrame(
+        {"type": ev[S.EVENT_TYPE].to_numpy(), "lead": ev[S.LEAD_ID].to_numpy(), "after": after}
+    )
+    per_lead = frame.groupby(["type", "lead"])["after"].agg(
+        ["any", "all"]
+    )  # lead-level, so chatty leads weigh one
     out = []
     for t, g in per_lead.groupby(level="type"):
         n = len(g)
         share = float(g["all"].mean())  # leads whose events of this type all come at or after the outcome
         if n >= th.min_filled and share >= th.event_after:
-            out.append({"column": f"{EVENT_PREFIX}{t}", "level": DOUBTFUL,
-                        "reason": f"for {share:.0%} of the {n} resolved leads with {t!r} events, every such event "
-                                  "is recorded at or after the outcome (a consequence of it); point-in-time "
-                                  "features only use events before the as-of moment, so this cannot leak into "
-                                  "training rows",
-                        "evidence": {"after_outcome_share": round(share, 4), "leads": n,
-                                     "any_after_share": round(float(g["any"].mean()), 4), "signals": ["c"]}})
+            out.append(
+                {
+                    "column": f"{EVENT_PREFIX}{t}",
+                    "level": DOUBTFUL,
+                    "reason": f"for {share:.0%} of the {n} resolved leads with {t!r} events, every such event "
+                    "is recorded at or after the outcome (a consequence of it); point-in-time "
+                    "features only use events before the as-of moment, so this cannot leak into "
+                    "training rows",
+                    "evidence": {
+                        "after_outcome_share": round(share, 4),
+                        "leads": n,
+                        "any_after_share": round(float(g["any"].mean()), 4),
+                        "signals": ["c"],
+                    },
+                }
+            )
     return out
 
 
@@ -334,6 +400,8 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"LEAK KEPT on request {c!r}: {by_col[c]['reason']}")
     for s in report["suspects"]:
         if s["level"] == DOUBTFUL:
-            lines.append(f"doubtful {s['column']!r}: {s['reason']} (kept; drop it with --drop if it is entered "
-                         "after contact)")
+            lines.append(
+                f"doubtful {s['column']!r}: {s['reason']} (kept; drop it with --drop if it is entered "
+                "after contact)"
+            )
     return lines

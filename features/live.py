@@ -9,14 +9,14 @@ batch of millions of rows goes through `build.build`, whose sweep expects rows a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Final
 
 import numpy as np
-from numba import njit
 from leadscore.features import build, catalog
 from leadscore.features import schema as S
 from leadscore.features.catalog import CHANNELS, DAY_MS, ENGAGEMENT, HIGH_INTENT, WINDOWS
+from numba import njit
 
 _MAX_REL: Final = (1 << build.TS_BITS) - 1
 _N_PAGES: Final = len(S.PAGE_KINDS)
@@ -49,17 +49,22 @@ _CH: Final = {name: c for c, name in enumerate(CHANNELS)}
 # window slots: 0 = all time before as_of, then one per catalogue window
 _SLOT: Final = {None: 0, **{w: k + 1 for k, w in enumerate(WINDOWS)}}
 _WINDOW_MS: Final = np.array([0, *(w * DAY_MS for w in WINDOWS)], dtype=np.int64)
-_SINCE: Final = tuple((c, f"days_since_{name}") for c, name in enumerate(CHANNELS)
-                      if f"days_since_{name}" in catalog.BY_NAME)
+_SINCE: Final = tuple(
+    (c, f"days_since_{name}") for c, name in enumerate(CHANNELS) if f"days_since_{name}" in catalog.BY_NAME
+)
 _COUNTED: Final = tuple(
     (spec.name, _CH[spec.name.removesuffix(f"_{w}d")], _SLOT[w])
-    for spec in catalog.FEATURES for w in WINDOWS
+    for spec in catalog.FEATURES
+    for w in WINDOWS
     if spec.name.endswith(f"_{w}d") and spec.name.removesuffix(f"_{w}d") in _CH
-) + tuple((spec.name, _CH[spec.name.removesuffix("_total")], 0) for spec in catalog.FEATURES
-          if spec.name.endswith("_total") and spec.name.removesuffix("_total") in _CH)
+) + tuple(
+    (spec.name, _CH[spec.name.removesuffix("_total")], 0)
+    for spec in catalog.FEATURES
+    if spec.name.endswith("_total") and spec.name.removesuffix("_total") in _CH
+)
 
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 
 
@@ -96,14 +101,23 @@ def lead_features(leads: Sequence[Mapping], as_of_ms: Sequence[int]) -> dict[str
         pages.extend([page_code[e.get("page")] for e in evs])
     rows = np.arange(n, dtype=np.int64)
     values = build.profile_features(build.LeadArrays(created, attrs), rows, as_of)
-    values.update(_event_features(n, np.asarray(n_events, dtype=np.int64), np.asarray(ts, dtype=np.int64),
-                                  np.asarray(types, dtype=np.int64), np.asarray(pages, dtype=np.int64), as_of))
+    values.update(
+        _event_features(
+            n,
+            np.asarray(n_events, dtype=np.int64),
+            np.asarray(ts, dtype=np.int64),
+            np.asarray(types, dtype=np.int64),
+            np.asarray(pages, dtype=np.int64),
+            as_of,
+        )
+    )
     return {name: values[name] for name in _ORDER}
 
 
 @njit(cache=True, nogil=True)
-def _count(n_events, ts_ms, types, pages, as_of_ms, table, window_ms, epoch_ms, max_rel, day_ms,
-           out):  # pragma: no cover - compiled
+def _count(
+    n_events, ts_ms, types, pages, as_of_ms, table, window_ms, epoch_ms, max_rel, day_ms, out
+):  # pragma: no cover - compiled
     """Lead i's event features into column i of `out` (zeros on entry): row c * K + k holds the lead's events
     in channel c stamped before its as_of and, for k > 0, at or after as_of - window_ms[k] (k = 0: all
     time); row C * K + c the whole days since the last of them (NaN: none). K = len(window_ms), C = the
@@ -131,18 +145,37 @@ def _count(n_events, ts_ms, types, pages, as_of_ms, table, window_ms, epoch_ms, 
                             last[c] = t
             e += 1
         for c in range(n_ch):
-            out[n_ch * n_slots + c, i] = (np.floor((as_of_ms[i] - (last[c] + epoch_ms)) / day_ms) if last[c] >= 0
-                                          else np.nan)
+            out[n_ch * n_slots + c, i] = (
+                np.floor((as_of_ms[i] - (last[c] + epoch_ms)) / day_ms) if last[c] >= 0 else np.nan
+            )
 
 
-def _event_features(n: int, n_events: np.ndarray, ts_ms: np.ndarray, types: np.ndarray, pages: np.ndarray,
-                    as_of_ms: np.ndarray) -> dict[str, np.ndarray]:
+def _event_features(
+    n: int,
+    n_events: np.ndarray,
+    ts_ms: np.ndarray,
+    types: np.ndarray,
+    pages: np.ndarray,
+    as_of_ms: np.ndarray,
+) -> dict[str, np.ndarray]:
     """`build.event_features` for one row per lead, computed in one compiled pass over the events (`_count`).
 
     The events are those of lead 0, then of lead 1, ... (`n_events` each)."""
     n_ch, n_slots = len(CHANNELS), len(_WINDOW_MS)
     M = np.zeros((n_ch * n_slots + n_ch, n), dtype=np.float64)  # one contiguous row per feature
-    _count(n_events, ts_ms, types, pages, as_of_ms, _CHANNEL_TABLE, _WINDOW_MS, build.EPOCH_MS, _MAX_REL, DAY_MS, M)
+    _count(
+        n_events,
+        ts_ms,
+        types,
+        pages,
+        as_of_ms,
+        _CHANNEL_TABLE,
+        _WINDOW_MS,
+        build.EPOCH_MS,
+        _MAX_REL,
+        DAY_MS,
+        M,
+    )
     out: dict[str, np.ndarray] = {name: M[n_ch * n_slots + c] for c, name in _SINCE}
 
     def cnt(channel: str, window: int | None) -> np.ndarray:

@@ -50,7 +50,11 @@ class DataError(ValueError):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         shown = "\n".join(f"  - {p}" for p in problems[:MAX_PROBLEMS_SHOWN])
-        more = f"\n  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
+        more = (
+            f"\n  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more"
+            if len(problems) > MAX_PROBLEMS_SHOWN
+            else ""
+        )
         super().__init__(f"{len(problems)} problem(s) in the data:\n{shown}{more}")
 
 
@@ -76,8 +80,16 @@ def _find(data_dir: Path, table: str, required: bool = True) -> Path | None:
         if path.exists():
             return path
     if required:
-        raise DataError([Problem(str(data_dir / f"{table}.parquet"), None, None,
-                                 f"missing: expected {table}.parquet or {table}.csv")])
+        raise DataError(
+            [
+                Problem(
+                    str(data_dir / f"{table}.parquet"),
+                    None,
+                    None,
+                    f"missing: expected {table}.parquet or {table}.csv",
+                )
+            ]
+        )
     return None
 
 
@@ -104,15 +116,17 @@ def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """
     if not pa.types.is_dictionary(col.type):
         if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-            col = pa.chunked_array([pa.array(_as_str(pd.Series(col.to_pandas())).to_numpy(dtype=object),
-                                             pa.string())])
+            col = pa.chunked_array(
+                [pa.array(_as_str(pd.Series(col.to_pandas())).to_numpy(dtype=object), pa.string())]
+            )
         col = pc.dictionary_encode(col)
     if col.num_chunks == 0:
         return np.empty(0, dtype=object), np.empty(0, dtype=np.int32)
     col = col.unify_dictionaries()
     values = col.chunk(0).dictionary.cast(pa.string()).to_numpy(zero_copy_only=False)
-    codes = np.concatenate([pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
-                            for c in col.chunks])
+    codes = np.concatenate(
+        [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32) for c in col.chunks]
+    )
     return values, codes
 
 
@@ -127,7 +141,9 @@ def _repeats(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - 
     slots = np.full(1 << bits, -1, np.int64)
     seen = np.zeros(n, np.bool_)
     for i in range(n):
-        h = (np.uint64(a[i]) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(b[i]) * np.uint64(0xC2B2AE3D27D4EB4F))
+        h = (np.uint64(a[i]) * np.uint64(0x9E3779B97F4A7C15)) ^ (
+            np.uint64(b[i]) * np.uint64(0xC2B2AE3D27D4EB4F)
+        )
         h ^= h >> np.uint64(31)
         j = np.int64(h & np.uint64(mask))
         while True:
@@ -153,28 +169,44 @@ def parse_timestamps(values: pd.Series, file: str, column: str, problems: list[P
         raw = values.astype("string")
         try:
             # arrow-backed strings go to arrow without a Python object per value
-            arr = pc.cast(pa.array(raw) if raw.dtype.storage == "pyarrow" else
-                          pa.array(raw.to_numpy(dtype=object, na_value=None), pa.string()),
-                          pa.timestamp("ms", tz="UTC"))
+            arr = pc.cast(
+                pa.array(raw)
+                if raw.dtype.storage == "pyarrow"
+                else pa.array(raw.to_numpy(dtype=object, na_value=None), pa.string()),
+                pa.timestamp("ms", tz="UTC"),
+            )
             ts = pd.Series(arr.to_pandas(), index=values.index).astype("datetime64[ms, UTC]")
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            ts = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce").astype("datetime64[ms, UTC]")
+            ts = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce").astype(
+                "datetime64[ms, UTC]"
+            )
     bad = ts.isna() | (ts < MIN_TIME) | (ts >= MAX_TIME)
     for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
         shown = values.iloc[i]
-        reason = "missing timestamp" if pd.isna(shown) else (
-            f"not an ISO-8601 timestamp: {str(shown)[:40]!r}" if pd.isna(ts.iloc[i])
-            else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01")
+        reason = (
+            "missing timestamp"
+            if pd.isna(shown)
+            else (
+                f"not an ISO-8601 timestamp: {str(shown)[:40]!r}"
+                if pd.isna(ts.iloc[i])
+                else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01"
+            )
+        )
         problems.append(Problem(file, int(i) + 1, column, reason))
     return ts
 
 
-def _parse_arrow_timestamps(col: pa.ChunkedArray, file: str, column: str, problems: list[Problem]) -> pd.Series:
+def _parse_arrow_timestamps(
+    col: pa.ChunkedArray, file: str, column: str, problems: list[Problem]
+) -> pd.Series:
     """`parse_timestamps` for an Arrow column: strings are cast by Arrow, typed timestamps converted."""
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
-    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type) or not (
-            pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+    if (
+        pa.types.is_timestamp(col.type)
+        or pa.types.is_date(col.type)
+        or not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
+    ):
         return parse_timestamps(pd.Series(col.to_pandas()), file, column, problems)
     try:
         ts = pd.Series(pc.cast(col, pa.timestamp("ms", tz="UTC")).to_pandas()).astype("datetime64[ms, UTC]")
@@ -183,15 +215,28 @@ def _parse_arrow_timestamps(col: pa.ChunkedArray, file: str, column: str, proble
     bad = ts.isna() | (ts < MIN_TIME) | (ts >= MAX_TIME)
     for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
         shown = col[int(i)].as_py()
-        reason = "missing timestamp" if shown is None else (
-            f"not an ISO-8601 timestamp: {str(shown)[:40]!r}" if pd.isna(ts.iloc[i])
-            else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01")
+        reason = (
+            "missing timestamp"
+            if shown is None
+            else (
+                f"not an ISO-8601 timestamp: {str(shown)[:40]!r}"
+                if pd.isna(ts.iloc[i])
+                else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01"
+            )
+        )
         problems.append(Problem(file, int(i) + 1, column, reason))
     return ts
 
 
-def _check_allowed_codes(values: np.ndarray, codes: np.ndarray, allowed, column: str, file: str,
-                         problems: list[Problem], nullable: bool = False) -> np.ndarray:
+def _check_allowed_codes(
+    values: np.ndarray,
+    codes: np.ndarray,
+    allowed,
+    column: str,
+    file: str,
+    problems: list[Problem],
+    nullable: bool = False,
+) -> np.ndarray:
     """`_check_allowed` on a dictionary column; returns each row's position in `allowed` (-1 if missing)."""
     position = {v: k for k, v in enumerate(allowed)}
     to_allowed = np.array([position.get(v, -2) for v in values] + [-1], dtype=np.int8)  # [-1]: missing
@@ -204,8 +249,9 @@ def _check_allowed_codes(values: np.ndarray, codes: np.ndarray, allowed, column:
     return out
 
 
-def _check_allowed(df: pd.DataFrame, column: str, allowed, file: str, problems: list[Problem],
-                   nullable: bool = False) -> None:
+def _check_allowed(
+    df: pd.DataFrame, column: str, allowed, file: str, problems: list[Problem], nullable: bool = False
+) -> None:
     col = df[column]
     bad = ~col.isin(list(allowed)) & ~(col.isna() if nullable else False)
     for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
@@ -223,12 +269,19 @@ def _check_columns(columns, needed, file: str, problems: list[Problem]) -> bool:
 
 def _check_known_leads(df: pd.DataFrame, known: pd.Index, file: str, problems: list[Problem]) -> None:
     ids = df[S.LEAD_ID]
-    ids = pa.array(ids.to_numpy(dtype=object, na_value=None), pa.string()) if ids.dtype == object else pa.array(ids)
+    ids = (
+        pa.array(ids.to_numpy(dtype=object, na_value=None), pa.string())
+        if ids.dtype == object
+        else pa.array(ids)
+    )
     # Arrow's hash lookup: pandas' isin on arrow strings builds a Python list of the known ids
     unknown = ~pc.is_in(ids, value_set=pa.array(known.to_numpy(dtype=object), pa.string())).to_numpy(
-        zero_copy_only=False)
+        zero_copy_only=False
+    )
     for i in np.flatnonzero(unknown)[: MAX_PROBLEMS_SHOWN + 1]:
-        problems.append(Problem(file, int(i) + 1, S.LEAD_ID, f"lead {df[S.LEAD_ID].iloc[i]!r} is not in leads"))
+        problems.append(
+            Problem(file, int(i) + 1, S.LEAD_ID, f"lead {df[S.LEAD_ID].iloc[i]!r} is not in leads")
+        )
 
 
 def _as_str(col: pd.Series) -> pd.Series:
@@ -256,16 +309,22 @@ def _load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.
     rows = np.flatnonzero(present)
     if len(rows):  # only the given times are parsed: an empty one is not a problem
         found: list[Problem] = []
-        at.iloc[rows] = parse_timestamps(handed.iloc[rows].reset_index(drop=True), sf, S.HANDED_AT, found).to_numpy()
+        at.iloc[rows] = parse_timestamps(
+            handed.iloc[rows].reset_index(drop=True), sf, S.HANDED_AT, found
+        ).to_numpy()
         problems += [Problem(sf, int(rows[p.row - 1]) + 1, p.column, p.reason) for p in found]
     sel[S.HANDED_AT] = at
     prop = pd.to_numeric(sel[S.PROPENSITY], errors="coerce")
     bad = prop.isna() | (prop < 0) | (prop > 1) | (present & (prop <= 0))
-    for i in np.flatnonzero(bad.to_numpy())[:MAX_PROBLEMS_SHOWN + 1]:
+    for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
         v = sel[S.PROPENSITY].iloc[i]
-        reason = ("missing propensity" if pd.isna(v) else
-                  f"propensity {str(v)[:40]!r} must be a number in [0, 1]" if pd.isna(prop.iloc[i]) or not
-                  0 <= prop.iloc[i] <= 1 else "a lead the policy handed over must have a propensity above 0")
+        reason = (
+            "missing propensity"
+            if pd.isna(v)
+            else f"propensity {str(v)[:40]!r} must be a number in [0, 1]"
+            if pd.isna(prop.iloc[i]) or not 0 <= prop.iloc[i] <= 1
+            else "a lead the policy handed over must have a propensity above 0"
+        )
         problems.append(Problem(sf, int(i) + 1, S.PROPENSITY, reason))
     sel[S.PROPENSITY] = prop.astype(np.float64)
     return sel
@@ -279,8 +338,11 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     paths["outcomes"] = _find(data_dir, "outcomes", required=False)
     leads = _read(paths["leads"])
     events = _read_arrow(paths["events"])
-    outcomes = _read(paths["outcomes"]) if paths["outcomes"] else pd.DataFrame(
-        {c: pd.Series(dtype=object) for c in S.OUTCOME_COLUMNS})
+    outcomes = (
+        _read(paths["outcomes"])
+        if paths["outcomes"]
+        else pd.DataFrame({c: pd.Series(dtype=object) for c in S.OUTCOME_COLUMNS})
+    )
 
     lf, ef, of = (str(paths["leads"]), str(paths["events"]), str(paths["outcomes"] or "outcomes"))
     ok = _check_columns(leads.columns, (S.LEAD_ID, S.CREATED_AT), lf, problems)
@@ -303,17 +365,24 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     n_events = events.num_rows
     ev_ids, ev_id_code = _dictionary(events.column(S.LEAD_ID))
     ev_types, ev_type_code = _dictionary(events.column(S.EVENT_TYPE))
-    ev_pages, ev_page_code = (_dictionary(events.column(S.PAGE)) if S.PAGE in events.column_names
-                              else (np.empty(0, dtype=object), np.full(n_events, -1, dtype=np.int32)))
+    ev_pages, ev_page_code = (
+        _dictionary(events.column(S.PAGE))
+        if S.PAGE in events.column_names
+        else (np.empty(0, dtype=object), np.full(n_events, -1, dtype=np.int32))
+    )
     ev_ts = parse_timestamps(events.column(S.TIMESTAMP), ef, S.TIMESTAMP, problems)
     del events
     type_code = _check_allowed_codes(ev_types, ev_type_code, S.EVENT_TYPES, S.EVENT_TYPE, ef, problems)
-    page_code = _check_allowed_codes(ev_pages, ev_page_code, S.PAGE_KINDS, S.PAGE, ef, problems, nullable=True)
+    page_code = _check_allowed_codes(
+        ev_pages, ev_page_code, S.PAGE_KINDS, S.PAGE, ef, problems, nullable=True
+    )
     # each distinct event lead id is looked up once: its row in `leads`, or -1
     lead_ids = leads[S.LEAD_ID]
     present = np.flatnonzero((lead_ids.notna() & ~lead_ids.duplicated()).to_numpy())
     found = pd.Index(lead_ids.iloc[present].to_numpy(dtype=object)).get_indexer(ev_ids)
-    row_of = np.where(found >= 0, present[np.maximum(found, 0)], -1) if len(present) else np.full(len(ev_ids), -1)
+    row_of = (
+        np.where(found >= 0, present[np.maximum(found, 0)], -1) if len(present) else np.full(len(ev_ids), -1)
+    )
     lead_code = np.append(row_of.astype(np.int32), -1)[ev_id_code]
     for i in np.flatnonzero(lead_code < 0)[: MAX_PROBLEMS_SHOWN + 1]:
         v = ev_ids[ev_id_code[i]] if ev_id_code[i] >= 0 else None
@@ -334,17 +403,25 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     notes = []
     # exact duplicates: same lead, type, page and millisecond (all four packed into two int64 keys)
     ms = ev_ts.to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    repeat = _repeats(lead_code.astype(np.int64) * 1024 + type_code.astype(np.int64) * 32
-                      + (page_code.astype(np.int64) + 1), ms)
+    repeat = _repeats(
+        lead_code.astype(np.int64) * 1024
+        + type_code.astype(np.int64) * 32
+        + (page_code.astype(np.int64) + 1),
+        ms,
+    )
     del ms
     keep = np.flatnonzero(~repeat)
     categories = pd.Index(leads[S.LEAD_ID].to_numpy(dtype=object), dtype=leads[S.LEAD_ID].dtype)
-    events = pd.DataFrame({
-        S.LEAD_ID: pd.Categorical.from_codes(lead_code[keep], categories=categories),
-        S.EVENT_TYPE: pd.Categorical.from_codes(type_code[keep], categories=pd.Index(S.EVENT_TYPES, dtype=str)),
-        S.TIMESTAMP: ev_ts.iloc[keep].reset_index(drop=True),
-        S.PAGE: pd.Categorical.from_codes(page_code[keep], categories=pd.Index(S.PAGE_KINDS, dtype=str)),
-    })
+    events = pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Categorical.from_codes(lead_code[keep], categories=categories),
+            S.EVENT_TYPE: pd.Categorical.from_codes(
+                type_code[keep], categories=pd.Index(S.EVENT_TYPES, dtype=str)
+            ),
+            S.TIMESTAMP: ev_ts.iloc[keep].reset_index(drop=True),
+            S.PAGE: pd.Categorical.from_codes(page_code[keep], categories=pd.Index(S.PAGE_KINDS, dtype=str)),
+        }
+    )
     if len(keep) < n_events:
         notes.append(f"removed {n_events - len(keep)} exact duplicate event(s) from {ef}")
 
@@ -356,6 +433,14 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     if snapshot is None:
         stamps = [leads[S.CREATED_AT].max(), events[S.TIMESTAMP].max(), outcomes[S.OUTCOME_AT].max()]
         snapshot = max(t for t in stamps if pd.notna(t))
-        notes.append(f"no dataset.json snapshot_at: the data is taken to end at its last timestamp {snapshot}")
-    return Dataset(leads=leads, events=events, outcomes=outcomes.reset_index(drop=True),
-                   snapshot_at=snapshot, notes=tuple(notes), selection=selection)
+        notes.append(
+            f"no dataset.json snapshot_at: the data is taken to end at its last timestamp {snapshot}"
+        )
+    return Dataset(
+        leads=leads,
+        events=events,
+        outcomes=outcomes.reset_index(drop=True),
+        snapshot_at=snapshot,
+        notes=tuple(notes),
+        selection=selection,
+    )

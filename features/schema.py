@@ -18,11 +18,27 @@ LEAD_ATTRIBUTES: Final = ("source", "industry", "company_size", "country", "job_
 LEAD_COLUMNS: Final = (LEAD_ID, CREATED_AT, *LEAD_ATTRIBUTES)
 
 SOURCES: Final = (
-    "organic_search", "paid_search", "social", "referral", "webinar", "event", "partner", "direct", "outbound",
+    "organic_search",
+    "paid_search",
+    "social",
+    "referral",
+    "webinar",
+    "event",
+    "partner",
+    "direct",
+    "outbound",
 )
 INDUSTRIES: Final = (
-    "software", "finance", "healthcare", "retail", "manufacturing", "education", "government", "media",
-    "consulting", "other",
+    "software",
+    "finance",
+    "healthcare",
+    "retail",
+    "manufacturing",
+    "education",
+    "government",
+    "media",
+    "consulting",
+    "other",
 )
 COMPANY_SIZES: Final = ("1-10", "11-50", "51-200", "201-1000", "1001-5000", "5000+")
 
@@ -32,8 +48,18 @@ TIMESTAMP: Final = "timestamp"
 PAGE: Final = "page"
 EVENT_COLUMNS: Final = (LEAD_ID, EVENT_TYPE, TIMESTAMP, PAGE)
 EVENT_TYPES: Final = (
-    "email_sent", "email_opened", "email_clicked", "web_visit", "content_download", "webinar_registered",
-    "webinar_attended", "form_submitted", "demo_requested", "unsubscribed", "sales_call", "meeting",
+    "email_sent",
+    "email_opened",
+    "email_clicked",
+    "web_visit",
+    "content_download",
+    "webinar_registered",
+    "webinar_attended",
+    "form_submitted",
+    "demo_requested",
+    "unsubscribed",
+    "sales_call",
+    "meeting",
     "handed_to_sales",
 )
 PAGE_KINDS: Final = ("pricing", "docs", "blog", "careers", "home")
@@ -55,8 +81,27 @@ PROPENSITY: Final = "propensity"
 SELECTION_COLUMNS: Final = (LEAD_ID, HANDED_AT, PROPENSITY)
 
 # Free-mail domains: a lead with one of these has no corporate address.
-FREE_EMAIL_DOMAINS: Final = frozenset({
-    "gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com", "icloud.com", "gmx.de", "web.de",
-    "mail.ru", "yandex.ru", "qq.com", "163.com", "protonmail.com", "live.com", "msn.com", "orange.fr",
-    "free.fr", "libero.it", "hotmail.co.uk", "yahoo.co.uk",
-})
+FREE_EMAIL_DOMAINS: Final = frozenset(
+    {
+        "gmail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "aol.com",
+        "icloud.com",
+        "gmx.de",
+        "web.de",
+        "mail.ru",
+        "yandex.ru",
+        "qq.com",
+        "163.com",
+        "protonmail.com",
+        "live.com",
+        "msn.com",
+        "orange.fr",
+        "free.fr",
+        "libero.it",
+        "hotmail.co.uk",
+        "yahoo.co.uk",
+    }
+)

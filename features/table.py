@@ -49,8 +49,12 @@ class ColumnInfo:
     note: str = ""
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "missing": self.n_missing, "distinct": self.n_distinct,
-                **({"note": self.note} if self.note else {})}
+        return {
+            "kind": self.kind,
+            "missing": self.n_missing,
+            "distinct": self.n_distinct,
+            **({"note": self.note} if self.note else {}),
+        }
 
 
 @dataclass
@@ -83,8 +87,11 @@ class FlatTable:
     def spec(self, names: Iterable[str]) -> dict:
         """What the pyfunc needs to turn raw flat rows into the same values (stored in model.info)."""
         names = list(names)
-        return {"columns": {n: self.columns[n].kind for n in names}, "missing": list(self.missing_markers),
-                "id_column": self.id_column}
+        return {
+            "columns": {n: self.columns[n].kind for n in names},
+            "missing": list(self.missing_markers),
+            "id_column": self.id_column,
+        }
 
 
 def column_values(col: pd.Series, kind: Kind) -> np.ndarray:
@@ -150,9 +157,14 @@ def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n")  # 0 = header line
-        problems.append(Problem(str(path), line if line > 0 else None, None,
-                                f"not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
-                                "re-export the file as UTF-8"))
+        problems.append(
+            Problem(
+                str(path),
+                line if line > 0 else None,
+                None,
+                f"not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); re-export the file as UTF-8",
+            )
+        )
         return None
     if not text.strip():
         problems.append(Problem(str(path), None, None, "the file is empty"))
@@ -163,7 +175,7 @@ def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     dialect = sniff_dialect(sample)
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     try:
-        rows = [r for r in reader]
+        rows = list(reader)
     except csv.Error as e:
         problems.append(Problem(str(path), reader.line_num - 1 or None, None, f"malformed CSV: {e}"))
         return None
@@ -173,14 +185,24 @@ def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     width = len(header)
     for i, r in enumerate(body):
         if len(r) != width:
-            problems.append(Problem(str(path), i + 1, None,
-                                    f"{len(r)} fields where the header has {width} "
-                                    f"(delimiter {dialect.delimiter!r}); check quoting"))
+            problems.append(
+                Problem(
+                    str(path),
+                    i + 1,
+                    None,
+                    f"{len(r)} fields where the header has {width} "
+                    f"(delimiter {dialect.delimiter!r}); check quoting",
+                )
+            )
             if len(problems) > MAX_PROBLEMS_SHOWN:
                 break
     if problems:
         return None
-    return pd.DataFrame(body, columns=header, dtype=object) if body else pd.DataFrame(columns=header, dtype=object)
+    return (
+        pd.DataFrame(body, columns=header, dtype=object)
+        if body
+        else pd.DataFrame(columns=header, dtype=object)
+    )
 
 
 def _check_header(header: list[str], file: str, problems: list[Problem]) -> None:
@@ -242,7 +264,9 @@ def infer_kind(cells: pd.Series, n_rows: int) -> tuple[Kind, str, pd.Series | No
     n_distinct = len(counts)
     if n_distinct <= 1:
         return "constant", f"one value only ({as_text.iloc[0]!r})", None
-    num = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    num = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan
+    )
     is_num = ~np.isnan(num)
     share = counts.to_numpy()[is_num].sum() / len(filled)
     if share == 1.0:
@@ -277,22 +301,38 @@ def parse_label(raw: pd.Series, positive: str | None, file: str, column: str) ->
             positive = values[0] if values[0].lower() in TRUE_VALUES else "1"
         else:
             shown = ", ".join(repr(v) for v in values[:10])
-            raise DataError([Problem(file, None, column,
-                                     f"cannot tell which label value is positive (values: {shown}); "
-                                     "give --positive VALUE")])
+            raise DataError(
+                [
+                    Problem(
+                        file,
+                        None,
+                        column,
+                        f"cannot tell which label value is positive (values: {shown}); give --positive VALUE",
+                    )
+                ]
+            )
     else:
         positive = _code_text(positive.strip())
         if positive not in set(values):
             shown = ", ".join(repr(v) for v in values[:10])
-            raise DataError([Problem(file, None, column, f"--positive {positive!r} never occurs (values: {shown})")])
+            raise DataError(
+                [Problem(file, None, column, f"--positive {positive!r} never occurs (values: {shown})")]
+            )
     y = np.full(len(raw), np.nan)
     ok = raw.notna().to_numpy()
     y[ok] = (to_text(raw[ok]) == positive).to_numpy(dtype=float)
     return y, positive
 
 
-def read_table(path: Path | str, label: str, *, positive: str | None = None, id_column: str | None = None,
-               drop: Iterable[str] = (), missing: Iterable[str] = DEFAULT_MISSING) -> FlatTable:
+def read_table(
+    path: Path | str,
+    label: str,
+    *,
+    positive: str | None = None,
+    id_column: str | None = None,
+    drop: Iterable[str] = (),
+    missing: Iterable[str] = DEFAULT_MISSING,
+) -> FlatTable:
     """Read, clean and type a flat export. Raises `DataError` (file, row, column, reason) on bad input."""
     path = Path(path)
     file = str(path)
@@ -300,9 +340,15 @@ def read_table(path: Path | str, label: str, *, positive: str | None = None, id_
     marker_set = {m.strip().lower() for m in markers}
     raw = read_raw(path)
     drop = list(drop)
-    problems = [Problem(file, None, c, f"{what} names no column of the file{_close(c, raw.columns)}")
-                for c, what in ([(label, "--label")] + ([(id_column, "--id")] if id_column else [])
-                                + [(d, "--drop") for d in drop]) if c not in raw.columns]
+    problems = [
+        Problem(file, None, c, f"{what} names no column of the file{_close(c, raw.columns)}")
+        for c, what in (
+            [(label, "--label")]
+            + ([(id_column, "--id")] if id_column else [])
+            + [(d, "--drop") for d in drop]
+        )
+        if c not in raw.columns
+    ]
     if problems:
         raise DataError(problems)
 
@@ -313,8 +359,10 @@ def read_table(path: Path | str, label: str, *, positive: str | None = None, id_
     notes = []
     if excluded_rows:
         shown = ", ".join(map(str, excluded_rows[:10])) + (", ..." if len(excluded_rows) > 10 else "")
-        notes.append(f"{len(excluded_rows)} row(s) have no {label!r} value (no outcome yet) and are left out: "
-                     f"data rows {shown}")
+        notes.append(
+            f"{len(excluded_rows)} row(s) have no {label!r} value (no outcome yet) and are left out: "
+            f"data rows {shown}"
+        )
     n = int(keep.sum())
     if n == 0:
         raise DataError([Problem(file, None, label, "no row has a label value")])
@@ -335,10 +383,17 @@ def read_table(path: Path | str, label: str, *, positive: str | None = None, id_
             kind, note, bad = infer_kind(col, n)
         if bad is not None and bad.any():
             rows_in_file = np.flatnonzero(keep)[np.flatnonzero(bad.to_numpy())] + 1
-            for r, v in list(zip(rows_in_file, col[bad]))[:MAX_PROBLEMS_SHOWN]:
-                problems.append(Problem(file, int(r), c, f"{str(v)[:40]!r} is not a number (the column is numeric in "
-                                                         f"{(1 - bad.sum() / max(len(col) - n_missing, 1)) * 100:.1f} % "
-                                                         "of its filled cells); fix the cell or add it to --missing"))
+            for r, v in list(zip(rows_in_file, col[bad], strict=False))[:MAX_PROBLEMS_SHOWN]:
+                problems.append(
+                    Problem(
+                        file,
+                        int(r),
+                        c,
+                        f"{str(v)[:40]!r} is not a number (the column is numeric in "
+                        f"{(1 - bad.sum() / max(len(col) - n_missing, 1)) * 100:.1f} % "
+                        "of its filled cells); fix the cell or add it to --missing",
+                    )
+                )
         n_distinct = int(to_text(col.dropna()).nunique())
         columns[c] = ColumnInfo(c, kind, n_missing, n_distinct, note)
         if kind == "numeric":
@@ -353,9 +408,15 @@ def read_table(path: Path | str, label: str, *, positive: str | None = None, id_
     if id_column:
         ids = frame[id_column]
         dup = ids.duplicated() & ids.notna()
-        bad = [Problem(file, int(np.flatnonzero(keep)[i]) + 1, id_column,
-                       "missing id" if ids.iloc[i] is None else f"duplicate id {ids.iloc[i]!r}")
-               for i in np.flatnonzero((dup | ids.isna()).to_numpy())[:MAX_PROBLEMS_SHOWN]]
+        bad = [
+            Problem(
+                file,
+                int(np.flatnonzero(keep)[i]) + 1,
+                id_column,
+                "missing id" if ids.iloc[i] is None else f"duplicate id {ids.iloc[i]!r}",
+            )
+            for i in np.flatnonzero((dup | ids.isna()).to_numpy())[:MAX_PROBLEMS_SHOWN]
+        ]
         if bad:
             raise DataError(bad)
         lead_ids = ids.astype(str).to_numpy()
@@ -365,10 +426,20 @@ def read_table(path: Path | str, label: str, *, positive: str | None = None, id_
     for c, info in columns.items():
         if info.kind in ("identifier", "constant", "datetime") and c != id_column:
             notes.append(f"column {c!r} is not a feature: {info.kind} ({info.note})")
-    return FlatTable(path=file, frame=pd.DataFrame(frame), label=y[keep].astype(np.int8), label_column=label,
-                     positive=positive, columns=columns, lead_ids=lead_ids,
-                     row_numbers=np.flatnonzero(keep) + 1, id_column=id_column, missing_markers=markers,
-                     excluded_rows=excluded_rows, notes=notes)
+    return FlatTable(
+        path=file,
+        frame=pd.DataFrame(frame),
+        label=y[keep].astype(np.int8),
+        label_column=label,
+        positive=positive,
+        columns=columns,
+        lead_ids=lead_ids,
+        row_numbers=np.flatnonzero(keep) + 1,
+        id_column=id_column,
+        missing_markers=markers,
+        excluded_rows=excluded_rows,
+        notes=notes,
+    )
 
 
 def _close(name: str, columns) -> str:

@@ -19,13 +19,19 @@ UNKNOWN: Final = "unknown"
 _PATTERNS: Final = (
     ("student", r"\b(student|intern|internship|trainee|graduate|phd candidate|undergrad)\b"),
     ("junior", r"\b(junior|jr\.?|assistant|associate|apprentice|entry)\b"),
-    ("executive", r"\b(ceo|cto|cfo|coo|cmo|cio|cro|chief|founder|co-founder|owner|president|partner|"
-                  r"vp|vice president|svp|evp|managing director|general manager)\b"),
+    (
+        "executive",
+        r"\b(ceo|cto|cfo|coo|cmo|cio|cro|chief|founder|co-founder|owner|president|partner|"
+        r"vp|vice president|svp|evp|managing director|general manager)\b",
+    ),
     ("director", r"\b(director|head of|head|principal)\b"),
     ("manager", r"\b(manager|mgr|lead|team lead|supervisor)\b"),
-    ("individual", r"\b(engineer|developer|analyst|specialist|consultant|designer|scientist|accountant|"
-                   r"representative|executive|coordinator|administrator|architect|officer|marketer|"
-                   r"senior|sr\.?|staff)\b"),
+    (
+        "individual",
+        r"\b(engineer|developer|analyst|specialist|consultant|designer|scientist|accountant|"
+        r"representative|executive|coordinator|administrator|architect|officer|marketer|"
+        r"senior|sr\.?|staff)\b",
+    ),
 )
 _COMPILED: Final = tuple((level, re.compile(p, re.IGNORECASE)) for level, p in _PATTERNS)
 

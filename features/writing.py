@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from leadscore.features import schema as S
 from leadscore.features.loading import Dataset
 
@@ -48,12 +47,18 @@ def write_dataset(dataset: Dataset, out_dir: Path | str) -> Path:
     pq.write_table(_frame(dataset.outcomes, S.OUTCOME_COLUMNS, (S.OUTCOME_AT,)), out / "outcomes.parquet")
     if dataset.selection is not None:
         sel = dataset.selection
-        pq.write_table(pa.table({
-            S.LEAD_ID: pa.array([str(v) for v in sel[S.LEAD_ID]], pa.string()),
-            S.HANDED_AT: pa.array(pd.to_datetime(sel[S.HANDED_AT], utc=True).astype("datetime64[ms, UTC]"),
-                                  type=_UTC_MS),
-            S.PROPENSITY: pa.array(sel[S.PROPENSITY].to_numpy(dtype="float64"), pa.float64()),
-        }), out / "selection.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    S.LEAD_ID: pa.array([str(v) for v in sel[S.LEAD_ID]], pa.string()),
+                    S.HANDED_AT: pa.array(
+                        pd.to_datetime(sel[S.HANDED_AT], utc=True).astype("datetime64[ms, UTC]"), type=_UTC_MS
+                    ),
+                    S.PROPENSITY: pa.array(sel[S.PROPENSITY].to_numpy(dtype="float64"), pa.float64()),
+                }
+            ),
+            out / "selection.parquet",
+        )
     else:  # a table from an earlier write would otherwise be read back with this dataset
         (out / "selection.parquet").unlink(missing_ok=True)
     (out / "dataset.json").write_text(json.dumps({"snapshot_at": _iso(dataset.snapshot_at)}, indent=1) + "\n")

@@ -8,20 +8,37 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-app = typer.Typer(help="Leadscore: learn what a qualified lead is from sales feedback, score leads, say why.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Leadscore: learn what a qualified lead is from sales feedback, score leads, say why.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console(stderr=True)
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def _setup_mlflow() -> None:
@@ -49,7 +66,7 @@ def _utc_moment(text: str):
 
 
 def duration_days(text: str) -> float | None:
-    """"30d", "2w", "36h" or a plain number of days, as days (> 0); None when `text` is not one."""
+    """ "30d", "2w", "36h" or a plain number of days, as days (> 0); None when `text` is not one."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*", text)
     if not m or float(m.group(1)) <= 0:
         return None
@@ -58,8 +75,10 @@ def duration_days(text: str) -> float | None:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # MLflow's generic advice (cloudpickle of a python_model, integer output columns) is not actionable here
@@ -72,10 +91,18 @@ def demo_data(
     leads: Annotated[int, typer.Option(min=10, help="Number of leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("data/demo"),
-    drift: Annotated[bool, typer.Option(
-        "--drift", help="Base-rate shift: from --drift-at on, about twice as many leads qualify.")] = False,
-    drift_at: Annotated[Optional[str], typer.Option(
-        help="When the shift starts (ISO-8601, UTC if no offset); implies --drift. [default: 2026-01-01]")] = None,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift", help="Base-rate shift: from --drift-at on, about twice as many leads qualify."
+        ),
+    ] = False,
+    drift_at: Annotated[
+        str | None,
+        typer.Option(
+            help="When the shift starts (ISO-8601, UTC if no offset); implies --drift. [default: 2026-01-01]"
+        ),
+    ] = None,
 ) -> None:
     """Generate realistic demo CRM data (leads, events, outcomes) with its exact ground truth."""
     from leadscore.demo.generate import generate
@@ -97,9 +124,16 @@ def demo_data(
         params = DemoParams(drift=shift)
     with _progress() as progress:
         task = progress.add_task("generating leads", total=leads)
-        info = generate(out, leads, seed=seed, params=params,
-                        progress=lambda done, total: progress.update(task, completed=done))
-    console.print(f"wrote {info.n_leads:,} leads, {info.n_events:,} events, {info.n_outcomes:,} outcomes to {out}")
+        info = generate(
+            out,
+            leads,
+            seed=seed,
+            params=params,
+            progress=lambda done, total: progress.update(task, completed=done),
+        )
+    console.print(
+        f"wrote {info.n_leads:,} leads, {info.n_events:,} events, {info.n_outcomes:,} outcomes to {out}"
+    )
 
 
 def _definition(horizon_days: int, ages: str | None, positive: str | None, negative: str | None):
@@ -124,33 +158,43 @@ def train(
     horizon_days: Annotated[int, typer.Option(min=1, help="Qualified within this many days.")] = 30,
     model: Annotated[str, typer.Option(help="auto | scorecard | boosted")] = "auto",
     policy: Annotated[str, typer.Option(help="Handoff policy: f1 | capacity | precision")] = "f1",
-    target: Annotated[Optional[float], typer.Option(help="Leads per week (capacity) or precision.")] = None,
-    ages: Annotated[Optional[str], typer.Option(help="As-of ages in days, e.g. 1,3,7,14,30,60")] = None,
-    positive: Annotated[Optional[str], typer.Option(help="Positive outcomes, comma-separated.")] = None,
-    negative: Annotated[Optional[str], typer.Option(help="Negative outcomes, comma-separated.")] = None,
+    target: Annotated[float | None, typer.Option(help="Leads per week (capacity) or precision.")] = None,
+    ages: Annotated[str | None, typer.Option(help="As-of ages in days, e.g. 1,3,7,14,30,60")] = None,
+    positive: Annotated[str | None, typer.Option(help="Positive outcomes, comma-separated.")] = None,
+    negative: Annotated[str | None, typer.Option(help="Negative outcomes, comma-separated.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    metrics_out: Annotated[Optional[Path], typer.Option(help="Write metrics JSON here.")] = None,
+    metrics_out: Annotated[Path | None, typer.Option(help="Write metrics JSON here.")] = None,
     register: Annotated[bool, typer.Option(help="Register the model in the MLflow registry.")] = True,
-    if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing if a champion exists.")] = False,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing if a champion exists.")
+    ] = False,
 ) -> None:
     """Train, evaluate and register a model from event data."""
     from leadscore.features.loading import DataError, load_dataset
     from leadscore.model import tracking
-    from leadscore.model.train import NotEnoughData, TrainConfig, train as run_train
+    from leadscore.model.train import NotEnoughData, TrainConfig
+    from leadscore.model.train import train as run_train
 
     if model not in ("auto", "scorecard", "boosted"):
         _fail("--model must be auto, scorecard or boosted")
     if policy not in ("f1", "capacity", "precision"):
         _fail("--policy must be f1, capacity or precision")
-    config = TrainConfig(definition=_definition(horizon_days, ages, positive, negative), model=model,
-                         policy=policy, policy_target=target, seed=seed)
+    config = TrainConfig(
+        definition=_definition(horizon_days, ages, positive, negative),
+        model=model,
+        policy=policy,
+        policy_target=target,
+        seed=seed,
+    )
     _setup_mlflow()
     if if_missing:
         from leadscore.model import registry
 
         version = registry.alias_version(registry.CHAMPION)
         if version is not None:
-            console.print(f"leadscore version {version} is champion already: not training (drop --if-missing to retrain)")
+            console.print(
+                f"leadscore version {version} is champion already: not training (drop --if-missing to retrain)"
+            )
             return
     with _progress() as progress:
         task = progress.add_task("loading data", total=None)
@@ -169,32 +213,52 @@ def train(
         for w in result.warnings:
             console.print(f"[yellow]warning:[/] {w}")
         for suspect in result.leakage["suspects"]:
-            console.print(f"[yellow]leakage ({suspect['level']}):[/] {suspect['column']!r}: {suspect['reason']}")
+            console.print(
+                f"[yellow]leakage ({suspect['level']}):[/] {suspect['column']!r}: {suspect['reason']}"
+            )
         if result.leakage["suspects"]:
-            console.print("  (train uses only the catalogue's point-in-time features: custom lead columns are "
-                          "audited and reported, never used)")
+            console.print(
+                "  (train uses only the catalogue's point-in-time features: custom lead columns are "
+                "audited and reported, never used)"
+            )
         extra = {}
         if (Path(data) / "ground_truth").exists():
             progress.update(task, description="computing the oracle on the holdout rows")
             extra["oracle"] = _oracle_metrics(Path(data), result)
         progress.update(task, description="logging to MLflow and registering")
-        tracked = tracking.track(result, dataset, config, holdout_values=result.holdout_values,
-                                 extra_metrics=extra, leakage=result.leakage, register=register,
-                                 data_source=str(data))
+        tracked = tracking.track(
+            result,
+            dataset,
+            config,
+            holdout_values=result.holdout_values,
+            extra_metrics=extra,
+            leakage=result.leakage,
+            register=register,
+            data_source=str(data),
+        )
         progress.update(task, description="done", total=1, completed=1)
     m = result.metrics
-    console.print(f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
-                  f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({result.model.info['n_holdout']:,} rows)")
+    console.print(
+        f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
+        f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({result.model.info['n_holdout']:,} rows)"
+    )
     if "oracle" in extra:
         console.print(f"observable oracle ROC AUC on the same rows: {extra['oracle']['roc_auc']:.4f}")
     if tracked.version:
         console.print(f"registered leadscore version {tracked.version}: {tracked.decision.reason}")
     if metrics_out:
-        out = {"holdout": m, **extra, "n_train": result.model.info["n_train"],
-               "n_holdout": result.model.info["n_holdout"], "family": result.model.family,
-               "candidates": result.candidates, "leakage": result.leakage, "run_id": tracked.run_id,
-               "version": tracked.version,
-               "promoted": bool(tracked.decision and tracked.decision.promote)}
+        out = {
+            "holdout": m,
+            **extra,
+            "n_train": result.model.info["n_train"],
+            "n_holdout": result.model.info["n_holdout"],
+            "family": result.model.family,
+            "candidates": result.candidates,
+            "leakage": result.leakage,
+            "run_id": tracked.run_id,
+            "version": tracked.version,
+            "promoted": bool(tracked.decision and tracked.decision.promote),
+        }
         metrics_out.parent.mkdir(parents=True, exist_ok=True)
         metrics_out.write_text(json.dumps(out, indent=1))
 
@@ -236,8 +300,12 @@ def features(
     except DataError as e:
         _fail(str(e))
     leads = dataset.leads[dataset.leads[S.CREATED_AT] < moment]
-    rows = pd.DataFrame({S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
-                         "as_of": pd.Series(moment, index=range(len(leads))).astype("datetime64[ms, UTC]")})
+    rows = pd.DataFrame(
+        {
+            S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
+            "as_of": pd.Series(moment, index=range(len(leads))).astype("datetime64[ms, UTC]"),
+        }
+    )
     with _progress() as progress:
         task = progress.add_task("computing features", total=len(rows))
         table = feature_frame(dataset, rows, progress=lambda n: progress.advance(task, n))
@@ -275,8 +343,10 @@ def rollback() -> None:
 
 
 @app.command()
-def keys(file: Annotated[Path, typer.Option(help="Where to keep generated keys.")] = Path(".leadscore/keys.env"),
-         show: Annotated[bool, typer.Option(help="Print the keys.")] = True) -> None:
+def keys(
+    file: Annotated[Path, typer.Option(help="Where to keep generated keys.")] = Path(".leadscore/keys.env"),
+    show: Annotated[bool, typer.Option(help="Print the keys.")] = True,
+) -> None:
     """Create one API key per role in FILE (readable only by you) unless it exists; print them."""
     from leadscore.serve.keys import ensure_keys_file
 
@@ -306,20 +376,33 @@ def serve(
     # is rarely given back; two bound what big requests on the thread pool can spread over (the soak figures
     # in docs/benchmarks.md are with it; its effect alone is not measured)
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    uvicorn.run("leadscore.serve.app:create_app", factory=True, host=host, port=port, workers=workers,
-                http=HttpToolsProtocol,  # one write per response (the class: a name is not accepted by older uvicorn)
-                # the last line of defence against a flood of connections (file descriptors, memory); the
-                # app's own bounds (serve/admission.py) answer long before this with a JSON 503 and Retry-After
-                limit_concurrency=get_settings().max_connections,
-                log_level="info", access_log=False, server_header=False,
-                timeout_worker_healthcheck=120)  # workers import MLflow + the model: slow on a loaded host
+    uvicorn.run(
+        "leadscore.serve.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http=HttpToolsProtocol,  # one write per response (the class: a name is not accepted by older uvicorn)
+        # the last line of defence against a flood of connections (file descriptors, memory); the
+        # app's own bounds (serve/admission.py) answer long before this with a JSON 503 and Retry-After
+        limit_concurrency=get_settings().max_connections,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+        timeout_worker_healthcheck=120,
+    )  # workers import MLflow + the model: slow on a loaded host
 
 
 @app.command()
 def prune(
-    days: Annotated[Optional[float], typer.Option(
-        min=0, help="Delete score-log rows older than this many days (default: LEADSCORE_SCORE_LOG_RETENTION_DAYS; "
-                    "0 keeps everything).")] = None,
+    days: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Delete score-log rows older than this many days (default: LEADSCORE_SCORE_LOG_RETENTION_DAYS; "
+            "0 keeps everything).",
+        ),
+    ] = None,
 ) -> None:
     """Delete old score-log rows now, in short steps (the service also does this by itself, every 10
     minutes). Feedback, leads and events are never deleted."""
@@ -342,4 +425,11 @@ def prune(
 
 # Commands that live in their own modules register themselves on `app` when imported.
 from leadscore import (  # noqa: E402,F401
-    cli_export, cli_import, cli_monitor, cli_recalibrate, cli_retrain, cli_score, cli_table)
+    cli_export,
+    cli_import,
+    cli_monitor,
+    cli_recalibrate,
+    cli_retrain,
+    cli_score,
+    cli_table,
+)

@@ -4,7 +4,7 @@ the canonical layout, which `train` and `load_dataset` read."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,11 +13,18 @@ from leadscore.cli import _fail, _utc_moment, app, console
 
 @app.command("export")
 def export(
-    out: Annotated[Path, typer.Option(help="Directory to write leads/events/outcomes parquet and dataset.json.")],
-    database_url: Annotated[Optional[str], typer.Option(
-        help="The store to export (default: LEADSCORE_DATABASE_URL).")] = None,
-    as_of: Annotated[Optional[str], typer.Option(
-        help="Export what was known at this moment (ISO-8601; default: now). It becomes snapshot_at.")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Directory to write leads/events/outcomes parquet and dataset.json.")
+    ],
+    database_url: Annotated[
+        str | None, typer.Option(help="The store to export (default: LEADSCORE_DATABASE_URL).")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Export what was known at this moment (ISO-8601; default: now). It becomes snapshot_at."
+        ),
+    ] = None,
 ) -> None:
     """Write the store as a dataset: what applications sent through the API is training data."""
     import sqlalchemy as sa
@@ -50,7 +57,9 @@ def export(
     finally:
         engine.dispose()
     write_dataset(dataset, out)
-    console.print(f"exported {len(dataset.leads):,} leads, {len(dataset.events):,} events and "
-                  f"{len(dataset.outcomes):,} outcomes as of {dataset.snapshot_at} to {out}")
+    console.print(
+        f"exported {len(dataset.leads):,} leads, {len(dataset.events):,} events and "
+        f"{len(dataset.outcomes):,} outcomes as of {dataset.snapshot_at} to {out}"
+    )
     for note in dataset.notes:
         console.print(f"  {note}")

@@ -36,14 +36,18 @@ def import_data(
     try:
         already = store.known_leads(engine, ids)
         if len(already) == len(ids):
-            console.print(f"the {len(ids):,} most recent leads of {data} are already in the store: nothing to do")
+            console.print(
+                f"the {len(ids):,} most recent leads of {data} are already in the store: nothing to do"
+            )
             return
         todo = leads[~leads[S.LEAD_ID].astype(str).isin(already)]
         result = _import(engine, dataset, todo, settings)
     finally:
         engine.dispose()
-    console.print(f"imported {result['leads']:,} leads, {result['events']:,} events, {result['feedback']:,} "
-                  f"outcomes as feedback; scored {result['scored']:,} with model version {result['version']}")
+    console.print(
+        f"imported {result['leads']:,} leads, {result['events']:,} events, {result['feedback']:,} "
+        f"outcomes as feedback; scored {result['scored']:,} with model version {result['version']}"
+    )
 
 
 def _import(engine, dataset, leads, settings) -> dict:
@@ -61,19 +65,44 @@ def _import(engine, dataset, leads, settings) -> dict:
     def attrs(row) -> dict:
         return {a: row[a] for a in S.LEAD_ATTRIBUTES if isinstance(row.get(a), str)}
 
-    lead_rows = [dict(lead_id=str(r[S.LEAD_ID]), created_at=r[S.CREATED_AT].to_pydatetime(), attributes=attrs(r),
-                      updated_at=now) for r in leads.to_dict("records")]
+    lead_rows = [
+        {
+            "lead_id": str(r[S.LEAD_ID]),
+            "created_at": r[S.CREATED_AT].to_pydatetime(),
+            "attributes": attrs(r),
+            "updated_at": now,
+        }
+        for r in leads.to_dict("records")
+    ]
     ev = dataset.events[dataset.events[S.LEAD_ID].astype(str).isin(ids)]
-    event_rows = [dict(lead_id=str(lid), type=t, timestamp=ts.to_pydatetime(), page=p if isinstance(p, str) else None,
-                       received_at=now)
-                  for lid, t, ts, p in zip(ev[S.LEAD_ID], ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]
+    event_rows = [
+        {
+            "lead_id": str(lid),
+            "type": t,
+            "timestamp": ts.to_pydatetime(),
+            "page": p if isinstance(p, str) else None,
+            "received_at": now,
+        }
+        for lid, t, ts, p in zip(ev[S.LEAD_ID], ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE], strict=False)
+    ]
     out = dataset.outcomes[dataset.outcomes[S.LEAD_ID].astype(str).isin(ids)]
     # the API's feedback outcomes; "opportunity" is a CRM stage, not something sales answers on a lead
     out = out[out[S.OUTCOME].isin(("qualified", "disqualified", "won", "lost"))]
-    feedback_rows = [dict(lead_id=str(lid), outcome=o, reason=(r if o == "disqualified" and isinstance(r, str) else None),
-                          note=None, at=at.to_pydatetime(), received_at=now, source="import",
-                          idempotency_key=f"import:{lid}:{o}:{at.isoformat()}")
-                     for lid, o, at, r in zip(out[S.LEAD_ID], out[S.OUTCOME], out[S.OUTCOME_AT], out[S.REASON])]
+    feedback_rows = [
+        {
+            "lead_id": str(lid),
+            "outcome": o,
+            "reason": (r if o == "disqualified" and isinstance(r, str) else None),
+            "note": None,
+            "at": at.to_pydatetime(),
+            "received_at": now,
+            "source": "import",
+            "idempotency_key": f"import:{lid}:{o}:{at.isoformat()}",
+        }
+        for lid, o, at, r in zip(
+            out[S.LEAD_ID], out[S.OUTCOME], out[S.OUTCOME_AT], out[S.REASON], strict=False
+        )
+    ]
     with engine.begin() as conn:  # one transaction: a failed import leaves nothing half done
         conn.execute(sa.insert(db.leads), lead_rows)
         if event_rows:
@@ -89,8 +118,13 @@ def _import(engine, dataset, leads, settings) -> dict:
         model = registry.load_scoring_model(settings.model_uri)
     except Exception as e:  # noqa: BLE001 - no champion yet: the data is in, scores come with the first model
         console.print(f"[yellow]note:[/] not scoring: no model at {settings.model_uri} ({type(e).__name__})")
-        return {"leads": len(lead_rows), "events": len(event_rows), "feedback": len(feedback_rows), "scored": 0,
-                "version": None}
+        return {
+            "leads": len(lead_rows),
+            "events": len(event_rows),
+            "feedback": len(feedback_rows),
+            "scored": 0,
+            "version": None,
+        }
     version = model.version
     stored = store.get_leads(engine, sorted(ids), settings.max_events_per_lead)
     batch = [stored[i] for i in sorted(stored)]
@@ -98,21 +132,40 @@ def _import(engine, dataset, leads, settings) -> dict:
     # when it has one (so the score-log snapshot never holds post-outcome values, which feedback labels),
     # else as of the dataset's snapshot (the moment the export was taken).
     first = out.groupby(out[S.LEAD_ID].astype(str))[S.OUTCOME_AT].min().to_dict() if len(out) else {}
-    moments = [min(first[d["lead_id"]].to_pydatetime(), snapshot) if d["lead_id"] in first else snapshot
-               for d in batch]
+    moments = [
+        min(first[d["lead_id"]].to_pydatetime(), snapshot) if d["lead_id"] in first else snapshot
+        for d in batch
+    ]
     as_of = [to_ms(t) for t in moments]
     for start in range(0, len(batch), 1000):
-        part = batch[start:start + 1000]
-        values = lead_features(part, as_of[start:start + 1000])
+        part = batch[start : start + 1000]
+        values = lead_features(part, as_of[start : start + 1000])
         results = model.results(values, [d["lead_id"] for d in part], exploration=settings.exploration())
         names = model.encoder.features
-        rows = [{"lead_id": r["lead_id"], "scored_at": now, "as_of": moments[start + i], "model_version": version,
-                 "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
-                 "features": features, "reasons": r["reasons"], "propensity": r["propensity"],
-                 "explored": r["explored"]}
-                for i, (r, features) in enumerate(zip(results, feature_snapshots(values, names)))]
+        rows = [
+            {
+                "lead_id": r["lead_id"],
+                "scored_at": now,
+                "as_of": moments[start + i],
+                "model_version": version,
+                "probability": r["probability"],
+                "score": r["score"],
+                "grade": r["grade"],
+                "qualified": r["qualified"],
+                "features": features,
+                "reasons": r["reasons"],
+                "propensity": r["propensity"],
+                "explored": r["explored"],
+            }
+            for i, (r, features) in enumerate(zip(results, feature_snapshots(values, names), strict=False))
+        ]
         with engine.begin() as conn:  # the service's own score-log insert (one transaction per part)
             db.insert_score_log(conn, [db.score_log_row(r) for r in rows])
         scored += len(rows)
-    return {"leads": len(lead_rows), "events": len(event_rows), "feedback": len(feedback_rows), "scored": scored,
-            "version": version}
+    return {
+        "leads": len(lead_rows),
+        "events": len(event_rows),
+        "feedback": len(feedback_rows),
+        "scored": scored,
+        "version": version,
+    }

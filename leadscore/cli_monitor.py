@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import sqlalchemy as sa
 import typer
@@ -23,7 +23,7 @@ def _error(message: str) -> None:
 
 
 def window_days(text: str) -> float:
-    """"30d", "2w", "36h" or a plain number of days, within the limit of `Settings.monitor_window_days`."""
+    """ "30d", "2w", "36h" or a plain number of days, within the limit of `Settings.monitor_window_days`."""
     from leadscore.settings import Settings
 
     days = duration_days(text)
@@ -38,16 +38,21 @@ def window_days(text: str) -> float:
 
 @app.command("monitor")
 def monitor(
-    window: Annotated[Optional[str], typer.Option(
-        help="The recent window: 30d, 2w, 36h (default: LEADSCORE_MONITOR_WINDOW_DAYS).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the HTML report (with plots) here.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
-    database_url: Annotated[Optional[str], typer.Option(
-        help="The service's store (default: LEADSCORE_DATABASE_URL).")] = None,
-    model_uri: Annotated[Optional[str], typer.Option(
-        help="The model to judge (default: LEADSCORE_MODEL_URI, the champion).")] = None,
-    as_of: Annotated[Optional[str], typer.Option(
-        "--as-of", help="Judge as at this moment (ISO-8601; default: now).")] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="The recent window: 30d, 2w, 36h (default: LEADSCORE_MONITOR_WINDOW_DAYS)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the HTML report (with plots) here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The service's store (default: LEADSCORE_DATABASE_URL).")
+    ] = None,
+    model_uri: Annotated[
+        str | None, typer.Option(help="The model to judge (default: LEADSCORE_MODEL_URI, the champion).")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Judge as at this moment (ISO-8601; default: now).")
+    ] = None,
 ) -> None:
     """Is the champion still right? Calibration, input drift (PSI), volume and feedback coverage.
 
@@ -90,7 +95,9 @@ def monitor(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render(report))
     m = report["model"]
-    console.print(f"model {m['name']} version {m['version']} at {report['now']}, last {report['window_days']:g} days")
+    console.print(
+        f"model {m['name']} version {m['version']} at {report['now']}, last {report['window_days']:g} days"
+    )
     for name, check in report["checks"].items():
         style = _STYLE.get(check["status"], "dim")
         console.print(f"  {name:<12} [{style}]{check['status']:<15}[/] {check.get('message', '')}")

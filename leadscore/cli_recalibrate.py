@@ -5,7 +5,7 @@ codes as `leadscore retrain` (docs/retraining.md, "Recalibrating")."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,14 +23,25 @@ def _days(text: str) -> int:
 
 @app.command("recalibrate")
 def recalibrate(
-    window: Annotated[str, typer.Option(
-        help="The newest labelled window to recalibrate on, e.g. 90d or 12w (its newest third judges).")] = "90d",
-    export: Annotated[Optional[str], typer.Option(
-        help="A CRM export directory, with the store's feedback merged (default: the store alone).")] = None,
-    database_url: Annotated[Optional[str], typer.Option(
-        help="The service's store (default: LEADSCORE_DATABASE_URL).")] = None,
-    as_of: Annotated[Optional[str], typer.Option(
-        "--as-of", help="The store as it was at this moment (ISO-8601; default: now).")] = None,
+    window: Annotated[
+        str,
+        typer.Option(
+            help="The newest labelled window to recalibrate on, e.g. 90d or 12w (its newest third judges)."
+        ),
+    ] = "90d",
+    export: Annotated[
+        str | None,
+        typer.Option(
+            help="A CRM export directory, with the store's feedback merged (default: the store alone)."
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The service's store (default: LEADSCORE_DATABASE_URL).")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="The store as it was at this moment (ISO-8601; default: now)."),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Refit the champion's calibration and handoff policy on recent data; promote if better calibrated.
@@ -38,7 +49,8 @@ def recalibrate(
     Exit codes: 0 promoted, 3 kept the champion (not better calibrated beyond noise, or this data is already
     recalibrated), 4 not enough data in the window, 1 any other error (nothing registered).
     """
-    from leadscore.recalibrate import RecalibrateOptions, recalibrate as run_recalibrate
+    from leadscore.recalibrate import RecalibrateOptions
+    from leadscore.recalibrate import recalibrate as run_recalibrate
     from leadscore.retrain import shown_url
     from leadscore.settings import get_settings
 
@@ -47,38 +59,57 @@ def recalibrate(
     url = database_url or get_settings().database_url
     moment = _utc_moment(as_of).to_pydatetime() if as_of else None
     _setup_mlflow()
-    options = RecalibrateOptions(database_url=url, export=Path(export) if export else None, window_days=days,
-                                 as_of=moment, seed=seed)
-    console.print(f"recalibrating the champion on the last {days} labelled days of "
-                  f"{'the export ' + str(export) + ' and ' if export else ''}the store {shown_url(url)}")
+    options = RecalibrateOptions(
+        database_url=url, export=Path(export) if export else None, window_days=days, as_of=moment, seed=seed
+    )
+    console.print(
+        f"recalibrating the champion on the last {days} labelled days of "
+        f"{'the export ' + str(export) + ' and ' if export else ''}the store {shown_url(url)}"
+    )
     out = run_job(run_recalibrate, options)
     for note in out.notes:
         console.print(f"  {note}")
     if out.status == "unchanged":
         if out.version == out.champion_before:
-            console.print(f"[bold yellow]kept the champion:[/] the champion, version {out.version}, is already a "
-                          f"recalibration on this data with a {days}-day window: nothing to do")
+            console.print(
+                f"[bold yellow]kept the champion:[/] the champion, version {out.version}, is already a "
+                f"recalibration on this data with a {days}-day window: nothing to do"
+            )
         else:
-            console.print(f"[bold yellow]kept the champion:[/] version {out.version} already recalibrated champion "
-                          f"version {out.champion_before} on this data with a {days}-day window (its gate kept "
-                          "the champion): nothing to do")
+            console.print(
+                f"[bold yellow]kept the champion:[/] version {out.version} already recalibrated champion "
+                f"version {out.champion_before} on this data with a {days}-day window (its gate kept "
+                "the champion): nothing to do"
+            )
         raise typer.Exit(code=KEPT)
     r, d = out.report, out.decision
-    console.print(f"window {r['window_from'][:10]} .. {r['window_to'][:10]}: {r['n_fit']:,} rows to fit "
-                  f"(positive {r['positive_rate_fit']:.1%}), {r['n_judge']:,} newest rows to judge (positive "
-                  f"{r['positive_rate_judge']:.1%}; the champion's training rows: {r['champion_positive_rate']:.1%})")
-    console.print(f"on the newest rows the champion said {r['mean_p_old_judge']:.1%} on average (ECE "
-                  f"{r['ece_old']:.4f}), the recalibrated model {r['mean_p_new_judge']:.1%} (ECE {r['ece_new']:.4f}); "
-                  f"handoff threshold {r['threshold_old']:.3f} -> {r['threshold_new']:.3f}")
+    console.print(
+        f"window {r['window_from'][:10]} .. {r['window_to'][:10]}: {r['n_fit']:,} rows to fit "
+        f"(positive {r['positive_rate_fit']:.1%}), {r['n_judge']:,} newest rows to judge (positive "
+        f"{r['positive_rate_judge']:.1%}; the champion's training rows: {r['champion_positive_rate']:.1%})"
+    )
+    console.print(
+        f"on the newest rows the champion said {r['mean_p_old_judge']:.1%} on average (ECE "
+        f"{r['ece_old']:.4f}), the recalibrated model {r['mean_p_new_judge']:.1%} (ECE {r['ece_new']:.4f}); "
+        f"handoff threshold {r['threshold_old']:.3f} -> {r['threshold_new']:.3f}"
+    )
     if out.version is None:
-        console.print(f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
-                      "nothing was registered")
+        console.print(
+            f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
+            "nothing was registered"
+        )
         raise typer.Exit(code=KEPT)
-    console.print(f"registered leadscore version {out.version} (run {out.run_id}), recalibrated from version "
-                  f"{out.champion_before}")
+    console.print(
+        f"registered leadscore version {out.version} (run {out.run_id}), recalibrated from version "
+        f"{out.champion_before}"
+    )
     if out.status == "promoted":
-        console.print(f"[bold green]promoted[/] version {out.version} to champion (rule {d.rule}): {d.reason}")
+        console.print(
+            f"[bold green]promoted[/] version {out.version} to champion (rule {d.rule}): {d.reason}"
+        )
         return
-    console.print(f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
-                  f"version {out.version} stays challenger")
+    console.print(
+        f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
+        f"version {out.version} stays challenger"
+    )
     raise typer.Exit(code=KEPT)

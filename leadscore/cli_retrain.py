@@ -5,7 +5,7 @@ happened (docs/retraining.md)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -36,8 +36,11 @@ def run_job(run, options):
             out = run(options, progress=lambda msg: progress.update(task, description=msg))
         except LockHeld as e:
             progress.stop()
-            _stop(FAILED, f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
-                          f"{e.stale_after:.0f} s.)")
+            _stop(
+                FAILED,
+                f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
+                f"{e.stale_after:.0f} s.)",
+            )
         except NotEnoughData as e:
             progress.stop()
             _stop(NOT_ENOUGH_DATA, str(e))
@@ -53,14 +56,25 @@ def run_job(run, options):
 
 @app.command("retrain")
 def retrain(
-    export: Annotated[Optional[str], typer.Option(
-        help="Train on this CRM export directory, with the store's feedback merged (default: the store alone).")] = None,
-    database_url: Annotated[Optional[str], typer.Option(
-        help="The service's store (default: LEADSCORE_DATABASE_URL).")] = None,
-    model: Annotated[Optional[str], typer.Option(
-        help="auto | scorecard | boosted (default: the champion's family; auto with no champion).")] = None,
-    as_of: Annotated[Optional[str], typer.Option(
-        "--as-of", help="Train on the store as it was at this moment (ISO-8601; default: now).")] = None,
+    export: Annotated[
+        str | None,
+        typer.Option(
+            help="Train on this CRM export directory, with the store's feedback merged (default: the store alone)."
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The service's store (default: LEADSCORE_DATABASE_URL).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="auto | scorecard | boosted (default: the champion's family; auto with no champion)."
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Train on the store as it was at this moment (ISO-8601; default: now)."),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Retrain from what sales said: train like the champion, gate, register, promote if better.
@@ -68,7 +82,8 @@ def retrain(
     Exit codes: 0 promoted, 3 kept the champion (the gate refused, or this data is already trained),
     4 not enough data, 1 any other error (nothing registered). One run at a time (a lock in the store).
     """
-    from leadscore.retrain import RetrainOptions, retrain as run_retrain, shown_url
+    from leadscore.retrain import RetrainOptions, shown_url
+    from leadscore.retrain import retrain as run_retrain
     from leadscore.settings import get_settings
 
     # an empty value is the default (MLproject parameters and env-driven schedulers pass "" for "not given")
@@ -78,29 +93,42 @@ def retrain(
     url = database_url or get_settings().database_url
     moment = _utc_moment(as_of).to_pydatetime() if as_of else None
     _setup_mlflow()
-    options = RetrainOptions(database_url=url, export=Path(export) if export else None, model=model, as_of=moment, seed=seed)
-    console.print(f"retraining from {'the export ' + str(export) + ' and ' if export else ''}the store "
-                  f"{shown_url(url)}")
+    options = RetrainOptions(
+        database_url=url, export=Path(export) if export else None, model=model, as_of=moment, seed=seed
+    )
+    console.print(
+        f"retraining from {'the export ' + str(export) + ' and ' if export else ''}the store {shown_url(url)}"
+    )
     out = run_job(run_retrain, options)
     for note in out.notes:
         console.print(f"  {note}")
     for w in out.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     fb = out.feedback
-    console.print(f"data SHA-256 {out.fingerprint['sha256'][:12]}: {out.fingerprint['n_leads']:,} leads, "
-                  f"{out.fingerprint['n_events']:,} events, {out.fingerprint['n_outcomes']:,} outcomes; feedback: "
-                  f"{fb['verdicts']} verdicts ({fb['qualified']} qualified, {fb['disqualified']} disqualified), "
-                  f"{fb['won']} won, {fb['lost']} lost, on {fb['leads']} leads")
+    console.print(
+        f"data SHA-256 {out.fingerprint['sha256'][:12]}: {out.fingerprint['n_leads']:,} leads, "
+        f"{out.fingerprint['n_events']:,} events, {out.fingerprint['n_outcomes']:,} outcomes; feedback: "
+        f"{fb['verdicts']} verdicts ({fb['qualified']} qualified, {fb['disqualified']} disqualified), "
+        f"{fb['won']} won, {fb['lost']} lost, on {fb['leads']} leads"
+    )
     if out.status == "unchanged":
-        console.print(f"[bold yellow]kept the champion:[/] version {out.version} was already trained on this data "
-                      f"with these settings (--model {out.config.model}): nothing to do")
+        console.print(
+            f"[bold yellow]kept the champion:[/] version {out.version} was already trained on this data "
+            f"with these settings (--model {out.config.model}): nothing to do"
+        )
         raise typer.Exit(code=KEPT)
     m, d = out.metrics, out.decision
-    console.print(f"[bold]{out.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f}; registered "
-                  f"leadscore version {out.version} (run {out.run_id})")
+    console.print(
+        f"[bold]{out.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f}; registered "
+        f"leadscore version {out.version} (run {out.run_id})"
+    )
     if out.status == "promoted":
-        console.print(f"[bold green]promoted[/] version {out.version} to champion (rule {d.rule}): {d.reason}")
+        console.print(
+            f"[bold green]promoted[/] version {out.version} to champion (rule {d.rule}): {d.reason}"
+        )
         return
-    console.print(f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
-                  f"version {out.version} stays challenger")
+    console.print(
+        f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
+        f"version {out.version} stays challenger"
+    )
     raise typer.Exit(code=KEPT)

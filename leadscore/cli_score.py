@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,11 +12,20 @@ from leadscore.cli import _fail, _progress, _setup_mlflow, _utc_moment, app, con
 
 @app.command()
 def score(
-    data: Annotated[Path, typer.Option(help="Dataset directory (leads, events, outcomes), or a feature table "
-                                            "file (.parquet/.csv) with the model's feature columns.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Dataset directory (leads, events, outcomes), or a feature table "
+            "file (.parquet/.csv) with the model's feature columns."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")],
-    as_of: Annotated[Optional[str], typer.Option(
-        "--as-of", help="ISO-8601 moment; naive times are UTC. Default: the dataset's snapshot_at.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="ISO-8601 moment; naive times are UTC. Default: the dataset's snapshot_at."
+        ),
+    ] = None,
     model: Annotated[str, typer.Option(help="MLflow model URI.")] = "models:/leadscore@champion",
     top: Annotated[int, typer.Option(min=0, max=20, help="Top positive and negative reasons per lead.")] = 5,
 ) -> None:
@@ -56,16 +65,20 @@ def score(
         try:
             if data.is_dir():
                 dataset = load_dataset(data)
-                summary = score_dataset(dataset, scoring_model, out, moment, top_n=top, progress=advance,
-                                        exploration=exploration)
+                summary = score_dataset(
+                    dataset, scoring_model, out, moment, top_n=top, progress=advance, exploration=exploration
+                )
             else:
-                summary = score_table(data, scoring_model, out, moment, top_n=top, progress=advance,
-                                      exploration=exploration)
+                summary = score_table(
+                    data, scoring_model, out, moment, top_n=top, progress=advance, exploration=exploration
+                )
         except (DataError, BatchInputError) as e:
             progress.stop()
             _fail(str(e))
     version = f" version {scoring_model.version}" if scoring_model.version else ""
     when = f" as of {summary.as_of.isoformat()}" if summary.as_of is not None else ""
     grades = ", ".join(f"{g} {n:,}" for g, n in summary.grades.items())
-    console.print(f"scored {summary.n_rows:,} leads{when} with {scoring_model.name}{version} "
-                  f"({scoring_model.family}): {summary.n_qualified:,} qualified; grades {grades}; wrote {out}")
+    console.print(
+        f"scored {summary.n_rows:,} leads{when} with {scoring_model.name}{version} "
+        f"({scoring_model.family}): {summary.n_qualified:,} qualified; grades {grades}; wrote {out}"
+    )

@@ -36,7 +36,7 @@ def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 def ordered_holdout(n: int, fraction: float) -> np.ndarray:
     """The last `fraction` of the rows, in file order."""
     hold = np.zeros(n, dtype=bool)
-    hold[n - round(fraction * n):] = True
+    hold[n - round(fraction * n) :] = True
     return hold
 
 
@@ -44,7 +44,7 @@ def time_holdout(t: np.ndarray, fraction: float) -> np.ndarray:
     """The latest `fraction` of the rows by `t` (ties broken by file order)."""
     order = np.lexsort((np.arange(len(t)), t))
     hold = np.zeros(len(t), dtype=bool)
-    hold[order[len(t) - round(fraction * len(t)):]] = True
+    hold[order[len(t) - round(fraction * len(t)) :]] = True
     return hold
 
 
@@ -60,10 +60,18 @@ def _time_column(table, column: str) -> pd.Series:
         ts = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce")
     bad = np.flatnonzero(ts.isna().to_numpy())
     if len(bad):
-        raise DataError([Problem(table.path, int(table.row_numbers[i]), column,
-                                 "missing time" if col.iloc[i] is None else f"not an ISO-8601 time: {col.iloc[i]!r}")
-                         for i in bad[:20]] + ([Problem(table.path, None, column, f"{len(bad)} bad times in all")]
-                                              if len(bad) > 20 else []))
+        raise DataError(
+            [
+                Problem(
+                    table.path,
+                    int(table.row_numbers[i]),
+                    column,
+                    "missing time" if col.iloc[i] is None else f"not an ISO-8601 time: {col.iloc[i]!r}",
+                )
+                for i in bad[:20]
+            ]
+            + ([Problem(table.path, None, column, f"{len(bad)} bad times in all")] if len(bad) > 20 else [])
+        )
     return ts.astype("datetime64[ms, UTC]")
 
 
@@ -75,29 +83,45 @@ def _example(table, features: list[str], holdout: np.ndarray, y: np.ndarray) -> 
         row[table.id_column] = str(table.lead_ids[pick])
     for f in features:
         v = table.frame[f].iloc[pick]
-        row[f] = (None if pd.isna(v) else float(v)) if table.columns[f].kind == "numeric" else ("" if v is None else v)
+        row[f] = (
+            (None if pd.isna(v) else float(v))
+            if table.columns[f].kind == "numeric"
+            else ("" if v is None else v)
+        )
     return {"rows": [row]}
 
 
 def _fingerprint(table) -> dict:
     h = hashlib.sha256(Path(table.path).read_bytes()).hexdigest()
-    return {"file": table.path, "n_rows": int(len(table.label) + len(table.excluded_rows)),
-            "n_labelled": len(table.label), "n_excluded_no_label": len(table.excluded_rows),
-            "positive_rate": float(table.label.mean()), "label": table.label_column, "positive": table.positive,
-            "columns": {c: info.to_dict() for c, info in table.columns.items()}, "sha256": h}
+    return {
+        "file": table.path,
+        "n_rows": int(len(table.label) + len(table.excluded_rows)),
+        "n_labelled": len(table.label),
+        "n_excluded_no_label": len(table.excluded_rows),
+        "positive_rate": float(table.label.mean()),
+        "label": table.label_column,
+        "positive": table.positive,
+        "columns": {c: info.to_dict() for c, info in table.columns.items()},
+        "sha256": h,
+    }
 
 
 @app.command()
 def table(
-    file: Annotated[Path, typer.Argument(help="CSV (delimiter sniffed) or Parquet export, one row per lead.")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV (delimiter sniffed) or Parquet export, one row per lead.")
+    ],
     label: Annotated[str, typer.Option(help="The outcome column.")],
-    positive: Annotated[str | None, typer.Option(help="Label value counted as positive (default: 1/yes/true).")] = None,
+    positive: Annotated[
+        str | None, typer.Option(help="Label value counted as positive (default: 1/yes/true).")
+    ] = None,
     id: Annotated[str | None, typer.Option("--id", help="Identifier column (never a feature).")] = None,
     drop: Annotated[list[str] | None, typer.Option(help="Column to leave out (repeatable).")] = None,
     keep: Annotated[list[str] | None, typer.Option(help="Suspected leak to use anyway (repeatable).")] = None,
     split: Annotated[str, typer.Option(help="Holdout: stratified | ordered | time:COLUMN")] = "stratified",
-    missing: Annotated[list[str] | None, typer.Option(
-        help="Missing-value marker (repeatable; replaces the default list).")] = None,
+    missing: Annotated[
+        list[str] | None, typer.Option(help="Missing-value marker (repeatable; replaces the default list).")
+    ] = None,
     model: Annotated[str, typer.Option(help="auto | scorecard | boosted")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     metrics_out: Annotated[Path | None, typer.Option(help="Write metrics JSON here.")] = None,
@@ -121,8 +145,14 @@ def table(
         _fail("--split must be stratified, ordered or time:COLUMN")
     drop, keep = list(drop or []), list(keep or [])
     try:
-        tab = read_table(file, label, positive=positive, id_column=id, drop=drop,
-                         missing=tuple(missing) if missing else DEFAULT_MISSING)
+        tab = read_table(
+            file,
+            label,
+            positive=positive,
+            id_column=id,
+            drop=drop,
+            missing=tuple(missing) if missing else DEFAULT_MISSING,
+        )
         if time_col is not None:
             if time_col not in tab.columns:
                 _fail(f"--split time:{time_col}: no such column in {file}")
@@ -156,7 +186,9 @@ def table(
         elif split == "ordered":
             holdout = ordered_holdout(len(y), HOLDOUT_FRACTION)
         else:
-            holdout = time_holdout(as_of.to_numpy().astype("datetime64[ms]").astype(np.int64), HOLDOUT_FRACTION)
+            holdout = time_holdout(
+                as_of.to_numpy().astype("datetime64[ms]").astype(np.int64), HOLDOUT_FRACTION
+            )
         # fit_models takes its calibration rows as the last `calibration_fraction` of the training rows by (as_of, lead_id). For
         # a stratified split the rows are exchangeable, so that order is a seeded shuffle (not file order).
         order_ids = tab.lead_ids
@@ -167,31 +199,58 @@ def table(
         values = tab.values(features)
         categorical = tuple(f for f in features if tab.columns[f].kind == "categorical")
         try:
-            result = fit_models(values, rows, holdout, categorical, config,
-                                step=lambda msg: progress.update(task, description=msg),
-                                ordered=split != "stratified")
+            result = fit_models(
+                values,
+                rows,
+                holdout,
+                categorical,
+                config,
+                step=lambda msg: progress.update(task, description=msg),
+                ordered=split != "stratified",
+            )
         except (NotEnoughData, ValueError) as e:
             progress.stop()
             _fail(str(e))
         for w in result.warnings:
             console.print(f"[yellow]warning:[/] {w}")
-        result.model.info.update(input="flat", flat=tab.spec(features), split=split,
-                                 leakage_excluded=report["excluded"])
+        result.model.info.update(
+            input="flat", flat=tab.spec(features), split=split, leakage_excluded=report["excluded"]
+        )
         progress.update(task, description="logging to MLflow and registering")
-        tracked = tracking.track(result, None, config, holdout_values=result.holdout_values, leakage=report,
-                                 register=register, data_source=str(file), example=_example(tab, features, holdout, y),
-                                 data_fingerprint=_fingerprint(tab), model_name=FLAT_MODEL_NAME)
+        tracked = tracking.track(
+            result,
+            None,
+            config,
+            holdout_values=result.holdout_values,
+            leakage=report,
+            register=register,
+            data_source=str(file),
+            example=_example(tab, features, holdout, y),
+            data_fingerprint=_fingerprint(tab),
+            model_name=FLAT_MODEL_NAME,
+        )
         progress.update(task, description="done", total=1, completed=1)
     m = result.metrics
-    console.print(f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
-                  f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({result.model.info['n_holdout']:,} rows, "
-                  f"split {split}, {len(features)} features)")
+    console.print(
+        f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
+        f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({result.model.info['n_holdout']:,} rows, "
+        f"split {split}, {len(features)} features)"
+    )
     if tracked.version:
         console.print(f"registered {FLAT_MODEL_NAME} version {tracked.version}: {tracked.decision.reason}")
     if metrics_out:
-        out = {"holdout": m, "n_train": result.model.info["n_train"], "n_holdout": result.model.info["n_holdout"],
-               "family": result.model.family, "candidates": result.candidates, "run_id": tracked.run_id,
-               "version": tracked.version, "promoted": bool(tracked.decision and tracked.decision.promote),
-               "split": split, "features": features, "leakage": report}
+        out = {
+            "holdout": m,
+            "n_train": result.model.info["n_train"],
+            "n_holdout": result.model.info["n_holdout"],
+            "family": result.model.family,
+            "candidates": result.candidates,
+            "run_id": tracked.run_id,
+            "version": tracked.version,
+            "promoted": bool(tracked.decision and tracked.decision.promote),
+            "split": split,
+            "features": features,
+            "leakage": report,
+        }
         metrics_out.parent.mkdir(parents=True, exist_ok=True)
         metrics_out.write_text(json.dumps(out, indent=1))

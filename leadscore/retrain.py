@@ -17,10 +17,11 @@ CLI, not in `model/`: it joins the service's store and the model registry, and `
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
@@ -48,7 +49,9 @@ class RetrainError(RuntimeError):
 class RetrainOptions:
     database_url: str
     export: Path | None = None  # a CRM export directory; None: the store is the data
-    model: str | None = None  # auto | scorecard | boosted; None: the champion's family (auto with no champion)
+    model: str | None = (
+        None  # auto | scorecard | boosted; None: the champion's family (auto with no champion)
+    )
     as_of: datetime | None = None  # the store as it was then (default: now); not with `export`
     seed: int = 0
     stale_lock_seconds: float = locks.STALE_AFTER_SECONDS
@@ -85,16 +88,20 @@ def open_store(url: str) -> sa.Engine:
     except sa.exc.ArgumentError:
         raise RetrainError(f"--database-url: not a database URL: {url!r}") from None
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
-        raise RetrainError(f"no store at {shown_url(url)}: the file does not exist (start the service once, or "
-                           "pass --database-url / LEADSCORE_DATABASE_URL)")
+        raise RetrainError(
+            f"no store at {shown_url(url)}: the file does not exist (start the service once, or "
+            "pass --database-url / LEADSCORE_DATABASE_URL)"
+        )
     try:
         db.migrate(url)
         return db.make_engine(url)
     except ValueError as e:
         raise RetrainError(f"--database-url: {e}") from None
     except sa.exc.SQLAlchemyError as e:
-        raise RetrainError(f"cannot open the store at {shown_url(url)}: {type(e).__name__}: "
-                           f"{str(getattr(e, 'orig', e))[:200]}") from None
+        raise RetrainError(
+            f"cannot open the store at {shown_url(url)}: {type(e).__name__}: "
+            f"{str(getattr(e, 'orig', e))[:200]}"
+        ) from None
 
 
 def champion(model_name: str = registry.MODEL_NAME):
@@ -105,9 +112,11 @@ def champion(model_name: str = registry.MODEL_NAME):
     try:
         return version, registry.load_scoring_model(f"models:/{model_name}/{version}")
     except Exception as e:  # noqa: BLE001 - a bundle or MLflow error: the reason is what the user needs
-        raise RetrainError(f"the champion (version {version}) cannot be loaded to read its qualified-lead "
-                           f"definition and family ({type(e).__name__}: {str(e)[:300]}); fix or roll it back, "
-                           "or promote a version by hand") from None
+        raise RetrainError(
+            f"the champion (version {version}) cannot be loaded to read its qualified-lead "
+            f"definition and family ({type(e).__name__}: {str(e)[:300]}); fix or roll it back, "
+            "or promote a version by hand"
+        ) from None
 
 
 def challenger_config(champ, model: str | None, seed: int = 0) -> TrainConfig:
@@ -115,16 +124,24 @@ def challenger_config(champ, model: str | None, seed: int = 0) -> TrainConfig:
     the family; `auto` lets training choose). Without a champion: the defaults, family `auto`."""
     if champ is None:
         return TrainConfig(model=model or "auto", seed=seed)
-    return TrainConfig(definition=champ.definition, model=model or champ.family, policy=champ.policy.kind,
-                       policy_target=champ.policy.target, seed=seed)
+    return TrainConfig(
+        definition=champ.definition,
+        model=model or champ.family,
+        policy=champ.policy.kind,
+        policy_target=champ.policy.target,
+        seed=seed,
+    )
 
 
 def feedback_counts(feedback: pd.DataFrame) -> dict:
     """What sales said, as counted in the run: verdict rows, won/lost rows, and leads with any feedback."""
     outcome = feedback[S.OUTCOME] if len(feedback) else pd.Series(dtype=object)
-    counts = {"rows": len(feedback), "verdicts": int(outcome.isin(VERDICTS).sum()),
-              **{o: int((outcome == o).sum()) for o in (*VERDICTS, *FOLLOW_UPS)},
-              "leads": int(feedback[S.LEAD_ID].nunique()) if len(feedback) else 0}
+    counts = {
+        "rows": len(feedback),
+        "verdicts": int(outcome.isin(VERDICTS).sum()),
+        **{o: int((outcome == o).sum()) for o in (*VERDICTS, *FOLLOW_UPS)},
+        "leads": int(feedback[S.LEAD_ID].nunique()) if len(feedback) else 0,
+    }
     return counts
 
 
@@ -146,11 +163,14 @@ def load_data(engine: sa.Engine, export: Path | None, as_of: datetime | None) ->
 def check_data(dataset: Dataset) -> None:
     """Refuse, before any work, data that cannot train a model at all (training would fail less clearly)."""
     if len(dataset.leads) == 0:
-        raise NotEnoughData("the data holds no leads: nothing to train on (send leads with PUT /v1/leads, or "
-                            "pass --export)")
+        raise NotEnoughData(
+            "the data holds no leads: nothing to train on (send leads with PUT /v1/leads, or pass --export)"
+        )
     if len(dataset.outcomes) == 0:
-        raise NotEnoughData(f"no outcomes for the {len(dataset.leads):,} leads: no lead has a verdict yet (sales "
-                            "give it with POST /v1/feedback or on the sales page)")
+        raise NotEnoughData(
+            f"no outcomes for the {len(dataset.leads):,} leads: no lead has a verdict yet (sales "
+            "give it with POST /v1/feedback or on the sales page)"
+        )
 
 
 def existing_version(fp: dict, config: TrainConfig, model_name: str = registry.MODEL_NAME) -> str | None:
@@ -160,9 +180,13 @@ def existing_version(fp: dict, config: TrainConfig, model_name: str = registry.M
     (whether named or picked by `auto`), since training it again would give the same model."""
     found = MlflowClient().search_model_versions(  # [] when nothing is registered yet
         f"name = '{model_name}' and tags.{tracking.DATA_SHA256} = '{fp['sha256']}' "
-        f"and tags.{tracking.CONFIG_SHA256} = '{tracking.config_sha256(config)}'")
-    same = [v for v in found if v.tags.get(tracking.MODEL_CHOICE) == config.model
-            or v.tags.get(tracking.FAMILY) == config.model]
+        f"and tags.{tracking.CONFIG_SHA256} = '{tracking.config_sha256(config)}'"
+    )
+    same = [
+        v
+        for v in found
+        if v.tags.get(tracking.MODEL_CHOICE) == config.model or v.tags.get(tracking.FAMILY) == config.model
+    ]
     return str(max(int(v.version) for v in same)) if same else None
 
 
@@ -171,13 +195,21 @@ def retrain(options: RetrainOptions, progress: Callable[[str], None] | None = No
     `features.loading.DataError`, or what MLflow raises; in each case nothing is registered."""
     step = progress or (lambda msg: log.info(msg))
     if options.export is not None and options.as_of is not None:
-        raise RetrainError("--as-of applies to the store: an export is as of its own snapshot_at (the store's "
-                           "feedback merged into it stops there too)")
-    return locked(options.database_url, options.stale_lock_seconds, step,
-                  lambda engine: _locked_run(engine, options, step))
+        raise RetrainError(
+            "--as-of applies to the store: an export is as of its own snapshot_at (the store's "
+            "feedback merged into it stops there too)"
+        )
+    return locked(
+        options.database_url,
+        options.stale_lock_seconds,
+        step,
+        lambda engine: _locked_run(engine, options, step),
+    )
 
 
-def locked(database_url: str, stale_after: float, step: Callable[[str], None], run: Callable[[sa.Engine], T]) -> T:
+def locked(
+    database_url: str, stale_after: float, step: Callable[[str], None], run: Callable[[sa.Engine], T]
+) -> T:
     """`run(engine)` on the store at `database_url` while holding the `retrain` job lock: one model-changing
     job at a time (retrain and recalibrate share it)."""
     step("opening the store")
@@ -199,7 +231,13 @@ def _locked_run(engine: sa.Engine, options: RetrainOptions, step: Callable[[str]
     dataset, counts = load_data(engine, options.export, options.as_of)
     check_data(dataset)
     fp = tracking.fingerprint(dataset)
-    common = dict(champion_before=champ_version, config=config, fingerprint=fp, feedback=counts, notes=dataset.notes)
+    common = {
+        "champion_before": champ_version,
+        "config": config,
+        "fingerprint": fp,
+        "feedback": counts,
+        "notes": dataset.notes,
+    }
     step("looking for a version trained on this data")
     have = existing_version(fp, config, options.model_name)
     if have is not None:
@@ -207,19 +245,37 @@ def _locked_run(engine: sa.Engine, options: RetrainOptions, step: Callable[[str]
     result = train(dataset, config, progress=step)
     step("gating against the champion, logging to MLflow and registering")
     source = "export" if options.export else "store"
-    params = {"retrain.source": source, "retrain.store": shown_url(options.database_url)[:250],
-              "retrain.as_of": str(dataset.snapshot_at), "retrain.champion_before": champ_version or "none"}
+    params = {
+        "retrain.source": source,
+        "retrain.store": shown_url(options.database_url)[:250],
+        "retrain.as_of": str(dataset.snapshot_at),
+        "retrain.champion_before": champ_version or "none",
+    }
     if options.export:
         params["retrain.export"] = str(options.export)[:250]
     tracked = tracking.track(
-        result, dataset, config, holdout_values=result.holdout_values, leakage=result.leakage,
-        extra_metrics={"feedback": counts}, params=params, tags={"leadscore.retrain": source},
+        result,
+        dataset,
+        config,
+        holdout_values=result.holdout_values,
+        leakage=result.leakage,
+        extra_metrics={"feedback": counts},
+        params=params,
+        tags={"leadscore.retrain": source},
         data_source=str(options.export) if options.export else _store_source(options.database_url),
-        model_name=options.model_name)
+        model_name=options.model_name,
+    )
     decision = tracked.decision
-    return RetrainOutcome("promoted" if decision.promote else "kept", tracked.version, decision=decision,
-                          run_id=tracked.run_id, metrics=result.metrics, family=result.model.family,
-                          warnings=list(result.warnings), **common)
+    return RetrainOutcome(
+        "promoted" if decision.promote else "kept",
+        tracked.version,
+        decision=decision,
+        run_id=tracked.run_id,
+        metrics=result.metrics,
+        family=result.model.family,
+        warnings=list(result.warnings),
+        **common,
+    )
 
 
 def _store_source(url: str) -> str:

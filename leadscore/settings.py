@@ -22,23 +22,33 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///leadscore.db"
     api_keys: SecretStr = SecretStr("")  # comma-separated role:key pairs
     model_uri: str = "models:/leadscore@champion"
-    mlflow_tracking_uri: str = Field(default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    mlflow_tracking_uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
     # how often each worker asks the registry which version the alias names (one lookup: ~6 ms, 2 ms of CPU on
     # SQLite MLflow: 0.2 % of a core at 1 s), so `leadscore promote`/`rollback` reach every worker within seconds;
     # 0 = never
     reload_interval_seconds: float = 1.0
-    model_sync_seconds: float = 1.0  # how often each worker reads the reload generation from the store (~0.1 ms)
+    model_sync_seconds: float = (
+        1.0  # how often each worker reads the reload generation from the store (~0.1 ms)
+    )
     reload_wait_seconds: float = 10.0  # POST /v1/admin/reload waits this long for every live worker to switch
     max_inflight_requests: int = 256  # per worker; more at once are answered 503 with Retry-After
     max_inflight_body_bytes: int = 8_000_000  # per worker: request bodies being worked on (by Content-Length)
     max_connections: int = 2048  # per worker (uvicorn limit_concurrency): past it uvicorn's own plain 503
-    score_log_queue_bytes: int = 64_000_000  # per worker: score-log rows waiting for the database; then dropped
+    score_log_queue_bytes: int = (
+        64_000_000  # per worker: score-log rows waiting for the database; then dropped
+    )
     max_body_bytes: int = 5_000_000
     max_events_per_lead: int = 5000
     score_log_retention_days: float = Field(180, ge=0)  # score-log rows older than this are deleted; 0 = keep
-    session_secret: SecretStr = SecretStr("")  # signs the sales page's session cookie; derived from keys if empty
+    session_secret: SecretStr = SecretStr(
+        ""
+    )  # signs the sales page's session cookie; derived from keys if empty
     secure_cookies: bool = False  # set true behind HTTPS
-    session_max_age_seconds: int = Field(12 * 3600, ge=60, le=30 * 86400)  # a sales-page session, from sign-in
+    session_max_age_seconds: int = Field(
+        12 * 3600, ge=60, le=30 * 86400
+    )  # a sales-page session, from sign-in
     # Failed key checks (API and sales-page sign-in) per client address and worker: after `auth_failure_limit`
     # failures within `auth_failure_window_seconds` the address gets 429 until the oldest leaves the window.
     auth_failure_limit: int = Field(20, ge=0)  # 0 = no limit
@@ -56,7 +66,9 @@ class Settings(BaseSettings):
     monitor_min_labeled: int = Field(200, ge=1)  # fewer leads with a known outcome: "not enough data"
     monitor_min_scores: int = Field(200, ge=1)  # fewer scores in the window: drift "not enough data"
     monitor_coverage_warn: float = Field(0.5, ge=0, le=1)  # handed-over leads due a verdict that have one
-    monitor_max_rows: int = Field(50_000, ge=1000)  # newest score-log rows read per check (docs/monitoring.md: cost)
+    monitor_max_rows: int = Field(
+        50_000, ge=1000
+    )  # newest score-log rows read per check (docs/monitoring.md: cost)
     monitor_cache_seconds: float = Field(300.0, ge=0)  # the service recomputes at most this often
     # the service refreshes the report for /metrics and the sales page in a background thread; off: a busy
     # service runs `leadscore monitor` on a schedule instead (docs/monitoring.md, "In the service")
@@ -91,8 +103,10 @@ def parse_keys(text: str) -> dict[str, str]:
     for i, pair in enumerate(p.strip() for p in text.split(",") if p.strip()):
         role, sep, key = pair.partition(":")
         if not sep or role not in ROLES or len(key) < 8:
-            raise ValueError(f"LEADSCORE_API_KEYS entry {i + 1} must be role:key with role in {ROLES} and a key "
-                             "of at least 8 characters")
+            raise ValueError(
+                f"LEADSCORE_API_KEYS entry {i + 1} must be role:key with role in {ROLES} and a key "
+                "of at least 8 characters"
+            )
         out[key] = role
     return out
 

@@ -63,8 +63,11 @@ def _insights(model: ScoringModel, values: dict[str, np.ndarray], n: int) -> np.
             continue
         # per distinct value, then gathered by code: no Python call per row
         codes, uniques = pd.factorize(np.asarray(values[feature], dtype=object), use_na_sentinel=True)
-        rate = np.array([r if isinstance(u, str) and (r := rates.get(u)) is not None else np.nan
-                         for u in uniques] + [np.nan], dtype=float)[codes]
+        rate = np.array(
+            [r if isinstance(u, str) and (r := rates.get(u)) is not None else np.nan for u in uniques]
+            + [np.nan],
+            dtype=float,
+        )[codes]
         with np.errstate(divide="ignore", invalid="ignore"):
             strength = np.abs(np.log(rate / overall))
         better = (strength > threshold) & (strength > best) & ~np.isnan(strength)
@@ -72,17 +75,29 @@ def _insights(model: ScoringModel, values: dict[str, np.ndarray], n: int) -> np.
             continue
         best = np.where(better, strength, best)
         label = feature.replace("_", " ")
-        sentences = {v: (f"Leads with {label} {v.replace('_', ' ')} qualify at {r * 100:.0f} % "
-                         f"against {overall * 100:.0f} % overall") for v, r in rates.items()}
-        per_value = np.array([sentences.get(u) if isinstance(u, str) else None for u in uniques] + [None],
-                             dtype=object)
+        sentences = {
+            v: (
+                f"Leads with {label} {v.replace('_', ' ')} qualify at {r * 100:.0f} % "
+                f"against {overall * 100:.0f} % overall"
+            )
+            for v, r in rates.items()
+        }
+        per_value = np.array(
+            [sentences.get(u) if isinstance(u, str) else None for u in uniques] + [None], dtype=object
+        )
         text[better] = per_value[codes[better]]
     return text
 
 
-def score_chunk(model: ScoringModel, values: dict[str, np.ndarray], lead_ids, as_of,
-                sentences: SentenceCache | None = None, top_n: int = TOP_N, exploration: Exploration = NONE
-                ) -> pa.Table:
+def score_chunk(
+    model: ScoringModel,
+    values: dict[str, np.ndarray],
+    lead_ids,
+    as_of,
+    sentences: SentenceCache | None = None,
+    top_n: int = TOP_N,
+    exploration: Exploration = NONE,
+) -> pa.Table:
     """One chunk of rows scored: the output columns as an Arrow table."""
     sentences = sentences or model.sentences
     ex = model.explain(values)
@@ -103,13 +118,22 @@ def score_chunk(model: ScoringModel, values: dict[str, np.ndarray], lead_ids, as
     names = model.encoder.features
     checks = model.checks
     outside = checks.outside(ex.X)
-    t = reason_arrays(ex.contributions, ex.X, model.encoder, {name: values[name] for name in model.encoder.vocab},
-                      top_n, sentences, checks.hidden(ex.X, outside))
+    t = reason_arrays(
+        ex.contributions,
+        ex.X,
+        model.encoder,
+        {name: values[name] for name in model.encoder.vocab},
+        top_n,
+        sentences,
+        checks.hidden(ex.X, outside),
+    )
     features = np.array(names, dtype=object)
     for side, first in (("pos", 0), ("neg", top_n)):
         for k in range(top_n):
             s, m = first + k, t.ok[:, first + k]
-            cols[f"{side}_{k + 1}_feature"] = pa.array(np.where(m, features[t.feature[:, s]], None), pa.string())
+            cols[f"{side}_{k + 1}_feature"] = pa.array(
+                np.where(m, features[t.feature[:, s]], None), pa.string()
+            )
             cols[f"{side}_{k + 1}_points"] = pa.array(t.points[:, s], pa.int32(), mask=~m)
             cols[f"{side}_{k + 1}_text"] = pa.array(t.text[:, s], pa.string())
     flagged, messages = checks.messages(ex.X, outside, model.display)
@@ -159,14 +183,24 @@ def lead_rows(dataset: Dataset, as_of: pd.Timestamp) -> pd.DataFrame:
     """One row per lead created strictly before as_of, in the dataset's order."""
     created = dataset.leads[S.CREATED_AT]
     ids = dataset.leads[S.LEAD_ID][(created < as_of).to_numpy()]
-    return pd.DataFrame({S.LEAD_ID: ids.to_numpy(dtype=object),
-                         "as_of": pd.Series(as_of, index=range(len(ids))).astype("datetime64[ms, UTC]")})
+    return pd.DataFrame(
+        {
+            S.LEAD_ID: ids.to_numpy(dtype=object),
+            "as_of": pd.Series(as_of, index=range(len(ids))).astype("datetime64[ms, UTC]"),
+        }
+    )
 
 
-def score_dataset(dataset: Dataset, model: ScoringModel, out: Path, as_of: pd.Timestamp | None = None,
-                  top_n: int = TOP_N, chunk_leads: int = CHUNK_LEADS,
-                  progress: Callable[[int, int], None] | None = None,
-                  exploration: Exploration = NONE) -> BatchSummary:
+def score_dataset(
+    dataset: Dataset,
+    model: ScoringModel,
+    out: Path,
+    as_of: pd.Timestamp | None = None,
+    top_n: int = TOP_N,
+    chunk_leads: int = CHUNK_LEADS,
+    progress: Callable[[int, int], None] | None = None,
+    exploration: Exploration = NONE,
+) -> BatchSummary:
     """Score every lead of `dataset` created before `as_of` (default: the dataset's snapshot) into `out`.
 
     `progress(done, total)` is called after each chunk.
@@ -177,12 +211,23 @@ def score_dataset(dataset: Dataset, model: ScoringModel, out: Path, as_of: pd.Ti
     rows = lead_rows(dataset, moment)
     as_of_ms = rows["as_of"].to_numpy(dtype="datetime64[ms]")
     ids = rows[S.LEAD_ID].to_numpy(dtype=object)
-    chunks = ((pos, values, ids[pos], as_of_ms[pos]) for pos, values in iter_feature_chunks(dataset, rows, chunk_leads))
+    chunks = (
+        (pos, values, ids[pos], as_of_ms[pos])
+        for pos, values in iter_feature_chunks(dataset, rows, chunk_leads)
+    )
     return _run(model, chunks, len(rows), out, moment, top_n, progress, exploration)
 
 
-def _run(model: ScoringModel, chunks: Iterator, total: int, out: Path, moment, top_n: int,
-         progress: Callable[[int, int], None] | None, exploration: Exploration = NONE) -> BatchSummary:
+def _run(
+    model: ScoringModel,
+    chunks: Iterator,
+    total: int,
+    out: Path,
+    moment,
+    top_n: int,
+    progress: Callable[[int, int], None] | None,
+    exploration: Exploration = NONE,
+) -> BatchSummary:
     writer, sentences = _Writer(out), model.sentences
     done, n_qualified, grades = 0, 0, dict.fromkeys(("A", "B", "C", "D"), 0)
     if progress:
@@ -194,7 +239,7 @@ def _run(model: ScoringModel, chunks: Iterator, total: int, out: Path, moment, t
             done += len(pos)
             n_qualified += int(np.sum(table["qualified"].to_numpy()))
             g, c = np.unique(table["grade"].to_numpy(zero_copy_only=False).astype(str), return_counts=True)
-            for grade, count in zip(g, c):
+            for grade, count in zip(g, c, strict=False):
                 grades[str(grade)] = grades.get(str(grade), 0) + int(count)
             if progress:
                 progress(done, total)
@@ -206,9 +251,13 @@ def _run(model: ScoringModel, chunks: Iterator, total: int, out: Path, moment, t
 
 
 def _empty_table(model: ScoringModel, top_n: int) -> pa.Table:
-    values = {name: np.empty(0, dtype=object if name in model.encoder.vocab else np.float64)
-              for name in model.encoder.features}
-    return score_chunk(model, values, np.empty(0, dtype=object), np.empty(0, dtype="datetime64[ms]"), top_n=top_n)
+    values = {
+        name: np.empty(0, dtype=object if name in model.encoder.vocab else np.float64)
+        for name in model.encoder.features
+    }
+    return score_chunk(
+        model, values, np.empty(0, dtype=object), np.empty(0, dtype="datetime64[ms]"), top_n=top_n
+    )
 
 
 # --- a flat feature table (e.g. `leadscore features` output, or a CRM export for a `leadscore table` model)
@@ -222,8 +271,9 @@ def _table_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()
     elif path.suffix == ".csv":
-        yield from pd.read_csv(path, dtype=str, keep_default_na=False, na_values=list(MISSING_MARKERS),
-                               chunksize=chunk_rows)
+        yield from pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=list(MISSING_MARKERS), chunksize=chunk_rows
+        )
     else:
         raise BatchInputError(f"--data: {path} is neither a directory nor a .parquet or .csv file")
 
@@ -236,22 +286,35 @@ def _table_values(df: pd.DataFrame, model: ScoringModel, path: Path, first_row: 
     for name in model.encoder.features:
         col = df[name]
         if name in model.encoder.vocab:
-            values[name] = col.astype(object).where(col.notna(), None).map(
-                lambda v: v if v is None or isinstance(v, str) else str(v)).to_numpy(dtype=object)
+            values[name] = (
+                col.astype(object)
+                .where(col.notna(), None)
+                .map(lambda v: v if v is None or isinstance(v, str) else str(v))
+                .to_numpy(dtype=object)
+            )
         else:
             num = pd.to_numeric(col, errors="coerce")
             bad = num.isna() & col.notna()
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise BatchInputError(f"{path}, row {first_row + i + 1}, column {name!r}: "
-                                      f"not a number: {str(col.iloc[i])[:40]!r}")
+                raise BatchInputError(
+                    f"{path}, row {first_row + i + 1}, column {name!r}: "
+                    f"not a number: {str(col.iloc[i])[:40]!r}"
+                )
             values[name] = num.to_numpy(dtype=np.float64, na_value=np.nan)
     return values
 
 
-def score_table(path: Path, model: ScoringModel, out: Path, as_of: pd.Timestamp | None = None,
-                top_n: int = TOP_N, chunk_rows: int = CHUNK_LEADS,
-                progress: Callable[[int, int], None] | None = None, exploration: Exploration = NONE) -> BatchSummary:
+def score_table(
+    path: Path,
+    model: ScoringModel,
+    out: Path,
+    as_of: pd.Timestamp | None = None,
+    top_n: int = TOP_N,
+    chunk_rows: int = CHUNK_LEADS,
+    progress: Callable[[int, int], None] | None = None,
+    exploration: Exploration = NONE,
+) -> BatchSummary:
     """Score each row of a feature table file. Ids come from `lead_id` (else the 1-based row number), the
     moment from an `as_of` column when there is one (else `as_of`, else now)."""
     path, out = Path(path), Path(out)
@@ -271,17 +334,24 @@ def score_table(path: Path, model: ScoringModel, out: Path, as_of: pd.Timestamp 
         start = 0
         for df in _table_chunks(path, chunk_rows):
             values = _table_values(df, model, path, start)
-            ids = (df[S.LEAD_ID].astype(str).to_numpy(dtype=object) if S.LEAD_ID in df.columns
-                   else np.arange(start + 1, start + len(df) + 1).astype(str).astype(object))
+            ids = (
+                df[S.LEAD_ID].astype(str).to_numpy(dtype=object)
+                if S.LEAD_ID in df.columns
+                else np.arange(start + 1, start + len(df) + 1).astype(str).astype(object)
+            )
             if "as_of" in df.columns and as_of is None:
                 ts = pd.to_datetime(df["as_of"], utc=True, errors="coerce", format="ISO8601")
                 if ts.isna().any():
                     i = int(np.flatnonzero(ts.isna().to_numpy())[0])
-                    raise BatchInputError(f"{path}, row {start + i + 1}, column 'as_of': not an ISO-8601 time")
+                    raise BatchInputError(
+                        f"{path}, row {start + i + 1}, column 'as_of': not an ISO-8601 time"
+                    )
                 stamps = ts.to_numpy(dtype="datetime64[ms]")
             else:
                 stamps = np.full(len(df), np.datetime64(moment.tz_convert(None).to_datetime64(), "ms"))
             yield np.arange(start, start + len(df)), values, ids, stamps
             start += len(df)
 
-    return _run(model, chunks(), total, out, moment if as_of is not None else None, top_n, progress, exploration)
+    return _run(
+        model, chunks(), total, out, moment if as_of is not None else None, top_n, progress, exploration
+    )

@@ -67,7 +67,9 @@ def _contrib_rows(X, start, stop, roots, depth, fnode, inode, cat_table, C):  # 
                     if np.isnan(x):
                         go_left = inode[k + _MISSING_LEFT]
                     elif cr > 0:
-                        go_left = np.int64(cat_table[cr, 0 if x < 1.0 else (255 if x >= 255.0 else np.int64(x))])
+                        go_left = np.int64(
+                            cat_table[cr, 0 if x < 1.0 else (255 if x >= 255.0 else np.int64(x))]
+                        )
                     else:
                         go_left = np.int64(x <= fnode[k + _THRESHOLD])
                     C[b0 + r, f] += fnode[k + _DELTA + go_left]
@@ -101,7 +103,7 @@ def _node_records(n: int) -> np.ndarray:
     """(n, 8) int64 zeros starting on a 64-byte boundary: each row one cache line."""
     raw = np.zeros(n * 8 + 8, np.int64)
     start = (-raw.ctypes.data % 64) // 8
-    return raw[start:start + n * 8].reshape(n, 8)
+    return raw[start : start + n * 8].reshape(n, 8)
 
 
 @njit(cache=True)
@@ -179,14 +181,20 @@ class CompiledTrees:
                 in_left = ((raw[np.minimum(rank, 255) // 32] >> (np.minimum(rank, 255) % 32)) & 1) == 1
                 # known categories: left if in the left bitset, else right; unknown ones follow missing values
                 cat_left[i] = np.where(known, in_left, mgl)
-            parts.append(dict(
-                feature=to_original[nodes["feature_idx"].astype(np.int64)],
-                threshold=nodes["num_threshold"].astype(float),
-                missing_left=nodes["missing_go_to_left"].astype(bool),
-                left=nodes["left"].astype(np.int64) + offset, right=nodes["right"].astype(np.int64) + offset,
-                is_leaf=is_leaf, is_categorical=is_cat, cat_left=cat_left,
-                expected=_expected_values(nodes), depth=int(nodes["depth"].max()),
-            ))
+            parts.append(
+                {
+                    "feature": to_original[nodes["feature_idx"].astype(np.int64)],
+                    "threshold": nodes["num_threshold"].astype(float),
+                    "missing_left": nodes["missing_go_to_left"].astype(bool),
+                    "left": nodes["left"].astype(np.int64) + offset,
+                    "right": nodes["right"].astype(np.int64) + offset,
+                    "is_leaf": is_leaf,
+                    "is_categorical": is_cat,
+                    "cat_left": cat_left,
+                    "expected": _expected_values(nodes),
+                    "depth": int(nodes["depth"].max()),
+                }
+            )
             offset += n
         cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "depth"}
         roots = np.asarray(roots, dtype=np.int64)
@@ -219,8 +227,9 @@ class CompiledTrees:
         inode[record[cat_nodes], _CAT] = np.arange(1, len(cat_nodes) + 1)
         cat_table = np.zeros((len(cat_nodes) + 1, 256), np.bool_)
         cat_table[1:] = self.cat_left[cat_nodes]
-        object.__setattr__(self, "_kernel", (8 * record[self.roots], depth, fnode.reshape(-1), inode.reshape(-1),
-                                             cat_table))
+        object.__setattr__(
+            self, "_kernel", (8 * record[self.roots], depth, fnode.reshape(-1), inode.reshape(-1), cat_table)
+        )
         # warm-up: the first call loads (or, once per machine, compiles) each kernel; serving starts warm (one
         # lead alone takes the one-row walk, a batch of a few the block walk)
         for rows in (1, 2):
@@ -239,26 +248,53 @@ class CompiledTrees:
             _contrib_rows(X, 0, n, *kernel, C)
         else:  # rows are independent: one contiguous block per core, the kernel runs without the GIL
             bounds = np.linspace(0, n, workers + 1).astype(np.int64)
-            list(_pool().map(lambda w: _contrib_rows(X, bounds[w], bounds[w + 1], *kernel, C), range(workers)))
+            list(
+                _pool().map(lambda w: _contrib_rows(X, bounds[w], bounds[w + 1], *kernel, C), range(workers))
+            )
         return self.base, C
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {f"trees_{k}": getattr(self, k) for k in (
-            "roots", "feature", "threshold", "missing_left", "left", "right", "is_leaf", "is_categorical",
-            "cat_left", "expected")} | {"trees_base": np.array([self.base]), "trees_max_depth": np.array([self.max_depth])}
+        return {
+            f"trees_{k}": getattr(self, k)
+            for k in (
+                "roots",
+                "feature",
+                "threshold",
+                "missing_left",
+                "left",
+                "right",
+                "is_leaf",
+                "is_categorical",
+                "cat_left",
+                "expected",
+            )
+        } | {"trees_base": np.array([self.base]), "trees_max_depth": np.array([self.max_depth])}
 
     @classmethod
     def from_arrays(cls, a, n_features: int | None = None) -> CompiledTrees:
         """Trees from saved arrays, checked first: the compiled walk does no bounds checks, so a node that
         points outside its tree or a feature outside the model's would read or write outside memory."""
-        kw = {k.removeprefix("trees_"): a[k] for k in a if k.startswith("trees_")
-              and k not in ("trees_base", "trees_max_depth")}
+        kw = {
+            k.removeprefix("trees_"): a[k]
+            for k in a
+            if k.startswith("trees_") and k not in ("trees_base", "trees_max_depth")
+        }
         check_tree_arrays(kw, n_features)
         return cls(base=float(a["trees_base"][0]), max_depth=int(a["trees_max_depth"][0]), **kw)
 
 
-_TREE_ARRAYS = {"roots": "iu", "feature": "iu", "left": "iu", "right": "iu", "threshold": "f", "expected": "f",
-                "missing_left": "biu", "is_leaf": "biu", "is_categorical": "biu", "cat_left": "biu"}
+_TREE_ARRAYS = {
+    "roots": "iu",
+    "feature": "iu",
+    "left": "iu",
+    "right": "iu",
+    "threshold": "f",
+    "expected": "f",
+    "missing_left": "biu",
+    "is_leaf": "biu",
+    "is_categorical": "biu",
+    "cat_left": "biu",
+}
 
 
 def check_tree_arrays(kw: dict, n_features: int | None) -> None:
@@ -276,11 +312,19 @@ def check_tree_arrays(kw: dict, n_features: int | None) -> None:
     if kw["cat_left"].shape != (n, 256):
         raise ValueError(f"tree array 'cat_left' has shape {kw['cat_left'].shape}, expected ({n}, 256)")
     roots = kw["roots"].astype(np.int64)
-    if roots.ndim != 1 or n == 0 or len(roots) == 0 or roots[0] != 0 or np.any(np.diff(roots) <= 0) \
-            or roots[-1] >= n:
+    if (
+        roots.ndim != 1
+        or n == 0
+        or len(roots) == 0
+        or roots[0] != 0
+        or np.any(np.diff(roots) <= 0)
+        or roots[-1] >= n
+    ):
         raise ValueError("tree roots must start at node 0 and increase, each inside the node arrays")
     inner = np.flatnonzero(~kw["is_leaf"].astype(bool))
-    end = np.append(roots[1:], n)[np.searchsorted(roots, inner, side="right") - 1]  # each inner node's tree end
+    end = np.append(roots[1:], n)[
+        np.searchsorted(roots, inner, side="right") - 1
+    ]  # each inner node's tree end
     for side in ("left", "right"):
         kid = kw[side].astype(np.int64)[inner]
         if np.any(kid <= inner) or np.any(kid >= end):
@@ -304,7 +348,9 @@ def _expected_values(nodes: np.ndarray) -> np.ndarray:
             exp[i] = (exp[lo] * count[lo] + exp[hi] * count[hi]) / total if total else 0.0
     # children have larger indices than parents in sklearn's layout; verify rather than assume
     internal = np.flatnonzero(~is_leaf)
-    if len(internal) and (np.any(nodes["left"][internal] <= internal) or np.any(nodes["right"][internal] <= internal)):
+    if len(internal) and (
+        np.any(nodes["left"][internal] <= internal) or np.any(nodes["right"][internal] <= internal)
+    ):
         raise ValueError("unexpected tree layout: a child precedes its parent")
     return exp
 
@@ -319,14 +365,25 @@ class BoostedParams:
     l2_regularization: float = 1.0
 
 
-def fit_boosted(X: np.ndarray, y: np.ndarray, encoder: Encoder, params: BoostedParams = BoostedParams(),
-                seed: int = 0, sample_weight: np.ndarray | None = None
-                ) -> tuple[HistGradientBoostingClassifier, CompiledTrees]:
+def fit_boosted(
+    X: np.ndarray,
+    y: np.ndarray,
+    encoder: Encoder,
+    params: BoostedParams = BoostedParams(),
+    seed: int = 0,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[HistGradientBoostingClassifier, CompiledTrees]:
     est = HistGradientBoostingClassifier(
         categorical_features=encoder.categorical_mask if encoder.categorical else None,
-        early_stopping=True, validation_fraction=0.15, n_iter_no_change=20, random_state=seed,
-        max_iter=params.max_iter, learning_rate=params.learning_rate, max_leaf_nodes=params.max_leaf_nodes,
-        max_depth=params.max_depth, min_samples_leaf=params.min_samples_leaf,
+        early_stopping=True,
+        validation_fraction=0.15,
+        n_iter_no_change=20,
+        random_state=seed,
+        max_iter=params.max_iter,
+        learning_rate=params.learning_rate,
+        max_leaf_nodes=params.max_leaf_nodes,
+        max_depth=params.max_depth,
+        min_samples_leaf=params.min_samples_leaf,
         l2_regularization=params.l2_regularization,
     )
     est.fit(X, y, sample_weight=sample_weight)

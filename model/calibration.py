@@ -18,7 +18,7 @@ class Platt:
     b: float = 0.0
 
     @classmethod
-    def fit(cls, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> "Platt":
+    def fit(cls, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Platt:
         """Least log loss on (raw, y); with `weight`, each row's loss counts `weight` times (inverse-propensity
         weights: calibrated for all leads, not only the handed-over ones)."""
         raw, y = np.asarray(raw, float), np.asarray(y, float)

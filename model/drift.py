@@ -56,7 +56,9 @@ def feature_reference(col, categorical: bool) -> dict:
     if categorical:
         s = pd.Series(col, dtype=object)
         counts = s.dropna().astype(str).value_counts()
-        categories = [str(v) for v in counts.index[:MAX_CATEGORIES][counts.iloc[:MAX_CATEGORIES] >= MIN_SHARE * len(s)]]
+        categories = [
+            str(v) for v in counts.index[:MAX_CATEGORIES][counts.iloc[:MAX_CATEGORIES] >= MIN_SHARE * len(s)]
+        ]
         idx, n = categorical_bins(s.where(s.isna(), s.astype(str)), categories)
         return {"kind": "categorical", "categories": categories, "proportions": _shares(idx, n)}
     col = np.asarray(col, dtype=float)
@@ -75,8 +77,11 @@ def merged(spec: dict) -> dict:
     if len(keep) == len(cats):
         return spec
     other = props[len(cats)] + sum(props[i] for i in range(len(cats)) if i not in keep)
-    return {**spec, "categories": [cats[i] for i in keep],
-            "proportions": [props[i] for i in keep] + [other, props[len(cats) + 1]]}
+    return {
+        **spec,
+        "categories": [cats[i] for i in keep],
+        "proportions": [props[i] for i in keep] + [other, props[len(cats) + 1]],
+    }
 
 
 def compare(spec: dict, col, n_reference: int) -> dict:
@@ -86,16 +91,21 @@ def compare(spec: dict, col, n_reference: int) -> dict:
     spec = merged(spec)
     n = len(col)
     recent = proportions(spec, col)
-    return {"psi": psi(spec["proportions"], recent, n_expected=n_reference, n_actual=n),
-            "noise": noise(spec["proportions"], recent, n, n_reference), "bins": bin_labels(spec),
-            "training": spec["proportions"], "recent": recent, "n": int(n)}
+    return {
+        "psi": psi(spec["proportions"], recent, n_expected=n_reference, n_actual=n),
+        "noise": noise(spec["proportions"], recent, n, n_reference),
+        "bins": bin_labels(spec),
+        "training": spec["proportions"],
+        "recent": recent,
+        "n": int(n),
+    }
 
 
 def noise(expected, actual, n: int, n_reference: int, quantile: float = NOISE_QUANTILE) -> float:
     """The PSI that two samples of one population (n and N rows) exceed only with probability 1 - `quantile`:
     PSI is then about (1/n + 1/N) times a chi-square with (occupied bins - 1) degrees of freedom, whose mean
     (bins - 1)(1/n + 1/N) alone would be crossed by chance in about a third of the checks."""
-    occupied = sum(1 for a, b in zip(expected, actual) if a > 0 or b > 0)
+    occupied = sum(1 for a, b in zip(expected, actual, strict=False) if a > 0 or b > 0)
     if occupied < 2:
         return 0.0
     return float(chi2.ppf(quantile, occupied - 1)) * (1 / max(n, 1) + 1 / max(n_reference, 1))
@@ -118,7 +128,12 @@ def bin_labels(spec: dict) -> list[str]:
     e = [f"{x:.4g}" for x in spec["edges"]]
     if not e:  # no value at training (all missing): a bin for any value, then the missing bin
         return ["(any)", "(missing)"]
-    return [f"<= {e[0]}", *[f"{lo}-{hi}" for lo, hi in zip(e[:-1], e[1:])], f"> {e[-1]}", "(missing)"]
+    return [
+        f"<= {e[0]}",
+        *[f"{lo}-{hi}" for lo, hi in zip(e[:-1], e[1:], strict=False)],
+        f"> {e[-1]}",
+        "(missing)",
+    ]
 
 
 def psi(expected, actual, n_expected: int | None = None, n_actual: int | None = None) -> float:
@@ -139,8 +154,10 @@ def score_reference(p: np.ndarray, grades: np.ndarray) -> dict:
     score_edges = np.unique(np.quantile(p, np.linspace(0.1, 0.9, 9))).tolist() if len(p) else []
     idx, n = numeric_bins(p, score_edges)
     g = pd.Series(np.asarray(grades).astype(str)).value_counts(normalize=True)
-    return {"score": {"kind": "numeric", "edges": score_edges, "proportions": _shares(idx, n), "n": int(len(p))},
-            "grades": {str(k): float(v) for k, v in g.items()}}
+    return {
+        "score": {"kind": "numeric", "edges": score_edges, "proportions": _shares(idx, n), "n": int(len(p))},
+        "grades": {str(k): float(v) for k, v in g.items()},
+    }
 
 
 def reference(values: dict[str, np.ndarray], categorical, p: np.ndarray, grades: np.ndarray) -> dict:

@@ -25,8 +25,13 @@ class Encoder:
     vocab: dict[str, tuple[str, ...]] = field(default_factory=dict)  # feature -> known values, code = i + 2
 
     @classmethod
-    def fit(cls, values: Mapping[str, np.ndarray], features: tuple[str, ...], categorical: tuple[str, ...],
-            min_count: int = MIN_CATEGORY_COUNT) -> Encoder:
+    def fit(
+        cls,
+        values: Mapping[str, np.ndarray],
+        features: tuple[str, ...],
+        categorical: tuple[str, ...],
+        min_count: int = MIN_CATEGORY_COUNT,
+    ) -> Encoder:
         vocab = {}
         for name in categorical:
             # count each distinct value once (factorize), keep the strings, in sorted order as np.unique gives
@@ -69,9 +74,14 @@ class Encoder:
         return X
 
     def to_dict(self) -> dict:
-        return {"features": list(self.features), "categorical": list(self.categorical),
-                "vocab": {k: list(v) for k, v in self.vocab.items()}}
+        return {
+            "features": list(self.features),
+            "categorical": list(self.categorical),
+            "vocab": {k: list(v) for k, v in self.vocab.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Encoder:
-        return cls(tuple(d["features"]), tuple(d["categorical"]), {k: tuple(v) for k, v in d["vocab"].items()})
+        return cls(
+            tuple(d["features"]), tuple(d["categorical"]), {k: tuple(v) for k, v in d["vocab"].items()}
+        )

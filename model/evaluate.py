@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-
 from leadscore.features import catalog
 from leadscore.model.policy import GRADES, HandoffPolicy
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 
 def _cumulative(order: np.ndarray, w: np.ndarray, v: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -44,8 +43,9 @@ def _edges(total: float, bins: int) -> np.ndarray:
     return np.array([j * q + min(j, r) for j in range(bins + 1)])
 
 
-def reliability_points(p: np.ndarray, y: np.ndarray, bins: int = 10,
-                       weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def reliability_points(
+    p: np.ndarray, y: np.ndarray, bins: int = 10, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(mean predicted, observed rate) of each of `ece`'s bins, for reliability plots: with `weight`, the
     population's (the same bins and weights as the ECE printed beside the curve)."""
     p, y = np.asarray(p, float), np.asarray(y, float)
@@ -77,8 +77,9 @@ def lift_top_decile(p: np.ndarray, y: np.ndarray, weight: np.ndarray | None = No
     return float(top / max(_mean(y, w), 1e-12))
 
 
-def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None,
-            weight: np.ndarray | None = None) -> dict:
+def metrics(
+    p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None, weight: np.ndarray | None = None
+) -> dict:
     """Holdout metrics. `weight` (inverse-propensity weights of the rows) makes every figure an estimate
     for all leads rather than for the handed-over ones the labels came from; `n` stays the row count."""
     p, y = np.asarray(p, float), np.asarray(y, int)
@@ -88,15 +89,20 @@ def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None,
         "pr_auc": float(average_precision_score(y, p, sample_weight=w)),
         "brier": float(brier_score_loss(y, p, sample_weight=w)),
         "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), sample_weight=w)),
-        "ece": ece(p, y, weight=w), "lift_top_decile": lift_top_decile(p, y, w), "positive_rate": _mean(y, w),
+        "ece": ece(p, y, weight=w),
+        "lift_top_decile": lift_top_decile(p, y, w),
+        "positive_rate": _mean(y, w),
         "n": int(len(y)),
     }
     if policy is not None:
         ww = np.ones(len(y)) if w is None else w
         sel = policy.qualified(p)
         out["precision_at_threshold"] = _mean(y[sel], None if w is None else w[sel]) if sel.any() else 0.0
-        out["recall_at_threshold"] = (float(y[sel].sum() / max(y.sum(), 1)) if w is None else
-                                      float((ww * y)[sel].sum() / max((ww * y).sum(), 1e-12)))
+        out["recall_at_threshold"] = (
+            float(y[sel].sum() / max(y.sum(), 1))
+            if w is None
+            else float((ww * y)[sel].sum() / max((ww * y).sum(), 1e-12))
+        )
         grades = policy.grade(p)
         for g in GRADES:
             m = grades == g
@@ -105,8 +111,13 @@ def metrics(p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None,
     return out
 
 
-def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: tuple[str, ...],
-            weight: np.ndarray | None = None) -> dict:
+def figures(
+    p: np.ndarray,
+    y: np.ndarray,
+    contributions: np.ndarray,
+    features: tuple[str, ...],
+    weight: np.ndarray | None = None,
+) -> dict:
     """name -> matplotlib Figure, ready for `mlflow.log_figure`. `weight`: the holdout's inverse-propensity
     weights, so the reliability curve is the population's, as the logged ECE is.
 
@@ -133,8 +144,11 @@ def figures(p: np.ndarray, y: np.ndarray, contributions: np.ndarray, features: t
     share = np.arange(1, len(p) + 1) / len(p)
     axes[0].plot(share, gains, label="model")
     axes[0].plot([0, 1], [0, 1], "--", color="grey", label="random")
-    axes[0].set(xlabel="share of leads contacted (by score)", ylabel="share of qualified leads found",
-                title="Cumulative gains")
+    axes[0].set(
+        xlabel="share of leads contacted (by score)",
+        ylabel="share of qualified leads found",
+        title="Cumulative gains",
+    )
     axes[0].legend()
     deciles = np.array_split(desc, 10)
     axes[1].bar(range(1, 11), [y[d].mean() / max(y.mean(), 1e-12) if len(d) else 0 for d in deciles])
@@ -165,14 +179,17 @@ def reasons_summary(contributions: np.ndarray, features: tuple[str, ...]) -> pd.
     """One row per feature (index: its label, `feature_label`), most important first: family, mean |contribution|,
     mean of the positive and of the negative contributions (log-odds) and the mean contribution."""
     C = np.asarray(contributions, float)
-    out = pd.DataFrame({
-        "feature": list(features),
-        "family": [catalog.BY_NAME[f].family if f in catalog.BY_NAME else "custom" for f in features],
-        "mean |contribution|": np.abs(C).mean(axis=0),
-        "raises (mean of +)": np.where(C > 0, C, 0).mean(axis=0),
-        "lowers (mean of -)": np.where(C < 0, C, 0).mean(axis=0),
-        "mean contribution": C.mean(axis=0),
-    }, index=pd.Index([feature_label(f) for f in features], name="feature (label)"))
+    out = pd.DataFrame(
+        {
+            "feature": list(features),
+            "family": [catalog.BY_NAME[f].family if f in catalog.BY_NAME else "custom" for f in features],
+            "mean |contribution|": np.abs(C).mean(axis=0),
+            "raises (mean of +)": np.where(C > 0, C, 0).mean(axis=0),
+            "lowers (mean of -)": np.where(C < 0, C, 0).mean(axis=0),
+            "mean contribution": C.mean(axis=0),
+        },
+        index=pd.Index([feature_label(f) for f in features], name="feature (label)"),
+    )
     return out.sort_values("mean |contribution|", ascending=False, kind="stable")
 
 
@@ -192,8 +209,14 @@ def reasons_figure(summary: pd.DataFrame, top: int = 15, title: str = "Global re
     return fig
 
 
-def paired_bootstrap_auc(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, n: int = 300,
-                         seed: int = 0, weight: np.ndarray | None = None) -> dict:
+def paired_bootstrap_auc(
+    y: np.ndarray,
+    p_new: np.ndarray,
+    p_old: np.ndarray,
+    n: int = 300,
+    seed: int = 0,
+    weight: np.ndarray | None = None,
+) -> dict:
     """Difference in ROC AUC (new - old) on the same rows, with a bootstrap 95 % interval; with `weight`
     (inverse-propensity weights), weighted AUCs, resampling rows with their weights."""
     rng = np.random.default_rng(seed)
@@ -205,11 +228,16 @@ def paired_bootstrap_auc(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, n:
         if y[idx].min() == y[idx].max():
             continue
         wi = None if w is None else w[idx]
-        diffs.append(roc_auc_score(y[idx], p_new[idx], sample_weight=wi)
-                     - roc_auc_score(y[idx], p_old[idx], sample_weight=wi))
+        diffs.append(
+            roc_auc_score(y[idx], p_new[idx], sample_weight=wi)
+            - roc_auc_score(y[idx], p_old[idx], sample_weight=wi)
+        )
     diffs = np.asarray(diffs)
-    return {"diff": float(roc_auc_score(y, p_new, sample_weight=w) - roc_auc_score(y, p_old, sample_weight=w)),
-            "low": float(np.quantile(diffs, 0.025)), "high": float(np.quantile(diffs, 0.975))}
+    return {
+        "diff": float(roc_auc_score(y, p_new, sample_weight=w) - roc_auc_score(y, p_old, sample_weight=w)),
+        "low": float(np.quantile(diffs, 0.025)),
+        "high": float(np.quantile(diffs, 0.975)),
+    }
 
 
 def _ece_shares(p: np.ndarray, w: np.ndarray, bins: int) -> np.ndarray:
@@ -219,13 +247,22 @@ def _ece_shares(p: np.ndarray, w: np.ndarray, bins: int) -> np.ndarray:
     end = np.empty(len(p))
     end[order] = np.cumsum(w[order])
     start, edges = end - w, _edges(float(w.sum()), bins)
-    overlap = np.clip(np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]),
-                      0.0, None)
+    overlap = np.clip(
+        np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]), 0.0, None
+    )
     return overlap / np.where(w > 0, w, 1.0)[:, None]
 
 
-def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, groups: np.ndarray | None = None,
-                         n: int = 400, seed: int = 0, bins: int = 10, weight: np.ndarray | None = None) -> dict:
+def paired_bootstrap_ece(
+    y: np.ndarray,
+    p_new: np.ndarray,
+    p_old: np.ndarray,
+    groups: np.ndarray | None = None,
+    n: int = 400,
+    seed: int = 0,
+    bins: int = 10,
+    weight: np.ndarray | None = None,
+) -> dict:
     """ECE of two predictions of the same rows (new - old) with a bootstrap 95 % interval; `weight`: the
     rows' inverse-propensity weights (`ece`'s), kept in every replicate.
 
@@ -250,8 +287,13 @@ def paired_bootstrap_ece(y: np.ndarray, p_new: np.ndarray, p_old: np.ndarray, gr
         w = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes] * base
         diffs[i] = weighted(w, shares_new, p_new) - weighted(w, shares_old, p_old)
     ece_new, ece_old = ece(p_new, y, bins, weight=weight), ece(p_old, y, bins, weight=weight)
-    return {"diff": ece_new - ece_old, "low": float(np.quantile(diffs, 0.025)),
-            "high": float(np.quantile(diffs, 0.975)), "new": ece_new, "old": ece_old}
+    return {
+        "diff": ece_new - ece_old,
+        "low": float(np.quantile(diffs, 0.025)),
+        "high": float(np.quantile(diffs, 0.975)),
+        "new": ece_new,
+        "old": ece_old,
+    }
 
 
 def clustered_covariance(x: np.ndarray, groups: np.ndarray | None = None):
@@ -265,9 +307,15 @@ def clustered_covariance(x: np.ndarray, groups: np.ndarray | None = None):
     return x.T @ x
 
 
-def positive_rate_shift(y_before: np.ndarray, y_after: np.ndarray, groups_before: np.ndarray | None = None,
-                        groups_after: np.ndarray | None = None, z: float = 3.0,
-                        weight_before: np.ndarray | None = None, weight_after: np.ndarray | None = None) -> dict:
+def positive_rate_shift(
+    y_before: np.ndarray,
+    y_after: np.ndarray,
+    groups_before: np.ndarray | None = None,
+    groups_after: np.ndarray | None = None,
+    z: float = 3.0,
+    weight_before: np.ndarray | None = None,
+    weight_after: np.ndarray | None = None,
+) -> dict:
     """Do two slices have different positive rates beyond noise? A two-proportion z-test under the pooled
     rate, with standard errors clustered by `groups` (a lead's rows at several ages are correlated, so rows
     are not independent draws; without groups every row is its own cluster). `shifted` when |z| > `z`

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_SHARE = 0.5  # beyond it, "exploration" is a second policy, not a correction of the first
-_SCALE = float(2 ** 64)
+_SCALE = float(2**64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,16 @@ def uniform(lead_ids, seed: int) -> np.ndarray:
     """Each lead's draw in [0, 1): the first 8 bytes of BLAKE2b("seed|lead_id"), the same in every process,
     platform and version (no Python `hash`, which is salted per process)."""
     prefix = f"{int(seed)}|".encode()
-    return np.array([int.from_bytes(hashlib.blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big")
-                     for i in lead_ids], dtype=np.float64) / _SCALE
+    return (
+        np.array(
+            [
+                int.from_bytes(hashlib.blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big")
+                for i in lead_ids
+            ],
+            dtype=np.float64,
+        )
+        / _SCALE
+    )
 
 
 def explored(lead_ids, share: float, seed: int) -> np.ndarray:
@@ -62,7 +70,9 @@ def propensity(above: np.ndarray, share: float) -> np.ndarray:
     return np.where(above, 1.0, float(share))
 
 
-def handoff(p, lead_ids, policy, exploration: Exploration = NONE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def handoff(
+    p, lead_ids, policy, exploration: Exploration = NONE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(handed over, explored, propensity) per lead under `policy` (a `HandoffPolicy`: its `qualified` says
     who is at or above the threshold). Handed over = at or above the threshold, or below it and drawn for
     exploration; explored = handed over only because it was drawn."""
@@ -71,5 +81,7 @@ def handoff(p, lead_ids, policy, exploration: Exploration = NONE) -> tuple[np.nd
         return above, np.zeros(len(above), dtype=bool), propensity(above, 0.0)
     drawn = ~above
     if drawn.any():
-        drawn[drawn] = explored(np.asarray(lead_ids, dtype=object)[drawn], exploration.share, exploration.seed)
+        drawn[drawn] = explored(
+            np.asarray(lead_ids, dtype=object)[drawn], exploration.share, exploration.seed
+        )
     return above | drawn, drawn, propensity(above, exploration.share)

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from leadscore.features.labels import QualifiedDefinition
 from leadscore.model.boosted import CompiledTrees
 from leadscore.model.calibration import Platt
@@ -47,10 +46,14 @@ def save(model: ScoringModel, path: Path, estimator=None) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     spec = {
-        "format": FORMAT, "family": model.family, "name": model.name,
+        "format": FORMAT,
+        "family": model.family,
+        "name": model.name,
         "encoder": model.encoder.to_dict(),
         "calibration": {"a": model.calibration.a, "b": model.calibration.b},
-        "policy": model.policy.to_dict(), "definition": model.definition.to_dict(), "info": model.info,
+        "policy": model.policy.to_dict(),
+        "definition": model.definition.to_dict(),
+        "info": model.info,
     }
     (path / "spec.json").write_text(json.dumps(spec, indent=1, default=_json_default))
     np.savez(path / "arrays.npz", **model.explainer.to_arrays())
@@ -82,20 +85,30 @@ def load(path: Path, expected_sha256: str | None = None) -> ScoringModel:
     if missing:
         raise BundleError(f"model bundle {path} is incomplete: {', '.join(missing)} missing")
     if expected_sha256 is not None and (actual := digest(path)) != expected_sha256:
-        raise BundleError(f"model bundle {path} does not match the SHA-256 recorded at registration "
-                          f"({actual[:12]}... != {expected_sha256[:12]}...): its files were changed")
+        raise BundleError(
+            f"model bundle {path} does not match the SHA-256 recorded at registration "
+            f"({actual[:12]}... != {expected_sha256[:12]}...): its files were changed"
+        )
     spec = json.loads((path / "spec.json").read_text())
     if spec.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} model (format {spec.get('format')!r})")
     encoder = Encoder.from_dict(spec["encoder"])
     with np.load(path / "arrays.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
-    explainer = (Scorecard.from_arrays(arrays, len(encoder.features)) if spec["family"] == "scorecard"
-                 else CompiledTrees.from_arrays(arrays, len(encoder.features)))
+    explainer = (
+        Scorecard.from_arrays(arrays, len(encoder.features))
+        if spec["family"] == "scorecard"
+        else CompiledTrees.from_arrays(arrays, len(encoder.features))
+    )
     return ScoringModel(
-        family=spec["family"], encoder=encoder, explainer=explainer, calibration=Platt(**spec["calibration"]),
+        family=spec["family"],
+        encoder=encoder,
+        explainer=explainer,
+        calibration=Platt(**spec["calibration"]),
         policy=HandoffPolicy.from_dict(spec["policy"]),
-        definition=QualifiedDefinition.from_dict(spec["definition"]), info=spec["info"], name=spec["name"],
+        definition=QualifiedDefinition.from_dict(spec["definition"]),
+        info=spec["info"],
+        name=spec["name"],
     )
 
 

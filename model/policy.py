@@ -32,8 +32,10 @@ class HandoffPolicy:
         a, b, c = self.grade_cutoffs
         p = np.asarray(p)
         if p.ndim == 1 and len(p) <= 16:  # a request's few leads: plain comparisons beat array calls
-            return np.array(["A" if x >= a else "B" if x >= b else "C" if x >= c else "D" for x in p.tolist()],
-                            dtype=_GRADES.dtype)
+            return np.array(
+                ["A" if x >= a else "B" if x >= b else "C" if x >= c else "D" for x in p.tolist()],
+                dtype=_GRADES.dtype,
+            )
         return _GRADES[np.where(p >= a, 0, np.where(p >= b, 1, np.where(p >= c, 2, 3)))]
 
     def qualified(self, p: np.ndarray) -> np.ndarray:
@@ -46,12 +48,18 @@ class HandoffPolicy:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HandoffPolicy":
+    def from_dict(cls, d: dict) -> HandoffPolicy:
         return cls(**{**d, "grade_cutoffs": tuple(d["grade_cutoffs"])})
 
 
-def choose_policy(p: np.ndarray, y: np.ndarray, as_of: pd.Series, kind: PolicyKind = "f1",
-                  target: float | None = None, weight: np.ndarray | None = None) -> HandoffPolicy:
+def choose_policy(
+    p: np.ndarray,
+    y: np.ndarray,
+    as_of: pd.Series,
+    kind: PolicyKind = "f1",
+    target: float | None = None,
+    weight: np.ndarray | None = None,
+) -> HandoffPolicy:
     """Pick the threshold on (p, y) by `kind`; volumes per week are measured over the span of `as_of`.
     `weight` (inverse-propensity weights): each row counts that many leads, so precision, recall and
     volumes are those of all leads."""
@@ -84,7 +92,10 @@ def choose_policy(p: np.ndarray, y: np.ndarray, as_of: pd.Series, kind: PolicyKi
     cutoffs = (threshold, b, min(rate / 3, b))
     sel = p >= threshold
     return HandoffPolicy(
-        kind=kind, threshold=threshold, grade_cutoffs=cutoffs, target=target,
+        kind=kind,
+        threshold=threshold,
+        grade_cutoffs=cutoffs,
+        target=target,
         expected_per_week=float(w[sel].sum() / weeks),
         expected_precision=float(np.average(y[sel], weights=w[sel])) if sel.any() else 0.0,
         expected_recall=float((w * y)[sel].sum() / max((w * y).sum(), 1e-12)),

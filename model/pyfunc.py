@@ -16,17 +16,16 @@ instead, one row per lead (`info["flat"]` holds the column kinds and missing mar
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
-from mlflow.models import infer_signature
-
 from leadscore.features import schema as S
 from leadscore.features.live import lead_features, to_ms
 from leadscore.model import persist
 from leadscore.model.scoring import ScoringModel
+from mlflow.models import infer_signature
 
 INPUT_COLUMNS = (S.LEAD_ID, S.CREATED_AT, *S.LEAD_ATTRIBUTES, "events", "as_of")
 CODE_PATH = Path(__file__).with_name("pyfunc_code.py")
@@ -46,20 +45,22 @@ class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
             results = self.model.results(values, ids)
         else:
             leads = frame_to_leads(model_input)
-            now = to_ms(datetime.now(timezone.utc))
+            now = to_ms(datetime.now(UTC))
             as_of = [to_ms(lead["as_of"]) if lead.get("as_of") else now for lead in leads]
             values = lead_features(leads, as_of)
             results = self.model.results(values, [lead[S.LEAD_ID] for lead in leads])
-        return pd.DataFrame({
-            "lead_id": [r["lead_id"] for r in results],
-            "probability": [r["probability"] for r in results],
-            "score": [r["score"] for r in results],
-            "grade": [r["grade"] for r in results],
-            "qualified": [r["qualified"] for r in results],
-            "reasons": [json.dumps(r["reasons"]) for r in results],
-            # values outside the training range, as the API's `out_of_range` (a JSON list, "[]" when none)
-            "out_of_range": [json.dumps(r.get("out_of_range") or []) for r in results],
-        })
+        return pd.DataFrame(
+            {
+                "lead_id": [r["lead_id"] for r in results],
+                "probability": [r["probability"] for r in results],
+                "score": [r["score"] for r in results],
+                "grade": [r["grade"] for r in results],
+                "qualified": [r["qualified"] for r in results],
+                "reasons": [json.dumps(r["reasons"]) for r in results],
+                # values outside the training range, as the API's `out_of_range` (a JSON list, "[]" when none)
+                "out_of_range": [json.dumps(r.get("out_of_range") or []) for r in results],
+            }
+        )
 
 
 def frame_to_leads(df: pd.DataFrame) -> list[dict]:
@@ -101,8 +102,12 @@ def log_model(model: ScoringModel, workdir: Path, estimator=None, pip_requiremen
         scorer.model = model
         signature = infer_signature(frame, scorer.predict(None, frame))
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=str(CODE_PATH), artifacts={BUNDLE: str(bundle)},
-        signature=signature, input_example=frame, pip_requirements=list(pip_requirements or []),
+        name="model",
+        python_model=str(CODE_PATH),
+        artifacts={BUNDLE: str(bundle)},
+        signature=signature,
+        input_example=frame,
+        pip_requirements=list(pip_requirements or []),
         metadata={BUNDLE_SHA256: sha},
     )
     return info, sha

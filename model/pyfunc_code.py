@@ -6,8 +6,7 @@ that `LeadscorePyfunc.load_context` reads. The service never runs this file: it 
 (`registry.load_scoring_model`).
 """
 
-from mlflow.models import set_model
-
 from leadscore.model.pyfunc import LeadscorePyfunc
+from mlflow.models import set_model
 
 set_model(LeadscorePyfunc())

@@ -59,8 +59,11 @@ class Checks:
                 self.trained_low[j], self.high[j] = r["min"], r["max"]
                 self.low[j] = min(r["min"], 0.0) if r["min"] >= 0 else r["min"]
         self.has_ranges = bool(np.isfinite(self.low).any() or np.isfinite(self.high).any())
-        quiet = [j for j, name in enumerate(names)
-                 if name not in encoder.vocab and (s := catalog.BY_NAME.get(name)) is not None and s.quiet_at_zero]
+        quiet = [
+            j
+            for j, name in enumerate(names)
+            if name not in encoder.vocab and (s := catalog.BY_NAME.get(name)) is not None and s.quiet_at_zero
+        ]
         self.quiet = np.array(quiet, dtype=np.int64)
 
     def outside(self, X: np.ndarray) -> np.ndarray | None:
@@ -68,7 +71,7 @@ class Checks:
         when nothing does."""
         if not self.has_ranges:
             return None
-        m = (X < self.low) | (X > self.high)
+        m = (self.low > X) | (self.high < X)
         return m if m.any() else None
 
     def hidden(self, X: np.ndarray, outside: np.ndarray | None) -> np.ndarray | None:
@@ -88,7 +91,7 @@ class Checks:
         out: list[list[dict]] = [[] for _ in range(X.shape[0])]
         if outside is None:
             return out
-        for i, j in zip(*np.nonzero(outside)):
+        for i, j in zip(*np.nonzero(outside), strict=False):
             out[int(i)].append(self.flag(int(j), float(X[i, j]), display))
         return out
 
@@ -99,8 +102,14 @@ class Checks:
         low, high = float(self.trained_low[j]), float(self.high[j])
         if spec is None:
             spec = catalog.FeatureSpec(name, "numeric", "", f"{name}: {{value}}")
-        return {"feature": name, "label": spec.title, "value": value, "trained_min": low, "trained_max": high,
-                "message": spec.beyond_range(value, low, high)}
+        return {
+            "feature": name,
+            "label": spec.title,
+            "value": value,
+            "trained_min": low,
+            "trained_max": high,
+            "message": spec.beyond_range(value, low, high),
+        }
 
     def messages(self, X: np.ndarray, outside: np.ndarray | None, display) -> tuple[np.ndarray, np.ndarray]:
         """(features, messages) of each row as object arrays of text, several joined by ", " and "; ", None

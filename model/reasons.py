@@ -25,9 +25,9 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from numba import njit
 from leadscore.features import catalog
 from leadscore.model.encoding import Encoder
+from numba import njit
 
 POINTS_PER_DOUBLING = 20.0
 TOP_N = 5
@@ -57,8 +57,13 @@ class Reason:
     text: str
 
     def to_dict(self) -> dict:
-        return {"feature": self.feature, "value": self.value, "impact": round(self.impact, 6),
-                "points": self.points, "text": self.text}
+        return {
+            "feature": self.feature,
+            "value": self.value,
+            "impact": round(self.impact, 6),
+            "points": self.points,
+            "text": self.text,
+        }
 
 
 def display_value(encoder: Encoder, name: str, x: float, raw: object = None) -> object:
@@ -149,8 +154,9 @@ def _pick(C, members, starts, top_n, min_abs, group, member, impact, ok):  # pra
                 member[i, out] = strongest
 
 
-def pick_reasons(C: np.ndarray, features: tuple[str, ...], top_n: int = TOP_N
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def pick_reasons(
+    C: np.ndarray, features: tuple[str, ...], top_n: int = TOP_N
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(group, member, impact, ok), each (rows, 2 * top_n): the top `top_n` positive reason groups of each
     row (strongest first), then the top `top_n` negative ones (most negative first); see `_pick`."""
     members, starts = _csr(features)
@@ -160,8 +166,17 @@ def pick_reasons(C: np.ndarray, features: tuple[str, ...], top_n: int = TOP_N
     impact = np.empty((n, 2 * top_n), dtype=np.float64)
     ok = np.empty((n, 2 * top_n), dtype=np.bool_)
     if len(starts) > 1:
-        _pick(np.ascontiguousarray(C, dtype=np.float64), members, starts, top_n, MIN_ABS_IMPACT, group, member,
-              impact, ok)
+        _pick(
+            np.ascontiguousarray(C, dtype=np.float64),
+            members,
+            starts,
+            top_n,
+            MIN_ABS_IMPACT,
+            group,
+            member,
+            impact,
+            ok,
+        )
     else:  # a model without features
         group[:], member[:], impact[:], ok[:] = 0, 0, 0.0, False
     return group, member, impact, ok
@@ -197,8 +212,11 @@ class SentenceCache:
             key = (j, ("nan",)) if math.isnan(x) else (j, float(x))
         hit = self.cache.get(key)
         if hit is None:
-            value = raw if isinstance(raw, str) and j in self.categorical else display_value(
-                self.encoder, self.encoder.features[j], x)
+            value = (
+                raw
+                if isinstance(raw, str) and j in self.categorical
+                else display_value(self.encoder, self.encoder.features[j], x)
+            )
             hit = self.cache[key] = self._render(j, value)
         return hit
 
@@ -239,17 +257,21 @@ class ReasonArrays:
     text: np.ndarray  # (n, slots) object
 
 
-
-
 def shown_contributions(C: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
     """C with the contributions that may not be presented as reasons set to 0 (`hidden`: see
     `model.ranges.Checks.hidden`); C itself when there are none."""
     return C if hidden is None else np.where(hidden, 0.0, C)
 
 
-def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Mapping | None = None,
-                  top_n: int = TOP_N, sentences: SentenceCache | None = None,
-                  hidden: np.ndarray | None = None) -> ReasonArrays:
+def reason_arrays(
+    C: np.ndarray,
+    X: np.ndarray,
+    encoder: Encoder,
+    raw_values: Mapping | None = None,
+    top_n: int = TOP_N,
+    sentences: SentenceCache | None = None,
+    hidden: np.ndarray | None = None,
+) -> ReasonArrays:
     """The top reasons of every row of contributions C (rows, features) at encoded values X.
 
     A reason is a group of features (a channel over its windows, or one feature): its impact is the sum of
@@ -272,7 +294,7 @@ def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Ma
     raw_values = raw_values or {}
     if len(rows) <= SMALL:
         one = sentences.one
-        for r, s, j, x in zip(rows.tolist(), slots.tolist(), js.tolist(), xs.tolist()):
+        for r, s, j, x in zip(rows.tolist(), slots.tolist(), js.tolist(), xs.tolist(), strict=False):
             raw = raw_values.get(names[j])
             value[r, s], text[r, s] = one(j, x, raw[r] if raw is not None else None)
     else:  # one pass per feature over its reasons
@@ -283,7 +305,8 @@ def reason_arrays(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Ma
             j = int(js[sel[0]])
             raw = raw_values.get(names[j])
             value_flat[flat[sel]], text_flat[flat[sel]] = sentences.many(
-                j, xs[sel], np.asarray(raw, dtype=object)[rows[sel]] if raw is not None else None)
+                j, xs[sel], np.asarray(raw, dtype=object)[rows[sel]] if raw is not None else None
+            )
     return ReasonArrays(member, ok, impact, pts, value, text)
 
 
@@ -300,11 +323,11 @@ def round_like_python(x: np.ndarray, digits: int = 6) -> np.ndarray:
     """
     if len(x) <= 64:  # a request's few reasons: Python's round is cheaper than the array operations
         return np.array([round(v, digits) for v in x.tolist()], dtype=np.float64)
-    scale = 10.0 ** digits
+    scale = 10.0**digits
     with np.errstate(invalid="ignore", over="ignore"):
         y = x * scale
         out = np.rint(y) / scale
-        near_half = ~(np.abs(np.abs(y - np.floor(y)) - 0.5) > 1e-6) | ~(np.abs(y) < 2.0 ** 52)
+        near_half = ~(np.abs(np.abs(y - np.floor(y)) - 0.5) > 1e-6) | ~(np.abs(y) < 2.0**52)
     for i in np.flatnonzero(near_half).tolist():
         out[i] = round(float(x[i]), digits)
     return out
@@ -317,44 +340,69 @@ def _per_row(t: ReasonArrays, names: tuple[str, ...], make, rounded: bool = Fals
     impact = t.impact[rows, slots]
     if rounded:
         impact = round_like_python(impact, 6)
-    items = list(map(make, [names[j] for j in t.feature[rows, slots].tolist()], t.value[rows, slots].tolist(),
-                     impact.tolist(), t.points[rows, slots].tolist(), t.text[rows, slots].tolist()))
+    items = list(
+        map(
+            make,
+            [names[j] for j in t.feature[rows, slots].tolist()],
+            t.value[rows, slots].tolist(),
+            impact.tolist(),
+            t.points[rows, slots].tolist(),
+            t.text[rows, slots].tolist(),
+        )
+    )
     out, start = [], 0
     for count in np.bincount(rows, minlength=t.ok.shape[0]).tolist():
-        out.append(items[start:start + count])
+        out.append(items[start : start + count])
         start += count
     return out
 
 
-def top_reasons(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Mapping | None = None,
-                top_n: int = TOP_N, sentences: SentenceCache | None = None,
-                hidden: np.ndarray | None = None) -> list[list[Reason]]:
+def top_reasons(
+    C: np.ndarray,
+    X: np.ndarray,
+    encoder: Encoder,
+    raw_values: Mapping | None = None,
+    top_n: int = TOP_N,
+    sentences: SentenceCache | None = None,
+    hidden: np.ndarray | None = None,
+) -> list[list[Reason]]:
     """Per row, the top `top_n` positive then top `top_n` negative reasons, strongest first (see
     `reason_arrays`)."""
-    return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), encoder.features, Reason)
+    return _per_row(
+        reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), encoder.features, Reason
+    )
 
 
-def top_reason_dicts(C: np.ndarray, X: np.ndarray, encoder: Encoder, raw_values: Mapping | None = None,
-                     top_n: int = TOP_N, sentences: SentenceCache | None = None,
-                     hidden: np.ndarray | None = None) -> list[list[dict]]:
+def top_reason_dicts(
+    C: np.ndarray,
+    X: np.ndarray,
+    encoder: Encoder,
+    raw_values: Mapping | None = None,
+    top_n: int = TOP_N,
+    sentences: SentenceCache | None = None,
+    hidden: np.ndarray | None = None,
+) -> list[list[dict]]:
     """`top_reasons` as the API's JSON objects (`Reason.to_dict`), without building `Reason`s first."""
+
     def make(feature, value, impact, pts, text):
         return {"feature": feature, "value": value, "impact": impact, "points": pts, "text": text}
 
     names = encoder.features
     if C.shape[0] > DIRECT_ROWS:
-        return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), names, make,
-                        rounded=True)
+        return _per_row(
+            reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), names, make, rounded=True
+        )
     # a request's few rows: from the picked slots straight to the objects (the same picks, sentences and
     # rounding as `reason_arrays` + `_per_row`, without their intermediate arrays)
     sentences = sentences or SentenceCache(encoder)
     _, member, impact, ok = pick_reasons(shown_contributions(C, hidden), names, top_n)
     raw_values = raw_values or {}
     out = []
-    for i, (js, impacts, oks, pts) in enumerate(zip(member.tolist(), impact.tolist(), ok.tolist(),
-                                                     _points(impact).tolist())):
+    for i, (js, impacts, oks, pts) in enumerate(
+        zip(member.tolist(), impact.tolist(), ok.tolist(), _points(impact).tolist(), strict=False)
+    ):
         row = []
-        for j, imp, good, p in zip(js, impacts, oks, pts):
+        for j, imp, good, p in zip(js, impacts, oks, pts, strict=False):
             if good and p != 0:
                 raw = raw_values.get(names[j])
                 value, text = sentences.one(j, float(X[i, j]), raw[i] if raw is not None else None)

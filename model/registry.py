@@ -30,17 +30,18 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from leadscore.model import evaluate, persist, pyfunc
+from leadscore.model.scoring import ScoringModel
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.models.model import MLMODEL_FILE_NAME
 
-from leadscore.model import evaluate, persist, pyfunc
-from leadscore.model.scoring import ScoringModel
-
 log = logging.getLogger(__name__)
 MODEL_NAME = "leadscore"
-FLAT_MODEL_NAME = "leadscore-flat"  # models trained on flat exports (`leadscore table`) score export rows, not events
+FLAT_MODEL_NAME = (
+    "leadscore-flat"  # models trained on flat exports (`leadscore table`) score export rows, not events
+)
 CHAMPION, CHALLENGER = "champion", "challenger"
 ECE_TOLERANCE = 0.01
 
@@ -85,13 +86,18 @@ def load_scoring_model(uri: str) -> ScoringModel:
     if name is not None:
         uri = f"models:/{name}/{version}"  # resolve an alias once: every file below is from one version
     root = uri.rstrip("/")
-    with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:  # nothing downloaded outlives the load
-        mlmodel = Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{MLMODEL_FILE_NAME}",
-                                                                 dst_path=tmp))
+    with tempfile.TemporaryDirectory(
+        prefix="leadscore-model-"
+    ) as tmp:  # nothing downloaded outlives the load
+        mlmodel = Model.load(
+            mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{MLMODEL_FILE_NAME}", dst_path=tmp)
+        )
         artifacts = (mlmodel.flavors.get("python_function") or {}).get("artifacts") or {}
         bundle_path = (artifacts.get(pyfunc.BUNDLE) or {}).get("path")
         if not bundle_path:
-            raise persist.BundleError(f"{uri} is not a Leadscore model: its MLmodel lists no '{pyfunc.BUNDLE}' artifact")
+            raise persist.BundleError(
+                f"{uri} is not a Leadscore model: its MLmodel lists no '{pyfunc.BUNDLE}' artifact"
+            )
         if Path(bundle_path).is_absolute() or ".." in Path(bundle_path).parts:
             raise persist.BundleError(f"{uri}: its bundle path {bundle_path!r} points outside the model")
         expected = None
@@ -99,12 +105,15 @@ def load_scoring_model(uri: str) -> ScoringModel:
             expected = MlflowClient().get_model_version(name, version).tags.get(pyfunc.BUNDLE_SHA256)
         expected = expected or (mlmodel.metadata or {}).get(pyfunc.BUNDLE_SHA256)
         if expected is None:
-            log.warning("%s records no bundle SHA-256 (logged before Leadscore recorded one): loading unverified", uri)
+            log.warning(
+                "%s records no bundle SHA-256 (logged before Leadscore recorded one): loading unverified", uri
+            )
         try:
             local = mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{bundle_path}", dst_path=tmp)
         except (MlflowException, OSError) as e:
-            raise persist.BundleError(f"{uri}: its model bundle ({bundle_path}) cannot be read: "
-                                      f"{type(e).__name__}: {str(e)[:300]}") from e
+            raise persist.BundleError(
+                f"{uri}: its model bundle ({bundle_path}) cannot be read: {type(e).__name__}: {str(e)[:300]}"
+            ) from e
         model = persist.load(Path(local), expected_sha256=expected)
     model.version = version
     return model
@@ -125,70 +134,122 @@ def _registered(uri: str) -> tuple[str | None, str | None]:
     return name, version
 
 
-def gate(challenger: ScoringModel, version: str, holdout_values: dict, y: np.ndarray,
-         name: str = MODEL_NAME, client: MlflowClient | None = None, weight: np.ndarray | None = None
-         ) -> GateDecision:
+def gate(
+    challenger: ScoringModel,
+    version: str,
+    holdout_values: dict,
+    y: np.ndarray,
+    name: str = MODEL_NAME,
+    client: MlflowClient | None = None,
+    weight: np.ndarray | None = None,
+) -> GateDecision:
     """Compare `challenger` (registered as `version`) with the champion of `name` on the challenger's holdout
     (`weight`: the rows' inverse-propensity weights, so both are judged on the population)."""
     client = client or MlflowClient()
     champ_version = alias_version(CHAMPION, name, client)
     if champ_version is None:
-        return GateDecision(True, "no champion yet: the first version becomes champion", version, rule="first")
+        return GateDecision(
+            True, "no champion yet: the first version becomes champion", version, rule="first"
+        )
     try:
         champion = load_scoring_model(f"models:/{name}/{champ_version}")
     except Exception as e:  # noqa: BLE001 - a champion that cannot load cannot be compared with
-        return GateDecision(False, f"the champion (version {champ_version}) cannot be loaded to compare with "
-                            f"({type(e).__name__}: {str(e)[:300]}); promote by hand if intended", version,
-                            champ_version, rule="incomparable")
+        return GateDecision(
+            False,
+            f"the champion (version {champ_version}) cannot be loaded to compare with "
+            f"({type(e).__name__}: {str(e)[:300]}); promote by hand if intended",
+            version,
+            champ_version,
+            rule="incomparable",
+        )
     return compare(challenger, champion, holdout_values, y, version, champ_version, weight=weight)
 
 
-def compare(challenger: ScoringModel, champion: ScoringModel, holdout_values: dict, y: np.ndarray,
-            challenger_version: str = "challenger", champion_version: str | None = "champion",
-            weight: np.ndarray | None = None) -> GateDecision:
+def compare(
+    challenger: ScoringModel,
+    champion: ScoringModel,
+    holdout_values: dict,
+    y: np.ndarray,
+    challenger_version: str = "challenger",
+    champion_version: str | None = "champion",
+    weight: np.ndarray | None = None,
+) -> GateDecision:
     """The gate's decision between two models on the challenger's holdout rows (`holdout_values`: column
     -> values, `y`: labels). The rules are in the module's docstring."""
-    ids = dict(challenger_version=challenger_version, champion_version=champion_version)
+    ids = {"challenger_version": challenger_version, "champion_version": champion_version}
     needed = tuple(champion.encoder.features)
     lacking = [c for c in needed if c not in holdout_values]
     columns_note = _columns_note(challenger, champion)
     if lacking:
-        shown = ", ".join(map(repr, lacking[:5])) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
-        return GateDecision(False, f"{columns_note}; the champion needs {shown}, which the challenger's holdout "
-                            "does not have, so the two cannot be compared on the same rows: kept the champion "
-                            "(promote by hand if the new columns are intended)", rule="incomparable", **ids)
+        shown = ", ".join(map(repr, lacking[:5])) + (
+            f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""
+        )
+        return GateDecision(
+            False,
+            f"{columns_note}; the champion needs {shown}, which the challenger's holdout "
+            "does not have, so the two cannot be compared on the same rows: kept the champion "
+            "(promote by hand if the new columns are intended)",
+            rule="incomparable",
+            **ids,
+        )
     try:
         p_new = challenger.explain(holdout_values).probability
         p_old = champion.explain({c: holdout_values[c] for c in needed}).probability
     except (TypeError, ValueError) as e:  # e.g. a column that changed kind (text where numbers were)
-        return GateDecision(False, f"{columns_note + '; ' if columns_note else ''}the champion cannot score the "
-                            f"challenger's holdout ({type(e).__name__}: {str(e)[:200]}): kept the champion",
-                            rule="incomparable", **ids)
+        return GateDecision(
+            False,
+            f"{columns_note + '; ' if columns_note else ''}the champion cannot score the "
+            f"challenger's holdout ({type(e).__name__}: {str(e)[:200]}): kept the champion",
+            rule="incomparable",
+            **ids,
+        )
     cmp = evaluate.paired_bootstrap_auc(y, p_new, p_old, weight=weight)
     ece_new, ece_old = evaluate.ece(p_new, y, weight=weight), evaluate.ece(p_old, y, weight=weight)
     promote, rule, reason = decide(cmp, ece_new, ece_old, challenger, champion)
     if columns_note:
         reason = f"{columns_note} (the champion was scored on its own columns); {reason}"
-    return GateDecision(promote, reason, auc_diff=cmp["diff"], auc_diff_low=cmp["low"], auc_diff_high=cmp["high"],
-                        ece_challenger=ece_new, ece_champion=ece_old, rule=rule, **ids)
+    return GateDecision(
+        promote,
+        reason,
+        auc_diff=cmp["diff"],
+        auc_diff_low=cmp["low"],
+        auc_diff_high=cmp["high"],
+        ece_challenger=ece_new,
+        ece_champion=ece_old,
+        rule=rule,
+        **ids,
+    )
 
 
-def decide(cmp: dict, ece_new: float, ece_old: float, challenger: ScoringModel,
-           champion: ScoringModel) -> tuple[bool, str, str]:
+def decide(
+    cmp: dict, ece_new: float, ece_old: float, challenger: ScoringModel, champion: ScoringModel
+) -> tuple[bool, str, str]:
     """(promote, rule, reason) from the paired-bootstrap comparison `cmp` (challenger - champion ROC AUC:
     diff, low, high), both ECEs, and what the two models are (family, definition, data snapshot)."""
     auc = f"ROC AUC {cmp['diff']:+.4f} (95 % {cmp['low']:+.4f} .. {cmp['high']:+.4f})"
     if cmp["high"] < 0:
         return False, "worse", f"challenger is worse beyond noise: {auc}"
     if ece_new > ece_old + ECE_TOLERANCE:
-        return False, "worse_calibrated", (f"challenger is worse calibrated (ECE {ece_new:.4f} vs {ece_old:.4f}, "
-                                           f"tolerance {ECE_TOLERANCE}); {auc}")
+        return (
+            False,
+            "worse_calibrated",
+            (
+                f"challenger is worse calibrated (ECE {ece_new:.4f} vs {ece_old:.4f}, "
+                f"tolerance {ECE_TOLERANCE}); {auc}"
+            ),
+        )
     if cmp["low"] > 0:
         return True, "better", f"challenger is better beyond noise: {auc}, and not worse calibrated"
     tie = f"a tie ({auc}: within noise)"
     if challenger.family != champion.family:
-        return False, "tie", (f"{tie} between families: kept the champion's {champion.family} rather than switch "
-                              f"to {challenger.family} on noise")
+        return (
+            False,
+            "tie",
+            (
+                f"{tie} between families: kept the champion's {champion.family} rather than switch "
+                f"to {challenger.family} on noise"
+            ),
+        )
     if challenger.definition != champion.definition:
         return False, "tie", f"{tie}, and the qualified-lead definitions differ: kept the champion"
     fresher, why = _fresher(challenger.info.get("data") or {}, champion.info.get("data") or {})
@@ -219,7 +280,9 @@ def _columns_note(challenger: ScoringModel, champion: ScoringModel) -> str:
     return "the challenger's columns differ from the champion's (it " + " and ".join(parts) + ")"
 
 
-def promote(version: str, name: str = MODEL_NAME, client: MlflowClient | None = None, reason: str = "manual") -> None:
+def promote(
+    version: str, name: str = MODEL_NAME, client: MlflowClient | None = None, reason: str = "manual"
+) -> None:
     client = client or MlflowClient()
     previous = alias_version(CHAMPION, name, client)
     if previous == str(version):

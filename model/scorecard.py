@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-
 from leadscore.model.encoding import Encoder
+from sklearn.linear_model import LogisticRegression
 
 MAX_BINS = 8
 
@@ -42,8 +41,15 @@ class Scorecard:
         return encoder.n_codes(name) if categorical else len(edges) + 2
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, encoder: Encoder, C: float = 0.3, seed: int = 0,
-            sample_weight: np.ndarray | None = None) -> "Scorecard":
+    def fit(
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        encoder: Encoder,
+        C: float = 0.3,
+        seed: int = 0,
+        sample_weight: np.ndarray | None = None,
+    ) -> Scorecard:
         """Fit on (X, y); `sample_weight` (inverse-propensity weights) weights each row's loss and the
         average the points are centred on, so points read against the population's average lead."""
         cat = encoder.categorical_mask
@@ -53,7 +59,11 @@ class Scorecard:
                 edges.append(np.empty(0))
                 continue
             col = X[:, j][~np.isnan(X[:, j])]
-            qs = np.unique(np.quantile(col, np.linspace(0, 1, MAX_BINS + 1)[1:-1])) if len(col) else np.empty(0)
+            qs = (
+                np.unique(np.quantile(col, np.linspace(0, 1, MAX_BINS + 1)[1:-1]))
+                if len(col)
+                else np.empty(0)
+            )
             edges.append(qs)
         edges = tuple(edges)
         sizes = [cls._n_bins(e, cat[j], encoder, encoder.features[j]) for j, e in enumerate(edges)]
@@ -69,8 +79,8 @@ class Scorecard:
             freq = np.asarray(design.T @ w).ravel() / w.sum()
         tables, base = [], float(lr.intercept_[0])
         for j in range(len(edges)):
-            c = coef[offsets[j]:offsets[j + 1]]
-            mean = float(c @ freq[offsets[j]:offsets[j + 1]])
+            c = coef[offsets[j] : offsets[j + 1]]
+            mean = float(c @ freq[offsets[j] : offsets[j + 1]])
             tables.append(c - mean)
             base += mean
         return cls(edges=edges, tables=tuple(tables), base=base, estimator=lr)
@@ -96,18 +106,20 @@ class Scorecard:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"scorecard_base": np.array([self.base])}
-        for j, (e, t) in enumerate(zip(self.edges, self.tables)):
+        for j, (e, t) in enumerate(zip(self.edges, self.tables, strict=False)):
             out[f"scorecard_edges_{j}"] = e
             out[f"scorecard_table_{j}"] = t
         return out
 
     @classmethod
-    def from_arrays(cls, arrays, n_features: int) -> "Scorecard":
+    def from_arrays(cls, arrays, n_features: int) -> Scorecard:
         edges = tuple(arrays[f"scorecard_edges_{j}"] for j in range(n_features))
         tables = tuple(arrays[f"scorecard_table_{j}"] for j in range(n_features))
         # the compiled lookup clips a bin to its table's last entry: an empty table would read before it
-        for j, (e, t) in enumerate(zip(edges, tables)):
+        for j, (e, t) in enumerate(zip(edges, tables, strict=False)):
             if t.ndim != 1 or len(t) == 0 or t.dtype.kind != "f" or e.ndim != 1 or e.dtype.kind not in "fiu":
-                raise ValueError(f"scorecard arrays of feature {j} are malformed (table {t.shape} {t.dtype}, "
-                                 f"edges {e.shape} {e.dtype})")
+                raise ValueError(
+                    f"scorecard arrays of feature {j} are malformed (table {t.shape} {t.dtype}, "
+                    f"edges {e.shape} {e.dtype})"
+                )
         return cls(edges=edges, tables=tables, base=float(arrays["scorecard_base"][0]))

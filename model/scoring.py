@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from numba import njit
 from leadscore.features.labels import QualifiedDefinition
 from leadscore.model.boosted import CompiledTrees
 from leadscore.model.calibration import Platt, sigmoid
@@ -21,6 +20,7 @@ from leadscore.model.policy import HandoffPolicy
 from leadscore.model.ranges import Checks
 from leadscore.model.reasons import SentenceCache, display_value, top_reason_dicts
 from leadscore.model.scorecard import Scorecard
+from numba import njit
 
 Family = Literal["scorecard", "boosted"]
 
@@ -110,8 +110,13 @@ class ScoringModel:
         `exploration` (`model.exploration.handoff`)."""
         return handoff(p, lead_ids, self.policy, exploration)
 
-    def results(self, values: dict[str, np.ndarray], lead_ids, explain_full: bool = False,
-                exploration: Exploration = NONE) -> list[dict]:
+    def results(
+        self,
+        values: dict[str, np.ndarray],
+        lead_ids,
+        explain_full: bool = False,
+        exploration: Exploration = NONE,
+    ) -> list[dict]:
         """One API result per lead: probability, score, grade, qualified (handed over: at or above the
         threshold, or drawn for exploration), explored, propensity, reasons, the values outside the training
         range (and all contributions)."""
@@ -123,12 +128,18 @@ class ScoringModel:
         raw_values = {name: values[name] for name in self.encoder.categorical}
         checks = self.checks
         outside = checks.outside(ex.X)
-        reasons = top_reason_dicts(ex.contributions, ex.X, self.encoder, raw_values, sentences=self.sentences,
-                                   hidden=checks.hidden(ex.X, outside))
+        reasons = top_reason_dicts(
+            ex.contributions,
+            ex.X,
+            self.encoder,
+            raw_values,
+            sentences=self.sentences,
+            hidden=checks.hidden(ex.X, outside),
+        )
         flags = checks.flags(ex.X, outside, self.display)
         insights = self.insights(values, len(p))
         out = []
-        for i, (lead_id, prob) in enumerate(zip(lead_ids, p.tolist())):
+        for i, (lead_id, prob) in enumerate(zip(lead_ids, p.tolist(), strict=False)):
             r = {
                 "lead_id": lead_id,
                 "probability": prob,
@@ -145,7 +156,9 @@ class ScoringModel:
                 r["explanation"] = {
                     "base": float(ex.base),
                     "logit": float(ex.logit[i]),
-                    "contributions": dict(zip(self.encoder.features, ex.contributions[i].tolist())),
+                    "contributions": dict(
+                        zip(self.encoder.features, ex.contributions[i].tolist(), strict=False)
+                    ),
                 }
             out.append(r)
         return out
@@ -161,10 +174,10 @@ class ScoringModel:
         if len(seen) > 100_000:
             seen.clear()
         out = []
-        for key in zip(*(c.tolist() if isinstance(c, np.ndarray) else list(c) for c in cols)):
+        for key in zip(*(c.tolist() if isinstance(c, np.ndarray) else list(c) for c in cols), strict=False):
             text = seen.get(key, seen)
             if text is seen:
-                text = seen[key] = self.insight(dict(zip(names, key)))
+                text = seen[key] = self.insight(dict(zip(names, key, strict=False)))
             out.append(text)
         return out
 
@@ -183,8 +196,10 @@ class ScoringModel:
             return None
         _, feature, value, rate = best
         label = feature.replace("_", " ")
-        return (f"Leads with {label} {value.replace('_', ' ')} qualify at {rate * 100:.0f} % "
-                f"against {overall * 100:.0f} % overall")
+        return (
+            f"Leads with {label} {value.replace('_', ' ')} qualify at {rate * 100:.0f} % "
+            f"against {overall * 100:.0f} % overall"
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -215,20 +230,25 @@ class _Compiled:
         enc = model.encoder
         self.features = enc.features
         self.lookups = {name: {v: i + 2 for i, v in enumerate(enc.vocab[name])} for name in enc.vocab}
-        self.categorical = [(j, name, self.lookups[name]) for j, name in enumerate(self.features) if name in self.lookups]
+        self.categorical = [
+            (j, name, self.lookups[name]) for j, name in enumerate(self.features) if name in self.lookups
+        ]
         self.numeric = [name for name in self.features if name not in self.lookups]
-        self.num_cols = np.array([j for j, name in enumerate(self.features) if name not in self.lookups], dtype=np.int64)
+        self.num_cols = np.array(
+            [j for j, name in enumerate(self.features) if name not in self.lookups], dtype=np.int64
+        )
         self.plan = [(name, self.lookups.get(name)) for name in self.features]  # lookup None: a number
         self.scorecard = model.explainer if isinstance(model.explainer, Scorecard) else None
         if self.scorecard is None:
             return
         sc = self.scorecard
         self.is_cat = np.asarray(enc.categorical_mask, dtype=np.bool_)
-        self.n_edges = np.array([0 if self.is_cat[j] else len(sc.edges[j]) for j in range(len(self.features))],
-                                dtype=np.int64)
+        self.n_edges = np.array(
+            [0 if self.is_cat[j] else len(sc.edges[j]) for j in range(len(self.features))], dtype=np.int64
+        )
         self.edges = np.zeros((len(self.features), max(int(self.n_edges.max(initial=0)), 1)))
         for j in range(len(self.features)):
-            self.edges[j, :self.n_edges[j]] = sc.edges[j][:self.n_edges[j]]
+            self.edges[j, : self.n_edges[j]] = sc.edges[j][: self.n_edges[j]]
         sizes = np.array([len(t) for t in sc.tables], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.last = sizes - 1
@@ -239,18 +259,29 @@ class _Compiled:
         n = len(values[self.features[0]]) if self.features else 0
         MISSING, OTHER = 0, 1
         if n == 1:  # a live request's lead: one Python list, one conversion
-            return np.array([[values[name][0] if lookup is None else
-                              (lookup.get(v, OTHER) if isinstance(v := values[name][0], str) else MISSING)
-                              for name, lookup in self.plan]], dtype=np.float64)
+            return np.array(
+                [
+                    [
+                        values[name][0]
+                        if lookup is None
+                        else (lookup.get(v, OTHER) if isinstance(v := values[name][0], str) else MISSING)
+                        for name, lookup in self.plan
+                    ]
+                ],
+                dtype=np.float64,
+            )
         X = np.empty((n, len(self.features)), dtype=np.float64)
         for j, name, lookup in self.categorical:
             X[:, j] = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in values[name]]
         if n > 256:  # many rows: column by column (no stacked copy of every number)
-            for j, name in zip(self.num_cols.tolist(), self.numeric):
+            for j, name in zip(self.num_cols.tolist(), self.numeric, strict=False):
                 X[:, j] = values[name]
         elif self.numeric:
-            X[:, self.num_cols] = np.array([values[name] for name in self.numeric], dtype=np.float64).reshape(
-                len(self.numeric), n).T
+            X[:, self.num_cols] = (
+                np.array([values[name] for name in self.numeric], dtype=np.float64)
+                .reshape(len(self.numeric), n)
+                .T
+            )
         return X
 
     def scorecard_contributions(self, X: np.ndarray) -> tuple[float, np.ndarray]:

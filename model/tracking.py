@@ -10,26 +10,26 @@ import logging
 import os
 import tempfile
 import warnings
-from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, replace
-from importlib.metadata import PackageNotFoundError, version as pkg_version
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as pkg_version
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.data.meta_dataset import MetaDataset
-from mlflow.types import ColSpec, DataType, Schema
-
 from leadscore.features import schema as S
 from leadscore.features.loading import Dataset
 from leadscore.model import registry
 from leadscore.model.evaluate import figures
 from leadscore.model.pyfunc import BUNDLE_SHA256, log_model
 from leadscore.model.train import TrainConfig, TrainResult
+from mlflow import MlflowClient
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.types import ColSpec, DataType, Schema
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "leadscore"
@@ -49,10 +49,15 @@ def fingerprint(dataset: Dataset) -> dict:
         h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     ev = dataset.events[S.TIMESTAMP]
     return {
-        "n_leads": len(dataset.leads), "n_events": len(dataset.events), "n_outcomes": len(dataset.outcomes),
-        "first_lead": str(dataset.leads[S.CREATED_AT].min()), "last_lead": str(dataset.leads[S.CREATED_AT].max()),
-        "first_event": str(ev.min()) if len(ev) else None, "last_event": str(ev.max()) if len(ev) else None,
-        "snapshot_at": str(dataset.snapshot_at), "sha256": h.hexdigest(),
+        "n_leads": len(dataset.leads),
+        "n_events": len(dataset.events),
+        "n_outcomes": len(dataset.outcomes),
+        "first_lead": str(dataset.leads[S.CREATED_AT].min()),
+        "last_lead": str(dataset.leads[S.CREATED_AT].max()),
+        "first_event": str(ev.min()) if len(ev) else None,
+        "last_event": str(ev.max()) if len(ev) else None,
+        "snapshot_at": str(dataset.snapshot_at),
+        "sha256": h.hexdigest(),
     }
 
 
@@ -61,13 +66,29 @@ def example_body(dataset: Dataset, rows: pd.DataFrame) -> dict:
     hold = rows[rows["part"] == "holdout"]
     pick = hold.sort_values(["label", "as_of"], ascending=[False, False]).iloc[0]
     lead = dataset.leads.set_index(S.LEAD_ID).loc[pick[S.LEAD_ID]]
-    ev = dataset.events[(dataset.events[S.LEAD_ID] == pick[S.LEAD_ID]) & (dataset.events[S.TIMESTAMP] < pick["as_of"])]
-    events = [{"type": t, "timestamp": ts.isoformat().replace("+00:00", "Z"), **({"page": p} if isinstance(p, str) else {})}
-              for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]
+    ev = dataset.events[
+        (dataset.events[S.LEAD_ID] == pick[S.LEAD_ID]) & (dataset.events[S.TIMESTAMP] < pick["as_of"])
+    ]
+    events = [
+        {
+            "type": t,
+            "timestamp": ts.isoformat().replace("+00:00", "Z"),
+            **({"page": p} if isinstance(p, str) else {}),
+        }
+        for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE], strict=False)
+    ]
     attrs = {a: lead[a] for a in S.LEAD_ATTRIBUTES if isinstance(lead.get(a), str)}
-    return {"leads": [{"lead_id": str(pick[S.LEAD_ID]), "created_at": lead[S.CREATED_AT].isoformat().replace("+00:00", "Z"),
-                       "as_of": pick["as_of"].isoformat().replace("+00:00", "Z"), "attributes": attrs,
-                       "events": events}]}
+    return {
+        "leads": [
+            {
+                "lead_id": str(pick[S.LEAD_ID]),
+                "created_at": lead[S.CREATED_AT].isoformat().replace("+00:00", "Z"),
+                "as_of": pick["as_of"].isoformat().replace("+00:00", "Z"),
+                "attributes": attrs,
+                "events": events,
+            }
+        ]
+    }
 
 
 @dataclass(frozen=True)
@@ -88,12 +109,25 @@ def _flat(prefix: str, d: dict) -> dict:
     return out
 
 
-def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout_values: dict,
-          extra_metrics: dict | None = None, leakage: dict | None = None, register: bool = True,
-          run_name: str | None = None, data_source: str = "", example: dict | None = None,
-          data_fingerprint: dict | None = None, model_name: str = registry.MODEL_NAME,
-          params: dict | None = None, tags: dict | None = None,
-          decision: registry.GateDecision | None = None, version_tags: dict | None = None) -> TrackedRun:
+def track(
+    result: TrainResult,
+    dataset: Dataset,
+    config: TrainConfig,
+    *,
+    holdout_values: dict,
+    extra_metrics: dict | None = None,
+    leakage: dict | None = None,
+    register: bool = True,
+    run_name: str | None = None,
+    data_source: str = "",
+    example: dict | None = None,
+    data_fingerprint: dict | None = None,
+    model_name: str = registry.MODEL_NAME,
+    params: dict | None = None,
+    tags: dict | None = None,
+    decision: registry.GateDecision | None = None,
+    version_tags: dict | None = None,
+) -> TrackedRun:
     """Log a training run and (optionally) register its model.
 
     `example` and `data_fingerprint` replace what is otherwise derived from `dataset` (the API example
@@ -116,23 +150,44 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
     model.info["data"] = {"snapshot_at": fp.get("snapshot_at"), "sha256": fp.get("sha256")}
     labels = result.rows["label"].to_numpy()
     with mlflow.start_run(run_name=run_name or run_title(model.family, data_source)) as run:
-        run_params = {"model": config.model, "chosen_family": model.family, "policy": config.policy,
-                  "policy_target": config.policy_target, "holdout_fraction": config.holdout_fraction,
-                  "calibration_fraction": config.calibration_fraction, "seed": config.seed,
-                  "horizon_days": config.definition.horizon_days, "n_features": len(model.encoder.features),
-                  "data_source": data_source[:250]}
+        run_params = {
+            "model": config.model,
+            "chosen_family": model.family,
+            "policy": config.policy,
+            "policy_target": config.policy_target,
+            "holdout_fraction": config.holdout_fraction,
+            "calibration_fraction": config.calibration_fraction,
+            "seed": config.seed,
+            "horizon_days": config.definition.horizon_days,
+            "n_features": len(model.encoder.features),
+            "data_source": data_source[:250],
+        }
         run_params.update({f"boosted.{k}": v for k, v in asdict(config.boosted).items()})
         mlflow.log_params({**run_params, **(params or {})})
-        mlflow.set_tags({"leadscore.version": package_version(), "leadscore.family": model.family,
-                         "leadscore.data.sha256": str(fp.get("sha256")), **(tags or {}),
-                         NOTE: describe(model, fp, data_source, labels)})
+        mlflow.set_tags(
+            {
+                "leadscore.version": package_version(),
+                "leadscore.family": model.family,
+                "leadscore.data.sha256": str(fp.get("sha256")),
+                **(tags or {}),
+                NOTE: describe(model, fp, data_source, labels),
+            }
+        )
         training_data = data_input(model, fp, data_source, labels)
-        mlflow.log_input(training_data, context="training",
-                         tags={"rows": str(len(labels)), "positives": str(int(labels.sum())),
-                               "sha256": str(fp.get("sha256"))})
+        mlflow.log_input(
+            training_data,
+            context="training",
+            tags={
+                "rows": str(len(labels)),
+                "positives": str(int(labels.sum())),
+                "sha256": str(fp.get("sha256")),
+            },
+        )
         mlflow.log_dict(config.definition.to_dict(), "qualified_definition.json")
-        mlflow.log_dict({"features": list(model.encoder.features),
-                         "categorical": list(model.encoder.categorical)}, "features.json")
+        mlflow.log_dict(
+            {"features": list(model.encoder.features), "categorical": list(model.encoder.categorical)},
+            "features.json",
+        )
         mlflow.log_dict(fp, "data_fingerprint.json")
         mlflow.log_dict(model.policy.to_dict(), "handoff_policy.json")
         mlflow.log_dict(leakage or {"suspects": [], "excluded": []}, "leakage.json")
@@ -140,10 +195,15 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
             mlflow.log_dict({"warnings": list(result.warnings)}, "warnings.json")
         base_rate = model.info.get("base_rate")
         if base_rate and base_rate["n_before"] and base_rate["n_after"]:  # calibration vs the later holdout
-            mlflow.log_metrics({"base_rate.calibration": base_rate["rate_before"],
-                                "base_rate.holdout": base_rate["rate_after"], "base_rate.z": base_rate["z"]})
+            mlflow.log_metrics(
+                {
+                    "base_rate.calibration": base_rate["rate_before"],
+                    "base_rate.holdout": base_rate["rate_after"],
+                    "base_rate.z": base_rate["z"],
+                }
+            )
             mlflow.set_tag("leadscore.base_rate_shift", str(base_rate["shifted"]).lower())
-        metrics = {**(extra_metrics or {}), "candidates": {k: v for k, v in result.candidates.items()}}
+        metrics = {**(extra_metrics or {}), "candidates": dict(result.candidates.items())}
         mlflow.log_metrics(_flat("", metrics))
         mlflow.log_metrics({"n_train": model.info["n_train"], "n_holdout": model.info["n_holdout"]})
         if model.info.get("weights"):  # inverse-propensity weights were used (docs/models.md)
@@ -152,37 +212,63 @@ def track(result: TrainResult, dataset: Dataset, config: TrainConfig, *, holdout
             mlflow.log_metrics({f"unlabelled_{k}": float(v) for k, v in model.info["unlabelled"].items()})
         hold = result.rows["part"].to_numpy() == "holdout"
         y = labels[hold]
-        for name, fig in figures(result.holdout_p, y, result.holdout_contributions, model.encoder.features,
-                                 weight=result.holdout_weight).items():
+        for name, fig in figures(
+            result.holdout_p,
+            y,
+            result.holdout_contributions,
+            model.encoder.features,
+            weight=result.holdout_weight,
+        ).items():
             mlflow.log_figure(fig, f"plots/{name}")
         with tempfile.TemporaryDirectory() as tmp:
-            info, bundle_sha = log_model(model, Path(tmp), estimator=result.estimator,
-                                         pip_requirements=[f"leadscore=={package_version()}"])
+            info, bundle_sha = log_model(
+                model,
+                Path(tmp),
+                estimator=result.estimator,
+                pip_requirements=[f"leadscore=={package_version()}"],
+            )
         # the holdout metrics belong to the logged model and to the data it was judged on (lineage in the UI)
-        mlflow.log_metrics(_flat("", {"holdout": result.metrics}), model_id=info.model_id, dataset=training_data)
+        mlflow.log_metrics(
+            _flat("", {"holdout": result.metrics}), model_id=info.model_id, dataset=training_data
+        )
         if not register:
             return TrackedRun(run.info.run_id, None, None)
         client = MlflowClient()
         # the gate is decided before anything is registered: a comparison that fails registers nothing
         if decision is None:
-            decision = registry.gate(model, "new", holdout_values, y, name=model_name, client=client,
-                                     weight=result.holdout_weight)
-        mlflow.set_tags({"leadscore.gate.rule": decision.rule, "leadscore.gate.promote": str(decision.promote).lower()})
-        version = register_version(info.model_uri, model_name, decision, client, {
-            BUNDLE_SHA256: bundle_sha,  # the bundle's hash lives in the registry's database, apart from the artifacts
-            **(version_tags if version_tags is not None else version_identity(fp, config, model.family))})
+            decision = registry.gate(
+                model, "new", holdout_values, y, name=model_name, client=client, weight=result.holdout_weight
+            )
+        mlflow.set_tags(
+            {"leadscore.gate.rule": decision.rule, "leadscore.gate.promote": str(decision.promote).lower()}
+        )
+        version = register_version(
+            info.model_uri,
+            model_name,
+            decision,
+            client,
+            {
+                BUNDLE_SHA256: bundle_sha,  # the bundle's hash lives in the registry's database, apart from the artifacts
+                **(version_tags if version_tags is not None else version_identity(fp, config, model.family)),
+            },
+        )
         decision = replace(decision, challenger_version=version)
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
-        mlflow.set_tag(NOTE, describe(model, fp, data_source, labels, decision=decision, version=version,
-                                      model_name=model_name))
+        mlflow.set_tag(
+            NOTE,
+            describe(
+                model, fp, data_source, labels, decision=decision, version=version, model_name=model_name
+            ),
+        )
         if decision.promote:
             registry.promote(version, name=model_name, client=client, reason=decision.reason)
         log.info("registered %s version %s: %s", model_name, version, decision.reason)
         return TrackedRun(run.info.run_id, version, decision)
 
 
-def register_version(model_uri: str, model_name: str, decision: registry.GateDecision, client: MlflowClient,
-                     tags: dict) -> str:
+def register_version(
+    model_uri: str, model_name: str, decision: registry.GateDecision, client: MlflowClient, tags: dict
+) -> str:
     """Register `model_uri` as a new version, tagged with its gate decision and aliased `challenger`.
 
     All or nothing: if anything after the version was created fails (a tag, the alias), the version is
@@ -213,8 +299,12 @@ def config_sha256(config: TrainConfig) -> str:
 
 
 def version_identity(fp: dict, config: TrainConfig, family: str) -> dict:
-    return {DATA_SHA256: str(fp.get("sha256")), CONFIG_SHA256: config_sha256(config), MODEL_CHOICE: config.model,
-            FAMILY: family}
+    return {
+        DATA_SHA256: str(fp.get("sha256")),
+        CONFIG_SHA256: config_sha256(config),
+        MODEL_CHOICE: config.model,
+        FAMILY: family,
+    }
 
 
 NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
@@ -228,11 +318,18 @@ def data_name(data_source: str) -> str:
 
 def run_title(family: str, data_source: str) -> str:
     """'scorecard · demo · 2026-11-28': what a run is, readable in the MLflow run list."""
-    return f"{family} · {data_name(data_source)} · {datetime.now(timezone.utc):%Y-%m-%d}"
+    return f"{family} · {data_name(data_source)} · {datetime.now(UTC):%Y-%m-%d}"
 
 
-def describe(model, fp: dict, data_source: str, labels: np.ndarray, decision: registry.GateDecision | None = None,
-             version: str | None = None, model_name: str = registry.MODEL_NAME) -> str:
+def describe(
+    model,
+    fp: dict,
+    data_source: str,
+    labels: np.ndarray,
+    decision: registry.GateDecision | None = None,
+    version: str | None = None,
+    model_name: str = registry.MODEL_NAME,
+) -> str:
     """The run's description (Markdown): the target, the data, the result and the gate's decision."""
     d = model.definition
     if model.info.get("input") == "flat":
@@ -243,25 +340,32 @@ def describe(model, fp: dict, data_source: str, labels: np.ndarray, decision: re
     lines = [
         f"**{model.family}** model. Target: {target}.",
         f"Data: `{data_source or 'unknown'}`, SHA-256 `{str(fp.get('sha256'))[:12]}`, {len(labels):,} training "
-        f"rows ({int(labels.sum()):,} positive)" + (f", snapshot {fp['snapshot_at']}" if fp.get("snapshot_at") else "") + ".",
+        f"rows ({int(labels.sum()):,} positive)"
+        + (f", snapshot {fp['snapshot_at']}" if fp.get("snapshot_at") else "")
+        + ".",
         f"Holdout: ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f} ({model.info['n_holdout']:,} rows).",
     ]
     if decision is not None:
         verdict = "promoted to champion" if decision.promote else "stays challenger"
-        lines.append(f"Gate: {model_name} version {version} {verdict} (rule `{decision.rule}`): {decision.reason}")
+        lines.append(
+            f"Gate: {model_name} version {version} {verdict} (rule `{decision.rule}`): {decision.reason}"
+        )
     return "\n\n".join(lines)
 
 
 def data_input(model, fp: dict, data_source: str, labels: np.ndarray) -> MetaDataset:
     """The training data as an MLflow dataset: its source, the fingerprint as digest, and the schema the model
     reads (features and label). Row and positive counts go in the input's tags."""
-    cols = [ColSpec(DataType.string if f in model.encoder.categorical else DataType.double, f)
-            for f in model.encoder.features]
+    cols = [
+        ColSpec(DataType.string if f in model.encoder.categorical else DataType.double, f)
+        for f in model.encoder.features
+    ]
     cols.append(ColSpec(DataType.long, "label"))
     source = CodeDatasetSource({})
     if data_source:
         with warnings.catch_warnings():  # MLflow registers its local source for two schemes and says so
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
             source = resolve_dataset_source(Path(data_source).resolve().as_uri())
-    return MetaDataset(source, name=data_name(data_source), digest=str(fp.get("sha256"))[:DIGEST_CHARS],
-                       schema=Schema(cols))
+    return MetaDataset(
+        source, name=data_name(data_source), digest=str(fp.get("sha256"))[:DIGEST_CHARS], schema=Schema(cols)
+    )

@@ -4,14 +4,15 @@ and the evaluation. Tracking and registration are in `tracking.py`; this module 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Literal
+from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-
-from leadscore.features import catalog, schema as S
+from leadscore.features import catalog
+from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import QualifiedDefinition, training_rows
 from leadscore.features.leakage import audit_dataset
@@ -46,8 +47,14 @@ class TrainConfig:
     seed: int = 0
     # Shallow trees and many rounds: on demo data (docs/benchmarks.md) depth 2-3 beat depth 6 by ~0.004 ROC
     # AUC — lead behaviour is close to additive in log-odds — and a shallow walk is cheaper to explain.
-    boosted: BoostedParams = BoostedParams(max_iter=600, learning_rate=0.1, max_leaf_nodes=8, max_depth=3,
-                                           min_samples_leaf=100, l2_regularization=1.0)
+    boosted: BoostedParams = BoostedParams(
+        max_iter=600,
+        learning_rate=0.1,
+        max_leaf_nodes=8,
+        max_depth=3,
+        min_samples_leaf=100,
+        l2_regularization=1.0,
+    )
     # The boosted family fits on at most this many rows (a seeded sample): beyond it, shallow trees on ~55
     # features gain little and the fit dominates training time (docs/benchmarks.md, "Training").
     boosted_max_rows: int = 500_000
@@ -68,7 +75,9 @@ class TrainResult:
     holdout_contributions: np.ndarray
     metrics: dict
     holdout_values: dict = field(default_factory=dict)  # feature name -> holdout values, for the gate
-    holdout_weight: np.ndarray | None = None  # the holdout rows' inverse-propensity weights (None: unweighted)
+    holdout_weight: np.ndarray | None = (
+        None  # the holdout rows' inverse-propensity weights (None: unweighted)
+    )
     candidates: dict = field(default_factory=dict)  # family -> holdout metrics, when auto compared both
     warnings: list[str] = field(default_factory=list)
     leakage: dict = field(default_factory=lambda: {"suspects": [], "excluded": []})
@@ -97,14 +106,22 @@ def check_enough(y: np.ndarray, what: str) -> list[str]:
         raise NotEnoughData(
             f"not enough {what} to train: {pos} positive and {neg} negative rows; at least {MIN_PER_CLASS} of "
             f"each are needed (missing: {max(MIN_PER_CLASS - pos, 0)} positive, {max(MIN_PER_CLASS - neg, 0)} "
-            "negative). Add data, or widen the horizon / positive outcomes of the qualified-lead definition.")
+            "negative). Add data, or widen the horizon / positive outcomes of the qualified-lead definition."
+        )
     if pos < WARN_PER_CLASS or neg < WARN_PER_CLASS:
-        return [f"only {pos} positive and {neg} negative {what}: metrics will be noisy below {WARN_PER_CLASS}"]
+        return [
+            f"only {pos} positive and {neg} negative {what}: metrics will be noisy below {WARN_PER_CLASS}"
+        ]
     return []
 
 
-def insights(values: dict[str, np.ndarray], y: np.ndarray, categorical: tuple[str, ...], min_rows: int = 50,
-             weight: np.ndarray | None = None) -> dict:
+def insights(
+    values: dict[str, np.ndarray],
+    y: np.ndarray,
+    categorical: tuple[str, ...],
+    min_rows: int = 50,
+    weight: np.ndarray | None = None,
+) -> dict:
     """Qualification rates overall and by categorical value (values with `min_rows` rows); with `weight`,
     weighted rates (those of all leads, not of the handed-over ones). No weights is every weight 1 (sums of
     ones and zeros are exact: the plain rates to the bit)."""
@@ -140,7 +157,9 @@ def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig
         sc = Scorecard.fit(X_fit, y_fit, encoder, seed=config.seed, sample_weight=w_fit)
         return sc.estimator, sc
     if len(y_fit) > config.boosted_max_rows:
-        keep = np.sort(np.random.default_rng(config.seed).choice(len(y_fit), config.boosted_max_rows, replace=False))
+        keep = np.sort(
+            np.random.default_rng(config.seed).choice(len(y_fit), config.boosted_max_rows, replace=False)
+        )
         X_fit, y_fit = X_fit[keep], y_fit[keep]
         w_fit = None if w_fit is None else w_fit[keep]
     est, trees = fit_boosted(X_fit, y_fit, encoder, config.boosted, seed=config.seed, sample_weight=w_fit)
@@ -148,12 +167,17 @@ def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig
 
 
 def _raw(explainer, X, encoder):
-    base, C = explainer.contributions(X, encoder) if isinstance(explainer, Scorecard) else explainer.contributions(X)
+    base, C = (
+        explainer.contributions(X, encoder)
+        if isinstance(explainer, Scorecard)
+        else explainer.contributions(X)
+    )
     return base, C
 
 
-def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
-          progress: Callable[[str], None] | None = None) -> TrainResult:
+def train(
+    dataset: Dataset, config: TrainConfig = TrainConfig(), progress: Callable[[str], None] | None = None
+) -> TrainResult:
     """Train on event data: point-in-time rows for `config.definition`, catalogue features."""
     step = progress or (lambda msg: log.info(msg))
     step("building training rows")
@@ -170,24 +194,43 @@ def train(dataset: Dataset, config: TrainConfig = TrainConfig(),
     step(f"computing features for {len(every):,} rows")
     feats = feature_frame(dataset, every)
     values = {name: feats[name].to_numpy()[~left_out] for name in config.features}
-    unlabelled = ({name: feats[name].to_numpy()[left_out] for name in config.features},
-                  every.loc[left_out].reset_index(drop=True)) if left_out.any() else None
+    unlabelled = (
+        (
+            {name: feats[name].to_numpy()[left_out] for name in config.features},
+            every.loc[left_out].reset_index(drop=True),
+        )
+        if left_out.any()
+        else None
+    )
     holdout = split_by_lead_time(rows, config.holdout_fraction)
-    categorical = tuple(n for n in config.features if n in catalog.BY_NAME and catalog.BY_NAME[n].kind == "categorical")
+    categorical = tuple(
+        n for n in config.features if n in catalog.BY_NAME and catalog.BY_NAME[n].kind == "categorical"
+    )
     result = fit_models(values, rows, holdout, categorical, config, step, unlabelled=unlabelled)
     result.warnings[:0] = warnings
     result.leakage = leakage
     return result
 
 
-def base_rate_warning(y_calibration: np.ndarray, y_holdout: np.ndarray, leads_calibration: np.ndarray | None = None,
-                      leads_holdout: np.ndarray | None = None, weight_calibration: np.ndarray | None = None,
-                      weight_holdout: np.ndarray | None = None) -> tuple[dict, list[str]]:
+def base_rate_warning(
+    y_calibration: np.ndarray,
+    y_holdout: np.ndarray,
+    leads_calibration: np.ndarray | None = None,
+    leads_holdout: np.ndarray | None = None,
+    weight_calibration: np.ndarray | None = None,
+    weight_holdout: np.ndarray | None = None,
+) -> tuple[dict, list[str]]:
     """Compare the positive rates of the calibration slice and the later holdout (`evaluate.positive_rate_shift`:
     two-proportion z-test clustered by lead, |z| > 3; weighted with inverse-propensity weights, the
     population's rates); a warning saying what to do when they differ beyond noise."""
-    shift = evaluate.positive_rate_shift(y_calibration, y_holdout, leads_calibration, leads_holdout,
-                                         weight_before=weight_calibration, weight_after=weight_holdout)
+    shift = evaluate.positive_rate_shift(
+        y_calibration,
+        y_holdout,
+        leads_calibration,
+        leads_holdout,
+        weight_before=weight_calibration,
+        weight_after=weight_holdout,
+    )
     if not shift["shifted"]:
         return shift, []
     return shift, [
@@ -196,13 +239,20 @@ def base_rate_warning(y_calibration: np.ndarray, y_holdout: np.ndarray, leads_ca
         f"(two-proportion z = {shift['z']:+.1f}, |z| > 3): the base rate moved over time, so probabilities "
         "calibrated on the older rows are off on the newest ones (see the holdout ECE). Recalibrate on recent "
         "data: `leadscore recalibrate` once this model is champion (event data; docs/retraining.md), or train a "
-        "flat export on its recent rows"]
+        "flat export on its recent rows"
+    ]
 
 
-def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.ndarray,
-               categorical: tuple[str, ...], config: TrainConfig,
-               step: Callable[[str], None] | None = None, ordered: bool = True,
-               unlabelled: tuple[dict[str, np.ndarray], pd.DataFrame] | None = None) -> TrainResult:
+def fit_models(
+    values: dict[str, np.ndarray],
+    rows: pd.DataFrame,
+    holdout: np.ndarray,
+    categorical: tuple[str, ...],
+    config: TrainConfig,
+    step: Callable[[str], None] | None = None,
+    ordered: bool = True,
+    unlabelled: tuple[dict[str, np.ndarray], pd.DataFrame] | None = None,
+) -> TrainResult:
     """Fit, calibrate, choose and evaluate on any feature table.
 
     `values`: feature name -> array (categoricals as str/None, numerics as float); `rows`: one row per
@@ -230,8 +280,9 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
     fit = ~holdout & ~calib
     if ordered:
         leads = rows[S.LEAD_ID].to_numpy()
-        base_rate, shifted = base_rate_warning(y[calib], y[holdout], leads[calib], leads[holdout],
-                                               part(calib), part(holdout))
+        base_rate, shifted = base_rate_warning(
+            y[calib], y[holdout], leads[calib], leads[holdout], part(calib), part(holdout)
+        )
         warnings += shifted
     rows = rows.assign(part=np.select([holdout, calib], ["holdout", "calibration"], "fit"))
 
@@ -248,21 +299,35 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
         base_h, C_h = _raw(explainer, X[holdout], encoder)
         p_h = sigmoid(platt(base_h + C_h.sum(1)))
         p_c = sigmoid(platt(base_c + C_c.sum(1)))
-        fitted[family] = dict(est=est, explainer=explainer, platt=platt, p_h=p_h, p_c=p_c,
-                              C_h=platt.a * C_h)
+        fitted[family] = {
+            "est": est,
+            "explainer": explainer,
+            "platt": platt,
+            "p_h": p_h,
+            "p_c": p_c,
+            "C_h": platt.a * C_h,
+        }
 
     candidates = {f: evaluate.metrics(v["p_h"], y[holdout], weight=part(holdout)) for f, v in fitted.items()}
     chosen = families[0]
     if config.model == "auto":
-        cmp = evaluate.paired_bootstrap_auc(y[holdout], fitted["boosted"]["p_h"], fitted["scorecard"]["p_h"],
-                                            seed=config.seed, weight=part(holdout))
+        cmp = evaluate.paired_bootstrap_auc(
+            y[holdout],
+            fitted["boosted"]["p_h"],
+            fitted["scorecard"]["p_h"],
+            seed=config.seed,
+            weight=part(holdout),
+        )
         candidates["comparison_boosted_minus_scorecard"] = cmp
         chosen = "boosted" if cmp["low"] > 0 else "scorecard"
-        step(f"auto: boosted - scorecard ROC AUC = {cmp['diff']:+.4f} "
-             f"(95 % [{cmp['low']:+.4f}, {cmp['high']:+.4f}]) -> {chosen}")
+        step(
+            f"auto: boosted - scorecard ROC AUC = {cmp['diff']:+.4f} "
+            f"(95 % [{cmp['low']:+.4f}, {cmp['high']:+.4f}]) -> {chosen}"
+        )
     f = fitted[chosen]
-    policy = choose_policy(f["p_c"], y[calib], rows.loc[calib, "as_of"], config.policy, config.policy_target,
-                           weight=part(calib))
+    policy = choose_policy(
+        f["p_c"], y[calib], rows.loc[calib, "as_of"], config.policy, config.policy_target, weight=part(calib)
+    )
     metrics = evaluate.metrics(f["p_h"], y[holdout], policy, weight=part(holdout))
     fit_values = {k: v[fit] for k, v in values.items()}
     ref_values, ref_p = fit_values, f["p_c"]
@@ -272,7 +337,7 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
         ref_values = {k: np.concatenate([v, u_values[k]]) for k, v in fit_values.items()}
         ref_p = np.concatenate([f["p_c"], sigmoid(f["platt"](base_u + C_u.sum(1)))])
     info = {
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": {"holdout": metrics},
         "insights": insights(fit_values, y[fit], categorical, weight=part(fit)),
         # explicit bins and shares of the training rows and the unlabelled ones, for drift monitoring
@@ -280,21 +345,44 @@ def fit_models(values: dict[str, np.ndarray], rows: pd.DataFrame, holdout: np.nd
         "distributions": drift.reference(ref_values, categorical, ref_p, policy.grade(ref_p)),
         # each numeric feature's min and max over the same rows (model.ranges)
         "ranges": training_ranges(ref_values, encoder),
-        "n_train": int(fit.sum() + calib.sum()), "n_holdout": int(holdout.sum()),
+        "n_train": int(fit.sum() + calib.sum()),
+        "n_holdout": int(holdout.sum()),
     }
     if ordered:
         info["base_rate"] = base_rate
     if unlabelled is not None:  # left out of the fit for want of a verdict (features.labels.with_propensity)
-        info["unlabelled"] = {"rows": int(len(unlabelled[1])), "leads": int(unlabelled[1][S.LEAD_ID].nunique())}
+        info["unlabelled"] = {
+            "rows": int(len(unlabelled[1])),
+            "leads": int(unlabelled[1][S.LEAD_ID].nunique()),
+        }
     if w is not None:  # what the weights did, for the run's record
-        info["weights"] = {"max_weight": config.max_weight, "weighted_rows": int((w != 1).sum()),
-                           # rows whose 1 / propensity exceeded the clip (5 % share: 20 = max_weight, not clipped)
-                           "clipped_rows": int((1.0 / rows["propensity"].to_numpy(dtype=np.float64)
-                                                > config.max_weight).sum()),
-                           "max": float(w.max())}
-    model = ScoringModel(family=chosen, encoder=encoder, explainer=f["explainer"], calibration=f["platt"],
-                         policy=policy, definition=config.definition, info=info)
-    return TrainResult(model=model, estimator=f["est"], rows=rows, holdout_p=f["p_h"],
-                       holdout_contributions=f["C_h"], metrics=metrics,
-                       holdout_values={k: v[holdout] for k, v in values.items()}, holdout_weight=part(holdout),
-                       candidates=candidates, warnings=warnings)
+        info["weights"] = {
+            "max_weight": config.max_weight,
+            "weighted_rows": int((w != 1).sum()),
+            # rows whose 1 / propensity exceeded the clip (5 % share: 20 = max_weight, not clipped)
+            "clipped_rows": int(
+                (1.0 / rows["propensity"].to_numpy(dtype=np.float64) > config.max_weight).sum()
+            ),
+            "max": float(w.max()),
+        }
+    model = ScoringModel(
+        family=chosen,
+        encoder=encoder,
+        explainer=f["explainer"],
+        calibration=f["platt"],
+        policy=policy,
+        definition=config.definition,
+        info=info,
+    )
+    return TrainResult(
+        model=model,
+        estimator=f["est"],
+        rows=rows,
+        holdout_p=f["p_h"],
+        holdout_contributions=f["C_h"],
+        metrics=metrics,
+        holdout_values={k: v[holdout] for k, v in values.items()},
+        holdout_weight=part(holdout),
+        candidates=candidates,
+        warnings=warnings,
+    )

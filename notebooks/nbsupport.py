@@ -88,27 +88,43 @@ class Service:
     keys: dict[str, str] = field(repr=False)
 
     @classmethod
-    def start(cls, workdir: str | Path, mlflow_uri: str, database_url: str, reload_interval: float = 0,
-              timeout: float = 120) -> "Service":
+    def start(
+        cls,
+        workdir: str | Path,
+        mlflow_uri: str,
+        database_url: str,
+        reload_interval: float = 0,
+        timeout: float = 120,
+    ) -> Service:
         import httpx
 
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         keys = {role: f"{role[:2]}_{secrets.token_urlsafe(18)}" for role in ("scorer", "sales", "admin")}
         port = free_port()
-        env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "LEADSCORE_DATABASE_URL": database_url,
-               "LEADSCORE_API_KEYS": ",".join(f"{r}:{k}" for r, k in keys.items()),
-               "LEADSCORE_RELOAD_INTERVAL_SECONDS": str(reload_interval)}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": mlflow_uri,
+            "LEADSCORE_DATABASE_URL": database_url,
+            "LEADSCORE_API_KEYS": ",".join(f"{r}:{k}" for r, k in keys.items()),
+            "LEADSCORE_RELOAD_INTERVAL_SECONDS": str(reload_interval),
+        }
         log = workdir / f"service-{port}.log"
-        proc = subprocess.Popen([sys.executable, "-m", "leadscore", "serve", "--port", str(port)], env=env,
-                                stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=workdir)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "leadscore", "serve", "--port", str(port)],
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
         service = cls(f"http://127.0.0.1:{port}", proc, log, keys)
         atexit.register(service.stop)  # the kernel's exit stops it even if the last cell never runs
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"the service exited with code {proc.returncode}:\n"
-                                   f"{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"the service exited with code {proc.returncode}:\n{log.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200:
                     return service

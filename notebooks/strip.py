@@ -21,18 +21,24 @@ NOTEBOOK_METADATA = ("widgets", "varInspector", "toc")
 
 def dirty_cells(nb: nbformat.NotebookNode) -> list[int]:
     """Indexes of the cells that carry outputs, an execution count or run metadata."""
-    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (
-        c.get("outputs") or c.get("execution_count") is not None
-        or any(k in c.metadata for k in CELL_METADATA))]
+    return [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        and (
+            c.get("outputs")
+            or c.get("execution_count") is not None
+            or any(k in c.metadata for k in CELL_METADATA)
+        )
+    ]
 
 
 def strip(nb: nbformat.NotebookNode) -> bool:
     """Strip `nb` in place; True if anything changed."""
     changed = False
     for c in nb.cells:
-        if c.cell_type == "code":
-            if c.get("outputs") or c.get("execution_count") is not None:
-                c.outputs, c.execution_count, changed = [], None, True
+        if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None):
+            c.outputs, c.execution_count, changed = [], None, True
         for key in CELL_METADATA:
             if key in c.metadata:
                 del c.metadata[key]
@@ -47,8 +53,9 @@ def strip(nb: nbformat.NotebookNode) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Clear notebook outputs before committing.")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 if a notebook has outputs")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a notebook has outputs"
+    )
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted(HERE.glob("*.ipynb"))
     dirty = []

@@ -76,10 +76,14 @@ class Admission:
 
     def reason(self, scope: Scope) -> str:
         if scope.get("leadscore.shed") == "bytes":
-            return (f"the service is at capacity: this worker is working on {self.max_bytes:,} bytes of request "
-                    f"bodies; retry after {RETRY_AFTER_SECONDS} s or send smaller batches")
-        return (f"the service is at capacity: this worker is working on {self.max_requests} requests; retry "
-                f"after {RETRY_AFTER_SECONDS} s")
+            return (
+                f"the service is at capacity: this worker is working on {self.max_bytes:,} bytes of request "
+                f"bodies; retry after {RETRY_AFTER_SECONDS} s or send smaller batches"
+            )
+        return (
+            f"the service is at capacity: this worker is working on {self.max_requests} requests; retry "
+            f"after {RETRY_AFTER_SECONDS} s"
+        )
 
     async def shed(self, scope: Scope, receive: Receive, send: Send) -> None:
         """503 with Retry-After. A client that asked `Expect: 100-continue` is answered before it sends its
@@ -87,8 +91,9 @@ class Admission:
         connection is closed; any other client's body is read and discarded first, so it can read the answer
         rather than meet a reset connection mid-upload."""
         start = time.perf_counter()
-        waits_for_continue = any(name == b"expect" and value.lower() == b"100-continue"
-                                 for name, value in scope.get("headers", ()))
+        waits_for_continue = any(
+            name == b"expect" and value.lower() == b"100-continue" for name, value in scope.get("headers", ())
+        )
         seen = 0
         while not waits_for_continue and seen <= self.max_body_bytes:
             message = await receive()
@@ -98,8 +103,11 @@ class Admission:
             if not message.get("more_body", False):
                 break
         body = orjson.dumps({"detail": [{"field": "request", "reason": self.reason(scope)}]})
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+        ]
         if waits_for_continue:  # the unsent body must not be read as the next request
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 503, "headers": headers})

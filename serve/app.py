@@ -18,9 +18,9 @@ from leadscore.serve.errors import INTERNAL_ERROR, error_detail, validation_deta
 from leadscore.serve.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from leadscore.serve.model_holder import ModelHolder
 from leadscore.serve.model_sync import ModelSync
-from leadscore.serve.scoring import Batcher
 from leadscore.serve.monitoring import MonitorCache
 from leadscore.serve.routes import feedback, health, leads, model, monitoring, score
+from leadscore.serve.scoring import Batcher
 from leadscore.serve.store import ScoreLogWriter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -39,7 +39,9 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     headers = getattr(exc, "headers", None)
     if exc.status_code == 405:  # Starlette's Allow names only the methods of the first route of the path
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}
-    return JSONResponse({"detail": error_detail(exc.detail, field)}, status_code=exc.status_code, headers=headers)
+    return JSONResponse(
+        {"detail": error_detail(exc.detail, field)}, status_code=exc.status_code, headers=headers
+    )
 
 
 def _allowed_methods(request: Request) -> str:
@@ -87,7 +89,7 @@ def _route_path(scope) -> str:
     """The path the app routes on: without the root_path a proxy mounts the service under (uvicorn
     --root-path puts it in front of the path)."""
     path, root = scope["path"], scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 class Leadscore(FastAPI):
@@ -124,21 +126,29 @@ def create_app(settings: Settings | None = None) -> Leadscore:
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         db.migrate(settings.database_url)
         app.state.engine = db.make_engine(settings.database_url)
-        app.state.score_log = ScoreLogWriter(db.make_engine(settings.database_url, synchronous="NORMAL"),
-                                             retention_days=settings.score_log_retention_days,
-                                             max_bytes=settings.score_log_queue_bytes,
-                                             on_drop=app.state.metrics.score_log_dropped.inc)
+        app.state.score_log = ScoreLogWriter(
+            db.make_engine(settings.database_url, synchronous="NORMAL"),
+            retention_days=settings.score_log_retention_days,
+            max_bytes=settings.score_log_queue_bytes,
+            on_drop=app.state.metrics.score_log_dropped.inc,
+        )
         app.state.metrics.score_log_queued.set_function(lambda: app.state.score_log.queued_bytes)
-        sync = app.state.model_sync = ModelSync(app.state.holder, app.state.engine, settings.reload_interval_seconds,
-                                                settings.model_sync_seconds)
+        sync = app.state.model_sync = ModelSync(
+            app.state.holder, app.state.engine, settings.reload_interval_seconds, settings.model_sync_seconds
+        )
         await asyncio.to_thread(sync.start)
         outcome = await asyncio.to_thread(app.state.holder.reload)
         (log.info if app.state.holder.model is not None else log.warning)("model: %s", outcome.message)
         await asyncio.to_thread(sync.report_now)
-        if settings.exploration_share > 0:  # the seed decides which leads are drawn: logged so a run can be redone
-            log.info("exploration: %.3g of the leads below the handoff threshold are handed over anyway "
-                     "(LEADSCORE_EXPLORATION_SHARE), drawn with seed %d (LEADSCORE_EXPLORATION_SEED)",
-                     settings.exploration_share, settings.exploration_seed)
+        if (
+            settings.exploration_share > 0
+        ):  # the seed decides which leads are drawn: logged so a run can be redone
+            log.info(
+                "exploration: %.3g of the leads below the handoff threshold are handed over anyway "
+                "(LEADSCORE_EXPLORATION_SHARE), drawn with seed %d (LEADSCORE_EXPLORATION_SEED)",
+                settings.exploration_share,
+                settings.exploration_seed,
+            )
         else:
             log.info("exploration: off (LEADSCORE_EXPLORATION_SHARE=0; seed %d)", settings.exploration_seed)
         if not app.state.keys:
@@ -156,7 +166,9 @@ def create_app(settings: Settings | None = None) -> Leadscore:
             app.state.engine.dispose()
 
     app = Leadscore(
-        title="Leadscore", version="1", lifespan=lifespan,
+        title="Leadscore",
+        version="1",
+        lifespan=lifespan,
         redirect_slashes=False,  # a trailing-slash redirect is built from the Host header: 404 instead
         description="Scores leads with calibrated probabilities, grades and exact reasons; stores sales feedback.",
     )
@@ -166,8 +178,12 @@ def create_app(settings: Settings | None = None) -> Leadscore:
     app.state.exploration = settings.exploration()
     app.state.metrics = Metrics()
     app.state.batcher = Batcher(app.state)
-    app.state.admission = Admission(settings.max_inflight_requests, settings.max_inflight_body_bytes,
-                                    settings.max_body_bytes, app.state.metrics)
+    app.state.admission = Admission(
+        settings.max_inflight_requests,
+        settings.max_inflight_body_bytes,
+        settings.max_body_bytes,
+        app.state.metrics,
+    )
     app.state.model_sync = None
     app.state.monitor_cache = MonitorCache(app.state)
     app.state.score_log = None

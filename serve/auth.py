@@ -17,7 +17,7 @@ from collections import deque
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from leadscore.settings import ROLES
 
@@ -86,8 +86,9 @@ def limiter(state) -> FailureLimiter:
         return state["auth_failures"]  # item access: State's attribute access raises (and catches) first
     except KeyError:
         settings = state.settings
-        found = state.auth_failures = FailureLimiter(settings.auth_failure_limit,
-                                                     settings.auth_failure_window_seconds)
+        found = state.auth_failures = FailureLimiter(
+            settings.auth_failure_limit, settings.auth_failure_window_seconds
+        )
         return found
 
 
@@ -108,8 +109,16 @@ def needs(allowed: tuple[str, ...]) -> str:
 
 
 def too_many(wait: int) -> HTTPException:
-    return HTTPException(429, [{"field": "authorization", "reason": "too many failed key checks from this address; "
-                                f"try again in {wait} s"}], headers={"Retry-After": str(wait)})
+    return HTTPException(
+        429,
+        [
+            {
+                "field": "authorization",
+                "reason": f"too many failed key checks from this address; try again in {wait} s",
+            }
+        ],
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def retry_after(state, scope) -> int:
@@ -122,8 +131,14 @@ def failed(state, scope, reason: str, allowed: tuple[str, ...], counted: bool) -
     client = client_address(scope)
     if counted:
         limiter(state).fail(throttle_key(client))
-    audit.warning("auth failure: %s %s from %s: %s; needs %s", scope.get("method", "-"),
-                  _printable(scope.get("path", "")), _printable(client), reason, needs(allowed))
+    audit.warning(
+        "auth failure: %s %s from %s: %s; needs %s",
+        scope.get("method", "-"),
+        _printable(scope.get("path", "")),
+        _printable(client),
+        reason,
+        needs(allowed),
+    )
 
 
 def role_of(keys: dict[str, str], presented: str) -> str | None:
@@ -164,14 +179,30 @@ def authorize(state, scope, presented: str | None, allowed: tuple[str, ...]) -> 
             raise too_many(wait)
     role = role_of(state["keys"], presented) if presented else None
     if role is None:
-        failed(state, scope, "invalid API key" if presented else "no API key", allowed, counted=bool(presented))
-        raise HTTPException(401, [{"field": "authorization",
-                                   "reason": "missing or invalid API key: send 'Authorization: Bearer <key>'"}],
-                            headers={"WWW-Authenticate": "Bearer"})
+        failed(
+            state, scope, "invalid API key" if presented else "no API key", allowed, counted=bool(presented)
+        )
+        raise HTTPException(
+            401,
+            [
+                {
+                    "field": "authorization",
+                    "reason": "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                }
+            ],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if role != "admin" and role not in allowed:
         failed(state, scope, f"a {role} key", allowed, counted=False)
-        raise HTTPException(403, [{"field": "authorization",
-                                   "reason": f"this route needs {needs(allowed)}; your key has the {role} role"}])
+        raise HTTPException(
+            403,
+            [
+                {
+                    "field": "authorization",
+                    "reason": f"this route needs {needs(allowed)}; your key has the {role} role",
+                }
+            ],
+        )
     return role
 
 
@@ -179,7 +210,9 @@ def authorize(state, scope, presented: str | None, allowed: tuple[str, ...]) -> 
 # the OpenAPI document (as alternatives), and /docs can send them. They only declare: `presented_key` reads
 # the key, as it does for POST /v1/score's own door.
 BEARER = HTTPBearer(scheme_name="bearer", auto_error=False, description="`Authorization: Bearer <key>`")
-API_KEY = APIKeyHeader(name="X-API-Key", scheme_name="apiKey", auto_error=False, description="`X-API-Key: <key>`")
+API_KEY = APIKeyHeader(
+    name="X-API-Key", scheme_name="apiKey", auto_error=False, description="`X-API-Key: <key>`"
+)
 
 
 def require(*allowed: str):
@@ -188,10 +221,18 @@ def require(*allowed: str):
         raise ValueError(f"unknown roles {unknown}")
 
     # async: no thread-pool hop
-    async def dependency(request: Request, _bearer=Security(BEARER), _key=Security(API_KEY)) -> str:
+    async def dependency(
+        request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+        _key: Annotated[str | None, Security(API_KEY)],
+    ) -> str:
         headers = request.headers
-        return authorize(request.app.state, request.scope,
-                         presented_key(headers.get("authorization"), headers.get("x-api-key")), allowed)
+        return authorize(
+            request.app.state,
+            request.scope,
+            presented_key(headers.get("authorization"), headers.get("x-api-key")),
+            allowed,
+        )
 
     return dependency
 

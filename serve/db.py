@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import operator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -21,7 +21,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 metadata = sa.MetaData()
 
 leads = sa.Table(
-    "leads", metadata,
+    "leads",
+    metadata,
     sa.Column("lead_id", sa.String(128), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("attributes", sa.JSON, nullable=False),
@@ -29,7 +30,8 @@ leads = sa.Table(
 )
 
 events = sa.Table(
-    "events", metadata,
+    "events",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("lead_id", sa.String(128), nullable=False),
     sa.Column("type", sa.String(32), nullable=False),
@@ -41,7 +43,8 @@ events = sa.Table(
 )
 
 feedback = sa.Table(
-    "feedback", metadata,
+    "feedback",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("lead_id", sa.String(128), nullable=False, index=True),
     sa.Column("outcome", sa.String(16), nullable=False),
@@ -54,7 +57,8 @@ feedback = sa.Table(
 )
 
 score_log = sa.Table(
-    "score_log", metadata,
+    "score_log",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("lead_id", sa.String(128), nullable=False, index=True),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, index=True),
@@ -79,15 +83,19 @@ score_log = sa.Table(
 )
 
 feature_sets = sa.Table(
-    "feature_sets", metadata,
+    "feature_sets",
+    metadata,
     sa.Column("id", sa.String(16), primary_key=True),  # a hash of the names: the same list, the same id
     sa.Column("names", sa.JSON, nullable=False),
 )
 
 # The sales page's sessions (`serve.ui.session`): shared by every worker, so signing out ends a session at once.
 ui_sessions = sa.Table(
-    "ui_sessions", metadata,
-    sa.Column("id", sa.String(64), primary_key=True),  # sha256 of the cookie's token: a copy of the table opens none
+    "ui_sessions",
+    metadata,
+    sa.Column(
+        "id", sa.String(64), primary_key=True
+    ),  # sha256 of the cookie's token: a copy of the table opens none
     sa.Column("key_fp", sa.String(64), nullable=False),  # HMAC of the key signed in with (never the key)
     sa.Column("csrf", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -103,18 +111,47 @@ def encode_json(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
 
 
-SCORE_LOG_FIELDS = ("lead_id", "scored_at", "as_of", "model_version", "probability", "score", "grade", "qualified",
-                    "features", "reasons", "propensity", "explored")
+SCORE_LOG_FIELDS = (
+    "lead_id",
+    "scored_at",
+    "as_of",
+    "model_version",
+    "probability",
+    "score",
+    "grade",
+    "qualified",
+    "features",
+    "reasons",
+    "propensity",
+    "explored",
+)
 REASON_FIELDS = ("feature", "value", "impact", "points", "text")
 _COLUMNS = (*SCORE_LOG_FIELDS[:10], "feature_set", *SCORE_LOG_FIELDS[10:])
 _INTO = f"INSERT INTO score_log ({', '.join(_COLUMNS)}) "
-_SQLITE_CHUNK = 76  # rows per INSERT ... VALUES (?, ...), (?, ...): 988 parameters, under the 999 of SQLite < 3.32
-_PG_CASTS = ("text", "timestamptz", "timestamptz", "text", "float8", "integer", "text", "boolean", "json", "json",
-             "text", "float8", "boolean")
+_SQLITE_CHUNK = (
+    76  # rows per INSERT ... VALUES (?, ...), (?, ...): 988 parameters, under the 999 of SQLite < 3.32
+)
+_PG_CASTS = (
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "float8",
+    "integer",
+    "text",
+    "boolean",
+    "json",
+    "json",
+    "text",
+    "float8",
+    "boolean",
+)
 _PG_PICK = ", ".join(f"CAST(r.value->>{i} AS {cast})" for i, cast in enumerate(_PG_CASTS))
 # rows get their ids in the array's order (a request's repeated lead_id: the later score is the later row)
-_PG_INSERT = sa.text(_INTO + f"SELECT {_PG_PICK} FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY "
-                     "AS r(value, ord) ORDER BY r.ord")
+_PG_INSERT = sa.text(
+    _INTO + f"SELECT {_PG_PICK} FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY "
+    "AS r(value, ord) ORDER BY r.ord"
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -161,10 +198,21 @@ def score_log_row(r: dict) -> tuple:
     arrays of `REASON_FIELDS`, the id of the feature set, then propensity and explored.
     About 1 KB of JSON a row instead of 2.4 KB with every key repeated (docs/api.md, "Score log")."""
     features = r["features"]
-    return (r["lead_id"], r["scored_at"], r["as_of"], r["model_version"], r["probability"], r["score"], r["grade"],
-            r["qualified"], encode_json(list(features.values())),
-            encode_json([_reason_values(x) for x in r["reasons"]]), feature_set_id(tuple(features)),
-            r.get("propensity"), r.get("explored"))
+    return (
+        r["lead_id"],
+        r["scored_at"],
+        r["as_of"],
+        r["model_version"],
+        r["probability"],
+        r["score"],
+        r["grade"],
+        r["qualified"],
+        encode_json(list(features.values())),
+        encode_json([_reason_values(x) for x in r["reasons"]]),
+        feature_set_id(tuple(features)),
+        r.get("propensity"),
+        r.get("explored"),
+    )
 
 
 def decode_score_log(conn: sa.Connection, rows: list[dict]) -> list[dict]:
@@ -174,9 +222,9 @@ def decode_score_log(conn: sa.Connection, rows: list[dict]) -> list[dict]:
     for r in rows:
         fs = r.pop("feature_set", None)
         if "features" in r and fs is not None and isinstance(r["features"], list):
-            r["features"] = dict(zip(names[fs], r["features"])) if fs in names else {}
+            r["features"] = dict(zip(names[fs], r["features"], strict=False)) if fs in names else {}
         if "reasons" in r and r["reasons"] and isinstance(r["reasons"][0], list):
-            r["reasons"] = [dict(zip(REASON_FIELDS, x)) for x in r["reasons"]]
+            r["reasons"] = [dict(zip(REASON_FIELDS, x, strict=False)) for x in r["reasons"]]
     return rows
 
 
@@ -184,7 +232,7 @@ def _sqlite_time(t: datetime) -> str:
     """A datetime as SQLAlchemy's SQLite dialect stores it, "YYYY-MM-DD HH:MM:SS.ffffff" (UTC; read back as
     UTC by `store`)."""
     if t.tzinfo is not None:
-        t = (t if t.tzinfo is timezone.utc else t.astimezone(timezone.utc)).replace(tzinfo=None)
+        t = (t if t.tzinfo is UTC else t.astimezone(UTC)).replace(tzinfo=None)
     return t.isoformat(" ", "microseconds")
 
 
@@ -199,15 +247,30 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple]) -> None:
     name = conn.dialect.name
     if name not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported database {name!r}: use SQLite or PostgreSQL")
-    conn.execute(dialect_insert(conn)(feature_sets).on_conflict_do_nothing(),
-                 [{"id": i, "names": list(_SET_NAMES[i])} for i in {r[10] for r in rows}])
+    conn.execute(
+        dialect_insert(conn)(feature_sets).on_conflict_do_nothing(),
+        [{"id": i, "names": list(_SET_NAMES[i])} for i in {r[10] for r in rows}],
+    )
     if name == "sqlite":
         for i in range(0, len(rows), _SQLITE_CHUNK):
-            chunk = rows[i:i + _SQLITE_CHUNK]
+            chunk = rows[i : i + _SQLITE_CHUNK]
             params = []
             for r in chunk:
-                params += (r[0], _sqlite_time(r[1]), _sqlite_time(r[2]), r[3], r[4], r[5], r[6], int(r[7]), r[8], r[9],
-                           r[10], r[11], None if r[12] is None else int(r[12]))
+                params += (
+                    r[0],
+                    _sqlite_time(r[1]),
+                    _sqlite_time(r[2]),
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    int(r[7]),
+                    r[8],
+                    r[9],
+                    r[10],
+                    r[11],
+                    None if r[12] is None else int(r[12]),
+                )
             conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(params))
     else:
         payload = [(*r[:1], r[1].isoformat(), r[2].isoformat(), *r[3:]) for r in rows]
@@ -223,13 +286,20 @@ def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
     leads' attributes, notes and events."""
     dialect = sa.engine.make_url(url).get_backend_name()
     if dialect not in ("sqlite", "postgresql"):
-        raise ValueError(f"LEADSCORE_DATABASE_URL: {dialect!r} is not supported; use sqlite:///... or "
-                         "postgresql+psycopg://...")
+        raise ValueError(
+            f"LEADSCORE_DATABASE_URL: {dialect!r} is not supported; use sqlite:///... or "
+            "postgresql+psycopg://..."
+        )
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                                  json_serializer=encode_json, json_deserializer=orjson.loads, hide_parameters=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=encode_json,
+            json_deserializer=orjson.loads,
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -240,8 +310,15 @@ def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, json_serializer=encode_json,
-                            json_deserializer=orjson.loads, hide_parameters=True)
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        json_serializer=encode_json,
+        json_deserializer=orjson.loads,
+        hide_parameters=True,
+    )
 
 
 def migrate(url: str, revision: str = "head") -> None:
@@ -263,7 +340,10 @@ def migrate(url: str, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(here / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
-    lock = Path(tempfile.gettempdir()) / f"leadscore-migrate-{hashlib.sha256(url.encode()).hexdigest()[:16]}.lock"
+    lock = (
+        Path(tempfile.gettempdir())
+        / f"leadscore-migrate-{hashlib.sha256(url.encode()).hexdigest()[:16]}.lock"
+    )
     with lock.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:

@@ -13,8 +13,10 @@ INTERNAL_ERROR = [{"field": "request", "reason": "internal error; see the servic
 
 class ErrorItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    field: str = Field(description="What is at fault: the input's dotted path (`leads.0.events.3.timestamp`, "
-                                   "`lead_id`, `since`), or `body`, `authorization`, `model`, `request`.")
+    field: str = Field(
+        description="What is at fault: the input's dotted path (`leads.0.events.3.timestamp`, "
+        "`lead_id`, `since`), or `body`, `authorization`, `model`, `request`."
+    )
     reason: str = Field(description="Why, in words.")
 
 
@@ -39,9 +41,16 @@ MEANING = {
     503: "No model is loaded",
 }
 KEYED = (401, 403, 429)  # what every route behind an API key may answer (serve/auth.py)
-_HEADERS = {401: {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}},
-            429: {"Retry-After": {"description": "Seconds to wait", "required": True,
-                                  "schema": {"type": "integer", "minimum": 1}}}}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
 
 
 def error_responses(*statuses: int | tuple[int, str]) -> dict[int, dict]:

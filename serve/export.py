@@ -19,7 +19,6 @@ from datetime import datetime
 
 import pandas as pd
 import sqlalchemy as sa
-
 from leadscore.features import schema as S
 from leadscore.features.feedback import with_feedback
 from leadscore.features.loading import Dataset
@@ -40,23 +39,37 @@ def selection_table(engine: sa.Engine, cut: datetime) -> pd.DataFrame | None:
 
     def ranked(where, *order):
         rn = sa.func.row_number().over(partition_by=sl.lead_id, order_by=order).label("rn")
-        return (sa.select(sl.lead_id, sl.scored_at, sl.propensity, rn)
-                .join(db.leads, db.leads.c.lead_id == sl.lead_id).where(where).subquery())
+        return (
+            sa.select(sl.lead_id, sl.scored_at, sl.propensity, rn)
+            .join(db.leads, db.leads.c.lead_id == sl.lead_id)
+            .where(where)
+            .subquery()
+        )
 
     first = ranked(sa.and_(known, sl.qualified.is_(True)), sl.scored_at, sl.id)
     last = ranked(known, sl.scored_at.desc(), sl.id.desc())
     with engine.connect() as conn:
-        handed = conn.execute(sa.select(first.c.lead_id, first.c.scored_at, first.c.propensity)
-                              .where(first.c.rn == 1)).all()
+        handed = conn.execute(
+            sa.select(first.c.lead_id, first.c.scored_at, first.c.propensity).where(first.c.rn == 1)
+        ).all()
         latest = conn.execute(sa.select(last.c.lead_id, last.c.propensity).where(last.c.rn == 1)).all()
     handed_ids = {r.lead_id for r in handed}
     never = [r for r in latest if r.lead_id not in handed_ids]
-    out = pd.DataFrame({
-        S.LEAD_ID: pd.Series([r.lead_id for r in handed] + [r.lead_id for r in never], dtype=object),
-        S.HANDED_AT: pd.concat([_utc([r.scored_at for r in handed]),
-                                pd.Series(pd.NaT, index=range(len(never)), dtype="datetime64[ms, UTC]")],
-                               ignore_index=True),
-        S.PROPENSITY: pd.Series([r.propensity for r in handed] + [r.propensity for r in never], dtype="float64")})
+    out = pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Series([r.lead_id for r in handed] + [r.lead_id for r in never], dtype=object),
+            S.HANDED_AT: pd.concat(
+                [
+                    _utc([r.scored_at for r in handed]),
+                    pd.Series(pd.NaT, index=range(len(never)), dtype="datetime64[ms, UTC]"),
+                ],
+                ignore_index=True,
+            ),
+            S.PROPENSITY: pd.Series(
+                [r.propensity for r in handed] + [r.propensity for r in never], dtype="float64"
+            ),
+        }
+    )
     out = out[out[S.PROPENSITY].notna()].sort_values(S.LEAD_ID, kind="stable", ignore_index=True)
     return out if len(out) else None
 
@@ -67,25 +80,48 @@ def store_dataset(engine: sa.Engine, as_of: datetime | None = None) -> Dataset:
     snapshot = snapshot.tz_localize("UTC") if snapshot.tzinfo is None else snapshot.tz_convert("UTC")
     cut = snapshot.to_pydatetime()
     with engine.connect() as conn:
-        lead_rows = conn.execute(sa.select(db.leads.c.lead_id, db.leads.c.created_at, db.leads.c.attributes)
-                                 .where(db.leads.c.created_at <= cut).order_by(db.leads.c.lead_id)).all()
+        lead_rows = conn.execute(
+            sa.select(db.leads.c.lead_id, db.leads.c.created_at, db.leads.c.attributes)
+            .where(db.leads.c.created_at <= cut)
+            .order_by(db.leads.c.lead_id)
+        ).all()
         event_rows = conn.execute(
             sa.select(db.events.c.lead_id, db.events.c.type, db.events.c.timestamp, db.events.c.page)
             .join(db.leads, db.leads.c.lead_id == db.events.c.lead_id)
             .where(db.events.c.timestamp <= cut, db.leads.c.created_at <= cut)
-            .order_by(db.events.c.id)).all()
+            .order_by(db.events.c.id)
+        ).all()
     attrs = [r.attributes or {} for r in lead_rows]
-    leads = pd.DataFrame({S.LEAD_ID: pd.Series([r.lead_id for r in lead_rows], dtype=object),
-                          S.CREATED_AT: _utc([r.created_at for r in lead_rows]),
-                          **{a: pd.Series([d.get(a) for d in attrs], dtype=object) for a in S.LEAD_ATTRIBUTES}})
-    events = pd.DataFrame({S.LEAD_ID: pd.Series([r.lead_id for r in event_rows], dtype=object),
-                           S.EVENT_TYPE: pd.Series([r.type for r in event_rows], dtype=object),
-                           S.TIMESTAMP: _utc([r.timestamp for r in event_rows]),
-                           S.PAGE: pd.Series([r.page for r in event_rows], dtype=object)})
-    outcomes = pd.DataFrame({S.LEAD_ID: pd.Series(dtype=object), S.OUTCOME: pd.Series(dtype=object),
-                             S.OUTCOME_AT: _utc([]), S.REASON: pd.Series(dtype=object)})
-    dataset = Dataset(leads=leads, events=events, outcomes=outcomes, snapshot_at=snapshot,
-                      selection=selection_table(engine, cut))
+    leads = pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Series([r.lead_id for r in lead_rows], dtype=object),
+            S.CREATED_AT: _utc([r.created_at for r in lead_rows]),
+            **{a: pd.Series([d.get(a) for d in attrs], dtype=object) for a in S.LEAD_ATTRIBUTES},
+        }
+    )
+    events = pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Series([r.lead_id for r in event_rows], dtype=object),
+            S.EVENT_TYPE: pd.Series([r.type for r in event_rows], dtype=object),
+            S.TIMESTAMP: _utc([r.timestamp for r in event_rows]),
+            S.PAGE: pd.Series([r.page for r in event_rows], dtype=object),
+        }
+    )
+    outcomes = pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Series(dtype=object),
+            S.OUTCOME: pd.Series(dtype=object),
+            S.OUTCOME_AT: _utc([]),
+            S.REASON: pd.Series(dtype=object),
+        }
+    )
+    dataset = Dataset(
+        leads=leads,
+        events=events,
+        outcomes=outcomes,
+        snapshot_at=snapshot,
+        selection=selection_table(engine, cut),
+    )
     feedback = store.feedback_frame(engine)
     if len(feedback):
         feedback = feedback[feedback[S.OUTCOME_AT] <= snapshot]

@@ -15,16 +15,16 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-
 from leadscore.serve import db
 
 STALE_AFTER_SECONDS = 600.0  # a holder refreshes every STALE_AFTER / 10: ten missed refreshes mean it is gone
 
 job_locks = sa.Table(
-    "job_locks", db.metadata,
+    "job_locks",
+    db.metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(200), nullable=False),  # host pid N
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
@@ -36,16 +36,18 @@ class LockHeld(RuntimeError):
     def __init__(self, name: str, holder: str, since: datetime, heartbeat: datetime, stale_after: float):
         self.name, self.holder, self.since, self.heartbeat = name, holder, since, heartbeat
         self.stale_after = stale_after
-        super().__init__(f"another {name} is running: held by {holder} since {since:%Y-%m-%d %H:%M:%S} UTC "
-                         f"(last heartbeat {heartbeat:%H:%M:%S} UTC)")
+        super().__init__(
+            f"another {name} is running: held by {holder} since {since:%Y-%m-%d %H:%M:%S} UTC "
+            f"(last heartbeat {heartbeat:%H:%M:%S} UTC)"
+        )
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(t: datetime) -> datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t  # SQLite returns naive UTC
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t  # SQLite returns naive UTC
 
 
 def holder_name() -> str:
@@ -71,8 +73,11 @@ class JobLock:
         t = _now()
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.insert(job_locks).values(name=self.name, holder=self.holder, acquired_at=t,
-                                                         heartbeat_at=t))
+                conn.execute(
+                    sa.insert(job_locks).values(
+                        name=self.name, holder=self.holder, acquired_at=t, heartbeat_at=t
+                    )
+                )
         except sa.exc.IntegrityError:
             self._take_over_if_stale(t)
         self._beat = threading.Thread(target=self._heartbeat, name=f"{self.name}-lock", daemon=True)
@@ -82,18 +87,25 @@ class JobLock:
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(job_locks).where(job_locks.c.name == self.name)).first()
             if row is None:  # released between our insert and this read: try once more
-                conn.execute(sa.insert(job_locks).values(name=self.name, holder=self.holder, acquired_at=t,
-                                                         heartbeat_at=t))
+                conn.execute(
+                    sa.insert(job_locks).values(
+                        name=self.name, holder=self.holder, acquired_at=t, heartbeat_at=t
+                    )
+                )
                 return
             beat = _aware(row.heartbeat_at)
             if t - beat < timedelta(seconds=self.stale_after):
                 raise LockHeld(self.name, row.holder, _aware(row.acquired_at), beat, self.stale_after)
             # the staleness is checked again in the UPDATE itself: of two runs taking over the same stale lock
             # (or a holder that beat just now), exactly one outcome wins
-            taken = conn.execute(sa.update(job_locks).where(
-                job_locks.c.name == self.name,
-                job_locks.c.heartbeat_at < t - timedelta(seconds=self.stale_after)).values(
-                holder=self.holder, acquired_at=t, heartbeat_at=t)).rowcount
+            taken = conn.execute(
+                sa.update(job_locks)
+                .where(
+                    job_locks.c.name == self.name,
+                    job_locks.c.heartbeat_at < t - timedelta(seconds=self.stale_after),
+                )
+                .values(holder=self.holder, acquired_at=t, heartbeat_at=t)
+            ).rowcount
         if taken != 1:
             raise LockHeld(self.name, row.holder, _aware(row.acquired_at), beat, self.stale_after)
         self.took_over = row.holder
@@ -102,9 +114,11 @@ class JobLock:
         while not self._stop.wait(self.stale_after / 10):
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(sa.update(job_locks).where(job_locks.c.name == self.name,
-                                                            job_locks.c.holder == self.holder)
-                                 .values(heartbeat_at=_now()))
+                    conn.execute(
+                        sa.update(job_locks)
+                        .where(job_locks.c.name == self.name, job_locks.c.holder == self.holder)
+                        .values(heartbeat_at=_now())
+                    )
             except sa.exc.SQLAlchemyError:  # a passing store outage: the next beat tries again
                 pass
 
@@ -113,9 +127,11 @@ class JobLock:
         if self._beat is not None:
             self._beat.join()
         with self.engine.begin() as conn:
-            conn.execute(sa.delete(job_locks).where(job_locks.c.name == self.name, job_locks.c.holder == self.holder))
+            conn.execute(
+                sa.delete(job_locks).where(job_locks.c.name == self.name, job_locks.c.holder == self.holder)
+            )
 
-    def __enter__(self) -> "JobLock":
+    def __enter__(self) -> JobLock:
         self.acquire()
         return self
 

@@ -12,43 +12,93 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("leadscore_requests_total", "HTTP requests", ["route", "method", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("leadscore_request_seconds", "HTTP request latency", ["route", "method"],
-                                 buckets=(.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5), registry=self.registry)
-        self.scores = Histogram("leadscore_score", "Scores served (0-100)", buckets=tuple(range(10, 101, 10)),
-                                registry=self.registry)
+        self.requests = Counter(
+            "leadscore_requests_total", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "leadscore_request_seconds",
+            "HTTP request latency",
+            ["route", "method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.scores = Histogram(
+            "leadscore_score",
+            "Scores served (0-100)",
+            buckets=tuple(range(10, 101, 10)),
+            registry=self.registry,
+        )
         self.grades = Counter("leadscore_grade_total", "Grades served", ["grade"], registry=self.registry)
-        self.model_version = Gauge("leadscore_model_version", "Version of the model being served",
-                                   registry=self.registry)
-        self.batches = Histogram("leadscore_score_batch_requests", "Requests scored together (one event-loop step)",
-                                 buckets=(1, 2, 3, 4, 6, 8, 16, 32, 64), registry=self.registry)
-        self.shed = Counter("leadscore_shed_requests_total", "Requests answered 503 at once: the worker was at its "
-                            "bound of requests or request bytes in flight", ["reason"], registry=self.registry)
-        self.inflight_requests = Gauge("leadscore_inflight_requests", "Requests this worker is working on",
-                                       registry=self.registry)
-        self.inflight_bytes = Gauge("leadscore_inflight_body_bytes", "Declared body bytes of the requests in flight",
-                                    registry=self.registry)
-        self.score_log_dropped = Counter("leadscore_score_log_dropped_rows_total", "Score-log rows dropped because "
-                                         "the queue to the database was full", registry=self.registry)
-        self.score_log_queued = Gauge("leadscore_score_log_queued_bytes", "Score-log bytes waiting for the database",
-                                      registry=self.registry)
+        self.model_version = Gauge(
+            "leadscore_model_version", "Version of the model being served", registry=self.registry
+        )
+        self.batches = Histogram(
+            "leadscore_score_batch_requests",
+            "Requests scored together (one event-loop step)",
+            buckets=(1, 2, 3, 4, 6, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "leadscore_shed_requests_total",
+            "Requests answered 503 at once: the worker was at its "
+            "bound of requests or request bytes in flight",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.inflight_requests = Gauge(
+            "leadscore_inflight_requests", "Requests this worker is working on", registry=self.registry
+        )
+        self.inflight_bytes = Gauge(
+            "leadscore_inflight_body_bytes",
+            "Declared body bytes of the requests in flight",
+            registry=self.registry,
+        )
+        self.score_log_dropped = Counter(
+            "leadscore_score_log_dropped_rows_total",
+            "Score-log rows dropped because the queue to the database was full",
+            registry=self.registry,
+        )
+        self.score_log_queued = Gauge(
+            "leadscore_score_log_queued_bytes",
+            "Score-log bytes waiting for the database",
+            registry=self.registry,
+        )
         # monitoring (serve.monitoring): set from the cached report when /metrics is read
-        self.monitor_status = Gauge("leadscore_monitor_status", "Monitoring status per check: 0 ok, 1 warn, 2 alert, "
-                                    "-1 not enough data or unknown", ["check"], registry=self.registry)
-        self.monitor_retrain = Gauge("leadscore_monitor_retrain_recommended", "1 when a monitoring alert fired",
-                                     registry=self.registry)
-        self.monitor_calibration = Gauge("leadscore_monitor_calibration", "Calibration on the leads whose outcome "
-                                         "is known: ece, predicted_rate, observed_rate, rows", ["figure"],
-                                         registry=self.registry)
-        self.monitor_feature_psi = Gauge("leadscore_monitor_feature_psi", "PSI of a model feature against training",
-                                         ["feature"], registry=self.registry)
-        self.monitor_psi = Gauge("leadscore_monitor_psi", "PSI of the score and of the grade mix against training",
-                                 ["of"], registry=self.registry)
-        self.monitor_scores = Gauge("leadscore_monitor_window_scores", "Scores in the monitoring window",
-                                    registry=self.registry)
-        self.monitor_coverage = Gauge("leadscore_monitor_feedback_coverage", "Share of leads scored in the window "
-                                      "that got a verdict", registry=self.registry)
+        self.monitor_status = Gauge(
+            "leadscore_monitor_status",
+            "Monitoring status per check: 0 ok, 1 warn, 2 alert, -1 not enough data or unknown",
+            ["check"],
+            registry=self.registry,
+        )
+        self.monitor_retrain = Gauge(
+            "leadscore_monitor_retrain_recommended", "1 when a monitoring alert fired", registry=self.registry
+        )
+        self.monitor_calibration = Gauge(
+            "leadscore_monitor_calibration",
+            "Calibration on the leads whose outcome is known: ece, predicted_rate, observed_rate, rows",
+            ["figure"],
+            registry=self.registry,
+        )
+        self.monitor_feature_psi = Gauge(
+            "leadscore_monitor_feature_psi",
+            "PSI of a model feature against training",
+            ["feature"],
+            registry=self.registry,
+        )
+        self.monitor_psi = Gauge(
+            "leadscore_monitor_psi",
+            "PSI of the score and of the grade mix against training",
+            ["of"],
+            registry=self.registry,
+        )
+        self.monitor_scores = Gauge(
+            "leadscore_monitor_window_scores", "Scores in the monitoring window", registry=self.registry
+        )
+        self.monitor_coverage = Gauge(
+            "leadscore_monitor_feedback_coverage",
+            "Share of leads scored in the window that got a verdict",
+            registry=self.registry,
+        )
         self._children: dict = {}  # label values -> their series (request counter and latency, grade counter)
 
     def observe_scores(self, results: list[dict]) -> None:
@@ -65,14 +115,23 @@ class Metrics:
         new report has not got), and the coverage share is NaN when it has none."""
         level = {"ok": 0, "warn": 1, "alert": 2}
         checks = report["checks"]
-        for gauge in (self.monitor_status, self.monitor_calibration, self.monitor_feature_psi, self.monitor_psi):
+        for gauge in (
+            self.monitor_status,
+            self.monitor_calibration,
+            self.monitor_feature_psi,
+            self.monitor_psi,
+        ):
             gauge.clear()
         for name, check in checks.items():
             self.monitor_status.labels(name).set(level.get(check["status"], -1))
         self.monitor_retrain.set(1 if report["retrain_recommended"] else 0)
         cal = checks["calibration"]
-        for figure, key in (("ece", "ece"), ("predicted_rate", "predicted_rate"), ("observed_rate", "observed_rate"),
-                            ("rows", "n")):
+        for figure, key in (
+            ("ece", "ece"),
+            ("predicted_rate", "predicted_rate"),
+            ("observed_rate", "observed_rate"),
+            ("rows", "n"),
+        ):
             if cal.get(key) is not None:
                 self.monitor_calibration.labels(figure).set(cal[key])
         for name, entry in (checks["drift"].get("features") or {}).items():
@@ -91,8 +150,10 @@ class Metrics:
         key = (route, method, status)
         children = self._children.get(key)
         if children is None:  # labels() takes a lock and builds its key each time: look each series up once
-            children = self._children[key] = (self.requests.labels(route, method, str(status)),
-                                              self.latency.labels(route, method))
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
         children[0].inc()
         children[1].observe(seconds)
 
@@ -150,7 +211,9 @@ class BodyLimitMiddleware:
         except ClientGone as gone:  # the app sees the disconnect
             await self.app(scope, _replay([gone.message], receive), send)
             return
-        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+        await self.app(
+            scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send
+        )
 
 
 class TooLarge(Exception):
@@ -202,6 +265,11 @@ def _replay(messages: list, receive: Receive) -> Receive:
 
 async def _too_large(send: Send, limit: int) -> None:
     body = too_large_body(limit)
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

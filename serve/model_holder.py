@@ -14,7 +14,6 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-
 from leadscore.features.live import lead_features, to_ms
 from leadscore.model import registry
 from leadscore.model.scoring import ScoringModel
@@ -66,8 +65,11 @@ class ModelHolder:
             if target == self.refused and not force:
                 return ReloadOutcome(False, self.version, self.last_error or f"version {target} was refused")
             try:
-                candidate = registry.load_scoring_model(self.uri if "@" not in self.uri else
-                                                        f"models:/{self.uri.removeprefix('models:/').partition('@')[0]}/{target}")
+                candidate = registry.load_scoring_model(
+                    self.uri
+                    if "@" not in self.uri
+                    else f"models:/{self.uri.removeprefix('models:/').partition('@')[0]}/{target}"
+                )
                 candidate.version = target if "@" in self.uri else candidate.version
                 smoke_test(candidate)
             except Exception as e:  # noqa: BLE001 - any failure refuses the candidate

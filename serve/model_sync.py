@@ -23,28 +23,31 @@ import logging
 import os
 import socket
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-
 from leadscore.serve import db
+from sqlalchemy.dialects import postgresql, sqlite
 
 log = logging.getLogger("leadscore.serve")
 
-HEARTBEAT_SECONDS = 5.0  # a worker that reports nothing for LIVE_SECONDS is taken as gone (stopped, restarted)
+HEARTBEAT_SECONDS = (
+    5.0  # a worker that reports nothing for LIVE_SECONDS is taken as gone (stopped, restarted)
+)
 LIVE_SECONDS = 15.0
 FORGET_SECONDS = 3600.0  # reports of workers gone this long are deleted at the start of a worker
 
 model_generation = sa.Table(
-    "model_generation", db.metadata,
+    "model_generation",
+    db.metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # one row, id 1
     sa.Column("generation", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 serve_workers = sa.Table(
-    "serve_workers", db.metadata,
+    "serve_workers",
+    db.metadata,
     sa.Column("worker", sa.String(160), primary_key=True),  # host:pid
     sa.Column("version", sa.String(32), nullable=True),
     sa.Column("generation", sa.BigInteger, nullable=False),  # the reload generation it has acted on
@@ -54,56 +57,86 @@ serve_workers = sa.Table(
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(t: datetime) -> datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def current_generation(engine: sa.Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(sa.select(model_generation.c.generation)
-                                .where(model_generation.c.id == 1)).scalar() or 0)
+        return int(
+            conn.execute(sa.select(model_generation.c.generation).where(model_generation.c.id == 1)).scalar()
+            or 0
+        )
 
 
 def bump_generation(engine: sa.Engine) -> int:
     """Tell every worker to reload; the new generation."""
     with engine.begin() as conn:
-        return int(conn.execute(sa.update(model_generation).where(model_generation.c.id == 1)
-                                .values(generation=model_generation.c.generation + 1, updated_at=_now())
-                                .returning(model_generation.c.generation)).scalar_one())
+        return int(
+            conn.execute(
+                sa.update(model_generation)
+                .where(model_generation.c.id == 1)
+                .values(generation=model_generation.c.generation + 1, updated_at=_now())
+                .returning(model_generation.c.generation)
+            ).scalar_one()
+        )
 
 
-def report(engine: sa.Engine, worker: str, version: str | None, generation: int, started_at: datetime) -> None:
-    values = dict(worker=worker, version=version, generation=generation, started_at=started_at, reported_at=_now())
+def report(
+    engine: sa.Engine, worker: str, version: str | None, generation: int, started_at: datetime
+) -> None:
+    values = {
+        "worker": worker,
+        "version": version,
+        "generation": generation,
+        "started_at": started_at,
+        "reported_at": _now(),
+    }
     insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(serve_workers)
     with engine.begin() as conn:
-        conn.execute(insert.values(**values).on_conflict_do_update(
-            index_elements=[serve_workers.c.worker],
-            set_={k: v for k, v in values.items() if k not in ("worker", "started_at")}))
+        conn.execute(
+            insert.values(**values).on_conflict_do_update(
+                index_elements=[serve_workers.c.worker],
+                set_={k: v for k, v in values.items() if k not in ("worker", "started_at")},
+            )
+        )
 
 
 def live_workers(engine: sa.Engine, within: float = LIVE_SECONDS) -> list[dict]:
     """The workers that reported in the last `within` seconds: worker, version, generation, reported_at."""
     since = _now() - timedelta(seconds=within)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(serve_workers.c.worker, serve_workers.c.version, serve_workers.c.generation,
-                                      serve_workers.c.reported_at)
-                            .where(serve_workers.c.reported_at >= since).order_by(serve_workers.c.worker)).all()
+        rows = conn.execute(
+            sa.select(
+                serve_workers.c.worker,
+                serve_workers.c.version,
+                serve_workers.c.generation,
+                serve_workers.c.reported_at,
+            )
+            .where(serve_workers.c.reported_at >= since)
+            .order_by(serve_workers.c.worker)
+        ).all()
     return [{**r._mapping, "reported_at": _aware(r.reported_at)} for r in rows]
 
 
 def forget_gone(engine: sa.Engine, older_than: float = FORGET_SECONDS) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.delete(serve_workers).where(
-            serve_workers.c.reported_at < _now() - timedelta(seconds=older_than)))
+        conn.execute(
+            sa.delete(serve_workers).where(
+                serve_workers.c.reported_at < _now() - timedelta(seconds=older_than)
+            )
+        )
 
 
 class ModelSync:
     """One worker's side: follow the generation and the alias, report what it serves."""
 
-    def __init__(self, holder, engine: sa.Engine, registry_every: float, sync_every: float, worker: str | None = None):
+    def __init__(
+        self, holder, engine: sa.Engine, registry_every: float, sync_every: float, worker: str | None = None
+    ):
         self.holder = holder
         self.engine = engine
         self.registry_every = registry_every
@@ -152,8 +185,10 @@ class ModelSync:
         elif self.registry_every > 0 and time.monotonic() >= self._next_registry_check:
             self._next_registry_check = time.monotonic() + self.registry_every
             self.holder.reload()
-        if self._store_error is None and ((self.holder.version, self.generation) != self._reported
-                                          or time.monotonic() - self._reported_at >= HEARTBEAT_SECONDS):
+        if self._store_error is None and (
+            (self.holder.version, self.generation) != self._reported
+            or time.monotonic() - self._reported_at >= HEARTBEAT_SECONDS
+        ):
             self.report_now()
 
     _store_error: str | None = None
@@ -164,8 +199,11 @@ class ModelSync:
         now_error = None if error is None else type(error).__name__
         if now_error != self._store_error:
             if now_error:
-                log.warning("cannot read the reload generation from the store (%s): promotions still arrive "
-                            "through the registry's alias check", now_error)
+                log.warning(
+                    "cannot read the reload generation from the store (%s): promotions still arrive "
+                    "through the registry's alias check",
+                    now_error,
+                )
             else:
                 log.info("the store answers again: reload generations are followed")
             self._store_error = now_error

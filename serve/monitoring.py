@@ -27,12 +27,11 @@ import logging
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-
 from leadscore.features import schema as S
 from leadscore.features.feedback import VERDICTS, with_feedback
 from leadscore.features.labels import label_rows
@@ -43,6 +42,7 @@ from leadscore.model.evaluate import ece as expected_calibration_error
 from leadscore.model.policy import GRADES
 from leadscore.model.train import TrainConfig, label_weights
 from leadscore.serve import db, store
+
 from leadscore.settings import Settings
 
 OK, WARN, ALERT, NOT_ENOUGH, UNKNOWN = "ok", "warn", "alert", "not enough data", "unknown"
@@ -62,14 +62,28 @@ def worst(statuses) -> str:
 # --- reading the store ------------------------------------------------------------------------------------
 def _score_rows(conn: sa.Connection, where, limit: int) -> list:
     sl = db.score_log.c
-    q = (sa.select(sl.lead_id, sl.scored_at, sl.as_of, sl.probability, sl.grade, sl.qualified, sl.propensity,
-                   sl.features, sl.feature_set)
-         .where(*where).order_by(sl.scored_at.desc(), sl.id.desc()).limit(limit))
+    q = (
+        sa.select(
+            sl.lead_id,
+            sl.scored_at,
+            sl.as_of,
+            sl.probability,
+            sl.grade,
+            sl.qualified,
+            sl.propensity,
+            sl.features,
+            sl.feature_set,
+        )
+        .where(*where)
+        .order_by(sl.scored_at.desc(), sl.id.desc())
+        .limit(limit)
+    )
     return conn.execute(q).all()
 
 
-def feature_values(conn: sa.Connection, rows: list, names: tuple[str, ...],
-                   categorical: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def feature_values(
+    conn: sa.Connection, rows: list, names: tuple[str, ...], categorical: tuple[str, ...]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The logged feature values of `rows` as model input (name -> array; numerics float with NaN for
     missing, categoricals object), and for each name the mask of the rows whose log holds it (a row of
     another feature set may not). Rows of one feature set are read column-wise: a few numpy calls a feature."""
@@ -87,7 +101,7 @@ def feature_values(conn: sa.Connection, rows: list, names: tuple[str, ...],
                     raw[n][i], present[n][i] = r.features[n], True
     for fs, idx in groups.items():
         position = {n: j for j, n in enumerate(sets.get(fs, ()))}
-        columns = list(zip(*(rows[i].features for i in idx)))
+        columns = list(zip(*(rows[i].features for i in idx), strict=False))
         at = np.asarray(idx)
         for n in names:
             j = position.get(n)
@@ -115,22 +129,48 @@ def _outcomes(conn: sa.Connection, lead_ids: set[str], now: datetime) -> Dataset
     ids = sorted(lead_ids)
     created, feedback = [], []
     for i in range(0, len(ids), 900):  # bounded IN lists (SQLite before 3.32: 999 parameters)
-        part = ids[i:i + 900]
-        created += conn.execute(sa.select(db.leads.c.lead_id, db.leads.c.created_at)
-                                .where(db.leads.c.lead_id.in_(part))).all()
-        feedback += conn.execute(sa.select(db.feedback.c.id, db.feedback.c.lead_id, db.feedback.c.outcome,
-                                           db.feedback.c.at, db.feedback.c.reason)
-                                 .where(db.feedback.c.lead_id.in_(part), db.feedback.c.at <= now)).all()
+        part = ids[i : i + 900]
+        created += conn.execute(
+            sa.select(db.leads.c.lead_id, db.leads.c.created_at).where(db.leads.c.lead_id.in_(part))
+        ).all()
+        feedback += conn.execute(
+            sa.select(
+                db.feedback.c.id,
+                db.feedback.c.lead_id,
+                db.feedback.c.outcome,
+                db.feedback.c.at,
+                db.feedback.c.reason,
+            ).where(db.feedback.c.lead_id.in_(part), db.feedback.c.at <= now)
+        ).all()
     utc = "datetime64[ms, UTC]"
-    leads = pd.DataFrame({S.LEAD_ID: pd.Series([r.lead_id for r in created], dtype=object),
-                          S.CREATED_AT: pd.to_datetime(pd.Series([store._aware(r.created_at) for r in created],
-                                                                 dtype=object), utc=True).astype(utc)})
-    empty_outcomes = pd.DataFrame({S.LEAD_ID: pd.Series(dtype=object), S.OUTCOME: pd.Series(dtype=object),
-                                   S.OUTCOME_AT: pd.Series(dtype=utc), S.REASON: pd.Series(dtype=object)})
-    dataset = Dataset(leads=leads, events=pd.DataFrame(), outcomes=empty_outcomes, snapshot_at=pd.Timestamp(now))
-    fb = pd.DataFrame({"id": [r.id for r in feedback], S.LEAD_ID: [r.lead_id for r in feedback],
-                       S.OUTCOME: [r.outcome for r in feedback],
-                       S.OUTCOME_AT: [store._aware(r.at) for r in feedback], S.REASON: [r.reason for r in feedback]})
+    leads = pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Series([r.lead_id for r in created], dtype=object),
+            S.CREATED_AT: pd.to_datetime(
+                pd.Series([store._aware(r.created_at) for r in created], dtype=object), utc=True
+            ).astype(utc),
+        }
+    )
+    empty_outcomes = pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Series(dtype=object),
+            S.OUTCOME: pd.Series(dtype=object),
+            S.OUTCOME_AT: pd.Series(dtype=utc),
+            S.REASON: pd.Series(dtype=object),
+        }
+    )
+    dataset = Dataset(
+        leads=leads, events=pd.DataFrame(), outcomes=empty_outcomes, snapshot_at=pd.Timestamp(now)
+    )
+    fb = pd.DataFrame(
+        {
+            "id": [r.id for r in feedback],
+            S.LEAD_ID: [r.lead_id for r in feedback],
+            S.OUTCOME: [r.outcome for r in feedback],
+            S.OUTCOME_AT: [store._aware(r.at) for r in feedback],
+            S.REASON: [r.reason for r in feedback],
+        }
+    )
     return with_feedback(dataset, fb)
 
 
@@ -139,17 +179,29 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
     horizon = timedelta(days=model.definition.horizon_days)
     sl = db.score_log.c
     stored = sa.exists().where(db.leads.c.lead_id == sl.lead_id)
-    rows = _score_rows(conn, [sl.as_of > now - window - horizon, sl.as_of <= now - horizon, stored],
-                       settings.monitor_max_rows)
-    out = {"min_rows": settings.monitor_min_labeled, "horizon_days": model.definition.horizon_days,
-           "as_of_from": (now - window - horizon).isoformat(), "as_of_to": (now - horizon).isoformat()}
+    rows = _score_rows(
+        conn,
+        [sl.as_of > now - window - horizon, sl.as_of <= now - horizon, stored],
+        settings.monitor_max_rows,
+    )
+    out = {
+        "min_rows": settings.monitor_min_labeled,
+        "horizon_days": model.definition.horizon_days,
+        "as_of_from": (now - window - horizon).isoformat(),
+        "as_of_to": (now - horizon).isoformat(),
+    }
     values, present = feature_values(conn, rows, model.encoder.features, model.encoder.categorical)
     keep = np.flatnonzero(_complete(present, len(rows)))
     out["rows_without_features"] = int(len(rows) - len(keep))
-    labelled = pd.DataFrame({S.LEAD_ID: pd.Series([rows[i].lead_id for i in keep], dtype=object),
-                             "as_of": pd.to_datetime(pd.Series([store._aware(rows[i].as_of) for i in keep],
-                                                               dtype=object), utc=True),
-                             "row": keep})
+    labelled = pd.DataFrame(
+        {
+            S.LEAD_ID: pd.Series([rows[i].lead_id for i in keep], dtype=object),
+            "as_of": pd.to_datetime(
+                pd.Series([store._aware(rows[i].as_of) for i in keep], dtype=object), utc=True
+            ),
+            "row": keep,
+        }
+    )
     weight = None
     if len(labelled):
         dataset = _outcomes(conn, set(labelled[S.LEAD_ID]), now)
@@ -163,8 +215,10 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
         # propensity (clipped as in training): an unbiased sample of every score, whatever the policy let
         # sales see. A row of a lead handed over only later is left out: that it reached sales was decided
         # by what happened after the score. Rows logged before propensities were recorded count as before.
-        propensity = np.array([np.nan if rows[i].propensity is None else rows[i].propensity
-                               for i in labelled["row"]], dtype=np.float64)
+        propensity = np.array(
+            [np.nan if rows[i].propensity is None else rows[i].propensity for i in labelled["row"]],
+            dtype=np.float64,
+        )
         handed = np.array([bool(rows[i].qualified) for i in labelled["row"]], dtype=bool)
         logged = ~np.isnan(propensity)
         if logged.any():
@@ -177,8 +231,12 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
     out["n"] = n
     out["weighted"] = weight is not None
     if n == 0:
-        out.update(status=NOT_ENOUGH, positives=0, message=f"no lead whose {out['horizon_days']}-day horizon ended "
-                   "in the window has a known outcome yet")
+        out.update(
+            status=NOT_ENOUGH,
+            positives=0,
+            message=f"no lead whose {out['horizon_days']}-day horizon ended "
+            "in the window has a known outcome yet",
+        )
         return out
     idx = labelled["row"].to_numpy()
     p = model.explain({k: v[idx] for k, v in values.items()}).probability
@@ -191,8 +249,11 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
     predicted, observed = mean(p), mean(y)
     out.update(positives=int(y.sum()), predicted_rate=predicted, observed_rate=observed)
     order = np.argsort(p, kind="stable")
-    out["deciles"] = [{"n": int(len(c)), "predicted": mean(p, c), "observed": mean(y, c)}
-                      for c in np.array_split(order, CALIBRATION_BINS) if len(c)]
+    out["deciles"] = [
+        {"n": int(len(c)), "predicted": mean(p, c), "observed": mean(y, c)}
+        for c in np.array_split(order, CALIBRATION_BINS)
+        if len(c)
+    ]
     out["ece"] = expected_calibration_error(p, y, CALIBRATION_BINS, weight=weight)
     # The rows of one lead (scored at several moments) share its outcome, so they are not independent draws:
     # both noise figures are clustered by lead (model.evaluate.clustered_covariance, as training's
@@ -207,33 +268,59 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
     sd_rows = np.zeros((n, CALIBRATION_BINS))
     sd_rows[np.arange(n), bin_of] = w * np.sqrt(p * (1 - p))
     cov = clustered_covariance(sd_rows, leads)
-    draws = np.abs(np.random.default_rng(0).multivariate_normal(np.zeros(CALIBRATION_BINS), cov, 2000,
-                                                                method="eigh")).sum(1) / w.sum()
+    draws = (
+        np.abs(
+            np.random.default_rng(0).multivariate_normal(np.zeros(CALIBRATION_BINS), cov, 2000, method="eigh")
+        ).sum(1)
+        / w.sum()
+    )
     out["ece_noise"] = float(np.quantile(draws, 0.95))
     # observed minus predicted positives over its cluster-robust standard error
     sd = float(np.sqrt(clustered_covariance(w * (y - p), leads)))
     out["rate_z"] = float((w * (y - p)).sum() / sd) if sd > 0 else 0.0
     out["rate_ratio"] = observed / predicted if predicted > 0 else float("inf")
     if n < settings.monitor_min_labeled:
-        out.update(status=NOT_ENOUGH, message=f"only {n} leads with a known outcome; at least "
-                   f"{settings.monitor_min_labeled} are needed (LEADSCORE_MONITOR_MIN_LABELED)")
+        out.update(
+            status=NOT_ENOUGH,
+            message=f"only {n} leads with a known outcome; at least "
+            f"{settings.monitor_min_labeled} are needed (LEADSCORE_MONITOR_MIN_LABELED)",
+        )
         return out
     rel = abs(observed - predicted) / max(predicted, 1e-9)
-    ece_status = (ALERT if out["ece"] >= settings.monitor_ece_alert else WARN if out["ece"] >= settings.monitor_ece_warn
-                  else OK) if out["ece"] > out["ece_noise"] else OK
+    ece_status = (
+        (
+            ALERT
+            if out["ece"] >= settings.monitor_ece_alert
+            else WARN
+            if out["ece"] >= settings.monitor_ece_warn
+            else OK
+        )
+        if out["ece"] > out["ece_noise"]
+        else OK
+    )
     significant = abs(out["rate_z"]) >= 3
-    rate_status = (ALERT if rel >= settings.monitor_rate_alert else WARN if rel >= settings.monitor_rate_warn
-                   else OK) if significant else OK
+    rate_status = (
+        (ALERT if rel >= settings.monitor_rate_alert else WARN if rel >= settings.monitor_rate_warn else OK)
+        if significant
+        else OK
+    )
     out.update(ece_status=ece_status, rate_status=rate_status, status=worst([ece_status, rate_status]))
-    out["message"] = (f"scores said {100 * predicted:.0f} %, {100 * observed:.0f} % qualified "
-                      f"({n} leads, ECE {out['ece']:.3f})")
+    out["message"] = (
+        f"scores said {100 * predicted:.0f} %, {100 * observed:.0f} % qualified "
+        f"({n} leads, ECE {out['ece']:.3f})"
+    )
     return out
 
 
 def _psi_status(value: float, noise: float, settings: Settings) -> str:
     """ok / warn / alert: the thresholds count beyond the PSI sampling alone gives on these rows."""
-    return ALERT if value >= settings.monitor_psi_alert + noise else \
-        WARN if value >= settings.monitor_psi_warn + noise else OK
+    return (
+        ALERT
+        if value >= settings.monitor_psi_alert + noise
+        else WARN
+        if value >= settings.monitor_psi_warn + noise
+        else OK
+    )
 
 
 def _psi_entry(spec: dict, col, n_reference: int, settings: Settings) -> dict:
@@ -244,10 +331,15 @@ def _psi_entry(spec: dict, col, n_reference: int, settings: Settings) -> dict:
 def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dict]:
     ref = model.info.get("distributions")
     if not drift.has_reference(model.info):
-        why = ("the model has no training histograms (trained before they were stored): retrain it to monitor "
-               "drift")
-        return {"status": UNKNOWN, "message": why, "features": {}}, {"status": UNKNOWN, "message": why}, \
-            {"status": UNKNOWN, "message": why}
+        why = (
+            "the model has no training histograms (trained before they were stored): retrain it to monitor "
+            "drift"
+        )
+        return (
+            {"status": UNKNOWN, "message": why, "features": {}},
+            {"status": UNKNOWN, "message": why},
+            {"status": UNKNOWN, "message": why},
+        )
     names, categorical = model.encoder.features, model.encoder.categorical
     values, present = feature_values(conn, rows, names, categorical)
     complete = _complete(present, len(rows))
@@ -264,26 +356,43 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
             features[name]["status"] = NOT_ENOUGH
     out_f = {"n": n, "min_rows": minimum, "features": features}
     if n < settings.monitor_min_scores:
-        enough = f"only {n} scores in the window; at least {settings.monitor_min_scores} are needed " \
-                 "(LEADSCORE_MONITOR_MIN_SCORES)"
+        enough = (
+            f"only {n} scores in the window; at least {settings.monitor_min_scores} are needed "
+            "(LEADSCORE_MONITOR_MIN_SCORES)"
+        )
         for e in features.values():
             e["status"] = NOT_ENOUGH
-        return ({**out_f, "status": NOT_ENOUGH, "message": enough}, {"status": NOT_ENOUGH, "n": n, "message": enough},
-                {"status": NOT_ENOUGH, "n": n, "message": enough})
-    ranked = sorted((k for k in features if features[k]["status"] != NOT_ENOUGH), key=lambda k: -features[k]["psi"])
+        return (
+            {**out_f, "status": NOT_ENOUGH, "message": enough},
+            {"status": NOT_ENOUGH, "n": n, "message": enough},
+            {"status": NOT_ENOUGH, "n": n, "message": enough},
+        )
+    ranked = sorted(
+        (k for k in features if features[k]["status"] != NOT_ENOUGH), key=lambda k: -features[k]["psi"]
+    )
     out_f["status"] = worst(e["status"] for e in features.values())
     out_f["top"] = ranked[:5]
     drifted = [k for k in ranked if features[k]["status"] in (WARN, ALERT)]
-    out_f["message"] = (f"{len(drifted)} of {len(features)} features drifted: " + ", ".join(
-        f"{k} (PSI {features[k]['psi']:.2f})" for k in drifted[:5]) if drifted
-        else f"no feature drifted (largest PSI {features[ranked[0]]['psi']:.3f}, {ranked[0]})" if ranked else "")
+    out_f["message"] = (
+        f"{len(drifted)} of {len(features)} features drifted: "
+        + ", ".join(f"{k} (PSI {features[k]['psi']:.2f})" for k in drifted[:5])
+        if drifted
+        else f"no feature drifted (largest PSI {features[ranked[0]]['psi']:.3f}, {ranked[0]})"
+        if ranked
+        else ""
+    )
     out_f["message"] = "; ".join(m for m in (out_f["message"], _missing_note(features, minimum)) if m)
     idx = np.flatnonzero(complete)
     if len(idx) < minimum:  # the score needs every feature: rows of other feature sets cannot be re-scored
-        short = (f"only {len(idx)} of the {n} scores in the window hold every feature the model needs; at least "
-                 f"{minimum} are needed (LEADSCORE_MONITOR_MIN_SCORES)")
-        return out_f, {"status": NOT_ENOUGH, "n": int(len(idx)), "message": short}, \
-            {"status": NOT_ENOUGH, "n": int(len(idx)), "message": short}
+        short = (
+            f"only {len(idx)} of the {n} scores in the window hold every feature the model needs; at least "
+            f"{minimum} are needed (LEADSCORE_MONITOR_MIN_SCORES)"
+        )
+        return (
+            out_f,
+            {"status": NOT_ENOUGH, "n": int(len(idx)), "message": short},
+            {"status": NOT_ENOUGH, "n": int(len(idx)), "message": short},
+        )
     p = model.explain({k: v[idx] for k, v in values.items()}).probability
     n_score = int(ref["score"].get("n") or n_ref)
     score = _psi_entry(ref["score"], p, n_score, settings)
@@ -295,17 +404,32 @@ def _drift(conn, model, settings: Settings, rows: list) -> tuple[dict, dict, dic
     value = drift.psi(training, recent, n_expected=n_score, n_actual=len(p))
     noise = drift.noise(training, recent, len(p), n_score)
     g_status = _psi_status(value, noise, settings)
-    grade = {"status": g_status, "psi": value, "noise": noise, "training": dict(zip(GRADES, training)),
-             "recent": dict(zip(GRADES, recent)), "n": int(len(p)),
-             "message": "grades now " + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, recent))
-             + " (training " + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, training)) + ")"}
+    grade = {
+        "status": g_status,
+        "psi": value,
+        "noise": noise,
+        "training": dict(zip(GRADES, training, strict=False)),
+        "recent": dict(zip(GRADES, recent, strict=False)),
+        "n": int(len(p)),
+        "message": "grades now "
+        + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, recent, strict=False))
+        + " (training "
+        + ", ".join(f"{g} {100 * r:.0f} %" for g, r in zip(GRADES, training, strict=False))
+        + ")",
+    }
     return out_f, score, grade
 
 
 def _missing_note(features: dict, minimum: int) -> str:
     short = [k for k, e in features.items() if e["status"] == NOT_ENOUGH]
-    return (f"not enough scores holding {', '.join(short[:5])}{' ...' if len(short) > 5 else ''} "
-            f"(fewer than {minimum})") if short else ""
+    return (
+        (
+            f"not enough scores holding {', '.join(short[:5])}{' ...' if len(short) > 5 else ''} "
+            f"(fewer than {minimum})"
+        )
+        if short
+        else ""
+    )
 
 
 def _volume(conn, now: datetime, window: timedelta) -> dict:
@@ -317,15 +441,32 @@ def _volume(conn, now: datetime, window: timedelta) -> dict:
     days = [first + timedelta(days=i) for i in range((now.date() - first).days + 1)]
     counts: list[int] = []
     for i in range(0, len(days), 200):
-        starts = [datetime.combine(d, datetime.min.time(), tzinfo=timezone.utc) for d in days[i:i + 200]]
-        columns = [sa.func.coalesce(sa.func.sum(sa.case(
-            ((sl.scored_at >= start) & (sl.scored_at < start + timedelta(days=1)), 1), else_=0)), 0)
-            for start in starts]
-        counts += [int(c) for c in conn.execute(sa.select(*columns).where(sl.scored_at > lo, sl.scored_at <= now)).one()]
-    per_day = [{"day": d.isoformat(), "n": c} for d, c in zip(days, counts)]
+        starts = [datetime.combine(d, datetime.min.time(), tzinfo=UTC) for d in days[i : i + 200]]
+        columns = [
+            sa.func.coalesce(
+                sa.func.sum(
+                    sa.case(
+                        ((sl.scored_at >= start) & (sl.scored_at < start + timedelta(days=1)), 1), else_=0
+                    )
+                ),
+                0,
+            )
+            for start in starts
+        ]
+        counts += [
+            int(c)
+            for c in conn.execute(sa.select(*columns).where(sl.scored_at > lo, sl.scored_at <= now)).one()
+        ]
+    per_day = [{"day": d.isoformat(), "n": c} for d, c in zip(days, counts, strict=False)]
     n = sum(counts)
-    return {"status": OK if n else WARN, "n": n, "per_day": per_day,
-            "message": f"{n} scores in the window" if n else "no scores in the window: is anything calling the API?"}
+    return {
+        "status": OK if n else WARN,
+        "n": n,
+        "per_day": per_day,
+        "message": f"{n} scores in the window"
+        if n
+        else "no scores in the window: is anything calling the API?",
+    }
 
 
 def _coverage(conn, now: datetime, window: timedelta, horizon: timedelta, settings: Settings) -> dict:
@@ -342,20 +483,36 @@ def _coverage(conn, now: datetime, window: timedelta, horizon: timedelta, settin
         return tuple(int(x) for x in conn.execute(sa.select(n, with_verdict).where(*where)).one())
 
     scored, scored_with = leads(sl.scored_at > now - window, sl.scored_at <= now)
-    due, due_with = leads(sl.qualified.is_(True), sl.as_of > now - window - horizon, sl.as_of <= now - horizon,
-                          stored)
+    due, due_with = leads(
+        sl.qualified.is_(True), sl.as_of > now - window - horizon, sl.as_of <= now - horizon, stored
+    )
     share = scored_with / scored if scored else None
     due_share = due_with / due if due else None
-    status = (WARN if due_share < settings.monitor_coverage_warn else OK) if due_share is not None else NOT_ENOUGH
-    msg = (f"{scored_with} of {scored} leads scored in the window have a verdict"
-           + (f"; {due_with} of {due} handed-over leads due a verdict have one" if due else ""))
-    return {"status": status, "scored_leads": scored, "with_verdict": scored_with, "share": share,
-            "handed_over_due": due, "handed_over_due_with_verdict": due_with, "handed_over_share": due_share,
-            "message": msg}
+    status = (
+        (WARN if due_share < settings.monitor_coverage_warn else OK) if due_share is not None else NOT_ENOUGH
+    )
+    msg = f"{scored_with} of {scored} leads scored in the window have a verdict" + (
+        f"; {due_with} of {due} handed-over leads due a verdict have one" if due else ""
+    )
+    return {
+        "status": status,
+        "scored_leads": scored,
+        "with_verdict": scored_with,
+        "share": share,
+        "handed_over_due": due,
+        "handed_over_due_with_verdict": due_with,
+        "handed_over_share": due_share,
+        "message": msg,
+    }
 
 
-def monitor(engine: sa.Engine, model, settings: Settings, now: datetime | None = None,
-            window_days: float | None = None) -> dict:
+def monitor(
+    engine: sa.Engine,
+    model,
+    settings: Settings,
+    now: datetime | None = None,
+    window_days: float | None = None,
+) -> dict:
     """The monitoring report of `model` (a `ScoringModel`) on the store, at `now` over `window_days`
     (default: `settings.monitor_window_days`). A JSON-ready dict (docs/monitoring.md)."""
     now = store._aware(now) if now is not None else store.now()
@@ -364,26 +521,43 @@ def monitor(engine: sa.Engine, model, settings: Settings, now: datetime | None =
     horizon = timedelta(days=model.definition.horizon_days)
     sl = db.score_log.c
     with engine.connect() as conn:
-        rows = _score_rows(conn, [sl.scored_at > now - window, sl.scored_at <= now], settings.monitor_max_rows)
+        rows = _score_rows(
+            conn, [sl.scored_at > now - window, sl.scored_at <= now], settings.monitor_max_rows
+        )
         calibration = _calibration(conn, model, settings, now, window)
         features, score, grades = _drift(conn, model, settings, rows)
         volume = _volume(conn, now, window)
         coverage = _coverage(conn, now, window, horizon, settings)
-    checks = {"calibration": calibration, "drift": features, "score": score, "grades": grades, "volume": volume,
-              "coverage": coverage}
+    checks = {
+        "calibration": calibration,
+        "drift": features,
+        "score": score,
+        "grades": grades,
+        "volume": volume,
+        "coverage": coverage,
+    }
     alerts = [f"{name}: {c.get('message', '')}" for name, c in checks.items() if c["status"] == ALERT]
     warnings = [f"{name}: {c.get('message', '')}" for name, c in checks.items() if c["status"] == WARN]
     return {
         "generated_at": store.now().isoformat(timespec="seconds"),
-        "now": now.isoformat(timespec="seconds"), "window_days": window_days,
-        "model": {"name": model.name, "version": model.version, "family": model.family,
-                  "trained_at": model.info.get("trained_at"), "horizon_days": model.definition.horizon_days},
+        "now": now.isoformat(timespec="seconds"),
+        "window_days": window_days,
+        "model": {
+            "name": model.name,
+            "version": model.version,
+            "family": model.family,
+            "trained_at": model.info.get("trained_at"),
+            "horizon_days": model.definition.horizon_days,
+        },
         "status": worst(c["status"] for c in checks.values()),
         "retrain_recommended": bool(alerts),
         "reasons": alerts or warnings,
         "checks": checks,
-        "thresholds": {k.removeprefix("monitor_"): v for k, v in settings.model_dump().items()
-                       if k.startswith("monitor_")},
+        "thresholds": {
+            k.removeprefix("monitor_"): v
+            for k, v in settings.model_dump().items()
+            if k.startswith("monitor_")
+        },
     }
 
 
@@ -410,12 +584,17 @@ class MonitorCache:
         self._report: dict | None = None
         self._key = None
         self._at = float("-inf")
-        self._tried_at = float("-inf")  # the last background attempt: a failing one is retried once per period
+        self._tried_at = float(
+            "-inf"
+        )  # the last background attempt: a failing one is retried once per period
         self._refresher: threading.Thread | None = None
 
     def _fresh(self, model) -> bool:
-        return (self._report is not None and self._key == model.version
-                and time.monotonic() - self._at <= self.state.settings.monitor_cache_seconds)
+        return (
+            self._report is not None
+            and self._key == model.version
+            and time.monotonic() - self._at <= self.state.settings.monitor_cache_seconds
+        )
 
     def peek(self) -> dict | None:
         """The last report of the model being served, without waiting; None when no model is loaded or no
@@ -426,11 +605,16 @@ class MonitorCache:
         settings = self.state.settings
         with self._lock:
             report = self._report if self._key == model.version else None
-            if (settings.monitor_refresh and self._refresher is None and not self._fresh(model)
-                    and time.monotonic() - self._tried_at > settings.monitor_cache_seconds):
+            if (
+                settings.monitor_refresh
+                and self._refresher is None
+                and not self._fresh(model)
+                and time.monotonic() - self._tried_at > settings.monitor_cache_seconds
+            ):
                 self._tried_at = time.monotonic()
-                self._refresher = threading.Thread(target=self._refresh, args=(model,), daemon=True,
-                                                   name="leadscore-monitoring")
+                self._refresher = threading.Thread(
+                    target=self._refresh, args=(model,), daemon=True, name="leadscore-monitoring"
+                )
                 self._refresher.start()
         return report
 

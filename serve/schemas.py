@@ -8,12 +8,12 @@ route gets plain dicts the live feature path reads as they are. Its timestamp bo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal, NotRequired
 
 from leadscore.features import schema as S
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 EventType = Literal[S.EVENT_TYPES]  # type: ignore[valid-type]
 PageKind = Literal[S.PAGE_KINDS]  # type: ignore[valid-type]
@@ -25,16 +25,17 @@ LeadId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=
 # not Python validators: attributes come with every scored lead, and pydantic-core checks a pattern in Rust.
 _BIDI = r"\u202a-\u202e\u2066-\u2069"
 ShortText = Annotated[str, StringConstraints(max_length=200, pattern=rf"^[^\x00-\x1f\x7f-\x9f{_BIDI}]*$")]
-LongText = Annotated[str, StringConstraints(max_length=2000,
-                                            pattern=rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]*$")]
+LongText = Annotated[
+    str, StringConstraints(max_length=2000, pattern=rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]*$")
+]
 
-MIN_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
-MAX_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
+MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def _utc(value: datetime) -> datetime:
     try:
-        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00+00:10 is before year 1 in UTC
         raise ValueError("must be between 2000-01-01 and 2100-01-01") from None
     if not MIN_TIME <= value < MAX_TIME:
@@ -47,10 +48,10 @@ def _utc(value: datetime) -> datetime:
 # negative one (those may fall outside in UTC). The service also reads a time without offset as UTC.
 TIME_SCHEMA = {
     "pattern": r"^(?!2000-01-01T[^+]*\+)(?!2099-12-31T.*-[0-9]{2}:[0-9]{2}$)20[0-9]{2}-(0[1-9]|1[0-2])-"
-               r"(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
-               r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
+    r"(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
     "description": "A time from 2000-01-01T00:00:00Z (included) to 2100-01-01T00:00:00Z (excluded), compared "
-                   "in UTC; a time without offset is read as UTC.",
+    "in UTC; a time without offset is read as UTC.",
 }
 Timestamp = Annotated[datetime, AfterValidator(_utc), Field(json_schema_extra=TIME_SCHEMA)]
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the service's clock a client's clock may run
@@ -58,9 +59,11 @@ CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of the service's clock a clie
 
 def _not_future(value: datetime) -> datetime:
     value = _utc(value)
-    if value > datetime.now(timezone.utc) + CLOCK_SKEW:
-        raise ValueError(f"must not be in the future (more than {CLOCK_SKEW.seconds // 60} minutes ahead of the "
-                         "service's clock)")
+    if value > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError(
+            f"must not be in the future (more than {CLOCK_SKEW.seconds // 60} minutes ahead of the "
+            "service's clock)"
+        )
     return value
 
 
@@ -69,14 +72,18 @@ def _past_time_schema(schema: dict) -> None:
     """The document's bounds of a `PastTime`. A pattern cannot follow the clock, so it admits times up to the
     end of the year before the document was made (every one of them is accepted; the service accepts up to
     5 minutes ahead of its clock)."""
-    last = datetime.now(timezone.utc).year - 1
+    last = datetime.now(UTC).year - 1
     tens, ones = divmod(last % 100, 10)
     years = "20(?:" + (f"[0-{tens - 1}][0-9]|" if tens else "") + f"{tens}[0-{ones}])"
-    schema.update(TIME_SCHEMA, pattern=TIME_SCHEMA["pattern"].replace("2099-12-31T", f"{last}-12-31T")
-                  .replace("20[0-9]{2}-", years + "-", 1),
-                  description=f"A time from 2000-01-01T00:00:00Z (included) to {last + 1}-01-01T00:00:00Z "
-                              "(excluded) in this document; the service accepts up to 5 minutes ahead of its "
-                              "clock (a stored fact has happened). A time without offset is read as UTC.")
+    schema.update(
+        TIME_SCHEMA,
+        pattern=TIME_SCHEMA["pattern"]
+        .replace("2099-12-31T", f"{last}-12-31T")
+        .replace("20[0-9]{2}-", years + "-", 1),
+        description=f"A time from 2000-01-01T00:00:00Z (included) to {last + 1}-01-01T00:00:00Z "
+        "(excluded) in this document; the service accepts up to 5 minutes ahead of its "
+        "clock (a stored fact has happened). A time without offset is read as UTC.",
+    )
 
 
 PastTime = Annotated[datetime, AfterValidator(_not_future), Field(json_schema_extra=_past_time_schema)]
@@ -111,9 +118,14 @@ class LeadIn(Strict):
     a lead stored through PUT /v1/leads and POST /v1/events."""
 
     # The rule `score_request` enforces, stated in the OpenAPI document: with attributes or events, created_at
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"required": ["created_at"], "properties": {"created_at": {"type": "string"}}},
-        {"properties": {"attributes": {"type": "null"}, "events": {"type": "null"}}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["created_at"], "properties": {"created_at": {"type": "string"}}},
+                {"properties": {"attributes": {"type": "null"}, "events": {"type": "null"}}},
+            ]
+        }
+    )
     lead_id: LeadId
     created_at: Timestamp | None = None
     attributes: Attributes | None = None
@@ -156,18 +168,28 @@ class ScoreResult(BaseModel):
     probability: float
     score: int
     grade: Literal["A", "B", "C", "D"]
-    qualified: bool = Field(description="Hand the lead to sales: its probability is at or above the handoff "
-                                        "threshold, or it was drawn for exploration (`explored`).")
-    explored: bool = Field(description="Handed over for exploration: below the threshold, but among the "
-                                       "LEADSCORE_EXPLORATION_SHARE of leads drawn (per lead, never re-rolled) so "
-                                       "sales' verdicts show what the model misses.")
-    propensity: float = Field(description="The probability that this lead is handed over under the policy in "
-                                          "force: 1 at or above the threshold, the exploration share below it.")
-    reasons: list[Reason] = Field(description="Top 5 raising, then top 5 lowering, each moving the score by at "
-                                              "least one point; values in out_of_range are never reasons.")
+    qualified: bool = Field(
+        description="Hand the lead to sales: its probability is at or above the handoff "
+        "threshold, or it was drawn for exploration (`explored`)."
+    )
+    explored: bool = Field(
+        description="Handed over for exploration: below the threshold, but among the "
+        "LEADSCORE_EXPLORATION_SHARE of leads drawn (per lead, never re-rolled) so "
+        "sales' verdicts show what the model misses."
+    )
+    propensity: float = Field(
+        description="The probability that this lead is handed over under the policy in "
+        "force: 1 at or above the threshold, the exploration share below it."
+    )
+    reasons: list[Reason] = Field(
+        description="Top 5 raising, then top 5 lowering, each moving the score by at "
+        "least one point; values in out_of_range are never reasons."
+    )
     insight: str | None = None
-    out_of_range: list[OutOfRange] = Field(default_factory=list, description=(
-        "The lead's values outside the range the model learned from (empty when none)."))
+    out_of_range: list[OutOfRange] = Field(
+        default_factory=list,
+        description=("The lead's values outside the range the model learned from (empty when none)."),
+    )
     explanation: Explanation | None = None
 
 
@@ -183,15 +205,22 @@ class ScoreResponse(BaseModel):
 
 class FeedbackIn(Strict):
     # The rule `save_feedback` enforces, stated in the OpenAPI document: a reason only with disqualified
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"reason": {"type": "null"}}}, {"properties": {"outcome": {"const": "disqualified"}}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"reason": {"type": "null"}}},
+                {"properties": {"outcome": {"const": "disqualified"}}},
+            ]
+        }
+    )
     lead_id: LeadId
     outcome: Outcome
     reason: Literal[S.DISQUALIFY_REASONS] | None = None  # type: ignore[valid-type]
     note: LongText | None = None
     at: PastTime | None = None
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128,
-                                                      pattern=r"^[\x21-\x7e]+$")] | None = None
+    idempotency_key: (
+        Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")] | None
+    ) = None
 
 
 class FeedbackOut(BaseModel):

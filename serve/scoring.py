@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from fastapi import HTTPException
@@ -19,8 +19,10 @@ from leadscore.serve import store
 from leadscore.serve.schemas import ScoreRequest
 
 log = logging.getLogger("leadscore.serve")
-NO_MODEL = ("no model is loaded ({why}); train one with `leadscore train` (or promote a version) and the "
-            "service picks it up on its next check or on POST /v1/admin/reload")
+NO_MODEL = (
+    "no model is loaded ({why}); train one with `leadscore train` (or promote a version) and the "
+    "service picks it up on its next check or on POST /v1/admin/reload"
+)
 
 
 def feature_snapshots(values: dict[str, np.ndarray], names) -> list[dict]:
@@ -30,15 +32,17 @@ def feature_snapshots(values: dict[str, np.ndarray], names) -> list[dict]:
     if names and len(values[names[0]]) == 1:  # one lead: one value per feature, no column lists
         return [{name: (v.item() if isinstance(v := values[name], np.ndarray) else v[0]) for name in names}]
     columns = [np.asarray(values[name]).tolist() for name in names]
-    return [dict(zip(names, row)) for row in zip(*columns)]
+    return [dict(zip(names, row, strict=False)) for row in zip(*columns, strict=False)]
 
 
 def current_model(state):
     """The model to score with: one reference for the whole request, so a swap cannot split it."""
     model = state.holder.model
     if model is None:
-        raise HTTPException(503, [{"field": "model", "reason": NO_MODEL.format(
-            why=state.holder.last_error or "still loading")}])
+        raise HTTPException(
+            503,
+            [{"field": "model", "reason": NO_MODEL.format(why=state.holder.last_error or "still loading")}],
+        )
     return model
 
 
@@ -52,10 +56,11 @@ def load_stored(state, req: ScoreRequest) -> dict[str, dict]:
     return store.get_leads(state.engine, need, state.settings.max_events_per_lead) if need else {}
 
 
-def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: dict | None = None,
-                  model=None) -> dict:
+def score_request(
+    state, req: ScoreRequest, explain_full: bool = False, stored: dict | None = None, model=None
+) -> dict:
     model = model or current_model(state)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if stored is None:
         stored = load_stored(state, req)
     leads: list[dict] = []
@@ -63,19 +68,32 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
     for i, lead in enumerate(req.leads):
         if lead.created_at is None:
             if lead.attributes is not None or lead.events is not None:
-                errors.append({"field": f"leads.{i}.created_at", "reason": "required when attributes or events are sent"})
+                errors.append(
+                    {
+                        "field": f"leads.{i}.created_at",
+                        "reason": "required when attributes or events are sent",
+                    }
+                )
                 continue
             if lead.lead_id not in stored:
-                errors.append({"field": f"leads.{i}.lead_id",
-                               "reason": f"no stored lead {lead.lead_id!r}: send created_at, attributes and events, "
-                                         "or store it with PUT /v1/leads/{lead_id}"})
+                errors.append(
+                    {
+                        "field": f"leads.{i}.lead_id",
+                        "reason": f"no stored lead {lead.lead_id!r}: send created_at, attributes and events, "
+                        "or store it with PUT /v1/leads/{lead_id}",
+                    }
+                )
                 continue
             d = dict(stored[lead.lead_id])
         else:
             attrs = lead.attributes.model_dump() if lead.attributes else {}
             # events are validated plain dicts (schemas.Event): read as they are
-            d = {"lead_id": lead.lead_id, "created_at": lead.created_at, "attributes": attrs,
-                 "events": lead.events or ()}
+            d = {
+                "lead_id": lead.lead_id,
+                "created_at": lead.created_at,
+                "attributes": attrs,
+                "events": lead.events or (),
+            }
         d["as_of"] = lead.as_of or now
         leads.append(d)
     if errors:
@@ -83,17 +101,34 @@ def score_request(state, req: ScoreRequest, explain_full: bool = False, stored: 
         raise HTTPException(status, errors[:50])
     as_of = [to_ms(d["as_of"]) for d in leads]
     values = lead_features(leads, as_of)
-    results = model.results(values, [d["lead_id"] for d in leads], explain_full=explain_full,
-                            exploration=state.exploration)
+    results = model.results(
+        values, [d["lead_id"] for d in leads], explain_full=explain_full, exploration=state.exploration
+    )
     if state.metrics is not None:
         state.metrics.observe_scores(results)
     if state.score_log is not None:  # last: nothing after it can fail, so a request is never logged twice
         version = model.version
-        state.score_log.put([{
-            "lead_id": r["lead_id"], "scored_at": now, "as_of": d["as_of"], "model_version": version,
-            "probability": r["probability"], "score": r["score"], "grade": r["grade"], "qualified": r["qualified"],
-            "features": snapshot, "reasons": r["reasons"], "propensity": r["propensity"], "explored": r["explored"],
-        } for r, d, snapshot in zip(results, leads, feature_snapshots(values, model.encoder.features))])
+        state.score_log.put(
+            [
+                {
+                    "lead_id": r["lead_id"],
+                    "scored_at": now,
+                    "as_of": d["as_of"],
+                    "model_version": version,
+                    "probability": r["probability"],
+                    "score": r["score"],
+                    "grade": r["grade"],
+                    "qualified": r["qualified"],
+                    "features": snapshot,
+                    "reasons": r["reasons"],
+                    "propensity": r["propensity"],
+                    "explored": r["explored"],
+                }
+                for r, d, snapshot in zip(
+                    results, leads, feature_snapshots(values, model.encoder.features), strict=False
+                )
+            ]
+        )
     return {"model": {"name": model.name, "version": model.version}, "results": results}
 
 
@@ -157,7 +192,9 @@ class Batcher:
         if len(batch) > 1:
             _, explain_full, model, _ = batch[0]
             try:
-                together = ScoreRequest.model_construct(leads=[lead for item in batch for lead in item[0].leads])
+                together = ScoreRequest.model_construct(
+                    leads=[lead for item in batch for lead in item[0].leads]
+                )
                 payload = score_request(self.state, together, explain_full, {}, model)
             except Exception:  # noqa: BLE001 - scored alone below: each request gets its own answer or error
                 pass

@@ -7,13 +7,12 @@ import collections
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-
 from leadscore.serve import db
+from sqlalchemy.exc import IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +33,21 @@ class TooManyEvents(ValueError):
     """Storing the events would give a lead more than the allowed number; nothing was stored."""
 
     def __init__(self, lead_id: str, total: int, limit: int):
-        super().__init__(f"lead {lead_id!r} would have {total} stored events, more than the {limit} allowed "
-                         "(LEADSCORE_MAX_EVENTS_PER_LEAD)")
+        super().__init__(
+            f"lead {lead_id!r} would have {total} stored events, more than the {limit} allowed "
+            "(LEADSCORE_MAX_EVENTS_PER_LEAD)"
+        )
         self.lead_id = lead_id
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(t: datetime | None) -> datetime | None:
     if t is None:
         return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _row(r) -> dict:
@@ -58,19 +59,38 @@ def _row(r) -> dict:
 
 
 # --- feedback ---------------------------------------------------------------------------------------------
-def add_feedback(engine: sa.Engine, lead_id: str, outcome: str, reason: str | None = None, note: str | None = None,
-                 at: datetime | None = None, idempotency_key: str | None = None, source: str = "api") -> tuple[dict, bool]:
+def add_feedback(
+    engine: sa.Engine,
+    lead_id: str,
+    outcome: str,
+    reason: str | None = None,
+    note: str | None = None,
+    at: datetime | None = None,
+    idempotency_key: str | None = None,
+    source: str = "api",
+) -> tuple[dict, bool]:
     """Store one feedback; (row, duplicate). A retry with the same idempotency key is stored once.
 
     UnknownLead when `lead_id` is not in `leads` (stored with PUT /v1/leads): its verdict could never be a
     training label (export and retrain join feedback to stored leads). A retry of feedback accepted before
     that rule is still answered with the stored row."""
     received = now()
-    values = dict(lead_id=lead_id, outcome=outcome, reason=reason, note=note, at=_aware(at) or received,
-                  received_at=received, source=source, idempotency_key=idempotency_key)
+    values = {
+        "lead_id": lead_id,
+        "outcome": outcome,
+        "reason": reason,
+        "note": note,
+        "at": _aware(at) or received,
+        "received_at": received,
+        "source": source,
+        "idempotency_key": idempotency_key,
+    }
     try:
         with engine.begin() as conn:
-            if conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id == lead_id)).first() is None:
+            if (
+                conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id == lead_id)).first()
+                is None
+            ):
                 raise UnknownLead(lead_id)
             new_id = conn.execute(sa.insert(db.feedback).values(**values)).inserted_primary_key[0]
         return {**values, "id": new_id}, False
@@ -78,7 +98,9 @@ def add_feedback(engine: sa.Engine, lead_id: str, outcome: str, reason: str | No
         if idempotency_key is None:
             raise
         with engine.connect() as conn:
-            existing = conn.execute(sa.select(db.feedback).where(db.feedback.c.idempotency_key == idempotency_key)).first()
+            existing = conn.execute(
+                sa.select(db.feedback).where(db.feedback.c.idempotency_key == idempotency_key)
+            ).first()
         if existing is None:
             raise
         return _same_request(_row(existing), lead_id, outcome, reason, note, at, idempotency_key), True
@@ -86,7 +108,9 @@ def add_feedback(engine: sa.Engine, lead_id: str, outcome: str, reason: str | No
         if idempotency_key is None:
             raise
         with engine.connect() as conn:
-            existing = conn.execute(sa.select(db.feedback).where(db.feedback.c.idempotency_key == idempotency_key)).first()
+            existing = conn.execute(
+                sa.select(db.feedback).where(db.feedback.c.idempotency_key == idempotency_key)
+            ).first()
         return _same_request(_row(existing), lead_id, outcome, reason, note, at, idempotency_key), True
 
 
@@ -95,15 +119,24 @@ def _same_request(existing: dict, lead_id, outcome, reason, note, at, idempotenc
     without `at` was stored at the moment it was received); else Conflict."""
     same_at = existing["at"] == (_aware(at) or existing["received_at"])
     if (existing["lead_id"], existing["outcome"], existing["reason"], existing["note"]) != (
-            lead_id, outcome, reason, note) or not same_at:
-        raise Conflict(f"idempotency_key {idempotency_key!r} was already used for a different feedback") from None
+        lead_id,
+        outcome,
+        reason,
+        note,
+    ) or not same_at:
+        raise Conflict(
+            f"idempotency_key {idempotency_key!r} was already used for a different feedback"
+        ) from None
     return existing
 
 
 def feedback_for(engine: sa.Engine, lead_id: str) -> list[dict]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(db.feedback).where(db.feedback.c.lead_id == lead_id)
-                            .order_by(db.feedback.c.at, db.feedback.c.id)).all()
+        rows = conn.execute(
+            sa.select(db.feedback)
+            .where(db.feedback.c.lead_id == lead_id)
+            .order_by(db.feedback.c.at, db.feedback.c.id)
+        ).all()
     return [_row(r) for r in rows]
 
 
@@ -128,19 +161,32 @@ def upsert_lead(engine: sa.Engine, lead_id: str, created_at: datetime, attribute
     the lead was there: a check-then-insert let two concurrent first writes of a lead both insert (one failed
     with a duplicate key). PostgreSQL waits on the other transaction's uncommitted row; SQLite's INSERT takes
     the write lock first, so the UPDATE sees the committed row."""
-    values = dict(lead_id=lead_id, created_at=_aware(created_at), attributes=attributes, updated_at=now())
+    values = {
+        "lead_id": lead_id,
+        "created_at": _aware(created_at),
+        "attributes": attributes,
+        "updated_at": now(),
+    }
     with engine.begin() as conn:
         insert = db.dialect_insert(conn)(db.leads).values(**values).on_conflict_do_nothing()
         created = conn.execute(insert.returning(db.leads.c.lead_id)).first() is not None
         if not created:
-            conn.execute(sa.update(db.leads).where(db.leads.c.lead_id == lead_id)
-                         .values(created_at=values["created_at"], attributes=attributes, updated_at=values["updated_at"]))
+            conn.execute(
+                sa.update(db.leads)
+                .where(db.leads.c.lead_id == lead_id)
+                .values(
+                    created_at=values["created_at"], attributes=attributes, updated_at=values["updated_at"]
+                )
+            )
         return created
 
 
 def known_leads(engine: sa.Engine, lead_ids: list[str]) -> set[str]:
     with engine.connect() as conn:
-        return {r[0] for r in conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id.in_(set(lead_ids))))}
+        return {
+            r[0]
+            for r in conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id.in_(set(lead_ids))))
+        }
 
 
 def add_events(engine: sa.Engine, events: list[dict], max_per_lead: int | None = None) -> int:
@@ -150,17 +196,32 @@ def add_events(engine: sa.Engine, events: list[dict], max_per_lead: int | None =
     PostgreSQL (SQLite's INSERT takes its single write lock), so concurrent writes cannot both pass the
     check."""
     t = now()
-    rows = [dict(lead_id=e["lead_id"], type=e["type"], timestamp=_aware(e["timestamp"]), page=e.get("page"),
-                 received_at=t) for e in events]
+    rows = [
+        {
+            "lead_id": e["lead_id"],
+            "type": e["type"],
+            "timestamp": _aware(e["timestamp"]),
+            "page": e.get("page"),
+            "received_at": t,
+        }
+        for e in events
+    ]
     ids = sorted({r["lead_id"] for r in rows})
     with engine.begin() as conn:
         if max_per_lead is not None and conn.dialect.name == "postgresql":
-            conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id.in_(ids))
-                         .order_by(db.leads.c.lead_id).with_for_update())
+            conn.execute(
+                sa.select(db.leads.c.lead_id)
+                .where(db.leads.c.lead_id.in_(ids))
+                .order_by(db.leads.c.lead_id)
+                .with_for_update()
+            )
         conn.execute(sa.insert(db.events), rows)
         if max_per_lead is not None:
-            counts = conn.execute(sa.select(db.events.c.lead_id, sa.func.count()).where(db.events.c.lead_id.in_(ids))
-                                  .group_by(db.events.c.lead_id)).all()
+            counts = conn.execute(
+                sa.select(db.events.c.lead_id, sa.func.count())
+                .where(db.events.c.lead_id.in_(ids))
+                .group_by(db.events.c.lead_id)
+            ).all()
             over = [(lid, n) for lid, n in counts if n > max_per_lead]
             if over:
                 raise TooManyEvents(*min(over), max_per_lead)  # leaving the block rolls the insert back
@@ -174,22 +235,35 @@ def get_leads(engine: sa.Engine, lead_ids: list[str], max_events: int = 5000) ->
     ids = list(set(lead_ids))
     ev = db.events.c
     newest = sa.func.row_number().over(partition_by=ev.lead_id, order_by=(ev.timestamp.desc(), ev.id.desc()))
-    kept = (sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page, ev.id, newest.label("rn"))
-            .where(ev.lead_id.in_(ids)).subquery())
+    kept = (
+        sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page, ev.id, newest.label("rn"))
+        .where(ev.lead_id.in_(ids))
+        .subquery()
+    )
     with engine.connect() as conn:
         leads = {r.lead_id: r for r in conn.execute(sa.select(db.leads).where(db.leads.c.lead_id.in_(ids)))}
         if len(ids) == 1:  # one lead (the usual request): straight down the (lead_id, timestamp) index
-            evs = conn.execute(sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page).where(ev.lead_id == ids[0])
-                               .order_by(ev.timestamp.desc(), ev.id.desc()).limit(max_events)).all()
+            evs = conn.execute(
+                sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page)
+                .where(ev.lead_id == ids[0])
+                .order_by(ev.timestamp.desc(), ev.id.desc())
+                .limit(max_events)
+            ).all()
         else:
-            evs = conn.execute(sa.select(kept.c.lead_id, kept.c.type, kept.c.timestamp, kept.c.page)
-                               .where(kept.c.rn <= max_events)
-                               .order_by(kept.c.lead_id, kept.c.timestamp.desc(), kept.c.id.desc())).all()
-    out = {lid: {"lead_id": lid, "created_at": _aware(r.created_at), "attributes": r.attributes, "events": []}
-           for lid, r in leads.items()}
+            evs = conn.execute(
+                sa.select(kept.c.lead_id, kept.c.type, kept.c.timestamp, kept.c.page)
+                .where(kept.c.rn <= max_events)
+                .order_by(kept.c.lead_id, kept.c.timestamp.desc(), kept.c.id.desc())
+            ).all()
+    out = {
+        lid: {"lead_id": lid, "created_at": _aware(r.created_at), "attributes": r.attributes, "events": []}
+        for lid, r in leads.items()
+    }
     for e in evs:
         if e.lead_id in out:
-            out[e.lead_id]["events"].append({"type": e.type, "timestamp": _aware(e.timestamp), "page": e.page})
+            out[e.lead_id]["events"].append(
+                {"type": e.type, "timestamp": _aware(e.timestamp), "page": e.page}
+            )
     for lead in out.values():
         lead["events"].reverse()
     return out
@@ -199,10 +273,21 @@ def recent_scores(engine: sa.Engine, lead_ids: list[str], per_lead: int = 2) -> 
     """The newest `per_lead` score-log rows (score, grade, scored_at) of each lead, newest first."""
     if not lead_ids:
         return {}
-    rn = sa.func.row_number().over(partition_by=db.score_log.c.lead_id,
-                                   order_by=(db.score_log.c.scored_at.desc(), db.score_log.c.id.desc())).label("rn")
-    inner = (sa.select(db.score_log.c.lead_id, db.score_log.c.score, db.score_log.c.grade, db.score_log.c.scored_at, rn)
-             .where(db.score_log.c.lead_id.in_(set(lead_ids))).subquery())
+    rn = (
+        sa.func.row_number()
+        .over(
+            partition_by=db.score_log.c.lead_id,
+            order_by=(db.score_log.c.scored_at.desc(), db.score_log.c.id.desc()),
+        )
+        .label("rn")
+    )
+    inner = (
+        sa.select(
+            db.score_log.c.lead_id, db.score_log.c.score, db.score_log.c.grade, db.score_log.c.scored_at, rn
+        )
+        .where(db.score_log.c.lead_id.in_(set(lead_ids)))
+        .subquery()
+    )
     q = sa.select(inner).where(inner.c.rn <= per_lead).order_by(inner.c.lead_id, inner.c.rn)
     out: dict[str, list[dict]] = {}
     for r in conn_all(engine, q):
@@ -214,20 +299,35 @@ def recent_scores(engine: sa.Engine, lead_ids: list[str], per_lead: int = 2) -> 
 def score_history(engine: sa.Engine, lead_id: str, limit: int = 50) -> list[dict]:
     """The lead's newest `limit` score-log rows, newest first, features and reasons as the API shows them."""
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(db.score_log).where(db.score_log.c.lead_id == lead_id)
-                            .order_by(db.score_log.c.scored_at.desc(), db.score_log.c.id.desc()).limit(limit)).all()
+        rows = conn.execute(
+            sa.select(db.score_log)
+            .where(db.score_log.c.lead_id == lead_id)
+            .order_by(db.score_log.c.scored_at.desc(), db.score_log.c.id.desc())
+            .limit(limit)
+        ).all()
         return db.decode_score_log(conn, [_row(r) for r in rows])
 
 
-def latest_scores(engine: sa.Engine, grade: str | None = None, since: datetime | None = None,
-                  limit: int = 100, offset: int = 0, source: str | None = None,
-                  unreviewed: bool = False) -> list[dict]:
+def latest_scores(
+    engine: sa.Engine,
+    grade: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    source: str | None = None,
+    unreviewed: bool = False,
+) -> list[dict]:
     """The newest score of each lead, highest score first, with the lead's attributes."""
-    latest = (sa.select(db.score_log.c.lead_id, sa.func.max(db.score_log.c.id).label("id"))
-              .group_by(db.score_log.c.lead_id).subquery())
-    q = (sa.select(db.score_log, db.leads.c.attributes, db.leads.c.created_at.label("lead_created_at"))
-         .join(latest, db.score_log.c.id == latest.c.id)
-         .join(db.leads, db.leads.c.lead_id == db.score_log.c.lead_id, isouter=True))
+    latest = (
+        sa.select(db.score_log.c.lead_id, sa.func.max(db.score_log.c.id).label("id"))
+        .group_by(db.score_log.c.lead_id)
+        .subquery()
+    )
+    q = (
+        sa.select(db.score_log, db.leads.c.attributes, db.leads.c.created_at.label("lead_created_at"))
+        .join(latest, db.score_log.c.id == latest.c.id)
+        .join(db.leads, db.leads.c.lead_id == db.score_log.c.lead_id, isouter=True)
+    )
     if grade:
         q = q.where(db.score_log.c.grade == grade)
     if since:
@@ -235,8 +335,17 @@ def latest_scores(engine: sa.Engine, grade: str | None = None, since: datetime |
     if unreviewed:
         q = q.where(~sa.exists().where(db.feedback.c.lead_id == db.score_log.c.lead_id))
     with engine.connect() as conn:
-        rows = db.decode_score_log(conn, [_row(r) for r in conn.execute(
-            q.order_by(db.score_log.c.probability.desc(), db.score_log.c.lead_id).limit(limit).offset(offset))])
+        rows = db.decode_score_log(
+            conn,
+            [
+                _row(r)
+                for r in conn.execute(
+                    q.order_by(db.score_log.c.probability.desc(), db.score_log.c.lead_id)
+                    .limit(limit)
+                    .offset(offset)
+                )
+            ],
+        )
     if source:
         rows = [r for r in rows if (r.get("attributes") or {}).get("source") == source]
     return rows
@@ -265,9 +374,13 @@ def prune_score_log(engine: sa.Engine, older_than: datetime, max_rows: int = 500
 
     newer = sa.exists().where(o.lead_id == sl.lead_id, before(sl, o))
     handed_earlier = sa.exists().where(o.lead_id == sl.lead_id, o.qualified, before(o, sl))
-    oldest = (sa.select(sl.id).where(sl.scored_at < _aware(older_than), newer,
-                                     sa.or_(sa.not_(sl.qualified), handed_earlier))
-              .order_by(sl.scored_at).limit(max_rows).scalar_subquery())
+    oldest = (
+        sa.select(sl.id)
+        .where(sl.scored_at < _aware(older_than), newer, sa.or_(sa.not_(sl.qualified), handed_earlier))
+        .order_by(sl.scored_at)
+        .limit(max_rows)
+        .scalar_subquery()
+    )
     with engine.begin() as conn:
         return conn.execute(sa.delete(db.score_log).where(sl.id.in_(oldest))).rowcount
 
@@ -304,8 +417,16 @@ class ScoreLogWriter:
 
     PRUNE_ROWS = 5000  # rows deleted per retention step: a short transaction between two batches of writes
 
-    def __init__(self, engine: sa.Engine, flush_seconds: float = 0.2, max_batch: int = 2000,
-                 max_bytes: int = 64_000_000, on_drop=None, retention_days: float = 0, prune_seconds: float = 600):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        flush_seconds: float = 0.2,
+        max_batch: int = 2000,
+        max_bytes: int = 64_000_000,
+        on_drop=None,
+        retention_days: float = 0,
+        prune_seconds: float = 600,
+    ):
         """`retention_days` > 0: rows older than that are deleted, one step of `PRUNE_ROWS` after a flush
         while old rows remain, then again `prune_seconds` later (the first check right after the start)."""
         self.engine = engine
@@ -320,7 +441,9 @@ class ScoreLogWriter:
         self.dropped = 0  # rows dropped since start
         self._unlogged = 0  # rows dropped since the last warning
         self._last_warning = float("-inf")
-        self._q: collections.deque = collections.deque()  # one item per request: (its bytes, list of row tuples)
+        self._q: collections.deque = (
+            collections.deque()
+        )  # one item per request: (its bytes, list of row tuples)
         self.queued_bytes = 0
         self._count = threading.Lock()  # guards queued_bytes and the drop counts (uncontended: ~0.1 us)
         self._stop = threading.Event()
@@ -330,7 +453,9 @@ class ScoreLogWriter:
     @classmethod
     def size(cls, rows: list[tuple]) -> int:
         """About the bytes `rows` hold in the queue: their text and a fixed overhead a row."""
-        return sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes))) + cls.ROW_OVERHEAD * len(rows)
+        return sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes))) + cls.ROW_OVERHEAD * len(
+            rows
+        )
 
     def put(self, rows: list[dict]) -> None:
         """Queue rows with the fields of `db.SCORE_LOG_FIELDS` (features and reasons as Python values)."""
@@ -361,12 +486,19 @@ class ScoreLogWriter:
                 return
             n, self._unlogged, self._last_warning = self._unlogged, 0, now
             total = self.dropped
-        log.warning("score log queue full (%d bytes; the database is not keeping up): dropped %d rows since the "
-                    "last warning, %d since start", self.max_bytes, n, total)
+        log.warning(
+            "score log queue full (%d bytes; the database is not keeping up): dropped %d rows since the "
+            "last warning, %d since start",
+            self.max_bytes,
+            n,
+            total,
+        )
 
     def _drain(self) -> list[tuple]:
         batch: list[tuple] = []
-        while len(batch) < self.max_batch:  # whole requests: a batch may exceed max_batch by one request's rows
+        while (
+            len(batch) < self.max_batch
+        ):  # whole requests: a batch may exceed max_batch by one request's rows
             try:
                 size, item = self._q.popleft()
             except IndexError:
@@ -396,7 +528,11 @@ class ScoreLogWriter:
         self._pruned += n
         if n < self.PRUNE_ROWS:  # done for now
             if self._pruned:
-                log.info("score log retention: deleted %d rows older than %g days", self._pruned, self.retention_days)
+                log.info(
+                    "score log retention: deleted %d rows older than %g days",
+                    self._pruned,
+                    self.retention_days,
+                )
             self._pruned = 0
             self._next_prune = time.monotonic() + self.prune_seconds
 

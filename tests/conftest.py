@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from support import KEYS, KEYS_ENV, REPO, SHARED_DATASETS, Server, free_port, start_server  # noqa: F401
 
 DEMO_LEADS = 4000
@@ -60,8 +59,9 @@ def trained(demo_dataset, demo_dir, mlflow_uri) -> Trained:
 
     config = TrainConfig(model="scorecard")
     result = train(demo_dataset, config)
-    tracked = tracking.track(result, demo_dataset, config, holdout_values=result.holdout_values,
-                             data_source=str(demo_dir))
+    tracked = tracking.track(
+        result, demo_dataset, config, holdout_values=result.holdout_values, data_source=str(demo_dir)
+    )
     return Trained(mlflow_uri, result, tracked, config)
 
 
@@ -80,7 +80,9 @@ def server(trained, tmp_path_factory) -> Server:
     """The real service (uvicorn process) serving the trained champion, with test API keys."""
     # many tests send wrong keys on purpose from this one address: no throttling of them here
     # (tests/serve/test_auth_guard.py tests the limit)
-    s = start_server(tmp_path_factory.mktemp("server"), trained.uri, extra_env={"LEADSCORE_AUTH_FAILURE_LIMIT": "0"})
+    s = start_server(
+        tmp_path_factory.mktemp("server"), trained.uri, extra_env={"LEADSCORE_AUTH_FAILURE_LIMIT": "0"}
+    )
     yield s
     s.stop()
 
@@ -98,5 +100,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 def _shared_datasets_line() -> str:
     if SHARED_DATASETS.is_dir():
         return f"real datasets: {SHARED_DATASETS} ({', '.join(sorted(p.name for p in SHARED_DATASETS.iterdir()))})"
-    return (f"real datasets: none at {SHARED_DATASETS}: the tests on real data (X Education) are skipped; "
-            "clone the project beside shared/ to run them")
+    return (
+        f"real datasets: none at {SHARED_DATASETS}: the tests on real data (X Education) are skipped; "
+        "clone the project beside shared/ to run them"
+    )

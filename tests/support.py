@@ -25,7 +25,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-
 @dataclass
 class Server:
     url: str
@@ -46,17 +45,32 @@ class Server:
             self.proc.wait(timeout=20)
 
 
-def start_server(tmp: Path, mlflow_uri: str, database_url: str | None = None, extra_env: dict | None = None,
-                 workers: int = 1, timeout: float = 90) -> Server:
+def start_server(
+    tmp: Path,
+    mlflow_uri: str,
+    database_url: str | None = None,
+    extra_env: dict | None = None,
+    workers: int = 1,
+    timeout: float = 90,
+) -> Server:
     """Start `leadscore serve` as a real process on a free port and wait until it answers /healthz."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "LEADSCORE_API_KEYS": KEYS_ENV,
-           "LEADSCORE_DATABASE_URL": database_url or f"sqlite:///{tmp / 'leadscore.db'}",
-           "LEADSCORE_RELOAD_INTERVAL_SECONDS": "0", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "LEADSCORE_API_KEYS": KEYS_ENV,
+        "LEADSCORE_DATABASE_URL": database_url or f"sqlite:///{tmp / 'leadscore.db'}",
+        "LEADSCORE_RELOAD_INTERVAL_SECONDS": "0",
+        **(extra_env or {}),
+    }
     log = tmp / f"server-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "leadscore", "serve", "--port", str(port),
-                             "--workers", str(workers)], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            cwd=tmp)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leadscore", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,7 +92,12 @@ def api_lead(dataset, lead_id: str) -> dict:
 
     lead = dataset.leads.set_index(S.LEAD_ID).loc[lead_id]
     ev = dataset.events[dataset.events[S.LEAD_ID] == lead_id]
-    return {"lead_id": lead_id, "created_at": lead[S.CREATED_AT].isoformat(),
-            "attributes": {a: (lead[a] if isinstance(lead[a], str) else None) for a in S.LEAD_ATTRIBUTES},
-            "events": [{"type": t, "timestamp": ts.isoformat(), "page": p if isinstance(p, str) else None}
-                       for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])]}
+    return {
+        "lead_id": lead_id,
+        "created_at": lead[S.CREATED_AT].isoformat(),
+        "attributes": {a: (lead[a] if isinstance(lead[a], str) else None) for a in S.LEAD_ATTRIBUTES},
+        "events": [
+            {"type": t, "timestamp": ts.isoformat(), "page": p if isinstance(p, str) else None}
+            for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE], strict=False)
+        ],
+    }

@@ -10,13 +10,18 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from support import REPO
 
 
 def _run(*args, env=None, cwd=None, timeout=600):
-    done = subprocess.run([sys.executable, "-m", "leadscore", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "leadscore", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
     return done
 
 
@@ -31,8 +36,10 @@ def test_features_command_ignores_everything_at_or_after_as_of(demo_dir, tmp_pat
     later = extra.assign(timestamp="2026-01-20T10:00:00+05:00", type="web_visit", page="pricing")
     pd.concat([events, extra, later], ignore_index=True).to_parquet(future / "events.parquet", index=False)
     outcomes = pd.read_parquet(demo_dir / "outcomes.parquet")
-    pd.concat([outcomes, pd.DataFrame({"lead_id": leads, "outcome": "qualified", "at": as_of, "reason": None})],
-              ignore_index=True).to_parquet(future / "outcomes.parquet", index=False)
+    pd.concat(
+        [outcomes, pd.DataFrame({"lead_id": leads, "outcome": "qualified", "at": as_of, "reason": None})],
+        ignore_index=True,
+    ).to_parquet(future / "outcomes.parquet", index=False)
     # when features are written as of that moment from both
     for src, out in ((demo_dir, "a.parquet"), (future, "b.parquet")):
         done = _run("features", "--data", str(src), "--as-of", as_of, "--out", str(tmp_path / out))
@@ -63,15 +70,37 @@ def test_mlproject_train_entry_point(tmp_path):
     # when the MLproject's train entry point runs through `mlflow run`
     bindir = str(Path(sys.executable).parent)
     # (mlflow.set_experiment in earlier tests leaves MLFLOW_EXPERIMENT_ID of the session's store behind)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-    assert _run("demo-data", "--leads", "1500", "--seed", "2", "--out", str(tmp_path / "d"), env=env).returncode == 0
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+    }
+    assert (
+        _run("demo-data", "--leads", "1500", "--seed", "2", "--out", str(tmp_path / "d"), env=env).returncode
+        == 0
+    )
     mlflow = Path(sys.executable).parent / "mlflow"
-    done = subprocess.run([str(mlflow), "run", str(REPO), "-e", "train", "--env-manager", "local",
-                           "-P", f"data={tmp_path / 'd'}", "-P", "model=scorecard",
-                           "-P", f"metrics_out={tmp_path / 'm.json'}"],
-                          capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(
+        [
+            str(mlflow),
+            "run",
+            str(REPO),
+            "-e",
+            "train",
+            "--env-manager",
+            "local",
+            "-P",
+            f"data={tmp_path / 'd'}",
+            "-P",
+            "model=scorecard",
+            "-P",
+            f"metrics_out={tmp_path / 'm.json'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     # then it trains, logs and registers, and writes the metrics file
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "m.json").exists()
@@ -83,7 +112,12 @@ def test_demo_data_drift_options(tmp_path):
 
     # when demo data is generated with --drift, and with --drift-at a moment without an offset (UTC)
     assert _run("demo-data", "--leads", "200", "--drift", "--out", str(tmp_path / "a")).returncode == 0
-    assert _run("demo-data", "--leads", "200", "--drift-at", "2026-03-01", "--out", str(tmp_path / "b")).returncode == 0
+    assert (
+        _run(
+            "demo-data", "--leads", "200", "--drift-at", "2026-03-01", "--out", str(tmp_path / "b")
+        ).returncode
+        == 0
+    )
     # then params.json records the documented default moment, and the given one
     params = [json.loads((tmp_path / d / "ground_truth" / "params.json").read_text()) for d in ("a", "b")]
     assert params[0]["drift"]["at"] == "2026-01-01T00:00:00+00:00"

@@ -20,16 +20,40 @@ def _export(path, jump: float):
     t = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.uniform(0, 365, N)), unit="D")
     x = rng.normal(size=N)
     channel = rng.choice(["web", "event", "partner"], N)
-    logit = -2.2 + 1.2 * x + np.where(channel == "event", 0.6, 0.0) + np.where(np.arange(N) >= 0.8 * N, jump, 0.0)
+    logit = (
+        -2.2 + 1.2 * x + np.where(channel == "event", 0.6, 0.0) + np.where(np.arange(N) >= 0.8 * N, jump, 0.0)
+    )
     y = (rng.uniform(size=N) < 1 / (1 + np.exp(-logit))).astype(int)
-    pd.DataFrame({"id": [f"P{i}" for i in range(N)], "signup": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "engagement": x,
-                  "channel": channel, "converted": y}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "id": [f"P{i}" for i in range(N)],
+            "signup": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "engagement": x,
+            "channel": channel,
+            "converted": y,
+        }
+    ).to_csv(path, index=False)
     return path
 
 
 def _table(path, split: str):
-    return CliRunner().invoke(app, ["table", str(path), "--label", "converted", "--id", "id", "--split", split,
-                                    "--model", "scorecard", "--no-register"], catch_exceptions=False)
+    return CliRunner().invoke(
+        app,
+        [
+            "table",
+            str(path),
+            "--label",
+            "converted",
+            "--id",
+            "id",
+            "--split",
+            split,
+            "--model",
+            "scorecard",
+            "--no-register",
+        ],
+        catch_exceptions=False,
+    )
 
 
 @pytest.mark.parametrize("split", ["time:signup", "ordered"])

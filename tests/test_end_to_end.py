@@ -8,13 +8,18 @@ import subprocess
 import sys
 
 import httpx
-
 from support import KEYS, start_server
 
 
 def _cli(*args, env, cwd):
-    done = subprocess.run([sys.executable, "-m", "leadscore", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "leadscore", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -22,11 +27,23 @@ def _cli(*args, env, cwd):
 def test_generate_train_serve_score_feedback(tmp_path):
     import os
 
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
     # given demo data and a model trained and registered by the CLI
     _cli("demo-data", "--leads", "2500", "--seed", "3", "--out", "data", env=env, cwd=tmp_path)
-    _cli("train", "--data", "data", "--model", "scorecard", "--metrics-out", "metrics.json", env=env, cwd=tmp_path)
+    _cli(
+        "train",
+        "--data",
+        "data",
+        "--model",
+        "scorecard",
+        "--metrics-out",
+        "metrics.json",
+        env=env,
+        cwd=tmp_path,
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert {"roc_auc", "pr_auc", "brier", "ece"} <= set(metrics["holdout"])
     assert metrics["oracle"]["roc_auc"] > 0.5 and metrics["n_train"] > 0 and metrics["n_holdout"] > 0
@@ -53,8 +70,10 @@ def test_generate_train_serve_score_feedback(tmp_path):
         fb = {"lead_id": result["lead_id"], "outcome": "disqualified", "reason": "no_budget"}
         assert sales.post("/v1/feedback", json=fb).status_code == 404  # scored inline only: never a label
         lead = example["leads"][0]
-        assert scorer.put(f"/v1/leads/{result['lead_id']}", json={"created_at": lead["created_at"],
-                                                                   "attributes": lead["attributes"]}).json()["created"]
+        assert scorer.put(
+            f"/v1/leads/{result['lead_id']}",
+            json={"created_at": lead["created_at"], "attributes": lead["attributes"]},
+        ).json()["created"]
         assert sales.post("/v1/feedback", json=fb).status_code == 201
         stored = sales.get("/v1/feedback", params={"lead_id": result["lead_id"]}).json()
         assert [(s["outcome"], s["reason"]) for s in stored] == [("disqualified", "no_budget")]

@@ -46,15 +46,23 @@ def _read(cfg) -> dict:
     for arm in cfg.arms:
         engine = sa.create_engine(f"sqlite:///{cfg.out / 'work' / f'store-{arm}.db'}")
         with engine.connect() as conn:
-            out[arm] = {name: pd.read_sql(q, conn) for name, q in {
-                "scores": "SELECT lead_id, as_of, model_version, qualified, explored, propensity FROM score_log",
-                "feedback": "SELECT lead_id, outcome, at, source FROM feedback",
-                "handed": "SELECT lead_id, timestamp FROM events WHERE type = 'handed_to_sales'",
-                "leads": "SELECT lead_id, created_at FROM leads"}.items()}
+            out[arm] = {
+                name: pd.read_sql(q, conn)
+                for name, q in {
+                    "scores": "SELECT lead_id, as_of, model_version, qualified, explored, propensity FROM score_log",
+                    "feedback": "SELECT lead_id, outcome, at, source FROM feedback",
+                    "handed": "SELECT lead_id, timestamp FROM events WHERE type = 'handed_to_sales'",
+                    "leads": "SELECT lead_id, created_at FROM leads",
+                }.items()
+            }
         engine.dispose()
         mlflow.set_tracking_uri(f"sqlite:///{cfg.out / 'work' / 'mlflow.db'}")
-        out[arm]["versions"] = sorted(int(v.version) for v in MlflowClient().search_model_versions(
-            f"name = '{loop.model_name(next(a for a in loop.ARMS if a.key == arm))}'"))
+        out[arm]["versions"] = sorted(
+            int(v.version)
+            for v in MlflowClient().search_model_versions(
+                f"name = '{loop.model_name(next(a for a in loop.ARMS if a.key == arm))}'"
+            )
+        )
     return out
 
 

@@ -15,12 +15,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-from typer.testing import CliRunner
-
-from leadscore.cli import app
-from leadscore.demo.generate import generate
-from leadscore.demo.params import DemoParams, DriftParams
 from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import training_rows
@@ -28,14 +22,21 @@ from leadscore.features.loading import load_dataset
 from leadscore.model import registry, tracking
 from leadscore.model.evaluate import ece
 from leadscore.model.train import TrainConfig, train
-from leadscore.recalibrate import window_rows
 from leadscore.serve import db, locks
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.demo.generate import generate
+from leadscore.demo.params import DemoParams, DriftParams
+from leadscore.recalibrate import window_rows
 from leadscore.settings import get_settings
 
-
-
 SHIFT = pd.Timestamp(DriftParams().at)
-DEMO_LEADS, DEMO_SEED = 4000, 7  # as the session's demo_dir (tests/conftest.py): the same leads, without the shift
+DEMO_LEADS, DEMO_SEED = (
+    4000,
+    7,
+)  # as the session's demo_dir (tests/conftest.py): the same leads, without the shift
 
 
 def _recalibrate(*args: str):
@@ -44,8 +45,10 @@ def _recalibrate(*args: str):
 
 def _versions() -> list[str]:
     try:
-        return sorted((str(v.version) for v in MlflowClient().search_model_versions(
-            f"name = '{registry.MODEL_NAME}'")), key=int)
+        return sorted(
+            (str(v.version) for v in MlflowClient().search_model_versions(f"name = '{registry.MODEL_NAME}'")),
+            key=int,
+        )
     except Exception:  # noqa: BLE001 - no registered model yet
         return []
 
@@ -86,15 +89,22 @@ class _Registry:
 def _before_the_shift(data_dir: Path):
     """The data as an export taken at the shift's moment would hold it."""
     ds = load_dataset(data_dir)
-    return replace(ds, leads=ds.leads[ds.leads[S.CREATED_AT] < SHIFT], events=ds.events[ds.events[S.TIMESTAMP] < SHIFT],
-                   outcomes=ds.outcomes[ds.outcomes[S.OUTCOME_AT] < SHIFT], snapshot_at=SHIFT)
+    return replace(
+        ds,
+        leads=ds.leads[ds.leads[S.CREATED_AT] < SHIFT],
+        events=ds.events[ds.events[S.TIMESTAMP] < SHIFT],
+        outcomes=ds.outcomes[ds.outcomes[S.OUTCOME_AT] < SHIFT],
+        snapshot_at=SHIFT,
+    )
 
 
 def _champion(data_dir: Path, until_the_shift: bool = True) -> None:
     config = TrainConfig(model="scorecard")
     old = _before_the_shift(data_dir) if until_the_shift else load_dataset(data_dir)
     result = train(old, config)
-    tracked = tracking.track(result, old, config, holdout_values=result.holdout_values, data_source=str(data_dir))
+    tracked = tracking.track(
+        result, old, config, holdout_values=result.holdout_values, data_source=str(data_dir)
+    )
     assert tracked.decision.rule == "first" and registry.alias_version(registry.CHAMPION) == "1"
 
 
@@ -124,8 +134,19 @@ def after_drift(drifted_dir, tmp_path_factory):
         after_again = (_versions(), _aliases())
         short = _recalibrate("--export", str(drifted_dir), "--database-url", reg.store, "--window", "4d")
         after_short = (_versions(), _aliases())
-    return dict(first=first, state=state, version=version, run=run, artifacts=artifacts, old=old, new=new,
-                again=again, after_again=after_again, short=short, after_short=after_short)
+    return {
+        "first": first,
+        "state": state,
+        "version": version,
+        "run": run,
+        "artifacts": artifacts,
+        "old": old,
+        "new": new,
+        "again": again,
+        "after_again": after_again,
+        "short": short,
+        "after_short": after_short,
+    }
 
 
 def test_a_base_rate_shift_is_recalibrated_and_promoted(after_drift):
@@ -147,7 +168,10 @@ def test_the_run_logs_the_reliability_before_and_after(after_drift):
     assert "plots/reliability_before_after.png" in artifacts and "recalibration.json" in artifacts
     assert run.data.tags["leadscore.gate.rule"] == "recalibrated"
     assert run.data.metrics["recalibration.ece_new"] < run.data.metrics["recalibration.ece_old"]
-    assert run.data.params["recalibrate.from_version"] == "1" and run.data.params["recalibrate.window_days"] == "90"
+    assert (
+        run.data.params["recalibrate.from_version"] == "1"
+        and run.data.params["recalibrate.window_days"] == "90"
+    )
 
 
 def test_only_calibration_and_policy_change_and_reasons_stay_exact(after_drift, drifted_dir):
@@ -172,8 +196,14 @@ def test_only_calibration_and_policy_change_and_reasons_stay_exact(after_drift, 
     assert scale > 0
     np.testing.assert_allclose(ex_new.contributions, scale * ex_old.contributions, atol=1e-9, rtol=1e-9)
     ids = list(rows[S.LEAD_ID][:30])
-    top = [[r["feature"] for r in res["reasons"]] for res in new.results({k: v[:30] for k, v in values.items()}, ids)]
-    assert top == [[r["feature"] for r in res["reasons"]] for res in old.results({k: v[:30] for k, v in values.items()}, ids)]
+    top = [
+        [r["feature"] for r in res["reasons"]]
+        for res in new.results({k: v[:30] for k, v in values.items()}, ids)
+    ]
+    assert top == [
+        [r["feature"] for r in res["reasons"]]
+        for res in old.results({k: v[:30] for k, v in values.items()}, ids)
+    ]
     # and monitoring's training histograms: the features' are the champion's, the score's moved with the map
     d_old, d_new = old.info["distributions"], new.info["distributions"]
     assert d_new["features"] == d_old["features"] and d_new["score"]["edges"] != d_old["score"]["edges"]
@@ -250,11 +280,15 @@ def test_outcomes_that_contradict_the_ranking_register_nothing(demo_dir, tmp_pat
         shutil.copytree(demo_dir, export)
         out = pd.read_parquet(demo_dir / "outcomes.parquet")
         created = ds.leads.set_index(S.LEAD_ID)[S.CREATED_AT]
-        added = {S.LEAD_ID: np.asarray(low), S.OUTCOME: "qualified",
-                 S.OUTCOME_AT: (created.loc[low] + pd.Timedelta(days=20)).astype(str).to_numpy()}
-        added = pd.DataFrame({c: added.get(c, None) for c in out.columns}).astype(out.dtypes.to_dict())
-        pd.concat([out[~out[S.LEAD_ID].isin(mean_p.index)], added]).to_parquet(export / "outcomes.parquet",
-                                                                               index=False)
+        added = {
+            S.LEAD_ID: np.asarray(low),
+            S.OUTCOME: "qualified",
+            S.OUTCOME_AT: (created.loc[low] + pd.Timedelta(days=20)).astype(str).to_numpy(),
+        }
+        added = pd.DataFrame({c: added.get(c) for c in out.columns}).astype(out.dtypes.to_dict())
+        pd.concat([out[~out[S.LEAD_ID].isin(mean_p.index)], added]).to_parquet(
+            export / "outcomes.parquet", index=False
+        )
         # when recalibrating on it
         done = _recalibrate("--export", str(export), "--database-url", reg.store)
         # then the champion is kept (exit 3) on rule inverted, and no version is registered
@@ -277,8 +311,9 @@ def test_recalibration_with_a_selection_table_weighs_rows_as_if_repeated(trained
     values = result.holdout_values
     # when the champion is recalibrated on each
     weighted = recalibrated(result.model, values, rows.assign(propensity=1.0 / w))
-    repeated = recalibrated(result.model, {k: v[dup] for k, v in values.items()},
-                            rows.iloc[dup].reset_index(drop=True))
+    repeated = recalibrated(
+        result.model, {k: v[dup] for k, v in values.items()}, rows.iloc[dup].reset_index(drop=True)
+    )
     # then the new calibration, policy and judged ECEs are those of the repeated rows
     for k in ("ece_old", "ece_new"):
         assert weighted.report[k] == pytest.approx(repeated.report[k], rel=1e-9), k
@@ -286,7 +321,8 @@ def test_recalibration_with_a_selection_table_weighs_rows_as_if_repeated(trained
         assert weighted.report["platt_new"][k] == pytest.approx(repeated.report["platt_new"][k], abs=1e-5), k
     assert weighted.report["threshold_new"] == repeated.report["threshold_new"]
     assert weighted.model.info["metrics"]["holdout"]["ece"] == pytest.approx(
-        repeated.model.info["metrics"]["holdout"]["ece"], rel=1e-9)
+        repeated.model.info["metrics"]["holdout"]["ece"], rel=1e-9
+    )
     # and not those of the rows unweighted
     plain = recalibrated(result.model, values, rows)
     assert weighted.report["ece_new"] != pytest.approx(plain.report["ece_new"], rel=1e-3)

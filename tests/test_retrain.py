@@ -6,30 +6,30 @@ Real MLflow registry (SQLite in a temporary folder), real store, real server pro
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-from typer.testing import CliRunner
-
-from leadscore.cli import app
 from leadscore.features import schema as S
 from leadscore.features.writing import write_dataset
 from leadscore.model import registry, tracking
 from leadscore.serve import db, locks, store
-from leadscore.settings import get_settings
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from support import api_lead, start_server
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.settings import get_settings
 
 N_LEADS = 600  # a contiguous slice of the session's demo leads: enough rows of each class, a fast fit
 
 
 def _slice(demo_dataset, start: int = 1500, n: int = N_LEADS) -> pd.DataFrame:
-    return demo_dataset.leads.sort_values([S.CREATED_AT, S.LEAD_ID]).iloc[start:start + n]
+    return demo_dataset.leads.sort_values([S.CREATED_AT, S.LEAD_ID]).iloc[start : start + n]
 
 
 def _feedback(demo_dataset, ids) -> pd.DataFrame:
@@ -61,7 +61,9 @@ def _retrain(*args: str):
 
 def _versions() -> list[str]:
     try:
-        return sorted(str(v.version) for v in MlflowClient().search_model_versions(f"name = '{registry.MODEL_NAME}'"))
+        return sorted(
+            str(v.version) for v in MlflowClient().search_model_versions(f"name = '{registry.MODEL_NAME}'")
+        )
     except Exception:  # noqa: BLE001 - no registered model yet
         return []
 
@@ -76,21 +78,26 @@ def through_the_api(registry_env, demo_dataset):
     then `leadscore retrain` on that store. Yields what a test needs to look at the outcome."""
     tmp, uri = registry_env
     store_url = f"sqlite:///{tmp / 'leadscore.db'}"
-    server = start_server(tmp, uri, database_url=store_url,
-                          extra_env={"LEADSCORE_RELOAD_INTERVAL_SECONDS": "1"})  # the default: the alias is polled
+    server = start_server(
+        tmp, uri, database_url=store_url, extra_env={"LEADSCORE_RELOAD_INTERVAL_SECONDS": "1"}
+    )  # the default: the alias is polled
     try:
         leads = _slice(demo_dataset)
         with server.client("admin") as c:
             events = []
             for lead_id in leads[S.LEAD_ID]:
                 lead = api_lead(demo_dataset, lead_id)
-                r = c.put(f"/v1/leads/{lead_id}", json={"created_at": lead["created_at"],
-                                                         "attributes": lead["attributes"]})
+                r = c.put(
+                    f"/v1/leads/{lead_id}",
+                    json={"created_at": lead["created_at"], "attributes": lead["attributes"]},
+                )
                 assert r.status_code == 200, r.text
-                events += [{"lead_id": lead_id, **{k: v for k, v in e.items() if v is not None}}
-                           for e in lead["events"]]
+                events += [
+                    {"lead_id": lead_id, **{k: v for k, v in e.items() if v is not None}}
+                    for e in lead["events"]
+                ]
             for i in range(0, len(events), 10_000):
-                r = c.post("/v1/events", json={"events": events[i:i + 10_000]})
+                r = c.post("/v1/events", json={"events": events[i : i + 10_000]})
                 assert r.status_code < 300, r.text
             fb = _feedback(demo_dataset, leads[S.LEAD_ID])
             for r_ in fb.itertuples(index=False):
@@ -121,8 +128,10 @@ def test_retrain_from_the_store_alone_promotes_and_the_server_serves_it(through_
     assert run.data.metrics["feedback.lost"] == int((fb[S.OUTCOME] == "lost").sum())
     assert run.data.metrics["feedback.leads"] == fb[S.LEAD_ID].nunique()
     assert run.data.tags["leadscore.gate.rule"] == "first" and run.data.params["retrain.source"] == "store"
-    assert run.data.tags["leadscore.data.sha256"] == \
-        MlflowClient().get_model_version(registry.MODEL_NAME, "1").tags[tracking.DATA_SHA256]
+    assert (
+        run.data.tags["leadscore.data.sha256"]
+        == MlflowClient().get_model_version(registry.MODEL_NAME, "1").tags[tracking.DATA_SHA256]
+    )
     fp = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/data_fingerprint.json")
     assert fp["n_leads"] == N_LEADS and fp["n_events"] == n_events
     # and the running server picks the new champion up by itself
@@ -170,8 +179,14 @@ def test_no_usable_data_registers_nothing(through_the_api, demo_dataset, tmp_pat
     assert "no leads" in done.output and "nothing was registered" in " ".join(done.output.split())
     # a store where sales only ever disqualified: not enough data, exit 4, with how many are missing
     leads = _slice(demo_dataset, 0, 300)
-    negatives = pd.DataFrame({S.LEAD_ID: leads[S.LEAD_ID], S.OUTCOME: "disqualified", S.REASON: "no_budget",
-                              S.OUTCOME_AT: leads[S.CREATED_AT] + pd.Timedelta(days=2)})
+    negatives = pd.DataFrame(
+        {
+            S.LEAD_ID: leads[S.LEAD_ID],
+            S.OUTCOME: "disqualified",
+            S.REASON: "no_budget",
+            S.OUTCOME_AT: leads[S.CREATED_AT] + pd.Timedelta(days=2),
+        }
+    )
     only_neg = _store(tmp_path, "neg.db", demo_dataset, leads, negatives)
     done = _retrain("--database-url", only_neg, "--as-of", as_of)
     assert done.exit_code == 4, done.output
@@ -195,8 +210,12 @@ def test_an_export_is_trained_with_the_stores_feedback_merged(through_the_api, d
     # given a CRM export that lags: it has the leads and events, but none of their outcomes yet
     leads = _slice(demo_dataset, 2200, N_LEADS)
     ids = set(leads[S.LEAD_ID])
-    lagging = replace(demo_dataset, leads=leads, events=demo_dataset.events[demo_dataset.events[S.LEAD_ID].isin(ids)],
-                      outcomes=demo_dataset.outcomes.iloc[:0])
+    lagging = replace(
+        demo_dataset,
+        leads=leads,
+        events=demo_dataset.events[demo_dataset.events[S.LEAD_ID].isin(ids)],
+        outcomes=demo_dataset.outcomes.iloc[:0],
+    )
     export = write_dataset(lagging, tmp_path / "crm")
     # and the verdicts sales gave through the service, in its store
     fb = _feedback(demo_dataset, ids)
@@ -209,7 +228,9 @@ def test_an_export_is_trained_with_the_stores_feedback_merged(through_the_api, d
     version = max(_versions(), key=int)
     run = mlflow.get_run(MlflowClient().get_model_version(registry.MODEL_NAME, version).run_id)
     assert run.data.params["retrain.source"] == "export" and run.data.params["retrain.export"] == str(export)
-    assert run.data.metrics["feedback.verdicts"] == int(fb[S.OUTCOME].isin(["qualified", "disqualified"]).sum())
+    assert run.data.metrics["feedback.verdicts"] == int(
+        fb[S.OUTCOME].isin(["qualified", "disqualified"]).sum()
+    )
     fp = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/data_fingerprint.json")
     assert fp["n_leads"] == N_LEADS and fp["n_outcomes"] == len(fb) > 0
     # and the exit code is the gate's decision

@@ -20,7 +20,9 @@ REPO = HERE.parents[1]
 if __name__ == "__main__":
     env = {**os.environ, "LEADSCORE_SCREENSHOTS": str(HERE)}
     test = "tests/ui/test_sales_page.py::test_pages_fit_the_screen_without_sideways_scrolling"
-    code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=REPO, env=env)
+    code = subprocess.call(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=REPO, env=env
+    )
     if code == 0:
         print("\n".join(str(p.relative_to(REPO)) for p in sorted(HERE.glob("*.png"))))
     sys.exit(code)

@@ -33,14 +33,54 @@ OC = {o: i for i, o in enumerate(schema.OUTCOMES)}
 REASONS = (*schema.DISQUALIFY_REASONS, "price", "timing")
 RC = {r: i for i, r in enumerate(REASONS)}
 QUALITIES = ("high", "medium", "low", "worst")
-CORP_A = ("acme", "north", "blue", "nova", "bright", "terra", "vertex", "lumen", "quant", "stone", "silver",
-          "apex", "cedar", "orbit", "pioneer", "delta", "harbor", "summit", "iron", "clear")
-CORP_B = ("labs", "systems", "works", "group", "tech", "soft", "data", "logic", "media", "health", "bank",
-          "retail", "motors", "partners", "analytics", "cloud")
+CORP_A = (
+    "acme",
+    "north",
+    "blue",
+    "nova",
+    "bright",
+    "terra",
+    "vertex",
+    "lumen",
+    "quant",
+    "stone",
+    "silver",
+    "apex",
+    "cedar",
+    "orbit",
+    "pioneer",
+    "delta",
+    "harbor",
+    "summit",
+    "iron",
+    "clear",
+)
+CORP_B = (
+    "labs",
+    "systems",
+    "works",
+    "group",
+    "tech",
+    "soft",
+    "data",
+    "logic",
+    "media",
+    "health",
+    "bank",
+    "retail",
+    "motors",
+    "partners",
+    "analytics",
+    "cloud",
+)
 TLDS = ("com", "io", "de", "co.uk", "fr", "net", "com.br", "co")
 FREE_DOMAINS = tuple(sorted(schema.FREE_EMAIL_DOMAINS))
-FREE_W = np.array([12.0 if d == "gmail.com" else 4.0 if d in ("yahoo.com", "hotmail.com", "outlook.com") else 1.0
-                   for d in FREE_DOMAINS])
+FREE_W = np.array(
+    [
+        12.0 if d == "gmail.com" else 4.0 if d in ("yahoo.com", "hotmail.com", "outlook.com") else 1.0
+        for d in FREE_DOMAINS
+    ]
+)
 TITLE_TEMPLATES = {lvl: TEMPLATES[lvl] for lvl in TEMPLATES}
 
 
@@ -91,8 +131,9 @@ def _strings(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
 LEADS_SCHEMA = pa.schema([(c, pa.string()) for c in (*schema.LEAD_COLUMNS, "lead_quality")])
 EVENTS_SCHEMA = pa.schema([(c, pa.string()) for c in schema.EVENT_COLUMNS])
 OUTCOMES_SCHEMA = pa.schema([(c, pa.string()) for c in schema.OUTCOME_COLUMNS])
-HIDDEN_SCHEMA = pa.schema([("lead_id", pa.string()), ("from_day", pa.int32()), ("fit", pa.string()),
-                           ("intent", pa.string())])
+HIDDEN_SCHEMA = pa.schema(
+    [("lead_id", pa.string()), ("from_day", pa.int32()), ("fit", pa.string()), ("intent", pa.string())]
+)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -117,8 +158,10 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     p = c.params
     g = np.arange(g0, g1, dtype=np.uint64)
     n = g.size
+
     def U(slot):
         return rng.uniform(key, rng.STATIC, g, 0, slot)
+
     created = _creation_times(c, key, n_total, g)
     src = _cat(U(1), c.source_p)
     ind = _cat(U(2), c.industry_p)
@@ -126,8 +169,14 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     sen = _cat(U(4), c.seniority_p)
     free = U(5) < p.attributes.free_email_prob
     ctry = _cat(U(6), c.country_p)
-    logit = (p.attributes.fit_intercept + c.source_w[src] + c.industry_w[ind] + c.size_w[siz]
-             + c.seniority_w[sen] + p.attributes.free_email_fit * free)
+    logit = (
+        p.attributes.fit_intercept
+        + c.source_w[src]
+        + c.industry_w[ind]
+        + c.size_w[siz]
+        + c.seniority_w[sen]
+        + p.attributes.free_email_fit * free
+    )
     fit = (U(16) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
     miss = p.attributes.missing
     ind_obs = np.where(U(12) < miss["industry"], -1, ind)
@@ -171,8 +220,10 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
         if a.size == 0:
             break
         ga = g[a]
+
         def Ud(slot, ga=ga, d=d):
             return rng.uniform(key, rng.DAILY, ga, d, slot)
+
         za, fa = z[a], fit[a]
         # hand-over: entering review emits handed_to_sales at the exact start of the day
         newh = (za == REVIEW) & ~handed[a]
@@ -275,8 +326,10 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     # ---------------- after resolution: outcomes, follow-ups, sales events ----------------
     ri = np.flatnonzero(resolved)
     gr = g[ri]
+
     def A(slot):
         return rng.uniform(key, rng.AFTER, gr, 0, slot)
+
     af = p.after
     rd = res_day[ri].astype(np.int64)
     base = created[ri] + rd * DAY_MS
@@ -299,7 +352,11 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     oc_ts.append(opp_ts[opp])
     oc_reason.append(np.full(opp.sum(), -1))
     won = A(5) < np.array([af.p_won[f] for f in FITS])[fit[ri]]
-    close_ts = opp_ts + (10 + np.floor(A(6) * 60).astype(np.int64)) * DAY_MS + np.floor(A(7) * 3_600_000).astype(np.int64)
+    close_ts = (
+        opp_ts
+        + (10 + np.floor(A(6) * 60).astype(np.int64)) * DAY_MS
+        + np.floor(A(7) * 3_600_000).astype(np.int64)
+    )
     lr_names = tuple(af.lost_reasons)
     lr = np.array([RC[x] for x in lr_names])[_cat(A(8), np.array([af.lost_reasons[x] for x in lr_names]))]
     oc_lead.append(ri[opp])
@@ -314,8 +371,10 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     npost = np.minimum(rng.poisson_inv(A(9), mean_post), 40)
     prep = np.repeat(np.arange(ri.size), npost)
     pj = np.arange(prep.size) - np.repeat(np.cumsum(npost) - npost, npost)
+
     def pu(k):
         return rng.uniform(key, rng.AFTER, gr[prep], 1 + pj, k)
+
     ptype = np.where(pu(0) < 0.5, ET["meeting"], ET["sales_call"]).astype(np.int8)
     pday = rd[prep] + 1 + np.floor(pu(1) * 21).astype(np.int64)
     pts = created[ri[prep]] + pday * DAY_MS + np.floor(pu(2) * 0.999 * DAY_MS).astype(np.int64)
@@ -329,7 +388,9 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     while el.size:
         o = np.lexsort((ets, ep, et, el))
         el, et, ep, ets = el[o], et[o], ep[o], ets[o]
-        same = np.r_[False, (el[1:] == el[:-1]) & (et[1:] == et[:-1]) & (ep[1:] == ep[:-1]) & (ets[1:] == ets[:-1])]
+        same = np.r_[
+            False, (el[1:] == el[:-1]) & (et[1:] == et[:-1]) & (ep[1:] == ep[:-1]) & (ets[1:] == ets[:-1])
+        ]
         if not same.any():
             break
         ets = ets + same
@@ -340,15 +401,21 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
         newlead = np.r_[True, el[1:] != el[:-1]]
         k = np.arange(el.size) - np.maximum.accumulate(np.where(newlead, np.arange(el.size), 0))
         ud = rng.uniform(key, rng.DUPS, g[el], np.minimum(k >> 8, 1023), k & 255)
-        take = np.sort(np.concatenate([np.arange(el.size), np.flatnonzero(ud < p.duplicate_rate)]), kind="stable")
+        take = np.sort(
+            np.concatenate([np.arange(el.size), np.flatnonzero(ud < p.duplicate_rate)]), kind="stable"
+        )
         el, et, ep, ets = el[take], et[take], ep[take], ets[take]
 
     # ---------------- lead_quality (leakage trap) ----------------
     uq = U(17)
     lq = np.full(n, -1, np.int64)
     lqp = af.lead_quality
-    for key_, mask in (("qualified", resolved & res_rec), ("disqualified", resolved & ~res_rec),
-                       ("open_high", handed & ~resolved & (fit == 1)), ("open_low", handed & ~resolved & (fit == 0))):
+    for key_, mask in (
+        ("qualified", resolved & res_rec),
+        ("disqualified", resolved & ~res_rec),
+        ("open_high", handed & ~resolved & (fit == 1)),
+        ("open_low", handed & ~resolved & (fit == 0)),
+    ):
         names = tuple(lqp[key_])
         pr = np.array([lqp[key_][x] for x in names])
         lq[mask] = np.array([QUALITIES.index(x) for x in names])[_cat(uq[mask], pr / pr.sum())]
@@ -368,42 +435,73 @@ def _simulate_chunk(c: Compiled, key, n_total: int, g0: int, g1: int, id_width: 
     ua, ub, uc, uf = U(9), U(10), U(11), U(18)
     fw = FREE_W / FREE_W.sum()
     fi = _cat(uf, fw)
-    domains = [FREE_DOMAINS[fi[i]] if free[i] else
-               f"{CORP_A[int(ua[i] * len(CORP_A))]}{CORP_B[int(ub[i] * len(CORP_B))]}.{TLDS[int(uc[i] * len(TLDS))]}"
-               for i in range(n)]
-    leads = pa.table({
-        "lead_id": id_arr, "created_at": format_iso(created, offset),
-        "source": _strings(src, c.sources), "industry": _strings(ind_obs, c.industries),
-        "company_size": _strings(siz_obs, c.sizes), "country": _strings(ctry_obs, c.countries),
-        "job_title": pa.array(titles, pa.string()), "email_domain": pa.array(domains, pa.string()),
-        "lead_quality": _strings(lq, QUALITIES),
-    }, schema=LEADS_SCHEMA)
-    events = pa.table({
-        "lead_id": pa.DictionaryArray.from_arrays(pa.array(el), id_arr).cast(pa.string()),
-        "type": _strings(et, schema.EVENT_TYPES), "timestamp": format_iso(ets, offset[el]),
-        "page": _strings(ep, schema.PAGE_KINDS),
-    }, schema=EVENTS_SCHEMA)
+    domains = [
+        FREE_DOMAINS[fi[i]]
+        if free[i]
+        else f"{CORP_A[int(ua[i] * len(CORP_A))]}{CORP_B[int(ub[i] * len(CORP_B))]}.{TLDS[int(uc[i] * len(TLDS))]}"
+        for i in range(n)
+    ]
+    leads = pa.table(
+        {
+            "lead_id": id_arr,
+            "created_at": format_iso(created, offset),
+            "source": _strings(src, c.sources),
+            "industry": _strings(ind_obs, c.industries),
+            "company_size": _strings(siz_obs, c.sizes),
+            "country": _strings(ctry_obs, c.countries),
+            "job_title": pa.array(titles, pa.string()),
+            "email_domain": pa.array(domains, pa.string()),
+            "lead_quality": _strings(lq, QUALITIES),
+        },
+        schema=LEADS_SCHEMA,
+    )
+    events = pa.table(
+        {
+            "lead_id": pa.DictionaryArray.from_arrays(pa.array(el), id_arr).cast(pa.string()),
+            "type": _strings(et, schema.EVENT_TYPES),
+            "timestamp": format_iso(ets, offset[el]),
+            "page": _strings(ep, schema.PAGE_KINDS),
+        },
+        schema=EVENTS_SCHEMA,
+    )
     oo = np.lexsort((oco, ots, ol))
     ol, oco, ots, orr = ol[oo], oco[oo], ots[oo], orr[oo]
-    outcomes = pa.table({
-        "lead_id": pa.DictionaryArray.from_arrays(pa.array(ol.astype(np.int32)), id_arr).cast(pa.string()),
-        "outcome": _strings(oco, schema.OUTCOMES), "at": format_iso(ots, offset[ol]),
-        "reason": _strings(orr, REASONS),
-    }, schema=OUTCOMES_SCHEMA)
+    outcomes = pa.table(
+        {
+            "lead_id": pa.DictionaryArray.from_arrays(pa.array(ol.astype(np.int32)), id_arr).cast(
+                pa.string()
+            ),
+            "outcome": _strings(oco, schema.OUTCOMES),
+            "at": format_iso(ots, offset[ol]),
+            "reason": _strings(orr, REASONS),
+        },
+        schema=OUTCOMES_SCHEMA,
+    )
     hl, hd, hs = (np.concatenate(x) for x in (hs_lead, hs_day, hs_state))
     ho = np.lexsort((hd, hl))
     hl, hd, hs = hl[ho], hd[ho], hs[ho]
-    hidden = pa.table({
-        "lead_id": pa.DictionaryArray.from_arrays(pa.array(hl.astype(np.int32)), id_arr).cast(pa.string()),
-        "from_day": pa.array(hd, pa.int32()), "fit": _strings(fit[hl], FITS),
-        "intent": _strings(hs, (*INTENTS, RESOLVED)),
-    }, schema=HIDDEN_SCHEMA)
+    hidden = pa.table(
+        {
+            "lead_id": pa.DictionaryArray.from_arrays(pa.array(hl.astype(np.int32)), id_arr).cast(
+                pa.string()
+            ),
+            "from_day": pa.array(hd, pa.int32()),
+            "fit": _strings(fit[hl], FITS),
+            "intent": _strings(hs, (*INTENTS, RESOLVED)),
+        },
+        schema=HIDDEN_SCHEMA,
+    )
     return leads, events, outcomes, hidden
 
 
-def generate(out_dir: Path, n_leads: int, seed: int = 0, chunk_size: int = 50_000,
-             progress: Callable[[int, int], None] | None = None,
-             params: DemoParams | None = None) -> DatasetInfo:
+def generate(
+    out_dir: Path,
+    n_leads: int,
+    seed: int = 0,
+    chunk_size: int = 50_000,
+    progress: Callable[[int, int], None] | None = None,
+    params: DemoParams | None = None,
+) -> DatasetInfo:
     """Write leads/events/outcomes parquet files, dataset.json and ground_truth/ into out_dir."""
     if n_leads < 1 or n_leads >= 2**30:
         raise ValueError("n_leads must be in [1, 2**30)")
@@ -423,8 +521,11 @@ def generate(out_dir: Path, n_leads: int, seed: int = 0, chunk_size: int = 50_00
     try:
         for g0 in range(0, n_leads, chunk_size):
             g1 = min(n_leads, g0 + chunk_size)
-            for name, table in zip(("leads", "events", "outcomes", "hidden"),
-                                   _simulate_chunk(c, key, n_leads, g0, g1, id_width), strict=True):
+            for name, table in zip(
+                ("leads", "events", "outcomes", "hidden"),
+                _simulate_chunk(c, key, n_leads, g0, g1, id_width),
+                strict=True,
+            ):
                 writers[name].write(table)
             if progress is not None:
                 progress(g1, n_leads)
@@ -432,10 +533,21 @@ def generate(out_dir: Path, n_leads: int, seed: int = 0, chunk_size: int = 50_00
         for w in writers.values():
             w.close()
     snapshot = datetime.fromtimestamp(c.snapshot_ms / 1000, tz=UTC)
-    info = DatasetInfo(n_leads=n_leads, n_events=writers["events"].total, n_outcomes=writers["outcomes"].total,
-                       snapshot_at=snapshot, seed=seed)
-    meta = {"snapshot_at": snapshot.isoformat().replace("+00:00", "Z"), "seed": seed, "n_leads": n_leads,
-            "n_events": info.n_events, "n_outcomes": info.n_outcomes, "generator": params.generator}
+    info = DatasetInfo(
+        n_leads=n_leads,
+        n_events=writers["events"].total,
+        n_outcomes=writers["outcomes"].total,
+        snapshot_at=snapshot,
+        seed=seed,
+    )
+    meta = {
+        "snapshot_at": snapshot.isoformat().replace("+00:00", "Z"),
+        "seed": seed,
+        "n_leads": n_leads,
+        "n_events": info.n_events,
+        "n_outcomes": info.n_outcomes,
+        "generator": params.generator,
+    }
     (out_dir / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out_dir / "ground_truth" / "params.json").write_text(params.to_json() + "\n")
     return info

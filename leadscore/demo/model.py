@@ -64,7 +64,11 @@ class Compiled:
 
         def cat(names, probs, weights=None):
             pr = np.array([probs[n] for n in names], dtype=float)
-            w = np.array([weights[n] for n in names], dtype=float) if weights is not None else np.zeros(len(names))
+            w = (
+                np.array([weights[n] for n in names], dtype=float)
+                if weights is not None
+                else np.zeros(len(names))
+            )
             return tuple(names), pr / pr.sum(), w
 
         src = cat(schema.SOURCES, a.source_probs, a.source_fit)
@@ -73,6 +77,7 @@ class Compiled:
         sen = cat(SENIORITIES, a.seniority_probs, a.seniority_fit)
         ctry = tuple(a.country_probs)
         cp = np.array([a.country_probs[c] for c in ctry])
+
         def chain(transition):
             t = np.array([transition[f] for f in FITS], dtype=float)
             t[:, REVIEW, :] = 0.0
@@ -82,19 +87,38 @@ class Compiled:
         trans = chain(it.transition)
         qt = np.array([it.qualify_prob[f] for f in FITS])
         eps = it.label_flip
-        rates = np.array([[em.poisson_rates[f][kind_key(k)] for k in POISSON_KINDS] for f in FITS], dtype=float)
+        rates = np.array(
+            [[em.poisson_rates[f][kind_key(k)] for k in POISSON_KINDS] for f in FITS], dtype=float
+        )
         return cls(
-            params=p, start_ms=iso_to_ms(p.timeline.start), snapshot_ms=iso_to_ms(p.timeline.snapshot),
-            sources=src[0], source_p=src[1], source_w=src[2],
-            industries=ind[0], industry_p=ind[1], industry_w=ind[2],
-            sizes=siz[0], size_p=siz[1], size_w=siz[2],
-            seniorities=sen[0], seniority_p=sen[1], seniority_w=sen[2],
-            countries=ctry, country_p=cp / cp.sum(),
+            params=p,
+            start_ms=iso_to_ms(p.timeline.start),
+            snapshot_ms=iso_to_ms(p.timeline.snapshot),
+            sources=src[0],
+            source_p=src[1],
+            source_w=src[2],
+            industries=ind[0],
+            industry_p=ind[1],
+            industry_w=ind[2],
+            sizes=siz[0],
+            size_p=siz[1],
+            size_w=siz[2],
+            seniorities=sen[0],
+            seniority_p=sen[1],
+            seniority_w=sen[2],
+            countries=ctry,
+            country_p=cp / cp.sum(),
             country_offset=np.array([a.country_offset_min[c] for c in ctry], dtype=np.int64),
-            initial=np.array([it.initial[f] for f in FITS], dtype=float), trans=trans,
-            resolve=it.resolve_prob, qualify_true=qt, qualify_recorded=qt * (1 - eps) + (1 - qt) * eps,
-            rates=rates, p_open=np.array(em.p_open), p_click=np.array(em.p_click),
-            p_unsub=np.array(em.p_unsub), p_attend=np.array(em.p_attend),
+            initial=np.array([it.initial[f] for f in FITS], dtype=float),
+            trans=trans,
+            resolve=it.resolve_prob,
+            qualify_true=qt,
+            qualify_recorded=qt * (1 - eps) + (1 - qt) * eps,
+            rates=rates,
+            p_open=np.array(em.p_open),
+            p_click=np.array(em.p_click),
+            p_unsub=np.array(em.p_unsub),
+            p_attend=np.array(em.p_attend),
             trans_drift=chain(p.drift.transition) if p.drift else trans,
             drift_ms=iso_to_ms(p.drift.at) if p.drift else np.iinfo(np.int64).max,
         )
@@ -117,7 +141,8 @@ class Compiled:
     def unsub_prob(self, sent_prev: np.ndarray) -> np.ndarray:
         """(n, intent) probability of unsubscribing on a day with at least one email."""
         return np.minimum(
-            self.p_unsub[None, :] * (1.0 + self.params.emission.unsub_fatigue * sent_prev[:, None]), 0.999)
+            self.p_unsub[None, :] * (1.0 + self.params.emission.unsub_fatigue * sent_prev[:, None]), 0.999
+        )
 
     def absorption(self, horizon_days: int, first_drifted: int | None = None) -> np.ndarray:
         """v[fit, intent] = P(recorded 'qualified' within days k..k+H-1 | fit, intent on day k, unresolved).

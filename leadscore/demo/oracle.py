@@ -30,9 +30,14 @@ _KIND = {k: i for i, k in enumerate(POISSON_KINDS)}
 NK = len(POISSON_KINDS)
 CH_SENT, CH_OPEN, CH_CLICK, CH_UNSUB, CH_ATTEND = NK, NK + 1, NK + 2, NK + 3, NK + 4
 NCH = NK + 5
-_CHANNEL = {**{(t, p): i for (t, p), i in _KIND.items()}, ("email_sent", None): CH_SENT,
-            ("email_opened", None): CH_OPEN, ("email_clicked", None): CH_CLICK,
-            ("unsubscribed", None): CH_UNSUB, ("webinar_attended", None): CH_ATTEND}
+_CHANNEL = {
+    **{(t, p): i for (t, p), i in _KIND.items()},
+    ("email_sent", None): CH_SENT,
+    ("email_opened", None): CH_OPEN,
+    ("email_clicked", None): CH_CLICK,
+    ("unsubscribed", None): CH_UNSUB,
+    ("webinar_attended", None): CH_ATTEND,
+}
 
 
 def load_params(data_dir: Path) -> DemoParams:
@@ -50,8 +55,12 @@ def fit_prior(c: Compiled, leads: pd.DataFrame) -> np.ndarray:
     n = len(leads)
     free_p = c.params.attributes.free_email_prob
     dom = leads["email_domain"].to_numpy(dtype=object)
-    free_obs = np.array([(-1 if d is None or not isinstance(d, str) else int(d.lower() in schema.FREE_EMAIL_DOMAINS))
-                         for d in dom])
+    free_obs = np.array(
+        [
+            (-1 if d is None or not isinstance(d, str) else int(d.lower() in schema.FREE_EMAIL_DOMAINS))
+            for d in dom
+        ]
+    )
     sen = [seniority_from_title(t) for t in leads["job_title"].to_numpy(dtype=object)]
     attrs = [  # (observed code or -1, probs, weights)
         (leads["source"], c.sources, c.source_p, c.source_w),
@@ -62,7 +71,9 @@ def fit_prior(c: Compiled, leads: pd.DataFrame) -> np.ndarray:
     codes, probs, weights = [], [], []
     for col, names, p, w in attrs:
         m = {v: i for i, v in enumerate(names)}
-        codes.append(np.array([m.get(v, -1) if isinstance(v, str) else -1 for v in col.to_numpy(dtype=object)]))
+        codes.append(
+            np.array([m.get(v, -1) if isinstance(v, str) else -1 for v in col.to_numpy(dtype=object)])
+        )
         probs.append(p)
         weights.append(w)
     codes.append(free_obs)
@@ -86,9 +97,15 @@ def fit_prior(c: Compiled, leads: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _filter_chunk(c: Compiled, prior: np.ndarray, counts: np.ndarray, handed_day: np.ndarray,
-                  kmax: np.ndarray, want: list[tuple[np.ndarray, np.ndarray]],
-                  created: np.ndarray | None = None) -> dict[int, np.ndarray]:
+def _filter_chunk(
+    c: Compiled,
+    prior: np.ndarray,
+    counts: np.ndarray,
+    handed_day: np.ndarray,
+    kmax: np.ndarray,
+    want: list[tuple[np.ndarray, np.ndarray]],
+    created: np.ndarray | None = None,
+) -> dict[int, np.ndarray]:
     """Forward filter for L leads; returns {k: posterior (L, 2, 4) after days 0..k-1} for requested k."""
     em = c.params.emission
     L, K, _ = counts.shape
@@ -150,9 +167,13 @@ def _row_probabilities(post: np.ndarray, v: np.ndarray, handed_before: np.ndarra
     return label, first, label_and_first
 
 
-def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int = 30,
-                         lead_chunk_cells: int = 4_000_000,
-                         definition: QualifiedDefinition | None = None) -> pd.DataFrame:
+def oracle_probabilities(
+    data_dir: Path,
+    rows: pd.DataFrame,
+    horizon_days: int = 30,
+    lead_chunk_cells: int = 4_000_000,
+    definition: QualifiedDefinition | None = None,
+) -> pd.DataFrame:
     """P(recorded 'qualified' in (as_of, as_of + horizon]) per row: columns observable, handoff, hidden,
     and training when a qualified-lead definition is given (its ``horizon_days`` then wins)."""
     data_dir = Path(data_dir)
@@ -199,7 +220,10 @@ def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int =
     ev_day = np.floor_divide(ev_ms - created[ev_lead], DAY_MS)
     typ = ev["type"].to_numpy(dtype=object)
     page = ev["page"].to_numpy(dtype=object)
-    chan = np.array([_CHANNEL.get((t, p if isinstance(p, str) else None), -1) for t, p in zip(typ, page)], dtype=np.int64)
+    chan = np.array(
+        [_CHANNEL.get((t, p if isinstance(p, str) else None), -1) for t, p in zip(typ, page, strict=False)],
+        dtype=np.int64,
+    )
     inwin = (ev_day >= 0) & (ev_day < kmax[ev_lead]) & (ev_ms < as_of_ms.max() + 1)
     handed_day = np.full(len(uniq), np.iinfo(np.int64).max)
     hsel = inwin & (typ == "handed_to_sales")
@@ -228,13 +252,21 @@ def oracle_probabilities(data_dir: Path, rows: pd.DataFrame, horizon_days: int =
         np.add.at(counts, (local[ev_lead[sel]], ev_day[sel], chan[sel]), 1)
         rsel = np.flatnonzero(ok & (local[row_lead] >= 0))
         want_k = np.unique(k[rsel])
-        res = _filter_chunk(c, prior[chunk], counts, handed_day[chunk], kmax[chunk], [(kk, None) for kk in want_k],
-                            created[chunk])
+        res = _filter_chunk(
+            c,
+            prior[chunk],
+            counts,
+            handed_day[chunk],
+            kmax[chunk],
+            [(kk, None) for kk in want_k],
+            created[chunk],
+        )
         for kk in want_k:
             rr = rsel[k[rsel] == kk]
             post = res[int(kk)][local[row_lead[rr]]]
-            obs[rr], first[rr], label_first[rr] = _row_probabilities(post, v_by_step[step[rr]],
-                                                                     handed_day[row_lead[rr]] < kk)
+            obs[rr], first[rr], label_first[rr] = _row_probabilities(
+                post, v_by_step[step[rr]], handed_day[row_lead[rr]] < kk
+            )
         i = j
     out["observable"] = np.clip(obs, 0.0, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -22,8 +22,12 @@ SENIORITIES = ("executive", "vp_director", "manager", "senior_ic", "ic", "intern
 # Marketing/sales activity with Poisson counts per lead-day: (event type, page or None).
 POISSON_KINDS: tuple[tuple[str, str | None], ...] = (
     *(("web_visit", p) for p in schema.PAGE_KINDS),
-    ("content_download", None), ("webinar_registered", None), ("form_submitted", None),
-    ("demo_requested", None), ("sales_call", None), ("meeting", None),
+    ("content_download", None),
+    ("webinar_registered", None),
+    ("form_submitted", None),
+    ("demo_requested", None),
+    ("sales_call", None),
+    ("meeting", None),
 )
 GENERATOR = "leadscore-demo/1"
 
@@ -45,32 +49,100 @@ class AttributeParams:
     """Independent categorical attributes; logit P(fit=high) is additive in them."""
 
     fit_intercept: float = -0.15
-    source_probs: dict[str, float] = _d(organic_search=0.22, paid_search=0.18, social=0.12, referral=0.08,
-                                        webinar=0.10, event=0.06, partner=0.07, direct=0.10, outbound=0.07)
-    source_fit: dict[str, float] = _d(organic_search=0.0, paid_search=-0.2, social=-0.5, referral=0.9,
-                                      webinar=0.3, event=0.6, partner=0.4, direct=0.1, outbound=-0.3)
-    industry_probs: dict[str, float] = _d(software=0.25, finance=0.12, healthcare=0.10, retail=0.10,
-                                          manufacturing=0.10, education=0.10, government=0.05, media=0.06,
-                                          consulting=0.07, other=0.05)
+    source_probs: dict[str, float] = _d(
+        organic_search=0.22,
+        paid_search=0.18,
+        social=0.12,
+        referral=0.08,
+        webinar=0.10,
+        event=0.06,
+        partner=0.07,
+        direct=0.10,
+        outbound=0.07,
+    )
+    source_fit: dict[str, float] = _d(
+        organic_search=0.0,
+        paid_search=-0.2,
+        social=-0.5,
+        referral=0.9,
+        webinar=0.3,
+        event=0.6,
+        partner=0.4,
+        direct=0.1,
+        outbound=-0.3,
+    )
+    industry_probs: dict[str, float] = _d(
+        software=0.25,
+        finance=0.12,
+        healthcare=0.10,
+        retail=0.10,
+        manufacturing=0.10,
+        education=0.10,
+        government=0.05,
+        media=0.06,
+        consulting=0.07,
+        other=0.05,
+    )
     # consulting plays the "competitors' industry" (agencies reselling a rival tool)
-    industry_fit: dict[str, float] = _d(software=0.6, finance=0.4, healthcare=0.2, retail=0.0,
-                                        manufacturing=0.2, education=-0.8, government=-0.4, media=-0.2,
-                                        consulting=-0.7, other=-0.3)
-    size_probs: dict[str, float] = _d(**{"1-10": 0.25, "11-50": 0.22, "51-200": 0.20, "201-1000": 0.15,
-                                         "1001-5000": 0.10, "5000+": 0.08})
-    size_fit: dict[str, float] = _d(**{"1-10": -1.2, "11-50": -0.3, "51-200": 0.3, "201-1000": 0.7,
-                                       "1001-5000": 0.8, "5000+": 0.6})
-    seniority_probs: dict[str, float] = _d(executive=0.08, vp_director=0.12, manager=0.22, senior_ic=0.18,
-                                           ic=0.22, intern=0.06, student=0.12)
-    seniority_fit: dict[str, float] = _d(executive=0.9, vp_director=1.0, manager=0.5, senior_ic=0.1,
-                                         ic=-0.3, intern=-1.2, student=-2.0)
+    industry_fit: dict[str, float] = _d(
+        software=0.6,
+        finance=0.4,
+        healthcare=0.2,
+        retail=0.0,
+        manufacturing=0.2,
+        education=-0.8,
+        government=-0.4,
+        media=-0.2,
+        consulting=-0.7,
+        other=-0.3,
+    )
+    size_probs: dict[str, float] = _d(
+        **{"1-10": 0.25, "11-50": 0.22, "51-200": 0.20, "201-1000": 0.15, "1001-5000": 0.10, "5000+": 0.08}
+    )
+    size_fit: dict[str, float] = _d(
+        **{"1-10": -1.2, "11-50": -0.3, "51-200": 0.3, "201-1000": 0.7, "1001-5000": 0.8, "5000+": 0.6}
+    )
+    seniority_probs: dict[str, float] = _d(
+        executive=0.08, vp_director=0.12, manager=0.22, senior_ic=0.18, ic=0.22, intern=0.06, student=0.12
+    )
+    seniority_fit: dict[str, float] = _d(
+        executive=0.9, vp_director=1.0, manager=0.5, senior_ic=0.1, ic=-0.3, intern=-1.2, student=-2.0
+    )
     free_email_prob: float = 0.35
     free_email_fit: float = -0.9
-    country_probs: dict[str, float] = _d(US=0.28, GB=0.10, DE=0.12, FR=0.06, NL=0.04, ES=0.03, IN=0.08,
-                                         BR=0.05, JP=0.04, AU=0.04, CA=0.05, SG=0.03, MX=0.04, ZA=0.04)
+    country_probs: dict[str, float] = _d(
+        US=0.28,
+        GB=0.10,
+        DE=0.12,
+        FR=0.06,
+        NL=0.04,
+        ES=0.03,
+        IN=0.08,
+        BR=0.05,
+        JP=0.04,
+        AU=0.04,
+        CA=0.05,
+        SG=0.03,
+        MX=0.04,
+        ZA=0.04,
+    )
     # fixed UTC offset (minutes) per country: the "mixed time zones" trap
-    country_offset_min: dict[str, int] = _d(US=-300, GB=0, DE=60, FR=60, NL=60, ES=60, IN=330, BR=-180,
-                                            JP=540, AU=600, CA=-300, SG=480, MX=-360, ZA=120)
+    country_offset_min: dict[str, int] = _d(
+        US=-300,
+        GB=0,
+        DE=60,
+        FR=60,
+        NL=60,
+        ES=60,
+        IN=330,
+        BR=-180,
+        JP=540,
+        AU=600,
+        CA=-300,
+        SG=480,
+        MX=-360,
+        ZA=120,
+    )
     # missing completely at random
     missing: dict[str, float] = _d(industry=0.08, company_size=0.10, country=0.03, job_title=0.05)
 
@@ -96,22 +168,26 @@ class EmissionParams:
 
     # Poisson rate per day, per fit, per kind (POISSON_KINDS order, key "type" or "web_visit:page"),
     # per intent (cold, warm, hot, review)
-    poisson_rates: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {
-        fit: {
-            "web_visit:pricing": [0.004 * m, 0.03 * m, 0.18 * m, 0.12 * m],
-            "web_visit:docs": [0.004 * m, 0.04 * m, 0.15 * m, 0.12 * m],
-            "web_visit:blog": [0.02, 0.08, 0.10, 0.05],
-            "web_visit:careers": [0.010, 0.02, 0.02, 0.01] if fit == "low" else [0.002, 0.003, 0.003, 0.002],
-            "web_visit:home": [0.01, 0.05, 0.15, 0.08],
-            "content_download": [0.003, 0.03, 0.06, 0.02],
-            "webinar_registered": [0.001, 0.01, 0.02, 0.005],
-            "form_submitted": [0.001, 0.008, 0.05, 0.02],
-            "demo_requested": [0.0002, 0.002, 0.04 * m, 0.01],
-            "sales_call": [0.002, 0.003, 0.01, 0.25],
-            "meeting": [0.0005, 0.001, 0.005, 0.12],
+    poisson_rates: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: {
+            fit: {
+                "web_visit:pricing": [0.004 * m, 0.03 * m, 0.18 * m, 0.12 * m],
+                "web_visit:docs": [0.004 * m, 0.04 * m, 0.15 * m, 0.12 * m],
+                "web_visit:blog": [0.02, 0.08, 0.10, 0.05],
+                "web_visit:careers": [0.010, 0.02, 0.02, 0.01]
+                if fit == "low"
+                else [0.002, 0.003, 0.003, 0.002],
+                "web_visit:home": [0.01, 0.05, 0.15, 0.08],
+                "content_download": [0.003, 0.03, 0.06, 0.02],
+                "webinar_registered": [0.001, 0.01, 0.02, 0.005],
+                "form_submitted": [0.001, 0.008, 0.05, 0.02],
+                "demo_requested": [0.0002, 0.002, 0.04 * m, 0.01],
+                "sales_call": [0.002, 0.003, 0.01, 0.25],
+                "meeting": [0.0005, 0.001, 0.005, 0.12],
+            }
+            for fit, m in (("low", 0.8), ("high", 1.2))
         }
-        for fit, m in (("low", 0.8), ("high", 1.2))
-    })
+    )
     p_open: list[float] = field(default_factory=lambda: [0.12, 0.25, 0.45, 0.30])
     p_click: list[float] = field(default_factory=lambda: [0.05, 0.12, 0.25, 0.15])
     fatigue_scale: float = 8.0  # open prob * 1 / (1 + sent_prev_30d / fatigue_scale)
@@ -129,8 +205,17 @@ class CadenceParams:
     age_breaks: tuple[int, ...] = (14, 60, 180)
     p_send: tuple[float, ...] = (0.22, 0.10, 0.05, 0.025)
     p_double: float = 0.15
-    source_multiplier: dict[str, float] = _d(organic_search=1.0, paid_search=1.2, social=1.1, referral=0.8,
-                                             webinar=1.0, event=0.9, partner=0.8, direct=1.0, outbound=1.6)
+    source_multiplier: dict[str, float] = _d(
+        organic_search=1.0,
+        paid_search=1.2,
+        social=1.1,
+        referral=0.8,
+        webinar=1.0,
+        event=0.9,
+        partner=0.8,
+        direct=1.0,
+        outbound=1.6,
+    )
 
 
 @dataclass(frozen=True)
@@ -140,18 +225,22 @@ class AfterParams:
     p_opportunity: dict[str, float] = _d(low=0.3, high=0.6)
     p_won: dict[str, float] = _d(low=0.25, high=0.5)
     post_events_mean: dict[str, float] = _d(qualified=2.0, disqualified=0.8)
-    disqualify_reasons: dict[str, dict[str, float]] = field(default_factory=lambda: {
-        "low": {"bad_fit": 0.45, "student": 0.2, "competitor": 0.15, "spam": 0.15, "other": 0.05},
-        "high": {"no_budget": 0.55, "no_response": 0.4, "other": 0.05},
-    })
+    disqualify_reasons: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {
+            "low": {"bad_fit": 0.45, "student": 0.2, "competitor": 0.15, "spam": 0.15, "other": 0.05},
+            "high": {"no_budget": 0.55, "no_response": 0.4, "other": 0.05},
+        }
+    )
     lost_reasons: dict[str, float] = _d(price=0.4, timing=0.35, competitor=0.25)
     # lead_quality (leakage trap) given the recorded outcome, or given fit while still in review
-    lead_quality: dict[str, dict[str, float]] = field(default_factory=lambda: {
-        "qualified": {"high": 0.7, "medium": 0.3},
-        "disqualified": {"medium": 0.1, "low": 0.5, "worst": 0.4},
-        "open_high": {"high": 0.3, "medium": 0.5, "low": 0.2},
-        "open_low": {"medium": 0.2, "low": 0.5, "worst": 0.3},
-    })
+    lead_quality: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {
+            "qualified": {"high": 0.7, "medium": 0.3},
+            "disqualified": {"medium": 0.1, "low": 0.5, "worst": 0.4},
+            "open_high": {"high": 0.3, "medium": 0.5, "low": 0.2},
+            "open_low": {"medium": 0.2, "low": 0.5, "worst": 0.3},
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -204,7 +293,9 @@ class DemoParams:
             if sub is None or d[f.name] is None:
                 kw[f.name] = d[f.name]
             else:
-                vals = {k: (tuple(v) if isinstance(getattr(sub(), k), tuple) else v) for k, v in d[f.name].items()}
+                vals = {
+                    k: (tuple(v) if isinstance(getattr(sub(), k), tuple) else v) for k, v in d[f.name].items()
+                }
                 kw[f.name] = sub(**vals)
         return cls(**kw)
 
@@ -213,5 +304,12 @@ class DemoParams:
         return cls.from_dict(json.loads(text))
 
 
-_SUB = {"timeline": TimelineParams, "attributes": AttributeParams, "intent": IntentParams,
-        "emission": EmissionParams, "cadence": CadenceParams, "after": AfterParams, "drift": DriftParams}
+_SUB = {
+    "timeline": TimelineParams,
+    "attributes": AttributeParams,
+    "intent": IntentParams,
+    "emission": EmissionParams,
+    "cadence": CadenceParams,
+    "after": AfterParams,
+    "drift": DriftParams,
+}

@@ -4,18 +4,48 @@ from __future__ import annotations
 
 import re
 
-DEPARTMENTS = ("Marketing", "Sales", "Data", "Engineering", "Finance", "Operations", "Product", "IT",
-               "Procurement", "Growth")
+DEPARTMENTS = (
+    "Marketing",
+    "Sales",
+    "Data",
+    "Engineering",
+    "Finance",
+    "Operations",
+    "Product",
+    "IT",
+    "Procurement",
+    "Growth",
+)
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
-    "executive": ("CEO", "CTO", "CFO", "CMO", "COO", "Chief {d} Officer", "Founder", "Co-Founder & CEO",
-                  "Owner"),
+    "executive": (
+        "CEO",
+        "CTO",
+        "CFO",
+        "CMO",
+        "COO",
+        "Chief {d} Officer",
+        "Founder",
+        "Co-Founder & CEO",
+        "Owner",
+    ),
     "vp_director": ("VP of {d}", "Vice President, {d}", "Head of {d}", "{d} Director", "Director of {d}"),
     "manager": ("{d} Manager", "Senior {d} Manager", "{d} Team Lead", "Manager, {d}"),
-    "senior_ic": ("Senior Software Engineer", "Senior {d} Analyst", "Senior {d} Specialist",
-                  "Principal Engineer", "Staff Data Scientist"),
-    "ic": ("Software Engineer", "{d} Analyst", "{d} Specialist", "{d} Coordinator", "Data Scientist",
-           "Account Executive"),
+    "senior_ic": (
+        "Senior Software Engineer",
+        "Senior {d} Analyst",
+        "Senior {d} Specialist",
+        "Principal Engineer",
+        "Staff Data Scientist",
+    ),
+    "ic": (
+        "Software Engineer",
+        "{d} Analyst",
+        "{d} Specialist",
+        "{d} Coordinator",
+        "Data Scientist",
+        "Account Executive",
+    ),
     "intern": ("{d} Intern", "Intern", "Trainee"),
     "student": ("Student", "MBA Student", "PhD Candidate", "Graduate Student"),
 }

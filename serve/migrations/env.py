@@ -1,14 +1,14 @@
 from alembic import context
-from sqlalchemy import engine_from_config, pool
-
 from leadscore.serve.db import metadata
+from sqlalchemy import engine_from_config, pool
 
 config = context.config
 
 
 def run_migrations_online() -> None:
-    connectable = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.",
-                                     poolclass=pool.NullPool)
+    connectable = engine_from_config(
+        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+    )
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():

@@ -5,9 +5,8 @@ import logging
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
-
 from leadscore.serve.deps import AppState
+from pydantic import BaseModel
 
 log = logging.getLogger("leadscore.serve")
 router = APIRouter(tags=["health"])
@@ -28,8 +27,12 @@ async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Model loaded and database reachable", response_model=Readiness,
-            responses={503: {"model": Readiness, "description": "Not ready: `reasons` says why"}})
+@router.get(
+    "/readyz",
+    summary="Model loaded and database reachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: `reasons` says why"}},
+)
 def readyz(state: AppState, response: Response):
     """200 when a model is loaded and the database answers, else 503. Unauthenticated, so it names what is
     wrong without details (no driver, host or exception text): `reasons` as "component: state", and
@@ -38,8 +41,11 @@ def readyz(state: AppState, response: Response):
     checks = {"model": state.holder.model is not None, "database": True}
     reasons = []
     if not checks["model"]:
-        reasons.append("model: no model loaded" if state.holder.last_error is None or
-                       state.holder.last_error.startswith("no model") else "model: unavailable")
+        reasons.append(
+            "model: no model loaded"
+            if state.holder.last_error is None or state.holder.last_error.startswith("no model")
+            else "model: unavailable"
+        )
     try:
         with state.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -50,12 +56,21 @@ def readyz(state: AppState, response: Response):
     ready = all(checks.values())
     response.status_code = 200 if ready else 503
     last_error = state.holder.last_error and state.holder.last_error.partition(": ")[0]
-    return {"ready": ready, "checks": checks, "reasons": reasons, "model_version": state.holder.version,
-            "last_error": last_error}
+    return {
+        "ready": ready,
+        "checks": checks,
+        "reasons": reasons,
+        "model_version": state.holder.version,
+        "last_error": last_error,
+    }
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
-            response_description="Prometheus text format 0.0.4")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    response_description="Prometheus text format 0.0.4",
+)
 async def metrics(state: AppState):
     state.metrics.model_version.set(float(state.holder.version or 0))
     # the monitoring gauges: from the last report, never waiting for one (a stale one is refreshed in the

@@ -20,15 +20,22 @@ def trend(history: list[dict]) -> str:
     return "improving" if delta > TREND_POINTS else "declining" if delta < -TREND_POINTS else "steady"
 
 
-@router.put("/leads/{lead_id}", summary="Create or update a lead's attributes",
-            responses=error_responses(400, *KEYED, 413, 422))
+@router.put(
+    "/leads/{lead_id}",
+    summary="Create or update a lead's attributes",
+    responses=error_responses(400, *KEYED, 413, 422),
+)
 def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
     created = store.upsert_lead(engine, lead_id, body.created_at, body.attributes.model_dump())
     return {"lead_id": lead_id, "created": created}
 
 
-@router.post("/events", status_code=201, summary="Append events for one or many stored leads",
-             responses=error_responses(400, *KEYED, (404, "An event's lead is not stored: PUT it first"), 413, 422))
+@router.post(
+    "/events",
+    status_code=201,
+    summary="Append events for one or many stored leads",
+    responses=error_responses(400, *KEYED, (404, "An event's lead is not stored: PUT it first"), 413, 422),
+)
 def post_events(body: EventBatch, engine: Engine, state: AppState, _: Scorer):
     """All or nothing: 404 if a lead is not stored, 422 if one would then have more than
     `LEADSCORE_MAX_EVENTS_PER_LEAD` stored events (the most a score by reference reads)."""
@@ -37,46 +44,99 @@ def post_events(body: EventBatch, engine: Engine, state: AppState, _: Scorer):
     unknown = [(i, lid) for i, lid in enumerate(ids) if lid not in known]
     if unknown:
         # 404 as for a lead sent to POST /v1/score by lead_id only: the body is valid, the lead is not stored
-        raise HTTPException(404, [{"field": f"events.{i}.lead_id", "reason": f"unknown lead {lid!r}: PUT it first"}
-                                  for i, lid in unknown[:20]])
+        raise HTTPException(
+            404,
+            [
+                {"field": f"events.{i}.lead_id", "reason": f"unknown lead {lid!r}: PUT it first"}
+                for i, lid in unknown[:20]
+            ],
+        )
     try:
         n = store.add_events(engine, body.events, state.settings.max_events_per_lead)
     except store.TooManyEvents as e:
-        raise HTTPException(422, [{"field": f"events.{ids.index(e.lead_id)}.lead_id", "reason": str(e)}]) from None
+        raise HTTPException(
+            422, [{"field": f"events.{ids.index(e.lead_id)}.lead_id", "reason": str(e)}]
+        ) from None
     return {"stored": n}
 
 
-@router.get("/leads/{lead_id}", summary="A lead's latest score, reasons, history and trend",
-            responses=error_responses(*KEYED, (404, "No such lead: neither stored nor scored"), 422))
+@router.get(
+    "/leads/{lead_id}",
+    summary="A lead's latest score, reasons, history and trend",
+    responses=error_responses(*KEYED, (404, "No such lead: neither stored nor scored"), 422),
+)
 def get_lead(lead_id: LeadId, engine: Engine, _: Reader):
     stored = store.get_leads(engine, [lead_id]).get(lead_id)
     history = store.score_history(engine, lead_id)
     if stored is None and not history:
-        raise HTTPException(404, [{"field": "lead_id", "reason": f"no lead {lead_id!r}: store it with PUT "
-                                                                   "/v1/leads/{lead_id} or score it"}])
+        raise HTTPException(
+            404,
+            [
+                {
+                    "field": "lead_id",
+                    "reason": f"no lead {lead_id!r}: store it with PUT /v1/leads/{{lead_id}} or score it",
+                }
+            ],
+        )
     latest = history[0] if history else None
     return {
         "lead_id": lead_id,
         "created_at": stored["created_at"] if stored else None,
         "attributes": stored["attributes"] if stored else None,
-        "latest": latest and {k: latest[k] for k in ("scored_at", "as_of", "model_version", "probability", "score",
-                                                      "grade", "qualified", "reasons")},
+        "latest": latest
+        and {
+            k: latest[k]
+            for k in (
+                "scored_at",
+                "as_of",
+                "model_version",
+                "probability",
+                "score",
+                "grade",
+                "qualified",
+                "reasons",
+            )
+        },
         "history": [{k: h[k] for k in ("scored_at", "score", "grade", "model_version")} for h in history],
         "trend": trend(history),
         "feedback": store.feedback_for(engine, lead_id),
     }
 
 
-@router.get("/leads", summary="Latest scores for review lists, highest first",
-            responses=error_responses(*KEYED, 422))
-def list_leads(engine: Engine, _: Reader, grade: Literal["A", "B", "C", "D"] | None = None,
-               since: Timestamp | None = None, limit: int = Query(50, ge=1, le=1000),
-               offset: int = Query(0, ge=0, le=1_000_000)):
+@router.get(
+    "/leads", summary="Latest scores for review lists, highest first", responses=error_responses(*KEYED, 422)
+)
+def list_leads(
+    engine: Engine,
+    _: Reader,
+    grade: Literal["A", "B", "C", "D"] | None = None,
+    since: Timestamp | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=1_000_000),
+):
     """The newest score of each lead (filtered by grade and by scored at or after `since`), highest
     probability first, each with its trend against the lead's previous score."""
     rows = store.latest_scores(engine, grade=grade, since=since, limit=limit, offset=offset)
     recent = store.recent_scores(engine, [r["lead_id"] for r in rows])
-    return {"leads": [{**{k: r[k] for k in ("lead_id", "scored_at", "probability", "score", "grade", "qualified",
-                                           "model_version", "reasons")},
-                       "attributes": r.get("attributes"), "trend": trend(recent.get(r["lead_id"], []))}
-                      for r in rows]}
+    return {
+        "leads": [
+            {
+                **{
+                    k: r[k]
+                    for k in (
+                        "lead_id",
+                        "scored_at",
+                        "probability",
+                        "score",
+                        "grade",
+                        "qualified",
+                        "model_version",
+                        "reasons",
+                    )
+                },
+                "attributes": r.get("attributes"),
+                "trend": trend(recent.get(r["lead_id"], [])),
+            }
+            for r in rows
+        ]
+    }

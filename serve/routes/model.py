@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-
 from leadscore.serve import model_sync
 from leadscore.serve.auth import Admin, Reader
 from leadscore.serve.deps import AppState
@@ -15,20 +14,35 @@ router = APIRouter(prefix="/v1", tags=["model"])
 def get_model(state: AppState, _: Reader):
     model = state.holder.model
     if model is None:
-        raise HTTPException(503, [{"field": "model", "reason": NO_MODEL.format(
-            why=state.holder.last_error or "still loading")}])
+        raise HTTPException(
+            503,
+            [{"field": "model", "reason": NO_MODEL.format(why=state.holder.last_error or "still loading")}],
+        )
     info = model.info
     return {
-        "name": model.name, "version": model.version, "alias": state.holder.uri.partition("@")[2] or None,
-        "family": model.family, "trained_at": info.get("trained_at"), "metrics": info.get("metrics"),
-        "definition": model.definition.to_dict(), "policy": model.policy.to_dict(),
-        "features": list(model.encoder.features), "example": info.get("example"),
+        "name": model.name,
+        "version": model.version,
+        "alias": state.holder.uri.partition("@")[2] or None,
+        "family": model.family,
+        "trained_at": info.get("trained_at"),
+        "metrics": info.get("metrics"),
+        "definition": model.definition.to_dict(),
+        "policy": model.policy.to_dict(),
+        "features": list(model.encoder.features),
+        "example": info.get("example"),
     }
 
 
-@router.post("/admin/reload", summary="Load the current champion now, in every worker",
-             responses=error_responses(*KEYED, (409, "The champion was refused; the previous version keeps serving"),
-                                       413, (503, "No model could be loaded")))
+@router.post(
+    "/admin/reload",
+    summary="Load the current champion now, in every worker",
+    responses=error_responses(
+        *KEYED,
+        (409, "The champion was refused; the previous version keeps serving"),
+        413,
+        (503, "No model could be loaded"),
+    ),
+)
 def reload(state: AppState, _: Admin):
     """Check the registry now and swap in the champion if it changed, then have every worker of the service
     do the same: the answer comes when all live workers report the version they serve (or after
@@ -37,7 +51,9 @@ def reload(state: AppState, _: Admin):
     all the answer is 503."""
     outcome = state.holder.reload(force=True)
     if outcome.refused or state.holder.model is None:
-        raise HTTPException(409 if state.holder.model else 503, [{"field": "model", "reason": outcome.message}])
+        raise HTTPException(
+            409 if state.holder.model else 503, [{"field": "model", "reason": outcome.message}]
+        )
     answer = {"changed": outcome.changed, "version": outcome.version, "message": outcome.message}
     sync = state.model_sync
     if sync is None:  # the app without its lifespan (no store): this process only
@@ -48,14 +64,26 @@ def reload(state: AppState, _: Admin):
     versions = sorted({w["version"] or "none" for w in workers if w["generation"] >= generation})
     behind = [w["worker"] for w in workers if w["generation"] < generation]
     if behind:
-        answer["message"] = (f"{outcome.message} here; {len(behind)} of {len(workers)} workers had not switched "
-                             f"within {state.settings.reload_wait_seconds:g} s: {', '.join(behind)}")
+        answer["message"] = (
+            f"{outcome.message} here; {len(behind)} of {len(workers)} workers had not switched "
+            f"within {state.settings.reload_wait_seconds:g} s: {', '.join(behind)}"
+        )
     elif versions == [outcome.version]:
-        answer["message"] = f"{outcome.message} on all {len(workers)} workers" if len(workers) > 1 else outcome.message
+        answer["message"] = (
+            f"{outcome.message} on all {len(workers)} workers" if len(workers) > 1 else outcome.message
+        )
     else:  # another worker refused the version, or the alias moved again meanwhile
-        answer["message"] = (f"{outcome.message} here; the {len(workers)} workers serve versions "
-                             f"{', '.join(versions)}")
-    answer["workers"] = [{"worker": w["worker"], "version": w["version"], "switched": w["generation"] >= generation,
-                          "reported_at": w["reported_at"].isoformat()} for w in workers]
+        answer["message"] = (
+            f"{outcome.message} here; the {len(workers)} workers serve versions {', '.join(versions)}"
+        )
+    answer["workers"] = [
+        {
+            "worker": w["worker"],
+            "version": w["version"],
+            "switched": w["generation"] >= generation,
+            "reported_at": w["reported_at"].isoformat(),
+        }
+        for w in workers
+    ]
     answer["all_workers"] = done and versions == [outcome.version]
     return answer

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-
 from leadscore.serve.auth import Sales
 from leadscore.serve.deps import AppState
 from leadscore.serve.errors import KEYED, error_responses
@@ -10,8 +9,11 @@ from leadscore.serve.scoring import NO_MODEL
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
 
-@router.get("/monitoring", summary="Is the champion still right? Calibration, drift, volume, feedback coverage",
-            responses=error_responses(*KEYED, 503))
+@router.get(
+    "/monitoring",
+    summary="Is the champion still right? Calibration, drift, volume, feedback coverage",
+    responses=error_responses(*KEYED, 503),
+)
 def get_monitoring(state: AppState, _: Sales):
     """The monitoring report of the model being served over the last `LEADSCORE_MONITOR_WINDOW_DAYS`
     (docs/monitoring.md): a status per check (ok / warn / alert / not enough data / unknown) and
@@ -20,6 +22,8 @@ def get_monitoring(state: AppState, _: Sales):
     # a plain `def`: FastAPI runs it in its threadpool, so a computation here never blocks the event loop
     report = state.monitor_cache.get()
     if report is None:
-        raise HTTPException(503, [{"field": "model", "reason": NO_MODEL.format(
-            why=state.holder.last_error or "still loading")}])
+        raise HTTPException(
+            503,
+            [{"field": "model", "reason": NO_MODEL.format(why=state.holder.last_error or "still loading")}],
+        )
     return report

@@ -39,15 +39,20 @@ EXPLAIN = ("top", "full")
 # are added to the components by `app.create_app`.
 _schema = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
 REQUEST_SCHEMAS = {**_schema.pop("$defs", {}), "ScoreRequest": _schema}
-_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}}}}
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}},
+    }
+}
 
 
 def parse_score_request(content_type: str | None, body: bytes) -> ScoreRequest:
     """The validated request, or RequestValidationError (422 naming each field and the reason)."""
     if content_type and "json" not in content_type.split(";")[0].lower():
-        raise RequestValidationError([{"loc": ("body",), "msg": "send JSON (Content-Type: application/json)",
-                                       "type": "content_type"}])
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "send JSON (Content-Type: application/json)", "type": "content_type"}]
+        )
     try:
         return ScoreRequest.model_validate_json(body)
     except ValidationError as e:
@@ -62,8 +67,9 @@ def _explain(query_string: bytes) -> str:
         if name == "explain":
             value = v  # the last one counts, as for any query parameter
     if value not in EXPLAIN:
-        raise RequestValidationError([{"loc": ("query", "explain"), "msg": "Input should be 'top' or 'full'",
-                                       "type": "literal_error"}])
+        raise RequestValidationError(
+            [{"loc": ("query", "explain"), "msg": "Input should be 'top' or 'full'", "type": "literal_error"}]
+        )
     return value
 
 
@@ -86,25 +92,36 @@ async def answer(state, scope: Scope, raw: bytes) -> bytes:
         body = parse_score_request(content_type, raw)
     model = current_model(state)
     if stored_leads_needed(body) or len(body.leads) > INLINE_LEADS:
-        payload = await run_in_threadpool(lambda: score_request(state, body, full, load_stored(state, body), model))
+        payload = await run_in_threadpool(
+            lambda: score_request(state, body, full, load_stored(state, body), model)
+        )
     else:  # with the other small requests of this event-loop step
         payload = await state.batcher.score(body, full, model)
     return orjson.dumps(payload)
 
 
-@router.post(PATH.removeprefix("/v1"), response_model=ScoreResponse, summary="Score leads with reasons",
-             openapi_extra=_BODY, dependencies=[Depends(require("scorer"))],  # the key before the query, as below
-             responses=error_responses(*KEYED, (404, "A lead sent by lead_id only is not stored"), 413, 422, 503))
-async def score(request: Request,
-                explain: Literal["top", "full"] = Query("top", description="full adds every contribution and the "
-                                                                          "base, which add up to the logit")):
+@router.post(
+    PATH.removeprefix("/v1"),
+    response_model=ScoreResponse,
+    summary="Score leads with reasons",
+    openapi_extra=_BODY,
+    dependencies=[Depends(require("scorer"))],  # the key before the query, as below
+    responses=error_responses(*KEYED, (404, "A lead sent by lead_id only is not stored"), 413, 422, 503),
+)
+async def score(
+    request: Request,
+    explain: Literal["top", "full"] = Query(
+        "top", description="full adds every contribution and the base, which add up to the logit"
+    ),
+):
     """Score up to 1,000 leads. Send each lead's `created_at`, `attributes` and `events` (stateless), or
     only its `lead_id` to use what was stored with PUT /v1/leads and POST /v1/events. Each result has the
     top 5 positive and top 5 negative reasons; `?explain=full` adds `explanation` with every feature's
     contribution and the base: base + sum(contributions) = logit, and probability = sigmoid(logit).
     Needs the scorer (or admin) role."""
-    return Response(await answer(request.app.state, request.scope, await request.body()),
-                    media_type="application/json")
+    return Response(
+        await answer(request.app.state, request.scope, await request.body()), media_type="application/json"
+    )
 
 
 async def serve_score(scope: Scope, receive: Receive, send: Send, state, limit: int) -> None:

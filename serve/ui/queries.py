@@ -36,8 +36,9 @@ def _latest_ids():
 def _list_query(f: ListFilter, columns):
     latest = _latest_ids()
     created = sa.func.coalesce(LEADS.c.created_at, SL.c.scored_at)
-    q = (sa.select(*columns(created))
-         .select_from(SL.join(latest, SL.c.id == latest.c.id).outerjoin(LEADS, LEADS.c.lead_id == SL.c.lead_id)))
+    q = sa.select(*columns(created)).select_from(
+        SL.join(latest, SL.c.id == latest.c.id).outerjoin(LEADS, LEADS.c.lead_id == SL.c.lead_id)
+    )
     if f.grade:
         q = q.where(SL.c.grade == f.grade)
     if f.source:
@@ -51,9 +52,21 @@ def _list_query(f: ListFilter, columns):
 
 def lead_list(engine: sa.Engine, f: ListFilter, limit: int, offset: int) -> tuple[list[dict], int]:
     """One page of leads by their latest score, highest first, and how many leads match in all."""
+
     def cols(created):
-        return (SL.c.id, SL.c.lead_id, SL.c.scored_at, SL.c.score, SL.c.probability, SL.c.grade, SL.c.qualified,
-                SL.c.reasons, SL.c.model_version, LEADS.c.attributes, created.label("created_at"))
+        return (
+            SL.c.id,
+            SL.c.lead_id,
+            SL.c.scored_at,
+            SL.c.score,
+            SL.c.probability,
+            SL.c.grade,
+            SL.c.qualified,
+            SL.c.reasons,
+            SL.c.model_version,
+            LEADS.c.attributes,
+            created.label("created_at"),
+        )
 
     q = _list_query(f, cols).order_by(SL.c.probability.desc(), SL.c.lead_id).limit(limit).offset(offset)
     count = sa.select(sa.func.count()).select_from(_list_query(f, lambda c: (SL.c.id,)).subquery())
@@ -76,15 +89,21 @@ def previous_scores(engine: sa.Engine, lead_ids: list[str]) -> dict[str, int]:
     rn = sa.func.row_number().over(partition_by=SL.c.lead_id, order_by=SL.c.id.desc()).label("rn")
     sub = sa.select(SL.c.lead_id, SL.c.score, rn).where(SL.c.lead_id.in_(lead_ids)).subquery()
     with engine.connect() as conn:
-        return {r.lead_id: r.score for r in conn.execute(sa.select(sub.c.lead_id, sub.c.score).where(sub.c.rn == 2))}
+        return {
+            r.lead_id: r.score
+            for r in conn.execute(sa.select(sub.c.lead_id, sub.c.score).where(sub.c.rn == 2))
+        }
 
 
 def latest_feedback(engine: sa.Engine, lead_ids: list[str]) -> dict[str, dict]:
     if not lead_ids:
         return {}
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(FB.c.lead_id, FB.c.outcome, FB.c.reason, FB.c.at, FB.c.id)
-                            .where(FB.c.lead_id.in_(lead_ids)).order_by(FB.c.at, FB.c.id)).all()
+        rows = conn.execute(
+            sa.select(FB.c.lead_id, FB.c.outcome, FB.c.reason, FB.c.at, FB.c.id)
+            .where(FB.c.lead_id.in_(lead_ids))
+            .order_by(FB.c.at, FB.c.id)
+        ).all()
     return {r.lead_id: _row(r) for r in rows}  # the last one per lead wins
 
 
@@ -92,7 +111,12 @@ def sources(engine: sa.Engine, limit: int = 100) -> list[str]:
     """The lead sources present in the store, for the filter."""
     src = LEADS.c.attributes["source"].as_string()
     with engine.connect() as conn:
-        return [r[0] for r in conn.execute(sa.select(src).where(src.is_not(None)).distinct().order_by(src).limit(limit))]
+        return [
+            r[0]
+            for r in conn.execute(
+                sa.select(src).where(src.is_not(None)).distinct().order_by(src).limit(limit)
+            )
+        ]
 
 
 # --- one lead --------------------------------------------------------------------------------------------
@@ -115,12 +139,18 @@ class Activity:
     n_seen: int
 
 
-def activity(engine: sa.Engine, lead_id: str, as_of: datetime | None, seen_limit: int = 15,
-             after_limit: int = 5) -> Activity:
+def activity(
+    engine: sa.Engine, lead_id: str, as_of: datetime | None, seen_limit: int = 15, after_limit: int = 5
+) -> Activity:
     """The events the score as of `as_of` saw, and those after it (all events are "seen" without a score)."""
+
     def newest(where, limit):
-        return (sa.select(EVENTS.c.type, EVENTS.c.timestamp, EVENTS.c.page).where(EVENTS.c.lead_id == lead_id, where)
-                .order_by(EVENTS.c.timestamp.desc(), EVENTS.c.id.desc()).limit(limit))
+        return (
+            sa.select(EVENTS.c.type, EVENTS.c.timestamp, EVENTS.c.page)
+            .where(EVENTS.c.lead_id == lead_id, where)
+            .order_by(EVENTS.c.timestamp.desc(), EVENTS.c.id.desc())
+            .limit(limit)
+        )
 
     def count(where):
         return sa.select(sa.func.count()).select_from(EVENTS).where(EVENTS.c.lead_id == lead_id, where)
@@ -186,25 +216,45 @@ def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> S
     start = now - timedelta(days=days)
     # the model's decision: handed over and not drawn for exploration (NULL: logged before exploration existed)
     by_model = sa.and_(SL.c.qualified.is_(True), sa.func.coalesce(SL.c.explored, False).is_(False))
-    first_handoff = (sa.select(SL.c.lead_id, sa.func.min(SL.c.scored_at).label("at"))
-                     .where(by_model).group_by(SL.c.lead_id).subquery())
+    first_handoff = (
+        sa.select(SL.c.lead_id, sa.func.min(SL.c.scored_at).label("at"))
+        .where(by_model)
+        .group_by(SL.c.lead_id)
+        .subquery()
+    )
     handed = sa.select(first_handoff.c.lead_id, first_handoff.c.at).where(first_handoff.c.at >= start)
-    first_explored = (sa.select(SL.c.lead_id, sa.func.min(SL.c.scored_at).label("at"))
-                      .where(SL.c.explored.is_(True)).group_by(SL.c.lead_id).subquery())
+    first_explored = (
+        sa.select(SL.c.lead_id, sa.func.min(SL.c.scored_at).label("at"))
+        .where(SL.c.explored.is_(True))
+        .group_by(SL.c.lead_id)
+        .subquery()
+    )
     explored = sa.select(first_explored.c.lead_id).where(first_explored.c.at >= start)
 
     # the latest feedback of each lead received in the period, and the score the lead had then
-    last_fb = (sa.select(FB.c.lead_id, sa.func.max(FB.c.id).label("id"))
-               .where(FB.c.received_at >= start).group_by(FB.c.lead_id).subquery())
+    last_fb = (
+        sa.select(FB.c.lead_id, sa.func.max(FB.c.id).label("id"))
+        .where(FB.c.received_at >= start)
+        .group_by(FB.c.lead_id)
+        .subquery()
+    )
     fb, s2 = FB.alias("fb"), SL.alias("s2")
-    seen_before = (sa.select(sa.func.max(s2.c.id)).where(s2.c.lead_id == fb.c.lead_id, s2.c.scored_at <= fb.c.at)
-                   .correlate(fb).scalar_subquery())
-    first_any = (sa.select(sa.func.min(s2.c.id)).where(s2.c.lead_id == fb.c.lead_id)
-                 .correlate(fb).scalar_subquery())
-    reviewed = (sa.select(fb.c.lead_id, fb.c.outcome, fb.c.reason, SL.c.grade, SL.c.qualified, SL.c.explored,
-                          SL.c.score)
-                .select_from(fb.join(last_fb, fb.c.id == last_fb.c.id)
-                             .join(SL, SL.c.id == sa.func.coalesce(seen_before, first_any))))
+    seen_before = (
+        sa.select(sa.func.max(s2.c.id))
+        .where(s2.c.lead_id == fb.c.lead_id, s2.c.scored_at <= fb.c.at)
+        .correlate(fb)
+        .scalar_subquery()
+    )
+    first_any = (
+        sa.select(sa.func.min(s2.c.id)).where(s2.c.lead_id == fb.c.lead_id).correlate(fb).scalar_subquery()
+    )
+    reviewed = sa.select(
+        fb.c.lead_id, fb.c.outcome, fb.c.reason, SL.c.grade, SL.c.qualified, SL.c.explored, SL.c.score
+    ).select_from(
+        fb.join(last_fb, fb.c.id == last_fb.c.id).join(
+            SL, SL.c.id == sa.func.coalesce(seen_before, first_any)
+        )
+    )
     verdict_of_all = sa.select(FB.c.lead_id, FB.c.outcome).order_by(FB.c.at, FB.c.id)
     with engine.connect() as conn:
         handed_rows = conn.execute(handed).all()
@@ -253,8 +303,14 @@ def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> S
         scores[positive].append(r.score)
         if r.outcome == "disqualified":
             reasons[r.reason or "other"] += 1
-    out.by_grade = {g: {"reviewed": grades[g][0], "qualified": grades[g][1],
-                        "rate": grades[g][1] / grades[g][0] if grades[g][0] else None} for g in "ABCD"}
+    out.by_grade = {
+        g: {
+            "reviewed": grades[g][0],
+            "qualified": grades[g][1],
+            "rate": grades[g][1] / grades[g][0] if grades[g][0] else None,
+        }
+        for g in "ABCD"
+    }
     n = sum(matrix.values())
     agree = matrix[(True, True)] + matrix[(False, False)]
     out.agreement = {

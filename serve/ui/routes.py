@@ -39,19 +39,35 @@ GRADES = ("A", "B", "C", "D")
 SUMMARY_DAYS = (30, 90, 365)
 
 OUTCOME_LABELS = {"qualified": "Qualified", "disqualified": "Not qualified", "won": "Won", "lost": "Lost"}
-REASON_LABELS = {"bad_fit": "Bad fit", "no_budget": "No budget", "student": "Student", "competitor": "Competitor",
-                 "spam": "Spam", "no_response": "No response", "other": "Other"}
+REASON_LABELS = {
+    "bad_fit": "Bad fit",
+    "no_budget": "No budget",
+    "student": "Student",
+    "competitor": "Competitor",
+    "spam": "Spam",
+    "no_response": "No response",
+    "other": "Other",
+}
 assert set(REASON_LABELS) == set(S.DISQUALIFY_REASONS), "a disqualify reason has no label on the sales page"
-EVENT_LABELS = {"email_sent": "Marketing email sent", "email_opened": "Opened an email",
-                "email_clicked": "Clicked an email", "web_visit": "Visited the website",
-                "content_download": "Downloaded content", "webinar_registered": "Registered for a webinar",
-                "webinar_attended": "Attended a webinar", "form_submitted": "Submitted a form",
-                "demo_requested": "Requested a demo", "unsubscribed": "Unsubscribed",
-                "sales_call": "Sales call", "meeting": "Meeting", "handed_to_sales": "Handed to sales"}
+EVENT_LABELS = {
+    "email_sent": "Marketing email sent",
+    "email_opened": "Opened an email",
+    "email_clicked": "Clicked an email",
+    "web_visit": "Visited the website",
+    "content_download": "Downloaded content",
+    "webinar_registered": "Registered for a webinar",
+    "webinar_attended": "Attended a webinar",
+    "form_submitted": "Submitted a form",
+    "demo_requested": "Requested a demo",
+    "unsubscribed": "Unsubscribed",
+    "sales_call": "Sales call",
+    "meeting": "Meeting",
+    "handed_to_sales": "Handed to sales",
+}
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
@@ -117,9 +133,16 @@ def out_of_range(model, latest: dict | None) -> list[dict]:
     features = latest.get("features") or {}
     if not all(name in features for name in model.encoder.features):
         return []
-    return model.out_of_range({name: [features[name] if features[name] is not None else
-                                      (None if name in model.encoder.vocab else float("nan"))]
-                               for name in model.encoder.features})[0]
+    return model.out_of_range(
+        {
+            name: [
+                features[name]
+                if features[name] is not None
+                else (None if name in model.encoder.vocab else float("nan"))
+            ]
+            for name in model.encoder.features
+        }
+    )[0]
 
 
 def outcome_label(fb: dict | None) -> str:
@@ -141,17 +164,31 @@ def lead_url(lead_id: str) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
-                             lstrip_blocks=True)
-    env.filters.update(time=fmt_time, day=fmt_day, age=age, signed=signed, pct=pct, outcome=outcome_label,
-                       event=event_label, lead_url=lead_url)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        time=fmt_time,
+        day=fmt_day,
+        age=age,
+        signed=signed,
+        pct=pct,
+        outcome=outcome_label,
+        event=event_label,
+        lead_url=lead_url,
+    )
     env.globals.update(OUTCOME_LABELS=OUTCOME_LABELS, REASON_LABELS=REASON_LABELS, GRADES=GRADES)
     return env
 
 
 templates = Jinja2Templates(env=_environment())
 _css = HERE / "static" / "ui.css"
-CSS_URL = "/ui/static/ui.css?v=" + (hashlib.sha256(_css.read_bytes()).hexdigest()[:10] if _css.exists() else "0")
+CSS_URL = "/ui/static/ui.css?v=" + (
+    hashlib.sha256(_css.read_bytes()).hexdigest()[:10] if _css.exists() else "0"
+)
 
 
 def _secure(response: Response) -> Response:
@@ -159,10 +196,17 @@ def _secure(response: Response) -> Response:
     return response
 
 
-def render(request: Request, name: str, context: dict, status: int = 200,
-           sess: session.Session | None = None) -> HTMLResponse:
-    ctx = {"session": sess, "csrf": sess.csrf if sess else "", "css_url": CSS_URL, "nav": "", "error": None,
-           **context}
+def render(
+    request: Request, name: str, context: dict, status: int = 200, sess: session.Session | None = None
+) -> HTMLResponse:
+    ctx = {
+        "session": sess,
+        "csrf": sess.csrf if sess else "",
+        "css_url": CSS_URL,
+        "nav": "",
+        "error": None,
+        **context,
+    }
     return _secure(templates.TemplateResponse(request, name, ctx, status_code=status))
 
 
@@ -175,7 +219,13 @@ def _safe_next(value: str | None) -> str:
     if not value or len(value) > 2000:
         return "/ui/leads"
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/ui") or value.startswith("//") or "\\" in value:
+    if (
+        parts.scheme
+        or parts.netloc
+        or not parts.path.startswith("/ui")
+        or value.startswith("//")
+        or "\\" in value
+    ):
         return "/ui/leads"
     if parts.path.startswith("/ui/signin") or parts.path.startswith("/ui/static"):
         return "/ui/leads"
@@ -188,9 +238,13 @@ def _to_signin(request: Request) -> RedirectResponse:
 
 
 # --- sign-in ---------------------------------------------------------------------------------------------
-def _signin_page(request: Request, next_url: str, error: str | None = None, status: int = 200) -> HTMLResponse:
+def _signin_page(
+    request: Request, next_url: str, error: str | None = None, status: int = 200
+) -> HTMLResponse:
     token, new = session.signin_token(request)
-    response = render(request, "signin.html", {"signin_csrf": token, "next": next_url, "error": error}, status)
+    response = render(
+        request, "signin.html", {"signin_csrf": token, "next": next_url, "error": error}, status
+    )
     if new:
         session.set_signin_token(request, response, token)
     return response
@@ -211,22 +265,37 @@ async def signin(request: Request):
     state, scope = request.app.state, request.scope
     wait = auth.retry_after(state, scope)
     if wait:  # too many wrong keys from this address: even the right one waits (as for the API)
-        response = _signin_page(request, next_url, f"Too many wrong keys were tried from your network address. "
-                                                   f"Try again in {wait} seconds.", 429)
+        response = _signin_page(
+            request,
+            next_url,
+            f"Too many wrong keys were tried from your network address. Try again in {wait} seconds.",
+            429,
+        )
         response.headers["Retry-After"] = str(wait)
         return response
     if not session.valid_signin_token(request, form.get("csrf")):
-        return _signin_page(request, next_url, "The sign-in form expired or did not come from this site. "
-                                               "Please sign in again.", 403)
+        return _signin_page(
+            request,
+            next_url,
+            "The sign-in form expired or did not come from this site. Please sign in again.",
+            403,
+        )
     key = str(form.get("key") or "").strip()
     role = session.check_key(request.app, key)
     if role is None:
         auth.failed(state, scope, "invalid key" if key else "no key", session.UI_ROLES, counted=bool(key))
-        return _signin_page(request, next_url, "That key is not valid. Paste the sales key you were given.", 401)
+        return _signin_page(
+            request, next_url, "That key is not valid. Paste the sales key you were given.", 401
+        )
     if role not in session.UI_ROLES:
         auth.failed(state, scope, f"a {role} key", session.UI_ROLES, counted=False)
-        return _signin_page(request, next_url, f"This is a {role} key: it can score leads through the API but "
-                                               "cannot open the sales page. Sign in with a sales or admin key.", 403)
+        return _signin_page(
+            request,
+            next_url,
+            f"This is a {role} key: it can score leads through the API but "
+            "cannot open the sales page. Sign in with a sales or admin key.",
+            403,
+        )
     response = redirect(next_url)
     await run_in_threadpool(session.start, request.app, response, key)
     log.info("sales page: %s signed in", role)
@@ -240,15 +309,24 @@ async def signout(request: Request):
     if sess and not session.valid_csrf(sess, form.get("csrf")):
         return _forbidden(request, sess)
     response = redirect("/ui/signin")
-    await run_in_threadpool(session.end, request, response)  # the session ends on the server, not only the cookie
+    await run_in_threadpool(
+        session.end, request, response
+    )  # the session ends on the server, not only the cookie
     return response
 
 
 def _forbidden(request: Request, sess: session.Session | None) -> HTMLResponse:
-    return render(request, "message.html", {
-        "title": "Form refused",
-        "error": "This form did not come from this page or has expired (missing or wrong security token). "
-                 "Nothing was saved. Reload the page and try again."}, 403, sess)
+    return render(
+        request,
+        "message.html",
+        {
+            "title": "Form refused",
+            "error": "This form did not come from this page or has expired (missing or wrong security token). "
+            "Nothing was saved. Reload the page and try again.",
+        },
+        403,
+        sess,
+    )
 
 
 # --- pages -----------------------------------------------------------------------------------------------
@@ -313,14 +391,27 @@ def lead_list(request: Request):
         r["source"] = (r.get("attributes") or {}).get("source")
         r["age"] = age(r["created_at"], now)
     pages = max(1, -(-total // PAGE_SIZE))
-    return render(request, "leads.html", {
-        "nav": "leads", "rows": rows, "total": total, "page": page, "pages": pages,
-        "first": (page - 1) * PAGE_SIZE + 1 if rows else 0, "last": (page - 1) * PAGE_SIZE + len(rows),
-        "prev_qs": _query_string(shown, page=page - 1) if page > 1 else None,
-        "next_qs": _query_string(shown, page=page + 1) if page < pages else None,
-        "filters": shown, "sources": queries.sources(engine), "filtered": any(shown.values()),
-        "error": "; ".join(errors) or None,
-    }, 422 if errors else 200, sess)
+    return render(
+        request,
+        "leads.html",
+        {
+            "nav": "leads",
+            "rows": rows,
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "first": (page - 1) * PAGE_SIZE + 1 if rows else 0,
+            "last": (page - 1) * PAGE_SIZE + len(rows),
+            "prev_qs": _query_string(shown, page=page - 1) if page > 1 else None,
+            "next_qs": _query_string(shown, page=page + 1) if page < pages else None,
+            "filters": shown,
+            "sources": queries.sources(engine),
+            "filtered": any(shown.values()),
+            "error": "; ".join(errors) or None,
+        },
+        422 if errors else 200,
+        sess,
+    )
 
 
 def _lead_context(request: Request, lead_id: str) -> dict | None:
@@ -336,23 +427,42 @@ def _lead_context(request: Request, lead_id: str) -> dict | None:
     activity = queries.activity(engine, lead_id, latest["as_of"] if latest else None)
     feedback = list(reversed(store.feedback_for(engine, lead_id)))
     previous = history[1]["score"] if len(history) > 1 else None
-    points = [(h["as_of"] or h["scored_at"], h["score"], h["grade"]) for h in reversed(history)]  # the moment scored
+    points = [
+        (h["as_of"] or h["scored_at"], h["score"], h["grade"]) for h in reversed(history)
+    ]  # the moment scored
     return {
-        "nav": "leads", "lead_id": lead_id, "lead": lead, "attributes": (lead or {}).get("attributes") or {},
-        "latest": latest, "trend": trend(latest["score"], previous) if latest else None,
-        "positives": sorted((r for r in reasons if notable(r) and r["impact"] > 0), key=lambda r: -r["impact"]),
-        "negatives": sorted((r for r in reasons if notable(r) and r["impact"] < 0), key=lambda r: r["impact"]),
+        "nav": "leads",
+        "lead_id": lead_id,
+        "lead": lead,
+        "attributes": (lead or {}).get("attributes") or {},
+        "latest": latest,
+        "trend": trend(latest["score"], previous) if latest else None,
+        "positives": sorted(
+            (r for r in reasons if notable(r) and r["impact"] > 0), key=lambda r: -r["impact"]
+        ),
+        "negatives": sorted(
+            (r for r in reasons if notable(r) and r["impact"] < 0), key=lambda r: r["impact"]
+        ),
         "out_of_range": out_of_range(model, latest),
-        "threshold": threshold, "chart": charts.score_history(points, threshold), "n_scores": len(history),
-        "activity": activity, "feedback": feedback,
+        "threshold": threshold,
+        "chart": charts.score_history(points, threshold),
+        "n_scores": len(history),
+        "activity": activity,
+        "feedback": feedback,
         "form_keys": {o: secrets.token_urlsafe(18) for o in OUTCOME_LABELS},
-        "saved": None, "values": {"reason": "", "note": ""},
+        "saved": None,
+        "values": {"reason": "", "note": ""},
     }
 
 
 def _not_found(request: Request, sess, lead_id: str) -> HTMLResponse:
-    return render(request, "message.html", {"title": "Lead not found", "nav": "leads",
-                                            "error": f"There is no lead {lead_id!r}."}, 404, sess)
+    return render(
+        request,
+        "message.html",
+        {"title": "Lead not found", "nav": "leads", "error": f"There is no lead {lead_id!r}."},
+        404,
+        sess,
+    )
 
 
 @router.get("/leads/{lead_id}")
@@ -400,15 +510,28 @@ async def lead_feedback(request: Request, lead_id: str):
     if error:
         return render(request, "lead.html", {**ctx, "error": error}, 422, sess)
     try:
-        fb = FeedbackIn(lead_id=lead_id, outcome=outcome, reason=reason, note=note, idempotency_key=f"ui:{form_key}")
+        fb = FeedbackIn(
+            lead_id=lead_id, outcome=outcome, reason=reason, note=note, idempotency_key=f"ui:{form_key}"
+        )
         row = save_feedback(request.app.state.engine, fb, source="ui")
     except ValidationError as e:
-        error = "; ".join(f"{'.'.join(str(p) for p in x['loc']) or 'form'}: {x['msg']}" for x in e.errors()[:5])
+        error = "; ".join(
+            f"{'.'.join(str(p) for p in x['loc']) or 'form'}: {x['msg']}" for x in e.errors()[:5]
+        )
         return render(request, "lead.html", {**ctx, "error": error}, 422, sess)
     except HTTPException as e:
-        detail = e.detail if isinstance(e.detail, str) else "; ".join(f"{d['field']}: {d['reason']}" for d in e.detail)
+        detail = (
+            e.detail
+            if isinstance(e.detail, str)
+            else "; ".join(f"{d['field']}: {d['reason']}" for d in e.detail)
+        )
         return render(request, "lead.html", {**ctx, "error": detail}, e.status_code, sess)
-    log.info("sales page: feedback %s stored (id %s%s)", outcome, row["id"], ", a repeat" if row["duplicate"] else "")
+    log.info(
+        "sales page: feedback %s stored (id %s%s)",
+        outcome,
+        row["id"],
+        ", a repeat" if row["duplicate"] else "",
+    )
     return redirect(f"{lead_url(lead_id)}?saved={row['id']}#feedback")
 
 
@@ -424,12 +547,22 @@ def summary_page(request: Request):
         days_text = "90"
     s = queries.summary(request.app.state.engine, int(days_text))
     model = request.app.state.holder.model
-    return render(request, "summary.html", {
-        "nav": "summary", "s": s, "days": int(days_text), "choices": SUMMARY_DAYS, "error": error,
-        "calibration": _calibration(request),
-        "chart": charts.weekly_bars(s.weeks),
-        "threshold": round(100 * model.policy.threshold) if model is not None else None,
-    }, 422 if error else 200, sess)
+    return render(
+        request,
+        "summary.html",
+        {
+            "nav": "summary",
+            "s": s,
+            "days": int(days_text),
+            "choices": SUMMARY_DAYS,
+            "error": error,
+            "calibration": _calibration(request),
+            "chart": charts.weekly_bars(s.weeks),
+            "threshold": round(100 * model.policy.threshold) if model is not None else None,
+        },
+        422 if error else 200,
+        sess,
+    )
 
 
 def _calibration(request: Request) -> dict | None:

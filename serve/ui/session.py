@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -68,7 +68,7 @@ def _max_age(app) -> int:
 
 
 def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t  # SQLite gives back naive UTC
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t  # SQLite gives back naive UTC
 
 
 def check_key(app, presented: str) -> str | None:
@@ -80,12 +80,18 @@ def check_key(app, presented: str) -> str | None:
 
 def start(app, response: Response, key: str) -> None:
     """Open a session for `key` (already checked) and set its cookie; expired sessions are cleared out."""
-    token, now = secrets.token_urlsafe(32), datetime.now(timezone.utc)
+    token, now = secrets.token_urlsafe(32), datetime.now(UTC)
     with app.state.engine.begin() as conn:
         conn.execute(ui_sessions.delete().where(ui_sessions.c.expires_at < now))
-        conn.execute(ui_sessions.insert().values(
-            id=_row_id(token), key_fp=fingerprint(app, key), csrf=secrets.token_urlsafe(32), created_at=now,
-            expires_at=now + timedelta(seconds=_max_age(app))))
+        conn.execute(
+            ui_sessions.insert().values(
+                id=_row_id(token),
+                key_fp=fingerprint(app, key),
+                csrf=secrets.token_urlsafe(32),
+                created_at=now,
+                expires_at=now + timedelta(seconds=_max_age(app)),
+            )
+        )
     _set(app, response, COOKIE, _serializer(app, "session").dumps(token), _max_age(app))
     response.delete_cookie(SIGNIN_COOKIE, path=PATH)
 
@@ -117,9 +123,12 @@ def current(request: Request) -> Session | None:
         return None
     app = request.app
     with app.state.engine.connect() as conn:
-        row = conn.execute(sa.select(ui_sessions.c.key_fp, ui_sessions.c.csrf, ui_sessions.c.expires_at)
-                           .where(ui_sessions.c.id == _row_id(token))).first()
-    if row is None or _utc(row.expires_at) <= datetime.now(timezone.utc):
+        row = conn.execute(
+            sa.select(ui_sessions.c.key_fp, ui_sessions.c.csrf, ui_sessions.c.expires_at).where(
+                ui_sessions.c.id == _row_id(token)
+            )
+        ).first()
+    if row is None or _utc(row.expires_at) <= datetime.now(UTC):
         return None
     role = None
     for key, key_role in app.state.keys.items():  # look at every key: timing does not tell which matched
@@ -144,7 +153,9 @@ def signin_token(request: Request) -> tuple[str, bool]:
 
 
 def set_signin_token(request: Request, response: Response, token: str) -> None:
-    _set(request.app, response, SIGNIN_COOKIE, _serializer(request.app, "signin").dumps(token), SIGNIN_MAX_AGE)
+    _set(
+        request.app, response, SIGNIN_COOKIE, _serializer(request.app, "signin").dumps(token), SIGNIN_MAX_AGE
+    )
 
 
 def valid_signin_token(request: Request, submitted: str | None) -> bool:
@@ -157,5 +168,12 @@ def valid_csrf(session: Session, submitted: str | None) -> bool:
 
 
 def _set(app, response: Response, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, path=PATH, httponly=True,
-                        secure=bool(app.state.settings.secure_cookies), samesite="lax")
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=PATH,
+        httponly=True,
+        secure=bool(app.state.settings.secure_cookies),
+        samesite="lax",
+    )

@@ -17,8 +17,14 @@ from leadscore.demo.params import SENIORITIES, DemoParams, DriftParams
 from leadscore.demo.titles import seniority_from_title
 
 N = 3000
-FILES = ("leads.parquet", "events.parquet", "outcomes.parquet", "ground_truth/hidden_states.parquet",
-         "dataset.json", "ground_truth/params.json")
+FILES = (
+    "leads.parquet",
+    "events.parquet",
+    "outcomes.parquet",
+    "ground_truth/hidden_states.parquet",
+    "dataset.json",
+    "ground_truth/params.json",
+)
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}$")
 DAY_MS = 86_400_000
 
@@ -34,8 +40,11 @@ def gen(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tables(gen):
     out, _, _ = gen
-    return (pd.read_parquet(out / "leads.parquet"), pd.read_parquet(out / "events.parquet"),
-            pd.read_parquet(out / "outcomes.parquet"))
+    return (
+        pd.read_parquet(out / "leads.parquet"),
+        pd.read_parquet(out / "events.parquet"),
+        pd.read_parquet(out / "outcomes.parquet"),
+    )
 
 
 def _bytes(d: Path) -> dict[str, bytes]:

@@ -29,8 +29,10 @@ def data(tmp_path_factory):
     outcomes = pd.read_parquet(out / "outcomes.parquet")
     created = pd.to_datetime(parse_iso_utc_ms(leads.created_at.tolist()), unit="ms", utc=True)
     snap = pd.Timestamp(info.snapshot_at)
-    rows = pd.concat([pd.DataFrame({"lead_id": leads.lead_id, "as_of": created + pd.Timedelta(days=a)})
-                      for a in AGES], ignore_index=True)
+    rows = pd.concat(
+        [pd.DataFrame({"lead_id": leads.lead_id, "as_of": created + pd.Timedelta(days=a)}) for a in AGES],
+        ignore_index=True,
+    )
     rows = rows[rows.as_of + pd.Timedelta(days=H) <= snap]
     rows.index = rows.index * 3 + 11  # a non-trivial index the result must align with
     q = outcomes[outcomes.outcome == "qualified"]
@@ -103,8 +105,10 @@ def test_observable_oracle_is_point_in_time(data, tmp_path):
     # when every event/outcome stamped at or after the row's as_of is deleted from the files
     cut = tmp_path / "cut"
     shutil.copytree(out, cut)
-    as_of_ms = pd.Series(sample.as_of.dt.tz_localize(None).astype("datetime64[ms]").astype(np.int64).to_numpy(),
-                         index=sample.lead_id)
+    as_of_ms = pd.Series(
+        sample.as_of.dt.tz_localize(None).astype("datetime64[ms]").astype(np.int64).to_numpy(),
+        index=sample.lead_id,
+    )
     for name, col in (("events.parquet", "timestamp"), ("outcomes.parquet", "at")):
         t = pq.read_table(out / name).to_pandas()
         t = t[t.lead_id.isin(sample.lead_id)]
@@ -232,8 +236,11 @@ def test_age_probability_matches_the_sampled_ages():
     from leadscore.features.labels import QualifiedDefinition, age_probability, sampled_ages
 
     ids = pd.Series([f"L{i:07d}" for i in range(40_000)])
-    for definition in (QualifiedDefinition(), QualifiedDefinition(age_sampling="fixed"),
-                       QualifiedDefinition(ages_days=(2, 5), seed=4)):
+    for definition in (
+        QualifiedDefinition(),
+        QualifiedDefinition(age_sampling="fixed"),
+        QualifiedDefinition(ages_days=(2, 5), seed=4),
+    ):
         drawn = np.concatenate([a for _, a in sampled_ages(ids, definition)])
         ages = np.arange(0, 200)
         share = np.bincount(drawn, minlength=len(ages))[: len(ages)] / len(ids)
@@ -254,8 +261,10 @@ def drifted(tmp_path_factory):
     leads = pd.read_parquet(out / "leads.parquet")
     outcomes = pd.read_parquet(out / "outcomes.parquet")
     created = pd.to_datetime(parse_iso_utc_ms(leads.created_at.tolist()), unit="ms", utc=True)
-    rows = pd.concat([pd.DataFrame({"lead_id": leads.lead_id, "as_of": created + pd.Timedelta(days=a)})
-                      for a in AGES], ignore_index=True)
+    rows = pd.concat(
+        [pd.DataFrame({"lead_id": leads.lead_id, "as_of": created + pd.Timedelta(days=a)}) for a in AGES],
+        ignore_index=True,
+    )
     rows = rows[rows.as_of + pd.Timedelta(days=H) <= pd.Timestamp(info.snapshot_at)]
     q = outcomes[outcomes.outcome == "qualified"]
     q_at = pd.Series(pd.to_datetime(parse_iso_utc_ms(q["at"].tolist()), unit="ms", utc=True), index=q.lead_id)
@@ -287,7 +296,10 @@ def test_oracle_stays_calibrated_under_drift(drifted):
         after = ok & (rows.as_of >= DRIFT_AT)
         _check_calibration(probs[col][after], y[after], rows.lead_id[after])
         mid = ok & straddle
-        assert abs(probs[col][mid].mean() - y[mid].mean()) < 4 * np.sqrt((probs[col][mid] * (1 - probs[col][mid])).sum()) / mid.sum()
+        assert (
+            abs(probs[col][mid].mean() - y[mid].mean())
+            < 4 * np.sqrt((probs[col][mid] * (1 - probs[col][mid])).sum()) / mid.sum()
+        )
 
 
 def test_training_oracle_stays_calibrated_under_drift(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings, strategies as st
-
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.features.live import lead_features, to_ms
@@ -16,11 +16,14 @@ def _live_lead(dataset, lead_id: str, iso_events: bool) -> dict:
     ev = dataset.events[dataset.events[S.LEAD_ID] == lead_id]
     fmt = (lambda t: t.isoformat()) if iso_events else (lambda t: t.to_pydatetime())
     return {
-        "lead_id": lead_id, "created_at": lead[S.CREATED_AT].to_pydatetime(),
+        "lead_id": lead_id,
+        "created_at": lead[S.CREATED_AT].to_pydatetime(),
         "attributes": {a: lead[a] for a in S.LEAD_ATTRIBUTES},
         # the live path gets events in any order, including ones after as_of (ignored, as in training)
-        "events": [{"type": t, "timestamp": fmt(ts), "page": p if isinstance(p, str) else None}
-                   for t, ts, p in zip(ev[S.EVENT_TYPE][::-1], ev[S.TIMESTAMP][::-1], ev[S.PAGE][::-1])],
+        "events": [
+            {"type": t, "timestamp": fmt(ts), "page": p if isinstance(p, str) else None}
+            for t, ts, p in zip(ev[S.EVENT_TYPE][::-1], ev[S.TIMESTAMP][::-1], ev[S.PAGE][::-1], strict=False)
+        ],
     }
 
 
@@ -53,10 +56,14 @@ def test_batch_and_single_lead_features_are_equal(demo_dataset, data):
 def test_many_leads_in_one_request_equal_the_batch(demo_dataset):
     # given 30 leads scored together at different moments
     sample = demo_dataset.leads.sample(30, random_state=5)
-    as_of = (sample[S.CREATED_AT] + pd.to_timedelta(np.arange(30) * 3 + 1, unit="D")).astype("datetime64[ms, UTC]")
+    as_of = (sample[S.CREATED_AT] + pd.to_timedelta(np.arange(30) * 3 + 1, unit="D")).astype(
+        "datetime64[ms, UTC]"
+    )
     rows = pd.DataFrame({S.LEAD_ID: sample[S.LEAD_ID].to_numpy(), "as_of": as_of.to_numpy()})
     batch = feature_frame(demo_dataset, rows)
-    live = lead_features([_live_lead(demo_dataset, lid, True) for lid in rows[S.LEAD_ID]],
-                         [to_ms(t.to_pydatetime()) for t in rows["as_of"]])
+    live = lead_features(
+        [_live_lead(demo_dataset, lid, True) for lid in rows[S.LEAD_ID]],
+        [to_ms(t.to_pydatetime()) for t in rows["as_of"]],
+    )
     for i in range(len(rows)):
         _equal(batch.iloc[i], live, i)

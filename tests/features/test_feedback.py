@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-
 from leadscore.features import schema as S
 from leadscore.features.feedback import with_feedback
 from leadscore.features.labels import QualifiedDefinition, training_rows
@@ -14,7 +13,9 @@ from leadscore.features.loading import DataError, Dataset
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 SNAPSHOT = pd.Timestamp("2025-06-01", tz="UTC")
-DEFINITION = QualifiedDefinition(horizon_days=30, ages_days=(1, 3, 14), at_handoff=False, age_sampling="fixed")
+DEFINITION = QualifiedDefinition(
+    horizon_days=30, ages_days=(1, 3, 14), at_handoff=False, age_sampling="fixed"
+)
 
 
 def day(d: float) -> pd.Timestamp:
@@ -26,8 +27,14 @@ def make_dataset(outcomes: list[tuple]) -> Dataset:
     for c in S.LEAD_ATTRIBUTES:
         leads[c] = None
     leads[S.CREATED_AT] = leads[S.CREATED_AT].astype("datetime64[ms, UTC]")
-    events = pd.DataFrame({S.LEAD_ID: ["L1", "L2"], S.EVENT_TYPE: ["email_sent", "email_sent"],
-                           S.TIMESTAMP: [day(0.5), day(0.5)], S.PAGE: [None, None]})
+    events = pd.DataFrame(
+        {
+            S.LEAD_ID: ["L1", "L2"],
+            S.EVENT_TYPE: ["email_sent", "email_sent"],
+            S.TIMESTAMP: [day(0.5), day(0.5)],
+            S.PAGE: [None, None],
+        }
+    )
     events[S.TIMESTAMP] = events[S.TIMESTAMP].astype("datetime64[ms, UTC]")
     out = pd.DataFrame(outcomes, columns=list(S.OUTCOME_COLUMNS))
     out[S.OUTCOME_AT] = pd.to_datetime(out[S.OUTCOME_AT], utc=True).astype("datetime64[ms, UTC]")
@@ -89,8 +96,14 @@ def test_an_earlier_verdict_moves_the_resolution_earlier():
 def test_the_latest_feedback_verdict_wins_and_ties_go_to_the_later_id():
     # given two leads with several verdicts from sales
     ds = make_dataset([])
-    fb = feedback([("L3", "qualified", day(5), None), ("L3", "disqualified", day(8), "no_budget"),
-                   ("L4", "disqualified", day(6), "spam"), ("L4", "qualified", day(6), None)])
+    fb = feedback(
+        [
+            ("L3", "qualified", day(5), None),
+            ("L3", "disqualified", day(8), "no_budget"),
+            ("L4", "disqualified", day(6), "spam"),
+            ("L4", "qualified", day(6), None),
+        ]
+    )
     # when merged
     merged = with_feedback(ds, fb)
     # then each lead has one verdict: the last one given, at the first verdict's time
@@ -102,11 +115,17 @@ def test_the_latest_feedback_verdict_wins_and_ties_go_to_the_later_id():
 
 def test_won_and_lost_are_appended_without_duplicates_and_the_exports_follow_ups_stay():
     # given the export has L2 qualified, an opportunity and a win
-    ds = make_dataset([("L2", "qualified", day(10), None), ("L2", "opportunity", day(15), None),
-                       ("L2", "won", day(50), None)])
+    ds = make_dataset(
+        [
+            ("L2", "qualified", day(10), None),
+            ("L2", "opportunity", day(15), None),
+            ("L2", "won", day(50), None),
+        ]
+    )
     # when feedback repeats the win (same time), and reports L5 lost twice (a retried request)
-    fb = feedback([("L2", "won", day(50), None),
-                   ("L5", "lost", day(30), None), ("L5", "lost", day(30), None)])
+    fb = feedback(
+        [("L2", "won", day(50), None), ("L5", "lost", day(30), None), ("L5", "lost", day(30), None)]
+    )
     merged = with_feedback(ds, fb)
     # then the win is not doubled, L5's loss is there once, and the export's rows are untouched
     assert outcomes_of(merged, "L2") == outcomes_of(ds, "L2")
@@ -117,9 +136,13 @@ def test_won_and_lost_are_appended_without_duplicates_and_the_exports_follow_ups
 def test_feedback_the_export_cannot_use_is_ignored_and_counted():
     # given feedback for a lead the export does not have, one after the snapshot, one before creation
     ds = make_dataset([("L2", "qualified", day(10), None)])
-    fb = feedback([("L99", "qualified", day(10), None),
-                   ("L1", "qualified", SNAPSHOT + pd.Timedelta(days=1), None),
-                   ("L3", "disqualified", day(-1), "spam")])
+    fb = feedback(
+        [
+            ("L99", "qualified", day(10), None),
+            ("L1", "qualified", SNAPSHOT + pd.Timedelta(days=1), None),
+            ("L3", "disqualified", day(-1), "spam"),
+        ]
+    )
     # when merged
     merged = with_feedback(ds, fb)
     # then the outcomes are the export's and the notes say why each row was ignored
@@ -142,11 +165,14 @@ def test_the_input_dataset_is_not_modified_and_empty_feedback_changes_nothing():
     pd.testing.assert_frame_equal(empty.outcomes, before)
 
 
-@pytest.mark.parametrize("rows, column, reason", [
-    ([("L1", "opportunity", day(5), None)], "outcome", "'opportunity' is not one of"),
-    ([("L1", "qualified", "next tuesday", None)], "at", "not an ISO-8601 timestamp"),
-    ([(None, "qualified", day(5), None)], "lead_id", "missing lead id"),
-])
+@pytest.mark.parametrize(
+    "rows, column, reason",
+    [
+        ([("L1", "opportunity", day(5), None)], "outcome", "'opportunity' is not one of"),
+        ([("L1", "qualified", "next tuesday", None)], "at", "not an ISO-8601 timestamp"),
+        ([(None, "qualified", day(5), None)], "lead_id", "missing lead id"),
+    ],
+)
 def test_invalid_feedback_is_refused_naming_row_column_and_reason(rows, column, reason):
     # given feedback with one bad value
     fb = pd.DataFrame(rows, columns=["lead_id", "outcome", "at", "reason"])
@@ -171,10 +197,22 @@ def test_feedback_read_from_the_service_store_merges(tmp_path):
     for lead_id in ("L1", "L2"):  # the service takes feedback only for leads it stores
         store.upsert_lead(engine, lead_id, datetime(2025, 1, 1, tzinfo=UTC), {})
     store.add_feedback(engine, "L1", "qualified", at=datetime(2025, 1, 11, tzinfo=UTC))
-    store.add_feedback(engine, "L2", "disqualified", reason="competitor", at=datetime(2025, 1, 5, tzinfo=UTC),
-                       idempotency_key="k-1")
-    store.add_feedback(engine, "L2", "disqualified", reason="competitor", at=datetime(2025, 1, 5, tzinfo=UTC),
-                       idempotency_key="k-1")  # a retry: stored once
+    store.add_feedback(
+        engine,
+        "L2",
+        "disqualified",
+        reason="competitor",
+        at=datetime(2025, 1, 5, tzinfo=UTC),
+        idempotency_key="k-1",
+    )
+    store.add_feedback(
+        engine,
+        "L2",
+        "disqualified",
+        reason="competitor",
+        at=datetime(2025, 1, 5, tzinfo=UTC),
+        idempotency_key="k-1",
+    )  # a retry: stored once
     # when read back through the package and merged into the export
     ds = make_dataset([("L2", "qualified", day(10), None)])
     merged = with_feedback(ds, store.feedback_frame(engine))

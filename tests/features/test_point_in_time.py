@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import QualifiedDefinition, sampled_ages, training_rows
@@ -16,8 +15,12 @@ def _rows(dataset: Dataset, n: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     leads = dataset.leads.sample(n, random_state=seed)
     ages = pd.to_timedelta(rng.uniform(0.5, 90, n), unit="D").round("s")
-    return pd.DataFrame({S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
-                         "as_of": (leads[S.CREATED_AT] + ages).astype("datetime64[ms, UTC]").to_numpy()})
+    return pd.DataFrame(
+        {
+            S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
+            "as_of": (leads[S.CREATED_AT] + ages).astype("datetime64[ms, UTC]").to_numpy(),
+        }
+    )
 
 
 def _assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -37,16 +40,35 @@ def test_future_events_and_outcomes_change_nothing(demo_dataset):
     # and outcomes after it
     rng = np.random.default_rng(1)
     extra = []
-    for lead_id, as_of in zip(rows[S.LEAD_ID], rows["as_of"]):
+    for lead_id, as_of in zip(rows[S.LEAD_ID], rows["as_of"], strict=False):
         for k, etype in enumerate(rng.choice(S.EVENT_TYPES, 6)):
             page = rng.choice(S.PAGE_KINDS) if etype == "web_visit" else None
-            extra.append({S.LEAD_ID: lead_id, S.EVENT_TYPE: etype, S.TIMESTAMP: as_of + pd.Timedelta(hours=k),
-                          S.PAGE: page})
-    events = pd.concat([demo_dataset.events, pd.DataFrame(extra).astype(demo_dataset.events.dtypes.to_dict())],
-                       ignore_index=True)
-    outcomes = pd.concat([demo_dataset.outcomes, pd.DataFrame({
-        S.LEAD_ID: rows[S.LEAD_ID], S.OUTCOME: "qualified", S.OUTCOME_AT: rows["as_of"], S.REASON: None})],
-        ignore_index=True)
+            extra.append(
+                {
+                    S.LEAD_ID: lead_id,
+                    S.EVENT_TYPE: etype,
+                    S.TIMESTAMP: as_of + pd.Timedelta(hours=k),
+                    S.PAGE: page,
+                }
+            )
+    events = pd.concat(
+        [demo_dataset.events, pd.DataFrame(extra).astype(demo_dataset.events.dtypes.to_dict())],
+        ignore_index=True,
+    )
+    outcomes = pd.concat(
+        [
+            demo_dataset.outcomes,
+            pd.DataFrame(
+                {
+                    S.LEAD_ID: rows[S.LEAD_ID],
+                    S.OUTCOME: "qualified",
+                    S.OUTCOME_AT: rows["as_of"],
+                    S.REASON: None,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     after = feature_frame(Dataset(demo_dataset.leads, events, outcomes, demo_dataset.snapshot_at), rows)
     # then no value changes
     _assert_same(before, after)
@@ -56,11 +78,21 @@ def test_an_event_just_before_as_of_is_seen(demo_dataset):
     # given rows and one extra pricing visit one millisecond before each as_of
     rows = _rows(demo_dataset, n=50, seed=3)
     before = feature_frame(demo_dataset, rows)
-    extra = pd.DataFrame({S.LEAD_ID: rows[S.LEAD_ID], S.EVENT_TYPE: "web_visit",
-                          S.TIMESTAMP: rows["as_of"] - pd.Timedelta(milliseconds=1), S.PAGE: "pricing"})
-    events = pd.concat([demo_dataset.events, extra.astype(demo_dataset.events.dtypes.to_dict())], ignore_index=True)
+    extra = pd.DataFrame(
+        {
+            S.LEAD_ID: rows[S.LEAD_ID],
+            S.EVENT_TYPE: "web_visit",
+            S.TIMESTAMP: rows["as_of"] - pd.Timedelta(milliseconds=1),
+            S.PAGE: "pricing",
+        }
+    )
+    events = pd.concat(
+        [demo_dataset.events, extra.astype(demo_dataset.events.dtypes.to_dict())], ignore_index=True
+    )
     # when features are recomputed
-    after = feature_frame(Dataset(demo_dataset.leads, events, demo_dataset.outcomes, demo_dataset.snapshot_at), rows)
+    after = feature_frame(
+        Dataset(demo_dataset.leads, events, demo_dataset.outcomes, demo_dataset.snapshot_at), rows
+    )
     # then the visit counts in every window and "days since" reflect it
     np.testing.assert_array_equal(after["visit_pricing_7d"], before["visit_pricing_7d"] + 1)
     np.testing.assert_array_equal(after["web_visit_30d"], before["web_visit_30d"] + 1)
@@ -86,11 +118,11 @@ def test_training_rows_follow_the_definition(demo_dataset):
     ok = pos[(pos[S.OUTCOME_AT] > pos["as_of"]) & (pos[S.OUTCOME_AT] <= pos["as_of"] + horizon)]
     assert ok.groupby(["lead_id", "as_of"]).ngroups == int((rows["label"] == 1).sum())
     # and the moments are one sampled age per stratum of the configured ages, and the handoff
-    strata = {name: ages for name, ages in sampled_ages(demo_dataset.leads[S.LEAD_ID], d)}
+    strata = dict(sampled_ages(demo_dataset.leads[S.LEAD_ID], d))
     assert set(rows["moment"]) <= set(strata) | {"handoff"}
     assert (rows["moment"] == "handoff").any()
     age_rows = rows[rows["moment"] != "handoff"]
-    age = (age_rows["as_of"] - age_rows[S.LEAD_ID].map(demo_dataset.leads.set_index(S.LEAD_ID)[S.CREATED_AT]))
+    age = age_rows["as_of"] - age_rows[S.LEAD_ID].map(demo_dataset.leads.set_index(S.LEAD_ID)[S.CREATED_AT])
     assert (age.dt.total_seconds() % 86400 == 0).all()  # whole days, where the demo oracle is exact
     assert age.dt.days.nunique() > 40  # spread over the strata, not a handful of fixed ages
 
@@ -123,12 +155,14 @@ def test_stratified_ages_are_reproducible_and_fixed_ages_are_exact(demo_dataset)
     a = sampled_ages(ids, QualifiedDefinition())
     b = sampled_ages(ids.iloc[::-1].reset_index(drop=True), QualifiedDefinition())
     # the same lead gets the same ages whatever the row order; another seed gives others
-    first = dict(zip(ids, a[2][1]))
-    assert all(first[i] == v for i, v in zip(ids.iloc[::-1], b[2][1]))
+    first = dict(zip(ids, a[2][1], strict=False))
+    assert all(first[i] == v for i, v in zip(ids.iloc[::-1], b[2][1], strict=False))
     c = sampled_ages(ids, QualifiedDefinition(seed=1))
     assert (a[2][1] != c[2][1]).any()
     # ages stay inside their stratum
-    for (name, ages), (lo, hi) in zip(a, [(1, 3), (3, 7), (7, 14), (14, 30), (30, 60), (60, 120)]):
+    for (name, ages), (lo, hi) in zip(
+        a, [(1, 3), (3, 7), (7, 14), (14, 30), (30, 60), (60, 120)], strict=False
+    ):
         assert ages.min() >= lo and ages.max() < hi, name
     fixed = sampled_ages(ids, QualifiedDefinition(age_sampling="fixed"))
     assert [int(ages[0]) for _, ages in fixed] == [1, 3, 7, 14, 30, 60]

@@ -4,11 +4,9 @@ bias that the weights correct."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
-
 from leadscore.features import schema as S
 from leadscore.features.labels import QualifiedDefinition, training_rows
 from leadscore.features.loading import DataError, Dataset, load_dataset
@@ -17,7 +15,9 @@ from leadscore.model.train import TrainConfig, fit_models, label_weights, split_
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 SNAPSHOT = pd.Timestamp("2025-06-01", tz="UTC")
-DEFINITION = QualifiedDefinition(horizon_days=30, ages_days=(1, 3, 14), at_handoff=False, age_sampling="fixed")
+DEFINITION = QualifiedDefinition(
+    horizon_days=30, ages_days=(1, 3, 14), at_handoff=False, age_sampling="fixed"
+)
 
 
 def _utc(values) -> pd.Series:
@@ -30,16 +30,32 @@ def small_dataset(selection: pd.DataFrame | None = None) -> Dataset:
     leads = pd.DataFrame({S.LEAD_ID: [f"L{i}" for i in range(1, 6)], S.CREATED_AT: _utc([T0] * 5)})
     for c in S.LEAD_ATTRIBUTES:
         leads[c] = None
-    events = pd.DataFrame({S.LEAD_ID: ["L1"], S.EVENT_TYPE: ["email_sent"], S.TIMESTAMP: _utc([T0 + pd.Timedelta(hours=5)]),
-                           S.PAGE: [None]})
-    outcomes = pd.DataFrame({S.LEAD_ID: ["L1", "L2", "L4"], S.OUTCOME: ["qualified", "disqualified", "qualified"],
-                             S.OUTCOME_AT: _utc([T0 + pd.Timedelta(days=2)] * 3), S.REASON: [None, "bad_fit", None]})
+    events = pd.DataFrame(
+        {
+            S.LEAD_ID: ["L1"],
+            S.EVENT_TYPE: ["email_sent"],
+            S.TIMESTAMP: _utc([T0 + pd.Timedelta(hours=5)]),
+            S.PAGE: [None],
+        }
+    )
+    outcomes = pd.DataFrame(
+        {
+            S.LEAD_ID: ["L1", "L2", "L4"],
+            S.OUTCOME: ["qualified", "disqualified", "qualified"],
+            S.OUTCOME_AT: _utc([T0 + pd.Timedelta(days=2)] * 3),
+            S.REASON: [None, "bad_fit", None],
+        }
+    )
     return Dataset(leads=leads, events=events, outcomes=outcomes, snapshot_at=SNAPSHOT, selection=selection)
 
 
-SELECTION = pd.DataFrame({S.LEAD_ID: ["L1", "L2", "L3", "L4"],
-                          S.HANDED_AT: _utc([T0 + pd.Timedelta(days=1), T0 + pd.Timedelta(days=1), None, None]),
-                          S.PROPENSITY: [1.0, 0.05, 0.05, 0.05]})
+SELECTION = pd.DataFrame(
+    {
+        S.LEAD_ID: ["L1", "L2", "L3", "L4"],
+        S.HANDED_AT: _utc([T0 + pd.Timedelta(days=1), T0 + pd.Timedelta(days=1), None, None]),
+        S.PROPENSITY: [1.0, 0.05, 0.05, 0.05],
+    }
+)
 
 
 def test_the_selection_table_round_trips_and_is_optional(tmp_path):
@@ -52,13 +68,15 @@ def test_the_selection_table_round_trips_and_is_optional(tmp_path):
 
 def test_a_broken_selection_table_is_refused_naming_file_row_column_and_reason(tmp_path):
     out = write_dataset(small_dataset(), tmp_path / "d")
-    (out / "selection.csv").write_text("lead_id,handed_at,propensity\n"
-                                       "L1,2025-01-02T00:00:00Z,1\n"
-                                       "L1,,0.05\n"              # the same lead twice
-                                       "L9,,0.05\n"              # not a lead of the data
-                                       "L2,yesterday,0.05\n"     # not a time
-                                       "L3,,1.5\n"               # not a probability
-                                       "L4,2025-01-02T00:00:00Z,0\n")  # handed over at probability 0
+    (out / "selection.csv").write_text(
+        "lead_id,handed_at,propensity\n"
+        "L1,2025-01-02T00:00:00Z,1\n"
+        "L1,,0.05\n"  # the same lead twice
+        "L9,,0.05\n"  # not a lead of the data
+        "L2,yesterday,0.05\n"  # not a time
+        "L3,,1.5\n"  # not a probability
+        "L4,2025-01-02T00:00:00Z,0\n"
+    )  # handed over at probability 0
     with pytest.raises(DataError) as e:
         load_dataset(out)
     got = {(p.row, p.column) for p in e.value.problems}
@@ -78,14 +96,15 @@ def test_rows_carry_the_propensity_and_leads_nobody_looked_at_are_unlabelled():
     assert "propensity" not in plain.columns and set(plain[S.LEAD_ID]) == {"L1", "L2", "L3", "L4", "L5"}
     # with one: L3 (scored, never handed over, no verdict) is left out, not a negative
     assert set(rows[S.LEAD_ID]) == {"L1", "L2", "L4", "L5"}
-    pd.testing.assert_frame_equal(rows.drop(columns="propensity"),
-                                  plain[plain[S.LEAD_ID] != "L3"].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        rows.drop(columns="propensity"), plain[plain[S.LEAD_ID] != "L3"].reset_index(drop=True)
+    )
     by_lead = rows.groupby(S.LEAD_ID)["propensity"].first()
     assert by_lead["L1"] == 1.0 and by_lead["L2"] == 0.05
     assert np.isnan(by_lead["L4"]) and np.isnan(by_lead["L5"])  # weight 1: not through the policy
     # and the weights are 1 / propensity, clipped, 1 where unknown
     w = label_weights(rows, max_weight=20.0)
-    assert dict(zip(rows[S.LEAD_ID], w)) == {"L1": 1.0, "L2": 20.0, "L4": 1.0, "L5": 1.0}
+    assert dict(zip(rows[S.LEAD_ID], w, strict=False)) == {"L1": 1.0, "L2": 20.0, "L4": 1.0, "L5": 1.0}
     assert label_weights(rows, max_weight=8.0).max() == 8.0
     assert label_weights(pd.DataFrame({"propensity": [0.5, 0.01, np.nan]}), 20.0).tolist() == [2.0, 20.0, 1.0]
     assert label_weights(plain, 20.0) is None
@@ -101,8 +120,13 @@ def _population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _fit(x, y, propensity, share_rows=None):
     n = len(x)
-    rows = pd.DataFrame({S.LEAD_ID: [f"s{i}" for i in range(n)], "label": y,
-                         "as_of": T0 + pd.to_timedelta(np.arange(n), unit="min")})
+    rows = pd.DataFrame(
+        {
+            S.LEAD_ID: [f"s{i}" for i in range(n)],
+            "label": y,
+            "as_of": T0 + pd.to_timedelta(np.arange(n), unit="min"),
+        }
+    )
     if propensity is not None:
         rows["propensity"] = propensity
     config = TrainConfig(model="scorecard", policy="f1")
@@ -167,7 +191,7 @@ def test_integer_weights_fit_and_calibrate_as_the_rows_repeated():
     raw = x * 1.3 - 0.4
     pl_w, pl_r = Platt.fit(raw, y, w), Platt.fit(raw[dup], y[dup])
     # then they are the same model (to the solvers' tolerance), and not the unweighted one
-    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(sc_w.tables, sc_r.tables))
+    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(sc_w.tables, sc_r.tables, strict=False))
     assert (pl_w.a, pl_w.b) == pytest.approx((pl_r.a, pl_r.b), abs=1e-5)
     assert abs(Platt.fit(raw, y).b - pl_w.b) > 0.01
     assert not np.allclose(Scorecard.fit(X, y, encoder, seed=0).tables[0], sc_w.tables[0], atol=1e-2)
@@ -185,13 +209,22 @@ def test_drift_histograms_and_ranges_describe_every_scored_lead_not_only_the_han
     eng = feature_frame(demo_dataset, rows)["engagement_90d"].to_numpy(dtype=float)
     per_lead = pd.Series(eng).groupby(rows[S.LEAD_ID].to_numpy()).min()
     handed = per_lead.index[per_lead >= max(float(np.quantile(per_lead, 0.7)), 1.0)]
-    selection = pd.DataFrame({S.LEAD_ID: per_lead.index.astype(str),
-                              S.HANDED_AT: np.where(per_lead.index.isin(handed), demo_dataset.snapshot_at, pd.NaT),
-                              S.PROPENSITY: 1.0})
+    selection = pd.DataFrame(
+        {
+            S.LEAD_ID: per_lead.index.astype(str),
+            S.HANDED_AT: np.where(per_lead.index.isin(handed), demo_dataset.snapshot_at, pd.NaT),
+            S.PROPENSITY: 1.0,
+        }
+    )
     selection[S.HANDED_AT] = pd.to_datetime(selection[S.HANDED_AT], utc=True)
     outcomes = demo_dataset.outcomes[demo_dataset.outcomes[S.LEAD_ID].isin(handed)]  # sales judged only those
-    ds = Dataset(leads=demo_dataset.leads, events=demo_dataset.events, outcomes=outcomes,
-                 snapshot_at=demo_dataset.snapshot_at, selection=selection)
+    ds = Dataset(
+        leads=demo_dataset.leads,
+        events=demo_dataset.events,
+        outcomes=outcomes,
+        snapshot_at=demo_dataset.snapshot_at,
+        selection=selection,
+    )
     # when a model is trained on it
     result = train(ds, TrainConfig(model="scorecard", features=("engagement_90d", "source")))
     info = result.model.info
@@ -199,7 +232,10 @@ def test_drift_histograms_and_ranges_describe_every_scored_lead_not_only_the_han
     left_out = every["unlabelled"].to_numpy()
     # then the unlabelled rows never enter the fit, but are counted in the model's record
     assert left_out.sum() > 0 and len(result.rows) == (~left_out).sum()
-    assert info["unlabelled"] == {"rows": int(left_out.sum()), "leads": int(every.loc[left_out, S.LEAD_ID].nunique())}
+    assert info["unlabelled"] == {
+        "rows": int(left_out.sum()),
+        "leads": int(every.loc[left_out, S.LEAD_ID].nunique()),
+    }
     # and the drift histograms and training ranges cover them too: the low-engagement leads the service
     # scores every day are neither "drift" nor "out of range"
     assert info["distributions"]["n"] == int((result.rows["part"] == "fit").sum() + left_out.sum())

@@ -11,17 +11,19 @@ from leadscore.features.table import flat_values, read_table
 
 def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "Lead ID": [f"L{i:05d}" for i in range(n)],
-        "Number": np.arange(1000, 1000 + n),
-        "Visits": rng.integers(0, 40, n),
-        "Minutes": np.round(rng.gamma(2, 30, n), 1),
-        "Rating": rng.integers(1, 4, n),  # 3 whole-number values: a code
-        "Source": rng.choice(["Google", "Direct", "Referral", "Select"], n),
-        "Signed up": pd.date_range("2024-01-01", periods=n, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "Newsletter": ["No"] * n,
-        "Converted": rng.integers(0, 2, n),
-    })
+    return pd.DataFrame(
+        {
+            "Lead ID": [f"L{i:05d}" for i in range(n)],
+            "Number": np.arange(1000, 1000 + n),
+            "Visits": rng.integers(0, 40, n),
+            "Minutes": np.round(rng.gamma(2, 30, n), 1),
+            "Rating": rng.integers(1, 4, n),  # 3 whole-number values: a code
+            "Source": rng.choice(["Google", "Direct", "Referral", "Select"], n),
+            "Signed up": pd.date_range("2024-01-01", periods=n, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Newsletter": ["No"] * n,
+            "Converted": rng.integers(0, 2, n),
+        }
+    )
 
 
 @pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
@@ -49,9 +51,16 @@ def test_types_identifiers_constants_and_missing_markers(tmp_path):
     t = read_table(path, "Converted")
     kinds = {c: i.kind for c, i in t.columns.items()}
     # then each column gets the kind a user would expect
-    assert kinds == {"Lead ID": "identifier", "Number": "identifier", "Visits": "numeric", "Minutes": "numeric",
-                     "Rating": "categorical", "Source": "categorical", "Signed up": "datetime",
-                     "Newsletter": "constant"}
+    assert kinds == {
+        "Lead ID": "identifier",
+        "Number": "identifier",
+        "Visits": "numeric",
+        "Minutes": "numeric",
+        "Rating": "categorical",
+        "Source": "categorical",
+        "Signed up": "datetime",
+        "Newsletter": "constant",
+    }
     # and only numeric and categorical columns are features
     assert t.features == ["Visits", "Minutes", "Rating", "Source"]
     values = t.values()

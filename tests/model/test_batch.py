@@ -20,9 +20,8 @@ from leadscore.model.reasons import (
     top_reason_dicts,
     top_reasons,
 )
-from typer.testing import CliRunner
-
 from support import api_lead
+from typer.testing import CliRunner
 
 TOP = 5
 N_SAMPLE = 150
@@ -41,9 +40,13 @@ def _check_equal_to_api(model, dataset, batch: pd.DataFrame, lead_ids, as_of: pd
     api = model.results(values, list(lead_ids))
     got = batch.set_index(S.LEAD_ID).loc[list(lead_ids)]
     n_reasons = 0
-    for r, (_, row) in zip(api, got.iterrows()):
+    for r, (_, row) in zip(api, got.iterrows(), strict=False):
         assert row["probability"] == pytest.approx(r["probability"], abs=1e-9), r["lead_id"]
-        assert (row["score"], row["grade"], bool(row["qualified"])) == (r["score"], r["grade"], r["qualified"])
+        assert (row["score"], row["grade"], bool(row["qualified"])) == (
+            r["score"],
+            r["grade"],
+            r["qualified"],
+        )
         assert (row["insight"] if isinstance(row["insight"], str) else None) == r["insight"]
         pos = [x for x in r["reasons"] if x["impact"] > 0]
         neg = [x for x in r["reasons"] if x["impact"] < 0]
@@ -53,7 +56,10 @@ def _check_equal_to_api(model, dataset, batch: pd.DataFrame, lead_ids, as_of: pd
                 if k < len(expected):
                     e = expected[k]
                     assert (feature, int(row[f"{side}_{k + 1}_points"]), row[f"{side}_{k + 1}_text"]) == (
-                        e["feature"], e["points"], e["text"]), (r["lead_id"], side, k)
+                        e["feature"],
+                        e["points"],
+                        e["text"],
+                    ), (r["lead_id"], side, k)
                     n_reasons += 1
                 else:  # an empty slot is null, not a made-up reason
                     assert pd.isna(feature) and pd.isna(row[f"{side}_{k + 1}_text"])
@@ -61,7 +67,9 @@ def _check_equal_to_api(model, dataset, batch: pd.DataFrame, lead_ids, as_of: pd
 
 
 @pytest.mark.parametrize("family", ["scorecard", "boosted"])
-def test_batch_scores_and_reasons_equal_the_api(family, trained, boosted_model, demo_dataset, as_of, tmp_path):
+def test_batch_scores_and_reasons_equal_the_api(
+    family, trained, boosted_model, demo_dataset, as_of, tmp_path
+):
     # given a registered scorecard or a boosted model, and a moment inside the data
     model = trained.result.model if family == "scorecard" else boosted_model
     assert model.family == family
@@ -109,7 +117,9 @@ def test_top_reason_selection_breaks_ties_like_the_api():
     two = names[:2]
     _, member, impact, ok = pick_reasons(C[:, :2], two, 4)
     for i in range(len(C)):
-        assert [(two[member[i, k]], impact[i, k]) for k in np.flatnonzero(ok[i])] == _reference_reasons(C[i, :2], two, 4)
+        assert [(two[member[i, k]], impact[i, k]) for k in np.flatnonzero(ok[i])] == _reference_reasons(
+            C[i, :2], two, 4
+        )
 
 
 def _reference_reasons(contrib: np.ndarray, names: tuple[str, ...], top_n: int) -> list[tuple[str, float]]:
@@ -119,8 +129,9 @@ def _reference_reasons(contrib: np.ndarray, names: tuple[str, ...], top_n: int) 
     G = np.zeros(int(index.max()) + 1)
     np.add.at(G, index, contrib)
     order = np.argsort(-G, kind="stable")
-    chosen = [g for g in order[:top_n] if G[g] > MIN_ABS_IMPACT] + [g for g in order[::-1][:top_n]
-                                                                      if G[g] < -MIN_ABS_IMPACT]
+    chosen = [g for g in order[:top_n] if G[g] > MIN_ABS_IMPACT] + [
+        g for g in order[::-1][:top_n] if G[g] < -MIN_ABS_IMPACT
+    ]
     out = []
     for g in chosen:
         members = np.flatnonzero(index == g)
@@ -153,33 +164,67 @@ def test_cli_writes_scores_with_reasons(trained, demo_dir, demo_dataset, tmp_pat
     # given a champion in the registry and a dataset directory
     out = tmp_path / "out" / "scores.csv"
     # when `leadscore score` runs as a real process
-    proc = subprocess.run([sys.executable, "-m", "leadscore", "score", "--data", str(demo_dir), "--out", str(out),
-                           "--top", "3"], env=_env(trained), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leadscore",
+            "score",
+            "--data",
+            str(demo_dir),
+            "--out",
+            str(out),
+            "--top",
+            "3",
+        ],
+        env=_env(trained),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     # then it succeeds and writes one row per lead as of the snapshot, with 3 + 3 reason slots
     assert proc.returncode == 0, proc.stderr
     assert "scored" in proc.stderr and "version 1" in proc.stderr
     df = pd.read_csv(out)
     assert len(df) == int((demo_dataset.leads[S.CREATED_AT] < demo_dataset.snapshot_at).sum())
-    assert {"lead_id", "as_of", "probability", "score", "grade", "qualified", "pos_3_text", "neg_3_points"} <= set(df)
+    assert {
+        "lead_id",
+        "as_of",
+        "probability",
+        "score",
+        "grade",
+        "qualified",
+        "pos_3_text",
+        "neg_3_points",
+    } <= set(df)
     assert "pos_4_text" not in df
     assert df["probability"].between(0, 1).all() and set(df["grade"]) <= set("ABCD")
     assert df["pos_1_text"].notna().mean() > 0.9
 
 
-@pytest.mark.parametrize("make_data, expected", [
-    (lambda tmp: tmp / "nowhere", "does not exist"),
-    (lambda tmp: tmp, "expected leads.parquet or leads.csv"),
-    (lambda tmp: (tmp / "notes.txt").write_text("x") and tmp / "notes.txt", "neither a directory nor"),
-    (lambda tmp: (tmp / "f.csv").write_text("lead_id,source\nL1,web\n") and tmp / "f.csv", "missing column(s)"),
-])
+@pytest.mark.parametrize(
+    "make_data, expected",
+    [
+        (lambda tmp: tmp / "nowhere", "does not exist"),
+        (lambda tmp: tmp, "expected leads.parquet or leads.csv"),
+        (lambda tmp: (tmp / "notes.txt").write_text("x") and tmp / "notes.txt", "neither a directory nor"),
+        (
+            lambda tmp: (tmp / "f.csv").write_text("lead_id,source\nL1,web\n") and tmp / "f.csv",
+            "missing column(s)",
+        ),
+    ],
+)
 def test_bad_data_gets_a_clear_error(make_data, expected, trained, tmp_path):
     # given a --data that is missing, an empty directory, an unknown kind of file or a table without features
     from leadscore.cli import app
 
     data = make_data(tmp_path)
     # when scoring it
-    result = CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(tmp_path / "s.parquet")],
-                                env={"MLFLOW_TRACKING_URI": trained.uri})
+    result = CliRunner().invoke(
+        app,
+        ["score", "--data", str(data), "--out", str(tmp_path / "s.parquet")],
+        env={"MLFLOW_TRACKING_URI": trained.uri},
+    )
     # then the command fails with exit code 2 and says what is wrong, without a traceback
     assert result.exit_code == 2, result.output
     assert expected in " ".join(result.output.split())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from leadscore.model import persist
 
 
@@ -19,21 +18,37 @@ def _set(key, fn):
         a = z[key].copy()
         fn(a, z)
         z[key] = a
+
     return edit
 
 
 TREE_EDITS = {
-    "left child far outside": (_set("trees_left", lambda a, z: a.__setitem__(_inner(z), 10**11)), "left child"),
-    "right child before its parent": (_set("trees_right", lambda a, z: a.__setitem__(_inner(z), 0)), "right child"),
-    "child in the next tree": (_set("trees_left", lambda a, z: a.__setitem__(_inner(z), z["trees_roots"][1])),
-                               "left child"),
-    "feature outside the model": (_set("trees_feature", lambda a, z: a.__setitem__(_inner(z), 10**6)), "feature"),
+    "left child far outside": (
+        _set("trees_left", lambda a, z: a.__setitem__(_inner(z), 10**11)),
+        "left child",
+    ),
+    "right child before its parent": (
+        _set("trees_right", lambda a, z: a.__setitem__(_inner(z), 0)),
+        "right child",
+    ),
+    "child in the next tree": (
+        _set("trees_left", lambda a, z: a.__setitem__(_inner(z), z["trees_roots"][1])),
+        "left child",
+    ),
+    "feature outside the model": (
+        _set("trees_feature", lambda a, z: a.__setitem__(_inner(z), 10**6)),
+        "feature",
+    ),
     "negative feature": (_set("trees_feature", lambda a, z: a.__setitem__(_inner(z), -5)), "feature"),
     "root outside the nodes": (_set("trees_roots", lambda a, z: a.__setitem__(-1, 10**9)), "roots"),
-    "categories table cut short": (lambda z: z.__setitem__("trees_cat_left", z["trees_cat_left"][:, :8]),
-                                   "cat_left"),
-    "fewer thresholds than nodes": (lambda z: z.__setitem__("trees_threshold", z["trees_threshold"][:-3]),
-                                    "threshold"),
+    "categories table cut short": (
+        lambda z: z.__setitem__("trees_cat_left", z["trees_cat_left"][:, :8]),
+        "cat_left",
+    ),
+    "fewer thresholds than nodes": (
+        lambda z: z.__setitem__("trees_threshold", z["trees_threshold"][:-3]),
+        "threshold",
+    ),
     "float child links": (lambda z: z.__setitem__("trees_left", z["trees_left"].astype(np.float64)), "dtype"),
 }
 
@@ -70,7 +85,8 @@ def test_the_untouched_bundle_still_loads_and_scores_the_same(boosted_model, tra
 
 def test_an_empty_scorecard_table_is_refused(trained, tmp_path):
     # given a scorecard bundle with one feature's points table emptied (the lookup would read before it)
-    path = _tamper(tmp_path, trained.result.model,
-                   lambda z: z.__setitem__("scorecard_table_0", np.empty(0, np.float64)))
+    path = _tamper(
+        tmp_path, trained.result.model, lambda z: z.__setitem__("scorecard_table_0", np.empty(0, np.float64))
+    )
     with pytest.raises(ValueError, match="malformed"):
         persist.load(path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from leadscore.model import drift
 
 
@@ -67,12 +66,16 @@ def test_a_categorical_with_many_rare_values_does_not_warn_on_samples_of_its_own
     spec = drift.feature_reference(training, categorical=True)
     # then the rare values share "other": every bin of its own holds at least 1 % of training
     assert 10 < len(spec["categories"]) < 40
-    assert min(spec["proportions"][:len(spec["categories"])]) >= drift.MIN_SHARE
+    assert min(spec["proportions"][: len(spec["categories"])]) >= drift.MIN_SHARE
     # and histograms stored before that rule (a bin for each of the 30 most frequent) are read the same way
     counts = {v: int((training == v).sum()) for v in values}
-    top = sorted(counts, key=lambda v: -counts[v])[:drift.MAX_CATEGORIES]
-    old = {"kind": "categorical", "categories": top,
-           "proportions": [counts[v] / 20_000 for v in top] + [sum(counts[v] for v in values if v not in top) / 20_000, 0.0]}
+    top = sorted(counts, key=lambda v: -counts[v])[: drift.MAX_CATEGORIES]
+    old = {
+        "kind": "categorical",
+        "categories": top,
+        "proportions": [counts[v] / 20_000 for v in top]
+        + [sum(counts[v] for v in values if v not in top) / 20_000, 0.0],
+    }
     assert drift.merged(old)["categories"] == spec["categories"]
     assert drift.merged(old)["proportions"] == pytest.approx(spec["proportions"])
     # when 300 windows of 200 scores are drawn from the same population

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from leadscore.features import catalog
 from leadscore.model import evaluate
 
@@ -71,7 +70,9 @@ def test_integer_weights_give_the_metrics_of_the_rows_repeated():
     weighted, repeated = metrics(p, y, policy, weight=w), metrics(p[dup], y[dup], policy)
     # then every figure is the same: ROC/PR AUC, Brier, log loss, ECE (equal-weight bins), lift, rates
     # (but `n`, which stays the number of rows)
-    assert weighted.keys() == repeated.keys() and weighted.pop("n") == len(p) and repeated.pop("n") == len(dup)
+    assert (
+        weighted.keys() == repeated.keys() and weighted.pop("n") == len(p) and repeated.pop("n") == len(dup)
+    )
     for k, v in repeated.items():
         assert weighted[k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True), k
     # and weights of 1 are exactly no weights
@@ -94,8 +95,14 @@ def test_weighted_paired_comparisons_estimate_the_rows_repeated():
     p, y, w, dup = _sample(seed=1)
     q = np.clip(p + np.random.default_rng(2).normal(0, 0.2, len(p)), 0, 1)
     # when they are compared with the weights, and on the rows repeated
-    auc_w, auc_r = paired_bootstrap_auc(y, p, q, n=50, weight=w), paired_bootstrap_auc(y[dup], p[dup], q[dup], n=50)
-    ece_w, ece_r = paired_bootstrap_ece(y, p, q, n=50, weight=w), paired_bootstrap_ece(y[dup], p[dup], q[dup], n=50)
+    auc_w, auc_r = (
+        paired_bootstrap_auc(y, p, q, n=50, weight=w),
+        paired_bootstrap_auc(y[dup], p[dup], q[dup], n=50),
+    )
+    ece_w, ece_r = (
+        paired_bootstrap_ece(y, p, q, n=50, weight=w),
+        paired_bootstrap_ece(y[dup], p[dup], q[dup], n=50),
+    )
     # then the point estimates are those of the repeated rows, and differ from the unweighted ones
     assert auc_w["diff"] == pytest.approx(auc_r["diff"], rel=1e-9)
     assert (ece_w["new"], ece_w["old"]) == pytest.approx((ece_r["new"], ece_r["old"]), rel=1e-9)
@@ -103,13 +110,16 @@ def test_weighted_paired_comparisons_estimate_the_rows_repeated():
     ids = np.arange(len(p))
     grouped_w = paired_bootstrap_ece(y, p, q, groups=ids, n=50, weight=w)
     grouped_r = paired_bootstrap_ece(y[dup], p[dup], q[dup], groups=dup, n=50)
-    assert (grouped_w["low"], grouped_w["high"]) == pytest.approx((grouped_r["low"], grouped_r["high"]), rel=1e-9)
+    assert (grouped_w["low"], grouped_w["high"]) == pytest.approx(
+        (grouped_r["low"], grouped_r["high"]), rel=1e-9
+    )
     assert auc_w["diff"] != pytest.approx(paired_bootstrap_auc(y, p, q, n=50)["diff"], rel=1e-3)
     assert auc_w["low"] < auc_w["diff"] < auc_w["high"]
 
 
 def test_reliability_plots_are_weighted_like_the_ece_beside_them():
     from leadscore.model.evaluate import ece, figures, reliability_points
+
     from leadscore.recalibrate import reliability_before_after
 
     # given weighted holdout predictions, and the same rows repeated
@@ -148,6 +158,11 @@ def test_weighted_base_rate_shift_is_that_of_the_rows_repeated():
         assert weighted[k] == pytest.approx(repeated[k], rel=1e-9), k
     assert weighted["rate_before"] != pytest.approx(positive_rate_shift(y[:half], y[half:])["rate_before"])
     # and weights of 1 are exactly no weights
-    assert positive_rate_shift(y[:half], y[half:], ids[:half], ids[half:], weight_before=np.ones(half),
-                               weight_after=np.ones(len(y) - half)) == positive_rate_shift(y[:half], y[half:],
-                                                                                            ids[:half], ids[half:])
+    assert positive_rate_shift(
+        y[:half],
+        y[half:],
+        ids[:half],
+        ids[half:],
+        weight_before=np.ones(half),
+        weight_after=np.ones(len(y) - half),
+    ) == positive_rate_shift(y[:half], y[half:], ids[:half], ids[half:])

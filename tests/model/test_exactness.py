@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
+from leadscore.features import catalog
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import training_rows
 from leadscore.model.boosted import BoostedParams, fit_boosted
@@ -13,7 +13,6 @@ from leadscore.model.calibration import Platt
 from leadscore.model.encoding import Encoder
 from leadscore.model.scorecard import Scorecard
 from leadscore.model.train import TrainConfig, fit_models, split_by_lead_time
-from leadscore.features import catalog
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +24,11 @@ def table(demo_dataset):
     X = encoder.transform(values)
     # unseen categories at scoring time: a country and an industry the model never saw, and missing values
     j_country, j_industry = encoder.features.index("country"), encoder.features.index("industry")
-    unseen = {**values, "country": np.where(np.arange(len(X)) % 7 == 0, "ZZ", values["country"]),
-              "industry": np.where(np.arange(len(X)) % 5 == 0, None, values["industry"])}
+    unseen = {
+        **values,
+        "country": np.where(np.arange(len(X)) % 7 == 0, "ZZ", values["country"]),
+        "industry": np.where(np.arange(len(X)) % 5 == 0, None, values["industry"]),
+    }
     X_new = encoder.transform(unseen)
     assert (X_new[:, j_country] == 1).any() and (X_new[:, j_industry] == 0).any()
     return rows, values, encoder, X, X_new
@@ -50,7 +52,7 @@ def test_boosted_contributions_match_sklearn_exactly(table, params):
         np.testing.assert_allclose(base + C.sum(1), est._raw_predict(data).ravel(), atol=1e-6, rtol=0)
         # and a row explained alone (a live request's one-row walk) gets the very same contributions
         for i in range(0, len(data), max(1, len(data) // 50)):
-            np.testing.assert_array_equal(trees.contributions(data[i:i + 1])[1][0], C[i])
+            np.testing.assert_array_equal(trees.contributions(data[i : i + 1])[1][0], C[i])
 
 
 def test_scorecard_contributions_match_the_logistic_regression(table):
@@ -59,8 +61,10 @@ def test_scorecard_contributions_match_the_logistic_regression(table):
     sc = Scorecard.fit(X, y, encoder)
     for data in (X, X_new):
         base, C = sc.contributions(data, encoder)
-        design = Scorecard._design(Scorecard._bins(data, sc.edges, encoder.categorical_mask),
-                                   np.concatenate([[0], np.cumsum([len(t) for t in sc.tables])]))
+        design = Scorecard._design(
+            Scorecard._bins(data, sc.edges, encoder.categorical_mask),
+            np.concatenate([[0], np.cumsum([len(t) for t in sc.tables])]),
+        )
         np.testing.assert_allclose(base + C.sum(1), sc.estimator.decision_function(design), atol=1e-6, rtol=0)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from leadscore.model.exploration import Exploration, explored, handoff, propensity, uniform
 from leadscore.model.policy import HandoffPolicy
 
@@ -39,9 +38,14 @@ def test_the_draw_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = ("from leadscore.model.exploration import uniform; print(repr(uniform(['lead-1', 'lead-2'], 0).tolist()))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "123"}).stdout
+    code = "from leadscore.model.exploration import uniform; print(repr(uniform(['lead-1', 'lead-2'], 0).tolist()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123"},
+    ).stdout
     assert eval(out) == u.tolist()
 
 
@@ -66,7 +70,9 @@ def test_handoff_hands_over_above_the_threshold_and_the_drawn_below_it_with_thei
     assert np.array_equal(again, drawn)
     # and with no exploration the handoff is the policy's threshold alone, propensity 1 or 0
     handed0, explored0, prop0 = handoff(p, ids, POLICY)
-    assert np.array_equal(handed0, above) and not explored0.any() and np.array_equal(prop0, above.astype(float))
+    assert (
+        np.array_equal(handed0, above) and not explored0.any() and np.array_equal(prop0, above.astype(float))
+    )
 
 
 def test_exploration_share_is_bounded():

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from leadscore.cli_table import CONSTANT_AS_OF, stratified_holdout
 from leadscore.features.table import read_table
 from leadscore.model import registry
 from leadscore.model.train import TrainConfig, fit_models
 from support import SHARED_DATASETS
+
+from leadscore.cli_table import CONSTANT_AS_OF, stratified_holdout
 
 X_EDUCATION = SHARED_DATASETS / "x-education-leads.csv"
 DROPPED = "Asymmetrique Activity Index"
@@ -30,11 +30,21 @@ def fit(tab, features: list[str]):
     holdout (column -> values, labels)."""
     y = tab.label.astype(int)
     holdout = stratified_holdout(y, 0.2, seed=0)
-    rows = pd.DataFrame({"lead_id": [f"{i:09d}" for i in np.random.default_rng(1).permutation(len(y))],
-                         "as_of": CONSTANT_AS_OF, "label": y})
+    rows = pd.DataFrame(
+        {
+            "lead_id": [f"{i:09d}" for i in np.random.default_rng(1).permutation(len(y))],
+            "as_of": CONSTANT_AS_OF,
+            "label": y,
+        }
+    )
     values = tab.values(features)
-    result = fit_models(values, rows, holdout, tuple(f for f in features if tab.columns[f].kind == "categorical"),
-                        TrainConfig(model="scorecard"))
+    result = fit_models(
+        values,
+        rows,
+        holdout,
+        tuple(f for f in features if tab.columns[f].kind == "categorical"),
+        TrainConfig(model="scorecard"),
+    )
     return result.model, result.holdout_values, y[holdout]
 
 
@@ -46,7 +56,9 @@ def test_challenger_lacking_a_champion_column_is_refused_with_the_column_named(e
     # when the gate compares them, it refuses and says which column is missing (no KeyError)
     decision = registry.compare(challenger, champion, values, y, "2", "1")
     assert not decision.promote and decision.rule == "incomparable"
-    assert f"drops '{DROPPED}'" in decision.reason and "cannot be compared on the same rows" in decision.reason
+    assert (
+        f"drops '{DROPPED}'" in decision.reason and "cannot be compared on the same rows" in decision.reason
+    )
     assert decision.auc_diff is None
 
 

@@ -14,10 +14,10 @@ def test_grades_follow_the_cutoffs_for_few_and_many_leads():
     p = np.concatenate([edges, np.nextafter(edges, 0), np.nextafter(edges, 1), [0.0, 1.0, np.nan]])
     many = np.concatenate([p, np.random.default_rng(0).random(1000)])
     # when they are graded alone (a request) and inside a big batch
-    few = [policy.grade(p[i:i + 1]).tolist()[0] for i in range(len(p))]
+    few = [policy.grade(p[i : i + 1]).tolist()[0] for i in range(len(p))]
     batch = policy.grade(many).tolist()
     # then the letters are the same, and a probability at a cutoff gets the higher grade
-    assert few == batch[:len(p)] == policy.grade(p).tolist()
+    assert few == batch[: len(p)] == policy.grade(p).tolist()
     assert few == ["A", "B", "C", "B", "C", "D", "A", "B", "C", "D", "A", "D"]
 
 
@@ -27,7 +27,9 @@ def _data(n: int = 400, seed: int = 0):
     rng = np.random.default_rng(seed)
     p = np.round(rng.random(n), 3)  # ties included, as real scores have
     y = (rng.random(n) < p).astype(int)
-    as_of = pd.Series(pd.Timestamp("2025-01-06", tz="UTC") + pd.to_timedelta(np.sort(rng.random(n)) * 7, unit="D"))
+    as_of = pd.Series(
+        pd.Timestamp("2025-01-06", tz="UTC") + pd.to_timedelta(np.sort(rng.random(n)) * 7, unit="D")
+    )
     return p, y, as_of
 
 

@@ -3,10 +3,11 @@ sklearn estimator saved by skops with exactly the trusted types."""
 
 from __future__ import annotations
 
-import mlflow
-from mlflow import MlflowClient
+from pathlib import Path
 
+import mlflow
 from leadscore.model import tracking
+from mlflow import MlflowClient
 
 
 def test_registered_model_loads_as_pyfunc_and_scores(trained):
@@ -24,16 +25,22 @@ def test_registered_model_loads_as_pyfunc_and_scores(trained):
     # and the values outside the training range, as the API lists them
     import json
 
-    assert json.loads(out["out_of_range"].iloc[0]) == trained.result.model.results(
-        *_example_values(trained.result.model, example))[0]["out_of_range"]
+    assert (
+        json.loads(out["out_of_range"].iloc[0])
+        == trained.result.model.results(*_example_values(trained.result.model, example))[0]["out_of_range"]
+    )
     old = example_frame(example).assign(as_of="2099-01-01T00:00:00Z")
     flagged = json.loads(loaded.predict(old)["out_of_range"].iloc[0])
     assert [f["feature"] for f in flagged if f["feature"] == "lead_age_days"] == ["lead_age_days"]
     # and the run holds plots, lineage and the definition
     run = MlflowClient().get_run(trained.tracked.run_id)
     names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
-    assert {"plots/reliability.png", "plots/gains_lift.png", "plots/score_distribution.png",
-            "plots/reasons_summary.png"} <= names
+    assert {
+        "plots/reliability.png",
+        "plots/gains_lift.png",
+        "plots/score_distribution.png",
+        "plots/reasons_summary.png",
+    } <= names
     assert run.data.tags["leadscore.version"]
     assert "holdout.roc_auc" in run.data.metrics
 
@@ -60,25 +67,35 @@ def test_training_run_is_named_described_and_lists_its_data(trained):
     fp = MlflowClient().download_artifacts(run.info.run_id, "data_fingerprint.json")
     import json
 
-    fp = json.loads(open(fp).read())
+    fp = json.loads(Path(fp).read_text())
     # then its name says what it is: family · data · date (not MLflow's random "receptive-asp-445")
     family, data, day = run.info.run_name.split(" · ")
     assert family == "scorecard" and data == "data" and len(day) == 10 and day[4] == "-"
     # and its description gives the target, the data and the gate's decision
     note = run.data.tags["mlflow.note.content"]
     assert "qualified = qualified / opportunity / won within 30 days" in note
-    assert fp["sha256"][:12] in note and "Gate: leadscore version 1 promoted to champion (rule `first`)" in note
+    assert (
+        fp["sha256"][:12] in note and "Gate: leadscore version 1 promoted to champion (rule `first`)" in note
+    )
     # and the training data is its one dataset input, with the data fingerprint as digest
     (inp,) = run.inputs.dataset_inputs
-    assert inp.dataset.digest == fp["sha256"][:tracking.DIGEST_CHARS]
+    assert inp.dataset.digest == fp["sha256"][: tracking.DIGEST_CHARS]
     tags = {t.key: t.value for t in inp.tags}
     assert tags["mlflow.data.context"] == "training" and tags["sha256"] == fp["sha256"]
-    assert int(tags["rows"]) == len(trained.result.rows) and int(tags["positives"]) == trained.result.rows["label"].sum()
+    assert (
+        int(tags["rows"]) == len(trained.result.rows)
+        and int(tags["positives"]) == trained.result.rows["label"].sum()
+    )
     assert "days_since_engagement" in inp.dataset.schema and '"label"' in inp.dataset.schema
     # and the logged model's holdout metrics are tied to that dataset (model - metrics - data lineage)
     from leadscore.model import registry
 
-    source = MlflowClient().get_model_version(registry.MODEL_NAME, trained.tracked.version).source  # models:/<id>
-    (auc,) = [m for m in MlflowClient().get_logged_model(source.removeprefix("models:/")).metrics
-              if m.key == "holdout.roc_auc"]
+    source = (
+        MlflowClient().get_model_version(registry.MODEL_NAME, trained.tracked.version).source
+    )  # models:/<id>
+    (auc,) = [
+        m
+        for m in MlflowClient().get_logged_model(source.removeprefix("models:/")).metrics
+        if m.key == "holdout.roc_auc"
+    ]
     assert auc.dataset_digest == inp.dataset.digest and auc.value == trained.result.metrics["roc_auc"]

@@ -9,7 +9,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from leadscore.features import catalog, schema as S
+from leadscore.features import catalog
+from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.model import persist
 from leadscore.model.batch import lead_rows, score_dataset
@@ -52,8 +53,11 @@ def test_a_contribution_under_one_point_is_not_a_reason():
     few = top_reason_dicts(C, X, enc)[0]
     many = top_reason_dicts(np.repeat(C, 20, axis=0), np.repeat(X, 20, axis=0), enc)[0]
     # then only those that move the score by a point or more are reasons, and none reads "0"
-    assert [(r["feature"], r["points"]) for r in few] == [("open_rate_30d", 3), ("activity_trend", 1),
-                                                          ("meeting_total", -1)]
+    assert [(r["feature"], r["points"]) for r in few] == [
+        ("open_rate_30d", 3),
+        ("activity_trend", 1),
+        ("meeting_total", -1),
+    ]
     assert many == few
 
 
@@ -99,19 +103,30 @@ def test_values_outside_the_training_range_are_flagged_and_never_a_reason(traine
     # when they are scored, with every contribution
     res = model.results(values, ids, explain_full=True)
     before = _without_ranges(model).results(values, ids, explain_full=True)
-    for r, b, age in zip(res, before, values["lead_age_days"]):
+    for r, b, age in zip(res, before, values["lead_age_days"], strict=False):
         # then the score and the exact contributions are those of the same model without ranges
-        assert (r["probability"], r["score"], r["explanation"]) == (b["probability"], b["score"], b["explanation"])
+        assert (r["probability"], r["score"], r["explanation"]) == (
+            b["probability"],
+            b["score"],
+            b["explanation"],
+        )
         assert b["out_of_range"] == []  # an older model flags nothing and still scores
         flagged = [f for f in r["out_of_range"] if f["feature"] == "lead_age_days"]
         if not floor <= age <= high:
             # and a lead older (or newer) than any the model was fit on is flagged, in words, and its age is
             # not a reason either way
             words = "older" if age > high else "newer"
-            assert flagged == [{"feature": "lead_age_days", "label": "Lead age in days", "value": int(age),
-                                "trained_min": low, "trained_max": high,
-                                "message": f"Lead is {int(age)} day{'' if age == 1 else 's'} old: {words} than any "
-                                           f"lead the model learned from ({low:.0f} to {high:.0f} days)"}]
+            assert flagged == [
+                {
+                    "feature": "lead_age_days",
+                    "label": "Lead age in days",
+                    "value": int(age),
+                    "trained_min": low,
+                    "trained_max": high,
+                    "message": f"Lead is {int(age)} day{'' if age == 1 else 's'} old: {words} than any "
+                    f"lead the model learned from ({low:.0f} to {high:.0f} days)",
+                }
+            ]
             assert "lead_age_days" not in [x["feature"] for x in r["reasons"]]
         else:
             assert flagged == []
@@ -119,7 +134,7 @@ def test_values_outside_the_training_range_are_flagged_and_never_a_reason(traine
             assert not min(f["trained_min"], 0.0) <= f["value"] <= f["trained_max"]
             assert f["feature"] not in [x["feature"] for x in r["reasons"]]
     # and the other reasons stay: leads that lost their age reason keep the rest
-    assert sum(1 for r, o in zip(res, old) if o and r["reasons"]) == old.sum()
+    assert sum(1 for r, o in zip(res, old, strict=False) if o and r["reasons"]) == old.sum()
 
 
 def test_batch_output_flags_out_of_range_values_like_the_api(trained, snapshot_batch, snapshot_values):
@@ -129,18 +144,24 @@ def test_batch_output_flags_out_of_range_values_like_the_api(trained, snapshot_b
     api = model.results(values, ids)
     batch = snapshot_batch.set_index(S.LEAD_ID).loc[ids]
     # then each row's out-of-range columns say what the API's out_of_range says
-    for r, (_, row) in zip(api, batch.iterrows()):
+    for r, (_, row) in zip(api, batch.iterrows(), strict=False):
         flags = r["out_of_range"]
         assert (row["out_of_range"] if isinstance(row["out_of_range"], str) else None) == (
-            ", ".join(f["feature"] for f in flags) or None)
+            ", ".join(f["feature"] for f in flags) or None
+        )
         assert (row["out_of_range_text"] if isinstance(row["out_of_range_text"], str) else None) == (
-            "; ".join(f["message"] for f in flags) or None)
+            "; ".join(f["message"] for f in flags) or None
+        )
     # and no lead reads "Lead is N days old" with N beyond the oldest lead the model learned from
     high = model.info["ranges"]["lead_age_days"]["max"]
-    texts = pd.concat([snapshot_batch[f"{s}_{k}_text"] for s in ("pos", "neg") for k in range(1, TOP + 1)]).dropna()
+    texts = pd.concat(
+        [snapshot_batch[f"{s}_{k}_text"] for s in ("pos", "neg") for k in range(1, TOP + 1)]
+    ).dropna()
     ages = texts.str.extract(r"^Lead is (\d+) days? old$")[0].dropna().astype(int)
     assert len(ages) > 0 and ages.max() <= high
-    assert snapshot_batch["out_of_range_text"].str.contains("older than any lead the model learned from").any()
+    assert (
+        snapshot_batch["out_of_range_text"].str.contains("older than any lead the model learned from").any()
+    )
 
 
 def test_a_value_that_says_nothing_is_not_a_reason(trained, snapshot_values):
@@ -151,22 +172,34 @@ def test_a_value_that_says_nothing_is_not_a_reason(trained, snapshot_values):
     assert zero.sum() > 100
     ex = model.explain(values)
     j = model.encoder.features.index("activity_trend")
-    assert np.abs(ex.contributions[zero, j]).max() > np.log(2) / POINTS_PER_DOUBLING  # the model gives it points
+    assert (
+        np.abs(ex.contributions[zero, j]).max() > np.log(2) / POINTS_PER_DOUBLING
+    )  # the model gives it points
     # when they are scored
     res = model.results(values, ids)
     # then the zero trend is never a reason, while a non-zero trend can be, read as a sentence about change
-    trend = [(z, x) for r, z in zip(res, zero) for x in r["reasons"] if x["feature"] == "activity_trend"]
+    trend = [
+        (z, x)
+        for r, z in zip(res, zero, strict=False)
+        for x in r["reasons"]
+        if x["feature"] == "activity_trend"
+    ]
     assert trend and not [x for z, x in trend if z]
-    assert all(re.match(r"^[\d.]+ (more|fewer) interactions? a day in the last 7 days than in the 23 days before$",
-                        x["text"]) for _, x in trend), trend[:3]
+    assert all(
+        re.match(
+            r"^[\d.]+ (more|fewer) interactions? a day in the last 7 days than in the 23 days before$",
+            x["text"],
+        )
+        for _, x in trend
+    ), trend[:3]
     for spec in catalog.FEATURES:  # no sentence of the catalogue reads a bare "0" trend
         if spec.name.endswith("trend"):
             assert spec.quiet_at_zero
 
 
 def test_the_docs_quote_the_minimum_impact_of_a_reason():
-    from support import REPO
     from leadscore.model.reasons import MIN_ABS_IMPACT
+    from support import REPO
 
     doc = " ".join((REPO / "docs" / "models.md").read_text().split())
     quoted = re.findall(r"below half a point, ([\d.]+) in log-odds", doc)

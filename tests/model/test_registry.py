@@ -9,20 +9,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-
 from leadscore.features import schema as S
 from leadscore.model import registry, tracking
 from leadscore.model.train import TrainConfig, train
+from mlflow import MlflowClient
 
 
 def earlier_snapshot(dataset, days: int):
     """`dataset` as exported `days` earlier: nothing at or after the earlier snapshot is in it."""
     cut = dataset.snapshot_at - pd.Timedelta(days=days)
     return dataclasses.replace(
-        dataset, leads=dataset.leads[dataset.leads[S.CREATED_AT] < cut].reset_index(drop=True),
+        dataset,
+        leads=dataset.leads[dataset.leads[S.CREATED_AT] < cut].reset_index(drop=True),
         events=dataset.events[dataset.events[S.TIMESTAMP] < cut].reset_index(drop=True),
-        outcomes=dataset.outcomes[dataset.outcomes[S.OUTCOME_AT] < cut].reset_index(drop=True), snapshot_at=cut)
+        outcomes=dataset.outcomes[dataset.outcomes[S.OUTCOME_AT] < cut].reset_index(drop=True),
+        snapshot_at=cut,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,9 @@ def registry_with_two_versions(demo_dataset, tmp_path_factory):
     bad_model.info = dict(good.model.info)
     bad_model.explainer = type(good.model.explainer)(
         edges=good.model.explainer.edges,
-        tables=tuple(rng.permutation(t) for t in good.model.explainer.tables), base=good.model.explainer.base)
+        tables=tuple(rng.permutation(t) for t in good.model.explainer.tables),
+        base=good.model.explainer.base,
+    )
     bad = dataclasses.replace(good, model=bad_model)
     second = tracking.track(bad, older, config, holdout_values=bad.holdout_values)
     yield uri, first, second, good, older
@@ -98,22 +102,31 @@ def _with_data(model, snapshot_at: str):
     return m
 
 
-TIE = {"diff": -0.0059, "low": -0.0145, "high": 0.0027}  # notebook 02's boosted - scorecard on its default data
+TIE = {
+    "diff": -0.0059,
+    "low": -0.0145,
+    "high": 0.0027,
+}  # notebook 02's boosted - scorecard on its default data
 
 
-@pytest.mark.parametrize("cmp, ece_new, family, fresher, promote, rule", [
-    (TIE, 0.02, "boosted", True, False, "tie"),  # never switch family on a tie, fresher or not
-    (TIE, 0.02, "scorecard", False, False, "tie"),  # same family, same data: no flip
-    (TIE, 0.02, "scorecard", True, True, "fresher"),  # same family, later snapshot: the retrain wins
-    ({"diff": 0.02, "low": 0.01, "high": 0.03}, 0.02, "boosted", False, True, "better"),
-    ({"diff": -0.02, "low": -0.03, "high": -0.01}, 0.02, "scorecard", True, False, "worse"),
-    ({"diff": 0.02, "low": 0.01, "high": 0.03}, 0.05, "scorecard", True, False, "worse_calibrated"),
-])
+@pytest.mark.parametrize(
+    "cmp, ece_new, family, fresher, promote, rule",
+    [
+        (TIE, 0.02, "boosted", True, False, "tie"),  # never switch family on a tie, fresher or not
+        (TIE, 0.02, "scorecard", False, False, "tie"),  # same family, same data: no flip
+        (TIE, 0.02, "scorecard", True, True, "fresher"),  # same family, later snapshot: the retrain wins
+        ({"diff": 0.02, "low": 0.01, "high": 0.03}, 0.02, "boosted", False, True, "better"),
+        ({"diff": -0.02, "low": -0.03, "high": -0.01}, 0.02, "scorecard", True, False, "worse"),
+        ({"diff": 0.02, "low": 0.01, "high": 0.03}, 0.05, "scorecard", True, False, "worse_calibrated"),
+    ],
+)
 def test_gate_rules(trained, boosted_model, cmp, ece_new, family, fresher, promote, rule):
     scorecard = trained.result.model
     champion = _with_data(scorecard, "2026-06-01T00:00:00+00:00")
-    challenger = _with_data(scorecard if family == "scorecard" else boosted_model,
-                            "2026-07-01T00:00:00+00:00" if fresher else "2026-06-01T00:00:00+00:00")
+    challenger = _with_data(
+        scorecard if family == "scorecard" else boosted_model,
+        "2026-07-01T00:00:00+00:00" if fresher else "2026-06-01T00:00:00+00:00",
+    )
     decision = registry.decide(cmp, ece_new, 0.02, challenger, champion)
     assert decision[:2] == (promote, rule), decision[2]
 
@@ -130,6 +143,7 @@ def test_the_gate_with_weights_compares_as_on_the_rows_repeated(trained, boosted
     repeated = registry.compare(boosted_model, result.model, {k: v[dup] for k, v in values.items()}, y[dup])
     # then it sees the same ECEs and ROC AUC difference, not the unweighted ones
     assert (weighted.ece_challenger, weighted.ece_champion, weighted.auc_diff) == pytest.approx(
-        (repeated.ece_challenger, repeated.ece_champion, repeated.auc_diff), rel=1e-9)
+        (repeated.ece_challenger, repeated.ece_champion, repeated.auc_diff), rel=1e-9
+    )
     plain = registry.compare(boosted_model, result.model, values, y)
     assert weighted.ece_challenger != pytest.approx(plain.ece_challenger, rel=1e-3)

@@ -9,17 +9,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
-from leadscore.cli import app
-from leadscore.demo.generate import generate
-from leadscore.demo.params import DemoParams, DriftParams
-
 from leadscore.features import schema as S
 from leadscore.features.labels import QualifiedDefinition, training_rows
 from leadscore.features.loading import Dataset
 from leadscore.model.policy import choose_policy
 from leadscore.model.train import NotEnoughData, TrainConfig, split_by_lead_time, train
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.demo.generate import generate
+from leadscore.demo.params import DemoParams, DriftParams
 
 
 def test_holdout_is_recent_and_no_lead_is_on_both_sides(demo_dataset):
@@ -34,9 +33,12 @@ def test_holdout_is_recent_and_no_lead_is_on_both_sides(demo_dataset):
 def test_refuses_to_train_on_too_few_positives(demo_dataset):
     # given a dataset where sales qualified only a handful of leads
     keep = demo_dataset.outcomes[S.OUTCOME].ne("qualified") | (demo_dataset.outcomes.index < 60)
-    small = Dataset(demo_dataset.leads, demo_dataset.events,
-                    demo_dataset.outcomes[keep & demo_dataset.outcomes[S.OUTCOME].isin(["qualified", "disqualified"])],
-                    demo_dataset.snapshot_at)
+    small = Dataset(
+        demo_dataset.leads,
+        demo_dataset.events,
+        demo_dataset.outcomes[keep & demo_dataset.outcomes[S.OUTCOME].isin(["qualified", "disqualified"])],
+        demo_dataset.snapshot_at,
+    )
     definition = QualifiedDefinition(positive=("qualified",), ages_days=(1,), at_handoff=False)
     with pytest.raises(NotEnoughData, match=r"at least 40 of each.*missing: \d+ positive"):
         train(small, TrainConfig(definition=definition))
@@ -44,8 +46,12 @@ def test_refuses_to_train_on_too_few_positives(demo_dataset):
 
 def test_refuses_to_train_on_a_dataset_without_leads(demo_dataset):
     # given a dataset with its tables' columns and no rows (an empty store, exported)
-    empty = Dataset(demo_dataset.leads.iloc[:0], demo_dataset.events.iloc[:0], demo_dataset.outcomes.iloc[:0],
-                    demo_dataset.snapshot_at)
+    empty = Dataset(
+        demo_dataset.leads.iloc[:0],
+        demo_dataset.events.iloc[:0],
+        demo_dataset.outcomes.iloc[:0],
+        demo_dataset.snapshot_at,
+    )
     # then training says there is nothing to learn from, not a type error from deep inside
     with pytest.raises(NotEnoughData, match="no leads"):
         train(empty)
@@ -114,8 +120,20 @@ def test_train_warns_when_the_holdouts_base_rate_moved(tmp_path, mlflow_uri):
     data = tmp_path / "drifted"
     generate(data, 4000, seed=7, params=DemoParams(drift=DriftParams(at="2026-04-01T00:00:00+00:00")))
     # when training it from the command line
-    done = CliRunner().invoke(app, ["train", "--data", str(data), "--model", "scorecard", "--no-register",
-                                    "--metrics-out", str(tmp_path / "m.json")], catch_exceptions=False)
+    done = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--model",
+            "scorecard",
+            "--no-register",
+            "--metrics-out",
+            str(tmp_path / "m.json"),
+        ],
+        catch_exceptions=False,
+    )
     assert done.exit_code == 0, done.output
     # then it warns that the holdout's positive rate differs beyond noise, and says to recalibrate
     text = " ".join(done.output.split())

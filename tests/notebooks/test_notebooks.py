@@ -19,8 +19,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
-ORDER = ("01-explore.ipynb", "02-train-and-compare.ipynb", "03-explain-and-handoff.ipynb",
-         "04-retrain-from-feedback.ipynb")
+ORDER = (
+    "01-explore.ipynb",
+    "02-train-and-compare.ipynb",
+    "03-explain-and-handoff.ipynb",
+    "04-retrain-from-feedback.ipynb",
+)
 LEADS = 2000  # small: the four notebooks take about two minutes together on 2 cores
 SEED = 3
 CELL_TIMEOUT = 600
@@ -44,17 +48,27 @@ def kernel_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("notebooks")
     spec_dir = root / "kernels" / "leadscore"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python (leadscore, tests)", "language": "python"}))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python (leadscore, tests)",
+                "language": "python",
+            }
+        )
+    )
     ksm = KernelSpecManager(kernel_dirs=[str(root / "kernels")])
-    env = {**os.environ,
-           "LEADSCORE_NB_LEADS": str(LEADS), "LEADSCORE_NB_SEED": str(SEED),
-           "LEADSCORE_NB_DATA": str(root / "data"),
-           "LEADSCORE_NB_MLFLOW": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-           "LEADSCORE_NB_EXPORT": "",
-           "OMP_NUM_THREADS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(NOTEBOOKS), os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "LEADSCORE_NB_LEADS": str(LEADS),
+        "LEADSCORE_NB_SEED": str(SEED),
+        "LEADSCORE_NB_DATA": str(root / "data"),
+        "LEADSCORE_NB_MLFLOW": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+        "LEADSCORE_NB_EXPORT": "",
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(NOTEBOOKS), os.environ.get("PYTHONPATH")) if p),
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     (root / "mlflow").mkdir()
     work = root / "work"
@@ -88,8 +102,13 @@ def execute(path: Path, kernel_env: dict) -> nbformat.NotebookNode:
 
     nb = nbformat.read(path, as_version=4)
     km = KernelManager(kernel_name="leadscore", kernel_spec_manager=kernel_env["ksm"])
-    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, startup_timeout=120,
-                            resources={"metadata": {"path": str(kernel_env["cwd"])}})
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=CELL_TIMEOUT,
+        startup_timeout=120,
+        resources={"metadata": {"path": str(kernel_env["cwd"])}},
+    )
     client.execute(env=kernel_env["env"])
     return nb
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 PG_ENV = "LEADSCORE_TEST_POSTGRES_URL"
-NO_PG_REASON = (f"{PG_ENV} is not set: no PostgreSQL server for the tests (`.ci/run` starts one with "
-                "`.ci/postgres.sh`)")
+NO_PG_REASON = (
+    f"{PG_ENV} is not set: no PostgreSQL server for the tests (`.ci/run` starts one with `.ci/postgres.sh`)"
+)
 
 
 def fresh_pg_database(base_url: str, name: str) -> str:

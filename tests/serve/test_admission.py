@@ -8,7 +8,6 @@ import time
 
 import httpx
 import pytest
-
 from support import KEYS
 
 pytestmark = pytest.mark.slow
@@ -18,8 +17,10 @@ def _idle_upload(url: str, length: int, headers: str = "") -> socket.socket:
     """A connection that sends a POST's head declaring `length` body bytes, then nothing."""
     host, port = url.removeprefix("http://").split(":")
     s = socket.create_connection((host, int(port)), timeout=10)
-    s.sendall(f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}"
-              f"Content-Length: {length}\r\n\r\n".encode())
+    s.sendall(
+        f"POST /v1/score HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{headers}"
+        f"Content-Length: {length}\r\n\r\n".encode()
+    )
     return s
 
 
@@ -29,7 +30,10 @@ def test_keyless_idle_uploads_do_not_shed_requests_with_a_key(trained, tmp_path,
     server = start_server(tmp_path, trained.uri, extra_env={"LEADSCORE_MAX_INFLIGHT_BODY_BYTES": "8000000"})
     idle = []
     try:
-        idle = [_idle_upload(server.url, 5_000_000), _idle_upload(server.url, 3_000_000, "X-API-Key: not-a-key\r\n")]
+        idle = [
+            _idle_upload(server.url, 5_000_000),
+            _idle_upload(server.url, 3_000_000, "X-API-Key: not-a-key\r\n"),
+        ]
         time.sleep(0.5)  # the worker has taken both heads
         # when a client with a key scores a lead
         with server.client("scorer") as c:
@@ -62,15 +66,21 @@ def busy_worker(trained, tmp_path, start_server):
 def test_requests_with_a_key_still_share_the_budget(busy_worker, trained):
     server, _ = busy_worker
     # when another request with a key arrives, then the bound holds: it is shed with Retry-After
-    r = httpx.post(f"{server.url}/v1/score", json=trained.result.model.info["example"],
-                   headers={"Authorization": f"Bearer {KEYS['scorer']}"}, timeout=30)
+    r = httpx.post(
+        f"{server.url}/v1/score",
+        json=trained.result.model.info["example"],
+        headers={"Authorization": f"Bearer {KEYS['scorer']}"},
+        timeout=30,
+    )
     assert r.status_code == 503 and r.headers["retry-after"], r.text
 
 
 def test_an_upload_that_asks_to_continue_is_refused_before_its_body(busy_worker):
     server, idle = busy_worker
     # when a keyed client announces a 2 MB batch with `Expect: 100-continue` and waits, sending nothing
-    asking = _idle_upload(server.url, 2_000_000, f"Authorization: Bearer {KEYS['scorer']}\r\nExpect: 100-continue\r\n")
+    asking = _idle_upload(
+        server.url, 2_000_000, f"Authorization: Bearer {KEYS['scorer']}\r\nExpect: 100-continue\r\n"
+    )
     idle.append(asking)
     head = b""
     while b"\r\n\r\n" not in head:

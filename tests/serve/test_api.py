@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from datetime import UTC
 
 import httpx
 import pytest
@@ -100,8 +101,10 @@ def test_score_log_keeps_the_features_the_model_was_given_and_the_reasons_served
     # then it holds every feature exactly as computed for that moment (missing ones as null) and the reasons
     # as they were served, with the model version
     values = lead_features([lead], [to_ms(lead["as_of"])])
-    expected = {name: (None if isinstance(v, float) and math.isnan(v) else v)
-                for name, v in ((n, values[n].tolist()[0]) for n in trained.result.model.encoder.features)}
+    expected = {
+        name: (None if isinstance(v, float) and math.isnan(v) else v)
+        for name, v in ((n, values[n].tolist()[0]) for n in trained.result.model.encoder.features)
+    }
     assert logged["features"] == expected and list(logged["features"]) == list(expected)
     assert logged["reasons"] == served["reasons"]
     assert (logged["model_version"], logged["score"]) == ("1", served["score"])
@@ -110,8 +113,10 @@ def test_score_log_keeps_the_features_the_model_was_given_and_the_reasons_served
 def test_many_leads_in_one_request_score_like_one_at_a_time(server, example):
     # given 40 leads that differ by their events
     base = example["leads"][0]
-    leads = [_lead(example, f"api-many-{i}", events=base["events"][: i % (len(base["events"]) + 1)])
-             for i in range(40)]
+    leads = [
+        _lead(example, f"api-many-{i}", events=base["events"][: i % (len(base["events"]) + 1)])
+        for i in range(40)
+    ]
     with server.client("scorer") as c:
         # when they are scored together and one by one
         together = c.post("/v1/score", json={"leads": leads}).json()["results"]
@@ -125,10 +130,14 @@ def test_stored_lead_scores_like_the_same_lead_sent_stateless(server, example):
     # given a lead stored with PUT /v1/leads and its events appended with POST /v1/events
     lead = _lead(example, "api-stored-1")
     with server.client("scorer") as c:
-        put = c.put(f"/v1/leads/{lead['lead_id']}", json={"created_at": lead["created_at"],
-                                                           "attributes": lead["attributes"]})
+        put = c.put(
+            f"/v1/leads/{lead['lead_id']}",
+            json={"created_at": lead["created_at"], "attributes": lead["attributes"]},
+        )
         assert put.status_code == 200 and put.json()["created"] is True
-        ev = c.post("/v1/events", json={"events": [{"lead_id": lead["lead_id"], **e} for e in lead["events"]]})
+        ev = c.post(
+            "/v1/events", json={"events": [{"lead_id": lead["lead_id"], **e} for e in lead["events"]]}
+        )
         assert ev.status_code == 201 and ev.json()["stored"] == len(lead["events"])
         # when it is scored by lead_id and stateless at the same moment
         by_id = c.post("/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["as_of"]}]})
@@ -138,7 +147,9 @@ def test_stored_lead_scores_like_the_same_lead_sent_stateless(server, example):
         assert by_id.json()["results"][0]["probability"] == stateless.json()["results"][0]["probability"]
         assert by_id.json()["results"][0]["reasons"] == stateless.json()["results"][0]["reasons"]
         # and an update keeps one lead
-        again = c.put(f"/v1/leads/{lead['lead_id']}", json={"created_at": lead["created_at"], "attributes": {}})
+        again = c.put(
+            f"/v1/leads/{lead['lead_id']}", json={"created_at": lead["created_at"], "attributes": {}}
+        )
         assert again.json()["created"] is False
 
 
@@ -146,14 +157,20 @@ def test_lead_page_has_latest_score_history_and_trend(server, example):
     # given a stored lead scored early in its life (few events) and then later (all its events)
     lead = _lead(example, "api-trend-1")
     with server.client("scorer") as c:
-        c.put(f"/v1/leads/{lead['lead_id']}", json={"created_at": lead["created_at"], "attributes": lead["attributes"]})
+        c.put(
+            f"/v1/leads/{lead['lead_id']}",
+            json={"created_at": lead["created_at"], "attributes": lead["attributes"]},
+        )
         c.post("/v1/events", json={"events": [{"lead_id": lead["lead_id"], **e} for e in lead["events"]]})
-        first = c.post("/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["created_at"]}]})
+        first = c.post(
+            "/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["created_at"]}]}
+        )
         _wait_for(lambda: c.get(f"/v1/leads/{lead['lead_id']}").json()["history"])
         second = c.post("/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["as_of"]}]})
     s1, s2 = first.json()["results"][0]["score"], second.json()["results"][0]["score"]
     # when sales reads the lead
     with server.client("sales") as c:
+
         def two_scores():
             p = c.get(f"/v1/leads/{lead['lead_id']}").json()
             return p if len(p["history"]) >= 2 else None
@@ -179,7 +196,9 @@ def test_review_list_filters_by_grade_and_limits(server, example):
         future = c.get("/v1/leads", params={"since": "2099-01-01T00:00:00Z"}).json()["leads"]
     # then only that grade comes back, highest first, each with a trend; nothing was scored in the future
     assert 1 <= len(only) <= 2 and all(x["grade"] == grade for x in only)
-    assert [x["probability"] for x in everything] == sorted((x["probability"] for x in everything), reverse=True)
+    assert [x["probability"] for x in everything] == sorted(
+        (x["probability"] for x in everything), reverse=True
+    )
     assert all(x["trend"] in ("improving", "steady", "declining") for x in everything)
     assert future == []
 
@@ -187,8 +206,14 @@ def test_review_list_filters_by_grade_and_limits(server, example):
 # --- feedback ----------------------------------------------------------------------------------------------
 def test_feedback_retried_with_the_same_key_is_stored_once(server):
     # given a stored lead and a feedback with an idempotency key
-    fb = {"lead_id": "api-fb-1", "outcome": "disqualified", "reason": "no_budget", "note": "call back in Q3",
-          "at": "2024-05-01T10:00:00Z", "idempotency_key": "api-fb-1-key"}
+    fb = {
+        "lead_id": "api-fb-1",
+        "outcome": "disqualified",
+        "reason": "no_budget",
+        "note": "call back in Q3",
+        "at": "2024-05-01T10:00:00Z",
+        "idempotency_key": "api-fb-1-key",
+    }
     _store(server, "api-fb-1")
     with server.client("sales") as c:
         # when it is sent twice
@@ -198,32 +223,56 @@ def test_feedback_retried_with_the_same_key_is_stored_once(server):
         stored = c.get("/v1/feedback", params={"lead_id": "api-fb-1"}).json()
     # then it is stored once, the retry says so, and the clash is refused
     assert first.status_code == 201 and first.json()["duplicate"] is False
-    assert retry.status_code == 201 and retry.json()["duplicate"] is True and retry.json()["id"] == first.json()["id"]
+    assert (
+        retry.status_code == 201
+        and retry.json()["duplicate"] is True
+        and retry.json()["id"] == first.json()["id"]
+    )
     assert clash.status_code == 409 and clash.json()["detail"][0]["field"] == "idempotency_key"
     assert len(stored) == 1 and stored[0]["outcome"] == "disqualified" and stored[0]["source"] == "api"
 
 
 def _store(server, lead_id: str) -> None:
     with server.client("scorer") as c:
-        assert c.put(f"/v1/leads/{lead_id}", json={"created_at": "2024-04-01T00:00:00Z"}).status_code in (200, 201)
+        assert c.put(f"/v1/leads/{lead_id}", json={"created_at": "2024-04-01T00:00:00Z"}).status_code in (
+            200,
+            201,
+        )
 
 
 def test_feedback_for_a_lead_the_store_never_saw_is_refused_naming_the_lead_and_the_fix(server):
     # given a lead that was only ever scored with its data inline, never stored
     with server.client("scorer") as c:
-        scored = c.post("/v1/score", json={"leads": [{"lead_id": "api-inline-1", "created_at": "2024-04-01T00:00:00Z",
-                                                       "attributes": {}, "events": []}]})
+        scored = c.post(
+            "/v1/score",
+            json={
+                "leads": [
+                    {
+                        "lead_id": "api-inline-1",
+                        "created_at": "2024-04-01T00:00:00Z",
+                        "attributes": {},
+                        "events": [],
+                    }
+                ]
+            },
+        )
     assert scored.status_code == 200
     # when sales sends feedback for it, with and without an idempotency key
     with server.client("sales") as c:
-        refused = [c.post("/v1/feedback", json={"lead_id": "api-inline-1", "outcome": "won", **extra})
-                   for extra in ({}, {"idempotency_key": "api-inline-1-key"})]
+        refused = [
+            c.post("/v1/feedback", json={"lead_id": "api-inline-1", "outcome": "won", **extra})
+            for extra in ({}, {"idempotency_key": "api-inline-1-key"})
+        ]
         stored = c.get("/v1/feedback", params={"lead_id": "api-inline-1"}).json()
     # then it is a 404 naming the lead and saying to store it first, and nothing is stored
     for r in refused:
         assert r.status_code == 404, r.text
         [d] = r.json()["detail"]
-        assert d["field"] == "lead_id" and "'api-inline-1'" in d["reason"] and "PUT /v1/leads/api-inline-1 " in d["reason"]
+        assert (
+            d["field"] == "lead_id"
+            and "'api-inline-1'" in d["reason"]
+            and "PUT /v1/leads/api-inline-1 " in d["reason"]
+        )
     assert stored == []
     # and once the lead is stored, the same feedback is taken
     _store(server, "api-inline-1")
@@ -268,8 +317,20 @@ def test_admin_reload_with_the_same_champion_changes_nothing(server):
 ENDPOINTS = {
     "score": ("POST", "/v1/score", None),
     "put_lead": ("PUT", "/v1/leads/api-role-1", {"created_at": "2024-01-01T00:00:00Z", "attributes": {}}),
-    "events": ("POST", "/v1/events", {"events": [{"lead_id": "api-role-1", "type": "web_visit",
-                                                  "timestamp": "2024-01-02T00:00:00Z", "page": "pricing"}]}),
+    "events": (
+        "POST",
+        "/v1/events",
+        {
+            "events": [
+                {
+                    "lead_id": "api-role-1",
+                    "type": "web_visit",
+                    "timestamp": "2024-01-02T00:00:00Z",
+                    "page": "pricing",
+                }
+            ]
+        },
+    ),
     "get_lead": ("GET", "/v1/leads/api-role-1", None),
     "list_leads": ("GET", "/v1/leads", None),
     "feedback": ("POST", "/v1/feedback", {"lead_id": "api-role-1", "outcome": "qualified"}),
@@ -302,8 +363,15 @@ def test_role_matrix(server, example, role):
     assert {n for n, s in statuses.items() if s == 403} == set(ENDPOINTS) - ALLOWED[role], statuses
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-real-key-000"},
-                                     {"Authorization": f"Basic {KEYS['admin']}"}, {"X-API-Key": "wrong-key-000"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer not-a-real-key-000"},
+        {"Authorization": f"Basic {KEYS['admin']}"},
+        {"X-API-Key": "wrong-key-000"},
+    ],
+)
 def test_without_a_valid_key_every_endpoint_answers_401(server, headers):
     for method, path, body in ENDPOINTS.values():
         r = httpx.request(method, f"{server.url}{path}", json=body or {}, headers=headers)
@@ -335,22 +403,39 @@ def _bad_score_bodies(example):
         "1001 leads": ({"leads": [{"lead_id": f"x{i}"} for i in range(1001)]}, "leads"),
         "lead_id too long": ({"leads": [{**lead, "lead_id": "x" * 129}]}, "leads.0.lead_id"),
         "lead_id with spaces": ({"leads": [{**lead, "lead_id": "a b"}]}, "leads.0.lead_id"),
-        "unknown event type": ({"leads": [{**lead, "events": [{**ev, "type": "telepathy"}]}]}, "leads.0.events.0.type"),
+        "unknown event type": (
+            {"leads": [{**lead, "events": [{**ev, "type": "telepathy"}]}]},
+            "leads.0.events.0.type",
+        ),
         "unknown page": ({"leads": [{**lead, "events": [{**ev, "page": "moon"}]}]}, "leads.0.events.0.page"),
-        "timestamp in 1990": ({"leads": [{**lead, "events": [{**ev, "timestamp": "1990-01-01T00:00:00Z"}]}]},
-                              "leads.0.events.0.timestamp"),
+        "timestamp in 1990": (
+            {"leads": [{**lead, "events": [{**ev, "timestamp": "1990-01-01T00:00:00Z"}]}]},
+            "leads.0.events.0.timestamp",
+        ),
         "timestamp not a time": ({"leads": [{**lead, "created_at": "yesterday"}]}, "leads.0.created_at"),
         # year 1 with a positive offset is before year 1 in UTC: converting it overflows (found by the fuzz test)
-        "as_of before year 1 in UTC": ({"leads": [{**lead, "as_of": "0001-01-01T00:00:00+00:10"}]}, "leads.0.as_of"),
-        "created_at past year 9999 in UTC": ({"leads": [{**lead, "created_at": "9999-12-31T23:59:59-01:00"}]},
-                                             "leads.0.created_at"),
-        "attribute too long": ({"leads": [{**lead, "attributes": {"country": "x" * 201}}]},
-                               "leads.0.attributes.country"),
-        "control character": ({"leads": [{**lead, "attributes": {"country": "a\u0000b"}}]},
-                              "leads.0.attributes.country"),
+        "as_of before year 1 in UTC": (
+            {"leads": [{**lead, "as_of": "0001-01-01T00:00:00+00:10"}]},
+            "leads.0.as_of",
+        ),
+        "created_at past year 9999 in UTC": (
+            {"leads": [{**lead, "created_at": "9999-12-31T23:59:59-01:00"}]},
+            "leads.0.created_at",
+        ),
+        "attribute too long": (
+            {"leads": [{**lead, "attributes": {"country": "x" * 201}}]},
+            "leads.0.attributes.country",
+        ),
+        "control character": (
+            {"leads": [{**lead, "attributes": {"country": "a\u0000b"}}]},
+            "leads.0.attributes.country",
+        ),
         "unknown field": ({"leads": [{**lead, "colour": "red"}]}, "leads.0.colour"),
         "events without created_at": ({"leads": [{"lead_id": "x1", "events": []}]}, "leads.0.created_at"),
-        "attribute not a string": ({"leads": [{**lead, "attributes": {"country": 12}}]}, "leads.0.attributes.country"),
+        "attribute not a string": (
+            {"leads": [{**lead, "attributes": {"country": 12}}]},
+            "leads.0.attributes.country",
+        ),
     }
 
 
@@ -363,10 +448,17 @@ def test_bad_score_bodies_get_422_naming_the_field(server, example, case):
     assert _is_error_list(r.json()) and field in [d["field"] for d in r.json()["detail"]], r.json()
 
 
-@pytest.mark.parametrize("raw", ['{"leads": [{"lead_id": "x", "created_at": NaN}]}',
-                                 '{"leads": [{"lead_id": "x", "created_at": 1e400}]}',
-                                 '{"leads": [{"lead_id": "x", "created_at": Infinity}]}',
-                                 '{"leads": ', "not json", '[1, 2]'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"leads": [{"lead_id": "x", "created_at": NaN}]}',
+        '{"leads": [{"lead_id": "x", "created_at": 1e400}]}',
+        '{"leads": [{"lead_id": "x", "created_at": Infinity}]}',
+        '{"leads": ',
+        "not json",
+        "[1, 2]",
+    ],
+)
 def test_non_finite_numbers_and_broken_json_get_422(server, raw):
     with server.client("scorer") as c:
         r = c.post("/v1/score", content=raw, headers={"Content-Type": "application/json"})
@@ -381,30 +473,46 @@ def test_unknown_stored_lead_gets_404_naming_it(server):
 
 def test_events_for_an_unknown_lead_are_refused(server):
     with server.client("scorer") as c:
-        r = c.post("/v1/events", json={"events": [{"lead_id": "api-nobody", "type": "web_visit",
-                                                   "timestamp": "2024-01-01T00:00:00Z"}]})
+        r = c.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {"lead_id": "api-nobody", "type": "web_visit", "timestamp": "2024-01-01T00:00:00Z"}
+                ]
+            },
+        )
     assert r.status_code == 404 and r.json()["detail"][0]["field"] == "events.0.lead_id"
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"lead_id": "x", "outcome": "maybe"}, "outcome"),
-    ({"lead_id": "x", "outcome": "disqualified", "reason": "too tall"}, "reason"),
-    ({"lead_id": "x", "outcome": "won", "at": "1999-12-31T23:59:59Z"}, "at"),
-    ({"lead_id": "x", "outcome": "won", "at": "2099-01-01T00:00:00Z"}, "at"),
-    ({"lead_id": "x", "outcome": "won", "note": "fine \u202eenil"}, "note"),
-    ({"lead_id": "x", "outcome": "won", "note": "C1 \x85 next line"}, "note"),
-    ({"lead_id": "x", "outcome": "won", "note": "n" * 2001}, "note"),
-    ({"lead_id": "x", "outcome": "won", "idempotency_key": "k" * 129}, "idempotency_key"),
-    ({"outcome": "won"}, "lead_id"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"lead_id": "x", "outcome": "maybe"}, "outcome"),
+        ({"lead_id": "x", "outcome": "disqualified", "reason": "too tall"}, "reason"),
+        ({"lead_id": "x", "outcome": "won", "at": "1999-12-31T23:59:59Z"}, "at"),
+        ({"lead_id": "x", "outcome": "won", "at": "2099-01-01T00:00:00Z"}, "at"),
+        ({"lead_id": "x", "outcome": "won", "note": "fine \u202eenil"}, "note"),
+        ({"lead_id": "x", "outcome": "won", "note": "C1 \x85 next line"}, "note"),
+        ({"lead_id": "x", "outcome": "won", "note": "n" * 2001}, "note"),
+        ({"lead_id": "x", "outcome": "won", "idempotency_key": "k" * 129}, "idempotency_key"),
+        ({"outcome": "won"}, "lead_id"),
+    ],
+)
 def test_bad_feedback_gets_422_naming_the_field(server, body, field):
     with server.client("sales") as c:
         r = c.post("/v1/feedback", json=body)
     assert r.status_code == 422 and field in [d["field"] for d in r.json()["detail"]], r.text
 
 
-@pytest.mark.parametrize("params,field", [({"limit": 0}, "limit"), ({"limit": 100000}, "limit"),
-                                          ({"grade": "E"}, "grade"), ({"since": "not-a-time"}, "since")])
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 100000}, "limit"),
+        ({"grade": "E"}, "grade"),
+        ({"since": "not-a-time"}, "since"),
+    ],
+)
 def test_bad_list_queries_get_422(server, params, field):
     with server.client("sales") as c:
         r = c.get("/v1/leads", params=params)
@@ -416,8 +524,11 @@ def test_body_over_the_limit_gets_413(server):
     big = b'{"leads": [' + b" " * 5_100_000 + b"]}"
     with server.client("scorer") as c:
         r = c.post("/v1/score", content=big, headers={"Content-Type": "application/json"})
-        streamed = c.post("/v1/score", content=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
-                          headers={"Content-Type": "application/json"})
+        streamed = c.post(
+            "/v1/score",
+            content=iter([big[i : i + 65536] for i in range(0, len(big), 65536)]),
+            headers={"Content-Type": "application/json"},
+        )
         events = c.post("/v1/events", content=big, headers={"Content-Type": "application/json"})
     # then all are refused with 413 and the field-reason body (scoring and every other route alike)
     for resp in (r, streamed, events):
@@ -431,9 +542,9 @@ def test_unknown_path_is_404_with_the_error_format(server):
 
 # --- stored data: integrity ------------------------------------------------------------------------------
 def _in(minutes: float) -> str:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    return (datetime.now(timezone.utc) + timedelta(minutes=minutes)).isoformat()
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
 
 
 def test_facts_dated_in_the_future_are_refused_naming_the_field(server):
@@ -441,35 +552,56 @@ def test_facts_dated_in_the_future_are_refused_naming_the_field(server):
     with server.client("scorer") as c, server.client("sales") as s:
         lead = c.put("/v1/leads/api-future-1", json={"created_at": _in(60 * 24 * 365)})
         ok_lead = c.put("/v1/leads/api-future-1", json={"created_at": _in(1)})
-        events = c.post("/v1/events", json={"events": [
-            {"lead_id": "api-future-1", "type": "web_visit", "timestamp": _in(1)},
-            {"lead_id": "api-future-1", "type": "web_visit", "timestamp": _in(10)}]})
+        events = c.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {"lead_id": "api-future-1", "type": "web_visit", "timestamp": _in(1)},
+                    {"lead_id": "api-future-1", "type": "web_visit", "timestamp": _in(10)},
+                ]
+            },
+        )
         feedback = s.post("/v1/feedback", json={"lead_id": "api-future-1", "outcome": "won", "at": _in(10)})
         ok_feedback = s.post("/v1/feedback", json={"lead_id": "api-future-1", "outcome": "won", "at": _in(1)})
     # then each future moment is a 422 naming its field, and a moment within the allowance is taken
-    assert lead.status_code == 422 and [d["field"] for d in lead.json()["detail"]] == ["created_at"], lead.text
+    assert lead.status_code == 422 and [d["field"] for d in lead.json()["detail"]] == ["created_at"], (
+        lead.text
+    )
     assert "future" in lead.json()["detail"][0]["reason"]
-    assert events.status_code == 422 and [d["field"] for d in events.json()["detail"]] == ["events.1.timestamp"]
+    assert events.status_code == 422 and [d["field"] for d in events.json()["detail"]] == [
+        "events.1.timestamp"
+    ]
     assert feedback.status_code == 422 and [d["field"] for d in feedback.json()["detail"]] == ["at"]
     assert ok_lead.status_code == 200 and ok_feedback.status_code == 201, (ok_lead.text, ok_feedback.text)
 
 
-@pytest.mark.parametrize("text", ["Boss\u202egnp.exe", "\u2066isolate\u2069", "C\x85EO", "\x9bCEO", "tab\there", "del\x7f"])
+@pytest.mark.parametrize(
+    "text", ["Boss\u202egnp.exe", "\u2066isolate\u2069", "C\x85EO", "\x9bCEO", "tab\there", "del\x7f"]
+)
 def test_control_and_bidi_characters_are_refused_in_free_text(server, example, text):
     # given an attribute with a control character or a bidirectional override
     lead = _lead(example, "api-bidi-1", attributes={"job_title": text})
     with server.client("scorer") as c:
         # when the lead is stored or scored
-        put = c.put("/v1/leads/api-bidi-1", json={"created_at": "2024-01-01T00:00:00Z",
-                                                   "attributes": {"job_title": text}})
+        put = c.put(
+            "/v1/leads/api-bidi-1",
+            json={"created_at": "2024-01-01T00:00:00Z", "attributes": {"job_title": text}},
+        )
         scored = c.post("/v1/score", json={"leads": [lead]})
     # then both answer 422 naming the field
     assert put.status_code == 422 and [d["field"] for d in put.json()["detail"]] == ["attributes.job_title"]
-    assert scored.status_code == 422 and "leads.0.attributes.job_title" in [d["field"] for d in scored.json()["detail"]]
+    assert scored.status_code == 422 and "leads.0.attributes.job_title" in [
+        d["field"] for d in scored.json()["detail"]
+    ]
 
 
 def test_feedback_key_reused_with_another_note_is_a_conflict(server):
-    fb = {"lead_id": "api-fb-3", "outcome": "qualified", "note": "first call", "idempotency_key": "api-fb-3-key"}
+    fb = {
+        "lead_id": "api-fb-3",
+        "outcome": "qualified",
+        "note": "first call",
+        "idempotency_key": "api-fb-3-key",
+    }
     _store(server, "api-fb-3")
     with server.client("sales") as c:
         first, retry = c.post("/v1/feedback", json=fb), c.post("/v1/feedback", json=fb)
@@ -482,12 +614,16 @@ def test_concurrent_puts_and_the_event_cap_on_a_real_server(database_url, traine
     # given the service on each database, with at most 5 stored events per lead
     from concurrent.futures import ThreadPoolExecutor
 
-    server = start_server(tmp_path, trained.uri, database_url, extra_env={"LEADSCORE_MAX_EVENTS_PER_LEAD": "5"})
+    server = start_server(
+        tmp_path, trained.uri, database_url, extra_env={"LEADSCORE_MAX_EVENTS_PER_LEAD": "5"}
+    )
     try:
         # when 16 clients PUT each of 10 new leads at once
         def put(i: int) -> int:
             with server.client("scorer") as c:
-                return c.put(f"/v1/leads/api-race-{i % 10}", json={"created_at": "2024-01-01T00:00:00Z"}).status_code
+                return c.put(
+                    f"/v1/leads/api-race-{i % 10}", json={"created_at": "2024-01-01T00:00:00Z"}
+                ).status_code
 
         with ThreadPoolExecutor(16) as pool:
             statuses = list(pool.map(put, range(160)))
@@ -495,8 +631,10 @@ def test_concurrent_puts_and_the_event_cap_on_a_real_server(database_url, traine
         assert statuses == [200] * 160
         with server.client("scorer") as c:
             # and events beyond the cap are refused whole, naming the lead's first event in the batch
-            ev = [{"lead_id": "api-race-1", "type": "web_visit", "timestamp": f"2024-01-0{d}T00:00:00Z"}
-                  for d in range(2, 8)]
+            ev = [
+                {"lead_id": "api-race-1", "type": "web_visit", "timestamp": f"2024-01-0{d}T00:00:00Z"}
+                for d in range(2, 8)
+            ]
             assert c.post("/v1/events", json={"events": ev[:4]}).status_code == 201
             over = c.post("/v1/events", json={"events": [{**ev[0], "lead_id": "api-race-2"}, *ev[4:]]})
             assert over.status_code == 422, over.text
@@ -512,21 +650,28 @@ def test_readiness_without_a_database_names_no_host_driver_or_error(trained, tmp
     import logging
 
     from fastapi.testclient import TestClient
-
     from leadscore.serve import db
     from leadscore.serve.app import create_app
-    from leadscore.settings import Settings
     from support import KEYS_ENV, free_port
+
+    from leadscore.settings import Settings
 
     port = free_port()
     logged: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = logged.append
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'ready.db'}", mlflow_tracking_uri=trained.uri,
-                        model_uri="models:/leadscore@champion", api_keys=KEYS_ENV, reload_interval_seconds=0)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'ready.db'}",
+        mlflow_tracking_uri=trained.uri,
+        model_uri="models:/leadscore@champion",
+        api_keys=KEYS_ENV,
+        reload_interval_seconds=0,
+    )
     with TestClient(create_app(settings)) as client:
         client.app.state.engine.dispose()
-        client.app.state.engine = db.make_engine(f"postgresql+psycopg://leadscore:pw@127.0.0.1:{port}/leadscore")
+        client.app.state.engine = db.make_engine(
+            f"postgresql+psycopg://leadscore:pw@127.0.0.1:{port}/leadscore"
+        )
         # when an unauthenticated client asks whether it is ready
         logging.getLogger("leadscore.serve").addHandler(handler)
         try:
@@ -537,7 +682,9 @@ def test_readiness_without_a_database_names_no_host_driver_or_error(trained, tmp
     # then it answers 503 naming the component only
     assert r.status_code == 503
     body = r.json()
-    assert body["checks"] == {"model": True, "database": False} and body["reasons"] == ["database: unavailable"]
+    assert body["checks"] == {"model": True, "database": False} and body["reasons"] == [
+        "database: unavailable"
+    ]
     for secret in ("127.0.0.1", str(port), "psycopg", "postgresql", "leadscore:pw", "Error"):
         assert secret not in r.text, secret
     # and the detail is in the service log

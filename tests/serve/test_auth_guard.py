@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from leadscore.serve.app import create_app
 from leadscore.serve.auth import FailureLimiter, throttle_key
+from support import KEYS, KEYS_ENV
 
 from leadscore.settings import Settings
-from support import KEYS, KEYS_ENV
 
 LIMIT, WINDOW = 3, 600
 ATTACKER, OTHER = ("203.0.113.7", 40001), ("198.51.100.9", 40002)
@@ -23,9 +23,14 @@ WRONG_KEY = "zq_WRONG_guess_7731"  # a key nobody has: no part of it may reach t
 
 @pytest.fixture
 def app(trained, tmp_path):
-    settings = Settings(api_keys=KEYS_ENV, database_url=f"sqlite:///{tmp_path / 'store.db'}",
-                        mlflow_tracking_uri=trained.uri, reload_interval_seconds=0,
-                        auth_failure_limit=LIMIT, auth_failure_window_seconds=WINDOW)
+    settings = Settings(
+        api_keys=KEYS_ENV,
+        database_url=f"sqlite:///{tmp_path / 'store.db'}",
+        mlflow_tracking_uri=trained.uri,
+        reload_interval_seconds=0,
+        auth_failure_limit=LIMIT,
+        auth_failure_window_seconds=WINDOW,
+    )
     app = create_app(settings)
     with TestClient(app, client=OTHER):  # runs the lifespan: migrated store, champion loaded
         yield app
@@ -113,16 +118,19 @@ def test_every_failed_check_is_audited_without_the_key(app, audit_log):
     client(app, OTHER, "sales").post("/v1/admin/reload")
     _signin(client(app, ATTACKER), WRONG_KEY)
     # then each has one line naming method, path, client address, what failed and the role needed
-    assert audit_log == [f"WARNING leadscore.serve.audit: {line}" for line in (
-        "auth failure: POST /v1/score from 203.0.113.7: invalid API key; needs the scorer or admin role",
-        "auth failure: GET /v1/leads from 203.0.113.7: no API key; needs the scorer or sales or admin role",
-        "auth failure: POST /v1/admin/reload from 198.51.100.9: a sales key; needs the admin role",
-        "auth failure: POST /ui/signin from 203.0.113.7: invalid key; needs the sales or admin role",
-    )]
+    assert audit_log == [
+        f"WARNING leadscore.serve.audit: {line}"
+        for line in (
+            "auth failure: POST /v1/score from 203.0.113.7: invalid API key; needs the scorer or admin role",
+            "auth failure: GET /v1/leads from 203.0.113.7: no API key; needs the scorer or sales or admin role",
+            "auth failure: POST /v1/admin/reload from 198.51.100.9: a sales key; needs the admin role",
+            "auth failure: POST /ui/signin from 203.0.113.7: invalid key; needs the sales or admin role",
+        )
+    ]
     # and no part of any key presented (not even 5 characters of it)
     text = "\n".join(audit_log)
     for key in (WRONG_KEY, *KEYS.values()):
-        assert not any(key[i:i + 5] in text for i in range(len(key) - 4)), key
+        assert not any(key[i : i + 5] in text for i in range(len(key) - 4)), key
 
 
 def test_a_path_cannot_forge_audit_lines(app, audit_log):
@@ -133,19 +141,28 @@ def test_a_path_cannot_forge_audit_lines(app, audit_log):
     assert "\n" not in line and "/v1/leads/x\\nauth failure: forged" in line
 
 
-@pytest.mark.parametrize("role, method, path, needed", [
-    ("sales", "POST", "/v1/admin/reload", "admin"),
-    ("scorer", "POST", "/v1/feedback", "sales or admin"),
-    ("sales", "POST", "/v1/score", "scorer or admin"),
-])
+@pytest.mark.parametrize(
+    "role, method, path, needed",
+    [
+        ("sales", "POST", "/v1/admin/reload", "admin"),
+        ("scorer", "POST", "/v1/feedback", "sales or admin"),
+        ("sales", "POST", "/v1/score", "scorer or admin"),
+    ],
+)
 def test_403_names_the_role_needed_and_the_role_held(app, role, method, path, needed):
     r = client(app, OTHER, role).request(method, path, json={})
     assert r.status_code == 403
-    assert r.json()["detail"] == [{"field": "authorization",
-                                   "reason": f"this route needs the {needed} role; your key has the {role} role"}]
+    assert r.json()["detail"] == [
+        {
+            "field": "authorization",
+            "reason": f"this route needs the {needed} role; your key has the {role} role",
+        }
+    ]
 
 
-@pytest.mark.parametrize("method, path", [("POST", "/v1/score/"), ("GET", "/v1/model/"), ("GET", "/v1/leads/")])
+@pytest.mark.parametrize(
+    "method, path", [("POST", "/v1/score/"), ("GET", "/v1/model/"), ("GET", "/v1/leads/")]
+)
 def test_a_trailing_slash_is_404_never_a_redirect_to_the_host_header(app, method, path):
     # given a request with a trailing slash and a forged Host header
     r = client(app, OTHER, "admin").request(method, path, headers={"Host": "evil.example"}, json={})
@@ -211,8 +228,12 @@ def test_ipv6_failures_count_against_the_64_a_host_holds():
 
 def test_sales_page_sessions_end_at_sign_out_on_either_store(trained, database_url):
     # given the service on SQLite or PostgreSQL and a signed-in salesperson whose cookie was copied
-    settings = Settings(api_keys=KEYS_ENV, database_url=database_url, mlflow_tracking_uri=trained.uri,
-                        reload_interval_seconds=0)
+    settings = Settings(
+        api_keys=KEYS_ENV,
+        database_url=database_url,
+        mlflow_tracking_uri=trained.uri,
+        reload_interval_seconds=0,
+    )
     with TestClient(create_app(settings), follow_redirects=False) as c:
         assert _signin(c, KEYS["sales"]).status_code == 303
         copied = c.cookies["leadscore_session"]
@@ -234,9 +255,14 @@ def test_a_real_server_throttles_by_the_connecting_address_and_logs_no_key(start
 
     server = start_server(tmp_path, trained.uri, extra_env={"LEADSCORE_AUTH_FAILURE_LIMIT": str(LIMIT)})
     try:
+
         def from_address(ip: str, key: str) -> httpx.Client:
-            return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30,
-                                transport=httpx.HTTPTransport(local_address=ip))
+            return httpx.Client(
+                base_url=server.url,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+                transport=httpx.HTTPTransport(local_address=ip),
+            )
 
         # when 127.0.0.2 sends LIMIT + 1 wrong keys, then the last is told to wait, and so is its right key
         with from_address("127.0.0.2", WRONG_KEY) as attacker:
@@ -253,4 +279,4 @@ def test_a_real_server_throttles_by_the_connecting_address_and_logs_no_key(start
     # and the server's log has an audit line per wrong key, naming the address and never the key
     log = server.log.read_text()
     assert log.count("auth failure: GET /v1/model from 127.0.0.2: invalid API key") == LIMIT
-    assert not any(WRONG_KEY[i:i + 5] in log for i in range(len(WRONG_KEY) - 4))
+    assert not any(WRONG_KEY[i : i + 5] in log for i in range(len(WRONG_KEY) - 4))

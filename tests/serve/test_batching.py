@@ -7,6 +7,7 @@ import copy
 import json
 
 from leadscore.serve.app import create_app
+
 from leadscore.settings import Settings
 
 KEY = "sc_batch_key_0001"
@@ -37,11 +38,26 @@ async def _post(app, body: dict, query: bytes = b"") -> tuple[int, dict]:
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/v1/score", "raw_path": b"/v1/score", "query_string": query, "root_path": "",
-             "headers": [(b"host", b"test"), (b"authorization", f"Bearer {KEY}".encode()),
-                         (b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000), "state": {}}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/score",
+        "raw_path": b"/v1/score",
+        "query_string": query,
+        "root_path": "",
+        "headers": [
+            (b"host", b"test"),
+            (b"authorization", f"Bearer {KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
     await app(scope, receive, send)
     return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
 
@@ -54,8 +70,12 @@ def _batches(metrics) -> tuple[float, float]:
 
 def test_requests_of_one_step_are_scored_together_with_the_answers_they_get_alone(trained, tmp_path):
     # given the service, and five requests: one, three, one, two and one leads, the fourth with explain=full
-    settings = Settings(api_keys=f"scorer:{KEY}", mlflow_tracking_uri=trained.uri,
-                        database_url=f"sqlite:///{tmp_path / 'batch.db'}", reload_interval_seconds=0)
+    settings = Settings(
+        api_keys=f"scorer:{KEY}",
+        mlflow_tracking_uri=trained.uri,
+        database_url=f"sqlite:///{tmp_path / 'batch.db'}",
+        reload_interval_seconds=0,
+    )
     app = create_app(settings)
     example = trained.result.model.info["example"]
     sizes, start, requests = [1, 3, 1, 2, 1], 0, []
@@ -78,8 +98,9 @@ def test_requests_of_one_step_are_scored_together_with_the_answers_they_get_alon
     # then each gets exactly the answer it got alone: its own leads, in its order, with the same numbers
     assert [status for status, _ in together] == [200] * 5
     assert together == alone
-    assert [[r["lead_id"] for r in body["results"]] for _, body in together] == \
-        [[lead["lead_id"] for lead in body["leads"]] for body, _ in requests]
+    assert [[r["lead_id"] for r in body["results"]] for _, body in together] == [
+        [lead["lead_id"] for lead in body["leads"]] for body, _ in requests
+    ]
     assert "explanation" in together[3][1]["results"][0] and "explanation" not in together[0][1]["results"][0]
     # and they were scored in three batches (explain=full apart: the first three, the fourth, the fifth),
     # where one at a time had made five batches of one
@@ -115,19 +136,27 @@ def test_a_request_that_fails_in_a_batch_fails_alone_and_a_swapped_model_is_batc
     example = trained.result.model.info["example"]
     requests = [ScoreRequest.model_validate({"leads": _leads(example, 1, i)}) for i in range(6)]
     boom = ScoreRequest.model_validate({"leads": [{**_leads(example, 1, 9)[0], "lead_id": "boom"}]})
-    steps = [(requests[0], fragile), (boom, fragile), (requests[1], fragile),  # one batch, then alone
-             (requests[2], real), (requests[3], swapped), (requests[4], swapped), (requests[5], real)]
+    steps = [
+        (requests[0], fragile),
+        (boom, fragile),
+        (requests[1], fragile),  # one batch, then alone
+        (requests[2], real),
+        (requests[3], swapped),
+        (requests[4], swapped),
+        (requests[5], real),
+    ]
     batcher = Batcher(state)
 
     async def one_step():
-        return await asyncio.gather(*(batcher.score(req, False, model) for req, model in steps),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(batcher.score(req, False, model) for req, model in steps), return_exceptions=True
+        )
 
     # when they all arrive in one step
     answers = asyncio.run(one_step())
     # then the failing request gets its own error and every other one its answer alone, with its own model
     assert isinstance(answers[1], ValueError)
-    for (req, model), answer in zip(steps, answers):
+    for (req, model), answer in zip(steps, answers, strict=False):
         if req is not boom:
             assert answer == score_request(state, req, False, {}, model if model is not fragile else real)
     assert answers[3]["results"][0]["probability"] != answers[2]["results"][0]["probability"]

@@ -8,7 +8,6 @@ import threading
 
 import httpx
 import pytest
-
 from leadscore.serve import db, store
 
 pytestmark = pytest.mark.slow
@@ -21,7 +20,9 @@ def test_every_acknowledged_feedback_survives_sigkill(trained, tmp_path, databas
     server = start_server(tmp_path, trained.uri, database_url=database_url)
     for k in range(4):  # feedback is taken for stored leads only
         with httpx.Client(base_url=server.url, headers=SCORER, timeout=10) as c:
-            assert c.put(f"/v1/leads/crash-{k}", json={"created_at": "2024-01-01T00:00:00Z"}).json()["created"]
+            assert c.put(f"/v1/leads/crash-{k}", json={"created_at": "2024-01-01T00:00:00Z"}).json()[
+                "created"
+            ]
     acked: list[str] = []
     lock = threading.Lock()
     enough = threading.Event()
@@ -31,8 +32,15 @@ def test_every_acknowledged_feedback_survives_sigkill(trained, tmp_path, databas
             for i in range(100_000):
                 key = f"crash-{k}-{i}"
                 try:
-                    r = c.post("/v1/feedback", json={"lead_id": f"crash-{k}", "outcome": "qualified",
-                                                     "note": f"write {i}", "idempotency_key": key})
+                    r = c.post(
+                        "/v1/feedback",
+                        json={
+                            "lead_id": f"crash-{k}",
+                            "outcome": "qualified",
+                            "note": f"write {i}",
+                            "idempotency_key": key,
+                        },
+                    )
                 except httpx.HTTPError:
                     return  # the server died mid-request: that write was never acknowledged
                 if r.status_code == 201:
@@ -59,9 +67,16 @@ def test_every_acknowledged_feedback_survives_sigkill(trained, tmp_path, databas
         missing = set(acked) - stored
         assert not missing, f"{len(missing)} of {len(acked)} acknowledged writes lost"
         # and the API serves them: a retry of an acknowledged write is answered as a duplicate
-        r = httpx.post(f"{again.url}/v1/feedback", headers=SALES,
-                       json={"lead_id": acked[-1].rsplit("-", 1)[0], "outcome": "qualified",
-                             "note": f"write {acked[-1].rsplit('-', 1)[1]}", "idempotency_key": acked[-1]})
+        r = httpx.post(
+            f"{again.url}/v1/feedback",
+            headers=SALES,
+            json={
+                "lead_id": acked[-1].rsplit("-", 1)[0],
+                "outcome": "qualified",
+                "note": f"write {acked[-1].rsplit('-', 1)[1]}",
+                "idempotency_key": acked[-1],
+            },
+        )
         assert r.status_code == 201 and r.json()["duplicate"] is True
     finally:
         again.stop()

@@ -4,12 +4,11 @@ exploration, rescoring never re-rolls the draw, and the score log records every 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
-
 from leadscore.model.exploration import explored
 
 pytestmark = pytest.mark.slow
@@ -24,19 +23,29 @@ def _sales_page(server):
 
     c = httpx.Client(base_url=server.url, timeout=30)
     token = re.search(r'name="csrf" value="([^"]+)"', c.get("/ui/signin").text).group(1)
-    assert c.post("/ui/signin", data={"key": KEYS["sales"], "csrf": token, "next": "/ui/leads"}).status_code == 303
+    assert (
+        c.post("/ui/signin", data={"key": KEYS["sales"], "csrf": token, "next": "/ui/leads"}).status_code
+        == 303
+    )
     return c
+
+
 SHARE, SEED = 0.3, 11
 
 
 def test_explored_leads_are_handed_over_marked_and_logged_and_rescoring_never_rerolls(
-        trained, tmp_path, start_server, database_url):
+    trained, tmp_path, start_server, database_url
+):
     from leadscore.serve import db
 
     threshold = trained.result.model.policy.threshold
-    server = start_server(tmp_path, trained.uri, database_url,
-                          extra_env={"LEADSCORE_EXPLORATION_SHARE": str(SHARE), "LEADSCORE_EXPLORATION_SEED": str(SEED)})
-    created = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
+    server = start_server(
+        tmp_path,
+        trained.uri,
+        database_url,
+        extra_env={"LEADSCORE_EXPLORATION_SHARE": str(SHARE), "LEADSCORE_EXPLORATION_SEED": str(SEED)},
+    )
+    created = (datetime.now(UTC) - timedelta(days=2)).isoformat()
     ids = [f"x-{i}" for i in range(300)]
     try:
         # given 300 new leads with nothing done yet (scored far below the threshold)
@@ -46,7 +55,10 @@ def test_explored_leads_are_handed_over_marked_and_logged_and_rescoring_never_re
             first = c.post("/v1/score", json={"leads": leads}).json()["results"]
             second = c.post("/v1/score", json={"leads": leads[::-1]}).json()["results"][::-1]
             for lead in leads[:20]:
-                assert c.put(f"/v1/leads/{lead['lead_id']}", json={"created_at": created}).status_code in (200, 201)
+                assert c.put(f"/v1/leads/{lead['lead_id']}", json={"created_at": created}).status_code in (
+                    200,
+                    201,
+                )
             third = c.post("/v1/score", json={"leads": [{"lead_id": i} for i in ids[:20]]}).json()["results"]
         assert all(r["probability"] < threshold for r in first)
         # then exactly the leads the seeded per-lead draw picks are handed over, marked explored, at the share
@@ -65,23 +77,31 @@ def test_explored_leads_are_handed_over_marked_and_logged_and_rescoring_never_re
             deadline = time.monotonic() + 15
             while True:
                 with engine.connect() as conn:
-                    rows = conn.execute(sa.select(db.score_log.c.lead_id, db.score_log.c.qualified,
-                                                  db.score_log.c.explored, db.score_log.c.propensity)).all()
+                    rows = conn.execute(
+                        sa.select(
+                            db.score_log.c.lead_id,
+                            db.score_log.c.qualified,
+                            db.score_log.c.explored,
+                            db.score_log.c.propensity,
+                        )
+                    ).all()
                 if len(rows) >= 620 or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
         finally:
             engine.dispose()
         assert len(rows) == 620
-        want = dict(zip(ids, drawn.tolist()))
-        assert all(r.explored is want[r.lead_id] and r.qualified is want[r.lead_id] and r.propensity == SHARE
-                   for r in rows)
+        want = dict(zip(ids, drawn.tolist(), strict=False))
+        assert all(
+            r.explored is want[r.lead_id] and r.qualified is want[r.lead_id] and r.propensity == SHARE
+            for r in rows
+        )
 
         # and the sales page says why an explored lead is to be handed over; a lead that was only scored
         # inline shows why no verdict can be taken, and the API refuses feedback for it, naming the fix
         sales = _sales_page(server)
-        stored_explored = next(i for i, d in zip(ids[:20], drawn[:20]) if d)
-        inline_explored = next(i for i, d in zip(ids[20:], drawn[20:]) if d)
+        stored_explored = next(i for i, d in zip(ids[:20], drawn[:20], strict=False) if d)
+        inline_explored = next(i for i, d in zip(ids[20:], drawn[20:], strict=False) if d)
         page = sales.get(f"/ui/leads/{stored_explored}").text
         assert "Handed over for exploration" in page and 'id="no-feedback"' not in page
         page = sales.get(f"/ui/leads/{inline_explored}").text

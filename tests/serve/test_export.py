@@ -9,14 +9,14 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
-from leadscore.cli import app
 from leadscore.features import schema as S
 from leadscore.features.loading import load_dataset
 from leadscore.features.writing import write_dataset
 from leadscore.serve import db, store
 from leadscore.serve.export import store_dataset
+from typer.testing import CliRunner
+
+from leadscore.cli import app
 
 N_LEADS = 150
 
@@ -27,20 +27,38 @@ def populated(database_url, demo_dataset):
     feedback: what an application would have sent through PUT /v1/leads, POST /v1/events, POST /v1/feedback."""
     db.migrate(database_url)
     engine = db.make_engine(database_url)
-    leads = demo_dataset.leads.sort_values([S.CREATED_AT, S.LEAD_ID]).iloc[2000:2000 + N_LEADS]
+    leads = demo_dataset.leads.sort_values([S.CREATED_AT, S.LEAD_ID]).iloc[2000 : 2000 + N_LEADS]
     ids = set(leads[S.LEAD_ID])
     for r in leads.itertuples(index=False):
         attrs = {a: getattr(r, a) for a in S.LEAD_ATTRIBUTES if isinstance(getattr(r, a), str)}
         store.upsert_lead(engine, r.lead_id, r.created_at.to_pydatetime(), attrs)
     ev = demo_dataset.events[demo_dataset.events[S.LEAD_ID].astype(str).isin(ids)]
-    store.add_events(engine, [{"lead_id": str(lid), "type": str(t), "timestamp": ts.to_pydatetime(),
-                               "page": p if isinstance(p, str) else None}
-                              for lid, t, ts, p in zip(ev[S.LEAD_ID], ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE])])
-    out = demo_dataset.outcomes[demo_dataset.outcomes[S.LEAD_ID].isin(ids)
-                                & demo_dataset.outcomes[S.OUTCOME].isin(["qualified", "disqualified", "won", "lost"])]
+    store.add_events(
+        engine,
+        [
+            {
+                "lead_id": str(lid),
+                "type": str(t),
+                "timestamp": ts.to_pydatetime(),
+                "page": p if isinstance(p, str) else None,
+            }
+            for lid, t, ts, p in zip(
+                ev[S.LEAD_ID], ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE], strict=False
+            )
+        ],
+    )
+    out = demo_dataset.outcomes[
+        demo_dataset.outcomes[S.LEAD_ID].isin(ids)
+        & demo_dataset.outcomes[S.OUTCOME].isin(["qualified", "disqualified", "won", "lost"])
+    ]
     for r in out.itertuples(index=False):
-        store.add_feedback(engine, r.lead_id, r.outcome, r.reason if r.outcome == "disqualified" else None,
-                           at=r.at.to_pydatetime())
+        store.add_feedback(
+            engine,
+            r.lead_id,
+            r.outcome,
+            r.reason if r.outcome == "disqualified" else None,
+            at=r.at.to_pydatetime(),
+        )
     yield engine, leads, ev, out
     engine.dispose()
 
@@ -64,14 +82,17 @@ def test_the_store_round_trips_as_a_dataset(populated, demo_dataset, tmp_path):
     pd.testing.assert_frame_equal(got, want, check_dtype=False, check_categorical=False)
     # and so are the events (type, time to the millisecond, page)
     cols = [S.LEAD_ID, S.TIMESTAMP, S.EVENT_TYPE, S.PAGE]
-    got_ev = _sorted(back.events[cols].astype({c: object for c in (S.LEAD_ID, S.EVENT_TYPE, S.PAGE)}), cols[:3])
-    want_ev = _sorted(ev[cols].astype({c: object for c in (S.LEAD_ID, S.EVENT_TYPE, S.PAGE)}), cols[:3])
+    got_ev = _sorted(
+        back.events[cols].astype(dict.fromkeys((S.LEAD_ID, S.EVENT_TYPE, S.PAGE), object)), cols[:3]
+    )
+    want_ev = _sorted(ev[cols].astype(dict.fromkeys((S.LEAD_ID, S.EVENT_TYPE, S.PAGE), object)), cols[:3])
     assert len(got_ev) == len(want_ev) > 0
     np.testing.assert_array_equal(got_ev[S.TIMESTAMP].to_numpy(), want_ev[S.TIMESTAMP].to_numpy())
     for c in (S.LEAD_ID, S.EVENT_TYPE):
         assert got_ev[c].tolist() == want_ev[c].tolist()
-    assert [p if isinstance(p, str) else None for p in got_ev[S.PAGE]] == \
-        [p if isinstance(p, str) else None for p in want_ev[S.PAGE]]
+    assert [p if isinstance(p, str) else None for p in got_ev[S.PAGE]] == [
+        p if isinstance(p, str) else None for p in want_ev[S.PAGE]
+    ]
     # and the feedback is the outcomes table (one verdict per lead, won/lost as given)
     key = [S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT]
     got_out = _sorted(back.outcomes[key].astype({S.LEAD_ID: object}), key)
@@ -119,8 +140,18 @@ def test_the_export_command_writes_a_loadable_dataset(tmp_path):
     store.upsert_lead(engine, "L1", pd.Timestamp("2025-01-06T09:00:00Z").to_pydatetime(), {"country": "DE"})
     engine.dispose()
     # when it is exported from the command line
-    res = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "out"), "--database-url", url,
-                                   "--as-of", "2025-02-01T00:00:00+01:00"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--out",
+            str(tmp_path / "out"),
+            "--database-url",
+            url,
+            "--as-of",
+            "2025-02-01T00:00:00+01:00",
+        ],
+    )
     # then the directory loads, with the as-of moment as its snapshot
     assert res.exit_code == 0, res.output
     back = load_dataset(tmp_path / "out")
@@ -128,19 +159,38 @@ def test_the_export_command_writes_a_loadable_dataset(tmp_path):
     assert back.snapshot_at == pd.Timestamp("2025-01-31T23:00:00Z")
 
 
-@pytest.mark.parametrize("url_of, message", [
-    (lambda tmp: f"sqlite:///{tmp / 'missing.db'}", "does not exist"),
-    (lambda tmp: "mysql://x@localhost/db", "not supported"),
-])
+@pytest.mark.parametrize(
+    "url_of, message",
+    [
+        (lambda tmp: f"sqlite:///{tmp / 'missing.db'}", "does not exist"),
+        (lambda tmp: "mysql://x@localhost/db", "not supported"),
+    ],
+)
 def test_the_export_command_names_a_store_it_cannot_read(tmp_path, url_of, message):
-    res = CliRunner().invoke(app, ["export", "--out", str(tmp_path / "out"), "--database-url", url_of(tmp_path)])
+    res = CliRunner().invoke(
+        app, ["export", "--out", str(tmp_path / "out"), "--database-url", url_of(tmp_path)]
+    )
     assert res.exit_code == 2 and message in res.output
     assert not (tmp_path / "out").exists()
 
 
-def _score(engine, lead_id: str, at, qualified: bool, propensity: float | None, explored: bool | None = False):
-    row = dict(lead_id=lead_id, scored_at=at, as_of=at, model_version="1", probability=0.5, score=50, grade="B",
-               qualified=qualified, features={"x": 1.0}, reasons=[], propensity=propensity, explored=explored)
+def _score(
+    engine, lead_id: str, at, qualified: bool, propensity: float | None, explored: bool | None = False
+):
+    row = {
+        "lead_id": lead_id,
+        "scored_at": at,
+        "as_of": at,
+        "model_version": "1",
+        "probability": 0.5,
+        "score": 50,
+        "grade": "B",
+        "qualified": qualified,
+        "features": {"x": 1.0},
+        "reasons": [],
+        "propensity": propensity,
+        "explored": explored,
+    }
     with engine.begin() as conn:
         db.insert_score_log(conn, [db.score_log_row(row)])
 
@@ -171,15 +221,24 @@ def test_the_score_log_becomes_the_selection_table_and_reads_back(database_url, 
     assert sorted(sel.index) == ["E", "H", "N"]
     # (H was handed over only after the snapshot: as of then, its last score was below the threshold)
     assert pd.isna(sel.loc["H", S.HANDED_AT]) and sel.loc["H", S.PROPENSITY] == 0.05
-    assert sel.loc["E", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=1)) and sel.loc["E", S.PROPENSITY] == 0.05
+    assert (
+        sel.loc["E", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=1))
+        and sel.loc["E", S.PROPENSITY] == 0.05
+    )
     assert pd.isna(sel.loc["N", S.HANDED_AT]) and sel.loc["N", S.PROPENSITY] == 0.02
     # and later, H's first handover is the one recorded; P (no propensity recorded) and U (never scored) are absent
     engine = db.make_engine(database_url)
     later = store_dataset(engine, t0 + timedelta(days=10)).selection.set_index(S.LEAD_ID)
     engine.dispose()
     assert sorted(later.index) == ["E", "H", "N"]
-    assert later.loc["H", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=2)) and later.loc["H", S.PROPENSITY] == 1.0
-    assert later.loc["N", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=2)) and later.loc["N", S.PROPENSITY] == 1.0
+    assert (
+        later.loc["H", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=2))
+        and later.loc["H", S.PROPENSITY] == 1.0
+    )
+    assert (
+        later.loc["N", S.HANDED_AT] == pd.Timestamp(t0 + timedelta(days=2))
+        and later.loc["N", S.PROPENSITY] == 1.0
+    )
     # and a store whose score log predates propensities exports no selection table (trained as before)
     engine = db.make_engine(database_url)
     with engine.begin() as conn:

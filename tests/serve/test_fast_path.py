@@ -9,7 +9,6 @@ from leadscore.features import schema as S
 from leadscore.features.frames import feature_frame
 from leadscore.features.live import lead_features, to_ms
 from leadscore.model.calibration import sigmoid
-
 from support import api_lead
 
 
@@ -17,7 +16,9 @@ def test_compiled_explain_equals_the_reference_path_bit_for_bit(trained, demo_da
     # given features of 300 leads at various moments (with missing values and unseen categories)
     model = trained.result.model
     sample = demo_dataset.leads.sample(300, random_state=3)
-    as_of = (sample[S.CREATED_AT] + pd.to_timedelta(np.arange(300) % 90 + 1, unit="D")).astype("datetime64[ms, UTC]")
+    as_of = (sample[S.CREATED_AT] + pd.to_timedelta(np.arange(300) % 90 + 1, unit="D")).astype(
+        "datetime64[ms, UTC]"
+    )
     rows = pd.DataFrame({S.LEAD_ID: sample[S.LEAD_ID].to_numpy(), "as_of": as_of.to_numpy()})
     table = feature_frame(demo_dataset, rows)
     values = {c: table[c].to_numpy() for c in table.columns}
@@ -51,13 +52,25 @@ def test_leads_scored_together_get_exactly_what_each_gets_alone(family, trained,
     leads = [api_lead(demo_dataset, lead_id) for lead_id in leads_table[S.LEAD_ID]]
     for lead in leads[::7]:
         lead["attributes"]["country"] = "Atlantis"
-    moments = [to_ms(created.to_pydatetime()) + (i % 60 + 1) * 86_400_000
-               for i, created in enumerate(leads_table[S.CREATED_AT])]
+    moments = [
+        to_ms(created.to_pydatetime()) + (i % 60 + 1) * 86_400_000
+        for i, created in enumerate(leads_table[S.CREATED_AT])
+    ]
     ids = [lead["lead_id"] for lead in leads]
     assert sum(len(lead["events"]) for lead in leads) > 40
-    alone = {full: [model.results(lead_features([lead], [t]), [lead["lead_id"]], explain_full=full)[0]
-                    for lead, t in zip(leads, moments)] for full in (False, True)}
-    for n, full in ((4, False), (4, True), (40, False), (40, True)):  # a few leads, and many (other code paths)
+    alone = {
+        full: [
+            model.results(lead_features([lead], [t]), [lead["lead_id"]], explain_full=full)[0]
+            for lead, t in zip(leads, moments, strict=False)
+        ]
+        for full in (False, True)
+    }
+    for n, full in (
+        (4, False),
+        (4, True),
+        (40, False),
+        (40, True),
+    ):  # a few leads, and many (other code paths)
         # when they are scored together (as the service's batches do) and one at a time
         together = model.results(lead_features(leads[:n], moments[:n]), ids[:n], explain_full=full)
         # then every number, reason and sentence is the same
@@ -74,36 +87,48 @@ def test_the_framework_route_and_the_direct_route_give_the_same_answers(trained,
 
     from leadscore.settings import Settings
 
-    settings = Settings(api_keys="scorer:sc_doors_0001,sales:sa_doors_0001", mlflow_tracking_uri=trained.uri,
-                        database_url=f"sqlite:///{tmp_path / 'doors.db'}", reload_interval_seconds=0)
+    settings = Settings(
+        api_keys="scorer:sc_doors_0001,sales:sa_doors_0001",
+        mlflow_tracking_uri=trained.uri,
+        database_url=f"sqlite:///{tmp_path / 'doors.db'}",
+        reload_interval_seconds=0,
+    )
     app = create_app(settings)
 
     async def framework_only(scope, receive, send):
         await FastAPI.__call__(app, scope, receive, send)
 
     example = trained.result.model.info["example"]
-    cases = [({"Authorization": "Bearer sc_doors_0001"}, "", example),
-             ({"Authorization": "Bearer sc_doors_0001"}, "?explain=full", example),
-             ({"Authorization": "Bearer sc_doors_0001"}, "?explain=most", example),
-             ({"Authorization": "Bearer sa_doors_0001"}, "", example),
-             ({}, "", example),
-             ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "a b"}]}),
-             ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "not-stored"}]}),
-             ({}, "?explain=most", example),  # the key is checked before the query
-             ({"Authorization": "Bearer sa_doors_0001"}, "?explain=most", example),
-             ([("Authorization", "Bearer sc_doors_0001"), ("Authorization", "Bearer wrong")], "", example)]
+    cases = [
+        ({"Authorization": "Bearer sc_doors_0001"}, "", example),
+        ({"Authorization": "Bearer sc_doors_0001"}, "?explain=full", example),
+        ({"Authorization": "Bearer sc_doors_0001"}, "?explain=most", example),
+        ({"Authorization": "Bearer sa_doors_0001"}, "", example),
+        ({}, "", example),
+        ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "a b"}]}),
+        ({"Authorization": "Bearer sc_doors_0001"}, "", {"leads": [{"lead_id": "not-stored"}]}),
+        ({}, "?explain=most", example),  # the key is checked before the query
+        ({"Authorization": "Bearer sa_doors_0001"}, "?explain=most", example),
+        ([("Authorization", "Bearer sc_doors_0001"), ("Authorization", "Bearer wrong")], "", example),
+    ]
     answers = []
     for door in (app, framework_only):
         with TestClient(door) as client:
-            answers.append([client.post(f"/v1/score{query}", json=body, headers=headers) for headers, query, body
-                            in cases])
+            answers.append(
+                [
+                    client.post(f"/v1/score{query}", json=body, headers=headers)
+                    for headers, query, body in cases
+                ]
+            )
     # when the same requests go through both doors
     # then the status codes and the bodies are the same (scores, reasons, and errors naming the field)
     direct, framework = answers
     assert [r.status_code for r in direct] == [200, 200, 422, 403, 401, 422, 404, 401, 403, 200]
-    for a, b in zip(direct, framework):
+    for a, b in zip(direct, framework, strict=False):
         assert (a.status_code, a.json()) == (b.status_code, b.json())
-    assert direct[1].json()["results"][0]["explanation"] and "explanation" not in direct[0].json()["results"][0]
+    assert (
+        direct[1].json()["results"][0]["explanation"] and "explanation" not in direct[0].json()["results"][0]
+    )
 
 
 def test_a_client_that_goes_away_mid_body_gets_nothing_scored():
@@ -113,7 +138,10 @@ def test_a_client_that_goes_away_mid_body_gets_nothing_scored():
     import pytest
     from leadscore.serve.metrics import ClientGone, read_body
 
-    messages = [{"type": "http.request", "body": b'{"leads": [', "more_body": True}, {"type": "http.disconnect"}]
+    messages = [
+        {"type": "http.request", "body": b'{"leads": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
 
     async def receive():
         return messages.pop(0)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from support import KEYS
 
 pytestmark = pytest.mark.slow
@@ -29,11 +28,28 @@ def test_the_service_keeps_every_promise_of_its_openapi_document(server, tmp_pat
     # which may call everything (the deepest code paths)
     paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
     operations = sum(len(ops) for path, ops in paths.items() if re.match(OPERATIONS, path))
-    command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
-               "--checks", "all", "--header", f"Authorization: Bearer {KEYS['admin']}",
-               "--include-path-regex", OPERATIONS,
-               "--seed", str(SEED), "--max-examples", str(EXAMPLES), "--generation-database", "none",
-               "--workers", "1", "--request-timeout", "30", "--no-color"]
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{server.url}/openapi.json",
+        "--checks",
+        "all",
+        "--header",
+        f"Authorization: Bearer {KEYS['admin']}",
+        "--include-path-regex",
+        OPERATIONS,
+        "--seed",
+        str(SEED),
+        "--max-examples",
+        str(EXAMPLES),
+        "--generation-database",
+        "none",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--no-color",
+    ]
     # when schemathesis sends its generated requests (valid and invalid) and sequences of them
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     # then no check fails, and every operation was tested

@@ -54,8 +54,13 @@ async def _answer(app, data: bytes, settle: float = 0.05) -> RecordingTransport:
 
 async def _json_app(scope, receive, send):
     await receive()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"ok":true}'})
 
 
@@ -86,7 +91,9 @@ def test_a_streamed_response_is_not_held_back():
     # given an app that sends a first chunk, waits, then sends the rest
     async def streaming(scope, receive, send):
         await receive()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
         await send({"type": "http.response.body", "body": b"first", "more_body": True})
         await asyncio.sleep(0.02)
         await send({"type": "http.response.body", "body": b"second"})
@@ -107,8 +114,13 @@ def test_a_big_response_is_not_held_back_whole():
 
     async def big(scope, receive, send):
         await receive()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"1048576")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"1048576")],
+            }
+        )
         for i, chunk in enumerate(chunks):
             await send({"type": "http.response.body", "body": chunk, "more_body": i < 63})
 

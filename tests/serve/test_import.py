@@ -4,11 +4,11 @@ are scored once with the champion; a rerun changes nothing."""
 from __future__ import annotations
 
 import pytest
+from leadscore.features import schema as S
+from leadscore.serve import db, store
 from typer.testing import CliRunner
 
 from leadscore.cli import app
-from leadscore.features import schema as S
-from leadscore.serve import db, store
 from leadscore.settings import get_settings
 
 
@@ -47,13 +47,16 @@ def test_import_loads_recent_leads_feedback_and_scores_once(run_cli, demo_dir, d
     # when the import runs again, nothing changes
     again = cli("import", "--data", str(demo_dir), "--recent", "120")
     assert again.exit_code == 0 and "nothing to do" in again.output
-    assert len(store.latest_scores(engine, limit=1000)) == 120 and len(store.feedback_frame(engine)) == len(fb)
+    assert len(store.latest_scores(engine, limit=1000)) == 120 and len(store.feedback_frame(engine)) == len(
+        fb
+    )
     assert sum(len(store.score_history(engine, lid)) for lid in newest[:10]) == 10
     engine.dispose()
 
 
-def test_import_decides_the_handoff_as_the_service_does_and_records_propensities(run_cli, demo_dir, monkeypatch,
-                                                                                trained):
+def test_import_decides_the_handoff_as_the_service_does_and_records_propensities(
+    run_cli, demo_dir, monkeypatch, trained
+):
     from leadscore.model.exploration import explored
 
     url, cli = run_cli

@@ -9,7 +9,6 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from serve_helpers import break_calibration, break_format, promote, register_version, shifted
 
 pytestmark = pytest.mark.slow
@@ -27,7 +26,9 @@ class Load:
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
 
     def _run(self):
-        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {KEYS['scorer']}"}, timeout=30) as c:
+        with httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {KEYS['scorer']}"}, timeout=30
+        ) as c:
             while not self._stop.is_set():
                 try:
                     r = c.post("/v1/score", json=self.body)
@@ -56,7 +57,8 @@ class Load:
 
 
 def test_champion_swaps_under_load_with_zero_failed_requests_and_broken_versions_are_refused(
-        trained, registry_copy, tmp_path, start_server):
+    trained, registry_copy, tmp_path, start_server
+):
     model = trained.result.model
     # given a server on a private copy of the registry (champion = version 1), checking every second
     server = start_server(tmp_path, registry_copy, extra_env={"LEADSCORE_RELOAD_INTERVAL_SECONDS": "1"})
@@ -71,8 +73,11 @@ def test_champion_swaps_under_load_with_zero_failed_requests_and_broken_versions
             # and when a third is promoted and the admin asks for a reload, it serves at once
             v3 = register_version(registry_copy, shifted(model, -0.3), tmp_path / "artifacts")
             promote(registry_copy, v3)
-            r = httpx.post(f"{server.url}/v1/admin/reload", headers={"Authorization": f"Bearer {KEYS['admin']}"},
-                           timeout=120)  # loads and smoke-tests a model: slow on a loaded machine
+            r = httpx.post(
+                f"{server.url}/v1/admin/reload",
+                headers={"Authorization": f"Bearer {KEYS['admin']}"},
+                timeout=120,
+            )  # loads and smoke-tests a model: slow on a loaded machine
             assert r.status_code == 200 and r.json()["version"] == v3, r.text
             assert load.wait_for_version(v3), load.seen
         # then not one request failed during the swaps, and each version gave its own scores
@@ -83,8 +88,11 @@ def test_champion_swaps_under_load_with_zero_failed_requests_and_broken_versions
             bad = register_version(registry_copy, model, tmp_path / "artifacts", mutate=breaker, promote=True)
             with Load(server.url, body, n=2) as load:
                 # when the admin asks for a reload
-                r = httpx.post(f"{server.url}/v1/admin/reload",
-                               headers={"Authorization": f"Bearer {KEYS['admin']}"}, timeout=120)
+                r = httpx.post(
+                    f"{server.url}/v1/admin/reload",
+                    headers={"Authorization": f"Bearer {KEYS['admin']}"},
+                    timeout=120,
+                )
                 time.sleep(1.5)  # a periodic check passes too
             # then the version is refused with the reason, the previous one keeps serving, nothing failed
             assert r.status_code == 409, r.text
@@ -119,19 +127,30 @@ def test_without_any_model_the_service_starts_answers_503_and_is_not_ready(train
         assert "no model" in ready.json()["reasons"][0]
         assert r.status_code == 503 and "leadscore train" in r.json()["detail"][0]["reason"]
         # and leads are still stored and feedback for them taken
-        put = httpx.put(f"{server.url}/v1/leads/nm-1", json={"created_at": "2024-01-01T00:00:00Z"},
-                        headers={"Authorization": f"Bearer {KEYS['scorer']}"})
+        put = httpx.put(
+            f"{server.url}/v1/leads/nm-1",
+            json={"created_at": "2024-01-01T00:00:00Z"},
+            headers={"Authorization": f"Bearer {KEYS['scorer']}"},
+        )
         assert put.status_code == 200 and put.json()["created"], put.text
-        fb = httpx.post(f"{server.url}/v1/feedback", json={"lead_id": "nm-1", "outcome": "won"},
-                        headers={"Authorization": f"Bearer {KEYS['sales']}"})
+        fb = httpx.post(
+            f"{server.url}/v1/feedback",
+            json={"lead_id": "nm-1", "outcome": "won"},
+            headers={"Authorization": f"Bearer {KEYS['sales']}"},
+        )
         assert fb.status_code == 201
         # when a first model is registered and the admin reloads, it becomes ready
         v = register_version(empty, trained.result.model, tmp_path / "artifacts", promote=True)
-        rl = httpx.post(f"{server.url}/v1/admin/reload", headers={"Authorization": f"Bearer {KEYS['admin']}"},
-                        timeout=120)  # loads and smoke-tests a model: slow on a loaded machine
+        rl = httpx.post(
+            f"{server.url}/v1/admin/reload", headers={"Authorization": f"Bearer {KEYS['admin']}"}, timeout=120
+        )  # loads and smoke-tests a model: slow on a loaded machine
         assert rl.status_code == 200 and rl.json()["version"] == v
         assert httpx.get(f"{server.url}/readyz").status_code == 200
-        assert httpx.post(f"{server.url}/v1/score", json=trained.result.model.info["example"],
-                          headers=auth).status_code == 200
+        assert (
+            httpx.post(
+                f"{server.url}/v1/score", json=trained.result.model.info["example"], headers=auth
+            ).status_code
+            == 200
+        )
     finally:
         server.stop()

@@ -9,13 +9,14 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-
 from leadscore.serve import locks
 
 
 def _age_heartbeat(engine, seconds: float) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.update(locks.job_locks).values(heartbeat_at=locks._now() - timedelta(seconds=seconds)))
+        conn.execute(
+            sa.update(locks.job_locks).values(heartbeat_at=locks._now() - timedelta(seconds=seconds))
+        )
 
 
 def test_one_holder_at_a_time_and_a_stale_lock_is_taken_over(engine):
@@ -23,7 +24,9 @@ def test_one_holder_at_a_time_and_a_stale_lock_is_taken_over(engine):
     first.acquire()
     first._stop.set()  # as if its process died: the heartbeat stops, the row stays
     # a second run while the first one's heartbeat is fresh is refused, naming the holder and since when
-    with pytest.raises(locks.LockHeld, match=r"another retrain is running: held by a pid 1 since \d{4}-") as held:
+    with pytest.raises(
+        locks.LockHeld, match=r"another retrain is running: held by a pid 1 since \d{4}-"
+    ) as held:
         locks.JobLock(engine, "retrain", holder="b pid 2").acquire()
     assert held.value.holder == "a pid 1"
     # a lock of another name is independent

@@ -4,17 +4,16 @@ reload generation alone (no registry polling), and each worker's report says wha
 from __future__ import annotations
 
 import mlflow
-
-from serve_helpers import register_version, shifted
-
 from leadscore.serve import db, model_sync
 from leadscore.serve.model_holder import ModelHolder
+from serve_helpers import register_version, shifted
 
 URI = "models:/leadscore@champion"
 
 
-def test_a_reload_in_one_worker_reaches_another_through_the_generation(trained, registry_copy, tmp_path,
-                                                                       database_url, monkeypatch):
+def test_a_reload_in_one_worker_reaches_another_through_the_generation(
+    trained, registry_copy, tmp_path, database_url, monkeypatch
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_copy)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(registry_copy)
@@ -29,11 +28,14 @@ def test_a_reload_in_one_worker_reaches_another_through_the_generation(trained, 
             sync.start()
             holder.reload()
             sync.report_now()
-        assert [(w["worker"], w["version"]) for w in model_sync.live_workers(engine)] == [("host:1", "1"),
-                                                                                          ("host:2", "1")]
+        assert [(w["worker"], w["version"]) for w in model_sync.live_workers(engine)] == [
+            ("host:1", "1"),
+            ("host:2", "1"),
+        ]
         # when a new champion is promoted, worker b alone does not see it
-        v2 = register_version(registry_copy, shifted(trained.result.model, 0.3), tmp_path / "artifacts",
-                              promote=True)
+        v2 = register_version(
+            registry_copy, shifted(trained.result.model, 0.3), tmp_path / "artifacts", promote=True
+        )
         sync_b.step()
         assert b.version == "1"
         # when worker a reloads (as POST /v1/admin/reload does) and bumps the generation
@@ -55,8 +57,9 @@ def test_a_reload_in_one_worker_reaches_another_through_the_generation(trained, 
         mlflow.set_tracking_uri(previous)
 
 
-def test_with_the_store_down_a_promotion_still_arrives_and_the_outage_is_said_once(trained, registry_copy, tmp_path,
-                                                                                   monkeypatch, caplog):
+def test_with_the_store_down_a_promotion_still_arrives_and_the_outage_is_said_once(
+    trained, registry_copy, tmp_path, monkeypatch, caplog
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_copy)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(registry_copy)
@@ -67,8 +70,9 @@ def test_with_the_store_down_a_promotion_still_arrives_and_the_outage_is_said_on
         holder.reload()
         sync = model_sync.ModelSync(holder, engine, registry_every=0.001, sync_every=1, worker="host:1")
         # when a new champion is promoted in the registry and the worker checks three times
-        v2 = register_version(registry_copy, shifted(trained.result.model, 0.3), tmp_path / "artifacts",
-                              promote=True)
+        v2 = register_version(
+            registry_copy, shifted(trained.result.model, 0.3), tmp_path / "artifacts", promote=True
+        )
         with caplog.at_level("INFO", logger="leadscore"):
             for _ in range(3):
                 sync.step()

@@ -10,22 +10,22 @@ import copy
 import json
 import threading
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
-
-from leadscore.cli import app
 from leadscore.model.exploration import Exploration
 from leadscore.serve import db
 from leadscore.serve.metrics import Metrics
 from leadscore.serve.monitoring import MonitorCache, monitor
-from leadscore.settings import Settings, get_settings
 from monitoring_store import populate
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.settings import Settings, get_settings
 
 WINDOW_DAYS = 180  # the demo's 4,000 leads are spread over 18 months: a month holds too few to judge
 SETTINGS = Settings()
@@ -81,7 +81,8 @@ def test_a_store_like_the_training_data_stays_ok(calm, trained):
 
 
 def test_with_verdicts_only_for_handed_over_leads_calibration_weighs_what_sales_saw(
-        calm, trained, demo_dataset, tmp_path):
+    calm, trained, demo_dataset, tmp_path
+):
     # given the calm store's leads, but handed over by a strict policy (threshold 0.5) with exploration (30 %
     # of the leads below it) and a verdict only for the leads handed over; the score log records propensities
     model = replace(trained.result.model, policy=replace(trained.result.model.policy, threshold=0.5))
@@ -90,8 +91,9 @@ def test_with_verdicts_only_for_handed_over_leads_calibration_weighs_what_sales_
     engine = db.make_engine(url)
     try:
         populate(engine, demo_dataset, model, partial=Exploration(share=0.3, seed=1))
-        report = monitor(engine, model, SETTINGS, now=demo_dataset.snapshot_at.to_pydatetime(),
-                         window_days=WINDOW_DAYS)
+        report = monitor(
+            engine, model, SETTINGS, now=demo_dataset.snapshot_at.to_pydatetime(), window_days=WINDOW_DAYS
+        )
     finally:
         engine.dispose()
     cal, full = report["checks"]["calibration"], calm["checks"]["calibration"]
@@ -110,13 +112,20 @@ def test_postgresql_gives_the_same_report(database_url, calm, trained, demo_data
     # given the same scores and feedback in PostgreSQL
     engine = _store(database_url, demo_dataset, trained.result.model, shifted=False)
     try:
-        report = monitor(engine, trained.result.model, SETTINGS, now=demo_dataset.snapshot_at.to_pydatetime(),
-                         window_days=WINDOW_DAYS)
+        report = monitor(
+            engine,
+            trained.result.model,
+            SETTINGS,
+            now=demo_dataset.snapshot_at.to_pydatetime(),
+            window_days=WINDOW_DAYS,
+        )
     finally:
         engine.dispose()
     # then the store's queries give the same figures as on SQLite
     strip = {"generated_at"}
-    assert {k: v for k, v in report.items() if k not in strip} == {k: v for k, v in calm.items() if k not in strip}
+    assert {k: v for k, v in report.items() if k not in strip} == {
+        k: v for k, v in calm.items() if k not in strip
+    }
 
 
 def test_shifted_inputs_and_a_base_rate_shift_fire_the_alerts(stores, trained, demo_dataset):
@@ -138,9 +147,10 @@ def test_shifted_inputs_and_a_base_rate_shift_fire_the_alerts(stores, trained, d
 def test_a_base_rate_shift_alone_alerts_on_calibration_while_the_inputs_stay_ok(trained, tmp_path):
     # given a store of 2,000 leads from `leadscore demo-data --drift` (from 2026-01 on, leads move towards the
     # hand-over faster: the same kind of leads, qualified about twice as often), scored by the champion
+    from leadscore.features.loading import load_dataset
+
     from leadscore.demo.generate import generate
     from leadscore.demo.params import DemoParams, DriftParams
-    from leadscore.features.loading import load_dataset
 
     generate(tmp_path / "drift", 2000, seed=11, params=DemoParams(drift=DriftParams()))
     dataset = load_dataset(tmp_path / "drift")
@@ -148,8 +158,9 @@ def test_a_base_rate_shift_alone_alerts_on_calibration_while_the_inputs_stay_ok(
     engine = _store(url, dataset, trained.result.model, shifted=False)
     try:
         # when monitoring looks at the last 90 days (all after the shift)
-        report = monitor(engine, trained.result.model, SETTINGS, now=dataset.snapshot_at.to_pydatetime(),
-                         window_days=90)
+        report = monitor(
+            engine, trained.result.model, SETTINGS, now=dataset.snapshot_at.to_pydatetime(), window_days=90
+        )
     finally:
         engine.dispose()
     c = report["checks"]
@@ -159,28 +170,52 @@ def test_a_base_rate_shift_alone_alerts_on_calibration_while_the_inputs_stay_ok(
     assert report["retrain_recommended"] is True
     # ... while the inputs, the score and the grade mix stay ok: the case docs/monitoring.md sends to
     # `leadscore recalibrate`
-    assert [c[k]["status"] for k in ("drift", "score", "grades")] == ["ok"] * 3, \
-        [c[k].get("message") for k in ("drift", "score", "grades")]
+    assert [c[k]["status"] for k in ("drift", "score", "grades")] == ["ok"] * 3, [
+        c[k].get("message") for k in ("drift", "score", "grades")
+    ]
 
 
 def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, trained):
     # given three stored leads, each scored once and qualified by sales 5 days later: one scored 40 days
     # ago (horizon passed), one 10 days ago (horizon not passed), one scored after it was already decided
     model = trained.result.model
-    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
     lead = {"lead_age_days": 3.0}
-    features = {name: None for name in model.encoder.features} | lead
+    features = dict.fromkeys(model.encoder.features) | lead
     rows = []
     for lid, scored_days_ago, verdict_days_ago in (("past", 40, 35), ("open", 10, 5), ("decided", 40, 45)):
         at = now - timedelta(days=scored_days_ago)
         with engine.begin() as conn:
-            conn.execute(sa.insert(db.leads).values(lead_id=lid, created_at=at - timedelta(days=10), attributes={},
-                                                    updated_at=now))
-            conn.execute(sa.insert(db.feedback).values(lead_id=lid, outcome="qualified", at=now - timedelta(
-                days=verdict_days_ago), received_at=now, source="api"))
-        rows.append(db.score_log_row({"lead_id": lid, "scored_at": at, "as_of": at, "model_version": "1",
-                                      "probability": 0.5, "score": 50, "grade": "A", "qualified": True,
-                                      "features": features, "reasons": []}))
+            conn.execute(
+                sa.insert(db.leads).values(
+                    lead_id=lid, created_at=at - timedelta(days=10), attributes={}, updated_at=now
+                )
+            )
+            conn.execute(
+                sa.insert(db.feedback).values(
+                    lead_id=lid,
+                    outcome="qualified",
+                    at=now - timedelta(days=verdict_days_ago),
+                    received_at=now,
+                    source="api",
+                )
+            )
+        rows.append(
+            db.score_log_row(
+                {
+                    "lead_id": lid,
+                    "scored_at": at,
+                    "as_of": at,
+                    "model_version": "1",
+                    "probability": 0.5,
+                    "score": 50,
+                    "grade": "A",
+                    "qualified": True,
+                    "features": features,
+                    "reasons": [],
+                }
+            )
+        )
     with engine.begin() as conn:
         db.insert_score_log(conn, rows)
     # when monitoring looks at the last 30 days
@@ -197,25 +232,48 @@ def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, 
 def _scored_leads(engine, model, now, leads: int, moments: int, positive_leads: int, prefix: str) -> float:
     """`leads` stored leads created 45 days before `now`, each scored alike at `moments` ages (1, 2, ... days),
     the first `positive_leads` qualified 20 days in (within every row's 30-day horizon); the probability."""
-    features = {name: None for name in model.encoder.features} | {"lead_age_days": 3.0}
+    features = dict.fromkeys(model.encoder.features) | {"lead_age_days": 3.0}
     created = now - timedelta(days=45)
     rows = []
     with engine.begin() as conn:
         for i in range(leads):
             lid = f"{prefix}{i}"
-            conn.execute(sa.insert(db.leads).values(lead_id=lid, created_at=created, attributes={}, updated_at=now))
+            conn.execute(
+                sa.insert(db.leads).values(lead_id=lid, created_at=created, attributes={}, updated_at=now)
+            )
             if i < positive_leads:
-                conn.execute(sa.insert(db.feedback).values(lead_id=lid, outcome="qualified",
-                                                           at=created + timedelta(days=20), received_at=now,
-                                                           source="api"))
+                conn.execute(
+                    sa.insert(db.feedback).values(
+                        lead_id=lid,
+                        outcome="qualified",
+                        at=created + timedelta(days=20),
+                        received_at=now,
+                        source="api",
+                    )
+                )
             for k in range(moments):
                 at = created + timedelta(days=1 + k, seconds=i)
-                rows.append(db.score_log_row({"lead_id": lid, "scored_at": at, "as_of": at, "model_version": "1",
-                                              "probability": 0.1, "score": 10, "grade": "C", "qualified": False,
-                                              "features": features, "reasons": []}))
+                rows.append(
+                    db.score_log_row(
+                        {
+                            "lead_id": lid,
+                            "scored_at": at,
+                            "as_of": at,
+                            "model_version": "1",
+                            "probability": 0.1,
+                            "score": 10,
+                            "grade": "C",
+                            "qualified": False,
+                            "features": features,
+                            "reasons": [],
+                        }
+                    )
+                )
         db.insert_score_log(conn, rows)
-    values = {k: np.array([v], dtype=object if k in model.encoder.categorical else float)
-              for k, v in features.items()}
+    values = {
+        k: np.array([v], dtype=object if k in model.encoder.categorical else float)
+        for k, v in features.items()
+    }
     return float(model.explain(values).probability[0])
 
 
@@ -223,7 +281,7 @@ def test_a_lead_scored_at_several_moments_counts_as_one_outcome_in_the_noise(eng
     # given 100 leads each scored at 10 moments (1,000 rows), as many qualified as the scores said plus 1.6
     # standard errors of a 100-lead rate: a deviation that chance gives one time in 20
     model = trained.result.model
-    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
     p = _scored_leads(engine, model, now, leads=100, moments=10, positive_leads=0, prefix="probe")
     with engine.begin() as conn:
         conn.execute(sa.delete(db.score_log))
@@ -245,28 +303,52 @@ def test_a_lead_scored_at_several_moments_counts_as_one_outcome_in_the_noise(eng
     assert cal["n"] == 1000 and abs(cal["rate_z"]) > 3 and cal["status"] in ("warn", "alert"), cal
 
 
-def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(engine, trained, demo_dataset):
+def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(
+    engine, trained, demo_dataset
+):
     # given 300 scores in the window, logged by a model whose feature set lacks one of the champion's features
     model = trained.result.model
     missing = model.encoder.features[0]
-    now = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
     values = model.info["distributions"]["features"]
     rows = []
     for i in range(300):
-        features = {n: (spec["categories"][0] if spec["kind"] == "categorical" else
-                        (spec["edges"] or [0.0])[len(spec["edges"]) // 2]) for n, spec in values.items()
-                    if n != missing}
+        features = {
+            n: (
+                spec["categories"][0]
+                if spec["kind"] == "categorical"
+                else (spec["edges"] or [0.0])[len(spec["edges"]) // 2]
+            )
+            for n, spec in values.items()
+            if n != missing
+        }
         at = now - timedelta(days=1, minutes=i)
-        rows.append(db.score_log_row({"lead_id": f"l{i}", "scored_at": at, "as_of": at, "model_version": "0",
-                                      "probability": 0.1, "score": 10, "grade": "C", "qualified": False,
-                                      "features": features, "reasons": []}))
+        rows.append(
+            db.score_log_row(
+                {
+                    "lead_id": f"l{i}",
+                    "scored_at": at,
+                    "as_of": at,
+                    "model_version": "0",
+                    "probability": 0.1,
+                    "score": 10,
+                    "grade": "C",
+                    "qualified": False,
+                    "features": features,
+                    "reasons": [],
+                }
+            )
+        )
     with engine.begin() as conn:
         db.insert_score_log(conn, rows)
     report = monitor(engine, model, SETTINGS, now=now, window_days=30)
     c = report["checks"]
     # then that feature, the score and the grade mix have "not enough data" (no row holds every feature),
     # not an alert on zero rows, and no reason to retrain is given on them (the other, constant features drift)
-    assert c["drift"]["features"][missing]["status"] == "not enough data" and c["drift"]["features"][missing]["n"] == 0
+    assert (
+        c["drift"]["features"][missing]["status"] == "not enough data"
+        and c["drift"]["features"][missing]["n"] == 0
+    )
     assert missing in c["drift"]["message"]
     assert c["score"]["status"] == c["grades"]["status"] == "not enough data", (c["score"], c["grades"])
     assert c["score"]["n"] == 0 and "every feature" in c["score"]["message"]
@@ -277,23 +359,70 @@ def test_volume_and_coverage_count_every_score_and_only_stored_leads(engine, tra
     # given 1,200 scores of 600 stored leads in the last 30 days (beyond a row cap of 1,000), the first 300
     # with a verdict, and a lead handed over 40 days ago that was never stored
     model = trained.result.model
-    now = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
-    features = {name: None for name in model.encoder.features}
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    features = dict.fromkeys(model.encoder.features)
     rows = []
     with engine.begin() as conn:
-        conn.execute(sa.insert(db.leads), [dict(lead_id=f"s{i}", created_at=now - timedelta(days=20), attributes={},
-                                                updated_at=now) for i in range(600)])
-        conn.execute(sa.insert(db.feedback), [dict(lead_id=f"s{i}", outcome="qualified", at=now - timedelta(days=1),
-                                                   received_at=now, source="api") for i in range(300)])
+        conn.execute(
+            sa.insert(db.leads),
+            [
+                {
+                    "lead_id": f"s{i}",
+                    "created_at": now - timedelta(days=20),
+                    "attributes": {},
+                    "updated_at": now,
+                }
+                for i in range(600)
+            ],
+        )
+        conn.execute(
+            sa.insert(db.feedback),
+            [
+                {
+                    "lead_id": f"s{i}",
+                    "outcome": "qualified",
+                    "at": now - timedelta(days=1),
+                    "received_at": now,
+                    "source": "api",
+                }
+                for i in range(300)
+            ],
+        )
     for i in range(1200):
         at = now - timedelta(days=i % 10, seconds=i)
-        rows.append(db.score_log_row({"lead_id": f"s{i % 600}", "scored_at": at, "as_of": at, "model_version": "1",
-                                      "probability": 0.1, "score": 10, "grade": "C", "qualified": False,
-                                      "features": features, "reasons": []}))
+        rows.append(
+            db.score_log_row(
+                {
+                    "lead_id": f"s{i % 600}",
+                    "scored_at": at,
+                    "as_of": at,
+                    "model_version": "1",
+                    "probability": 0.1,
+                    "score": 10,
+                    "grade": "C",
+                    "qualified": False,
+                    "features": features,
+                    "reasons": [],
+                }
+            )
+        )
     at = now - timedelta(days=40)
-    rows.append(db.score_log_row({"lead_id": "unstored", "scored_at": at, "as_of": at, "model_version": "1",
-                                  "probability": 0.9, "score": 90, "grade": "A", "qualified": True,
-                                  "features": features, "reasons": []}))
+    rows.append(
+        db.score_log_row(
+            {
+                "lead_id": "unstored",
+                "scored_at": at,
+                "as_of": at,
+                "model_version": "1",
+                "probability": 0.9,
+                "score": 90,
+                "grade": "A",
+                "qualified": True,
+                "features": features,
+                "reasons": [],
+            }
+        )
+    )
     with engine.begin() as conn:
         db.insert_score_log(conn, rows)
     report = monitor(engine, model, Settings(monitor_max_rows=1000), now=now, window_days=30)
@@ -328,8 +457,11 @@ def test_the_service_never_waits_for_a_report_and_refreshes_it_in_one_background
         release.wait(60)
         return monitor(*args, **kw)
 
-    state = SimpleNamespace(holder=SimpleNamespace(model=trained.result.model), engine=engine,
-                            settings=Settings(monitor_cache_seconds=3600))
+    state = SimpleNamespace(
+        holder=SimpleNamespace(model=trained.result.model),
+        engine=engine,
+        settings=Settings(monitor_cache_seconds=3600),
+    )
     cache = MonitorCache(state, compute=held_monitor)
     # before the first report exists, /metrics and the page get nothing at once ("computing") ...
     assert cache.peek() is None
@@ -353,8 +485,10 @@ def test_the_service_never_waits_for_a_report_and_refreshes_it_in_one_background
     assert len(threads) == 2 and cache.peek() is not first
     cache.wait_refresh(60)
     # with the background refresh off, nothing computes until GET /v1/monitoring asks (in its own thread)
-    idle = MonitorCache(SimpleNamespace(holder=state.holder, engine=engine,
-                                        settings=Settings(monitor_refresh=False)), compute=held_monitor)
+    idle = MonitorCache(
+        SimpleNamespace(holder=state.holder, engine=engine, settings=Settings(monitor_refresh=False)),
+        compute=held_monitor,
+    )
     before = len(threads)
     assert idle.peek() is None and idle.peek() is None and len(threads) == before
     report = idle.get()
@@ -376,7 +510,9 @@ def test_the_gauges_are_the_last_reports_figures_and_drop_what_it_lacks(calm):
         assert value("leadscore_monitor_feature_psi", {"feature": name}) == pytest.approx(entry["psi"])
     # when the next report is of a champion with other features, calibration without figures, no coverage
     later = copy.deepcopy(calm)
-    later["checks"]["drift"]["features"] = {"new_feature": {**next(iter(c["drift"]["features"].values())), "psi": 0.5}}
+    later["checks"]["drift"]["features"] = {
+        "new_feature": {**next(iter(c["drift"]["features"].values())), "psi": 0.5}
+    }
     later["checks"]["calibration"] = {"status": "not enough data", "n": 0}
     later["checks"]["coverage"].update(share=None)
     metrics.observe_monitoring(later)
@@ -402,9 +538,23 @@ def test_the_cli_writes_the_html_and_json_reports(stores, demo_dataset, champion
     snapshot = demo_dataset.snapshot_at.isoformat()
     html_path, json_path = tmp_path / "report.html", tmp_path / "report.json"
     # when monitor runs on the shifted store
-    done = CliRunner().invoke(app, ["monitor", "--database-url", stores[True], "--window", f"{WINDOW_DAYS}d",
-                                    "--as-of", snapshot, "--out", str(html_path), "--json", str(json_path)],
-                              catch_exceptions=False)
+    done = CliRunner().invoke(
+        app,
+        [
+            "monitor",
+            "--database-url",
+            stores[True],
+            "--window",
+            f"{WINDOW_DAYS}d",
+            "--as-of",
+            snapshot,
+            "--out",
+            str(html_path),
+            "--json",
+            str(json_path),
+        ],
+        catch_exceptions=False,
+    )
     # then it exits 3 (retrain recommended) and says why
     assert done.exit_code == 3, done.output
     assert "retrain recommended" in done.output and "calibration" in done.output

@@ -4,16 +4,17 @@ through the same code on both (the end-to-end runs are in tests/test_retrain.py)
 from __future__ import annotations
 
 import mlflow
+from leadscore.model import registry
+from leadscore.serve import db, locks
 from typer.testing import CliRunner
 
 from leadscore.cli import app
-from leadscore.model import registry
-from leadscore.serve import db, locks
 from leadscore.settings import get_settings
 
 
-def test_retrain_on_each_database_refuses_an_empty_store_and_a_held_lock(database_url, registry_copy, monkeypatch,
-                                                                          tmp_path):
+def test_retrain_on_each_database_refuses_an_empty_store_and_a_held_lock(
+    database_url, registry_copy, monkeypatch, tmp_path
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_copy)
     get_settings.cache_clear()

@@ -4,15 +4,24 @@ counter, and warned about once per interval with their number, not once per row.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from leadscore.serve import db, store
 from leadscore.serve.metrics import Metrics
 
-T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
-ROW = dict(lead_id="q-1", scored_at=T0, as_of=T0, model_version="1", probability=0.5, score=50, grade="B",
-           qualified=False, features={"lead_age_days": 2.5, "country": "DE"},
-           reasons=[{"feature": "country", "value": "DE", "impact": 0.1, "points": 3, "text": "Country: DE"}])
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+ROW = {
+    "lead_id": "q-1",
+    "scored_at": T0,
+    "as_of": T0,
+    "model_version": "1",
+    "probability": 0.5,
+    "score": 50,
+    "grade": "B",
+    "qualified": False,
+    "features": {"lead_age_days": 2.5, "country": "DE"},
+    "reasons": [{"feature": "country", "value": "DE", "impact": 0.1, "points": 3, "text": "Country: DE"}],
+}
 
 
 def test_a_full_queue_drops_rows_counts_them_and_warns_once_per_interval(tmp_path, caplog):
@@ -22,8 +31,9 @@ def test_a_full_queue_drops_rows_counts_them_and_warns_once_per_interval(tmp_pat
     metrics = Metrics()
     one_row = store.ScoreLogWriter.size([db.score_log_row(ROW)])
     # given a writer whose database pass has not come yet, with room for 10 rows
-    writer = store.ScoreLogWriter(engine, flush_seconds=3600, max_bytes=10 * one_row,
-                                  on_drop=metrics.score_log_dropped.inc)
+    writer = store.ScoreLogWriter(
+        engine, flush_seconds=3600, max_bytes=10 * one_row, on_drop=metrics.score_log_dropped.inc
+    )
     writer.DROP_LOG_SECONDS = 3600
     caplog.set_level(logging.WARNING, logger="leadscore.serve.store")
     # when 10 rows fill it and 30 more requests of 5 rows each come

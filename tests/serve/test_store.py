@@ -4,14 +4,13 @@ PostgreSQL server is available: see .ci/postgres.sh)."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-
 from leadscore.serve import db, store
 
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 REASON = {"feature": "lead_age_days", "value": 3, "impact": 0.1, "points": 3, "text": "Lead is 3 days old"}
 
 
@@ -34,10 +33,13 @@ def test_sqlite_runs_in_wal_with_synchronous_full(tmp_path):
 def test_leads_and_events_round_trip_with_utc_times(engine):
     # given a lead and events stored out of order
     assert store.upsert_lead(engine, "s-1", T0, {"source": "webinar", "country": "DE"}) is True
-    store.add_events(engine, [
-        {"lead_id": "s-1", "type": "web_visit", "timestamp": T0 + timedelta(days=2), "page": "pricing"},
-        {"lead_id": "s-1", "type": "email_opened", "timestamp": T0 + timedelta(days=1)},
-    ])
+    store.add_events(
+        engine,
+        [
+            {"lead_id": "s-1", "type": "web_visit", "timestamp": T0 + timedelta(days=2), "page": "pricing"},
+            {"lead_id": "s-1", "type": "email_opened", "timestamp": T0 + timedelta(days=1)},
+        ],
+    )
     # when it is read back
     lead = store.get_leads(engine, ["s-1", "unknown"])
     # then only known leads come back, with aware UTC times and events oldest first
@@ -54,8 +56,10 @@ def test_leads_and_events_round_trip_with_utc_times(engine):
 
 def test_only_the_newest_events_are_kept_when_a_lead_has_too_many(engine):
     store.upsert_lead(engine, "s-2", T0, {})
-    store.add_events(engine, [{"lead_id": "s-2", "type": "email_sent", "timestamp": T0 + timedelta(hours=h)}
-                              for h in range(10)])
+    store.add_events(
+        engine,
+        [{"lead_id": "s-2", "type": "email_sent", "timestamp": T0 + timedelta(hours=h)} for h in range(10)],
+    )
     events = store.get_leads(engine, ["s-2"], max_events=3)["s-2"]["events"]
     assert [e["timestamp"] for e in events] == [T0 + timedelta(hours=h) for h in (7, 8, 9)]
 
@@ -86,8 +90,16 @@ def test_feedback_for_a_lead_the_store_never_saw_is_refused_and_what_was_accepte
     # given a stored lead, and feedback accepted for an unknown lead before the rule (written directly)
     store.upsert_lead(engine, "known-1", T0, {})
     with engine.begin() as conn:
-        conn.execute(sa.insert(db.feedback).values(lead_id="ghost-0", outcome="won", at=T0, received_at=T0,
-                                                   source="api", idempotency_key="old-key"))
+        conn.execute(
+            sa.insert(db.feedback).values(
+                lead_id="ghost-0",
+                outcome="won",
+                at=T0,
+                received_at=T0,
+                source="api",
+                idempotency_key="old-key",
+            )
+        )
     # when feedback comes for a lead that is not stored, then it is refused and nothing is stored
     with pytest.raises(store.UnknownLead):
         store.add_feedback(engine, "ghost-1", "qualified", idempotency_key="k-1")
@@ -116,11 +128,30 @@ def test_feedback_frame_is_an_outcomes_table(engine):
 def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
     # given two scores of a lead and one of another, written by the background writer
     writer = store.ScoreLogWriter(engine, flush_seconds=0.05)
-    row = dict(as_of=T0, model_version="1", probability=0.5, score=50, grade="B", qualified=False,
-               features={"lead_age_days": 3, "country": None}, reasons=[REASON])
+    row = {
+        "as_of": T0,
+        "model_version": "1",
+        "probability": 0.5,
+        "score": 50,
+        "grade": "B",
+        "qualified": False,
+        "features": {"lead_age_days": 3, "country": None},
+        "reasons": [REASON],
+    }
     writer.put([{**row, "lead_id": "s-5", "scored_at": T0}, {**row, "lead_id": "s-6", "scored_at": T0}])
-    writer.put([{**row, "lead_id": "s-5", "scored_at": T0 + timedelta(hours=1), "score": 70, "grade": "A",
-                 "probability": 0.7, "as_of": (T0 + timedelta(hours=1)).astimezone(timezone(timedelta(hours=2)))}])
+    writer.put(
+        [
+            {
+                **row,
+                "lead_id": "s-5",
+                "scored_at": T0 + timedelta(hours=1),
+                "score": 70,
+                "grade": "A",
+                "probability": 0.7,
+                "as_of": (T0 + timedelta(hours=1)).astimezone(timezone(timedelta(hours=2))),
+            }
+        ]
+    )
     writer.close()
     # when the history and the review list are read
     history = store.score_history(engine, "s-5")
@@ -140,11 +171,23 @@ def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
 def test_score_log_keeps_the_order_of_a_request_and_bounds_its_queue(engine, caplog):
     # given one request that scored the same lead twice, a row that cannot be encoded, and a full queue
     writer = store.ScoreLogWriter(engine, flush_seconds=60)
-    row = dict(lead_id="s-7", scored_at=T0, as_of=T0, model_version="1", probability=0.5, score=50, grade="B",
-               qualified=False, features={}, reasons=[])
+    row = {
+        "lead_id": "s-7",
+        "scored_at": T0,
+        "as_of": T0,
+        "model_version": "1",
+        "probability": 0.5,
+        "score": 50,
+        "grade": "B",
+        "qualified": False,
+        "features": {},
+        "reasons": [],
+    }
     writer.put([{**row, "score": 10}, {**row, "score": 20}])
     writer.put([{**row, "lead_id": "s-8", "features": {"x": object()}}])  # not JSON: logged and dropped
-    writer.max_bytes = writer.queued_bytes + writer.size([db.score_log_row({**row, "lead_id": "s-10"})])  # one row
+    writer.max_bytes = writer.queued_bytes + writer.size(
+        [db.score_log_row({**row, "lead_id": "s-10"})]
+    )  # one row
     writer.put([{**row, "lead_id": "s-9"}, {**row, "lead_id": "s-9"}])  # 2 rows > room for 1: dropped
     writer.put([{**row, "lead_id": "s-10"}])
     # when it is written
@@ -159,17 +202,26 @@ def test_score_log_keeps_the_order_of_a_request_and_bounds_its_queue(engine, cap
 def test_a_big_batch_of_score_log_rows_is_written_whole_and_in_order(engine):
     # given one request's 250 rows for one lead (more than one INSERT statement's worth on SQLite)
     writer = store.ScoreLogWriter(engine, flush_seconds=60)
-    row = dict(lead_id="s-11", as_of=T0, model_version="1", probability=0.5, grade="B", qualified=True,
-               features={"lead_age_days": 1.5, "country": "GB"},
-               reasons=[REASON, {**REASON, "feature": "country", "value": "GB", "impact": -0.25, "points": -7}])
+    row = {
+        "lead_id": "s-11",
+        "as_of": T0,
+        "model_version": "1",
+        "probability": 0.5,
+        "grade": "B",
+        "qualified": True,
+        "features": {"lead_age_days": 1.5, "country": "GB"},
+        "reasons": [REASON, {**REASON, "feature": "country", "value": "GB", "impact": -0.25, "points": -7}],
+    }
     writer.put([{**row, "scored_at": T0, "score": i % 101} for i in range(250)])
     # when it is written
     writer.close()
     # then every row is there once, in the request's order (history: newest first), with its values
     history = store.score_history(engine, "s-11", limit=1000)
     assert [h["score"] for h in history] == [i % 101 for i in reversed(range(250))]
-    assert all(h["features"] == row["features"] and h["reasons"] == row["reasons"] and h["qualified"] is True
-               for h in history)
+    assert all(
+        h["features"] == row["features"] and h["reasons"] == row["reasons"] and h["qualified"] is True
+        for h in history
+    )
 
 
 def test_concurrent_first_writes_of_a_lead_all_succeed_and_one_creates_it(engine):
@@ -206,9 +258,16 @@ def test_events_beyond_the_cap_are_refused_whole_and_scoring_reads_the_newest(en
     ev = [{"lead_id": "cap-1", "type": "email_sent", "timestamp": T0 + timedelta(hours=h)} for h in range(4)]
     assert store.add_events(engine, ev, max_per_lead=5) == 4
     # when a batch would take it to 6 (with an event of another lead in the same batch)
-    more = [{"lead_id": "cap-2", "type": "email_sent", "timestamp": T0},
-            *[{"lead_id": "cap-1", "type": "web_visit", "timestamp": T0 + timedelta(days=1, hours=h)} for h in range(2)]]
-    with pytest.raises(store.TooManyEvents, match="'cap-1' would have 6 stored events, more than the 5 allowed"):
+    more = [
+        {"lead_id": "cap-2", "type": "email_sent", "timestamp": T0},
+        *[
+            {"lead_id": "cap-1", "type": "web_visit", "timestamp": T0 + timedelta(days=1, hours=h)}
+            for h in range(2)
+        ],
+    ]
+    with pytest.raises(
+        store.TooManyEvents, match="'cap-1' would have 6 stored events, more than the 5 allowed"
+    ):
         store.add_events(engine, more, max_per_lead=5)
     # then nothing of that batch was stored, and a batch within the cap still is
     got = store.get_leads(engine, ["cap-1", "cap-2"])
@@ -228,13 +287,17 @@ def test_feedback_idempotency_key_reused_with_another_note_or_time_is_a_conflict
     first, _ = store.add_feedback(engine, "s-12", "qualified", note="called", at=T0, idempotency_key="k-12")
     untimed, _ = store.add_feedback(engine, "s-13", "won", idempotency_key="k-13")
     # when the same requests are retried, they are answered with the stored rows
-    assert store.add_feedback(engine, "s-12", "qualified", note="called", at=T0, idempotency_key="k-12") == (first, True)
+    assert store.add_feedback(engine, "s-12", "qualified", note="called", at=T0, idempotency_key="k-12") == (
+        first,
+        True,
+    )
     assert store.add_feedback(engine, "s-13", "won", idempotency_key="k-13")[0]["id"] == untimed["id"]
     # but the key with another note, another time, or a time the first request did not give is refused
     for change in ({"note": "called twice"}, {"note": None}, {"at": T0 + timedelta(minutes=1)}, {"at": None}):
         with pytest.raises(store.Conflict):
-            store.add_feedback(engine, "s-12", "qualified", **{"note": "called", "at": T0, **change},
-                               idempotency_key="k-12")
+            store.add_feedback(
+                engine, "s-12", "qualified", **{"note": "called", "at": T0, **change}, idempotency_key="k-12"
+            )
     with pytest.raises(store.Conflict):
         store.add_feedback(engine, "s-13", "won", at=T0, idempotency_key="k-13")
     assert len(store.feedback_for(engine, "s-12")) == 1
@@ -245,31 +308,66 @@ def test_failed_statements_do_not_show_their_values(engine):
     store.upsert_lead(engine, "pii-1", T0, {"email_domain": "private-person.example"})
     # when a statement carrying them fails (a duplicate key)
     with pytest.raises(sa.exc.IntegrityError) as failed, engine.begin() as conn:
-        conn.execute(sa.insert(db.leads).values(lead_id="pii-1", created_at=T0, updated_at=T0,
-                                                attributes={"email_domain": "private-person.example"}))
+        conn.execute(
+            sa.insert(db.leads).values(
+                lead_id="pii-1",
+                created_at=T0,
+                updated_at=T0,
+                attributes={"email_domain": "private-person.example"},
+            )
+        )
     # then the error (what the service logs) has the SQL but not the values sent with it (PostgreSQL's own
     # message names the duplicate key)
     text = str(failed.value)
     assert "INSERT INTO leads" in text and "private-person" not in text and "parameters hidden" in text
 
 
-SNAPSHOT = {"source": "webinar", "country": "DE", "lead_age_days": 20.0, "email_opened_30d": 5.0,
-            "days_since_demo_requested": None, "activity_trend": -0.4348}
-REASONS = [{"feature": "engagement_30d", "value": 10, "impact": 0.534486, "points": 15,
-            "text": "10 interactions in the last 30 days"},
-           {"feature": "lead_age_days", "value": 20, "impact": -0.308318, "points": -9, "text": "Lead is 20 days old"}]
+SNAPSHOT = {
+    "source": "webinar",
+    "country": "DE",
+    "lead_age_days": 20.0,
+    "email_opened_30d": 5.0,
+    "days_since_demo_requested": None,
+    "activity_trend": -0.4348,
+}
+REASONS = [
+    {
+        "feature": "engagement_30d",
+        "value": 10,
+        "impact": 0.534486,
+        "points": 15,
+        "text": "10 interactions in the last 30 days",
+    },
+    {
+        "feature": "lead_age_days",
+        "value": 20,
+        "impact": -0.308318,
+        "points": -9,
+        "text": "Lead is 20 days old",
+    },
+]
 
 
 def _log(engine, *rows: dict) -> None:
-    base = dict(as_of=T0, model_version="1", probability=0.5, score=50, grade="B", qualified=False,
-                features=SNAPSHOT, reasons=REASONS)
+    base = {
+        "as_of": T0,
+        "model_version": "1",
+        "probability": 0.5,
+        "score": 50,
+        "grade": "B",
+        "qualified": False,
+        "features": SNAPSHOT,
+        "reasons": REASONS,
+    }
     with engine.begin() as conn:
         db.insert_score_log(conn, [db.score_log_row({**base, **r}) for r in rows])
 
 
 def test_score_log_stores_feature_names_once_and_reads_rows_back_whole(engine):
     # given two scores of a lead
-    _log(engine, {"lead_id": "c-1", "scored_at": T0}, {"lead_id": "c-1", "scored_at": T0 + timedelta(hours=1)})
+    _log(
+        engine, {"lead_id": "c-1", "scored_at": T0}, {"lead_id": "c-1", "scored_at": T0 + timedelta(hours=1)}
+    )
     # when the stored columns are read as they are
     with engine.connect() as conn:
         raw = conn.execute(sa.select(db.score_log.c.features, db.score_log.c.reasons)).all()
@@ -291,10 +389,14 @@ def test_rows_logged_before_the_compact_format_are_read_after_the_migration(data
     db.migrate(database_url, "0001")
     engine = db.make_engine(database_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO score_log (lead_id, scored_at, as_of, model_version, probability, score, "
-                             "grade, qualified, features, reasons) VALUES ('old-1', :t, :t, '1', 0.5, 50, 'B', "
-                             ":q, :f, :r)"),
-                     {"t": T0, "q": False, "f": db.encode_json(SNAPSHOT), "r": db.encode_json(REASONS)})
+        conn.execute(
+            sa.text(
+                "INSERT INTO score_log (lead_id, scored_at, as_of, model_version, probability, score, "
+                "grade, qualified, features, reasons) VALUES ('old-1', :t, :t, '1', 0.5, 50, 'B', "
+                ":q, :f, :r)"
+            ),
+            {"t": T0, "q": False, "f": db.encode_json(SNAPSHOT), "r": db.encode_json(REASONS)},
+        )
     # when it is migrated to the newest schema and a new row is logged beside it
     db.migrate(database_url)
     _log(engine, {"lead_id": "old-1", "scored_at": T0 + timedelta(hours=1), "score": 60})
@@ -308,9 +410,15 @@ def test_rows_logged_before_the_compact_format_are_read_after_the_migration(data
 def test_retention_deletes_old_score_log_rows_in_bounded_steps(engine):
     # given 7 leads with 2 rows older than 30 days each, and a newer row for 3 of them
     now = store.now()
-    _log(engine, *({"lead_id": f"r-{i}", "scored_at": now - timedelta(days=40 + i, hours=h)}
-                   for i in range(7) for h in (0, 1)),
-         *({"lead_id": f"r-{i}", "scored_at": now - timedelta(days=29)} for i in range(3)))
+    _log(
+        engine,
+        *(
+            {"lead_id": f"r-{i}", "scored_at": now - timedelta(days=40 + i, hours=h)}
+            for i in range(7)
+            for h in (0, 1)
+        ),
+        *({"lead_id": f"r-{i}", "scored_at": now - timedelta(days=29)} for i in range(3)),
+    )
     cutoff = now - timedelta(days=30)
     # when old rows are pruned 5 at a time, then they are deleted oldest first, at most 5 a step, but each
     # lead's newest row stays whatever its age (the selection table is built from it: serve.export)
@@ -357,7 +465,9 @@ def test_prune_command_deletes_rows_older_than_the_retention(database_url, monke
     finally:
         get_settings.cache_clear()
     # then each deletes what is older (but the lead's newest row), and says how much
-    assert first.exit_code == 0 and "deleted 1 score-log rows older than 180 days" in first.output, first.output
+    assert first.exit_code == 0 and "deleted 1 score-log rows older than 180 days" in first.output, (
+        first.output
+    )
     assert sorted(kept) == [1, 10]
     assert second.exit_code == 0 and [h["score"] for h in store.score_history(engine, "p")] == [1]
     engine.dispose()

@@ -10,9 +10,20 @@ from leadscore.serve.ui import queries
 
 
 def _score(engine, lead_id, at, qualified, explored):
-    row = dict(lead_id=lead_id, scored_at=at, as_of=at, model_version="1", probability=0.5, score=50, grade="B",
-               qualified=qualified, features={"x": 1.0}, reasons=[], propensity=1.0 if qualified and not explored
-               else 0.05, explored=explored)
+    row = {
+        "lead_id": lead_id,
+        "scored_at": at,
+        "as_of": at,
+        "model_version": "1",
+        "probability": 0.5,
+        "score": 50,
+        "grade": "B",
+        "qualified": qualified,
+        "features": {"x": 1.0},
+        "reasons": [],
+        "propensity": 1.0 if qualified and not explored else 0.05,
+        "explored": explored,
+    }
     with engine.begin() as conn:
         db.insert_score_log(conn, [db.score_log_row(row)])
 

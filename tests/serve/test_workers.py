@@ -9,7 +9,6 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from serve_helpers import register_version, shifted
 
 from leadscore.settings import Settings
@@ -52,16 +51,24 @@ def wait_for_every_worker(url: str, version: str, within: float) -> None:
             streak_from, streak = (streak_from if streak else asked), streak + 1
         else:
             streak = 0
-    assert streak_from - start < within, f"every worker served version {version} only after {streak_from - start:.1f} s"
+    assert streak_from - start < within, (
+        f"every worker served version {version} only after {streak_from - start:.1f} s"
+    )
 
 
-def test_promote_rollback_and_reload_reach_every_worker_within_seconds(trained, registry_copy, tmp_path,
-                                                                        start_server):
+def test_promote_rollback_and_reload_reach_every_worker_within_seconds(
+    trained, registry_copy, tmp_path, start_server
+):
     model = trained.result.model
     default_interval = Settings.model_fields["reload_interval_seconds"].default
     # given two workers with the default registry check, both serving version 1
-    server = start_server(tmp_path, registry_copy, workers=2, timeout=300,
-                          extra_env={"LEADSCORE_RELOAD_INTERVAL_SECONDS": str(default_interval)})
+    server = start_server(
+        tmp_path,
+        registry_copy,
+        workers=2,
+        timeout=300,
+        extra_env={"LEADSCORE_RELOAD_INTERVAL_SECONDS": str(default_interval)},
+    )
     try:
         wait_for_two_workers(server.url)
         # when a second version is promoted in the registry (as `leadscore promote` does)
@@ -69,9 +76,8 @@ def test_promote_rollback_and_reload_reach_every_worker_within_seconds(trained, 
         # then within 5 s 50 answers in a row, from either worker, name it
         wait_for_every_worker(server.url, v2, within=5)
         # and a rollback (the previous champion again) reaches them the same way
-        from mlflow import MlflowClient
-
         from leadscore.model import registry
+        from mlflow import MlflowClient
 
         assert registry.rollback(client=MlflowClient(registry_copy)) == "1"
         wait_for_every_worker(server.url, "1", within=5)
@@ -100,8 +106,9 @@ class Flood:
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=self.timeout,
-                          headers={**READ, "Content-Type": "application/json"}) as c:
+        with httpx.Client(
+            base_url=self.url, timeout=self.timeout, headers={**READ, "Content-Type": "application/json"}
+        ) as c:
             for _ in range(self.per_thread):
                 try:
                     r = c.post("/v1/score", content=self.body)
@@ -126,15 +133,22 @@ def test_a_flood_of_big_requests_is_shed_at_once_and_the_service_recovers(traine
     lead = trained.result.model.info["example"]["leads"][0]
     body = json.dumps({"leads": [{**lead, "lead_id": f"flood-{i}"} for i in range(1000)]}).encode()
     # given two workers, each working on at most 2 such bodies at once (the default bound is 8 MB)
-    server = start_server(tmp_path, trained.uri, workers=2, timeout=300,
-                          extra_env={"LEADSCORE_MAX_INFLIGHT_BODY_BYTES": str(2 * len(body))})
+    server = start_server(
+        tmp_path,
+        trained.uri,
+        workers=2,
+        timeout=300,
+        extra_env={"LEADSCORE_MAX_INFLIGHT_BODY_BYTES": str(2 * len(body))},
+    )
     try:
         wait_for_two_workers(server.url)
         # when 24 clients send 1,000-lead requests as fast as they are answered, with a 10 s client timeout
         flood = Flood(server.url, body, threads=24, per_thread=4, timeout=10).run()
         # then no request timed out or failed, the ones over the bound were answered 503 and told when to retry
         assert flood.errors == [], flood.errors[:3]
-        assert set(flood.statuses) <= {200, 503} and flood.statuses[200] and flood.statuses[503], flood.statuses
+        assert set(flood.statuses) <= {200, 503} and flood.statuses[200] and flood.statuses[503], (
+            flood.statuses
+        )
         for r in flood.shed:
             assert r.headers["retry-after"] == "1"
             detail = r.json()["detail"][0]

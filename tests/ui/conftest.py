@@ -17,13 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-
 from support import KEYS, Server, start_server  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 N_LEADS = 64  # more than one page (50) so pagination is exercised
 N_REVIEWED = 16  # leads that already have feedback from the API
 SCORE_AGES_DAYS = (1, 3, 7, 21)  # each lead is scored as of these ages: a score history with a trend
@@ -67,8 +72,11 @@ def ui(trained, demo_dataset, tmp_path_factory) -> UI:
     """A real server with N_LEADS demo leads stored, scored at SCORE_AGES_DAYS and partly reviewed."""
     tmp = tmp_path_factory.mktemp("ui-server")
     # monitoring over all the demo's years with a low minimum, so the summary's calibration line has figures
-    server = start_server(tmp, trained.uri, extra_env={"LEADSCORE_MONITOR_WINDOW_DAYS": "3650",
-                                                        "LEADSCORE_MONITOR_MIN_LABELED": "20"})
+    server = start_server(
+        tmp,
+        trained.uri,
+        extra_env={"LEADSCORE_MONITOR_WINDOW_DAYS": "3650", "LEADSCORE_MONITOR_MIN_LABELED": "20"},
+    )
     try:
         yield _populate(server, tmp / "leadscore.db", demo_dataset)
     finally:
@@ -82,24 +90,45 @@ def _populate(server: Server, db: Path, ds) -> UI:
     attrs = ("source", "industry", "company_size", "country", "job_title", "email_domain")
     with server.client("scorer") as scorer, server.client("sales") as sales:
         for _, row in leads.iterrows():
-            r = scorer.put(f"/v1/leads/{row['lead_id']}", json={
-                "created_at": _iso(row["created_at"]), "attributes": {a: _clean(row.get(a)) for a in attrs}})
+            r = scorer.put(
+                f"/v1/leads/{row['lead_id']}",
+                json={
+                    "created_at": _iso(row["created_at"]),
+                    "attributes": {a: _clean(row.get(a)) for a in attrs},
+                },
+            )
             assert r.status_code == 200, r.text
         # a lead whose job title is an attack: it must show as text, never run; created long before the
         # others, so when it is scored now it is older than any lead the model learned from
-        r = scorer.put(f"/v1/leads/{HOSTILE_ID}", json={"created_at": _iso(ds.leads["created_at"].min() - HOSTILE_AGE),
-                                                        "attributes": {"job_title": HOSTILE_TITLE, "source": "event"}})
+        r = scorer.put(
+            f"/v1/leads/{HOSTILE_ID}",
+            json={
+                "created_at": _iso(ds.leads["created_at"].min() - HOSTILE_AGE),
+                "attributes": {"job_title": HOSTILE_TITLE, "source": "event"},
+            },
+        )
         assert r.status_code == 200, r.text
         ev = ds.events[ds.events["lead_id"].isin(ids)]
-        events = [{"lead_id": e.lead_id, "type": e.type, "timestamp": _iso(e.timestamp),
-                   **({"page": e.page} if isinstance(e.page, str) else {})} for e in ev.itertuples()]
+        events = [
+            {
+                "lead_id": e.lead_id,
+                "type": e.type,
+                "timestamp": _iso(e.timestamp),
+                **({"page": e.page} if isinstance(e.page, str) else {}),
+            }
+            for e in ev.itertuples()
+        ]
         for i in range(0, len(events), 5000):
-            r = scorer.post("/v1/events", json={"events": events[i:i + 5000]})
+            r = scorer.post("/v1/events", json={"events": events[i : i + 5000]})
             assert r.status_code == 201, r.text
-        created = dict(zip(leads["lead_id"], leads["created_at"]))
+        created = dict(zip(leads["lead_id"], leads["created_at"], strict=False))
         for days in SCORE_AGES_DAYS:
-            body = {"leads": [{"lead_id": lid, "as_of": _iso(created[lid] + np.timedelta64(days, "D"))}
-                              for lid in ids] + [{"lead_id": HOSTILE_ID}]}
+            body = {
+                "leads": [
+                    {"lead_id": lid, "as_of": _iso(created[lid] + np.timedelta64(days, "D"))} for lid in ids
+                ]
+                + [{"lead_id": HOSTILE_ID}]
+            }
             r = scorer.post("/v1/score", json=body)
             assert r.status_code == 200, r.text
         # sales already reviewed some leads through the API, with what really happened to them
@@ -124,13 +153,18 @@ def _populate(server: Server, db: Path, ds) -> UI:
 @pytest.fixture(scope="session")
 def browser():
     if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}): run `apt-get install chromium` "
-                    "(make test does it through .ci/system-deps.sh)")
+        pytest.skip(
+            f"Debian's chromium is not installed ({CHROMIUM}): run `apt-get install chromium` "
+            "(make test does it through .ci/system-deps.sh)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                              headless=True, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
         yield b
         b.close()
 

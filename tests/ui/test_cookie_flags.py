@@ -19,10 +19,16 @@ def service(tmp_path, trained):
     """Make in-process services on one store (sessions live there) and the tests' registry; each runs its
     lifespan (store migrated, champion loaded)."""
     with contextlib.ExitStack() as stack:
+
         def make(secure: bool = False, session_secret: str = "") -> TestClient:
-            settings = Settings(api_keys=f"sales:{SALES_KEY}", secure_cookies=secure, session_secret=session_secret,
-                                database_url=f"sqlite:///{tmp_path / 'x.db'}",
-                                mlflow_tracking_uri=trained.uri, reload_interval_seconds=0)
+            settings = Settings(
+                api_keys=f"sales:{SALES_KEY}",
+                secure_cookies=secure,
+                session_secret=session_secret,
+                database_url=f"sqlite:///{tmp_path / 'x.db'}",
+                mlflow_tracking_uri=trained.uri,
+                reload_interval_seconds=0,
+            )
             return stack.enter_context(TestClient(create_app(settings), base_url="https://testserver"))
 
         yield make
@@ -51,6 +57,10 @@ def test_a_cookie_signed_with_another_secret_is_no_session(service):
     a, b = service(session_secret="secret-a" * 4), service(session_secret="secret-b" * 4)
     cookie = sign_in(a).split(";")[0].split("=", 1)[1]
     # when the cookie is shown to each: then the first knows the session (sign-in redirects onward)
-    assert a.get("/ui/signin", cookies={"leadscore_session": cookie}, follow_redirects=False).status_code == 303
+    assert (
+        a.get("/ui/signin", cookies={"leadscore_session": cookie}, follow_redirects=False).status_code == 303
+    )
     # and the second does not (it shows the sign-in form)
-    assert b.get("/ui/signin", cookies={"leadscore_session": cookie}, follow_redirects=False).status_code == 200
+    assert (
+        b.get("/ui/signin", cookies={"leadscore_session": cookie}, follow_redirects=False).status_code == 200
+    )

@@ -27,16 +27,22 @@ def _latest(ui, lead_id: str) -> tuple[datetime, int, dict]:
     # the features are stored as values, their names once per feature set (serve/db.py)
     as_of, score, values, names = ui.sql(
         "SELECT s.as_of, s.score, s.features, f.names FROM score_log s JOIN feature_sets f ON f.id = s.feature_set "
-        "WHERE s.lead_id = ? ORDER BY s.scored_at DESC, s.id DESC LIMIT 1", lead_id)[0]
-    return _utc(as_of), score, dict(zip(json.loads(names), json.loads(values)))
+        "WHERE s.lead_id = ? ORDER BY s.scored_at DESC, s.id DESC LIMIT 1",
+        lead_id,
+    )[0]
+    return _utc(as_of), score, dict(zip(json.loads(names), json.loads(values), strict=False))
 
 
 def test_activity_separates_what_the_score_counted_from_what_came_after(ui, page):
     # given a lead scored as of a moment with events stored both before and after it
     def split(lid):
         as_of = _latest(ui, lid)[0]
-        times = [_utc(t) for (t,) in ui.sql("SELECT timestamp FROM events WHERE lead_id = ? "
-                                              "ORDER BY timestamp DESC, id DESC", lid)]
+        times = [
+            _utc(t)
+            for (t,) in ui.sql(
+                "SELECT timestamp FROM events WHERE lead_id = ? ORDER BY timestamp DESC, id DESC", lid
+            )
+        ]
         return as_of, [t for t in times if t >= as_of], [t for t in times if t < as_of]
 
     lead_id = next(lid for lid in ui.lead_ids if len(split(lid)[1]) > 5 and len(split(lid)[2]) > 1)
@@ -54,14 +60,23 @@ def test_activity_separates_what_the_score_counted_from_what_came_after(ui, page
     assert f"The newest 5 of {len(after)} events after this score" in section.inner_text()
     # and the moment the score was computed for sits in the lead's own timeline, below them
     mark = section.locator("#score-mark").inner_text()
-    assert _shown(as_of) in mark and f"Score {score} computed" in mark and f"not seen the {len(after)} events" in mark
+    assert (
+        _shown(as_of) in mark
+        and f"Score {score} computed" in mark
+        and f"not seen the {len(after)} events" in mark
+    )
     # and below it, the events the score counted: the newest (up to 15) before that moment, none marked
     seen = section.locator("li:not(.after) .when").all_inner_texts()
     assert seen == [_shown(t) for t in before[:15]]
-    assert (f"The newest 15 of {len(before)} events the score counted" in section.inner_text()) == (len(before) > 15)
+    assert (f"The newest 15 of {len(before)} events the score counted" in section.inner_text()) == (
+        len(before) > 15
+    )
     text = section.inner_text()
-    assert text.rindex("after this score") < text.index(f"Score {score} computed") < text.index(seen[0], text.index(
-        f"Score {score} computed"))
+    assert (
+        text.rindex("after this score")
+        < text.index(f"Score {score} computed")
+        < text.index(seen[0], text.index(f"Score {score} computed"))
+    )
     # and the score line says the same moment
     assert f"Computed for {_shown(as_of)}" in page.locator("main").inner_text()
 
@@ -78,7 +93,8 @@ def test_every_listed_reason_moves_the_score_by_a_point(ui, page):
         for side, words in ((".pos-h", "raises"), (".neg-h", "lowers")):
             column = page.locator(f"div:has(> h3{side})")
             assert column.locator("li").count() > 0 or (
-                column.inner_text().endswith(f"Nothing notable {words} this score.")), lead_id
+                column.inner_text().endswith(f"Nothing notable {words} this score.")
+            ), lead_id
 
 
 def test_a_value_older_than_any_training_lead_is_flagged_not_a_reason(ui, page, trained):
@@ -98,7 +114,14 @@ def test_a_value_older_than_any_training_lead_is_flagged_not_a_reason(ui, page, 
     assert not [r for r in reasons if re.search(r"Lead is \d+ days? old", r)]
     # and a lead whose every value lies within the ranges shows no such note
     ranges = trained.result.model.info["ranges"]
-    inside = next(lid for lid in ui.lead_ids if all(
-        v is None or ranges[k]["min"] <= v <= ranges[k]["max"] for k, v in _latest(ui, lid)[2].items() if k in ranges))
+    inside = next(
+        lid
+        for lid in ui.lead_ids
+        if all(
+            v is None or ranges[k]["min"] <= v <= ranges[k]["max"]
+            for k, v in _latest(ui, lid)[2].items()
+            if k in ranges
+        )
+    )
     page.goto(f"{ui.url}/ui/leads/{inside}")
     assert page.locator("#beyond").count() == 0 and page.locator("ul.reasons li").count() > 0

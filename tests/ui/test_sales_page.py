@@ -9,13 +9,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from leadscore.serve.db import REASON_FIELDS
 
 from .conftest import HOSTILE_ID, HOSTILE_TITLE, KEYS, N_LEADS, sign_in
 
 pytestmark = pytest.mark.slow
-SCREENSHOTS = os.environ.get("LEADSCORE_SCREENSHOTS")  # a directory: save screenshots there (docs/screenshots/make.py)
+SCREENSHOTS = os.environ.get(
+    "LEADSCORE_SCREENSHOTS"
+)  # a directory: save screenshots there (docs/screenshots/make.py)
 
 
 def signed_in_client(ui, role: str = "sales") -> tuple[httpx.Client, str]:
@@ -53,10 +54,14 @@ def test_sign_in_review_a_lead_and_mark_it_not_qualified(ui, page):
     page.wait_for_url(re.compile(rf"/ui/leads/{re.escape(lead_id)}$"))
 
     # then they read every reason, as a sentence with its points, and the score history
-    db_score = ui.sql("SELECT score, reasons FROM score_log WHERE lead_id = ? ORDER BY id DESC LIMIT 1", lead_id)[0]
+    db_score = ui.sql(
+        "SELECT score, reasons FROM score_log WHERE lead_id = ? ORDER BY id DESC LIMIT 1", lead_id
+    )[0]
     assert page.locator(".stat .big").first.inner_text() == str(db_score[0])
     reasons = page.locator("ul.reasons li").all_inner_texts()
-    stored = [dict(zip(REASON_FIELDS, r)) for r in json.loads(db_score[1])]  # stored as arrays, without keys
+    stored = [
+        dict(zip(REASON_FIELDS, r, strict=False)) for r in json.loads(db_score[1])
+    ]  # stored as arrays, without keys
     assert len(reasons) == len(stored) > 0
     for r in stored:
         assert any(r["text"] in shown for shown in reasons), f"reason {r['text']!r} is not on the page"
@@ -74,8 +79,9 @@ def test_sign_in_review_a_lead_and_mark_it_not_qualified(ui, page):
     history = page.locator("ul.history li").first.inner_text()
     assert "Not qualified (student)" in history and "Asked about the student plan <b>twice</b>" in history
     # and the database holds exactly that feedback, stored as the API would with source "ui"
-    assert feedback_rows(ui, lead_id) == [("disqualified", "student", "Asked about the student plan <b>twice</b>",
-                                           "ui")]
+    assert feedback_rows(ui, lead_id) == [
+        ("disqualified", "student", "Asked about the student plan <b>twice</b>", "ui")
+    ]
     # and the list no longer offers it as "not yet reviewed"
     page.goto(f"{ui.url}/ui/leads?unreviewed=1")
     assert lead_id not in page.locator("td.lead-id a").all_inner_texts()
@@ -93,7 +99,10 @@ def test_qualified_and_won_buttons_store_feedback_once_each(ui, page):
     page.wait_for_selector(".alert.ok:has-text('Won')")
     # then both are stored, in order, and both show in the history (newest first)
     assert feedback_rows(ui, lead_id) == [("qualified", None, None, "ui"), ("won", None, None, "ui")]
-    assert [t.split("\n")[0] for t in page.locator("ul.history .tag").all_inner_texts()] == ["Won", "Qualified"]
+    assert [t.split("\n")[0] for t in page.locator("ul.history .tag").all_inner_texts()] == [
+        "Won",
+        "Qualified",
+    ]
 
 
 def test_not_qualified_without_a_reason_is_refused_with_the_field_named(ui):
@@ -101,13 +110,16 @@ def test_not_qualified_without_a_reason_is_refused_with_the_field_named(ui):
     c, csrf = signed_in_client(ui)
     lead_id = sorted(set(ui.lead_ids) - ui.reviewed)[-2]
     # when the form is sent without a reason (a browser would not, but a form can be tampered with)
-    r = c.post(f"/ui/leads/{lead_id}/feedback", data={"csrf": csrf, "outcome": "disqualified",
-                                                      "form_key": "k" * 20})
+    r = c.post(
+        f"/ui/leads/{lead_id}/feedback", data={"csrf": csrf, "outcome": "disqualified", "form_key": "k" * 20}
+    )
     # then the answer is a 422 naming the field, and nothing is stored
     assert r.status_code == 422 and "reason: choose why" in r.text
     # when the reason is not one of the list
-    r = c.post(f"/ui/leads/{lead_id}/feedback", data={"csrf": csrf, "outcome": "disqualified", "reason": "rude",
-                                                      "form_key": "k" * 20})
+    r = c.post(
+        f"/ui/leads/{lead_id}/feedback",
+        data={"csrf": csrf, "outcome": "disqualified", "reason": "rude", "form_key": "k" * 20},
+    )
     assert r.status_code == 422 and "reason" in r.text
     assert feedback_rows(ui, lead_id) == []
 
@@ -165,7 +177,9 @@ def test_forged_feedback_forms_are_refused_and_store_nothing(ui):
     r = httpx.post(ui.url + url, data={**good, "csrf": csrf})
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/signin")
     # when the session cookie is forged (tampered signature), then it is no session at all
-    forged = httpx.Client(base_url=ui.url, cookies={"leadscore_session": c.cookies["leadscore_session"][:-3] + "abc"})
+    forged = httpx.Client(
+        base_url=ui.url, cookies={"leadscore_session": c.cookies["leadscore_session"][:-3] + "abc"}
+    )
     assert forged.post(url, data={**good, "csrf": csrf}).status_code == 303
     # then nothing at all was stored for the lead
     assert feedback_rows(ui, lead_id) == []
@@ -215,8 +229,12 @@ def test_filters_and_pagination(ui, page):
     assert page.locator("table.leads tbody tr").count() == N_LEADS + 1 - 50
     assert "Page 2 of 2" in page.locator(".pager").inner_text()
     # when filtered by grade, then every row has that grade and the count matches the database
-    grades = dict(ui.sql("SELECT s.lead_id, s.grade FROM score_log s JOIN (SELECT lead_id, max(id) id FROM score_log "
-                         "GROUP BY lead_id) l ON s.id = l.id"))
+    grades = dict(
+        ui.sql(
+            "SELECT s.lead_id, s.grade FROM score_log s JOIN (SELECT lead_id, max(id) id FROM score_log "
+            "GROUP BY lead_id) l ON s.id = l.id"
+        )
+    )
     grade = max(set(grades.values()), key=list(grades.values()).count)
     page.goto(f"{ui.url}/ui/leads?grade={grade}")
     shown = page.locator("td[data-label=Grade] .grade").all_inner_texts()
@@ -226,8 +244,12 @@ def test_filters_and_pagination(ui, page):
     source = page.locator("select[name=source] option").nth(1).get_attribute("value")
     page.select_option("select[name=source]", source)
     page.click("button:has-text('Filter')")
-    want = {lid for (lid,) in ui.sql("SELECT lead_id FROM leads WHERE json_extract(attributes, '$.source') = ?",
-                                     source)}
+    want = {
+        lid
+        for (lid,) in ui.sql(
+            "SELECT lead_id FROM leads WHERE json_extract(attributes, '$.source') = ?", source
+        )
+    }
     assert set(page.locator("td.lead-id a").all_inner_texts()) == want
     # when "new since" is after every lead, then the list is empty and says so
     page.goto(f"{ui.url}/ui/leads?since=2099-01-01")
@@ -259,12 +281,16 @@ def test_summary_page_shows_the_sales_numbers(ui, page):
     page.goto(f"{ui.url}/ui/summary?days=365")
     # then the handover count is the number of leads that ever reached the threshold (the model's decision,
     # not exploration's: serve.ui.queries.summary)
-    handed = ui.sql("SELECT count(DISTINCT lead_id) FROM score_log WHERE qualified AND NOT coalesce(explored, 0)")[0][0]
+    handed = ui.sql(
+        "SELECT count(DISTINCT lead_id) FROM score_log WHERE qualified AND NOT coalesce(explored, 0)"
+    )[0][0]
     assert page.locator(".stat .value").first.inner_text() == str(handed)
     assert page.locator("svg.chart rect.bar").count() >= 52
     # and the per-grade table counts every reviewed lead once
     reviewed = ui.sql("SELECT count(DISTINCT lead_id) FROM feedback")[0][0]
-    counts = [int(t) for t in page.locator("table.compact").first.locator("tbody td:nth-child(2)").all_inner_texts()]
+    counts = [
+        int(t) for t in page.locator("table.compact").first.locator("tbody td:nth-child(2)").all_inner_texts()
+    ]
     assert sum(counts) == reviewed
     # and once the report exists (GET /v1/monitoring computes it; the page never waits for it, saying
     # "computing" before), the calibration line says what the scores predicted and what qualified
@@ -273,8 +299,11 @@ def test_summary_page_shows_the_sales_numbers(ui, page):
     assert cal["n"] >= 20
     page.reload()
     line = page.locator(".calibration-line").inner_text()
-    assert (f"scores said {100 * cal['predicted_rate']:.0f} %, {100 * cal['observed_rate']:.0f} % qualified" in line
-            and f"{cal['n']} lead moments" in line), line
+    assert (
+        f"scores said {100 * cal['predicted_rate']:.0f} %, {100 * cal['observed_rate']:.0f} % qualified"
+        in line
+        and f"{cal['n']} lead moments" in line
+    ), line
     # and a bad period is a 422 naming the field
     c, _ = signed_in_client(ui)
     r = c.get("/ui/summary", params={"days": "7"})
@@ -282,8 +311,9 @@ def test_summary_page_shows_the_sales_numbers(ui, page):
 
 
 # --- fits a laptop and a phone -------------------------------------------------------------------------------
-@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 860}, {"width": 390, "height": 844}],
-                         ids=["laptop", "phone"])
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1280, "height": 860}, {"width": 390, "height": 844}], ids=["laptop", "phone"]
+)
 def test_pages_fit_the_screen_without_sideways_scrolling(ui, browser, viewport):
     # given a browser the size of a laptop or a phone
     context = browser.new_context(viewport=viewport, device_scale_factor=2 if viewport["width"] < 500 else 1)
@@ -291,15 +321,24 @@ def test_pages_fit_the_screen_without_sideways_scrolling(ui, browser, viewport):
     try:
         sign_in(page, ui.url)
         lead_id = page.locator("td.lead-id a").first.inner_text()
-        for name, path in (("list", "/ui/leads"), ("lead", f"/ui/leads/{lead_id}"), ("summary", "/ui/summary")):
+        for name, path in (
+            ("list", "/ui/leads"),
+            ("lead", f"/ui/leads/{lead_id}"),
+            ("summary", "/ui/summary"),
+        ):
             # when each page is shown
             page.goto(ui.url + path)
             # then nothing is wider than the screen
-            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
             assert overflow <= 0, f"{name} page is {overflow}px wider than a {viewport['width']}px screen"
             if SCREENSHOTS:
                 kind = "phone" if viewport["width"] < 500 else "laptop"
-                page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}-{kind}.png"), full_page=(name == "lead" and kind == "laptop"))
+                page.screenshot(
+                    path=str(Path(SCREENSHOTS) / f"{name}-{kind}.png"),
+                    full_page=(name == "lead" and kind == "laptop"),
+                )
     finally:
         context.close()
 

@@ -52,8 +52,10 @@ def test_a_cookie_captured_before_sign_out_opens_nothing_after(ui):
     with replay(ui, captured) as thief:
         r = thief.get("/ui/leads")
         assert r.status_code == 303 and r.headers["location"].startswith("/ui/signin")
-        r = thief.post(f"/ui/leads/{lead_id}/feedback",
-                       data={"outcome": "qualified", "form_key": "after-signout-1", "csrf": csrf})
+        r = thief.post(
+            f"/ui/leads/{lead_id}/feedback",
+            data={"outcome": "qualified", "form_key": "after-signout-1", "csrf": csrf},
+        )
         assert r.status_code == 303 and r.headers["location"].startswith("/ui/signin")
     assert feedback_rows(ui, lead_id) == []
     # and the session's row is gone from the store
@@ -67,8 +69,10 @@ def test_a_session_past_its_expiry_in_the_store_ends(ui):
     assert c.get("/ui/leads").status_code == 200
     # when its expiry in the store passes (the cookie itself is still within its max-age)
     with sqlite3.connect(ui.db, timeout=30) as conn:
-        changed = conn.execute("UPDATE ui_sessions SET expires_at = '2000-01-01 00:00:00.000000' WHERE id = ?",
-                               (session_row_id(cookie),)).rowcount
+        changed = conn.execute(
+            "UPDATE ui_sessions SET expires_at = '2000-01-01 00:00:00.000000' WHERE id = ?",
+            (session_row_id(cookie),),
+        ).rowcount
     assert changed == 1
     # then it is no session any more
     r = replay(ui, cookie).get("/ui/summary")
@@ -91,9 +95,15 @@ OLD, NEW = "sa_rotation_old_0001", "sa_rotation_new_0001"
 @pytest.fixture
 def services(tmp_path, trained):
     with contextlib.ExitStack() as stack:
+
         def start(keys: str) -> TestClient:
-            settings = Settings(api_keys=keys, session_secret="rotation-secret" * 3, reload_interval_seconds=0,
-                                database_url=f"sqlite:///{tmp_path / 'store.db'}", mlflow_tracking_uri=trained.uri)
+            settings = Settings(
+                api_keys=keys,
+                session_secret="rotation-secret" * 3,
+                reload_interval_seconds=0,
+                database_url=f"sqlite:///{tmp_path / 'store.db'}",
+                mlflow_tracking_uri=trained.uri,
+            )
             return stack.enter_context(TestClient(create_app(settings), follow_redirects=False))
 
         yield start

@@ -3,6 +3,7 @@
 Revision ID: 0002_model_generation
 Revises: 0004_ui_sessions
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -19,7 +20,9 @@ def upgrade() -> None:
         sa.Column("generation", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.execute(sa.text("INSERT INTO model_generation (id, generation, updated_at) VALUES (1, 0, CURRENT_TIMESTAMP)"))
+    op.execute(
+        sa.text("INSERT INTO model_generation (id, generation, updated_at) VALUES (1, 0, CURRENT_TIMESTAMP)")
+    )
     op.create_table(
         "serve_workers",
         sa.Column("worker", sa.String(160), primary_key=True),

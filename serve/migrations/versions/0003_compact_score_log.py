@@ -8,6 +8,7 @@ is rewritten here (a large log would hold the service's start for minutes).
 Revision ID: 0003_compact_score_log
 Revises: 0002_model_generation
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -3,6 +3,7 @@
 Revision ID: 0004_ui_sessions
 Revises: 0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 

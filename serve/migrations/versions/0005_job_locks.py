@@ -3,6 +3,7 @@
 Revision ID: 0005_job_locks
 Revises: 0003_compact_score_log
 """
+
 import sqlalchemy as sa
 from alembic import op
 

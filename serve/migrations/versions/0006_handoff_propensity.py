@@ -5,6 +5,7 @@ rows written before this revision are unknown (NULL), never guessed.
 Revision ID: 0006_handoff_propensity
 Revises: 0005_job_locks
 """
+
 import sqlalchemy as sa
 from alembic import op
 
