@@ -157,41 +157,64 @@ def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefini
     return rows[complete].reset_index(drop=True)
 
 
+POLICY_HANDOFF = "policy_handoff"  # the `moment` of a row at which the handoff policy handed its lead over
+
+
 def with_propensity(
     dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefinition, keep_unlabelled: bool = False
 ) -> pd.DataFrame:
-    """`rows` with the handoff propensity their labels came through, when the dataset has a selection table
-    (docs/models.md, "Exploration and inverse-propensity weights"):
+    """The labelled `rows` as the handoff policy let them be observed, when the dataset has a selection table
+    (docs/models.md, "Exploration and inverse-propensity weights"), with the `propensity` each label came
+    through:
 
-    - a lead the policy handed over: its rows get the lead's `propensity` (training weights them by its
-      inverse);
+    - a lead the policy handed over: its labelled rows are the moments the policy handed it over (the
+      table's `handed_at` rows: `moment` "policy_handoff", labelled by `label_rows` as any row), each with
+      its own propensity (training weights it by the inverse). Its other rows (the sampled ages, a CRM
+      hand-over) are moments at which the policy did not hand it over: whether they got a label was decided
+      by what happened after them, so they are unlabelled;
     - a lead the policy scored but never handed over, with no verdict (no outcome in the definition's
-      `positive` or `negative` lists): its rows are left out of the labelled rows (with `keep_unlabelled`
-      they are kept, flagged in an `unlabelled` column, so training can describe all the leads it scores:
-      drift histograms and feature ranges; they never enter the fit). Nobody looked at it, so "nothing positive within the horizon" says nothing about it:
-      the target is "qualified if handed over", learned from the handed-over leads, weighted to stand for all;
+      `positive` or `negative` lists): its rows are unlabelled. Nobody looked at it, so "nothing positive
+      within the horizon" says nothing about it: the target is "qualified if handed over", learned from the
+      hand-overs, weighted to stand for every moment the policy scored;
     - a lead scored but never handed over that has a verdict all the same (sales took it up by another way),
-      and a lead absent from the table (e.g. from a CRM export): `propensity` NaN, weight 1.
+      and a lead absent from the table (e.g. from a CRM export): its rows as they are, `propensity` NaN
+      (weight 1).
 
-    Without a selection table the rows are returned as they are (no `propensity` column)."""
+    Unlabelled rows are left out; with `keep_unlabelled` they are kept, flagged in an `unlabelled` column
+    (their `label` says nothing), so training can describe all the leads it scores: drift histograms and feature
+    ranges; they never enter the fit. Without a selection table the rows are returned as they are (no
+    `propensity` column)."""
     sel = dataset.selection
     if sel is None:
         return rows
     handed = sel[sel[S.HANDED_AT].notna()]
-    handed = pd.Series(handed[S.PROPENSITY].to_numpy(), index=pd.Index(handed[S.LEAD_ID].astype(str)))
-    never = pd.Index(sel.loc[sel[S.HANDED_AT].isna(), S.LEAD_ID].astype(str))
+    handed_ids = pd.Index(handed[S.LEAD_ID].astype(str).unique())
+    never = pd.Index(sel.loc[sel[S.HANDED_AT].isna(), S.LEAD_ID].astype(str)).difference(handed_ids)
     out = dataset.outcomes
     decided = pd.Index(
         out.loc[out[S.OUTCOME].isin(definition.positive + definition.negative), S.LEAD_ID].astype(str)
     )
+    moments = pd.DataFrame(
+        {
+            S.LEAD_ID: handed[S.LEAD_ID].astype(rows[S.LEAD_ID].dtype).reset_index(drop=True),
+            "as_of": handed[S.HANDED_AT].astype("datetime64[ms, UTC]").reset_index(drop=True),
+            "moment": POLICY_HANDOFF,
+            "propensity": handed[S.PROPENSITY].to_numpy(dtype=np.float64),
+        }
+    ).drop_duplicates([S.LEAD_ID, "as_of"], ignore_index=True)
+    moments = label_rows(dataset, moments, definition)
     ids = rows[S.LEAD_ID].astype(str)
-    unlabelled = (ids.isin(never) & ~ids.isin(decided)).to_numpy()
+    unlabelled = (ids.isin(handed_ids) | (ids.isin(never) & ~ids.isin(decided))).to_numpy()
+    rest = rows.assign(propensity=np.nan)
     if keep_unlabelled:
-        rows = rows.assign(unlabelled=unlabelled)
+        # a candidate row at a hand-over moment is that moment's labelled row, not a second, unlabelled one
+        at = pd.MultiIndex.from_arrays([moments[S.LEAD_ID].astype(str), moments["as_of"]])
+        same = pd.MultiIndex.from_arrays([ids, rows["as_of"]]).isin(at)
+        rest = rest.assign(unlabelled=unlabelled)[~(unlabelled & same)]
+        moments = moments.assign(unlabelled=False)
     else:
-        rows, ids = rows[~unlabelled].reset_index(drop=True), ids[~unlabelled]
-    rows["propensity"] = ids.map(handed).to_numpy(dtype=np.float64)
-    return rows
+        rest = rest[~unlabelled]
+    return pd.concat([rest, moments], ignore_index=True)[list(rest.columns)]
 
 
 def training_rows(

@@ -291,17 +291,15 @@ def _as_str(col: pd.Series) -> pd.Series:
 
 
 def _load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.DataFrame | None:
-    """The optional selection table: one row per lead at most, every lead in leads, `handed_at` a UTC time
-    or empty, `propensity` a number in [0, 1] and above 0 for a lead that was handed over."""
+    """The optional selection table: every lead in leads; a row per moment the policy handed the lead over
+    (`handed_at` a UTC time, one row per lead and moment) or one row with `handed_at` empty for a lead it
+    never handed over; `propensity` a number in [0, 1], above 0 for a hand-over."""
     sf = str(path)
     sel = _read(path)
     if not _check_columns(sel.columns, S.SELECTION_COLUMNS, sf, problems):
         return None
     sel = sel[list(S.SELECTION_COLUMNS)].reset_index(drop=True)
     sel[S.LEAD_ID] = _as_str(sel[S.LEAD_ID])
-    dup = sel[S.LEAD_ID].duplicated() & sel[S.LEAD_ID].notna()
-    for i in np.flatnonzero(dup.to_numpy())[:MAX_PROBLEMS_SHOWN]:
-        problems.append(Problem(sf, int(i) + 1, S.LEAD_ID, f"duplicate lead id {sel[S.LEAD_ID].iloc[i]!r}"))
     _check_known_leads(sel, known, sf, problems)
     handed = sel[S.HANDED_AT]
     present = handed.notna().to_numpy()  # empty: never handed over
@@ -314,6 +312,12 @@ def _load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.
         ).to_numpy()
         problems += [Problem(sf, int(rows[p.row - 1]) + 1, p.column, p.reason) for p in found]
     sel[S.HANDED_AT] = at
+    # several rows of a lead are its hand-over moments (one each); a lead never handed over has one row
+    ids = sel[S.LEAD_ID]
+    dup = (sel.duplicated([S.LEAD_ID, S.HANDED_AT]) | (ids.duplicated(keep=False) & ~present)) & ids.notna()
+    for i in np.flatnonzero(dup.to_numpy())[:MAX_PROBLEMS_SHOWN]:
+        what = "hand-over moment" if present[i] else "row without handed_at (never handed over)"
+        problems.append(Problem(sf, int(i) + 1, S.LEAD_ID, f"duplicate {what} for lead {ids.iloc[i]!r}"))
     prop = pd.to_numeric(sel[S.PROPENSITY], errors="coerce")
     bad = prop.isna() | (prop < 0) | (prop > 1) | (present & (prop <= 0))
     for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:

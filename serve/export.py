@@ -7,10 +7,11 @@ store's feedback merged follows (the latest verdict wins, dated when the lead wa
 keeps what is stamped at or before T: leads created, events that happened, feedback given; T is the
 dataset's `snapshot_at`, so training censors label horizons that run past it.
 
-The score log becomes the dataset's selection table (docs/data-model.md): for each lead, its first score
-that handed it over (`handed_at` = that score's time, with that score's propensity), else its last score
-(`handed_at` empty). Rows logged before the propensity was recorded (migration 0006) say nothing: a lead
-whose deciding row is such a row is left out of the table (weight 1 in training, as before).
+The score log becomes the dataset's selection table (docs/data-model.md): one row per score that handed a
+lead over (`handed_at` = that score's time, with that score's propensity: the moments training learns the
+lead from), and for a lead never handed over one row with its last score's propensity (`handed_at`
+empty). Rows logged before the propensity was recorded (migration 0006) say nothing: a lead whose first
+hand-over is such a row is left out of the table (its rows weigh 1 in training, as before).
 """
 
 from __future__ import annotations
@@ -30,47 +31,59 @@ def _utc(values) -> pd.Series:
 
 
 def selection_table(engine: sa.Engine, cut: datetime) -> pd.DataFrame | None:
-    """lead_id, handed_at, propensity of each stored lead (created by `cut`) scored by `cut` whose deciding
-    score-log row recorded a propensity; None when there is no such lead. The deciding row: the lead's first
-    handed-over row (by scored_at, then id), else its last row. Chosen in SQL (a window function per lead),
-    so the export reads one row per lead, not the whole score log."""
+    """lead_id, handed_at, propensity of the stored leads (created by `cut`) scored by `cut`: every
+    handed-over score-log row with a recorded propensity, one per (lead, millisecond), for a lead whose first
+    handed-over row recorded one; for a lead never handed over, its last row (`handed_at` empty) when that
+    recorded one. None when there is no such row. The never-handed leads' last rows are chosen in SQL (a
+    window function per lead), so the export reads the handed-over rows and one row per other lead, not the
+    whole score log."""
     sl = db.score_log.c
     known = sa.and_(sl.scored_at <= cut, db.leads.c.created_at <= cut)
-
-    def ranked(where, *order):
-        rn = sa.func.row_number().over(partition_by=sl.lead_id, order_by=order).label("rn")
-        return (
-            sa.select(sl.lead_id, sl.scored_at, sl.propensity, rn)
-            .join(db.leads, db.leads.c.lead_id == sl.lead_id)
-            .where(where)
-            .subquery()
+    stored = sa.select(sl.id, sl.lead_id, sl.scored_at, sl.propensity, sl.qualified).join(
+        db.leads, db.leads.c.lead_id == sl.lead_id
+    )
+    handed_q = stored.where(known, sl.qualified.is_(True)).order_by(sl.lead_id, sl.scored_at, sl.id)
+    last = (
+        stored.add_columns(
+            sa.func.row_number()
+            .over(partition_by=sl.lead_id, order_by=(sl.scored_at.desc(), sl.id.desc()))
+            .label("rn")
         )
-
-    first = ranked(sa.and_(known, sl.qualified.is_(True)), sl.scored_at, sl.id)
-    last = ranked(known, sl.scored_at.desc(), sl.id.desc())
+        .where(known)
+        .subquery()
+    )
     with engine.connect() as conn:
-        handed = conn.execute(
-            sa.select(first.c.lead_id, first.c.scored_at, first.c.propensity).where(first.c.rn == 1)
-        ).all()
+        handed = conn.execute(handed_q).all()
         latest = conn.execute(sa.select(last.c.lead_id, last.c.propensity).where(last.c.rn == 1)).all()
-    handed_ids = {r.lead_id for r in handed}
-    never = [r for r in latest if r.lead_id not in handed_ids]
-    out = pd.DataFrame(
+    hand = pd.DataFrame(
         {
-            S.LEAD_ID: pd.Series([r.lead_id for r in handed] + [r.lead_id for r in never], dtype=object),
-            S.HANDED_AT: pd.concat(
-                [
-                    _utc([r.scored_at for r in handed]),
-                    pd.Series(pd.NaT, index=range(len(never)), dtype="datetime64[ms, UTC]"),
-                ],
-                ignore_index=True,
-            ),
-            S.PROPENSITY: pd.Series(
-                [r.propensity for r in handed] + [r.propensity for r in never], dtype="float64"
-            ),
+            S.LEAD_ID: pd.Series([r.lead_id for r in handed], dtype=object),
+            S.HANDED_AT: _utc([r.scored_at for r in handed]),
+            S.PROPENSITY: pd.Series([r.propensity for r in handed], dtype="float64"),
         }
     )
-    out = out[out[S.PROPENSITY].notna()].sort_values(S.LEAD_ID, kind="stable", ignore_index=True)
+    # a lead whose first hand-over predates recorded propensities says nothing (weight 1, as before); two
+    # scores of a lead in one millisecond are one moment (the first one's decision: rows come in id order)
+    first = ~hand[S.LEAD_ID].duplicated()
+    unknown = hand.loc[first & hand[S.PROPENSITY].isna(), S.LEAD_ID]
+    hand = hand[~hand[S.LEAD_ID].isin(unknown) & hand[S.PROPENSITY].notna()]
+    hand = hand.drop_duplicates([S.LEAD_ID, S.HANDED_AT])
+    handed_ids = {r.lead_id for r in handed}
+    never = [r for r in latest if r.lead_id not in handed_ids and r.propensity is not None]
+    out = pd.concat(
+        [
+            hand,
+            pd.DataFrame(
+                {
+                    S.LEAD_ID: pd.Series([r.lead_id for r in never], dtype=object),
+                    S.HANDED_AT: pd.Series(pd.NaT, index=range(len(never)), dtype="datetime64[ms, UTC]"),
+                    S.PROPENSITY: pd.Series([r.propensity for r in never], dtype="float64"),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    out = out.sort_values([S.LEAD_ID, S.HANDED_AT], kind="stable", ignore_index=True)
     return out if len(out) else None
 
 

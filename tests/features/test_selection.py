@@ -51,9 +51,12 @@ def small_dataset(selection: pd.DataFrame | None = None) -> Dataset:
 
 SELECTION = pd.DataFrame(
     {
-        S.LEAD_ID: ["L1", "L2", "L3", "L4"],
-        S.HANDED_AT: _utc([T0 + pd.Timedelta(days=1), T0 + pd.Timedelta(days=1), None, None]),
-        S.PROPENSITY: [1.0, 0.05, 0.05, 0.05],
+        # L1: explored at 5 % on day 1, over the threshold half a day later (a second hand-over)
+        S.LEAD_ID: ["L1", "L1", "L2", "L3", "L4"],
+        S.HANDED_AT: _utc(
+            [T0 + pd.Timedelta(days=1), T0 + pd.Timedelta(hours=36), T0 + pd.Timedelta(days=1), None, None]
+        ),
+        S.PROPENSITY: [0.05, 1.0, 0.05, 0.05, 0.05],
     }
 )
 
@@ -89,25 +92,49 @@ def test_a_broken_selection_table_is_refused_naming_file_row_column_and_reason(t
         load_dataset(out)
 
 
-def test_rows_carry_the_propensity_and_leads_nobody_looked_at_are_unlabelled():
+def test_rows_are_the_policys_hand_overs_and_leads_nobody_looked_at_are_unlabelled():
     plain = training_rows(small_dataset(), DEFINITION)
     rows = training_rows(small_dataset(SELECTION), DEFINITION)
     # without a selection table: every lead's rows, no propensity (L3 and L5's full horizons are negatives)
     assert "propensity" not in plain.columns and set(plain[S.LEAD_ID]) == {"L1", "L2", "L3", "L4", "L5"}
-    # with one: L3 (scored, never handed over, no verdict) is left out, not a negative
+    # with one: L3 (scored, never handed over, no verdict) is left out, not a negative; L4 (a verdict without
+    # the policy) and L5 (not in the table) keep their rows, weight 1
     assert set(rows[S.LEAD_ID]) == {"L1", "L2", "L4", "L5"}
+    kept = rows[rows[S.LEAD_ID].isin(["L4", "L5"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(
-        rows.drop(columns="propensity"), plain[plain[S.LEAD_ID] != "L3"].reset_index(drop=True)
+        kept.drop(columns="propensity"), plain[plain[S.LEAD_ID].isin(["L4", "L5"])].reset_index(drop=True)
     )
-    by_lead = rows.groupby(S.LEAD_ID)["propensity"].first()
-    assert by_lead["L1"] == 1.0 and by_lead["L2"] == 0.05
-    assert np.isnan(by_lead["L4"]) and np.isnan(by_lead["L5"])  # weight 1: not through the policy
+    assert kept["propensity"].isna().all()
+    # and the handed-over leads L1, L2 are learned at the moments the policy handed them over, each with its
+    # own propensity and the label from that moment (their age rows are not hand-overs: not labelled)
+    policy = rows[rows[S.LEAD_ID].isin(["L1", "L2"])]
+    assert (policy["moment"] == "policy_handoff").all()
+    assert list(
+        zip(policy[S.LEAD_ID], policy["as_of"], policy["propensity"], policy["label"], strict=True)
+    ) == [
+        ("L1", T0 + pd.Timedelta(days=1), 0.05, 1),
+        ("L2", T0 + pd.Timedelta(days=1), 0.05, 0),
+        ("L1", T0 + pd.Timedelta(hours=36), 1.0, 1),
+    ]
     # and the weights are 1 / propensity, clipped, 1 where unknown
     w = label_weights(rows, max_weight=20.0)
-    assert dict(zip(rows[S.LEAD_ID], w, strict=False)) == {"L1": 1.0, "L2": 20.0, "L4": 1.0, "L5": 1.0}
+    assert w.tolist() == np.where(rows["propensity"] == 0.05, 20.0, 1.0).tolist()
+    assert sorted(rows.loc[w == 20.0, S.LEAD_ID]) == ["L1", "L2"]
     assert label_weights(rows, max_weight=8.0).max() == 8.0
     assert label_weights(pd.DataFrame({"propensity": [0.5, 0.01, np.nan]}), 20.0).tolist() == [2.0, 20.0, 1.0]
     assert label_weights(plain, 20.0) is None
+    # and kept for the drift histograms, L3's rows are flagged unlabelled; L1's and L2's day-1 age row is their
+    # hand-over row, not a second, unlabelled one (their later age rows come after their verdicts: not rows)
+    every = training_rows(small_dataset(SELECTION), DEFINITION, keep_unlabelled=True)
+    left_out = every[every["unlabelled"]]
+    assert sorted(zip(left_out[S.LEAD_ID], left_out["moment"], strict=True)) == [
+        ("L3", "age_14d"),
+        ("L3", "age_1d"),
+        ("L3", "age_3d"),
+    ]
+    pd.testing.assert_frame_equal(
+        every[~every["unlabelled"]].drop(columns="unlabelled").reset_index(drop=True), rows
+    )
 
 
 def _population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -209,14 +236,19 @@ def test_drift_histograms_and_ranges_describe_every_scored_lead_not_only_the_han
     eng = feature_frame(demo_dataset, rows)["engagement_90d"].to_numpy(dtype=float)
     per_lead = pd.Series(eng).groupby(rows[S.LEAD_ID].to_numpy()).min()
     handed = per_lead.index[per_lead >= max(float(np.quantile(per_lead, 0.7)), 1.0)]
+    # (the policy handed those over at every moment it scored them: their training rows' moments)
+    moments = rows[rows[S.LEAD_ID].isin(handed)]
+    others = per_lead.index[~per_lead.index.isin(handed)]
     selection = pd.DataFrame(
         {
-            S.LEAD_ID: per_lead.index.astype(str),
-            S.HANDED_AT: np.where(per_lead.index.isin(handed), demo_dataset.snapshot_at, pd.NaT),
+            S.LEAD_ID: np.concatenate([moments[S.LEAD_ID].astype(str), others.astype(str)]),
+            S.HANDED_AT: pd.concat(
+                [moments["as_of"], pd.Series(pd.NaT, index=range(len(others)), dtype=moments["as_of"].dtype)],
+                ignore_index=True,
+            ),
             S.PROPENSITY: 1.0,
         }
     )
-    selection[S.HANDED_AT] = pd.to_datetime(selection[S.HANDED_AT], utc=True)
     outcomes = demo_dataset.outcomes[demo_dataset.outcomes[S.LEAD_ID].isin(handed)]  # sales judged only those
     ds = Dataset(
         leads=demo_dataset.leads,
