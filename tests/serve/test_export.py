@@ -4,11 +4,13 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from leadscore.features import schema as S
 from leadscore.features.loading import load_dataset
 from leadscore.features.writing import write_dataset
@@ -277,3 +279,122 @@ def test_retention_keeps_each_leads_first_hand_over_and_newest_row_of_the_select
     pd.testing.assert_frame_equal(store_dataset(engine).selection, before[~dropped].reset_index(drop=True))
     assert before.groupby(S.LEAD_ID)[S.PROPENSITY].first()["X"] == 0.05
     engine.dispose()
+
+
+def _weighted_rate(rows: pd.DataFrame, w: np.ndarray) -> tuple[float, float]:
+    """The weighted positive rate of `rows` and its standard error clustered by lead (a lead's rows share
+    its outcome: the linearised ratio estimator's variance, summed per lead)."""
+    y = rows["label"].to_numpy(dtype=float)
+    rate = float(np.average(y, weights=w))
+    per_lead = pd.Series(w * (y - rate)).groupby(rows[S.LEAD_ID].to_numpy()).sum().to_numpy()
+    return rate, float(np.sqrt((per_lead**2).sum()) / w.sum())
+
+
+def test_training_from_the_store_learns_every_scored_moment_not_the_moments_before_a_later_hand_over(
+    tmp_path,
+):
+    from leadscore.features.feedback import with_feedback
+    from leadscore.features.labels import QualifiedDefinition, training_rows
+    from leadscore.model import exploration
+    from leadscore.model.train import TrainConfig, label_weights
+
+    # given 5,000 stored leads, each scored by the service at ages 1, 3, 7 and 14 days; a good lead's score
+    # climbs with its age, so many good leads cross the threshold only at a later score. The policy hands a
+    # score over when it is at or above the threshold (propensity 1) or its lead is drawn for exploration
+    # (30 %, per lead: propensity 0.3); sales give a verdict (the generator's truth, on day 40) only to the
+    # leads handed over at least once
+    n, ages, share = 5_000, np.array([1, 3, 7, 14]), 0.3
+    rng = np.random.default_rng(11)
+    ids = np.array([f"m{i:05d}" for i in range(n)], dtype=object)
+    good = rng.uniform(size=n) < 0.25
+    z = -1.3 + 2.4 * good[:, None] * (ages[None, :] / 14) + 0.7 * rng.normal(size=(n, len(ages)))
+    above = z >= 0
+    handed = above | exploration.explored(ids, share, 0)[:, None]
+    t0 = pd.Timestamp("2025-01-06T09:00:00Z")
+    created = [t0 + pd.Timedelta(minutes=20 * i) for i in range(n)]
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    db.migrate(url)
+    engine = db.make_engine(url)
+    now = store.now()
+    verdict = [(c + pd.Timedelta(days=40)).to_pydatetime() for c in created]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(db.leads),
+            [
+                {"lead_id": i, "created_at": c.to_pydatetime(), "attributes": {}, "updated_at": now}
+                for i, c in zip(ids, created, strict=True)
+            ],
+        )
+        db.insert_score_log(
+            conn,
+            [
+                db.score_log_row(
+                    {
+                        "lead_id": ids[i],
+                        "scored_at": (created[i] + pd.Timedelta(days=int(a))).to_pydatetime(),
+                        "as_of": (created[i] + pd.Timedelta(days=int(a))).to_pydatetime(),
+                        "model_version": "1",
+                        "probability": float(1 / (1 + np.exp(-z[i, k]))),
+                        "score": 50,
+                        "grade": "B",
+                        "qualified": bool(handed[i, k]),
+                        "features": {"x": float(z[i, k])},
+                        "reasons": [],
+                        "propensity": 1.0 if above[i, k] else share,
+                        "explored": bool(handed[i, k] and not above[i, k]),
+                    }
+                )
+                for i in range(n)
+                for k, a in enumerate(ages)
+            ],
+        )
+        conn.execute(
+            sa.insert(db.feedback),
+            [
+                {
+                    "lead_id": ids[i],
+                    "outcome": "qualified" if good[i] else "disqualified",
+                    "reason": None if good[i] else "other",
+                    "at": verdict[i],
+                    "received_at": now,
+                    "source": "api",
+                    "idempotency_key": f"sim:{ids[i]}",
+                }
+                for i in np.flatnonzero(handed.any(axis=1))
+            ],
+        )
+    # when the store is exported and read back, and training builds its rows at the moments the service
+    # scored (the definition's ages are the scoring ages)
+    definition = QualifiedDefinition(
+        horizon_days=60, ages_days=tuple(ages), at_handoff=False, age_sampling="fixed"
+    )
+    dataset = load_dataset(write_dataset(store_dataset(engine, t0 + pd.Timedelta(days=200)), tmp_path / "x"))
+    engine.dispose()
+    rows = training_rows(dataset, definition)
+    weighted, se = _weighted_rate(rows, label_weights(rows, TrainConfig.max_weight))
+    # then the truth, every scored moment with its full label (sales judging every lead), is recovered
+    everyone = pd.DataFrame(
+        {
+            S.LEAD_ID: ids,
+            S.OUTCOME: np.where(good, "qualified", "disqualified"),
+            S.OUTCOME_AT: pd.to_datetime(pd.Series(verdict), utc=True),
+        }
+    )
+    full = training_rows(
+        with_feedback(replace(dataset, outcomes=dataset.outcomes.iloc[:0], selection=None), everyone),
+        definition,
+    )
+    assert len(full) == n * len(ages)
+    truth = full["label"].mean()
+    assert abs(weighted - truth) < 3 * se, (weighted, truth, se)
+    # and the labelled rows are exactly the hand-overs, each weighted by its own propensity
+    assert len(rows) == handed.sum() and set(rows["moment"]) == {"policy_handoff"}
+    # while weighting every row of a handed-over lead by its first hand-over's propensity (the rule before:
+    # the rows before a later hand-over got a label only because of what came after them) overstates it
+    first = np.argmax(handed, axis=1)
+    first_propensity = np.where(above[np.arange(n), first], 1.0, share)
+    ever = handed.any(axis=1)
+    old = full[full[S.LEAD_ID].isin(ids[ever])]
+    old_w = old[S.LEAD_ID].map(pd.Series(1 / first_propensity[ever], index=ids[ever])).to_numpy()
+    old_rate, old_se = _weighted_rate(old, old_w)
+    assert old_rate - truth > 5 * max(se, old_se), (old_rate, truth)
