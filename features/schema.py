@@ -73,8 +73,8 @@ OUTCOMES: Final = ("qualified", "disqualified", "opportunity", "won", "lost")
 DISQUALIFY_REASONS: Final = ("bad_fit", "no_budget", "student", "competitor", "spam", "no_response", "other")
 
 # --- selection (optional) --------------------------------------------------------------------------------
-# How each lead came to be labelled: when the handoff policy handed it to sales (null: never) and the
-# probability that it was handed over under the policy in force then (at its last score if never handed).
+# How each lead came to be labelled: each moment the handoff policy handed it to sales (a row per moment;
+# one row with null if never) and the probability that it was handed over then (at its last score if never).
 # Training weights labels by 1 / propensity (docs/models.md, "Exploration and inverse-propensity weights").
 HANDED_AT: Final = "handed_at"
 PROPENSITY: Final = "propensity"
