@@ -74,17 +74,30 @@ def test_a_broken_selection_table_is_refused_naming_file_row_column_and_reason(t
     (out / "selection.csv").write_text(
         "lead_id,handed_at,propensity\n"
         "L1,2025-01-02T00:00:00Z,1\n"
-        "L1,,0.05\n"  # the same lead twice
+        "L1,,0.05\n"  # L1 handed over above, and never handed over here
         "L9,,0.05\n"  # not a lead of the data
         "L2,yesterday,0.05\n"  # not a time
         "L3,,1.5\n"  # not a probability
-        "L4,2025-01-02T00:00:00Z,0\n"
-    )  # handed over at probability 0
+        "L4,2025-01-02T00:00:00Z,0\n"  # handed over at probability 0
+        "L2,2025-01-02T01:00:00+01:00,0.05\n"  # L2's second hand-over moment: fine
+        "L1,2025-01-02T01:00:00+01:00,0.5\n"  # L1's first hand-over again (another offset)
+    )
     with pytest.raises(DataError) as e:
         load_dataset(out)
     got = {(p.row, p.column) for p in e.value.problems}
-    assert got == {(2, S.LEAD_ID), (3, S.LEAD_ID), (4, S.HANDED_AT), (5, S.PROPENSITY), (6, S.PROPENSITY)}
+    assert got == {
+        (2, S.LEAD_ID),
+        (3, S.LEAD_ID),
+        (4, S.HANDED_AT),
+        (5, S.PROPENSITY),
+        (6, S.PROPENSITY),
+        (8, S.LEAD_ID),
+    }
     text = str(e.value)
+    assert (
+        "row 2, column 'lead_id': duplicate row without handed_at (never handed over) for lead 'L1'" in text
+    )
+    assert "row 8, column 'lead_id': duplicate hand-over moment for lead 'L1'" in text
     assert "selection.csv, row 3, column 'lead_id': lead 'L9' is not in leads" in text
     assert "handed over must have a propensity above 0" in text
     (out / "selection.csv").write_text("lead_id,propensity\nL1,1\n")
