@@ -399,12 +399,12 @@ def _stages(mlflow_uri: str, one: bytes, big: bytes) -> dict:
     from types import SimpleNamespace
 
     from leadscore.model.exploration import NONE
-    from leadscore.serve import db
+    from leadscore.serve import store
     from leadscore.serve.scoring import score_request
 
     class Rows:
         def put(self, rows):
-            [db.score_log_row(r) for r in rows]
+            [store.score_log_row(r) for r in rows]
 
     state = SimpleNamespace(metrics=None, score_log=Rows(), settings=None, engine=None, exploration=NONE)
     body = json.loads(one)

@@ -80,7 +80,7 @@ def scored_rows(n: int) -> list[dict]:
 
 
 def write(url: str, rows: list[dict], compact: bool) -> None:
-    from leadscore.serve import db
+    from leadscore.serve import db, store
 
     db.migrate(url)
     engine = db.make_engine(url)
@@ -88,7 +88,7 @@ def write(url: str, rows: list[dict], compact: bool) -> None:
         for i in range(0, len(rows), 2000):
             part = rows[i : i + 2000]
             if compact:  # what the service writes
-                db.insert_score_log(conn, [db.score_log_row(r) for r in part])
+                store.insert_score_log(conn, [store.score_log_row(r) for r in part])
             else:  # the keyed objects of rows written before migration 0003
                 conn.execute(sa.insert(db.score_log), part)
     engine.dispose()

@@ -160,7 +160,7 @@ def _import(engine, dataset, leads, settings) -> dict:
             for i, (r, features) in enumerate(zip(results, feature_snapshots(values, names), strict=False))
         ]
         with engine.begin() as conn:  # the service's own score-log insert (one transaction per part)
-            db.insert_score_log(conn, [db.score_log_row(r) for r in rows])
+            store.insert_score_log(conn, [store.score_log_row(r) for r in rows])
         scored += len(rows)
     return {
         "leads": len(lead_rows),

@@ -135,7 +135,4 @@ def store_dataset(engine: sa.Engine, as_of: datetime | None = None) -> Dataset:
         snapshot_at=snapshot,
         selection=selection_table(engine, cut),
     )
-    feedback = store.feedback_frame(engine)
-    if len(feedback):
-        feedback = feedback[feedback[S.OUTCOME_AT] <= snapshot]
-    return with_feedback(dataset, feedback)
+    return with_feedback(dataset, store.feedback_frame(engine, until=cut))

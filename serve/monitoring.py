@@ -28,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,7 +89,7 @@ def feature_values(
     missing, categoricals object), and for each name the mask of the rows whose log holds it (a row of
     another feature set may not). Rows of one feature set are read column-wise: a few numpy calls a feature."""
     n_rows = len(rows)
-    sets = db.feature_names(conn, {r.feature_set for r in rows if r.feature_set})
+    sets = store.feature_names(conn, {r.feature_set for r in rows if r.feature_set})
     raw = {n: np.full(n_rows, None, dtype=object) for n in names}
     present = {n: np.zeros(n_rows, dtype=bool) for n in names}
     groups: dict[str, list[int]] = {}
@@ -124,30 +125,21 @@ def _complete(present: dict[str, np.ndarray], n: int) -> np.ndarray:
 
 
 def _outcomes(conn: sa.Connection, lead_ids: set[str], now: datetime) -> Dataset:
-    """The stored leads in `lead_ids` (creation times) and their feedback folded into outcomes with the
-    training rules (`with_feedback`), as a dataset whose snapshot is `now`."""
+    """The stored leads in `lead_ids` (creation times) and their feedback given by `now` folded into
+    outcomes with the training rules (`with_feedback`), as a dataset whose snapshot is `now`."""
     ids = sorted(lead_ids)
-    created, feedback = [], []
-    for i in range(0, len(ids), 900):  # bounded IN lists (SQLite before 3.32: 999 parameters)
-        part = ids[i : i + 900]
+    created: list[sa.Row[Any]] = []
+    for i in range(0, len(ids), store.IN_CHUNK):
+        part = ids[i : i + store.IN_CHUNK]
         created += conn.execute(
             sa.select(db.leads.c.lead_id, db.leads.c.created_at).where(db.leads.c.lead_id.in_(part))
-        ).all()
-        feedback += conn.execute(
-            sa.select(
-                db.feedback.c.id,
-                db.feedback.c.lead_id,
-                db.feedback.c.outcome,
-                db.feedback.c.at,
-                db.feedback.c.reason,
-            ).where(db.feedback.c.lead_id.in_(part), db.feedback.c.at <= now)
         ).all()
     utc = "datetime64[ms, UTC]"
     leads = pd.DataFrame(
         {
             S.LEAD_ID: pd.Series([r.lead_id for r in created], dtype=object),
             S.CREATED_AT: pd.to_datetime(
-                pd.Series([store._aware(r.created_at) for r in created], dtype=object), utc=True
+                pd.Series([store.aware(r.created_at) for r in created], dtype=object), utc=True
             ).astype(utc),
         }
     )
@@ -162,16 +154,7 @@ def _outcomes(conn: sa.Connection, lead_ids: set[str], now: datetime) -> Dataset
     dataset = Dataset(
         leads=leads, events=pd.DataFrame(), outcomes=empty_outcomes, snapshot_at=pd.Timestamp(now)
     )
-    fb = pd.DataFrame(
-        {
-            "id": [r.id for r in feedback],
-            S.LEAD_ID: [r.lead_id for r in feedback],
-            S.OUTCOME: [r.outcome for r in feedback],
-            S.OUTCOME_AT: [store._aware(r.at) for r in feedback],
-            S.REASON: [r.reason for r in feedback],
-        }
-    )
-    return with_feedback(dataset, fb)
+    return with_feedback(dataset, store.feedback_frame(conn, lead_ids=ids, until=now))
 
 
 # --- the checks ----------------------------------------------------------------------------------------------
@@ -197,7 +180,7 @@ def _calibration(conn, model, settings: Settings, now: datetime, window: timedel
         {
             S.LEAD_ID: pd.Series([rows[i].lead_id for i in keep], dtype=object),
             "as_of": pd.to_datetime(
-                pd.Series([store._aware(rows[i].as_of) for i in keep], dtype=object), utc=True
+                pd.Series([store.aware(rows[i].as_of) for i in keep], dtype=object), utc=True
             ),
             "row": keep,
         }
@@ -515,7 +498,7 @@ def monitor(
 ) -> dict:
     """The monitoring report of `model` (a `ScoringModel`) on the store, at `now` over `window_days`
     (default: `settings.monitor_window_days`). A JSON-ready dict (docs/monitoring.md)."""
-    now = store._aware(now) if now is not None else store.now()
+    now = store.aware(now) if now is not None else store.now()
     window_days = settings.monitor_window_days if window_days is None else window_days
     window = timedelta(days=window_days)
     horizon = timedelta(days=model.definition.horizon_days)

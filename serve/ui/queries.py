@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from leadscore.serve import db
-from leadscore.serve.store import _aware, _row
+from leadscore.serve import db, store
 
 SL, LEADS, EVENTS, FB = db.score_log, db.leads, db.events, db.feedback
 ACCEPTED = ("qualified", "won", "lost")  # sales took the lead (a lost deal was qualified first)
@@ -72,7 +71,7 @@ def lead_list(engine: sa.Engine, f: ListFilter, limit: int, offset: int) -> tupl
     count = sa.select(sa.func.count()).select_from(_list_query(f, lambda c: (SL.c.id,)).subquery())
     with engine.connect() as conn:
         total = conn.execute(count).scalar_one()
-        rows = db.decode_score_log(conn, [_row(r) for r in conn.execute(q).all()])
+        rows = store.decode_score_log(conn, [store.row(r) for r in conn.execute(q).all()])
     ids = [r["lead_id"] for r in rows]
     previous = previous_scores(engine, ids)
     reviews = latest_feedback(engine, ids)
@@ -104,7 +103,7 @@ def latest_feedback(engine: sa.Engine, lead_ids: list[str]) -> dict[str, dict]:
             .where(FB.c.lead_id.in_(lead_ids))
             .order_by(FB.c.at, FB.c.id)
         ).all()
-    return {r.lead_id: _row(r) for r in rows}  # the last one per lead wins
+    return {r.lead_id: store.row(r) for r in rows}  # the last one per lead wins
 
 
 def sources(engine: sa.Engine, limit: int = 100) -> list[str]:
@@ -123,7 +122,7 @@ def sources(engine: sa.Engine, limit: int = 100) -> list[str]:
 def lead_row(engine: sa.Engine, lead_id: str) -> dict | None:
     with engine.connect() as conn:
         r = conn.execute(sa.select(LEADS).where(LEADS.c.lead_id == lead_id)).first()
-    return _row(r) if r else None
+    return store.row(r) if r else None
 
 
 @dataclass
@@ -157,11 +156,13 @@ def activity(
 
     before = EVENTS.c.timestamp < as_of if as_of is not None else sa.true()
     with engine.connect() as conn:
-        seen = [_row(r) for r in conn.execute(newest(before, seen_limit)).all()]
+        seen = [store.row(r) for r in conn.execute(newest(before, seen_limit)).all()]
         n_seen = conn.execute(count(before)).scalar_one()
         after, n_after = [], 0
         if as_of is not None:
-            after = [_row(r) for r in conn.execute(newest(EVENTS.c.timestamp >= as_of, after_limit)).all()]
+            after = [
+                store.row(r) for r in conn.execute(newest(EVENTS.c.timestamp >= as_of, after_limit)).all()
+            ]
             n_after = conn.execute(count(EVENTS.c.timestamp >= as_of)).scalar_one()
     return Activity(as_of, after, n_after, seen, n_seen)
 
@@ -169,7 +170,7 @@ def activity(
 def feedback_by_id(engine: sa.Engine, feedback_id: int, lead_id: str) -> dict | None:
     with engine.connect() as conn:
         r = conn.execute(sa.select(FB).where(FB.c.id == feedback_id, FB.c.lead_id == lead_id)).first()
-    return _row(r) if r else None
+    return store.row(r) if r else None
 
 
 # --- summary ---------------------------------------------------------------------------------------------
@@ -266,7 +267,7 @@ def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> S
             for r in conn.execute(verdict_of_all.where(FB.c.lead_id.in_(handed_ids | explored_ids))):
                 verdict[r.lead_id] = r.outcome
 
-    weeks: Counter = Counter(_monday(_aware(r.at)) for r in handed_rows)
+    weeks: Counter = Counter(_monday(store.aware(r.at)) for r in handed_rows)
     first_week = _monday(start)
     out = Summary(days=days, start=start, weeks=[])
     w = first_week

@@ -98,7 +98,7 @@ def populate(engine: sa.Engine, dataset, model, shifted: bool = False, seed: int
             )
         ]
         with engine.begin() as conn:
-            db.insert_score_log(conn, [db.score_log_row(r) for r in rows])
+            store.insert_score_log(conn, [store.score_log_row(r) for r in rows])
         scored += rows
     if shifted:  # sales qualifies 70 % of the leads a few days after they came in
         qualified = rng.random(len(lead_dicts)) < 0.7

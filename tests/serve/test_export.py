@@ -194,7 +194,7 @@ def _score(
         "explored": explored,
     }
     with engine.begin() as conn:
-        db.insert_score_log(conn, [db.score_log_row(row)])
+        store.insert_score_log(conn, [store.score_log_row(row)])
 
 
 def test_the_score_log_becomes_the_selection_table_and_reads_back(database_url, tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from leadscore.model.exploration import Exploration
-from leadscore.serve import db
+from leadscore.serve import db, store
 from leadscore.serve.metrics import Metrics
 from leadscore.serve.monitoring import MonitorCache, monitor
 from monitoring_store import populate
@@ -201,7 +201,7 @@ def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, 
                 )
             )
         rows.append(
-            db.score_log_row(
+            store.score_log_row(
                 {
                     "lead_id": lid,
                     "scored_at": at,
@@ -217,7 +217,7 @@ def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, 
             )
         )
     with engine.begin() as conn:
-        db.insert_score_log(conn, rows)
+        store.insert_score_log(conn, rows)
     # when monitoring looks at the last 30 days
     report = monitor(engine, model, Settings(monitor_min_labeled=1), now=now, window_days=30)
     cal = report["checks"]["calibration"]
@@ -254,7 +254,7 @@ def _scored_leads(engine, model, now, leads: int, moments: int, positive_leads: 
             for k in range(moments):
                 at = created + timedelta(days=1 + k, seconds=i)
                 rows.append(
-                    db.score_log_row(
+                    store.score_log_row(
                         {
                             "lead_id": lid,
                             "scored_at": at,
@@ -269,7 +269,7 @@ def _scored_leads(engine, model, now, leads: int, moments: int, positive_leads: 
                         }
                     )
                 )
-        db.insert_score_log(conn, rows)
+        store.insert_score_log(conn, rows)
     values = {
         k: np.array([v], dtype=object if k in model.encoder.categorical else float)
         for k, v in features.items()
@@ -324,7 +324,7 @@ def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(
         }
         at = now - timedelta(days=1, minutes=i)
         rows.append(
-            db.score_log_row(
+            store.score_log_row(
                 {
                     "lead_id": f"l{i}",
                     "scored_at": at,
@@ -340,7 +340,7 @@ def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(
             )
         )
     with engine.begin() as conn:
-        db.insert_score_log(conn, rows)
+        store.insert_score_log(conn, rows)
     report = monitor(engine, model, SETTINGS, now=now, window_days=30)
     c = report["checks"]
     # then that feature, the score and the grade mix have "not enough data" (no row holds every feature),
@@ -391,7 +391,7 @@ def test_volume_and_coverage_count_every_score_and_only_stored_leads(engine, tra
     for i in range(1200):
         at = now - timedelta(days=i % 10, seconds=i)
         rows.append(
-            db.score_log_row(
+            store.score_log_row(
                 {
                     "lead_id": f"s{i % 600}",
                     "scored_at": at,
@@ -408,7 +408,7 @@ def test_volume_and_coverage_count_every_score_and_only_stored_leads(engine, tra
         )
     at = now - timedelta(days=40)
     rows.append(
-        db.score_log_row(
+        store.score_log_row(
             {
                 "lead_id": "unstored",
                 "scored_at": at,
@@ -424,7 +424,7 @@ def test_volume_and_coverage_count_every_score_and_only_stored_leads(engine, tra
         )
     )
     with engine.begin() as conn:
-        db.insert_score_log(conn, rows)
+        store.insert_score_log(conn, rows)
     report = monitor(engine, model, Settings(monitor_max_rows=1000), now=now, window_days=30)
     volume, coverage = report["checks"]["volume"], report["checks"]["coverage"]
     # then volume counts all 1,200 scores, per day too, and coverage all 600 leads

@@ -29,7 +29,7 @@ def test_a_full_queue_drops_rows_counts_them_and_warns_once_per_interval(tmp_pat
     db.migrate(url)
     engine = db.make_engine(url)
     metrics = Metrics()
-    one_row = store.ScoreLogWriter.size([db.score_log_row(ROW)])
+    one_row = store.ScoreLogWriter.size([store.score_log_row(ROW)])
     # given a writer whose database pass has not come yet, with room for 10 rows
     writer = store.ScoreLogWriter(
         engine, flush_seconds=3600, max_bytes=10 * one_row, on_drop=metrics.score_log_dropped.inc

@@ -186,7 +186,7 @@ def test_score_log_keeps_the_order_of_a_request_and_bounds_its_queue(engine, cap
     writer.put([{**row, "score": 10}, {**row, "score": 20}])
     writer.put([{**row, "lead_id": "s-8", "features": {"x": object()}}])  # not JSON: logged and dropped
     writer.max_bytes = writer.queued_bytes + writer.size(
-        [db.score_log_row({**row, "lead_id": "s-10"})]
+        [store.score_log_row({**row, "lead_id": "s-10"})]
     )  # one row
     writer.put([{**row, "lead_id": "s-9"}, {**row, "lead_id": "s-9"}])  # 2 rows > room for 1: dropped
     writer.put([{**row, "lead_id": "s-10"}])
@@ -360,7 +360,7 @@ def _log(engine, *rows: dict) -> None:
         "reasons": REASONS,
     }
     with engine.begin() as conn:
-        db.insert_score_log(conn, [db.score_log_row({**base, **r}) for r in rows])
+        store.insert_score_log(conn, [store.score_log_row({**base, **r}) for r in rows])
 
 
 def test_score_log_stores_feature_names_once_and_reads_rows_back_whole(engine):
@@ -375,7 +375,7 @@ def test_score_log_stores_feature_names_once_and_reads_rows_back_whole(engine):
     # then each row holds only the values, in the order of the one stored list of names, and keyless reasons
     assert [r.features for r in raw] == [list(SNAPSHOT.values())] * 2
     assert [tuple(s.names) for s in sets] == [tuple(SNAPSHOT)]
-    assert raw[0].reasons == [[r[k] for k in db.REASON_FIELDS] for r in REASONS]
+    assert raw[0].reasons == [[r[k] for k in store.REASON_FIELDS] for r in REASONS]
     # and about a third of the size of the keyed objects
     keyed = len(db.encode_json(SNAPSHOT)) + len(db.encode_json(REASONS))
     assert len(db.encode_json(raw[0].features)) + len(db.encode_json(raw[0].reasons)) < 0.75 * keyed

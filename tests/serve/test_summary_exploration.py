@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from leadscore.serve import db, store
+from leadscore.serve import store
 from leadscore.serve.ui import queries
 
 
@@ -25,7 +25,7 @@ def _score(engine, lead_id, at, qualified, explored):
         "explored": explored,
     }
     with engine.begin() as conn:
-        db.insert_score_log(conn, [db.score_log_row(row)])
+        store.insert_score_log(conn, [store.score_log_row(row)])
 
 
 def test_explored_leads_are_not_counted_as_the_models_handoffs(engine):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from leadscore.serve.db import REASON_FIELDS
+from leadscore.serve.store import REASON_FIELDS
 
 from .conftest import HOSTILE_ID, HOSTILE_TITLE, KEYS, N_LEADS, sign_in
 

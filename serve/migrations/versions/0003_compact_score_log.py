@@ -2,7 +2,7 @@
 
 The score log's features become a JSON array of values in the order of a feature set's names (stored once
 in `feature_sets`), its reasons arrays instead of objects. Rows written before keep their objects and no
-feature set; the store reads both (`db.decode_score_log`) and retention deletes them in time, so nothing
+feature set; the store reads both (`store.decode_score_log`) and retention deletes them in time, so nothing
 is rewritten here (a large log would hold the service's start for minutes).
 
 Revision ID: 0003_compact_score_log

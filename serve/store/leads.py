@@ -1,0 +1,138 @@
+"""Leads and their events in the store: written by PUT /v1/leads and POST /v1/events (and `leadscore
+import`), read back in the live-scoring shape for scoring by reference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from leadscore.serve import db
+from leadscore.serve.store.rows import aware, now
+
+
+class TooManyEvents(ValueError):
+    """Storing the events would give a lead more than the allowed number; nothing was stored."""
+
+    def __init__(self, lead_id: str, total: int, limit: int):
+        super().__init__(
+            f"lead {lead_id!r} would have {total} stored events, more than the {limit} allowed "
+            "(LEADSCORE_MAX_EVENTS_PER_LEAD)"
+        )
+        self.lead_id = lead_id
+
+
+def upsert_lead(engine: sa.Engine, lead_id: str, created_at: datetime, attributes: dict[str, Any]) -> bool:
+    """Insert or update; True if the lead is new. One `INSERT ... ON CONFLICT DO NOTHING`, then an UPDATE if
+    the lead was there: a check-then-insert let two concurrent first writes of a lead both insert (one failed
+    with a duplicate key). PostgreSQL waits on the other transaction's uncommitted row; SQLite's INSERT takes
+    the write lock first, so the UPDATE sees the committed row."""
+    values = {
+        "lead_id": lead_id,
+        "created_at": aware(created_at),
+        "attributes": attributes,
+        "updated_at": now(),
+    }
+    with engine.begin() as conn:
+        insert = db.dialect_insert(conn)(db.leads).values(**values).on_conflict_do_nothing()
+        created = conn.execute(insert.returning(db.leads.c.lead_id)).first() is not None
+        if not created:
+            conn.execute(
+                sa.update(db.leads)
+                .where(db.leads.c.lead_id == lead_id)
+                .values(
+                    created_at=values["created_at"], attributes=attributes, updated_at=values["updated_at"]
+                )
+            )
+        return created
+
+
+def known_leads(engine: sa.Engine, lead_ids: Iterable[str]) -> set[str]:
+    with engine.connect() as conn:
+        return {
+            r[0]
+            for r in conn.execute(sa.select(db.leads.c.lead_id).where(db.leads.c.lead_id.in_(set(lead_ids))))
+        }
+
+
+def add_events(
+    engine: sa.Engine, events: Sequence[Mapping[str, Any]], max_per_lead: int | None = None
+) -> int:
+    """Store events; with `max_per_lead`, all or none: TooManyEvents if a lead would then have more.
+
+    The events are inserted first and counted after, in one transaction, with the leads' rows locked on
+    PostgreSQL (SQLite's INSERT takes its single write lock), so concurrent writes cannot both pass the
+    check."""
+    t = now()
+    rows = [
+        {
+            "lead_id": e["lead_id"],
+            "type": e["type"],
+            "timestamp": aware(e["timestamp"]),
+            "page": e.get("page"),
+            "received_at": t,
+        }
+        for e in events
+    ]
+    ids = sorted({r["lead_id"] for r in rows})
+    with engine.begin() as conn:
+        if max_per_lead is not None and conn.dialect.name == "postgresql":
+            conn.execute(
+                sa.select(db.leads.c.lead_id)
+                .where(db.leads.c.lead_id.in_(ids))
+                .order_by(db.leads.c.lead_id)
+                .with_for_update()
+            )
+        conn.execute(sa.insert(db.events), rows)
+        if max_per_lead is not None:
+            counts = conn.execute(
+                sa.select(db.events.c.lead_id, sa.func.count())
+                .where(db.events.c.lead_id.in_(ids))
+                .group_by(db.events.c.lead_id)
+            ).all()
+            over = [(lid, n) for lid, n in counts if n > max_per_lead]
+            if over:
+                raise TooManyEvents(*min(over), max_per_lead)  # leaving the block rolls the insert back
+    return len(rows)
+
+
+def get_leads(
+    engine: sa.Engine, lead_ids: Iterable[str], max_events: int = 5000
+) -> dict[str, dict[str, Any]]:
+    """Stored leads in the live-scoring shape: lead_id, created_at, attributes, events (the newest
+    `max_events` of each lead, oldest first). Only those events are read: a lead stored before events were
+    capped may have hundreds of thousands."""
+    ids = list(set(lead_ids))
+    ev = db.events.c
+    newest = sa.func.row_number().over(partition_by=ev.lead_id, order_by=(ev.timestamp.desc(), ev.id.desc()))
+    kept = (
+        sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page, ev.id, newest.label("rn"))
+        .where(ev.lead_id.in_(ids))
+        .subquery()
+    )
+    with engine.connect() as conn:
+        leads = {r.lead_id: r for r in conn.execute(sa.select(db.leads).where(db.leads.c.lead_id.in_(ids)))}
+        if len(ids) == 1:  # one lead (the usual request): straight down the (lead_id, timestamp) index
+            evs = conn.execute(
+                sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page)
+                .where(ev.lead_id == ids[0])
+                .order_by(ev.timestamp.desc(), ev.id.desc())
+                .limit(max_events)
+            ).all()
+        else:
+            evs = conn.execute(
+                sa.select(kept.c.lead_id, kept.c.type, kept.c.timestamp, kept.c.page)
+                .where(kept.c.rn <= max_events)
+                .order_by(kept.c.lead_id, kept.c.timestamp.desc(), kept.c.id.desc())
+            ).all()
+    out = {
+        lid: {"lead_id": lid, "created_at": aware(r.created_at), "attributes": r.attributes, "events": []}
+        for lid, r in leads.items()
+    }
+    for e in evs:
+        if e.lead_id in out:
+            out[e.lead_id]["events"].append({"type": e.type, "timestamp": aware(e.timestamp), "page": e.page})
+    for lead in out.values():
+        lead["events"].reverse()
+    return out

@@ -1,0 +1,57 @@
+"""Retention of the score log (LEADSCORE_SCORE_LOG_RETENTION_DAYS): old rows deleted in short, bounded
+steps, by the score-log writer between its batches and by `leadscore prune`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from leadscore.serve import db
+from leadscore.serve.store.rows import aware, now
+
+
+def prune_score_log(engine: sa.Engine, older_than: datetime, max_rows: int = 5000) -> int:
+    """Delete up to `max_rows` of the oldest score-log rows scored before `older_than`; how many. Bounded,
+    so each step is a short transaction that neither holds SQLite's write lock nor grows PostgreSQL's
+    undo for long; call it again while it returns `max_rows`.
+
+    Two rows of each lead are never deleted, whatever their age: its first handed-over row and its newest
+    row, the rows the selection table is built from (serve.export.selection_table). Deleting the first
+    hand-over would let a later row's propensity stand for it (an explored lead's weight 20 would become 1),
+    or turn a lead sales judged into one never handed over."""
+    sl = db.score_log.c
+    other = db.score_log.alias("other")
+    o = other.c
+
+    def before(
+        a: Any, b: Any
+    ) -> sa.ColumnElement[
+        bool
+    ]:  # a's row came before b's, in the order selection_table reads them (scored_at, id)
+        return sa.or_(a.scored_at < b.scored_at, sa.and_(a.scored_at == b.scored_at, a.id < b.id))
+
+    newer = sa.exists().where(o.lead_id == sl.lead_id, before(sl, o))
+    handed_earlier = sa.exists().where(o.lead_id == sl.lead_id, o.qualified, before(o, sl))
+    oldest = (
+        sa.select(sl.id)
+        .where(sl.scored_at < aware(older_than), newer, sa.or_(sa.not_(sl.qualified), handed_earlier))
+        .order_by(sl.scored_at)
+        .limit(max_rows)
+        .scalar_subquery()
+    )
+    with engine.begin() as conn:
+        return conn.execute(sa.delete(db.score_log).where(sl.id.in_(oldest))).rowcount
+
+
+def prune_all(engine: sa.Engine, retention_days: float, max_rows: int = 5000) -> int:
+    """Delete every score-log row older than `retention_days` (0: keep forever), in steps of `max_rows`."""
+    if retention_days <= 0:
+        return 0
+    cutoff = now() - timedelta(days=retention_days)
+    total = 0
+    while (n := prune_score_log(engine, cutoff, max_rows)) > 0:
+        total += n
+        if n < max_rows:
+            break
+    return total

@@ -1,0 +1,39 @@
+"""What every read of the store shares: times in UTC, rows as dicts.
+
+SQLite hands back the naive UTC times it stores, PostgreSQL aware ones: every time leaving the store goes
+through `aware`, so callers always get aware UTC datetimes whatever the database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, overload
+
+import sqlalchemy as sa
+
+IN_CHUNK = 900  # ids per IN list: SQLite before 3.32 allows 999 parameters a statement
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@overload
+def aware(t: datetime) -> datetime: ...
+@overload
+def aware(t: None) -> None: ...
+@overload
+def aware(t: datetime | None) -> datetime | None: ...
+def aware(t: datetime | None) -> datetime | None:
+    """`t` as an aware UTC datetime (a naive one is read as UTC); None stays None."""
+    if t is None:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def row(r: sa.Row[Any]) -> dict[str, Any]:
+    """A result row as a dict, its datetimes aware UTC."""
+    d = dict(r._mapping)
+    for k, v in d.items():
+        if isinstance(v, datetime):
+            d[k] = aware(v)
+    return d

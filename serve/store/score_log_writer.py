@@ -1,0 +1,178 @@
+"""The score-log writer: a background thread that writes the rows of served scores in small batches, off
+the scoring hot path, and runs the score log's retention between them."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from leadscore.serve.store.retention import prune_score_log
+from leadscore.serve.store.rows import now
+from leadscore.serve.store.score_log_rows import insert_score_log, score_log_row
+
+log = logging.getLogger("leadscore.serve.store")
+
+
+class ScoreLogWriter:
+    """Writes score-log rows in batches from a background thread.
+
+    `put` encodes each row's features and reasons to JSON text at once (in the request), so the queue holds
+    flat tuples of text and numbers: nothing for the garbage collector to walk, nothing for the writer to
+    build while holding the GIL. The score log is an audit trail, not an acknowledged write: a crash loses
+    what is still queued (about `flush_seconds` of rows while the database keeps up). Feedback, which is
+    acknowledged, never goes through here.
+
+    The queue is bounded in bytes (`max_bytes`, LEADSCORE_SCORE_LOG_QUEUE_BYTES): when the database does not
+    keep up, new rows are dropped rather than growing the process. Drops are counted (`dropped`, and
+    `on_drop(n)`, the Prometheus counter) and logged once per `DROP_LOG_SECONDS` with their number, not per row.
+    """
+
+    DROP_LOG_SECONDS = 10.0
+    ROW_OVERHEAD = 200  # bytes of a queued row beyond its text: the tuple, numbers, times (CPython, 64-bit)
+
+    PRUNE_ROWS = 5000  # rows deleted per retention step: a short transaction between two batches of writes
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        flush_seconds: float = 0.2,
+        max_batch: int = 2000,
+        max_bytes: int = 64_000_000,
+        on_drop: Callable[[int], Any] | None = None,
+        retention_days: float = 0,
+        prune_seconds: float = 600,
+    ) -> None:
+        """`retention_days` > 0: rows older than that are deleted, one step of `PRUNE_ROWS` after a flush
+        while old rows remain, then again `prune_seconds` later (the first check right after the start)."""
+        self.engine = engine
+        self.flush_seconds = flush_seconds
+        self.max_batch = max_batch
+        self.retention_days = retention_days
+        self.prune_seconds = prune_seconds
+        self._next_prune = time.monotonic()
+        self._pruned = 0  # rows deleted in the current pass
+        self.max_bytes = max_bytes
+        self.on_drop = on_drop
+        self.dropped = 0  # rows dropped since start
+        self._unlogged = 0  # rows dropped since the last warning
+        self._last_warning = float("-inf")
+        # one item per request: (its bytes, list of row tuples)
+        self._q: collections.deque[tuple[int, list[tuple[Any, ...]]]] = collections.deque()
+        self.queued_bytes = 0
+        self._count = threading.Lock()  # guards queued_bytes and the drop counts (uncontended: ~0.1 us)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="score-log-writer", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def size(cls, rows: list[tuple[Any, ...]]) -> int:
+        """About the bytes `rows` hold in the queue: their text and a fixed overhead a row."""
+        return sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes))) + cls.ROW_OVERHEAD * len(
+            rows
+        )
+
+    def put(self, rows: list[dict[str, Any]]) -> None:
+        """Queue rows with the fields of `SCORE_LOG_FIELDS` (`store.score_log_rows`) (features and reasons as Python values)."""
+        if not rows:
+            return
+        try:
+            item = [score_log_row(r) for r in rows]
+        except Exception:  # noqa: BLE001 - the score was served: never fail the request for its audit row
+            log.exception("could not encode %d score-log rows: dropped", len(rows))
+            return
+        size = self.size(item)
+        with self._count:
+            accepted = self.queued_bytes + size <= self.max_bytes
+            if accepted:
+                self.queued_bytes += size
+                self._q.append((size, item))
+            else:
+                self.dropped += len(item)
+                self._unlogged += len(item)
+        if not accepted and self.on_drop is not None:
+            self.on_drop(len(item))
+
+    def log_drops(self, force: bool = False) -> None:
+        """One warning for the rows dropped since the last one, at most every `DROP_LOG_SECONDS`."""
+        t = time.monotonic()
+        with self._count:
+            if not self._unlogged or (not force and t - self._last_warning < self.DROP_LOG_SECONDS):
+                return
+            n, self._unlogged, self._last_warning = self._unlogged, 0, t
+            total = self.dropped
+        log.warning(
+            "score log queue full (%d bytes; the database is not keeping up): dropped %d rows since the "
+            "last warning, %d since start",
+            self.max_bytes,
+            n,
+            total,
+        )
+
+    def _drain(self) -> list[tuple[Any, ...]]:
+        batch: list[tuple[Any, ...]] = []
+        while (
+            len(batch) < self.max_batch
+        ):  # whole requests: a batch may exceed max_batch by one request's rows
+            try:
+                size, item = self._q.popleft()
+            except IndexError:
+                break
+            batch.extend(item)
+            with self._count:
+                self.queued_bytes -= size
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._stop.wait(self.flush_seconds)
+            self.flush()
+            self.log_drops()
+            self.prune_step()
+
+    def prune_step(self) -> None:
+        """One bounded retention step if one is due. A backlog (a first start with retention on) is
+        worked off a step per wake-up, between the writes, never blocking them for long."""
+        if self.retention_days <= 0 or time.monotonic() < self._next_prune:
+            return
+        try:
+            n = prune_score_log(self.engine, now() - timedelta(days=self.retention_days), self.PRUNE_ROWS)
+        except Exception:  # noqa: BLE001 - never let the audit writer die; try again at the next check
+            log.exception("could not delete old score-log rows")
+            n = 0
+        self._pruned += n
+        if n < self.PRUNE_ROWS:  # done for now
+            if self._pruned:
+                log.info(
+                    "score log retention: deleted %d rows older than %g days",
+                    self._pruned,
+                    self.retention_days,
+                )
+            self._pruned = 0
+            self._next_prune = time.monotonic() + self.prune_seconds
+
+    def flush(self, everything: bool = False) -> None:
+        """Write what is queued, in transactions of about `max_batch` rows. Under load the queue never
+        empties: a pass stops at the first batch smaller than `max_batch` (`everything`: only when the queue
+        is empty), so the writer wakes every `flush_seconds` for one transaction, not one per request."""
+        while True:
+            batch = self._drain()
+            if batch:
+                try:
+                    with self.engine.begin() as conn:
+                        insert_score_log(conn, batch)
+                except Exception:  # noqa: BLE001 - never let the audit writer die
+                    log.exception("could not write %d score-log rows", len(batch))
+            if not batch or (len(batch) < self.max_batch and not everything):
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.flush(everything=True)
+        self.log_drops(force=True)
