@@ -90,7 +90,7 @@ def monitor(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=1))
     if out:
-        from leadscore.serve.monitoring_report import render
+        from leadscore.serve.monitoring.page import render
 
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render(report))
