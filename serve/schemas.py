@@ -8,6 +8,7 @@ route gets plain dicts the live feature path reads as they are. Its timestamp bo
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, NotRequired
 
@@ -18,7 +19,12 @@ from typing_extensions import TypedDict
 EventType = Literal[S.EVENT_TYPES]  # type: ignore[valid-type]
 PageKind = Literal[S.PAGE_KINDS]  # type: ignore[valid-type]
 Outcome = Literal["qualified", "disqualified", "won", "lost"]
-LeadId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+# The one definition of a lead id: the API checks it (its 422 names this pattern), the sales page too.
+LEAD_ID_PATTERN = r"^[A-Za-z0-9_.:@\-]+$"
+LEAD_ID_MAX_LENGTH = 128
+LeadId = Annotated[
+    str, StringConstraints(min_length=1, max_length=LEAD_ID_MAX_LENGTH, pattern=LEAD_ID_PATTERN)
+]
 # Free text: bounded, without C0/C1 control characters (a NUL byte cannot be stored in PostgreSQL text) and
 # without the bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which would
 # make the sales page show a name or note reversed or reordered. A note keeps tab and line breaks. Patterns,
@@ -28,6 +34,12 @@ ShortText = Annotated[str, StringConstraints(max_length=200, pattern=rf"^[^\x00-
 LongText = Annotated[
     str, StringConstraints(max_length=2000, pattern=rf"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]*$")
 ]
+
+
+def is_lead_id(value: str) -> bool:
+    """Whether `value` is a valid `LeadId` (for a lead id not read through a schema: the sales page's URL)."""
+    return len(value) <= LEAD_ID_MAX_LENGTH and re.fullmatch(LEAD_ID_PATTERN, value) is not None
+
 
 MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)

@@ -1,12 +1,12 @@
 """The sales page's summary numbers with exploration on: the model's handoffs and the explored leads apart
-(serve.ui.queries.summary, on a real store)."""
+(serve.ui.summary_numbers.summary, on a real store)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from leadscore.serve import store
-from leadscore.serve.ui import queries
+from leadscore.serve.ui import summary_numbers
 
 
 def _score(engine, lead_id, at, qualified, explored):
@@ -46,7 +46,7 @@ def test_explored_leads_are_not_counted_as_the_models_handoffs(engine):
     store.add_feedback(engine, "E1", "qualified", at=at)
     store.add_feedback(engine, "E2", "disqualified", reason="no_budget", at=at)
     # when the summary is read
-    s = queries.summary(engine, days=30, now=now)
+    s = summary_numbers.summary(engine, days=30, now=now)
     # then "handed over" and the acceptance rate are the model's decisions; explored leads are on their own
     assert (s.handed_over, s.accepted, s.rejected, s.awaiting) == (3, 1, 1, 1)
     assert (s.explored, s.explored_accepted, s.explored_rejected) == (2, 1, 1)

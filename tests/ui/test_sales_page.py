@@ -280,7 +280,7 @@ def test_summary_page_shows_the_sales_numbers(ui, page):
     sign_in(page, ui.url)
     page.goto(f"{ui.url}/ui/summary?days=365")
     # then the handover count is the number of leads that ever reached the threshold (the model's decision,
-    # not exploration's: serve.ui.queries.summary)
+    # not exploration's: serve.ui.summary_numbers.summary)
     handed = ui.sql(
         "SELECT count(DISTINCT lead_id) FROM score_log WHERE qualified AND NOT coalesce(explored, 0)"
     )[0][0]
