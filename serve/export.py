@@ -16,7 +16,9 @@ hand-over is such a row is left out of the table (its rows weigh 1 in training, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -26,7 +28,7 @@ from leadscore.features.loading import Dataset
 from leadscore.serve import db, store
 
 
-def _utc(values) -> pd.Series:
+def _utc(values: Iterable[Any]) -> pd.Series:
     return pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype("datetime64[ms, UTC]")
 
 

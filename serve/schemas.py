@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from leadscore.features import schema as S
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -80,7 +80,7 @@ def _not_future(value: datetime) -> datetime:
 
 
 # A moment that has happened: what is stored as a fact (a lead's creation, an event, feedback).
-def _past_time_schema(schema: dict) -> None:
+def _past_time_schema(schema: dict[str, Any]) -> None:
     """The document's bounds of a `PastTime`. A pattern cannot follow the clock, so it admits times up to the
     end of the year before the document was made (every one of them is accepted; the service accepts up to
     5 minutes ahead of its clock)."""

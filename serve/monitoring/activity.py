@@ -64,7 +64,8 @@ def coverage(
     def leads(*where: sa.ColumnElement[bool]) -> tuple[int, int]:
         n = sa.func.count(sa.distinct(sl.lead_id))
         with_verdict = sa.func.count(sa.distinct(sa.case((verdict, sl.lead_id))))
-        return tuple(int(x) for x in conn.execute(sa.select(n, with_verdict).where(*where)).one())
+        got = conn.execute(sa.select(n, with_verdict).where(*where)).one()
+        return int(got[0]), int(got[1])
 
     scored, scored_with = leads(sl.scored_at > now - window, sl.scored_at <= now)
     due, due_with = leads(

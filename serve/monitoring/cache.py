@@ -6,10 +6,37 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
+import sqlalchemy as sa
 from leadscore.serve.monitoring.report import monitor
 
+from leadscore.settings import Settings
+
+if TYPE_CHECKING:
+    from leadscore.model.scoring import ScoringModel
+
 log = logging.getLogger("leadscore.serve")
+
+
+class _Holder(Protocol):
+    @property
+    def model(self) -> ScoringModel | None: ...
+
+
+class Monitored(Protocol):
+    """What the cache reads of the service: its store, its settings and the model it serves."""
+
+    @property
+    def engine(self) -> sa.Engine: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def holder(self) -> _Holder: ...
+
+
+Report = dict[str, Any]
 
 
 class MonitorCache:
@@ -27,27 +54,31 @@ class MonitorCache:
     schedule instead); `peek` then returns what the last GET /v1/monitoring computed, if anything.
     The scoring path never computes anything."""
 
-    def __init__(self, state, compute=monitor):
+    def __init__(
+        self,
+        state: Monitored,
+        compute: Callable[[sa.Engine, ScoringModel, Settings], Report] = monitor,
+    ) -> None:
         self.state = state
         self._compute = compute
         self._running = threading.Lock()  # held while a report is computed: one at a time
         self._lock = threading.Lock()  # guards the fields below; never held while computing
-        self._report: dict | None = None
-        self._key = None
+        self._report: Report | None = None
+        self._key: str | None = None
         self._at = float("-inf")
         self._tried_at = float(
             "-inf"
         )  # the last background attempt: a failing one is retried once per period
         self._refresher: threading.Thread | None = None
 
-    def _fresh(self, model) -> bool:
+    def _fresh(self, model: ScoringModel) -> bool:
         return (
             self._report is not None
             and self._key == model.version
             and time.monotonic() - self._at <= self.state.settings.monitor_cache_seconds
         )
 
-    def peek(self) -> dict | None:
+    def peek(self) -> Report | None:
         """The last report of the model being served, without waiting; None when no model is loaded or no
         report exists yet. Starts a background refresh when the report is stale or missing."""
         model = self.state.holder.model
@@ -69,7 +100,7 @@ class MonitorCache:
                 self._refresher.start()
         return report
 
-    def get(self) -> dict | None:
+    def get(self) -> Report | None:
         """A fresh report of the model being served (computed here when stale); None when no model is loaded."""
         model = self.state.holder.model
         if model is None:
@@ -86,13 +117,13 @@ class MonitorCache:
         if t is not None:
             t.join(timeout)
 
-    def _run(self, model) -> dict:
+    def _run(self, model: ScoringModel) -> Report:
         report = self._compute(self.state.engine, model, self.state.settings)
         with self._lock:
             self._report, self._key, self._at = report, model.version, time.monotonic()
         return report
 
-    def _refresh(self, model) -> None:
+    def _refresh(self, model: ScoringModel) -> None:
         try:
             with self._running:
                 with self._lock:

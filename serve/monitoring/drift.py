@@ -14,6 +14,7 @@ from leadscore.model import drift
 from leadscore.model.policy import GRADES
 from leadscore.serve.monitoring.score_rows import complete, feature_values
 from leadscore.serve.monitoring.status import ALERT, NOT_ENOUGH, OK, UNKNOWN, WARN, worst
+from leadscore.serve.store.rows import AnyRow
 
 from leadscore.settings import Settings
 
@@ -38,10 +39,9 @@ def _psi_entry(spec: dict[str, Any], col: Any, n_reference: int, settings: Setti
 
 
 def drift_checks(
-    conn: sa.Connection, model: ScoringModel, settings: Settings, rows: Sequence[sa.Row[Any]]
+    conn: sa.Connection, model: ScoringModel, settings: Settings, rows: Sequence[AnyRow]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The drift of the features, of the score and of the grade mix over `rows` (the window's scores)."""
-    ref = model.info.get("distributions")
     if not drift.has_reference(model.info):
         why = (
             "the model has no training histograms (trained before they were stored): retrain it to monitor "
@@ -52,6 +52,7 @@ def drift_checks(
             {"status": UNKNOWN, "message": why},
             {"status": UNKNOWN, "message": why},
         )
+    ref: dict[str, Any] = model.info["distributions"]
     names, categorical = model.encoder.features, model.encoder.categorical
     values, present = feature_values(conn, rows, names, categorical)
     whole = complete(present, len(rows))

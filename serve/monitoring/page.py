@@ -7,19 +7,23 @@ from __future__ import annotations
 import base64
 import html
 import io
+from typing import TYPE_CHECKING, Any
 
 from leadscore.model.policy import GRADES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _COLOURS = {"ok": "#2e7d32", "warn": "#ef6c00", "alert": "#c62828"}
 
 
-def _png(fig) -> str:
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def _reliability(cal: dict) -> str:
+def _reliability(cal: dict[str, Any]) -> str:
     from matplotlib.figure import Figure
 
     if not cal.get("deciles"):
@@ -40,7 +44,7 @@ def _reliability(cal: dict) -> str:
     return _png(fig)
 
 
-def _psi_bars(drift: dict, thresholds: dict) -> str:
+def _psi_bars(drift: dict[str, Any], thresholds: dict[str, Any]) -> str:
     from matplotlib.figure import Figure
 
     feats = drift.get("features") or {}
@@ -63,7 +67,7 @@ def _psi_bars(drift: dict, thresholds: dict) -> str:
     return _png(fig)
 
 
-def _score_bars(score: dict, grades: dict) -> str:
+def _score_bars(score: dict[str, Any], grades: dict[str, Any]) -> str:
     from matplotlib.figure import Figure
 
     if "training" not in score:
@@ -100,7 +104,7 @@ def _badge(status: str) -> str:
     return f'<span class="badge" style="background:{colour}">{html.escape(status)}</span>'
 
 
-def render(report: dict) -> str:
+def render(report: dict[str, Any]) -> str:
     """The report as a standalone HTML page."""
     c, t = report["checks"], report["thresholds"]
     m = report["model"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,10 @@ from leadscore.features import schema as S
 from leadscore.features.feedback import with_feedback
 from leadscore.features.loading import Dataset
 from leadscore.serve import db, store
+from leadscore.serve.store.rows import AnyRow
 
 
-def score_rows(conn: sa.Connection, where: Sequence[sa.ColumnElement[bool]], limit: int) -> list[sa.Row[Any]]:
+def score_rows(conn: sa.Connection, where: Sequence[sa.ColumnElement[bool]], limit: int) -> list[AnyRow]:
     """The score-log rows matching `where` (newest first, at most `limit`) with what the checks read."""
     sl = db.score_log.c
     q = (
@@ -39,7 +39,7 @@ def score_rows(conn: sa.Connection, where: Sequence[sa.ColumnElement[bool]], lim
 
 
 def feature_values(
-    conn: sa.Connection, rows: Sequence[sa.Row[Any]], names: tuple[str, ...], categorical: tuple[str, ...]
+    conn: sa.Connection, rows: Sequence[AnyRow], names: tuple[str, ...], categorical: tuple[str, ...]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The logged feature values of `rows` as model input (name -> array; numerics float with NaN for
     missing, categoricals object), and for each name the mask of the rows whose log holds it (a row of
@@ -84,7 +84,7 @@ def outcomes(conn: sa.Connection, lead_ids: set[str], now: datetime) -> Dataset:
     """The stored leads in `lead_ids` (creation times) and their feedback given by `now` folded into
     outcomes with the training rules (`with_feedback`), as a dataset whose snapshot is `now`."""
     ids = sorted(lead_ids)
-    created: list[sa.Row[Any]] = []
+    created: list[AnyRow] = []
     for i in range(0, len(ids), store.IN_CHUNK):
         part = ids[i : i + store.IN_CHUNK]
         created += conn.execute(

@@ -61,7 +61,9 @@ def add_feedback(
                 is None
             ):
                 raise UnknownLead(lead_id)
-            new_id = conn.execute(sa.insert(db.feedback).values(**values)).inserted_primary_key[0]
+            inserted = conn.execute(sa.insert(db.feedback).values(**values)).inserted_primary_key
+            assert inserted is not None  # a single-row INSERT always has one
+            new_id = inserted[0]
         return {**values, "id": new_id}, False
     except UnknownLead:
         if idempotency_key is None:

@@ -6,10 +6,12 @@ through `aware`, so callers always get aware UTC datetimes whatever the database
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any, TypeAlias, overload
 
 import sqlalchemy as sa
 
+# a result row of any shape (SQLAlchemy types a row by its columns)
+AnyRow: TypeAlias = "sa.Row[*tuple[Any, ...]]"
 IN_CHUNK = 900  # ids per IN list: SQLite before 3.32 allows 999 parameters a statement
 
 
@@ -30,7 +32,7 @@ def aware(t: datetime | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def row(r: sa.Row[Any]) -> dict[str, Any]:
+def row(r: AnyRow) -> dict[str, Any]:
     """A result row as a dict, its datetimes aware UTC."""
     d = dict(r._mapping)
     for k, v in d.items():

@@ -154,7 +154,7 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
     if name == "sqlite":
         for i in range(0, len(rows), _SQLITE_CHUNK):
             chunk = rows[i : i + _SQLITE_CHUNK]
-            params = []
+            params: list[Any] = []
             for r in chunk:
                 params += (
                     r[0],

@@ -5,6 +5,7 @@ Only numbers and text we format ourselves go into the markup, and every text is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from markupsafe import Markup, escape
@@ -69,7 +70,7 @@ def score_history(
     return Markup("".join(parts))
 
 
-def _label(points) -> str:
+def _label(points: Sequence[tuple[datetime, int, str]]) -> str:
     if len(points) == 1:
         return f"Score history: one score, {points[0][1]}"
     return f"Score history: {len(points)} scores, from {points[0][1]} to {points[-1][1]}"
