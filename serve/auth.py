@@ -14,10 +14,13 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import State
+from starlette.types import Scope
 
 from leadscore.settings import ROLES
 
@@ -32,7 +35,13 @@ class FailureLimiter:
     no database call is made on any path (with W workers an address may fail up to W * limit times per window).
     """
 
-    def __init__(self, limit: int, window: float, max_clients: int = 10_000, clock=time.monotonic):
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit, self.window, self.max_clients, self.clock = limit, window, max_clients, clock
         self.failures: dict[str, deque[float]] = {}  # address -> times of its last `limit` failures
 
@@ -80,10 +89,11 @@ def throttle_key(address: str) -> str:
         return address
 
 
-def limiter(state) -> FailureLimiter:
+def limiter(state: State) -> FailureLimiter:
     """The app's limiter (made on first use from its settings: one per app, so one per worker process)."""
     try:
-        return state["auth_failures"]  # item access: State's attribute access raises (and catches) first
+        made: FailureLimiter = state["auth_failures"]  # item access: State's attribute access raises first
+        return made
     except KeyError:
         settings = state.settings
         found = state.auth_failures = FailureLimiter(
@@ -92,7 +102,7 @@ def limiter(state) -> FailureLimiter:
         return found
 
 
-def client_address(scope) -> str:
+def client_address(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client else "unknown"
 
@@ -121,12 +131,12 @@ def too_many(wait: int) -> HTTPException:
     )
 
 
-def retry_after(state, scope) -> int:
+def retry_after(state: State, scope: Scope) -> int:
     """Whole seconds until the request's address may present a key again (`FailureLimiter`); 0 = now."""
     return limiter(state).retry_after(throttle_key(client_address(scope)))
 
 
-def failed(state, scope, reason: str, allowed: tuple[str, ...], counted: bool) -> None:
+def failed(state: State, scope: Scope, reason: str, allowed: tuple[str, ...], counted: bool) -> None:
     """Audit a failed check; count it against the address when it was a wrong key (a guess)."""
     client = client_address(scope)
     if counted:
@@ -157,7 +167,7 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
     return x_api_key or None
 
 
-def holds_a_key(keys: dict[str, str], scope) -> bool:
+def holds_a_key(keys: dict[str, str], scope: Scope) -> bool:
     """Whether the request's headers present one of `keys` (any role): what admission budgets for."""
     authorization = x_api_key = None
     for name, value in scope.get("headers", ()):
@@ -169,7 +179,7 @@ def holds_a_key(keys: dict[str, str], scope) -> bool:
     return presented is not None and role_of(keys, presented) is not None
 
 
-def authorize(state, scope, presented: str | None, allowed: tuple[str, ...]) -> str:
+def authorize(state: State, scope: Scope, presented: str | None, allowed: tuple[str, ...]) -> str:
     """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403, or 429
     for an address with too many recent wrong keys (checked first: a right key does not get through either)."""
     guard, address = limiter(state), throttle_key(client_address(scope))
@@ -215,7 +225,8 @@ API_KEY = APIKeyHeader(
 )
 
 
-def require(*allowed: str):
+def require(*allowed: str) -> Callable[..., Coroutine[Any, Any, str]]:
+    """The dependency that lets a request through with a key of one of the `allowed` roles (or admin)."""
     unknown = set(allowed) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {unknown}")

@@ -4,6 +4,7 @@ the OpenAPI document (`ErrorBody`, `error_responses(...)` for a route's `respons
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,10 +54,10 @@ _HEADERS = {
 }
 
 
-def error_responses(*statuses: int | tuple[int, str]) -> dict[int, dict]:
+def error_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
     """A route's error responses for `responses=`: each status (or (status, description)) with `ErrorBody`,
     and 500, which any route answers on a bug."""
-    out: dict[int, dict] = {}
+    out: dict[int | str, dict[str, Any]] = {}
     for item in (*statuses, 500):
         status, description = item if isinstance(item, tuple) else (item, MEANING[item])
         out[status] = {"model": ErrorBody, "description": description}

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException
 from leadscore.serve import store
 from leadscore.serve.auth import Reader, Sales
@@ -15,7 +18,7 @@ UNKNOWN_LEAD = (
 )
 
 
-def save_feedback(engine, fb: FeedbackIn, source: str) -> dict:
+def save_feedback(engine: sa.Engine, fb: FeedbackIn, source: str) -> dict[str, Any]:
     """The one way feedback is stored, used by the API and the sales page."""
     if fb.outcome != "disqualified" and fb.reason is not None:
         raise HTTPException(
@@ -48,7 +51,7 @@ def save_feedback(engine, fb: FeedbackIn, source: str) -> dict:
         422,
     ),
 )
-def post_feedback(body: FeedbackIn, engine: Engine, _: Sales):
+def post_feedback(body: FeedbackIn, engine: Engine, _: Sales) -> dict[str, Any]:
     """Store sales feedback durably (it is the label of the next retrain). The lead must be stored
     (PUT /v1/leads/{lead_id}); feedback for any other lead is refused with 404. A retry with the same
     `idempotency_key` is stored once and answered with the stored feedback (`duplicate: true`)."""
@@ -61,5 +64,5 @@ def post_feedback(body: FeedbackIn, engine: Engine, _: Sales):
     summary="Feedback stored for a lead",
     responses=error_responses(*KEYED, 422),
 )
-def get_feedback(lead_id: LeadId, engine: Engine, _: Reader):
+def get_feedback(lead_id: LeadId, engine: Engine, _: Reader) -> list[dict[str, Any]]:
     return store.feedback_for(engine, lead_id)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
@@ -22,8 +23,8 @@ class Readiness(BaseModel):
     last_error: str | None
 
 
-@router.get("/healthz", summary="Alive")
-async def healthz():
+@router.get("/healthz", summary="Alive", response_model=None)
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -33,7 +34,7 @@ async def healthz():
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready: `reasons` says why"}},
 )
-def readyz(state: AppState, response: Response):
+def readyz(state: AppState, response: Response) -> dict[str, Any]:
     """200 when a model is loaded and the database answers, else 503. Unauthenticated, so it names what is
     wrong without details (no driver, host or exception text): `reasons` as "component: state", and
     `last_error` only the first clause of the model holder's message (e.g. a refused new version while the
@@ -71,7 +72,7 @@ def readyz(state: AppState, response: Response):
     response_class=PlainTextResponse,
     response_description="Prometheus text format 0.0.4",
 )
-async def metrics(state: AppState):
+async def metrics(state: AppState) -> Response:
     state.metrics.model_version.set(float(state.holder.version or 0))
     # the monitoring gauges: from the last report, never waiting for one (a stale one is refreshed in the
     # background; before the first exists the gauges are absent)

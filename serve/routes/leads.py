@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from leadscore.serve import store
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1", tags=["leads"])
 TREND_POINTS = 3  # a move of more than this many score points between the last two scores is a trend
 
 
-def trend(history: list[dict]) -> str:
+def trend(history: list[dict[str, Any]]) -> str:
     if len(history) < 2:
         return "steady"
     delta = history[0]["score"] - history[1]["score"]
@@ -24,8 +24,9 @@ def trend(history: list[dict]) -> str:
     "/leads/{lead_id}",
     summary="Create or update a lead's attributes",
     responses=error_responses(400, *KEYED, 413, 422),
+    response_model=None,
 )
-def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
+def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer) -> dict[str, Any]:
     created = store.upsert_lead(engine, lead_id, body.created_at, body.attributes.model_dump())
     return {"lead_id": lead_id, "created": created}
 
@@ -35,8 +36,9 @@ def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer):
     status_code=201,
     summary="Append events for one or many stored leads",
     responses=error_responses(400, *KEYED, (404, "An event's lead is not stored: PUT it first"), 413, 422),
+    response_model=None,
 )
-def post_events(body: EventBatch, engine: Engine, state: AppState, _: Scorer):
+def post_events(body: EventBatch, engine: Engine, state: AppState, _: Scorer) -> dict[str, Any]:
     """All or nothing: 404 if a lead is not stored, 422 if one would then have more than
     `LEADSCORE_MAX_EVENTS_PER_LEAD` stored events (the most a score by reference reads)."""
     ids = [e["lead_id"] for e in body.events]
@@ -64,8 +66,9 @@ def post_events(body: EventBatch, engine: Engine, state: AppState, _: Scorer):
     "/leads/{lead_id}",
     summary="A lead's latest score, reasons, history and trend",
     responses=error_responses(*KEYED, (404, "No such lead: neither stored nor scored"), 422),
+    response_model=None,
 )
-def get_lead(lead_id: LeadId, engine: Engine, _: Reader):
+def get_lead(lead_id: LeadId, engine: Engine, _: Reader) -> dict[str, Any]:
     stored = store.get_leads(engine, [lead_id]).get(lead_id)
     history = store.score_history(engine, lead_id)
     if stored is None and not history:
@@ -104,7 +107,10 @@ def get_lead(lead_id: LeadId, engine: Engine, _: Reader):
 
 
 @router.get(
-    "/leads", summary="Latest scores for review lists, highest first", responses=error_responses(*KEYED, 422)
+    "/leads",
+    summary="Latest scores for review lists, highest first",
+    responses=error_responses(*KEYED, 422),
+    response_model=None,
 )
 def list_leads(
     engine: Engine,
@@ -113,7 +119,7 @@ def list_leads(
     since: Timestamp | None = None,
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=1_000_000),
-):
+) -> dict[str, Any]:
     """The newest score of each lead (filtered by grade and by scored at or after `since`), highest
     probability first, each with its trend against the lead's previous score."""
     rows = store.latest_scores(engine, grade=grade, since=since, limit=limit, offset=offset)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException
 from leadscore.serve import model_sync
 from leadscore.serve.auth import Admin, Reader
@@ -10,8 +12,10 @@ from leadscore.serve.scoring import NO_MODEL
 router = APIRouter(prefix="/v1", tags=["model"])
 
 
-@router.get("/model", summary="The model being served", responses=error_responses(*KEYED, 503))
-def get_model(state: AppState, _: Reader):
+@router.get(
+    "/model", summary="The model being served", responses=error_responses(*KEYED, 503), response_model=None
+)
+def get_model(state: AppState, _: Reader) -> dict[str, Any]:
     model = state.holder.model
     if model is None:
         raise HTTPException(
@@ -42,8 +46,9 @@ def get_model(state: AppState, _: Reader):
         413,
         (503, "No model could be loaded"),
     ),
+    response_model=None,
 )
-def reload(state: AppState, _: Admin):
+def reload(state: AppState, _: Admin) -> dict[str, Any]:
     """Check the registry now and swap in the champion if it changed, then have every worker of the service
     do the same: the answer comes when all live workers report the version they serve (or after
     `LEADSCORE_RELOAD_WAIT_SECONDS`) and lists them. Requests in flight finish on the old model. A version that
