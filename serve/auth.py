@@ -32,7 +32,8 @@ class FailureLimiter:
 
     An address is refused while its last `limit` failures all fall within `window` seconds. A request from an
     address with no recent failures costs one dict lookup: the scoring hot path pays nothing measurable, and
-    no database call is made on any path (with W workers an address may fail up to W * limit times per window).
+    no database call is made on any path (with W workers an address may fail up to W * limit times per
+    window).
     """
 
     def __init__(
@@ -180,8 +181,9 @@ def holds_a_key(keys: dict[str, str], scope: Scope) -> bool:
 
 
 def authorize(state: State, scope: Scope, presented: str | None, allowed: tuple[str, ...]) -> str:
-    """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403, or 429
-    for an address with too many recent wrong keys (checked first: a right key does not get through either)."""
+    """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403, or
+    429 for an address with too many recent wrong keys (checked first: a right key does not get through
+    either)."""
     guard, address = limiter(state), throttle_key(client_address(scope))
     if address in guard.failures:  # the success path of a client without recent failures stops here
         wait = guard.retry_after(address)

@@ -89,7 +89,8 @@ feature_sets = sa.Table(
     sa.Column("names", sa.JSON, nullable=False),
 )
 
-# The sales page's sessions (`serve.ui.session`): shared by every worker, so signing out ends a session at once.
+# The sales page's sessions (`serve.ui.session`): shared by every worker, so signing out ends a session
+# at once.
 ui_sessions = sa.Table(
     "ui_sessions",
     metadata,

@@ -10,8 +10,8 @@ figures are the champion's own even when older versions served the scores.
   (`features.labels.label_rows`: positive when a positive verdict falls in (as_of, as_of + horizon], a row
   counts only once its horizon has passed; a lead decided before it was scored is left out). The window is
   on the end of the horizon: scores whose as_of + horizon falls in the last `window` days. One row per
-  (lead, as_of) as in training, and only leads stored in the service (a lead scored without being stored cannot
-  get feedback, so it could only ever count as a negative).
+  (lead, as_of) as in training, and only leads stored in the service (a lead scored without being stored
+  cannot get feedback, so it could only ever count as a negative).
 - **drift**: PSI of every feature, of the score and of the grade mix, over the scores of the last `window`
   days, against the training histograms.
 - **volume** (scores per day) and **coverage** (share of scored leads with a verdict).

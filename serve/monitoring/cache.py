@@ -101,7 +101,8 @@ class MonitorCache:
         return report
 
     def get(self) -> Report | None:
-        """A fresh report of the model being served (computed here when stale); None when no model is loaded."""
+        """A fresh report of the model being served (computed here when stale); None when no model is
+        loaded."""
         model = self.state.holder.model
         if model is None:
             return None

@@ -124,7 +124,8 @@ def render(report: dict[str, Any]) -> str:
     )
     feats = c["drift"].get("features") or {}
     feature_rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td class='num'>{v['psi']:.3f}</td><td class='num'>{v['noise']:.3f}</td>"
+        f"<tr><td>{html.escape(k)}</td><td class='num'>{v['psi']:.3f}</td>"
+        f"<td class='num'>{v['noise']:.3f}</td>"
         f"<td>{_badge(v['status'])}</td></tr>"
         for k, v in sorted(feats.items(), key=lambda kv: -kv[1]["psi"])
     )
@@ -140,11 +141,13 @@ border-bottom: 1px solid #e0e0e0; vertical-align: top; }} .num {{ text-align: ri
 .alert {{ background: #ffebee; padding: .6rem; border-left: 4px solid #c62828; }} img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Is the champion still right? {_badge(report["status"])}</h1>
-<p>Model {html.escape(str(m["name"]))} version {html.escape(str(m["version"]))} ({html.escape(str(m["family"]))},
-trained {html.escape(str(m["trained_at"]))}); at {html.escape(report["now"])}, over the last
-{report["window_days"]:g} days. What each figure means and what to do: docs/monitoring.md.</p>
+<p>Model {html.escape(str(m["name"]))} version {html.escape(str(m["version"]))}
+({html.escape(str(m["family"]))}, trained {html.escape(str(m["trained_at"]))}); at
+{html.escape(report["now"])}, over the last {report["window_days"]:g} days. What each figure means and
+what to do: docs/monitoring.md.</p>
 {verdict}
-<table><thead><tr><th>Check</th><th>Status</th><th>What it found</th></tr></thead><tbody>{rows}</tbody></table>
+<table><thead><tr><th>Check</th><th>Status</th><th>What it found</th></tr></thead>
+<tbody>{rows}</tbody></table>
 <h2>Calibration</h2>
 <p>Leads whose {m["horizon_days"]}-day horizon ended in the window, labelled by the training rules.</p>
 {_reliability(c["calibration"])}
@@ -152,7 +155,8 @@ trained {html.escape(str(m["trained_at"]))}); at {html.escape(report["now"])}, o
 {_psi_bars(c["drift"], t)}
 {_score_bars(c["score"], c["grades"])}
 <details><summary>PSI of every feature</summary>
-<table><thead><tr><th>Feature</th><th class="num">PSI</th><th class="num">noise</th><th>Status</th></tr></thead>
+<table><thead><tr><th>Feature</th><th class="num">PSI</th><th class="num">noise</th><th>Status</th></tr>
+</thead>
 <tbody>{feature_rows}</tbody></table></details>
 <h2>Volume and feedback</h2>
 <p>{html.escape(c["volume"].get("message", ""))}. Last days: {html.escape(volume)}</p>

@@ -43,7 +43,8 @@ def feature_values(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The logged feature values of `rows` as model input (name -> array; numerics float with NaN for
     missing, categoricals object), and for each name the mask of the rows whose log holds it (a row of
-    another feature set may not). Rows of one feature set are read column-wise: a few numpy calls a feature."""
+    another feature set may not). Rows of one feature set are read column-wise: a few numpy calls a
+    feature."""
     n_rows = len(rows)
     sets = store.feature_names(conn, {r.feature_set for r in rows if r.feature_set})
     raw = {n: np.full(n_rows, None, dtype=object) for n in names}

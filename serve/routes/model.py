@@ -51,9 +51,9 @@ def get_model(state: AppState, _: Reader) -> dict[str, Any]:
 def reload(state: AppState, _: Admin) -> dict[str, Any]:
     """Check the registry now and swap in the champion if it changed, then have every worker of the service
     do the same: the answer comes when all live workers report the version they serve (or after
-    `LEADSCORE_RELOAD_WAIT_SECONDS`) and lists them. Requests in flight finish on the old model. A version that
-    fails to load or fails its smoke score is refused (409) and the old one keeps serving; with no model at
-    all the answer is 503."""
+    `LEADSCORE_RELOAD_WAIT_SECONDS`) and lists them. Requests in flight finish on the old model. A version
+    that fails to load or fails its smoke score is refused (409) and the old one keeps serving; with no model
+    at all the answer is 503."""
     outcome = state.holder.reload(force=True)
     if outcome.refused or state.holder.model is None:
         raise HTTPException(

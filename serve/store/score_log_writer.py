@@ -30,7 +30,8 @@ class ScoreLogWriter:
 
     The queue is bounded in bytes (`max_bytes`, LEADSCORE_SCORE_LOG_QUEUE_BYTES): when the database does not
     keep up, new rows are dropped rather than growing the process. Drops are counted (`dropped`, and
-    `on_drop(n)`, the Prometheus counter) and logged once per `DROP_LOG_SECONDS` with their number, not per row.
+    `on_drop(n)`, the Prometheus counter) and logged once per `DROP_LOG_SECONDS` with their number, not per
+    row.
     """
 
     DROP_LOG_SECONDS = 10.0
@@ -78,7 +79,8 @@ class ScoreLogWriter:
         )
 
     def put(self, rows: list[dict[str, Any]]) -> None:
-        """Queue rows with the fields of `SCORE_LOG_FIELDS` (`store.score_log_rows`) (features and reasons as Python values)."""
+        """Queue rows with the fields of `store.score_log_rows.SCORE_LOG_FIELDS` (features and reasons as
+        Python values)."""
         if not rows:
             return
         try:

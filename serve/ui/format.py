@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import numpy as np
 from leadscore.features import schema as S
 from leadscore.model.reasons import notable
 from leadscore.serve.routes.leads import TREND_POINTS
@@ -102,11 +103,14 @@ def out_of_range(model: ScoringModel | None, latest: dict[str, Any] | None) -> l
         return []
     return model.out_of_range(
         {
-            name: [
-                features[name]
-                if features[name] is not None
-                else (None if name in model.encoder.vocab else float("nan"))
-            ]
+            name: np.array(
+                [
+                    features[name]
+                    if features[name] is not None
+                    else (None if name in model.encoder.vocab else float("nan"))
+                ],
+                dtype=object,
+            )
             for name in model.encoder.features
         }
     )[0]
@@ -115,7 +119,7 @@ def out_of_range(model: ScoringModel | None, latest: dict[str, Any] | None) -> l
 def outcome_label(fb: dict[str, Any] | None) -> str:
     if not fb:
         return ""
-    text = OUTCOME_LABELS.get(fb["outcome"], fb["outcome"])
+    text: str = OUTCOME_LABELS.get(fb["outcome"], fb["outcome"])
     if fb.get("reason"):
         text += f" ({REASON_LABELS.get(fb['reason'], fb['reason']).lower()})"
     return text

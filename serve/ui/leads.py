@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
 from leadscore.model.reasons import notable
 from leadscore.serve import store
 from leadscore.serve.routes.feedback import save_feedback
@@ -23,7 +26,7 @@ PAGE_SIZE = 50
 MAX_PAGE = 100_000
 
 
-def _parse_filters(params) -> tuple[queries.ListFilter, int, dict, list[str]]:
+def _parse_filters(params: Mapping[str, str]) -> tuple[queries.ListFilter, int, dict[str, Any], list[str]]:
     errors = []
     grade = (params.get("grade") or "").strip().upper() or None
     if grade and grade not in GRADES:
@@ -56,7 +59,7 @@ def _parse_filters(params) -> tuple[queries.ListFilter, int, dict, list[str]]:
     return queries.ListFilter(grade, source, since, unreviewed), page, shown, errors
 
 
-def _query_string(shown: dict, **changes) -> str:
+def _query_string(shown: dict[str, Any], **changes: Any) -> str:
     q = {k: v for k, v in {**shown, **changes}.items() if v not in (None, "", False)}
     if q.get("unreviewed") is True:
         q["unreviewed"] = "1"
@@ -64,7 +67,7 @@ def _query_string(shown: dict, **changes) -> str:
 
 
 @router.get("/leads")
-def lead_list(request: Request):
+def lead_list(request: Request) -> Response:
     sess = session.current(request)
     if not sess:
         return responses.to_signin(request)
@@ -101,7 +104,7 @@ def lead_list(request: Request):
     )
 
 
-def _lead_context(request: Request, lead_id: str) -> dict | None:
+def _lead_context(request: Request, lead_id: str) -> dict[str, Any] | None:
     engine = request.app.state.engine
     lead = queries.lead_row(engine, lead_id)
     history = store.score_history(engine, lead_id, limit=50)
@@ -143,7 +146,7 @@ def _lead_context(request: Request, lead_id: str) -> dict | None:
 
 
 @router.get("/leads/{lead_id}")
-def lead_page(request: Request, lead_id: str):
+def lead_page(request: Request, lead_id: str) -> Response:
     sess = session.current(request)
     if not sess:
         return responses.to_signin(request)
@@ -157,12 +160,12 @@ def lead_page(request: Request, lead_id: str):
 
 
 @router.post("/leads/{lead_id}/feedback")
-async def lead_feedback(request: Request, lead_id: str):
+async def lead_feedback(request: Request, lead_id: str) -> Response:
     sess = session.current(request)
     if not sess:
         return responses.to_signin(request)
     form = await request.form()
-    if not session.valid_csrf(sess, form.get("csrf")):
+    if not session.valid_csrf(sess, responses.form_text(form, "csrf")):
         log.warning("sales page: feedback refused for a bad CSRF token")
         return responses.forbidden(request, sess)
     ctx = _lead_context(request, lead_id) if is_lead_id(lead_id) else None
@@ -187,8 +190,14 @@ async def lead_feedback(request: Request, lead_id: str):
     if error:
         return responses.render(request, "lead.html", {**ctx, "error": error}, 422, sess)
     try:
-        fb = FeedbackIn(
-            lead_id=lead_id, outcome=outcome, reason=reason, note=note, idempotency_key=f"ui:{form_key}"
+        fb = FeedbackIn.model_validate(
+            {
+                "lead_id": lead_id,
+                "outcome": outcome,
+                "reason": reason,
+                "note": note,
+                "idempotency_key": f"ui:{form_key}",
+            }
         )
         row = save_feedback(request.app.state.engine, fb, source="ui")
     except ValidationError as e:

@@ -8,8 +8,10 @@ summary page's numbers are in `summary_numbers`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from leadscore.serve import db, store
@@ -28,11 +30,13 @@ class ListFilter:
     unreviewed: bool = False  # no feedback stored for the lead yet
 
 
-def _latest_ids():
+def _latest_ids() -> sa.Subquery:
     return sa.select(SL.c.lead_id, sa.func.max(SL.c.id).label("id")).group_by(SL.c.lead_id).subquery("latest")
 
 
-def _list_query(f: ListFilter, columns):
+def _list_query(
+    f: ListFilter, columns: Callable[[sa.ColumnElement[Any]], tuple[sa.ColumnElement[Any], ...]]
+) -> sa.Select[*tuple[Any, ...]]:
     latest = _latest_ids()
     created = sa.func.coalesce(LEADS.c.created_at, SL.c.scored_at)
     q = sa.select(*columns(created)).select_from(
@@ -49,10 +53,10 @@ def _list_query(f: ListFilter, columns):
     return q
 
 
-def lead_list(engine: sa.Engine, f: ListFilter, limit: int, offset: int) -> tuple[list[dict], int]:
+def lead_list(engine: sa.Engine, f: ListFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
     """One page of leads by their latest score, highest first, and how many leads match in all."""
 
-    def cols(created):
+    def cols(created: sa.ColumnElement[Any]) -> tuple[sa.ColumnElement[Any], ...]:
         return (
             SL.c.id,
             SL.c.lead_id,
@@ -94,7 +98,7 @@ def previous_scores(engine: sa.Engine, lead_ids: list[str]) -> dict[str, int]:
         }
 
 
-def latest_feedback(engine: sa.Engine, lead_ids: list[str]) -> dict[str, dict]:
+def latest_feedback(engine: sa.Engine, lead_ids: list[str]) -> dict[str, dict[str, Any]]:
     if not lead_ids:
         return {}
     with engine.connect() as conn:
@@ -119,7 +123,7 @@ def sources(engine: sa.Engine, limit: int = 100) -> list[str]:
 
 
 # --- one lead --------------------------------------------------------------------------------------------
-def lead_row(engine: sa.Engine, lead_id: str) -> dict | None:
+def lead_row(engine: sa.Engine, lead_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         r = conn.execute(sa.select(LEADS).where(LEADS.c.lead_id == lead_id)).first()
     return store.row(r) if r else None
@@ -132,9 +136,9 @@ class Activity:
     `seen` (newest first) are the newest it did see; n_* count all of each."""
 
     as_of: datetime | None
-    after: list[dict]
+    after: list[dict[str, Any]]
     n_after: int
-    seen: list[dict]
+    seen: list[dict[str, Any]]
     n_seen: int
 
 
@@ -143,7 +147,7 @@ def activity(
 ) -> Activity:
     """The events the score as of `as_of` saw, and those after it (all events are "seen" without a score)."""
 
-    def newest(where, limit):
+    def newest(where: sa.ColumnElement[bool], limit: int) -> sa.Select[*tuple[Any, ...]]:
         return (
             sa.select(EVENTS.c.type, EVENTS.c.timestamp, EVENTS.c.page)
             .where(EVENTS.c.lead_id == lead_id, where)
@@ -151,14 +155,15 @@ def activity(
             .limit(limit)
         )
 
-    def count(where):
+    def count(where: sa.ColumnElement[bool]) -> sa.Select[int]:
         return sa.select(sa.func.count()).select_from(EVENTS).where(EVENTS.c.lead_id == lead_id, where)
 
     before = EVENTS.c.timestamp < as_of if as_of is not None else sa.true()
     with engine.connect() as conn:
         seen = [store.row(r) for r in conn.execute(newest(before, seen_limit)).all()]
         n_seen = conn.execute(count(before)).scalar_one()
-        after, n_after = [], 0
+        after: list[dict[str, Any]] = []
+        n_after = 0
         if as_of is not None:
             after = [
                 store.row(r) for r in conn.execute(newest(EVENTS.c.timestamp >= as_of, after_limit)).all()
@@ -167,7 +172,7 @@ def activity(
     return Activity(as_of, after, n_after, seen, n_seen)
 
 
-def feedback_by_id(engine: sa.Engine, feedback_id: int, lead_id: str) -> dict | None:
+def feedback_by_id(engine: sa.Engine, feedback_id: int, lead_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         r = conn.execute(sa.select(FB).where(FB.c.id == feedback_id, FB.c.lead_id == lead_id)).first()
     return store.row(r) if r else None

@@ -26,6 +26,7 @@ from leadscore.serve.ui.format import (
     pct,
     signed,
 )
+from starlette.datastructures import FormData
 
 HERE = Path(__file__).parent
 R = TypeVar("R", bound=Response)
@@ -123,7 +124,8 @@ def forbidden(request: Request, sess: session.Session | None) -> HTMLResponse:
         "message.html",
         {
             "title": "Form refused",
-            "error": "This form did not come from this page or has expired (missing or wrong security token). "
+            "error": "This form did not come from this page or has expired (missing or wrong security "
+            "token). "
             "Nothing was saved. Reload the page and try again.",
         },
         403,
@@ -139,3 +141,9 @@ def not_found(request: Request, sess: session.Session | None, lead_id: str) -> H
         404,
         sess,
     )
+
+
+def form_text(form: FormData, name: str) -> str | None:
+    """A form field's text; None when it is absent or a file (no form of the page uploads one)."""
+    value = form.get(name)
+    return value if isinstance(value, str) else None

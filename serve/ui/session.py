@@ -23,8 +23,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from leadscore.serve import store
 from leadscore.serve.auth import role_of
 from leadscore.serve.db import ui_sessions
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -41,21 +43,21 @@ class Session:
     csrf: str
 
 
-def secret(app) -> bytes:
+def secret(app: Starlette) -> bytes:
     """settings.session_secret, or one derived from the configured keys (stable across restarts and workers,
     and changed whenever the keys change, which also ends every session)."""
-    configured = app.state.settings.session_secret.get_secret_value()
+    configured: str = app.state.settings.session_secret.get_secret_value()
     if configured:
         return configured.encode()
     material = "\0".join(sorted(f"{role}:{key}" for key, role in app.state.keys.items()))
     return hashlib.sha256(b"leadscore-ui-session\0" + material.encode()).digest()
 
 
-def _serializer(app, salt: str) -> URLSafeTimedSerializer:
+def _serializer(app: Starlette, salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret(app), salt=salt)
 
 
-def fingerprint(app, key: str) -> str:
+def fingerprint(app: Starlette, key: str) -> str:
     return hmac.new(secret(app), key.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -63,22 +65,19 @@ def _row_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _max_age(app) -> int:
-    return app.state.settings.session_max_age_seconds
+def _max_age(app: Starlette) -> int:
+    max_age: int = app.state.settings.session_max_age_seconds
+    return max_age
 
 
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t  # SQLite gives back naive UTC
-
-
-def check_key(app, presented: str) -> str | None:
+def check_key(app: Starlette, presented: str) -> str | None:
     """The role of a presented key (constant-time), or None."""
     if not presented or len(presented) > 512:
         return None
     return role_of(app.state.keys, presented)
 
 
-def start(app, response: Response, key: str) -> None:
+def start(app: Starlette, response: Response, key: str) -> None:
     """Open a session for `key` (already checked) and set its cookie; expired sessions are cleared out."""
     token, now = secrets.token_urlsafe(32), datetime.now(UTC)
     with app.state.engine.begin() as conn:
@@ -128,7 +127,7 @@ def current(request: Request) -> Session | None:
                 ui_sessions.c.id == _row_id(token)
             )
         ).first()
-    if row is None or _utc(row.expires_at) <= datetime.now(UTC):
+    if row is None or store.aware(row.expires_at) <= datetime.now(UTC):
         return None
     role = None
     for key, key_role in app.state.keys.items():  # look at every key: timing does not tell which matched
@@ -167,7 +166,7 @@ def valid_csrf(session: Session, submitted: str | None) -> bool:
     return bool(submitted) and hmac.compare_digest(session.csrf.encode(), str(submitted).encode())
 
 
-def _set(app, response: Response, name: str, value: str, max_age: int) -> None:
+def _set(app: Starlette, response: Response, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
         value,

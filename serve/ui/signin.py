@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from leadscore.serve import auth
 from leadscore.serve.ui import responses, session
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/ui")
 
 @router.get("")
 @router.get("/")
-def home(request: Request):
+def home(request: Request) -> Response:
     return responses.redirect("/ui/leads") if session.current(request) else responses.to_signin(request)
 
 
@@ -33,7 +33,7 @@ def _signin_page(
 
 
 @router.get("/signin")
-def signin_form(request: Request, next: str | None = None):
+def signin_form(request: Request, next: str | None = None) -> Response:
     next_url = responses.safe_next(next)
     if session.current(request):
         return responses.redirect(next_url)
@@ -41,9 +41,9 @@ def signin_form(request: Request, next: str | None = None):
 
 
 @router.post("/signin")
-async def signin(request: Request):
+async def signin(request: Request) -> Response:
     form = await request.form()
-    next_url = responses.safe_next(form.get("next"))
+    next_url = responses.safe_next(responses.form_text(form, "next"))
     state, scope = request.app.state, request.scope
     wait = auth.retry_after(state, scope)
     if wait:  # too many wrong keys from this address: even the right one waits (as for the API)
@@ -55,7 +55,7 @@ async def signin(request: Request):
         )
         response.headers["Retry-After"] = str(wait)
         return response
-    if not session.valid_signin_token(request, form.get("csrf")):
+    if not session.valid_signin_token(request, responses.form_text(form, "csrf")):
         return _signin_page(
             request,
             next_url,
@@ -78,17 +78,17 @@ async def signin(request: Request):
             "cannot open the sales page. Sign in with a sales or admin key.",
             403,
         )
-    response = responses.redirect(next_url)
-    await run_in_threadpool(session.start, request.app, response, key)
+    signed_in = responses.redirect(next_url)
+    await run_in_threadpool(session.start, request.app, signed_in, key)
     log.info("sales page: %s signed in", role)
-    return response
+    return signed_in
 
 
 @router.post("/signout")
-async def signout(request: Request):
+async def signout(request: Request) -> Response:
     sess = await run_in_threadpool(session.current, request)
     form = await request.form()
-    if sess and not session.valid_csrf(sess, form.get("csrf")):
+    if sess and not session.valid_csrf(sess, responses.form_text(form, "csrf")):
         return responses.forbidden(request, sess)
     response = responses.redirect("/ui/signin")
     await run_in_threadpool(

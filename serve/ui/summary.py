@@ -3,7 +3,10 @@ the service's last monitoring report."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from leadscore.serve.ui import charts, responses, session, summary_numbers
 
 router = APIRouter(prefix="/ui")
@@ -11,7 +14,7 @@ SUMMARY_DAYS = (30, 90, 365)
 
 
 @router.get("/summary")
-def summary_page(request: Request):
+def summary_page(request: Request) -> Response:
     sess = session.current(request)
     if not sess:
         return responses.to_signin(request)
@@ -40,7 +43,7 @@ def summary_page(request: Request):
     )
 
 
-def _calibration(request: Request) -> dict | None:
+def _calibration(request: Request) -> dict[str, Any] | None:
     """The calibration check of the service's last monitoring report, for the summary's line, never waiting
     for one: {"status": "computing"} before the first report exists (it is computed in the background)."""
     report = request.app.state.monitor_cache.peek()

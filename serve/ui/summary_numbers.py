@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from leadscore.serve import store
@@ -25,8 +26,8 @@ class Summary:
     explored: int = 0  # handed over for exploration (below the threshold, drawn): not the model's decision
     explored_accepted: int = 0
     explored_rejected: int = 0
-    by_grade: dict[str, dict] = field(default_factory=dict)  # grade -> reviewed, qualified, rate
-    agreement: dict = field(default_factory=dict)
+    by_grade: dict[str, dict[str, Any]] = field(default_factory=dict)  # grade -> reviewed, qualified, rate
+    agreement: dict[str, Any] = field(default_factory=dict)
     reasons: list[tuple[str, int]] = field(default_factory=list)  # why sales said "not qualified"
 
     @property
@@ -54,7 +55,8 @@ def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> S
     """
     now = now or datetime.now(UTC)
     start = now - timedelta(days=days)
-    # the model's decision: handed over and not drawn for exploration (NULL: logged before exploration existed)
+    # the model's decision: handed over and not drawn for exploration (NULL: logged before exploration
+    # existed)
     by_model = sa.and_(SL.c.qualified.is_(True), sa.func.coalesce(SL.c.explored, False).is_(False))
     first_handoff = (
         sa.select(SL.c.lead_id, sa.func.min(SL.c.scored_at).label("at"))
@@ -103,10 +105,10 @@ def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> S
         explored_ids = {r.lead_id for r in conn.execute(explored)}
         verdict: dict[str, str] = {}
         if handed_ids | explored_ids:
-            for r in conn.execute(verdict_of_all.where(FB.c.lead_id.in_(handed_ids | explored_ids))):
-                verdict[r.lead_id] = r.outcome
+            for fb_row in conn.execute(verdict_of_all.where(FB.c.lead_id.in_(handed_ids | explored_ids))):
+                verdict[fb_row.lead_id] = fb_row.outcome
 
-    weeks: Counter = Counter(_monday(store.aware(r.at)) for r in handed_rows)
+    weeks: Counter[Any] = Counter(_monday(store.aware(r.at)) for r in handed_rows)
     first_week = _monday(start)
     out = Summary(days=days, start=start, weeks=[])
     w = first_week
@@ -129,9 +131,9 @@ def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> S
         out.explored_rejected += v is not None and v not in ACCEPTED
 
     grades: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    matrix = Counter()
+    matrix: Counter[tuple[bool, bool]] = Counter()
     scores: dict[bool, list[int]] = {True: [], False: []}
-    reasons: Counter = Counter()
+    reasons: Counter[Any] = Counter()
     explored_reviewed = 0
     for r in review_rows:
         positive = r.outcome in ACCEPTED
