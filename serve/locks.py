@@ -15,10 +15,10 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from leadscore.serve import db
+from leadscore.serve import db, store
 
 STALE_AFTER_SECONDS = 600.0  # a holder refreshes every STALE_AFTER / 10: ten missed refreshes mean it is gone
 
@@ -42,14 +42,6 @@ class LockHeld(RuntimeError):
         )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t  # SQLite returns naive UTC
-
-
 def holder_name() -> str:
     return f"{socket.gethostname()} pid {os.getpid()}"
 
@@ -70,7 +62,7 @@ class JobLock:
         self.took_over: str | None = None  # the stale holder this lock replaced, if any
 
     def acquire(self) -> None:
-        t = _now()
+        t = store.now()
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -93,9 +85,9 @@ class JobLock:
                     )
                 )
                 return
-            beat = _aware(row.heartbeat_at)
+            beat = store.aware(row.heartbeat_at)
             if t - beat < timedelta(seconds=self.stale_after):
-                raise LockHeld(self.name, row.holder, _aware(row.acquired_at), beat, self.stale_after)
+                raise LockHeld(self.name, row.holder, store.aware(row.acquired_at), beat, self.stale_after)
             # the staleness is checked again in the UPDATE itself: of two runs taking over the same stale lock
             # (or a holder that beat just now), exactly one outcome wins
             taken = conn.execute(
@@ -107,7 +99,7 @@ class JobLock:
                 .values(holder=self.holder, acquired_at=t, heartbeat_at=t)
             ).rowcount
         if taken != 1:
-            raise LockHeld(self.name, row.holder, _aware(row.acquired_at), beat, self.stale_after)
+            raise LockHeld(self.name, row.holder, store.aware(row.acquired_at), beat, self.stale_after)
         self.took_over = row.holder
 
     def _heartbeat(self) -> None:
@@ -117,7 +109,7 @@ class JobLock:
                     conn.execute(
                         sa.update(job_locks)
                         .where(job_locks.c.name == self.name, job_locks.c.holder == self.holder)
-                        .values(heartbeat_at=_now())
+                        .values(heartbeat_at=store.now())
                     )
             except sa.exc.SQLAlchemyError:  # a passing store outage: the next beat tries again
                 pass

@@ -9,14 +9,12 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from leadscore.serve import locks
+from leadscore.serve import locks, store
 
 
 def _age_heartbeat(engine, seconds: float) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            sa.update(locks.job_locks).values(heartbeat_at=locks._now() - timedelta(seconds=seconds))
-        )
+        conn.execute(sa.update(locks.job_locks).values(heartbeat_at=store.now() - timedelta(seconds=seconds)))
 
 
 def test_one_holder_at_a_time_and_a_stale_lock_is_taken_over(engine):
