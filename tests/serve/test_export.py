@@ -325,10 +325,10 @@ def test_training_from_the_store_learns_every_scored_moment_not_the_moments_befo
                 for i, c in zip(ids, created, strict=True)
             ],
         )
-        db.insert_score_log(
+        store.insert_score_log(
             conn,
             [
-                db.score_log_row(
+                store.score_log_row(
                     {
                         "lead_id": ids[i],
                         "scored_at": (created[i] + pd.Timedelta(days=int(a))).to_pydatetime(),
