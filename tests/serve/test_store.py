@@ -125,6 +125,30 @@ def test_feedback_frame_is_an_outcomes_table(engine):
     assert str(df["at"].dt.tz) == "UTC" and df["at"].iloc[0] == T0
 
 
+def test_feedback_frame_reads_only_the_given_leads_up_to_a_moment(engine):
+    # given feedback of three leads at several moments, and more leads asked for than one IN list holds
+    for lid in ("s-5", "s-6", "s-7"):
+        store.upsert_lead(engine, lid, T0, {})
+    store.add_feedback(engine, "s-5", "qualified", at=T0 + timedelta(days=1))
+    store.add_feedback(engine, "s-5", "won", at=T0 + timedelta(days=5))
+    store.add_feedback(engine, "s-6", "disqualified", reason="spam", at=T0 + timedelta(days=2))
+    store.add_feedback(engine, "s-7", "qualified", at=T0 + timedelta(days=1))
+    asked = ["s-6", "s-5", *(f"absent-{i}" for i in range(store.IN_CHUNK + 5))]
+    # when the frame is read for some leads up to a moment (what monitoring folds into outcomes)
+    df = store.feedback_frame(engine, lead_ids=asked, until=T0 + timedelta(days=2))
+    # then it holds exactly their feedback given by then, oldest first, as the whole frame shows it
+    assert list(zip(df["lead_id"], df["outcome"], strict=True)) == [
+        ("s-5", "qualified"),
+        ("s-6", "disqualified"),
+    ]
+    whole = store.feedback_frame(engine)
+    expected = whole[whole["lead_id"].isin(asked) & (whole["at"] <= T0 + timedelta(days=2))]
+    assert df.reset_index(drop=True).equals(expected.reset_index(drop=True))
+    # and an open connection reads the same (monitoring reads everything on one)
+    with engine.connect() as conn:
+        assert store.feedback_frame(conn, lead_ids=asked, until=T0 + timedelta(days=2)).equals(df)
+
+
 def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
     # given two scores of a lead and one of another, written by the background writer
     writer = store.ScoreLogWriter(engine, flush_seconds=0.05)
