@@ -172,7 +172,8 @@ def with_propensity(
       its own propensity (training weights it by the inverse). Its other rows (the sampled ages, a CRM
       hand-over) are moments at which the policy did not hand it over: whether they got a label was decided
       by what happened after them, so they are unlabelled;
-    - a lead the policy scored but never handed over, with no verdict (no outcome in the definition's
+    - a lead the policy scored but never handed over (or only at or after its first verdict, or after the
+      dataset's snapshot: as of then, never), with no verdict (no outcome in the definition's
       `positive` or `negative` lists): its rows are unlabelled. Nobody looked at it, so "nothing positive
       within the horizon" says nothing about it: the target is "qualified if handed over", learned from the
       hand-overs, weighted to stand for every moment the policy scored;
@@ -187,13 +188,20 @@ def with_propensity(
     sel = dataset.selection
     if sel is None:
         return rows
-    handed = sel[sel[S.HANDED_AT].notna()]
-    handed_ids = pd.Index(handed[S.LEAD_ID].astype(str).unique())
-    never = pd.Index(sel.loc[sel[S.HANDED_AT].isna(), S.LEAD_ID].astype(str)).difference(handed_ids)
     out = dataset.outcomes
-    decided = pd.Index(
-        out.loc[out[S.OUTCOME].isin(definition.positive + definition.negative), S.LEAD_ID].astype(str)
-    )
+    resolving = out[out[S.OUTCOME].isin(definition.positive + definition.negative)]
+    decided = pd.Index(resolving[S.LEAD_ID].astype(str))
+    # A hand-over counts only before the lead's first verdict and by the snapshot (as monitoring counts
+    # them): one after it decided nothing the data knows (sales had judged the lead; the snapshot did not
+    # see it), and letting it make the lead "handed" would unlabel its earlier rows because of a later
+    # decision. As of then, the lead was never handed over.
+    first_verdict = resolving.groupby(resolving[S.LEAD_ID].astype(str))[S.OUTCOME_AT].min()
+    handed = sel[sel[S.HANDED_AT].notna()]
+    verdict_at = first_verdict.reindex(handed[S.LEAD_ID].astype(str)).to_numpy()
+    at = handed[S.HANDED_AT].to_numpy()
+    handed = handed[(handed[S.HANDED_AT] <= dataset.snapshot_at).to_numpy() & ~(verdict_at <= at)]
+    handed_ids = pd.Index(handed[S.LEAD_ID].astype(str).unique())
+    never = pd.Index(sel[S.LEAD_ID].astype(str).unique()).difference(handed_ids)
     moments = pd.DataFrame(
         {
             S.LEAD_ID: handed[S.LEAD_ID].astype(rows[S.LEAD_ID].dtype).reset_index(drop=True),

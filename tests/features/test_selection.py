@@ -150,6 +150,26 @@ def test_rows_are_the_policys_hand_overs_and_leads_nobody_looked_at_are_unlabell
     )
 
 
+def test_a_hand_over_after_the_verdict_or_the_snapshot_hides_none_of_the_leads_earlier_rows():
+    # given L4, qualified by sales on day 2 without the policy, handed over by it on day 5 (sales' activity
+    # raised its score), and L3 (no verdict) handed over only after the dataset's snapshot
+    later = SELECTION.copy()
+    later.loc[later[S.LEAD_ID] == "L4", [S.HANDED_AT, S.PROPENSITY]] = [T0 + pd.Timedelta(days=5), 1.0]
+    later.loc[later[S.LEAD_ID] == "L3", S.HANDED_AT] = SNAPSHOT + pd.Timedelta(days=1)
+    # (and L1 once more on its verdict's very moment: not a moment the policy decided anything about)
+    at_verdict = pd.DataFrame({S.LEAD_ID: ["L1"], S.HANDED_AT: _utc([T0 + pd.Timedelta(days=2)])})
+    later = pd.concat([later, at_verdict.assign(**{S.PROPENSITY: 1.0})], ignore_index=True)
+    # when the rows are drawn, then those hand-overs change nothing: as of its verdict L4 was never handed
+    # over (its rows stay, weight 1: mostly positives) and as of the snapshot neither was L3 (left out)
+    for keep in (False, True):
+        pd.testing.assert_frame_equal(
+            training_rows(small_dataset(later), DEFINITION, keep_unlabelled=keep),
+            training_rows(small_dataset(SELECTION), DEFINITION, keep_unlabelled=keep),
+        )
+    rows = training_rows(small_dataset(later), DEFINITION)
+    assert rows.loc[rows[S.LEAD_ID] == "L4", ["moment", "label"]].values.tolist() == [["age_1d", 1]]
+
+
 def _population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x: what the new model sees; z: what the old model's score rested on; y drawn from both."""
     rng = np.random.default_rng(seed)
