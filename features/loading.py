@@ -30,6 +30,9 @@ from numba import njit
 MIN_TIME = pd.Timestamp("2000-01-01", tz="UTC")
 MAX_TIME = pd.Timestamp("2100-01-01", tz="UTC")
 MAX_PROBLEMS_SHOWN = 20
+# dataset.json's `selection_version` for a selection table with a row per hand-over moment (version 1, with
+# no such key, held each lead's first hand-over only: docs/data-model.md, "Versions")
+SELECTION_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +337,23 @@ def _load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.
     return sel
 
 
+def _old_selection_note(sel: pd.DataFrame, version, path: Path) -> str | None:
+    """A warning when the selection table may be one written before version 2: dataset.json does not say
+    version 2 and no lead has two hand-over moments. Such a table lists each lead's first hand-over only,
+    which training reads as the lead's only moment: the bias version 2 removed."""
+    if isinstance(version, int) and version >= SELECTION_VERSION:
+        return None
+    handed = sel.loc[sel[S.HANDED_AT].notna(), S.LEAD_ID]
+    if handed.duplicated().any():  # several moments of a lead: a version-2 table whatever dataset.json says
+        return None
+    return (
+        f"WARNING: {path} may be a selection table written before version {SELECTION_VERSION} (dataset.json "
+        f"has no selection_version {SELECTION_VERSION}): one row per lead, its first hand-over, which "
+        "biases training (docs/data-model.md, 'Versions'). Export it again (leadscore export); if you wrote "
+        f'it in the current layout, add "selection_version": {SELECTION_VERSION} to dataset.json.'
+    )
+
+
 def load_dataset(data_dir: Path | str) -> Dataset:
     """Load and validate `data_dir`; raise `DataError` listing every problem found."""
     data_dir = Path(data_dir)
@@ -430,10 +450,12 @@ def load_dataset(data_dir: Path | str) -> Dataset:
         notes.append(f"removed {n_events - len(keep)} exact duplicate event(s) from {ef}")
 
     meta_path = data_dir / "dataset.json"
-    snapshot = None
-    if meta_path.exists():
-        snap = json.loads(meta_path.read_text()).get("snapshot_at")
-        snapshot = pd.Timestamp(snap).tz_convert("UTC") if snap else None
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    snap = meta.get("snapshot_at")
+    snapshot = pd.Timestamp(snap).tz_convert("UTC") if snap else None
+    if selection is not None and selection_path is not None:
+        note = _old_selection_note(selection, meta.get("selection_version"), selection_path)
+        notes += [note] if note else []
     if snapshot is None:
         stamps = [leads[S.CREATED_AT].max(), events[S.TIMESTAMP].max(), outcomes[S.OUTCOME_AT].max()]
         snapshot = max(t for t in stamps if pd.notna(t))

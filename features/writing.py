@@ -1,6 +1,6 @@
 """Write a `Dataset` in the canonical layout (docs/data-model.md) that `load_dataset` reads back:
 leads.parquet, events.parquet, outcomes.parquet, selection.parquet when the dataset has a selection table,
-and dataset.json with `snapshot_at`."""
+and dataset.json with `snapshot_at` (and `selection_version` with a selection table)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from leadscore.features import schema as S
-from leadscore.features.loading import Dataset
+from leadscore.features.loading import SELECTION_VERSION, Dataset
 
 _UTC_MS = pa.timestamp("ms", tz="UTC")
 
@@ -61,5 +61,8 @@ def write_dataset(dataset: Dataset, out_dir: Path | str) -> Path:
         )
     else:  # a table from an earlier write would otherwise be read back with this dataset
         (out / "selection.parquet").unlink(missing_ok=True)
-    (out / "dataset.json").write_text(json.dumps({"snapshot_at": _iso(dataset.snapshot_at)}, indent=1) + "\n")
+    meta = {"snapshot_at": _iso(dataset.snapshot_at)}
+    if dataset.selection is not None:  # the selection table's layout (docs/data-model.md, "Versions")
+        meta["selection_version"] = SELECTION_VERSION
+    (out / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out

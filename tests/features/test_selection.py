@@ -69,6 +69,26 @@ def test_the_selection_table_round_trips_and_is_optional(tmp_path):
     assert load_dataset(write_dataset(small_dataset(), tmp_path / "with")).selection is None
 
 
+def test_a_selection_table_from_before_version_2_is_read_with_a_warning_to_export_it_again(tmp_path):
+    import json
+
+    # given a dataset written now, and the same with a previous version's table: one row per lead, its first
+    # hand-over, and a dataset.json that does not know selection_version
+    now = load_dataset(write_dataset(small_dataset(SELECTION), tmp_path / "now"))
+    old_dir = write_dataset(small_dataset(SELECTION.drop_duplicates(S.LEAD_ID)), tmp_path / "old")
+    (old_dir / "dataset.json").write_text(json.dumps({"snapshot_at": "2025-06-01T00:00:00Z"}))
+    old = load_dataset(old_dir)
+    # then the current one loads quietly, the old one with a warning naming the file and what to do
+    assert json.loads((tmp_path / "now" / "dataset.json").read_text())["selection_version"] == 2
+    assert not any("selection" in n for n in now.notes)
+    (warning,) = [n for n in old.notes if "selection" in n]
+    assert warning.startswith(f"WARNING: {old_dir / 'selection.parquet'} may be a selection table written")
+    assert "Export it again" in warning and '"selection_version": 2' in warning
+    # and a table without the key but with a lead handed over twice is of the current layout: no warning
+    (tmp_path / "now" / "dataset.json").write_text(json.dumps({"snapshot_at": "2025-06-01T00:00:00Z"}))
+    assert not any("selection" in n for n in load_dataset(tmp_path / "now").notes)
+
+
 def test_a_broken_selection_table_is_refused_naming_file_row_column_and_reason(tmp_path):
     out = write_dataset(small_dataset(), tmp_path / "d")
     (out / "selection.csv").write_text(
