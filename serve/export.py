@@ -9,8 +9,8 @@ dataset's `snapshot_at`, so training censors label horizons that run past it.
 
 The score log becomes the dataset's selection table (docs/data-model.md): one row per score that handed a
 lead over (`handed_at` = that score's time, with that score's propensity: the moments training learns the
-lead from), and for a lead never handed over one row with its last score's propensity (`handed_at`
-empty). Rows logged before the propensity was recorded (migration 0006) say nothing: a lead whose first
+lead from; a lead's scores in one millisecond are one moment, decided by the first of them), and for a
+lead never handed over one row with its last score's propensity (`handed_at` empty). Rows logged before the propensity was recorded (migration 0006) say nothing: a lead whose first
 hand-over is such a row is left out of the table (its rows weigh 1 in training, as before).
 """
 
@@ -32,61 +32,93 @@ def _utc(values: Iterable[Any]) -> pd.Series:
     return pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype("datetime64[ms, UTC]")
 
 
-def selection_table(engine: sa.Engine, cut: datetime) -> pd.DataFrame | None:
+def selection_table(engine: sa.Engine, cut: datetime) -> tuple[pd.DataFrame | None, tuple[str, ...]]:
     """lead_id, handed_at, propensity of the stored leads (created by `cut`) scored by `cut`: every
     handed-over score-log row with a recorded propensity, one per (lead, millisecond), for a lead whose first
     handed-over row recorded one; for a lead never handed over, its last row (`handed_at` empty) when that
-    recorded one. None when there is no such row. The never-handed leads' last rows are chosen in SQL (a
-    window function per lead), so the export reads the handed-over rows and one row per other lead, not the
-    whole score log."""
+    recorded one. None when there is no such row; and notes on what was left out. A lead's rows in one
+    millisecond are one moment, decided by the first of them (by time, then id): a hand-over after a
+    score in the same millisecond that did not hand the lead over is not one. The per-lead windows (the
+    last row, the previous row) are computed in SQL, so the export reads the handed-over rows and one row
+    per other lead, not the whole score log."""
     sl = db.score_log.c
     known = sa.and_(sl.scored_at <= cut, db.leads.c.created_at <= cut)
-    stored = sa.select(sl.id, sl.lead_id, sl.scored_at, sl.propensity, sl.qualified).join(
-        db.leads, db.leads.c.lead_id == sl.lead_id
-    )
-    handed_q = stored.where(known, sl.qualified.is_(True)).order_by(sl.lead_id, sl.scored_at, sl.id)
-    last = (
-        stored.add_columns(
+    in_order = (sl.scored_at, sl.id)
+    ranked = (
+        sa.select(
+            sl.id,
+            sl.lead_id,
+            sl.scored_at,
+            sl.propensity,
+            sl.qualified,
             sa.func.row_number()
             .over(partition_by=sl.lead_id, order_by=(sl.scored_at.desc(), sl.id.desc()))
-            .label("rn")
+            .label("rn"),
+            sa.func.lag(sl.scored_at, type_=sl.scored_at.type)
+            .over(partition_by=sl.lead_id, order_by=in_order)
+            .label("prev_at"),
+            sa.func.lag(sl.qualified, type_=sl.qualified.type)
+            .over(partition_by=sl.lead_id, order_by=in_order)
+            .label("prev_qualified"),
         )
+        .join(db.leads, db.leads.c.lead_id == sl.lead_id)
         .where(known)
         .subquery()
     )
+    r = ranked.c
     with engine.connect() as conn:
-        handed = conn.execute(handed_q).all()
-        latest = conn.execute(sa.select(last.c.lead_id, last.c.propensity).where(last.c.rn == 1)).all()
+        handed = conn.execute(
+            sa.select(r.lead_id, r.scored_at, r.propensity, r.prev_at, r.prev_qualified)
+            .where(r.qualified.is_(True))
+            .order_by(r.lead_id, r.scored_at, r.id)
+        ).all()
+        latest = conn.execute(sa.select(r.lead_id, r.propensity).where(r.rn == 1)).all()
     hand = pd.DataFrame(
         {
-            S.LEAD_ID: pd.Series([r.lead_id for r in handed], dtype=object),
-            S.HANDED_AT: _utc([r.scored_at for r in handed]),
-            S.PROPENSITY: pd.Series([r.propensity for r in handed], dtype="float64"),
+            S.LEAD_ID: pd.Series([x.lead_id for x in handed], dtype=object),
+            S.HANDED_AT: _utc([x.scored_at for x in handed]),
+            S.PROPENSITY: pd.Series([x.propensity for x in handed], dtype="float64"),
         }
     )
-    # a lead whose first hand-over predates recorded propensities says nothing (weight 1, as before); two
-    # scores of a lead in one millisecond are one moment (the first one's decision: rows come in id order)
+    # the first handed-over row of a (lead, millisecond) is preceded in it by rows that did not hand the lead
+    # over, if by any: then the millisecond's first decision was "not handed over", and none of its rows count
+    prev_at = _utc([x.prev_at for x in handed])
+    overruled = (prev_at == hand[S.HANDED_AT]) & pd.Series([x.prev_qualified is False for x in handed])
+    moment = hand[[S.LEAD_ID, S.HANDED_AT]]
+    first_in_ms = ~moment.duplicated()
+    bad_ms = moment[(first_in_ms & overruled).to_numpy()]
+    not_handed = moment.merge(bad_ms, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+    hand = hand[~not_handed]
+    handed_ids = set(hand[S.LEAD_ID])
+    # a lead whose first hand-over predates recorded propensities says nothing (weight 1, as before)
     first = ~hand[S.LEAD_ID].duplicated()
     unknown = hand.loc[first & hand[S.PROPENSITY].isna(), S.LEAD_ID]
-    hand = hand[~hand[S.LEAD_ID].isin(unknown) & hand[S.PROPENSITY].notna()]
+    hand = hand[~hand[S.LEAD_ID].isin(unknown)]
     hand = hand.drop_duplicates([S.LEAD_ID, S.HANDED_AT])
-    handed_ids = {r.lead_id for r in handed}
-    never = [r for r in latest if r.lead_id not in handed_ids and r.propensity is not None]
+    missing = int(hand[S.PROPENSITY].isna().sum())
+    hand = hand[hand[S.PROPENSITY].notna()]
+    notes = []
+    if missing:
+        notes.append(
+            f"selection table: {missing} later hand-over(s) with no recorded propensity left out (their "
+            "leads' earlier hand-overs had one)"
+        )
+    never = [x for x in latest if x.lead_id not in handed_ids and x.propensity is not None]
     out = pd.concat(
         [
             hand,
             pd.DataFrame(
                 {
-                    S.LEAD_ID: pd.Series([r.lead_id for r in never], dtype=object),
+                    S.LEAD_ID: pd.Series([x.lead_id for x in never], dtype=object),
                     S.HANDED_AT: pd.Series(pd.NaT, index=range(len(never)), dtype="datetime64[ms, UTC]"),
-                    S.PROPENSITY: pd.Series([r.propensity for r in never], dtype="float64"),
+                    S.PROPENSITY: pd.Series([x.propensity for x in never], dtype="float64"),
                 }
             ),
         ],
         ignore_index=True,
     )
     out = out.sort_values([S.LEAD_ID, S.HANDED_AT], kind="stable", ignore_index=True)
-    return out if len(out) else None
+    return (out if len(out) else None), tuple(notes)
 
 
 def store_dataset(engine: sa.Engine, as_of: datetime | None = None) -> Dataset:
@@ -130,11 +162,8 @@ def store_dataset(engine: sa.Engine, as_of: datetime | None = None) -> Dataset:
             S.REASON: pd.Series(dtype=object),
         }
     )
+    selection, notes = selection_table(engine, cut)
     dataset = Dataset(
-        leads=leads,
-        events=events,
-        outcomes=outcomes,
-        snapshot_at=snapshot,
-        selection=selection_table(engine, cut),
+        leads=leads, events=events, outcomes=outcomes, snapshot_at=snapshot, notes=notes, selection=selection
     )
     return with_feedback(dataset, store.feedback_frame(engine, until=cut))

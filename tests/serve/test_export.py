@@ -249,6 +249,41 @@ def test_the_score_log_becomes_the_selection_table_and_reads_back(database_url, 
     engine.dispose()
 
 
+def test_one_millisecond_is_one_moment_decided_by_its_first_score_and_lost_propensities_are_counted(
+    database_url,
+):
+    # given A scored below the threshold and, in the same millisecond, handed over; B handed over for
+    # exploration, then scored twice more in that millisecond; C handed over at 5 %, then again on a row
+    # with no propensity recorded; D scored below the threshold and handed over a millisecond later
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    t0 = pd.Timestamp("2025-01-06T09:00:00Z").to_pydatetime()
+    us = timedelta(microseconds=300)
+    for lid in "ABCD":
+        store.upsert_lead(engine, lid, t0, {})
+    _score(engine, "A", t0 + timedelta(days=1), False, 0.05)
+    _score(engine, "A", t0 + timedelta(days=1) + us, True, 1.0)
+    _score(engine, "B", t0 + timedelta(days=1), True, 0.05, explored=True)
+    _score(engine, "B", t0 + timedelta(days=1) + us, False, 0.05)
+    _score(engine, "B", t0 + timedelta(days=1) + 2 * us, True, 1.0)
+    _score(engine, "C", t0 + timedelta(days=1), True, 0.05, explored=True)
+    _score(engine, "C", t0 + timedelta(days=2), True, None, explored=None)
+    _score(engine, "D", t0 + timedelta(days=1), False, 0.05)
+    _score(engine, "D", t0 + timedelta(days=1, milliseconds=1), True, 1.0)
+    # when the store is exported
+    dataset = store_dataset(engine, t0 + timedelta(days=10))
+    engine.dispose()
+    # then each millisecond is decided by its first score: A was not handed over, B was (at 5 %), D was
+    day = pd.Timestamp(t0) + pd.Timedelta(days=1)
+    got = [(lid, None if pd.isna(at) else at) for lid, at, _ in dataset.selection.itertuples(index=False)]
+    assert got == [("A", None), ("B", day), ("C", day), ("D", day + pd.Timedelta(milliseconds=1))]
+    assert dataset.selection.loc[dataset.selection[S.LEAD_ID] == "B", S.PROPENSITY].tolist() == [0.05]
+    # and C's later hand-over with no propensity is left out, and said
+    assert "selection table: 1 later hand-over(s) with no recorded propensity left out" in " ".join(
+        dataset.notes
+    )
+
+
 def test_retention_keeps_each_leads_first_hand_over_and_newest_row_of_the_selection_table(database_url):
     # given leads scored long ago and since: X handed over for exploration at 5 % then scored above the
     # threshold, Y handed over on its second score, Z never handed over, W handed over once, scored no more
