@@ -16,10 +16,12 @@ def prune_score_log(engine: sa.Engine, older_than: datetime, max_rows: int = 500
     so each step is a short transaction that neither holds SQLite's write lock nor grows PostgreSQL's
     undo for long; call it again while it returns `max_rows`.
 
-    Two rows of each lead are never deleted, whatever their age: its first handed-over row and its newest
-    row, the rows the selection table is built from (serve.export.selection_table). Deleting the first
-    hand-over would let a later row's propensity stand for it (an explored lead's weight 20 would become 1),
-    or turn a lead sales judged into one never handed over."""
+    The rows the selection table is built from (serve.export.selection_table) are never deleted, whatever
+    their age: every handed-over row (each is a training row with its own propensity: deleting one would
+    drop a moment the policy decided, and which ones survived would depend on what came after them) and
+    each lead's newest row (a lead never handed over is described by its last score). Handed-over rows are
+    the small share of the log that sales was sent; the rows retention deletes are the scores that did
+    not hand their lead over."""
     sl = db.score_log.c
     other = db.score_log.alias("other")
     o = other.c
@@ -32,10 +34,9 @@ def prune_score_log(engine: sa.Engine, older_than: datetime, max_rows: int = 500
         return sa.or_(a.scored_at < b.scored_at, sa.and_(a.scored_at == b.scored_at, a.id < b.id))
 
     newer = sa.exists().where(o.lead_id == sl.lead_id, before(sl, o))
-    handed_earlier = sa.exists().where(o.lead_id == sl.lead_id, o.qualified, before(o, sl))
     oldest = (
         sa.select(sl.id)
-        .where(sl.scored_at < aware(older_than), newer, sa.or_(sa.not_(sl.qualified), handed_earlier))
+        .where(sl.scored_at < aware(older_than), newer, sa.not_(sl.qualified))
         .order_by(sl.scored_at)
         .limit(max_rows)
         .scalar_subquery()
