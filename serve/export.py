@@ -38,12 +38,17 @@ def selection_table(engine: sa.Engine, cut: datetime) -> tuple[pd.DataFrame | No
     handed-over row recorded one; for a lead never handed over, its last row (`handed_at` empty) when that
     recorded one. None when there is no such row; and notes on what was left out. A lead's rows in one
     millisecond are one moment, decided by the first of them (by time, then id): a hand-over after a
-    score in the same millisecond that did not hand the lead over is not one. The per-lead windows (the
-    last row, the previous row) are computed in SQL, so the export reads the handed-over rows and one row
-    per other lead, not the whole score log."""
+    score in the same millisecond that did not hand the lead over is not one. The per-lead window (the
+    previous row, whether there is a next one) is computed in SQL, so the export reads the handed-over
+    rows and each lead's last row, not the whole score log."""
     sl = db.score_log.c
     known = sa.and_(sl.scored_at <= cut, db.leads.c.created_at <= cut)
-    in_order = (sl.scored_at, sl.id)
+
+    # one window, in the order the rows are read (scored_at, id): the previous row of each, and whether a
+    # row is its lead's last (no next one); one query returns the handed-over rows and the last ones
+    def window(f):
+        return f.over(partition_by=sl.lead_id, order_by=(sl.scored_at, sl.id))
+
     ranked = (
         sa.select(
             sl.id,
@@ -51,15 +56,9 @@ def selection_table(engine: sa.Engine, cut: datetime) -> tuple[pd.DataFrame | No
             sl.scored_at,
             sl.propensity,
             sl.qualified,
-            sa.func.row_number()
-            .over(partition_by=sl.lead_id, order_by=(sl.scored_at.desc(), sl.id.desc()))
-            .label("rn"),
-            sa.func.lag(sl.scored_at, type_=sl.scored_at.type)
-            .over(partition_by=sl.lead_id, order_by=in_order)
-            .label("prev_at"),
-            sa.func.lag(sl.qualified, type_=sl.qualified.type)
-            .over(partition_by=sl.lead_id, order_by=in_order)
-            .label("prev_qualified"),
+            window(sa.func.lead(sl.id)).label("next_id"),
+            window(sa.func.lag(sl.scored_at, type_=sl.scored_at.type)).label("prev_at"),
+            window(sa.func.lag(sl.qualified, type_=sl.qualified.type)).label("prev_qualified"),
         )
         .join(db.leads, db.leads.c.lead_id == sl.lead_id)
         .where(known)
@@ -67,12 +66,15 @@ def selection_table(engine: sa.Engine, cut: datetime) -> tuple[pd.DataFrame | No
     )
     r = ranked.c
     with engine.connect() as conn:
-        handed = conn.execute(
-            sa.select(r.lead_id, r.scored_at, r.propensity, r.prev_at, r.prev_qualified)
-            .where(r.qualified.is_(True))
+        read = conn.execute(
+            sa.select(
+                r.lead_id, r.scored_at, r.propensity, r.qualified, r.next_id, r.prev_at, r.prev_qualified
+            )
+            .where(sa.or_(r.qualified.is_(True), r.next_id.is_(None)))
             .order_by(r.lead_id, r.scored_at, r.id)
         ).all()
-        latest = conn.execute(sa.select(r.lead_id, r.propensity).where(r.rn == 1)).all()
+    handed = [x for x in read if x.qualified]
+    latest = [x for x in read if x.next_id is None]
     hand = pd.DataFrame(
         {
             S.LEAD_ID: pd.Series([x.lead_id for x in handed], dtype=object),
