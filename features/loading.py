@@ -337,7 +337,7 @@ def _load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.
     return sel
 
 
-def _old_selection_note(sel: pd.DataFrame, version, path: Path) -> str | None:
+def _old_selection_note(sel: pd.DataFrame, version: object, path: Path) -> str | None:
     """A warning when the selection table may be one written before version 2: dataset.json does not say
     version 2 and no lead has two hand-over moments. Such a table lists each lead's first hand-over only,
     which training reads as the lead's only moment: the bias version 2 removed."""

@@ -61,7 +61,7 @@ def write_dataset(dataset: Dataset, out_dir: Path | str) -> Path:
         )
     else:  # a table from an earlier write would otherwise be read back with this dataset
         (out / "selection.parquet").unlink(missing_ok=True)
-    meta = {"snapshot_at": _iso(dataset.snapshot_at)}
+    meta: dict[str, object] = {"snapshot_at": _iso(dataset.snapshot_at)}
     if dataset.selection is not None:  # the selection table's layout (docs/data-model.md, "Versions")
         meta["selection_version"] = SELECTION_VERSION
     (out / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -46,7 +46,7 @@ def selection_table(engine: sa.Engine, cut: datetime) -> tuple[pd.DataFrame | No
 
     # one window, in the order the rows are read (scored_at, id): the previous row of each, and whether a
     # row is its lead's last (no next one); one query returns the handed-over rows and the last ones
-    def window(f):
+    def window(f: sa.FunctionElement[Any]) -> sa.Over[Any]:
         return f.over(partition_by=sl.lead_id, order_by=(sl.scored_at, sl.id))
 
     ranked = (
