@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from leadscore.features import build
 from leadscore.features import schema as S
+from leadscore.features.events import EventArrays
 from leadscore.features.loading import Dataset
 
 CHUNK_LEADS = 125_000  # per chunk ~1 GB of temporaries at 5 rows per lead
@@ -77,7 +78,7 @@ def iter_feature_chunks(
         pos = np.sort(row_order[r0:r1])
         e0, e1 = np.searchsorted(ev_lead_sorted, [start, stop])
         take = ev_order[e0:e1]
-        arrays = build.EventArrays(
+        arrays = EventArrays(
             lead=ev_lead_sorted[e0:e1] - start,
             ts_ms=ev_ts[take],
             type_code=ev_type[take],
