@@ -4,7 +4,7 @@ A row is (lead, as_of); its event features come from the lead's events stamped s
 compiled pass (`_count`, numba) walks the rows lead by lead: it takes the lead's events, sorts them by time
 if they are not sorted yet (a request's events come in any order; a lead has few), keeps running counts
 per channel over them and reads every window count and the last event before each of the lead's as_of
-moments off those counts. Rates and trends follow in a second compiled loop (`_rates`).
+moments off those counts, and the rates and trends made of them (`_rates`).
 
 Callers: `build.build` (all features for rows), which the batch adapter (`frames`, pandas in) and the live
 adapter (`live`, a request's dicts in: a batch of one lead, or of a few) both call.
@@ -76,10 +76,12 @@ def _channel_bits() -> Int64s:
 CHANNEL_BITS: Final = _channel_bits()
 _WINDOW_MS: Final = np.array([w * DAY_MS for w in WINDOWS], dtype=np.int64)
 _CH: Final = {name: c for c, name in enumerate(CHANNELS)}
-# The kernel's output: one contiguous row per (channel, window slot) count, then one per channel for the
-# days since its last event. Window slot 0: all time before as_of, then one per catalogue window.
+# The kernel's output, one contiguous row per feature: a count per (channel, window slot), slot 0 being all
+# time before as_of and then one per catalogue window; the days since each channel's last event; the rates.
 _N_SLOTS: Final = 1 + len(WINDOWS)
 _N_COUNTS: Final = len(CHANNELS) * _N_SLOTS
+_RATES: Final = ("open_rate_30d", "click_rate_30d", "open_rate_trend", "activity_trend")
+_N_ROWS: Final = _N_COUNTS + len(CHANNELS) + len(_RATES)
 _CORES: Final = os.cpu_count() or 1
 
 
@@ -89,7 +91,7 @@ def _count_row(channel: str, window: int | None) -> int:
 
 
 def _output_rows() -> tuple[tuple[str, int], ...]:
-    """(feature, output row) for every count and days-since feature of the catalogue."""
+    """(feature, output row) for every feature the kernel computes."""
     rows = []
     for spec in catalog.FEATURES:
         for window in (*WINDOWS, None):
@@ -100,10 +102,145 @@ def _output_rows() -> tuple[tuple[str, int], ...]:
         channel = spec.name.removeprefix("days_since_")
         if spec.name.startswith("days_since_") and channel in _CH:
             rows.append((spec.name, _N_COUNTS + _CH[channel]))
+    rows += [(name, _N_COUNTS + len(CHANNELS) + j) for j, name in enumerate(_RATES)]
     return tuple(rows)
 
 
 _OUTPUT_ROWS: Final = _output_rows()
+# the counts the rates are made of, in the order `_rates` reads them
+_RATE_INPUTS: Final = np.array(
+    [
+        _count_row("email_sent", 30),
+        _count_row("email_sent", 90),
+        _count_row("email_opened", 30),
+        _count_row("email_opened", 90),
+        _count_row("email_clicked", 30),
+        _count_row("engagement", 7),
+        _count_row("engagement", 30),
+    ],
+    dtype=np.int64,
+)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rates(out, inputs, first, i):  # pragma: no cover - compiled
+    """Row i's rates and trends from its window counts, into out[first:first + 4, i]. Rates are capped at 1
+    and missing (NaN) without an email sent in 30 days; the open-rate trend compares the last 30 days with
+    the 60 before, when each had at least 2 emails; the activity trend is engagement per day in the last 7
+    days minus that of the 23 before (rounded to 4 decimals by the caller, as numpy rounds)."""
+    s30, s90 = out[inputs[0], i], out[inputs[1], i]
+    opened30, opened90, clicked30 = out[inputs[2], i], out[inputs[3], i], out[inputs[4], i]
+    eng7, eng30 = out[inputs[5], i], out[inputs[6], i]
+    if s30 > 0:
+        out[first, i] = min(opened30 / s30, 1.0)
+        out[first + 1, i] = min(clicked30 / s30, 1.0)
+    else:
+        out[first, i] = np.nan
+        out[first + 1, i] = np.nan
+    earlier_sent = s90 - s30
+    if s30 >= 2 and earlier_sent >= 2:
+        out[first + 2, i] = min(opened30 / s30, 1.0) - min((opened90 - opened30) / earlier_sent, 1.0)
+    else:
+        out[first + 2, i] = np.nan
+    out[first + 3, i] = eng7 / 7 - (eng30 - eng7) / 23
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _clip(t):  # pragma: no cover - compiled
+    return min(max(t - EPOCH_MS, 0), MAX_REL_MS)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _days(as_of, last):  # pragma: no cover - compiled
+    """Whole days from `last` (clipped ms, -1: none) to `as_of` (ms since the Unix epoch); NaN for none."""
+    return np.floor((as_of - (last + EPOCH_MS)) / DAY_MS) if last >= 0 else np.nan
+
+
+@njit(cache=True, nogil=True)
+def _one_row(
+    ev_ts, ev_type, ev_page, e0, e1, t, i, bits_table, window_ms, acc, last, out
+):  # pragma: no cover
+    """One row of a lead: each of its events e0:e1, in any order, is counted where it falls (no sort)."""
+    n_ch, n_slots = acc.shape
+    hi = _clip(t)
+    acc[:] = 0
+    last[:] = -1
+    for e in range(e0, e1):
+        key = _clip(ev_ts[e])
+        if key < hi:
+            b = bits_table[ev_type[e], ev_page[e] + 1]
+            c = 0
+            while b:
+                if b & 1:
+                    acc[c, 0] += 1
+                    for w in range(n_slots - 1):
+                        if key >= _clip(t - window_ms[w]):
+                            acc[c, 1 + w] += 1
+                    last[c] = max(last[c], key)
+                b >>= 1
+                c += 1
+    for c in range(n_ch):
+        for k in range(n_slots):
+            out[c * n_slots + k, i] = acc[c, k]
+        out[n_ch * n_slots + c, i] = _days(t, last[c])
+
+
+@njit(cache=True, nogil=True)
+def _many_rows(
+    ev_ts, ev_type, ev_page, e0, e1, as_of, rows, bits_table, window_ms, buf, out
+):  # pragma: no cover
+    """Several rows of a lead: its events sorted by time once, running counts per channel, and each row's
+    counts read off them. `rows`: the rows' columns in `out`, best in as_of order (then the pointers only
+    move forward; the steps back keep any other order right). `buf`: scratch, grown when too small."""
+    n_win = window_ms.shape[0]
+    n_slots = 1 + n_win
+    m = e1 - e0
+    keys, bits, cum, last = buf
+    if m + 1 > cum.shape[0]:
+        keys, bits = np.empty(2 * m, np.int64), np.empty(2 * m, np.int64)
+        cum, last = (
+            np.empty((2 * m + 1, cum.shape[1]), np.int64),
+            np.empty((2 * m + 1, cum.shape[1]), np.int64),
+        )
+    n_ch = cum.shape[1]
+    in_order = True
+    for k in range(m):
+        keys[k] = _clip(ev_ts[e0 + k])
+        bits[k] = bits_table[ev_type[e0 + k], ev_page[e0 + k] + 1]
+        in_order = in_order and (k == 0 or keys[k] >= keys[k - 1])
+    if not in_order:
+        by_time = np.argsort(keys[:m])
+        keys[:m] = keys[:m][by_time]
+        bits[:m] = bits[:m][by_time]
+    cum[0, :] = 0  # cum[k, c]: events in channel c among the first k; last[k, c]: time of the last, or -1
+    last[0, :] = -1
+    for k in range(m):
+        for c in range(n_ch):
+            hit = (bits[k] >> c) & 1
+            cum[k + 1, c] = cum[k, c] + hit
+            last[k + 1, c] = keys[k] if hit else last[k, c]
+    p = 0  # events before as_of
+    q = np.zeros(n_win, np.int64)  # events before each window's start
+    for i in rows:
+        t = as_of[i]
+        hi = _clip(t)
+        while p < m and keys[p] < hi:
+            p += 1
+        while p > 0 and keys[p - 1] >= hi:
+            p -= 1
+        for c in range(n_ch):
+            out[c * n_slots, i] = cum[p, c]
+            out[n_ch * n_slots + c, i] = _days(t, last[p, c])
+        for w in range(n_win):
+            lo = _clip(t - window_ms[w])
+            while q[w] < m and keys[q[w]] < lo:
+                q[w] += 1
+            while q[w] > 0 and keys[q[w] - 1] >= lo:
+                q[w] -= 1
+            since = min(q[w], p)
+            for c in range(n_ch):
+                out[c * n_slots + 1 + w, i] = cum[p, c] - cum[since, c]
+    return keys, bits, cum, last
 
 
 @njit(cache=True, nogil=True)
@@ -119,22 +256,31 @@ def _count(
     r_stop,
     bits_table,
     window_ms,
-    counts,
-    days,
+    rate_inputs,
+    out,
 ):  # pragma: no cover - compiled
-    """Rows order[r_start:r_stop] (sorted by lead, then as_of) against the events (grouped by lead).
+    """Rows order[r_start:r_stop] (grouped by lead, best sorted by as_of within it) against the events
+    (grouped by lead, in any order within it).
 
-    For row i and channel c: counts[c, 0, i] = the lead's events in channel c stamped before as_of[i],
-    counts[c, 1 + w, i] = those stamped at or after as_of[i] - window_ms[w] too, days[c, i] = whole days
-    from the last of them to as_of[i] (NaN: none). Times are ms since EPOCH_MS clipped to [0, MAX_REL_MS].
+    For row i and channel c: out[c * S, i] = the lead's events in channel c stamped before as_of[i],
+    out[c * S + 1 + w, i] = those stamped at or after as_of[i] - window_ms[w] too (S = 1 + windows),
+    out[C * S + c, i] = whole days from the last of them to as_of[i] (NaN: none; C = channels), then the
+    rates (`_rates`). Times are ms since EPOCH_MS clipped to [0, MAX_REL_MS]. A lead with one row (a
+    request, batch scoring) is counted in one pass over its events; one with several (training rows)
+    through running counts, which cost a sort but are shared by its rows.
     """
-    n_ch, n_win, n_ev = counts.shape[0], window_ms.shape[0], ev_lead.shape[0]
-    size = 16
-    keys = np.empty(size, np.int64)
-    bits = np.empty(size, np.int64)
-    cum = np.empty((size + 1, n_ch), np.int64)  # cum[k, c]: events in channel c among the lead's first k
-    last = np.empty((size + 1, n_ch), np.int64)  # last[k, c]: time of the last of them, or -1
-    q = np.zeros(n_win, np.int64)
+    n_ev = ev_lead.shape[0]
+    first_rate = out.shape[0] - 4
+    n_slots = 1 + window_ms.shape[0]
+    n_ch = first_rate // (n_slots + 1)
+    acc = np.empty((n_ch, n_slots), np.int64)
+    last = np.empty(n_ch, np.int64)
+    buf = (
+        np.empty(16, np.int64),
+        np.empty(16, np.int64),
+        np.empty((17, n_ch), np.int64),
+        np.empty((17, n_ch), np.int64),
+    )
     if r_start >= r_stop:
         return
     e0 = np.searchsorted(ev_lead, row_lead[order[r_start]])  # first event of the current lead
@@ -146,140 +292,68 @@ def _count(
         e1 = e0
         while e1 < n_ev and ev_lead[e1] == lead:
             e1 += 1
-        m = e1 - e0
-        if m > size:
-            size = 2 * m
-            keys = np.empty(size, np.int64)
-            bits = np.empty(size, np.int64)
-            cum = np.empty((size + 1, n_ch), np.int64)
-            last = np.empty((size + 1, n_ch), np.int64)
-        in_order = True
-        for k in range(m):
-            keys[k] = min(max(ev_ts[e0 + k] - EPOCH_MS, 0), MAX_REL_MS)
-            bits[k] = bits_table[ev_type[e0 + k], ev_page[e0 + k] + 1]
-            if k > 0 and keys[k] < keys[k - 1]:
-                in_order = False
-        if not in_order:
-            by_time = np.argsort(keys[:m])
-            keys[:m] = keys[:m][by_time]
-            bits[:m] = bits[:m][by_time]
-        for c in range(n_ch):
-            cum[0, c] = 0
-            last[0, c] = -1
-        for k in range(m):
-            for c in range(n_ch):
-                if (bits[k] >> c) & 1:
-                    cum[k + 1, c] = cum[k, c] + 1
-                    last[k + 1, c] = keys[k]
-                else:
-                    cum[k + 1, c] = cum[k, c]
-                    last[k + 1, c] = last[k, c]
-        p = 0  # the lead's rows come in as_of order, so the pointers only move forward
-        q[:] = 0
-        while r < r_stop and row_lead[order[r]] == lead:
-            i = order[r]
-            t = as_of[i]
-            hi = min(max(t - EPOCH_MS, 0), MAX_REL_MS)
-            while p < m and keys[p] < hi:
-                p += 1
-            for c in range(n_ch):
-                counts[c, 0, i] = cum[p, c]
-                days[c, i] = np.floor((t - (last[p, c] + EPOCH_MS)) / DAY_MS) if last[p, c] >= 0 else np.nan
-            for w in range(n_win):
-                lo = min(max(t - window_ms[w] - EPOCH_MS, 0), MAX_REL_MS)
-                while q[w] < m and keys[q[w]] < lo:
-                    q[w] += 1
-                since = min(q[w], p)
-                for c in range(n_ch):
-                    counts[c, 1 + w, i] = cum[p, c] - cum[since, c]
-            r += 1
+        r1 = r + 1
+        while r1 < r_stop and row_lead[order[r1]] == lead:
+            r1 += 1
+        if r1 == r + 1:
+            _one_row(
+                ev_ts,
+                ev_type,
+                ev_page,
+                e0,
+                e1,
+                as_of[order[r]],
+                order[r],
+                bits_table,
+                window_ms,
+                acc,
+                last,
+                out,
+            )
+        else:
+            buf = _many_rows(
+                ev_ts, ev_type, ev_page, e0, e1, as_of, order[r:r1], bits_table, window_ms, buf, out
+            )
+        for i in order[r:r1]:
+            _rates(out, rate_inputs, first_rate, i)
+        r = r1
         e0 = e1
 
 
 def _run_count(ev: EventArrays, row_lead: Int64s, as_of: Int64s, order: Int64s, out: Floats) -> None:
-    """`_count` over all rows into `out` (counts, then days since), one part per core of at least
-    ROWS_PER_THREAD rows, split at lead boundaries (the kernel drops the GIL)."""
+    """`_count` over all rows into `out`, in one part per core of at least ROWS_PER_THREAD rows, split at
+    lead boundaries (the kernel drops the GIL)."""
     n = len(order)
-    counts = out[:_N_COUNTS].reshape(len(CHANNELS), _N_SLOTS, n)
-    days = out[_N_COUNTS:]
-    parts = max(1, min(_CORES, n // ROWS_PER_THREAD))
-    cuts = [0, n]
-    if parts > 1:
-        sorted_lead = row_lead[order]
-        cuts[1:1] = [int(np.searchsorted(sorted_lead, sorted_lead[n * k // parts])) for k in range(1, parts)]
-    jobs = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+    parts = min(_CORES, n // ROWS_PER_THREAD)
 
-    def run(job: tuple[int, int]) -> None:
+    def run(start: int, stop: int) -> None:
         _count(
-            ev.lead, ev.ts_ms, ev.type_code, ev.page_code, row_lead, as_of, order, job[0], job[1],
-            CHANNEL_BITS, _WINDOW_MS, counts, days,
+            ev.lead, ev.ts_ms, ev.type_code, ev.page_code, row_lead, as_of, order, start, stop,
+            CHANNEL_BITS, _WINDOW_MS, _RATE_INPUTS, out,
         )  # fmt: skip
 
-    if len(jobs) <= 1:
-        for job in jobs:
-            run(job)
+    if parts <= 1:
+        run(0, n)
         return
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        list(pool.map(run, jobs))
+    sorted_lead = row_lead[order]
+    cuts = [0, *(int(np.searchsorted(sorted_lead, sorted_lead[n * k // parts])) for k in range(1, parts)), n]
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        list(pool.map(run, cuts[:-1], cuts[1:]))
 
 
 @njit(cache=True, nogil=True)
-def _rates(
-    sent30, sent90, opened30, opened90, clicked30, eng7, eng30, open_rate, click_rate, open_trend, activity
-):  # pragma: no cover - compiled
-    for i in range(sent30.shape[0]):
-        s30 = sent30[i]
-        if s30 > 0:
-            open_rate[i] = min(opened30[i] / s30, 1.0)
-            click_rate[i] = min(clicked30[i] / s30, 1.0)
-        else:
-            open_rate[i] = np.nan
-            click_rate[i] = np.nan
-        earlier_sent = sent90[i] - s30
-        if s30 >= 2 and earlier_sent >= 2:
-            open_trend[i] = min(opened30[i] / s30, 1.0) - min((opened90[i] - opened30[i]) / earlier_sent, 1.0)
-        else:
-            open_trend[i] = np.nan
-        activity[i] = eng7[i] / 7 - (eng30[i] - eng7[i]) / 23
-
-
-def _derived(out: Floats) -> dict[str, Floats]:
-    """Rates and trends from the window counts (`out` as `_run_count` fills it). Rates are capped at 1 and
-    missing (NaN) without an email sent in 30 days; the open-rate trend compares the last 30 days with the
-    60 before, when each had at least 2 emails; the activity trend is engagement per day in the last 7 days
-    minus that of the 23 before, rounded to 4 decimals."""
-
-    def cnt(channel: str, window: int) -> Floats:
-        return out[_count_row(channel, window)]
-
-    n = out.shape[1]
-    rates = np.empty((4, n))
-    _rates(
-        cnt("email_sent", 30),
-        cnt("email_sent", 90),
-        cnt("email_opened", 30),
-        cnt("email_opened", 90),
-        cnt("email_clicked", 30),
-        cnt("engagement", 7),
-        cnt("engagement", 30),
-        rates[0],
-        rates[1],
-        rates[2],
-        rates[3],
-    )
-    return {
-        "open_rate_30d": rates[0],
-        "click_rate_30d": rates[1],
-        "open_rate_trend": rates[2],
-        "activity_trend": np.round(rates[3], 4),
-    }
+def _is_grouped(lead):  # pragma: no cover - compiled
+    for e in range(1, lead.shape[0]):  # noqa: SIM110 - numba compiles a loop, not all(generator)
+        if lead[e] < lead[e - 1]:
+            return False
+    return True
 
 
 def _grouped(ev: EventArrays) -> EventArrays:
     """The events grouped by lead (stable: their order within a lead is kept), as the kernel reads them."""
     lead = np.asarray(ev.lead, dtype=np.int64)
     ts = np.asarray(ev.ts_ms, dtype=np.int64)
-    if len(lead) > 1 and bool((lead[1:] < lead[:-1]).any()):
+    if not _is_grouped(lead):
         by_lead = np.argsort(lead, kind="stable")
         return EventArrays(lead[by_lead], ts[by_lead], ev.type_code[by_lead], ev.page_code[by_lead])
     return EventArrays(lead, ts, ev.type_code, ev.page_code)
@@ -297,8 +371,8 @@ def event_features(ev: EventArrays, row_lead: npt.ArrayLike, as_of_ms: npt.Array
         key = (lead << TS_BITS) | np.minimum(np.maximum(as_of - EPOCH_MS, 0), MAX_REL_MS)
         if bool((key[1:] < key[:-1]).any()):
             order = np.argsort(key, kind="stable")
-    out = np.empty((_N_COUNTS + len(CHANNELS), n))
+    out = np.empty((_N_ROWS, n))
     _run_count(_grouped(ev), lead, as_of, order, out)
     values = {name: out[k] for name, k in _OUTPUT_ROWS}
-    values.update(_derived(out))
+    values["activity_trend"] = np.round(values["activity_trend"], 4)
     return values

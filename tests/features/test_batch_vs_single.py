@@ -67,3 +67,34 @@ def test_many_leads_in_one_request_equal_the_batch(demo_dataset):
     )
     for i in range(len(rows)):
         _equal(batch.iloc[i], live, i)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_leads_rows_together_equal_each_row_alone(demo_dataset, data):
+    # given a random lead and several moments in its life, in any order, some exactly at one of its events
+    # or a window's length after one (training has several rows per lead)
+    i = data.draw(st.integers(0, len(demo_dataset.leads) - 1), label="lead")
+    lead_id = demo_dataset.leads[S.LEAD_ID].iloc[i]
+    created = demo_dataset.leads[S.CREATED_AT].iloc[i]
+    stamps = demo_dataset.events.loc[demo_dataset.events[S.LEAD_ID] == lead_id, S.TIMESTAMP]
+    at_events = [
+        int((t - created) / pd.Timedelta(milliseconds=1)) + days * 86_400_000
+        for t in stamps
+        for days in (0, 7, 30, 90)
+    ]
+    age = st.integers(0, 200 * 86_400_000)
+    ages_ms = data.draw(
+        st.lists(st.one_of(age, st.sampled_from(at_events)) if at_events else age, min_size=2, max_size=6),
+        label="ages_ms",
+    )
+    as_of = created + pd.to_timedelta(ages_ms, unit="ms")
+    rows = pd.DataFrame({S.LEAD_ID: lead_id, "as_of": pd.Series(as_of).astype("datetime64[ms, UTC]")})
+    # when the rows are computed together and each one alone
+    together = feature_frame(demo_dataset, rows)
+    alone = [
+        lead_features([_live_lead(demo_dataset, lead_id, True)], [to_ms(t.to_pydatetime())]) for t in as_of
+    ]
+    # then every row has the same values
+    for k in range(len(rows)):
+        _equal(together.iloc[k], alone[k], 0)
