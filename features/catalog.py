@@ -7,7 +7,7 @@ The catalogue is data, not code: `build.py` computes the values, the model reads
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 Kind = Literal["numeric", "categorical"]
 
@@ -47,7 +47,8 @@ class FeatureSpec:
 
     def _shown(self, value: object) -> str:
         if self.percent:
-            return f"{value * 100:+.0f} %" if self.name.endswith("trend") else f"{value * 100:.0f} %"
+            pct = cast(float, value) * 100  # a rate: a float in [0, 1] (a trend: in [-1, 1])
+            return f"{pct:+.0f} %" if self.name.endswith("trend") else f"{pct:.0f} %"
         return _fmt(value)
 
     @property

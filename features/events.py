@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -32,22 +32,27 @@ MAX_REL_MS: Final = (1 << TS_BITS) - 1
 MAX_LEADS_PER_BATCH: Final = 1 << (63 - TS_BITS)  # lead codes must stay below this in one call
 
 TYPE_CODE: Final = {t: i for i, t in enumerate(EVENT_TYPES)}
-PAGE_CODE: Final = {p: i for i, p in enumerate(PAGE_KINDS)}
 NO_PAGE: Final = -1
+PAGE_CODE: Final[dict[str | None, int]] = {
+    p: i - 1 for i, p in enumerate((None, *PAGE_KINDS))
+}  # None: NO_PAGE
 # a call with at least twice this many rows runs on several cores, split at lead boundaries (the kernel
 # drops the GIL); fewer rows do not pay for the threads
 ROWS_PER_THREAD: Final = 100_000
 
 Int64s = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
+Codes = npt.NDArray[np.integer[Any]]  # int16 from a table, int64 from elsewhere
+Buffers = tuple[Int64s, Int64s, Int64s, Int64s]  # `_many_rows`' scratch: keys, bits, cum, last
+Grouped = tuple[Int64s, Int64s, Codes, Codes]  # events grouped by lead: lead, ts_ms, type_code, page_code
 
 
 @dataclass(frozen=True, slots=True)
 class EventArrays:
-    lead: npt.NDArray[np.integer]  # lead code (an index into the leads of the call)
-    ts_ms: npt.NDArray[np.integer]  # ms since the Unix epoch, UTC
-    type_code: npt.NDArray[np.integer]  # index into schema.EVENT_TYPES
-    page_code: npt.NDArray[np.integer]  # index into schema.PAGE_KINDS, or NO_PAGE
+    lead: Codes  # lead code (an index into the leads of the call)
+    ts_ms: Codes  # ms since the Unix epoch, UTC
+    type_code: Codes  # index into schema.EVENT_TYPES
+    page_code: Codes  # index into schema.PAGE_KINDS, or NO_PAGE
 
 
 def _in_channel(type_name: str, page: str | None, channel: str) -> bool:
@@ -123,7 +128,7 @@ _RATE_INPUTS: Final = np.array(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _rates(out, inputs, first, i):  # pragma: no cover - compiled
+def _rates(out: Floats, inputs: Int64s, first: int, i: int) -> None:  # pragma: no cover - compiled
     """Row i's rates and trends from its window counts, into out[first:first + 4, i]. Rates are capped at 1
     and missing (NaN) without an email sent in 30 days; the open-rate trend compares the last 30 days with
     the 60 before, when each had at least 2 emails; the activity trend is engagement per day in the last 7
@@ -146,20 +151,31 @@ def _rates(out, inputs, first, i):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _clip(t):  # pragma: no cover - compiled
+def _clip(t: int) -> int:  # pragma: no cover - compiled
     return min(max(t - EPOCH_MS, 0), MAX_REL_MS)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _days(as_of, last):  # pragma: no cover - compiled
+def _days(as_of: int, last: int) -> float:  # pragma: no cover - compiled
     """Whole days from `last` (clipped ms, -1: none) to `as_of` (ms since the Unix epoch); NaN for none."""
     return np.floor((as_of - (last + EPOCH_MS)) / DAY_MS) if last >= 0 else np.nan
 
 
 @njit(cache=True, nogil=True)
 def _one_row(
-    ev_ts, ev_type, ev_page, e0, e1, t, i, bits_table, window_ms, acc, last, out
-):  # pragma: no cover
+    ev_ts: Int64s,
+    ev_type: Codes,
+    ev_page: Codes,
+    e0: int,
+    e1: int,
+    t: int,
+    i: int,
+    bits_table: Int64s,
+    window_ms: Int64s,
+    acc: Int64s,
+    last: Int64s,
+    out: Floats,
+) -> None:  # pragma: no cover - compiled
     """One row of a lead: each of its events e0:e1, in any order, is counted where it falls (no sort)."""
     n_ch, n_slots = acc.shape
     hi = _clip(t)
@@ -187,8 +203,18 @@ def _one_row(
 
 @njit(cache=True, nogil=True)
 def _many_rows(
-    ev_ts, ev_type, ev_page, e0, e1, as_of, rows, bits_table, window_ms, buf, out
-):  # pragma: no cover
+    ev_ts: Int64s,
+    ev_type: Codes,
+    ev_page: Codes,
+    e0: int,
+    e1: int,
+    as_of: Int64s,
+    rows: Int64s,
+    bits_table: Int64s,
+    window_ms: Int64s,
+    buf: Buffers,
+    out: Floats,
+) -> Buffers:  # pragma: no cover - compiled
     """Several rows of a lead: its events sorted by time once, running counts per channel, and each row's
     counts read off them. `rows`: the rows' columns in `out`, best in as_of order (then the pointers only
     move forward; the steps back keep any other order right). `buf`: scratch, grown when too small."""
@@ -245,20 +271,20 @@ def _many_rows(
 
 @njit(cache=True, nogil=True)
 def _count(
-    ev_lead,
-    ev_ts,
-    ev_type,
-    ev_page,
-    row_lead,
-    as_of,
-    order,
-    r_start,
-    r_stop,
-    bits_table,
-    window_ms,
-    rate_inputs,
-    out,
-):  # pragma: no cover - compiled
+    ev_lead: Int64s,
+    ev_ts: Int64s,
+    ev_type: Codes,
+    ev_page: Codes,
+    row_lead: Int64s,
+    as_of: Int64s,
+    order: Int64s,
+    r_start: int,
+    r_stop: int,
+    bits_table: Int64s,
+    window_ms: Int64s,
+    rate_inputs: Int64s,
+    out: Floats,
+) -> None:  # pragma: no cover - compiled
     """Rows order[r_start:r_stop] (grouped by lead, best sorted by as_of within it) against the events
     (grouped by lead, in any order within it).
 
@@ -320,7 +346,7 @@ def _count(
         e0 = e1
 
 
-def _run_count(ev: EventArrays, row_lead: Int64s, as_of: Int64s, order: Int64s, out: Floats) -> None:
+def _run_count(ev: Grouped, row_lead: Int64s, as_of: Int64s, order: Int64s, out: Floats) -> None:
     """`_count` over all rows into `out`, in one part per core of at least ROWS_PER_THREAD rows, split at
     lead boundaries (the kernel drops the GIL)."""
     n = len(order)
@@ -328,8 +354,7 @@ def _run_count(ev: EventArrays, row_lead: Int64s, as_of: Int64s, order: Int64s, 
 
     def run(start: int, stop: int) -> None:
         _count(
-            ev.lead, ev.ts_ms, ev.type_code, ev.page_code, row_lead, as_of, order, start, stop,
-            CHANNEL_BITS, _WINDOW_MS, _RATE_INPUTS, out,
+            *ev, row_lead, as_of, order, start, stop, CHANNEL_BITS, _WINDOW_MS, _RATE_INPUTS, out
         )  # fmt: skip
 
     if parts <= 1:
@@ -342,21 +367,21 @@ def _run_count(ev: EventArrays, row_lead: Int64s, as_of: Int64s, order: Int64s, 
 
 
 @njit(cache=True, nogil=True)
-def _is_grouped(lead):  # pragma: no cover - compiled
+def _is_grouped(lead: Int64s) -> bool:  # pragma: no cover - compiled
     for e in range(1, lead.shape[0]):  # noqa: SIM110 - numba compiles a loop, not all(generator)
         if lead[e] < lead[e - 1]:
             return False
     return True
 
 
-def _grouped(ev: EventArrays) -> EventArrays:
+def _grouped(ev: EventArrays) -> Grouped:
     """The events grouped by lead (stable: their order within a lead is kept), as the kernel reads them."""
     lead = np.asarray(ev.lead, dtype=np.int64)
     ts = np.asarray(ev.ts_ms, dtype=np.int64)
     if not _is_grouped(lead):
         by_lead = np.argsort(lead, kind="stable")
-        return EventArrays(lead[by_lead], ts[by_lead], ev.type_code[by_lead], ev.page_code[by_lead])
-    return EventArrays(lead, ts, ev.type_code, ev.page_code)
+        return lead[by_lead], ts[by_lead], ev.type_code[by_lead], ev.page_code[by_lead]
+    return lead, ts, ev.type_code, ev.page_code
 
 
 def event_features(ev: EventArrays, row_lead: npt.ArrayLike, as_of_ms: npt.ArrayLike) -> dict[str, Floats]:

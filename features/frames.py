@@ -8,11 +8,11 @@ takes and calls it chunk by chunk of leads, so memory stays bounded on millions 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from leadscore.features import build
+from leadscore.features import build, catalog
 from leadscore.features import schema as S
 from leadscore.features.events import EventArrays
 from leadscore.features.loading import Dataset
@@ -22,7 +22,7 @@ CHUNK_LEADS = 125_000  # per chunk ~1 GB of temporaries at 5 rows per lead
 
 def ms(ts: pd.Series) -> np.ndarray:
     """UTC timestamps as int64 milliseconds since the Unix epoch."""
-    return ts.astype("datetime64[ms, UTC]").to_numpy(dtype="datetime64[ms]").astype(np.int64)
+    return np.asarray(ts.astype("datetime64[ms, UTC]").to_numpy(dtype="datetime64[ms]"), dtype=np.int64)
 
 
 def lead_arrays(leads: pd.DataFrame) -> build.LeadArrays:
@@ -33,17 +33,17 @@ def lead_arrays(leads: pd.DataFrame) -> build.LeadArrays:
     return build.LeadArrays(created_ms=ms(leads[S.CREATED_AT]), attributes=attrs)
 
 
-def _codes(values: pd.Series, categories) -> np.ndarray:
-    return pd.Categorical(values, categories=categories).codes.astype(np.int16)
+def _codes(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
+    return np.asarray(pd.Categorical(values, categories=categories).codes, dtype=np.int16)
 
 
 def _lead_codes(leads: pd.Index, ids: pd.Series) -> np.ndarray:
     """Position of each id in `leads` (-1 if unknown), hashing each distinct id once."""
     if isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.equals(leads):
-        return ids.cat.codes.to_numpy().astype(np.int64)  # `load_dataset`'s events: codes are lead rows
+        return np.asarray(ids.cat.codes, dtype=np.int64)  # `load_dataset`'s events: codes are lead rows
     codes, uniques = pd.factorize(ids, use_na_sentinel=True)
     pos = leads.get_indexer(pd.Index(uniques, dtype=object))
-    return np.where(codes >= 0, pos[np.maximum(codes, 0)] if len(pos) else -1, -1).astype(np.int64)
+    return np.asarray(np.where(codes >= 0, pos[np.maximum(codes, 0)] if len(pos) else -1, -1), dtype=np.int64)
 
 
 def iter_feature_chunks(
@@ -94,7 +94,7 @@ def feature_frame(
     dataset: Dataset, rows: pd.DataFrame, progress: Callable[[int], None] | None = None
 ) -> pd.DataFrame:
     """Catalogue features for each row of `rows` (columns lead_id, as_of), index aligned with `rows`."""
-    names = list(build.catalog.BY_NAME)
+    names = list(catalog.BY_NAME)
     if len(rows) == 0:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in names}, index=rows.index)
     columns: dict[str, np.ndarray] = {}

@@ -14,9 +14,8 @@ from typing import Any, Final
 import numpy as np
 from leadscore.features import build
 from leadscore.features import schema as S
-from leadscore.features.events import NO_PAGE, PAGE_CODE, TYPE_CODE, EventArrays
+from leadscore.features.events import PAGE_CODE, TYPE_CODE, EventArrays
 
-_PAGE: Final[dict[str | None, int]] = {None: NO_PAGE, **PAGE_CODE}
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
 
@@ -52,7 +51,7 @@ def lead_features(leads: Sequence[Mapping[str, Any]], as_of_ms: Sequence[int]) -
         n_events.append(len(evs))
         ts.extend([to_ms(e["timestamp"]) for e in evs])
         types.extend([TYPE_CODE[e["type"]] for e in evs])
-        pages.extend([_PAGE[e.get("page")] for e in evs])
+        pages.extend([PAGE_CODE[e.get("page")] for e in evs])
     events = EventArrays(
         lead=np.repeat(np.arange(n, dtype=np.int64), n_events),  # lead i's events are the i-th run
         ts_ms=np.asarray(ts, dtype=np.int64),

@@ -8,6 +8,7 @@ is not an executive but "VP Marketing" is.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Final
 
@@ -53,7 +54,7 @@ def _level(title: str) -> str:
     return UNKNOWN
 
 
-def seniority_many(titles) -> np.ndarray:
+def seniority_many(titles: Sequence[object] | np.ndarray) -> np.ndarray:
     """`seniority` for many titles, parsing each distinct title once."""
     if len(titles) <= 16:  # a request's few leads: straight through the cache
         return np.array([seniority(t) for t in titles], dtype=object)

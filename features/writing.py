@@ -17,7 +17,7 @@ _UTC_MS = pa.timestamp("ms", tz="UTC")
 
 
 def _iso(t: pd.Timestamp) -> str:
-    return pd.Timestamp(t).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+    return str(pd.Timestamp(t).tz_convert("UTC").isoformat()).replace("+00:00", "Z")
 
 
 def _frame(df: pd.DataFrame, columns: tuple[str, ...], times: tuple[str, ...]) -> pa.Table:
