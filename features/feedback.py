@@ -31,7 +31,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 from leadscore.features import schema as S
-from leadscore.features.loading import DataError, Dataset, Problem, parse_timestamps
+from leadscore.features.checks import parse_timestamps
+from leadscore.features.loading import Dataset
+from leadscore.features.problems import DataError, Problem
 
 VERDICTS = ("qualified", "disqualified")
 FOLLOW_UPS = ("won", "lost")

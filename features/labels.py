@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from leadscore.features import schema as S
 from leadscore.features.catalog import DAY_MS
-from leadscore.features.loading import Dataset, _repeats
+from leadscore.features.loading import Dataset
+from leadscore.features.reading import repeats
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ def as_of_moments(dataset: Dataset, definition: QualifiedDefinition) -> pd.DataF
     # a handoff can fall exactly on an age moment: one row per (lead, moment), named for the handoff (the
     # last such row is kept, as drop_duplicates(keep="last") would)
     codes = pd.factorize(all_ids, use_na_sentinel=False)[0].astype(np.int64)
-    keep = np.flatnonzero(~_repeats(codes[::-1].copy(), all_ms[::-1].copy())[::-1])
+    keep = np.flatnonzero(~repeats(codes[::-1].copy(), all_ms[::-1].copy())[::-1])
     as_of = pd.Series(all_ms[keep].astype("datetime64[ms]")).dt.tz_localize("UTC")
     return pd.DataFrame(
         {

@@ -21,44 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from leadscore.features import schema as S
-from numba import njit
+from leadscore.features.checks import (
+    check_allowed,
+    check_allowed_codes,
+    check_columns,
+    check_known_leads,
+    parse_timestamps,
+)
+from leadscore.features.problems import MAX_PROBLEMS_SHOWN, DataError, Problem
+from leadscore.features.reading import as_str, dictionary_codes, find_table, read_events, read_frame, repeats
 
-MIN_TIME = pd.Timestamp("2000-01-01", tz="UTC")
-MAX_TIME = pd.Timestamp("2100-01-01", tz="UTC")
-MAX_PROBLEMS_SHOWN = 20
+
 # dataset.json's `selection_version` for a selection table with a row per hand-over moment (version 1, with
 # no such key, held each lead's first hand-over only: docs/data-model.md, "Versions")
 SELECTION_VERSION = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    file: str
-    row: int | None  # 1-based data row (header excluded), None for a whole-file problem
-    column: str | None
-    reason: str
-
-    def __str__(self) -> str:
-        where = self.file + (f", row {self.row}" if self.row is not None else "")
-        return f"{where}, column {self.column!r}: {self.reason}" if self.column else f"{where}: {self.reason}"
-
-
-class DataError(ValueError):
-    """The data cannot be used as it is; `problems` says where and why."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        shown = "\n".join(f"  - {p}" for p in problems[:MAX_PROBLEMS_SHOWN])
-        more = (
-            f"\n  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more"
-            if len(problems) > MAX_PROBLEMS_SHOWN
-            else ""
-        )
-        super().__init__(f"{len(problems)} problem(s) in the data:\n{shown}{more}")
 
 
 @dataclass(frozen=True)
@@ -77,233 +54,17 @@ class Dataset:
         return [c for c in self.leads.columns if c not in S.LEAD_COLUMNS]
 
 
-def _find(data_dir: Path, table: str, required: bool = True) -> Path | None:
-    for ext in ("parquet", "csv"):
-        path = data_dir / f"{table}.{ext}"
-        if path.exists():
-            return path
-    if required:
-        raise DataError(
-            [
-                Problem(
-                    str(data_dir / f"{table}.parquet"),
-                    None,
-                    None,
-                    f"missing: expected {table}.parquet or {table}.csv",
-                )
-            ]
-        )
-    return None
-
-
-def _read(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-
-
-def _read_arrow(path: Path) -> pa.Table:
-    """The events file's columns as an Arrow table; Parquet string columns come dictionary-encoded."""
-    if path.suffix == ".parquet":
-        schema = pq.read_schema(path)
-        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        wanted = [c for c in S.EVENT_COLUMNS if c in schema.names]
-        return pq.read_table(path, columns=wanted, read_dictionary=[c for c in strings if c in wanted])
-    return pa.Table.from_pandas(_read(path), preserve_index=False)
-
-
-def _dictionary(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values as str objects, int32 code per row with -1 for missing) of an Arrow column.
-
-    Values that are not strings are turned into strings as `_as_str` does for pandas columns.
-    """
-    if not pa.types.is_dictionary(col.type):
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-            col = pa.chunked_array(
-                [pa.array(_as_str(pd.Series(col.to_pandas())).to_numpy(dtype=object), pa.string())]
-            )
-        col = pc.dictionary_encode(col)
-    if col.num_chunks == 0:
-        return np.empty(0, dtype=object), np.empty(0, dtype=np.int32)
-    col = col.unify_dictionaries()
-    values = col.chunk(0).dictionary.cast(pa.string()).to_numpy(zero_copy_only=False)
-    codes = np.concatenate(
-        [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32) for c in col.chunks]
-    )
-    return values, codes
-
-
-@njit(cache=True)
-def _repeats(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """True where the pair (a[i], b[i]) already occurred at a smaller i (open-addressing hash set)."""
-    n = a.shape[0]
-    bits = 4
-    while (1 << bits) < 2 * n:
-        bits += 1
-    mask = (1 << bits) - 1
-    slots = np.full(1 << bits, -1, np.int64)
-    seen = np.zeros(n, np.bool_)
-    for i in range(n):
-        h = (np.uint64(a[i]) * np.uint64(0x9E3779B97F4A7C15)) ^ (
-            np.uint64(b[i]) * np.uint64(0xC2B2AE3D27D4EB4F)
-        )
-        h ^= h >> np.uint64(31)
-        j = np.int64(h & np.uint64(mask))
-        while True:
-            s = slots[j]
-            if s < 0:
-                slots[j] = i
-                break
-            if a[s] == a[i] and b[s] == b[i]:
-                seen[i] = True
-                break
-            j = (j + 1) & mask
-    return seen
-
-
-def parse_timestamps(values: pd.Series, file: str, column: str, problems: list[Problem]) -> pd.Series:
-    """UTC timestamps at millisecond precision; unparseable or out-of-range values become problems."""
-    if isinstance(values, pa.ChunkedArray):
-        return _parse_arrow_timestamps(values, file, column, problems)
-    if pd.api.types.is_datetime64_any_dtype(values):
-        ts = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
-        ts = ts.astype("datetime64[ms, UTC]")
-    else:
-        raw = values.astype("string")
-        try:
-            # arrow-backed strings go to arrow without a Python object per value
-            arr = pc.cast(
-                pa.array(raw)
-                if raw.dtype.storage == "pyarrow"
-                else pa.array(raw.to_numpy(dtype=object, na_value=None), pa.string()),
-                pa.timestamp("ms", tz="UTC"),
-            )
-            ts = pd.Series(arr.to_pandas(), index=values.index).astype("datetime64[ms, UTC]")
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            ts = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce").astype(
-                "datetime64[ms, UTC]"
-            )
-    bad = ts.isna() | (ts < MIN_TIME) | (ts >= MAX_TIME)
-    for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
-        shown = values.iloc[i]
-        reason = (
-            "missing timestamp"
-            if pd.isna(shown)
-            else (
-                f"not an ISO-8601 timestamp: {str(shown)[:40]!r}"
-                if pd.isna(ts.iloc[i])
-                else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01"
-            )
-        )
-        problems.append(Problem(file, int(i) + 1, column, reason))
-    return ts
-
-
-def _parse_arrow_timestamps(
-    col: pa.ChunkedArray, file: str, column: str, problems: list[Problem]
-) -> pd.Series:
-    """`parse_timestamps` for an Arrow column: strings are cast by Arrow, typed timestamps converted."""
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    if (
-        pa.types.is_timestamp(col.type)
-        or pa.types.is_date(col.type)
-        or not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type))
-    ):
-        return parse_timestamps(pd.Series(col.to_pandas()), file, column, problems)
-    try:
-        ts = pd.Series(pc.cast(col, pa.timestamp("ms", tz="UTC")).to_pandas()).astype("datetime64[ms, UTC]")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. an unusual format: pandas' parser decides
-        return parse_timestamps(pd.Series(col.to_pandas()), file, column, problems)
-    bad = ts.isna() | (ts < MIN_TIME) | (ts >= MAX_TIME)
-    for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
-        shown = col[int(i)].as_py()
-        reason = (
-            "missing timestamp"
-            if shown is None
-            else (
-                f"not an ISO-8601 timestamp: {str(shown)[:40]!r}"
-                if pd.isna(ts.iloc[i])
-                else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01"
-            )
-        )
-        problems.append(Problem(file, int(i) + 1, column, reason))
-    return ts
-
-
-def _check_allowed_codes(
-    values: np.ndarray,
-    codes: np.ndarray,
-    allowed,
-    column: str,
-    file: str,
-    problems: list[Problem],
-    nullable: bool = False,
-) -> np.ndarray:
-    """`_check_allowed` on a dictionary column; returns each row's position in `allowed` (-1 if missing)."""
-    position = {v: k for k, v in enumerate(allowed)}
-    to_allowed = np.array([position.get(v, -2) for v in values] + [-1], dtype=np.int8)  # [-1]: missing
-    out = to_allowed[codes]
-    bad = (out == -2) | ((out == -1) & (not nullable))
-    for i in np.flatnonzero(bad)[: MAX_PROBLEMS_SHOWN + 1]:
-        v = values[codes[i]] if codes[i] >= 0 else None
-        reason = "missing value" if v is None else f"{str(v)[:40]!r} is not one of {', '.join(allowed)}"
-        problems.append(Problem(file, int(i) + 1, column, reason))
-    return out
-
-
-def _check_allowed(
-    df: pd.DataFrame, column: str, allowed, file: str, problems: list[Problem], nullable: bool = False
-) -> None:
-    col = df[column]
-    bad = ~col.isin(list(allowed)) & ~(col.isna() if nullable else False)
-    for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
-        v = col.iloc[i]
-        reason = "missing value" if pd.isna(v) else f"{str(v)[:40]!r} is not one of {', '.join(allowed)}"
-        problems.append(Problem(file, int(i) + 1, column, reason))
-
-
-def _check_columns(columns, needed, file: str, problems: list[Problem]) -> bool:
-    missing = [c for c in needed if c not in columns]
-    for c in missing:
-        problems.append(Problem(file, None, c, "required column is missing"))
-    return not missing
-
-
-def _check_known_leads(df: pd.DataFrame, known: pd.Index, file: str, problems: list[Problem]) -> None:
-    ids = df[S.LEAD_ID]
-    ids = (
-        pa.array(ids.to_numpy(dtype=object, na_value=None), pa.string())
-        if ids.dtype == object
-        else pa.array(ids)
-    )
-    # Arrow's hash lookup: pandas' isin on arrow strings builds a Python list of the known ids
-    unknown = ~pc.is_in(ids, value_set=pa.array(known.to_numpy(dtype=object), pa.string())).to_numpy(
-        zero_copy_only=False
-    )
-    for i in np.flatnonzero(unknown)[: MAX_PROBLEMS_SHOWN + 1]:
-        problems.append(
-            Problem(file, int(i) + 1, S.LEAD_ID, f"lead {df[S.LEAD_ID].iloc[i]!r} is not in leads")
-        )
-
-
-def _as_str(col: pd.Series) -> pd.Series:
-    if isinstance(col.dtype, pd.StringDtype) and col.dtype.na_value is np.nan:
-        return col  # already what the slow path below produces: strings, missing as NaN
-    return col.astype(object).where(col.notna(), None).map(lambda v: v if v is None else str(v))
-
-
-def _load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.DataFrame | None:
+def load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.DataFrame | None:
     """The optional selection table: every lead in leads; a row per moment the policy handed the lead over
     (`handed_at` a UTC time, one row per lead and moment) or one row with `handed_at` empty for a lead it
     never handed over; `propensity` a number in [0, 1], above 0 for a hand-over."""
     sf = str(path)
-    sel = _read(path)
-    if not _check_columns(sel.columns, S.SELECTION_COLUMNS, sf, problems):
+    sel = read_frame(path)
+    if not check_columns(sel.columns, S.SELECTION_COLUMNS, sf, problems):
         return None
     sel = sel[list(S.SELECTION_COLUMNS)].reset_index(drop=True)
-    sel[S.LEAD_ID] = _as_str(sel[S.LEAD_ID])
-    _check_known_leads(sel, known, sf, problems)
+    sel[S.LEAD_ID] = as_str(sel[S.LEAD_ID])
+    check_known_leads(sel, known, sf, problems)
     handed = sel[S.HANDED_AT]
     present = handed.notna().to_numpy()  # empty: never handed over
     at = pd.Series(pd.NaT, index=sel.index, dtype="datetime64[ms, UTC]")
@@ -358,26 +119,26 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     """Load and validate `data_dir`; raise `DataError` listing every problem found."""
     data_dir = Path(data_dir)
     problems: list[Problem] = []
-    paths = {t: _find(data_dir, t) for t in ("leads", "events")}
-    paths["outcomes"] = _find(data_dir, "outcomes", required=False)
-    leads = _read(paths["leads"])
-    events = _read_arrow(paths["events"])
+    paths = {t: find_table(data_dir, t) for t in ("leads", "events")}
+    paths["outcomes"] = find_table(data_dir, "outcomes", required=False)
+    leads = read_frame(paths["leads"])
+    events = read_events(paths["events"])
     outcomes = (
-        _read(paths["outcomes"])
+        read_frame(paths["outcomes"])
         if paths["outcomes"]
         else pd.DataFrame({c: pd.Series(dtype=object) for c in S.OUTCOME_COLUMNS})
     )
 
     lf, ef, of = (str(paths["leads"]), str(paths["events"]), str(paths["outcomes"] or "outcomes"))
-    ok = _check_columns(leads.columns, (S.LEAD_ID, S.CREATED_AT), lf, problems)
-    ok &= _check_columns(events.column_names, (S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP), ef, problems)
-    ok &= _check_columns(outcomes.columns, (S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT), of, problems)
+    ok = check_columns(leads.columns, (S.LEAD_ID, S.CREATED_AT), lf, problems)
+    ok &= check_columns(events.column_names, (S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP), ef, problems)
+    ok &= check_columns(outcomes.columns, (S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT), of, problems)
     if not ok:
         raise DataError(problems)
 
-    leads[S.LEAD_ID] = _as_str(leads[S.LEAD_ID])
+    leads[S.LEAD_ID] = as_str(leads[S.LEAD_ID])
     for c in S.LEAD_ATTRIBUTES:
-        leads[c] = _as_str(leads[c]) if c in leads.columns else None
+        leads[c] = as_str(leads[c]) if c in leads.columns else None
     missing_id = leads[S.LEAD_ID].isna()
     for i in np.flatnonzero(missing_id.to_numpy())[:MAX_PROBLEMS_SHOWN]:
         problems.append(Problem(lf, int(i) + 1, S.LEAD_ID, "missing lead id"))
@@ -387,19 +148,17 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     leads[S.CREATED_AT] = parse_timestamps(leads[S.CREATED_AT], lf, S.CREATED_AT, problems)
 
     n_events = events.num_rows
-    ev_ids, ev_id_code = _dictionary(events.column(S.LEAD_ID))
-    ev_types, ev_type_code = _dictionary(events.column(S.EVENT_TYPE))
+    ev_ids, ev_id_code = dictionary_codes(events.column(S.LEAD_ID))
+    ev_types, ev_type_code = dictionary_codes(events.column(S.EVENT_TYPE))
     ev_pages, ev_page_code = (
-        _dictionary(events.column(S.PAGE))
+        dictionary_codes(events.column(S.PAGE))
         if S.PAGE in events.column_names
         else (np.empty(0, dtype=object), np.full(n_events, -1, dtype=np.int32))
     )
     ev_ts = parse_timestamps(events.column(S.TIMESTAMP), ef, S.TIMESTAMP, problems)
     del events
-    type_code = _check_allowed_codes(ev_types, ev_type_code, S.EVENT_TYPES, S.EVENT_TYPE, ef, problems)
-    page_code = _check_allowed_codes(
-        ev_pages, ev_page_code, S.PAGE_KINDS, S.PAGE, ef, problems, nullable=True
-    )
+    type_code = check_allowed_codes(ev_types, ev_type_code, S.EVENT_TYPES, S.EVENT_TYPE, ef, problems)
+    page_code = check_allowed_codes(ev_pages, ev_page_code, S.PAGE_KINDS, S.PAGE, ef, problems, nullable=True)
     # each distinct event lead id is looked up once: its row in `leads`, or -1
     lead_ids = leads[S.LEAD_ID]
     present = np.flatnonzero((lead_ids.notna() & ~lead_ids.duplicated()).to_numpy())
@@ -413,21 +172,21 @@ def load_dataset(data_dir: Path | str) -> Dataset:
         problems.append(Problem(ef, int(i) + 1, S.LEAD_ID, f"lead {v!r} is not in leads"))
     known = pd.Index(leads[S.LEAD_ID].dropna())
 
-    outcomes[S.LEAD_ID] = _as_str(outcomes[S.LEAD_ID])
+    outcomes[S.LEAD_ID] = as_str(outcomes[S.LEAD_ID])
     if S.REASON not in outcomes.columns:
         outcomes[S.REASON] = None
     outcomes[S.OUTCOME_AT] = parse_timestamps(outcomes[S.OUTCOME_AT], of, S.OUTCOME_AT, problems)
-    _check_allowed(outcomes, S.OUTCOME, S.OUTCOMES, of, problems)
-    _check_known_leads(outcomes, known, of, problems)
-    selection_path = _find(data_dir, "selection", required=False)
-    selection = _load_selection(selection_path, known, problems) if selection_path else None
+    check_allowed(outcomes, S.OUTCOME, S.OUTCOMES, of, problems)
+    check_known_leads(outcomes, known, of, problems)
+    selection_path = find_table(data_dir, "selection", required=False)
+    selection = load_selection(selection_path, known, problems) if selection_path else None
     if problems:
         raise DataError(problems)
 
     notes = []
     # exact duplicates: same lead, type, page and millisecond (all four packed into two int64 keys)
     ms = ev_ts.to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    repeat = _repeats(
+    repeat = repeats(
         lead_code.astype(np.int64) * 1024
         + type_code.astype(np.int64) * 32
         + (page_code.astype(np.int64) + 1),

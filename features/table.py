@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from leadscore.features.loading import MAX_PROBLEMS_SHOWN, DataError, Problem
+from leadscore.features.problems import MAX_PROBLEMS_SHOWN, DataError, Problem
 
 DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "N/A", "NaN", "null", "None", "Select", "-")
 MAX_CODE_VALUES = 5  # whole-number columns with this many distinct values or fewer are categorical codes
