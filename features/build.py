@@ -59,8 +59,6 @@ def build(
         raise ValueError(f"at most {MAX_LEADS_PER_BATCH - 1} leads per feature batch")
     rows = np.asarray(row_lead, dtype=np.int64)
     as_of = np.asarray(as_of_ms, dtype=np.int64)
-    values: dict[str, np.ndarray] = {
-        **profile_features(leads, rows, as_of),
-        **event_features(events, rows, as_of),
-    }
+    values = profile_features(leads, rows, as_of)
+    values.update(event_features(events, rows, as_of))
     return {spec.name: values[spec.name] for spec in catalog.FEATURES}
