@@ -4,6 +4,8 @@ file, row, column and reason; at most MAX_PROBLEMS_SHOWN + 1 are listed per chec
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -88,7 +90,7 @@ def _parse_arrow_timestamps(
 def check_allowed_codes(
     values: np.ndarray,
     codes: np.ndarray,
-    allowed,
+    allowed: Sequence[str],
     column: str,
     file: str,
     problems: list[Problem],
@@ -97,7 +99,7 @@ def check_allowed_codes(
     """`check_allowed` on a dictionary column; returns each row's position in `allowed` (-1 if missing)."""
     position = {v: k for k, v in enumerate(allowed)}
     to_allowed = np.array([position.get(v, -2) for v in values] + [-1], dtype=np.int8)  # [-1]: missing
-    out = to_allowed[codes]
+    out: np.ndarray = to_allowed[codes]
     bad = (out == -2) | ((out == -1) & (not nullable))
     for i in np.flatnonzero(bad)[: MAX_PROBLEMS_SHOWN + 1]:
         v = values[codes[i]] if codes[i] >= 0 else None
@@ -107,7 +109,12 @@ def check_allowed_codes(
 
 
 def check_allowed(
-    df: pd.DataFrame, column: str, allowed, file: str, problems: list[Problem], nullable: bool = False
+    df: pd.DataFrame,
+    column: str,
+    allowed: Sequence[str],
+    file: str,
+    problems: list[Problem],
+    nullable: bool = False,
 ) -> None:
     col = df[column]
     bad = ~col.isin(list(allowed)) & ~(col.isna() if nullable else False)
@@ -117,7 +124,9 @@ def check_allowed(
         problems.append(Problem(file, int(i) + 1, column, reason))
 
 
-def check_columns(columns, needed, file: str, problems: list[Problem]) -> bool:
+def check_columns(
+    columns: Collection[object], needed: Sequence[str], file: str, problems: list[Problem]
+) -> bool:
     missing = [c for c in needed if c not in columns]
     for c in missing:
         problems.append(Problem(file, None, c, "required column is missing"))

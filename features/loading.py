@@ -74,7 +74,7 @@ def load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.D
         at.iloc[rows] = parse_timestamps(
             handed.iloc[rows].reset_index(drop=True), sf, S.HANDED_AT, found
         ).to_numpy()
-        problems += [Problem(sf, int(rows[p.row - 1]) + 1, p.column, p.reason) for p in found]
+        problems += [Problem(sf, int(rows[(p.row or 1) - 1]) + 1, p.column, p.reason) for p in found]
     sel[S.HANDED_AT] = at
     # several rows of a lead are its hand-over moments (one each); a lead never handed over has one row
     ids = sel[S.LEAD_ID]
@@ -119,17 +119,17 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     """Load and validate `data_dir`; raise `DataError` listing every problem found."""
     data_dir = Path(data_dir)
     problems: list[Problem] = []
-    paths = {t: find_table(data_dir, t) for t in ("leads", "events")}
-    paths["outcomes"] = find_table(data_dir, "outcomes", required=False)
-    leads = read_frame(paths["leads"])
-    events = read_events(paths["events"])
+    leads_path, events_path = find_table(data_dir, "leads"), find_table(data_dir, "events")
+    outcomes_path = find_table(data_dir, "outcomes", required=False)
+    leads = read_frame(leads_path)
+    events = read_events(events_path)
     outcomes = (
-        read_frame(paths["outcomes"])
-        if paths["outcomes"]
+        read_frame(outcomes_path)
+        if outcomes_path
         else pd.DataFrame({c: pd.Series(dtype=object) for c in S.OUTCOME_COLUMNS})
     )
 
-    lf, ef, of = (str(paths["leads"]), str(paths["events"]), str(paths["outcomes"] or "outcomes"))
+    lf, ef, of = str(leads_path), str(events_path), str(outcomes_path or "outcomes")
     ok = check_columns(leads.columns, (S.LEAD_ID, S.CREATED_AT), lf, problems)
     ok &= check_columns(events.column_names, (S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP), ef, problems)
     ok &= check_columns(outcomes.columns, (S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT), of, problems)

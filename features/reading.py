@@ -4,6 +4,7 @@ uses on them: Arrow dictionary codes, ids as strings, repeated pairs found on in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,12 @@ from leadscore.features.problems import DataError, Problem
 from numba import njit
 
 
+@overload
+def find_table(data_dir: Path, table: str, required: Literal[True] = True) -> Path: ...
+@overload
+def find_table(data_dir: Path, table: str, required: bool) -> Path | None: ...
 def find_table(data_dir: Path, table: str, required: bool = True) -> Path | None:
+    """`table`.parquet, else `table`.csv in `data_dir`; a DataError, or None when not `required`, if neither."""
     for ext in ("parquet", "csv"):
         path = data_dir / f"{table}.{ext}"
         if path.exists():
