@@ -16,28 +16,23 @@ Column kinds (see docs/flat-exports.md):
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from leadscore.features.cells import (
+    DEFAULT_MISSING,
+    Kind,
+    as_cells,
+    column_values,
+    infer_kind,
+    parse_label,
+    to_text,
+)
 from leadscore.features.problems import MAX_PROBLEMS_SHOWN, DataError, Problem
-
-DEFAULT_MISSING: tuple[str, ...] = ("", "NA", "N/A", "NaN", "null", "None", "Select", "-")
-MAX_CODE_VALUES = 5  # whole-number columns with this many distinct values or fewer are categorical codes
-DATETIME_SHARE = 0.95  # a text column is a datetime when this share of its filled cells parses as ISO-8601
-NUMERIC_SHARE = 0.98  # a column this numeric with a few text cells has bad cells rather than being text
-SNIFF_BYTES = 64 * 1024
-DELIMITERS = ",;\t|"
-TRUE_VALUES = {"1", "1.0", "true", "yes", "y", "t", "won", "converted", "qualified"}
-FALSE_VALUES = {"0", "0.0", "false", "no", "n", "f", "lost", "disqualified"}
-_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
-
-Kind = str  # "numeric" | "categorical" | "identifier" | "datetime" | "constant"
+from leadscore.features.rawfile import read_raw
 
 
 @dataclass(frozen=True)
@@ -94,12 +89,6 @@ class FlatTable:
         }
 
 
-def column_values(col: pd.Series, kind: Kind) -> np.ndarray:
-    if kind == "numeric":
-        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return to_text(col).to_numpy(dtype=object)
-
-
 def flat_values(frame: pd.DataFrame, spec: dict) -> tuple[dict[str, np.ndarray], list[str]]:
     """Raw flat rows (e.g. pyfunc input) -> (values, lead ids) with the kinds and markers of training.
 
@@ -111,7 +100,7 @@ def flat_values(frame: pd.DataFrame, spec: dict) -> tuple[dict[str, np.ndarray],
     values = {}
     for name, kind in spec["columns"].items():
         col = frame[name] if name in frame.columns else pd.Series([None] * n, dtype=object)
-        col = _as_cells(col, markers)
+        col = as_cells(col, markers)
         if kind == "categorical":
             col = to_text(col)
         values[name] = column_values(col, kind)
@@ -123,205 +112,6 @@ def flat_values(frame: pd.DataFrame, spec: dict) -> tuple[dict[str, np.ndarray],
     else:
         ids = [str(i + 1) for i in range(n)]
     return values, ids
-
-
-def _clean(v, markers: set[str]):
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
-        return None
-    s = str(v).strip() if not isinstance(v, (int, float, np.number)) else v
-    if isinstance(s, str) and s.lower() in markers:
-        return None
-    return s
-
-
-def _code_text(v) -> str:
-    """Categorical text of a value; whole-number codes read the same from CSV (\"2\") and Parquet (2.0)."""
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return v if isinstance(v, str) else str(v)
-
-
-# ------------------------------------------------------------------------------------------------ reading
-
-
-def sniff_dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS)
-    except csv.Error:
-        return csv.excel  # one column, or nothing to go on: plain commas
-
-
-def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n")  # 0 = header line
-        problems.append(
-            Problem(
-                str(path),
-                line if line > 0 else None,
-                None,
-                f"not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); re-export the file as UTF-8",
-            )
-        )
-        return None
-    if not text.strip():
-        problems.append(Problem(str(path), None, None, "the file is empty"))
-        return None
-    sample = text[:SNIFF_BYTES]
-    if len(text) > SNIFF_BYTES:
-        sample = sample[: sample.rfind("\n") + 1] or sample
-    dialect = sniff_dialect(sample)
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    try:
-        rows = list(reader)
-    except csv.Error as e:
-        problems.append(Problem(str(path), reader.line_num - 1 or None, None, f"malformed CSV: {e}"))
-        return None
-    rows = [r for r in rows if r]  # blank lines carry nothing
-    header, body = rows[0], rows[1:]
-    _check_header(header, str(path), problems)
-    width = len(header)
-    for i, r in enumerate(body):
-        if len(r) != width:
-            problems.append(
-                Problem(
-                    str(path),
-                    i + 1,
-                    None,
-                    f"{len(r)} fields where the header has {width} "
-                    f"(delimiter {dialect.delimiter!r}); check quoting",
-                )
-            )
-            if len(problems) > MAX_PROBLEMS_SHOWN:
-                break
-    if problems:
-        return None
-    return (
-        pd.DataFrame(body, columns=header, dtype=object)
-        if body
-        else pd.DataFrame(columns=header, dtype=object)
-    )
-
-
-def _check_header(header: list[str], file: str, problems: list[Problem]) -> None:
-    seen = set()
-    for j, name in enumerate(header):
-        if not name.strip():
-            problems.append(Problem(file, None, f"#{j + 1}", "column without a name in the header"))
-        elif name in seen:
-            problems.append(Problem(file, None, name, "column name appears twice in the header"))
-        seen.add(name)
-
-
-def read_raw(path: Path | str) -> pd.DataFrame:
-    """The file's cells, unparsed (CSV: str; Parquet: as stored). Raises `DataError` if it cannot be read."""
-    path = Path(path)
-    problems: list[Problem] = []
-    if not path.exists():
-        raise DataError([Problem(str(path), None, None, "no such file")])
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
-            df = pd.read_parquet(path)
-        except Exception as e:
-            raise DataError([Problem(str(path), None, None, f"not a readable Parquet file: {e}")]) from e
-        _check_header([str(c) for c in df.columns], str(path), problems)
-        df.columns = [str(c) for c in df.columns]
-    else:
-        df = _read_csv(path, problems)
-    if problems:
-        raise DataError(problems)
-    if len(df) == 0:
-        raise DataError([Problem(str(path), None, None, "no data rows under the header")])
-    return df
-
-
-# ------------------------------------------------------------------------------------------------ inference
-
-
-def _as_cells(col: pd.Series, markers: set[str]) -> pd.Series:
-    """object Series: None for missing, stripped str for text, numbers as they are (Parquet)."""
-    codes, uniques = pd.factorize(col.astype(object), use_na_sentinel=True)
-    cleaned = np.array([_clean(v, markers) for v in uniques] + [None], dtype=object)
-    return pd.Series(cleaned[codes], index=col.index, dtype=object)  # code -1 (missing) -> the last None
-
-
-def to_text(col: pd.Series) -> pd.Series:
-    """Categorical text of each value (None stays None); see `_code_text`."""
-    codes, uniques = pd.factorize(col.astype(object), use_na_sentinel=True)
-    texts = np.array([v if type(v) is str else _code_text(v) for v in uniques] + [None], dtype=object)
-    return pd.Series(texts[codes], index=col.index, dtype=object)
-
-
-def infer_kind(cells: pd.Series, n_rows: int) -> tuple[Kind, str, pd.Series | None]:
-    """(kind, note, bad-cell mask for an almost-numeric column or None)."""
-    filled = cells.dropna()
-    if filled.empty:
-        return "constant", "every value is missing", None
-    as_text = to_text(filled)
-    counts = as_text.value_counts(sort=False)
-    n_distinct = len(counts)
-    if n_distinct <= 1:
-        return "constant", f"one value only ({as_text.iloc[0]!r})", None
-    num = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").to_numpy(
-        dtype=float, na_value=np.nan
-    )
-    is_num = ~np.isnan(num)
-    share = counts.to_numpy()[is_num].sum() / len(filled)
-    if share == 1.0:
-        whole = bool(np.all(np.mod(num, 1) == 0))
-        if whole and n_distinct == n_rows:
-            return "identifier", "one distinct whole number per row", None
-        if whole and n_distinct <= MAX_CODE_VALUES:
-            return "categorical", f"whole numbers with {n_distinct} distinct values: treated as codes", None
-        return "numeric", "", None
-    if share >= NUMERIC_SHARE and len(filled) >= 50:
-        return "numeric", "", to_text(cells).isin(set(counts.index[~is_num]))
-    first = as_text.head(20)
-    if first.map(lambda v: bool(_ISO.match(v))).mean() >= 0.5:
-        ts = pd.to_datetime(filled.astype(str), utc=True, format="ISO8601", errors="coerce")
-        if ts.notna().mean() >= DATETIME_SHARE:
-            return "datetime", "ISO-8601 dates", None
-    if n_distinct == n_rows:
-        return "identifier", "one distinct value per row", None
-    return "categorical", "", None
-
-
-def parse_label(raw: pd.Series, positive: str | None, file: str, column: str) -> tuple[np.ndarray, str]:
-    """0/1 (NaN where missing) and the positive value. Without `positive`, the label must look binary."""
-    present = to_text(raw.dropna())
-    values = sorted(present.unique())
-    if positive is None:
-        lowered = {v.lower() for v in values}
-        pos = [v for v in values if v.lower() in TRUE_VALUES]
-        if len(values) == 2 and len(pos) == 1 and (lowered - {pos[0].lower()}) <= FALSE_VALUES:
-            positive = pos[0]
-        elif len(values) == 1 and values[0].lower() in TRUE_VALUES | FALSE_VALUES:
-            positive = values[0] if values[0].lower() in TRUE_VALUES else "1"
-        else:
-            shown = ", ".join(repr(v) for v in values[:10])
-            raise DataError(
-                [
-                    Problem(
-                        file,
-                        None,
-                        column,
-                        f"cannot tell which label value is positive (values: {shown}); give --positive VALUE",
-                    )
-                ]
-            )
-    else:
-        positive = _code_text(positive.strip())
-        if positive not in set(values):
-            shown = ", ".join(repr(v) for v in values[:10])
-            raise DataError(
-                [Problem(file, None, column, f"--positive {positive!r} never occurs (values: {shown})")]
-            )
-    y = np.full(len(raw), np.nan)
-    ok = raw.notna().to_numpy()
-    y[ok] = (to_text(raw[ok]) == positive).to_numpy(dtype=float)
-    return y, positive
 
 
 def read_table(
@@ -352,7 +142,7 @@ def read_table(
     if problems:
         raise DataError(problems)
 
-    cells = {c: _as_cells(raw[c], marker_set) for c in raw.columns}
+    cells = {c: as_cells(raw[c], marker_set) for c in raw.columns}
     y, positive = parse_label(cells[label], positive, file, label)
     keep = ~np.isnan(y)
     excluded_rows = (np.flatnonzero(~keep) + 1).tolist()
