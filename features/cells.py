@@ -21,11 +21,11 @@ Kind = str  # "numeric" | "categorical" | "identifier" | "datetime" | "constant"
 
 def column_values(col: pd.Series, kind: Kind) -> np.ndarray:
     if kind == "numeric":
-        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return to_text(col).to_numpy(dtype=object)
+        return np.asarray(pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.asarray(to_text(col).to_numpy(dtype=object))
 
 
-def _clean(v, markers: set[str]):
+def _clean(v: object, markers: set[str]) -> object:
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
         return None
     s = str(v).strip() if not isinstance(v, (int, float, np.number)) else v
@@ -34,7 +34,7 @@ def _clean(v, markers: set[str]):
     return s
 
 
-def _code_text(v) -> str:
+def _code_text(v: object) -> str:
     """Categorical text of a value; whole-number codes read the same from CSV (\"2\") and Parquet (2.0)."""
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))

@@ -7,6 +7,7 @@ definition of "qualified" it learned.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,12 +50,13 @@ class QualifiedDefinition:
         if list(self.ages_days) != sorted(set(self.ages_days)) or (self.ages_days and self.ages_days[0] < 0):
             raise ValueError("ages_days must be increasing, non-negative whole days")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> QualifiedDefinition:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    def from_dict(cls, d: dict[str, Any]) -> QualifiedDefinition:
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**fields)
 
 
 def _strata(ages: tuple[int, ...]) -> list[tuple[int, int]]:

@@ -27,7 +27,8 @@ Report: {"suspects": [{"column", "level", "reason", "evidence"}], "excluded": [.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,11 @@ from leadscore.features.tells import (
     single_column_auc,
 )
 
+if TYPE_CHECKING:
+    from leadscore.features.loading import Dataset
+    from leadscore.features.table import FlatTable
+
+Report = dict[str, Any]  # {"suspects": [...], "excluded": [...], "kept": [...], "thresholds": {...}}
 SNAPSHOT_NAME = re.compile(r"^(last|latest|current)\b|\b(status|stage)$", re.IGNORECASE)
 
 
@@ -53,15 +59,15 @@ def audit_columns(
     values: dict[str, np.ndarray],
     y: np.ndarray,
     *,
-    has_outcome: dict[str, tuple] | None = None,
-    after_outcome: dict[str, dict] | None = None,
+    has_outcome: dict[str, tuple[float, float]] | None = None,
+    after_outcome: dict[str, dict[str, Any]] | None = None,
     groups: np.ndarray | None = None,
     keep: Iterable[str] = (),
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     seed: int = 0,
     use_cofill: bool = True,
     snapshot_names: bool = False,
-) -> dict:
+) -> Report:
     """Audit the columns in `values` (name -> array, one entry per labelled row) against the label `y`.
 
     `has_outcome`: column -> (fill rate of leads with an outcome, fill rate of leads without one), for event
@@ -85,7 +91,7 @@ def audit_columns(
         ref[n] = float(np.median(others)) if others else 0.5
 
     signals: dict[str, dict[str, str]] = {n: {} for n in names}  # name -> {signal: level}
-    evidence: dict[str, dict] = {n: {} for n in names}
+    evidence: dict[str, dict[str, Any]] = {n: {} for n in names}
     reasons: dict[str, list[str]] = {n: [] for n in names}
     for n in names:
         a, r = auc[n], ref[n]
@@ -105,8 +111,8 @@ def audit_columns(
         f = filled[n]
         fill_rate = float(f.mean())
         ev["fill_rate"] = round(fill_rate, 4)
-        if 0 < fill_rate < 1 and f.sum() >= th.min_filled:
-            fp, fn = rate_where(f, pos), rate_where(f, neg)
+        fp, fn = rate_where(f, pos), rate_where(f, neg)  # None: no row of that outcome, nothing to compare
+        if 0 < fill_rate < 1 and f.sum() >= th.min_filled and fp is not None and fn is not None:
             ev.update(fill_rate_positive=round(fp, 4), fill_rate_negative=round(fn, 4))
             if abs(fp - fn) >= th.fill_gap:
                 signals[n]["b_label"] = DOUBTFUL
@@ -166,9 +172,19 @@ def audit_columns(
     return _report(names, signals, evidence, reasons, keep, certain, th)
 
 
-def _report(names, signals, evidence, reasons, keep, certain, th: Thresholds) -> dict:
+def _report(
+    names: list[str],
+    signals: dict[str, dict[str, str]],
+    evidence: dict[str, dict[str, Any]],
+    reasons: dict[str, list[str]],
+    keep: Iterable[str],
+    certain: Callable[[str], bool],
+    th: Thresholds,
+) -> Report:
     keep = set(keep)
-    suspects, excluded, kept = [], [], []
+    suspects: list[dict[str, Any]] = []
+    excluded: list[str] = []
+    kept: list[str] = []
     for n in names:
         if not signals[n]:
             continue
@@ -189,9 +205,9 @@ def _report(names, signals, evidence, reasons, keep, certain, th: Thresholds) ->
 
 
 def audit_table(
-    table, keep: Iterable[str] = (), thresholds: Thresholds = DEFAULT_THRESHOLDS, seed: int = 0
-) -> dict:
-    """Audit every feature column of a `leadscore.features.table.FlatTable` (identifiers etc. are not features)."""
+    table: FlatTable, keep: Iterable[str] = (), thresholds: Thresholds = DEFAULT_THRESHOLDS, seed: int = 0
+) -> Report:
+    """Audit every feature column of a `table.FlatTable` (identifiers etc. are not features)."""
     return audit_columns(
         table.values(), table.label, keep=keep, thresholds=thresholds, seed=seed, snapshot_names=True
     )
@@ -201,11 +217,11 @@ def audit_table(
 
 
 def audit_dataset(
-    dataset,
+    dataset: Dataset,
     rows_with_labels: pd.DataFrame,
     keep: Iterable[str] = (),
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-) -> dict:
+) -> Report:
     """Audit event data: the dataset's custom lead columns and its event types, against the outcomes.
 
     `dataset`: a `leadscore.features.loading.Dataset`; `rows_with_labels`: the training rows (`lead_id`,
@@ -266,7 +282,7 @@ def audit_dataset(
     return report
 
 
-def summary_lines(report: dict) -> list[str]:
+def summary_lines(report: Report) -> list[str]:
     """Human lines for a console: excluded (loud), kept by the user, doubtful (warned)."""
     lines = []
     by_col = {s["column"]: s for s in report["suspects"]}

@@ -1,5 +1,6 @@
 """What is wrong with a user's data: one `Problem` per finding (file, row, column, reason) and the
-`DataError` that carries them. Every reader of user files reports this way (`loading`, `table`, `feedback`)."""
+`DataError` that carries them. Every reader of user files reports this way (`loading`, `table`,
+`feedback`)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def find_table(data_dir: Path, table: str, required: Literal[True] = True) -> Pa
 @overload
 def find_table(data_dir: Path, table: str, required: bool) -> Path | None: ...
 def find_table(data_dir: Path, table: str, required: bool = True) -> Path | None:
-    """`table`.parquet, else `table`.csv in `data_dir`; a DataError, or None when not `required`, if neither."""
+    """`table`.parquet, else `table`.csv in `data_dir`; if neither, a DataError (None if not `required`)."""
     for ext in ("parquet", "csv"):
         path = data_dir / f"{table}.{ext}"
         if path.exists():

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ class ColumnInfo:
     n_distinct: int
     note: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "missing": self.n_missing,
@@ -79,7 +80,7 @@ class FlatTable:
         """Feature name -> array as `fit_models` wants it: categoricals str/None, numerics float."""
         return {n: column_values(self.frame[n], self.columns[n].kind) for n in (names or self.features)}
 
-    def spec(self, names: Iterable[str]) -> dict:
+    def spec(self, names: Iterable[str]) -> dict[str, Any]:
         """What the pyfunc needs to turn raw flat rows into the same values (stored in model.info)."""
         names = list(names)
         return {
@@ -89,7 +90,7 @@ class FlatTable:
         }
 
 
-def flat_values(frame: pd.DataFrame, spec: dict) -> tuple[dict[str, np.ndarray], list[str]]:
+def flat_values(frame: pd.DataFrame, spec: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
     """Raw flat rows (e.g. pyfunc input) -> (values, lead ids) with the kinds and markers of training.
 
     A missing column is all-missing (the models handle missing values); numeric cells that are not numbers
@@ -232,7 +233,7 @@ def read_table(
     )
 
 
-def _close(name: str, columns) -> str:
+def _close(name: str, columns: Iterable[object]) -> str:
     import difflib
 
     near = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.6)

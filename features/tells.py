@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from leadscore.features import schema as S
+from leadscore.features.loading import Dataset
 from sklearn.metrics import roc_auc_score
 
 CERTAIN, DOUBTFUL = "certain", "doubtful"
@@ -35,7 +37,7 @@ class Thresholds:
     event_after: float = 0.50  # (c) an event type recorded after the outcome for most resolved leads
     min_filled: int = 30  # fill rates and AUCs on fewer filled rows than this are not judged
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -54,12 +56,14 @@ def _keys(values: np.ndarray, bins: int) -> np.ndarray:
             out[ok] = np.searchsorted(edges, x[ok], side="right")
         return out
     codes, _ = pd.factorize(pd.Series(arr, dtype=object), use_na_sentinel=True)
-    return codes.astype(np.int64)
+    return np.asarray(codes, dtype=np.int64)
 
 
 def _folds(n: int, k: int, groups: np.ndarray | None, seed: int) -> np.ndarray:
     if groups is not None:  # all rows of a lead in one fold
-        return (pd.util.hash_array(np.asarray(groups, dtype=object).astype(str)) % k).astype(np.int64)
+        return np.asarray(
+            pd.util.hash_array(np.asarray(groups, dtype=object).astype(str)) % k, dtype=np.int64
+        )
     return np.random.default_rng(seed).permutation(n) % k
 
 
@@ -93,7 +97,7 @@ def single_column_auc(
 def filled_mask(values: np.ndarray) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind in "fiub":
-        return ~np.isnan(arr.astype(float))
+        return np.asarray(~np.isnan(arr.astype(float)))
     return np.array([v is not None and not (isinstance(v, float) and np.isnan(v)) for v in arr], dtype=bool)
 
 
@@ -111,7 +115,9 @@ def as_timestamps(col: pd.Series) -> pd.Series | None:
     return ts if ts[present.index].notna().mean() >= 0.95 else None
 
 
-def event_types_after_outcome(dataset, first_outcome: pd.Series, th: Thresholds) -> list[dict]:
+def event_types_after_outcome(
+    dataset: Dataset, first_outcome: pd.Series, th: Thresholds
+) -> list[dict[str, Any]]:
     ev = dataset.events
     ev = ev[ev[S.LEAD_ID].isin(first_outcome.index)]
     if ev.empty:
@@ -133,8 +139,8 @@ def event_types_after_outcome(dataset, first_outcome: pd.Series, th: Thresholds)
                 {
                     "column": f"{EVENT_PREFIX}{t}",
                     "level": DOUBTFUL,
-                    "reason": f"for {share:.0%} of the {n} resolved leads with {t!r} events, every such event "
-                    "is recorded at or after the outcome (a consequence of it); point-in-time "
+                    "reason": f"for {share:.0%} of the {n} resolved leads with {t!r} events, every such "
+                    "event is recorded at or after the outcome (a consequence of it); point-in-time "
                     "features only use events before the as-of moment, so this cannot leak into "
                     "training rows",
                     "evidence": {
