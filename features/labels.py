@@ -185,8 +185,8 @@ def with_propensity(
       (weight 1).
 
     Unlabelled rows are left out; with `keep_unlabelled` they are kept, flagged in an `unlabelled` column
-    (their `label` says nothing), so training can describe all the leads it scores: drift histograms and feature
-    ranges; they never enter the fit. Without a selection table the rows are returned as they are (no
+    (their `label` says nothing), so training can describe all the leads it scores: drift histograms and
+    feature ranges; they never enter the fit. Without a selection table the rows are returned as they are (no
     `propensity` column)."""
     sel = dataset.selection
     if sel is None:
@@ -232,7 +232,8 @@ def training_rows(
     dataset: Dataset, definition: QualifiedDefinition, keep_unlabelled: bool = False
 ) -> pd.DataFrame:
     """Labelled rows (lead_id, as_of, moment, label) for `definition`, sorted by as_of; with `propensity`
-    when the dataset has a selection table (`with_propensity`, which also says what `keep_unlabelled` does)."""
+    when the dataset has a selection table (`with_propensity`, which also says what `keep_unlabelled`
+    does)."""
     rows = with_propensity(
         dataset,
         label_rows(dataset, as_of_moments(dataset, definition), definition),
