@@ -32,7 +32,6 @@ from leadscore.features.checks import (
 from leadscore.features.problems import MAX_PROBLEMS_SHOWN, DataError, Problem
 from leadscore.features.reading import as_str, dictionary_codes, find_table, read_events, read_frame, repeats
 
-
 # dataset.json's `selection_version` for a selection table with a row per hand-over moment (version 1, with
 # no such key, held each lead's first hand-over only: docs/data-model.md, "Versions")
 SELECTION_VERSION = 2
