@@ -15,20 +15,27 @@ before reading gets the 503, not a reset connection.
 from __future__ import annotations
 
 import threading
-import time
+from typing import TYPE_CHECKING
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from leadscore.serve.auth import holds_a_key
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:  # the metrics name the shed requests (SHED)
+    from leadscore.serve.metrics import Metrics
 
 ALWAYS = frozenset(("/healthz", "/readyz", "/metrics"))  # probes and scrapes answer under any load
 RETRY_AFTER_SECONDS = 1  # about the time a worker needs to finish the work in flight at the bounds
 _FREE = (0, 0)
+SHED = "leadscore.shed"  # scope key: why the request was shed ("requests" or "bytes")
 API_PREFIX = "/v1/"
 PAGE_BODY_BYTES = 64_000  # a sales-page form is a few hundred bytes
 
 
 class Admission:
-    def __init__(self, max_requests: int, max_bytes: int, max_body_bytes: int, metrics=None):
+    def __init__(
+        self, max_requests: int, max_bytes: int, max_body_bytes: int, metrics: Metrics | None = None
+    ):
         self.max_requests = max_requests
         self.max_bytes = max_bytes
         self.max_body_bytes = max_body_bytes
@@ -65,7 +72,7 @@ class Admission:
                 self.requests += 1
                 self.bytes += size
                 return (1, size)
-        scope["leadscore.shed"] = reason
+        scope[SHED] = reason
         return None
 
     def release(self, ticket: tuple[int, int]) -> None:
@@ -75,7 +82,7 @@ class Admission:
                 self.bytes -= ticket[1]
 
     def reason(self, scope: Scope) -> str:
-        if scope.get("leadscore.shed") == "bytes":
+        if scope.get(SHED) == "bytes":
             return (
                 f"the service is at capacity: this worker is working on {self.max_bytes:,} bytes of request "
                 f"bodies; retry after {RETRY_AFTER_SECONDS} s or send smaller batches"
@@ -90,7 +97,6 @@ class Admission:
         body (the server never says "100 Continue": the HTTP way to refuse an upload at once) and the
         connection is closed; any other client's body is read and discarded first, so it can read the answer
         rather than meet a reset connection mid-upload."""
-        start = time.perf_counter()
         waits_for_continue = any(
             name == b"expect" and value.lower() == b"100-continue" for name, value in scope.get("headers", ())
         )
@@ -112,6 +118,35 @@ class Admission:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        if self.metrics is not None:
-            self.metrics.shed.labels(scope["leadscore.shed"]).inc()
-            self.metrics.observe_request("shed", scope["method"], 503, time.perf_counter() - start)
+        if self.metrics is not None:  # timed by the metrics middleware as route "shed"
+            self.metrics.shed.labels(scope[SHED]).inc()
+
+
+class AdmissionMiddleware:
+    """Every request passes its worker's `Admission` first: admitted (and released when answered) or shed."""
+
+    def __init__(self, app: ASGIApp, admission: Admission, keys: dict[str, str]):
+        self.app = app
+        self.admission = admission
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ticket = self.admission.admit(scope, route_path(scope), holds_a_key(self.keys, scope))
+        if ticket is None:  # over this worker's bound: 503 with Retry-After at once
+            await self.admission.shed(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admission.release(ticket)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: without the root_path a proxy mounts the service under (uvicorn
+    --root-path puts it in front of the path)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

@@ -15,14 +15,16 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.datastructures import State
 from starlette.types import Scope
 
 from leadscore.settings import ROLES
+
+if TYPE_CHECKING:  # the service holds this module's FailureLimiter
+    from leadscore.serve.service import ScoringService
 
 audit = logging.getLogger("leadscore.serve.audit")
 
@@ -90,20 +92,7 @@ def throttle_key(address: str) -> str:
         return address
 
 
-def limiter(state: State) -> FailureLimiter:
-    """The app's limiter (made on first use from its settings: one per app, so one per worker process)."""
-    try:
-        made: FailureLimiter = state["auth_failures"]  # item access: State's attribute access raises first
-        return made
-    except KeyError:
-        settings = state.settings
-        found = state.auth_failures = FailureLimiter(
-            settings.auth_failure_limit, settings.auth_failure_window_seconds
-        )
-        return found
-
-
-def client_address(scope: Scope) -> str:
+def client_address(scope) -> str:
     client = scope.get("client")
     return client[0] if client else "unknown"
 
@@ -132,16 +121,18 @@ def too_many(wait: int) -> HTTPException:
     )
 
 
-def retry_after(state: State, scope: Scope) -> int:
+def retry_after(service: ScoringService, scope: Scope) -> int:
     """Whole seconds until the request's address may present a key again (`FailureLimiter`); 0 = now."""
-    return limiter(state).retry_after(throttle_key(client_address(scope)))
+    return service.auth_failures.retry_after(throttle_key(client_address(scope)))
 
 
-def failed(state: State, scope: Scope, reason: str, allowed: tuple[str, ...], counted: bool) -> None:
+def failed(
+    service: ScoringService, scope: Scope, reason: str, allowed: tuple[str, ...], counted: bool
+) -> None:
     """Audit a failed check; count it against the address when it was a wrong key (a guess)."""
     client = client_address(scope)
     if counted:
-        limiter(state).fail(throttle_key(client))
+        service.auth_failures.fail(throttle_key(client))
     audit.warning(
         "auth failure: %s %s from %s: %s; needs %s",
         scope.get("method", "-"),
@@ -180,19 +171,19 @@ def holds_a_key(keys: dict[str, str], scope: Scope) -> bool:
     return presented is not None and role_of(keys, presented) is not None
 
 
-def authorize(state: State, scope: Scope, presented: str | None, allowed: tuple[str, ...]) -> str:
+def authorize(service: ScoringService, scope: Scope, presented: str | None, allowed: tuple[str, ...]) -> str:
     """The role of the presented key, if it may do what `allowed` roles (or admin) may; else 401 / 403, or
     429 for an address with too many recent wrong keys (checked first: a right key does not get through
     either)."""
-    guard, address = limiter(state), throttle_key(client_address(scope))
+    guard, address = service.auth_failures, throttle_key(client_address(scope))
     if address in guard.failures:  # the success path of a client without recent failures stops here
         wait = guard.retry_after(address)
         if wait:
             raise too_many(wait)
-    role = role_of(state["keys"], presented) if presented else None
+    role = role_of(service.keys, presented) if presented else None
     if role is None:
         failed(
-            state, scope, "invalid API key" if presented else "no API key", allowed, counted=bool(presented)
+            service, scope, "invalid API key" if presented else "no API key", allowed, counted=bool(presented)
         )
         raise HTTPException(
             401,
@@ -205,7 +196,7 @@ def authorize(state: State, scope: Scope, presented: str | None, allowed: tuple[
             headers={"WWW-Authenticate": "Bearer"},
         )
     if role != "admin" and role not in allowed:
-        failed(state, scope, f"a {role} key", allowed, counted=False)
+        failed(service, scope, f"a {role} key", allowed, counted=False)
         raise HTTPException(
             403,
             [
@@ -220,7 +211,7 @@ def authorize(state: State, scope: Scope, presented: str | None, allowed: tuple[
 
 # The two ways to send a key, as FastAPI security schemes: every route that requires a role declares them in
 # the OpenAPI document (as alternatives), and /docs can send them. They only declare: `presented_key` reads
-# the key, as it does for POST /v1/score's own door.
+# the key, as it does for POST /v1/score's own argument reader (routes/score.ScoreRoute).
 BEARER = HTTPBearer(scheme_name="bearer", auto_error=False, description="`Authorization: Bearer <key>`")
 API_KEY = APIKeyHeader(
     name="X-API-Key", scheme_name="apiKey", auto_error=False, description="`X-API-Key: <key>`"
@@ -241,7 +232,7 @@ def require(*allowed: str) -> Callable[..., Coroutine[Any, Any, str]]:
     ) -> str:
         headers = request.headers
         return authorize(
-            request.app.state,
+            request.app.state.service,  # the one typed entry of the app's state (serve.deps.get_service)
             request.scope,
             presented_key(headers.get("authorization"), headers.get("x-api-key")),
             allowed,

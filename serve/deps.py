@@ -1,4 +1,4 @@
-"""Shared FastAPI dependencies."""
+"""Shared FastAPI dependencies: the worker's `ScoringService` and its store's engine."""
 
 from __future__ import annotations
 
@@ -6,16 +6,22 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
-from starlette.datastructures import State
+from leadscore.serve.service import ScoringService
 
 
-async def get_state(request: Request) -> State:
-    return request.app.state
+def service_of(request: Request) -> ScoringService:
+    """The service the app was built with (`app.create_app` puts it in the app's state, its one entry)."""
+    service: ScoringService = request.app.state.service
+    return service
+
+
+async def get_service(request: Request) -> ScoringService:  # async: no thread-pool hop
+    return service_of(request)
 
 
 async def get_engine(request: Request) -> sa.Engine:
-    return request.app.state.engine
+    return service_of(request).engine
 
 
-AppState = Annotated[State, Depends(get_state)]
+ServiceDep = Annotated[ScoringService, Depends(get_service)]
 Engine = Annotated[sa.Engine, Depends(get_engine)]

@@ -3,7 +3,7 @@ the OpenAPI document (`ErrorBody`, `error_responses(...)` for a route's `respons
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,13 +66,13 @@ def error_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[st
     return out
 
 
-def field_of(loc: Sequence) -> str:
+def field_of(loc: Sequence[object]) -> str:
     """A pydantic error location as a dotted field name, without the "body"/"query"/"path" prefix."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or "body"
 
 
-def validation_detail(errors: Iterable[dict]) -> list[dict]:
+def validation_detail(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     """pydantic / FastAPI validation errors as field + reason."""
     out = []
     for e in errors:
@@ -82,7 +82,7 @@ def validation_detail(errors: Iterable[dict]) -> list[dict]:
     return out
 
 
-def error_detail(detail, field: str = "request") -> list[dict]:
+def error_detail(detail: object, field: str = "request") -> list[dict[str, str]]:
     """An HTTPException's detail as field + reason items (already such items: kept as they are)."""
     if isinstance(detail, list) and all(isinstance(d, dict) and "reason" in d for d in detail):
         return detail

@@ -4,9 +4,11 @@ shedding and the score-log queue."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from leadscore.serve.admission import SHED
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class Metrics:
@@ -99,9 +101,11 @@ class Metrics:
             "Share of leads scored in the window that got a verdict",
             registry=self.registry,
         )
-        self._children: dict = {}  # label values -> their series (request counter and latency, grade counter)
+        self._children: dict[
+            Any, Any
+        ] = {}  # label values -> their series (request counter and latency, grade counter)
 
-    def observe_scores(self, results: list[dict]) -> None:
+    def observe_scores(self, results: list[dict[str, Any]]) -> None:
         for r in results:
             self.scores.observe(r["score"])
             grade = self._children.get(r["grade"])
@@ -109,7 +113,7 @@ class Metrics:
                 grade = self._children[r["grade"]] = self.grades.labels(r["grade"])
             grade.inc()
 
-    def observe_monitoring(self, report: dict) -> None:
+    def observe_monitoring(self, report: dict[str, Any]) -> None:
         """The gauges of a monitoring report (`serve.monitoring.monitor`); figures it lacks are left out: the
         labelled series of the previous report are dropped first (a former champion's features, a figure the
         new report has not got), and the coverage share is NaN when it has none."""
@@ -162,7 +166,8 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware) timing every request by its route template."""
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware) timing every request by its route template
+    (`shed`: answered 503 by admission; `unmatched`: no route)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
@@ -175,7 +180,7 @@ class MetricsMiddleware:
         start = time.perf_counter()
         status = {"code": 500}
 
-        async def send_wrapper(message):
+        async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
@@ -184,92 +189,5 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = getattr(route, "path", None) or ("shed" if SHED in scope else "unmatched")
             self.metrics.observe_request(path, scope["method"], status["code"], time.perf_counter() - start)
-
-
-class BodyLimitMiddleware:
-    """413 for request bodies over `limit` bytes, by Content-Length or as the body streams in.
-
-    The body is read here first (the app reads all of it anyway) and replayed to the app, so an oversized
-    chunked body is answered 413 before any route sees it, not a parse error.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        try:
-            body = await read_body(receive, scope.get("headers", ()), self.limit)
-        except TooLarge:
-            await _too_large(send, self.limit)
-            return
-        except ClientGone as gone:  # the app sees the disconnect
-            await self.app(scope, _replay([gone.message], receive), send)
-            return
-        await self.app(
-            scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send
-        )
-
-
-class TooLarge(Exception):
-    """The body is over the size limit (413)."""
-
-
-class ClientGone(Exception):
-    """The client disconnected before its body was complete."""
-
-    def __init__(self, message: dict):
-        super().__init__("client disconnected")
-        self.message = message
-
-
-async def read_body(receive: Receive, headers, limit: int) -> bytes:
-    """The whole request body, or TooLarge as soon as Content-Length or the bytes received pass `limit`,
-    or ClientGone. The one body reader of the body limit middleware and of POST /v1/score."""
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise TooLarge
-    chunks, seen = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ClientGone(message)
-        body = message.get("body", b"")
-        seen += len(body)
-        if seen > limit:
-            raise TooLarge
-        chunks.append(body)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def too_large_body(limit: int) -> bytes:
-    return b'{"detail":[{"field":"body","reason":"request body larger than %d bytes"}]}' % limit
-
-
-def _replay(messages: list, receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replay():
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    body = too_large_body(limit)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -24,9 +24,11 @@ import os
 import socket
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from leadscore.serve import db
+from leadscore.serve.model_holder import ModelHolder
 from sqlalchemy.dialects import postgresql, sqlite
 
 log = logging.getLogger("leadscore.serve")
@@ -105,7 +107,7 @@ def report(
         )
 
 
-def live_workers(engine: sa.Engine, within: float = LIVE_SECONDS) -> list[dict]:
+def live_workers(engine: sa.Engine, within: float = LIVE_SECONDS) -> list[dict[str, Any]]:
     """The workers that reported in the last `within` seconds: worker, version, generation, reported_at."""
     since = _now() - timedelta(seconds=within)
     with engine.connect() as conn:
@@ -135,7 +137,12 @@ class ModelSync:
     """One worker's side: follow the generation and the alias, report what it serves."""
 
     def __init__(
-        self, holder, engine: sa.Engine, registry_every: float, sync_every: float, worker: str | None = None
+        self,
+        holder: ModelHolder,
+        engine: sa.Engine,
+        registry_every: float,
+        sync_every: float,
+        worker: str | None = None,
     ):
         self.holder = holder
         self.engine = engine
@@ -144,7 +151,7 @@ class ModelSync:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = _now()
         self.generation = 0  # the reload generation this worker has acted on
-        self._reported: tuple | None = None  # (version, generation) last reported
+        self._reported: tuple[str | None, int] | None = None  # (version, generation) last reported
         self._reported_at = 0.0
         self._next_registry_check = time.monotonic() + registry_every
 
@@ -216,7 +223,7 @@ class ModelSync:
             except Exception:  # noqa: BLE001 - the loop must survive anything (a database blip, the registry)
                 log.exception("model check failed")
 
-    def wait_for_all(self, generation: int, timeout: float) -> tuple[list[dict], bool]:
+    def wait_for_all(self, generation: int, timeout: float) -> tuple[list[dict[str, Any]], bool]:
         """Wait up to `timeout` s until every live worker has acted on `generation`; (the live workers'
         reports, whether all had)."""
         deadline = time.monotonic() + timeout

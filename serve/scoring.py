@@ -11,12 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import HTTPException
 from leadscore.features.live import lead_features, to_ms
 from leadscore.serve import store
 from leadscore.serve.schemas import ScoreRequest
+
+if TYPE_CHECKING:  # the service holds a Batcher
+    from leadscore.model.scoring import ScoringModel
+    from leadscore.serve.service import ScoringService
+
+    # a request waiting for the end of its event-loop step: (request, explain_full, model, its answer)
+    _Waiting = tuple[ScoreRequest, bool, ScoringModel, asyncio.Future[dict[str, Any]]]
 
 log = logging.getLogger("leadscore.serve")
 NO_MODEL = (
@@ -35,7 +43,7 @@ def feature_snapshots(values: dict[str, np.ndarray], names) -> list[dict]:
     return [dict(zip(names, row, strict=False)) for row in zip(*columns, strict=False)]
 
 
-def current_model(state):
+def current_model(state: ScoringService) -> ScoringModel:
     """The model to score with: one reference for the whole request, so a swap cannot split it."""
     model = state.holder.model
     if model is None:
@@ -50,7 +58,7 @@ def stored_leads_needed(req: ScoreRequest) -> list[str]:
     return [lead.lead_id for lead in req.leads if lead.created_at is None]
 
 
-def load_stored(state, req: ScoreRequest) -> dict[str, dict]:
+def load_stored(state: ScoringService, req: ScoreRequest) -> dict[str, dict[str, Any]]:
     """Blocking database read of the leads sent by `lead_id` only."""
     need = stored_leads_needed(req)
     return store.get_leads(state.engine, need, state.settings.max_events_per_lead) if need else {}
@@ -147,16 +155,16 @@ class Batcher:
 
     MAX_LEADS = 64
 
-    def __init__(self, state):
-        self.state = state
+    def __init__(self, service: ScoringService):
+        self.service = service
         # per event loop (one per worker; tests may run several), the requests of its current step:
         # (request, explain_full, model, future)
-        self._waiting: dict[asyncio.AbstractEventLoop, list[tuple]] = {}
+        self._waiting: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
 
-    async def score(self, req: ScoreRequest, explain_full: bool, model) -> dict:
-        """`score_request(state, req, explain_full, {}, model)`, batched with the requests of the same step."""
+    async def score(self, req: ScoreRequest, explain_full: bool, model: ScoringModel) -> dict[str, Any]:
+        """`score_request(service, req, explain_full, {}, model)`, batched with the requests of the same step."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         waiting = self._waiting.get(loop)
         if waiting is None:
             waiting = self._waiting[loop] = []
@@ -166,7 +174,7 @@ class Batcher:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = self._waiting.pop(loop, [])
-        batch: list[tuple] = []
+        batch: list[_Waiting] = []
         leads = 0
         for item in waiting:
             n = len(item[0].leads)
@@ -178,7 +186,7 @@ class Batcher:
         if batch:
             self._score_or_fail(batch)
 
-    def _score_or_fail(self, batch: list[tuple]) -> None:
+    def _score_or_fail(self, batch: list[_Waiting]) -> None:
         try:
             self._score(batch)
         except Exception as e:  # noqa: BLE001 - a callback of the loop: never leave a request waiting
@@ -187,7 +195,7 @@ class Batcher:
                 if not future.done():
                     future.set_exception(e)
 
-    def _score(self, batch: list[tuple]) -> None:
+    def _score(self, batch: list[_Waiting]) -> None:
         batch = [item for item in batch if not item[3].done()]  # a cancelled request needs no answer
         if len(batch) > 1:
             _, explain_full, model, _ = batch[0]
@@ -195,7 +203,7 @@ class Batcher:
                 together = ScoreRequest.model_construct(
                     leads=[lead for item in batch for lead in item[0].leads]
                 )
-                payload = score_request(self.state, together, explain_full, {}, model)
+                payload = score_request(self.service, together, explain_full, {}, model)
             except Exception:  # noqa: BLE001 - scored alone below: each request gets its own answer or error
                 pass
             else:
@@ -208,7 +216,7 @@ class Batcher:
                 return
         for req, explain_full, model, future in batch:
             try:
-                payload = score_request(self.state, req, explain_full, {}, model)
+                payload = score_request(self.service, req, explain_full, {}, model)
             except Exception as e:  # noqa: BLE001 - the request's own error, answered by its route
                 future.set_exception(e)
             else:
@@ -216,5 +224,5 @@ class Batcher:
                 self._observe(1)
 
     def _observe(self, requests: int) -> None:
-        if self.state.metrics is not None:
-            self.state.metrics.observe_batch(requests)
+        if self.service.metrics is not None:
+            self.service.metrics.observe_batch(requests)

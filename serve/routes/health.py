@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
-from leadscore.serve.deps import AppState
+from leadscore.serve.deps import ServiceDep
 from pydantic import BaseModel
 
 log = logging.getLogger("leadscore.serve")
@@ -34,21 +34,21 @@ async def healthz() -> dict[str, str]:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready: `reasons` says why"}},
 )
-def readyz(state: AppState, response: Response) -> dict[str, Any]:
+def readyz(service: ServiceDep, response: Response) -> dict[str, Any]:
     """200 when a model is loaded and the database answers, else 503. Unauthenticated, so it names what is
     wrong without details (no driver, host or exception text): `reasons` as "component: state", and
     `last_error` only the first clause of the model holder's message (e.g. a refused new version while the
     previous one keeps serving). The details are in the service log."""
-    checks = {"model": state.holder.model is not None, "database": True}
+    checks = {"model": service.holder.model is not None, "database": True}
     reasons = []
     if not checks["model"]:
         reasons.append(
             "model: no model loaded"
-            if state.holder.last_error is None or state.holder.last_error.startswith("no model")
+            if service.holder.last_error is None or service.holder.last_error.startswith("no model")
             else "model: unavailable"
         )
     try:
-        with state.engine.connect() as conn:
+        with service.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception:  # noqa: BLE001
         log.warning("readiness: the database is unreachable", exc_info=True)
@@ -56,12 +56,12 @@ def readyz(state: AppState, response: Response) -> dict[str, Any]:
         reasons.append("database: unavailable")
     ready = all(checks.values())
     response.status_code = 200 if ready else 503
-    last_error = state.holder.last_error and state.holder.last_error.partition(": ")[0]
+    last_error = service.holder.last_error and service.holder.last_error.partition(": ")[0]
     return {
         "ready": ready,
         "checks": checks,
         "reasons": reasons,
-        "model_version": state.holder.version,
+        "model_version": service.holder.version,
         "last_error": last_error,
     }
 
@@ -72,11 +72,11 @@ def readyz(state: AppState, response: Response) -> dict[str, Any]:
     response_class=PlainTextResponse,
     response_description="Prometheus text format 0.0.4",
 )
-async def metrics(state: AppState) -> Response:
-    state.metrics.model_version.set(float(state.holder.version or 0))
+async def metrics(service: ServiceDep) -> Response:
+    service.metrics.model_version.set(float(service.holder.version or 0))
     # the monitoring gauges: from the last report, never waiting for one (a stale one is refreshed in the
     # background; before the first exists the gauges are absent)
-    report = state.monitor_cache.peek()
+    report = service.monitor_cache.peek()
     if report is not None:
-        state.metrics.observe_monitoring(report)
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+        service.metrics.observe_monitoring(report)
+    return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -5,7 +5,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from leadscore.serve import store
 from leadscore.serve.auth import Reader, Scorer
-from leadscore.serve.deps import AppState, Engine
+from leadscore.serve.deps import Engine, ServiceDep
 from leadscore.serve.errors import KEYED, error_responses
 from leadscore.serve.schemas import EventBatch, LeadId, LeadUpsert, Timestamp
 
@@ -38,7 +38,7 @@ def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer) -> di
     responses=error_responses(400, *KEYED, (404, "An event's lead is not stored: PUT it first"), 413, 422),
     response_model=None,
 )
-def post_events(body: EventBatch, engine: Engine, state: AppState, _: Scorer) -> dict[str, Any]:
+def post_events(body: EventBatch, engine: Engine, service: ServiceDep, _: Scorer) -> dict[str, Any]:
     """All or nothing: 404 if a lead is not stored, 422 if one would then have more than
     `LEADSCORE_MAX_EVENTS_PER_LEAD` stored events (the most a score by reference reads)."""
     ids = [e["lead_id"] for e in body.events]
@@ -54,7 +54,7 @@ def post_events(body: EventBatch, engine: Engine, state: AppState, _: Scorer) ->
             ],
         )
     try:
-        n = store.add_events(engine, body.events, state.settings.max_events_per_lead)
+        n = store.add_events(engine, body.events, service.settings.max_events_per_lead)
     except store.TooManyEvents as e:
         raise HTTPException(
             422, [{"field": f"events.{ids.index(e.lead_id)}.lead_id", "reason": str(e)}]

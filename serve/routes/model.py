@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from leadscore.serve import model_sync
 from leadscore.serve.auth import Admin, Reader
-from leadscore.serve.deps import AppState
+from leadscore.serve.deps import ServiceDep
 from leadscore.serve.errors import KEYED, error_responses
 from leadscore.serve.scoring import NO_MODEL
 
@@ -15,18 +15,18 @@ router = APIRouter(prefix="/v1", tags=["model"])
 @router.get(
     "/model", summary="The model being served", responses=error_responses(*KEYED, 503), response_model=None
 )
-def get_model(state: AppState, _: Reader) -> dict[str, Any]:
-    model = state.holder.model
+def get_model(service: ServiceDep, _: Reader) -> dict[str, Any]:
+    model = service.holder.model
     if model is None:
         raise HTTPException(
             503,
-            [{"field": "model", "reason": NO_MODEL.format(why=state.holder.last_error or "still loading")}],
+            [{"field": "model", "reason": NO_MODEL.format(why=service.holder.last_error or "still loading")}],
         )
     info = model.info
     return {
         "name": model.name,
         "version": model.version,
-        "alias": state.holder.uri.partition("@")[2] or None,
+        "alias": service.holder.uri.partition("@")[2] or None,
         "family": model.family,
         "trained_at": info.get("trained_at"),
         "metrics": info.get("metrics"),
@@ -48,30 +48,30 @@ def get_model(state: AppState, _: Reader) -> dict[str, Any]:
     ),
     response_model=None,
 )
-def reload(state: AppState, _: Admin) -> dict[str, Any]:
+def reload(service: ServiceDep, _: Admin) -> dict[str, Any]:
     """Check the registry now and swap in the champion if it changed, then have every worker of the service
     do the same: the answer comes when all live workers report the version they serve (or after
     `LEADSCORE_RELOAD_WAIT_SECONDS`) and lists them. Requests in flight finish on the old model. A version
     that fails to load or fails its smoke score is refused (409) and the old one keeps serving; with no model
     at all the answer is 503."""
-    outcome = state.holder.reload(force=True)
-    if outcome.refused or state.holder.model is None:
+    outcome = service.holder.reload(force=True)
+    if outcome.refused or service.holder.model is None:
         raise HTTPException(
-            409 if state.holder.model else 503, [{"field": "model", "reason": outcome.message}]
+            409 if service.holder.model else 503, [{"field": "model", "reason": outcome.message}]
         )
     answer = {"changed": outcome.changed, "version": outcome.version, "message": outcome.message}
-    sync = state.model_sync
+    sync = service.model_sync
     if sync is None:  # the app without its lifespan (no store): this process only
         return answer
-    generation = model_sync.bump_generation(state.engine)
+    generation = model_sync.bump_generation(service.engine)
     sync.adopt(generation)
-    workers, done = sync.wait_for_all(generation, state.settings.reload_wait_seconds)
+    workers, done = sync.wait_for_all(generation, service.settings.reload_wait_seconds)
     versions = sorted({w["version"] or "none" for w in workers if w["generation"] >= generation})
     behind = [w["worker"] for w in workers if w["generation"] < generation]
     if behind:
         answer["message"] = (
             f"{outcome.message} here; {len(behind)} of {len(workers)} workers had not switched "
-            f"within {state.settings.reload_wait_seconds:g} s: {', '.join(behind)}"
+            f"within {service.settings.reload_wait_seconds:g} s: {', '.join(behind)}"
         )
     elif versions == [outcome.version]:
         answer["message"] = (

@@ -1,50 +1,41 @@
 """POST /v1/score: leads in, scores with reasons out.
 
-The hot path is `answer`: authorisation, the `explain` query, the body validated straight from its bytes
-(`model_validate_json`: no json.loads into Python objects first, as FastAPI's body parameters do), live
-features, the model, one orjson response. `serve_score` calls it straight from ASGI, before the framework's
-middleware, routing and dependency machinery (together they cost more than the scoring itself); the
-FastAPI route below declares the operation for the OpenAPI document and calls the same `answer`, so both
-doors give the same bytes and the same errors.
+The route is declared once, as any FastAPI route: `score`'s signature (the body, the `explain` query, the
+scorer role) is what the OpenAPI document shows. Its requests are read by `ScoreRoute`, FastAPI's documented
+way to customise a route's request handling, in place of the generic one (dependency solving, `json.loads`
+then validation, response-model serialisation: together more than the scoring itself). `ScoreRoute` gives
+`score` the same arguments: the scorer role checked once (`auth.authorize`, what the `Scorer` dependency
+runs), `explain` read from the query, and the body validated straight from its bytes
+(`model_validate_json`). Its errors are the app's, answered by the app's exception handlers; the body limit
+and the metrics are the app's too (serve/app.py).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from leadscore.serve.auth import authorize, presented_key, require
-from leadscore.serve.errors import INTERNAL_ERROR, KEYED, error_detail, error_responses, validation_detail
-from leadscore.serve.metrics import ClientGone, TooLarge, read_body, too_large_body
+from fastapi.routing import APIRoute
+from leadscore.serve.auth import Scorer, authorize, presented_key
+from leadscore.serve.deps import ServiceDep, service_of
+from leadscore.serve.errors import KEYED, error_responses
 from leadscore.serve.schemas import ScoreRequest, ScoreResponse
 from leadscore.serve.scoring import current_model, load_stored, score_request, stored_leads_needed
+from leadscore.serve.service import ScoringService
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("leadscore.serve")
-router = APIRouter(prefix="/v1", tags=["scoring"])
 PATH = "/v1/score"
 INLINE_LEADS = 20  # up to this many stateless leads are scored on the event loop (well under a millisecond
 # each); bigger requests and any database read go to a worker thread so the loop keeps answering
 INLINE_BYTES = 64_000  # bodies up to this size are validated on the event loop
 EXPLAIN = ("top", "full")
-
-# The body's schema is published in the OpenAPI document as if it were a body parameter: `REQUEST_SCHEMAS`
-# are added to the components by `app.create_app`.
-_schema = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-REQUEST_SCHEMAS = {**_schema.pop("$defs", {}), "ScoreRequest": _schema}
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}},
-    }
-}
 
 
 def parse_score_request(content_type: str | None, body: bytes) -> ScoreRequest:
@@ -73,80 +64,68 @@ def _explain(query_string: bytes) -> str:
     return value
 
 
-async def answer(state, scope: Scope, raw: bytes) -> bytes:
-    """The JSON response body of a POST /v1/score request with body `raw`, or HTTPException /
-    RequestValidationError."""
-    authorization = x_api_key = content_type = None
-    for name, value in scope["headers"]:  # the first of a repeated header counts, as Starlette's Headers.get
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"x-api-key" and x_api_key is None:
-            x_api_key = value.decode("latin-1")
-        elif name == b"content-type" and content_type is None:
-            content_type = value.decode("latin-1")
-    authorize(state, scope, presented_key(authorization, x_api_key), ("scorer",))
-    full = _explain(scope.get("query_string", b"")) == "full"
-    if len(raw) > INLINE_BYTES:  # a big body is validated off the event loop
-        body = await run_in_threadpool(parse_score_request, content_type, raw)
-    else:
-        body = parse_score_request(content_type, raw)
-    model = current_model(state)
-    if stored_leads_needed(body) or len(body.leads) > INLINE_LEADS:
-        payload = await run_in_threadpool(
-            lambda: score_request(state, body, full, load_stored(state, body), model)
-        )
-    else:  # with the other small requests of this event-loop step
-        payload = await state.batcher.score(body, full, model)
-    return orjson.dumps(payload)
+class ScoreRoute(APIRoute):
+    """POST /v1/score's request handling: `score`'s arguments read by hand (see the module docstring)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handle(request: Request) -> Response:
+            scope = request.scope
+            authorization = x_api_key = content_type = None
+            for name, value in scope["headers"]:  # the first of a repeated header counts, as in Headers.get
+                if name == b"authorization" and authorization is None:
+                    authorization = value.decode("latin-1")
+                elif name == b"x-api-key" and x_api_key is None:
+                    x_api_key = value.decode("latin-1")
+                elif name == b"content-type" and content_type is None:
+                    content_type = value.decode("latin-1")
+            service = service_of(request)
+            role = authorize(service, scope, presented_key(authorization, x_api_key), ("scorer",))
+            explain = _explain(scope.get("query_string", b""))  # the key before the query, as dependencies
+            raw = await request.body()
+            if len(raw) > INLINE_BYTES:  # a big body is validated off the event loop
+                body = await run_in_threadpool(parse_score_request, content_type, raw)
+            else:
+                body = parse_score_request(content_type, raw)
+            response: Response = await endpoint(body=body, service=service, _role=role, explain=explain)
+            return response
+
+        return handle
+
+
+router = APIRouter(prefix="/v1", tags=["scoring"], route_class=ScoreRoute)  # its one route
 
 
 @router.post(
     PATH.removeprefix("/v1"),
     response_model=ScoreResponse,
     summary="Score leads with reasons",
-    openapi_extra=_BODY,
-    dependencies=[Depends(require("scorer"))],  # the key before the query, as below
     responses=error_responses(*KEYED, (404, "A lead sent by lead_id only is not stored"), 413, 422, 503),
 )
 async def score(
-    request: Request,
+    body: ScoreRequest,
+    service: ServiceDep,
+    _role: Scorer,
     explain: Literal["top", "full"] = Query(
         "top", description="full adds every contribution and the base, which add up to the logit"
     ),
-):
+) -> Response:
     """Score up to 1,000 leads. Send each lead's `created_at`, `attributes` and `events` (stateless), or
     only its `lead_id` to use what was stored with PUT /v1/leads and POST /v1/events. Each result has the
     top 5 positive and top 5 negative reasons; `?explain=full` adds `explanation` with every feature's
     contribution and the base: base + sum(contributions) = logit, and probability = sigmoid(logit).
     Needs the scorer (or admin) role."""
-    return Response(
-        await answer(request.app.state, request.scope, await request.body()), media_type="application/json"
-    )
+    return Response(await scored(service, body, explain == "full"), media_type="application/json")
 
 
-async def serve_score(scope: Scope, receive: Receive, send: Send, state, limit: int) -> None:
-    """Answer one POST /v1/score straight from ASGI (`serve.app.Leadscore` routes it here before the
-    framework): the size limit and the metrics of every other route apply, errors have the app's shape
-    ({"detail": [{"field", "reason"}]})."""
-    start = time.perf_counter()
-    headers = [(b"content-type", b"application/json")]
-    try:
-        status, body = 200, await answer(state, scope, await read_body(receive, scope["headers"], limit))
-    except ClientGone:
-        return
-    except TooLarge:
-        status, body = 413, too_large_body(limit)
-    except HTTPException as e:
-        status, body = e.status_code, orjson.dumps({"detail": error_detail(e.detail)})
-        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (e.headers or {}).items()]
-    except RequestValidationError as e:
-        status, body = 422, orjson.dumps({"detail": validation_detail(e.errors())})
-    except Exception:  # noqa: BLE001 - answered like the app's own handler: logged, then a 500
-        log.exception("unexpected error on POST %s", PATH)  # headers (with the API key) are not logged
-        status, body = 500, orjson.dumps({"detail": INTERNAL_ERROR})
-    headers.append((b"content-length", str(len(body)).encode()))
-    try:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-    finally:
-        state.metrics.observe_request(PATH, "POST", status, time.perf_counter() - start)
+async def scored(service: ScoringService, body: ScoreRequest, full: bool) -> bytes:
+    """The JSON response body for a validated request, or HTTPException (no model, unknown stored lead)."""
+    model = current_model(service)
+    if stored_leads_needed(body) or len(body.leads) > INLINE_LEADS:
+        payload = await run_in_threadpool(
+            lambda: score_request(service, body, full, load_stored(service, body), model)
+        )
+    else:  # with the other small requests of this event-loop step
+        payload = await service.batcher.score(body, full, model)
+    return orjson.dumps(payload)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from leadscore.model.reasons import notable
 from leadscore.serve import store
+from leadscore.serve.deps import service_of
 from leadscore.serve.routes.feedback import save_feedback
 from leadscore.serve.schemas import FeedbackIn, is_lead_id
 from leadscore.serve.ui import charts, queries, responses, session
@@ -72,7 +73,7 @@ def lead_list(request: Request) -> Response:
     if not sess:
         return responses.to_signin(request)
     f, page, shown, errors = _parse_filters(request.query_params)
-    engine = request.app.state.engine
+    engine = service_of(request).engine
     rows, total = queries.lead_list(engine, f, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     now = datetime.now(UTC)
     for r in rows:
@@ -105,14 +106,14 @@ def lead_list(request: Request) -> Response:
 
 
 def _lead_context(request: Request, lead_id: str) -> dict[str, Any] | None:
-    engine = request.app.state.engine
+    engine = service_of(request).engine
     lead = queries.lead_row(engine, lead_id)
     history = store.score_history(engine, lead_id, limit=50)
     if lead is None and not history:
         return None
     latest = history[0] if history else None
     reasons = (latest or {}).get("reasons") or []
-    model = request.app.state.holder.model
+    model = service_of(request).holder.model
     threshold = round(100 * model.policy.threshold) if model is not None else None
     activity = queries.activity(engine, lead_id, latest["as_of"] if latest else None)
     feedback = list(reversed(store.feedback_for(engine, lead_id)))
@@ -155,7 +156,7 @@ def lead_page(request: Request, lead_id: str) -> Response:
         return responses.not_found(request, sess, lead_id)
     saved = request.query_params.get("saved", "")
     if saved.isdigit() and len(saved) < 19:
-        ctx["saved"] = queries.feedback_by_id(request.app.state.engine, int(saved), lead_id)
+        ctx["saved"] = queries.feedback_by_id(service_of(request).engine, int(saved), lead_id)
     return responses.render(request, "lead.html", ctx, 200, sess)
 
 
@@ -199,7 +200,7 @@ async def lead_feedback(request: Request, lead_id: str) -> Response:
                 "idempotency_key": f"ui:{form_key}",
             }
         )
-        row = save_feedback(request.app.state.engine, fb, source="ui")
+        row = save_feedback(service_of(request).engine, fb, source="ui")
     except ValidationError as e:
         error = "; ".join(
             f"{'.'.join(str(p) for p in x['loc']) or 'form'}: {x['msg']}" for x in e.errors()[:5]

@@ -46,10 +46,10 @@ class Session:
 def secret(app: Starlette) -> bytes:
     """settings.session_secret, or one derived from the configured keys (stable across restarts and workers,
     and changed whenever the keys change, which also ends every session)."""
-    configured: str = app.state.settings.session_secret.get_secret_value()
+    configured: str = app.state.service.settings.session_secret.get_secret_value()
     if configured:
         return configured.encode()
-    material = "\0".join(sorted(f"{role}:{key}" for key, role in app.state.keys.items()))
+    material = "\0".join(sorted(f"{role}:{key}" for key, role in app.state.service.keys.items()))
     return hashlib.sha256(b"leadscore-ui-session\0" + material.encode()).digest()
 
 
@@ -66,7 +66,7 @@ def _row_id(token: str) -> str:
 
 
 def _max_age(app: Starlette) -> int:
-    max_age: int = app.state.settings.session_max_age_seconds
+    max_age: int = app.state.service.settings.session_max_age_seconds
     return max_age
 
 
@@ -74,13 +74,13 @@ def check_key(app: Starlette, presented: str) -> str | None:
     """The role of a presented key (constant-time), or None."""
     if not presented or len(presented) > 512:
         return None
-    return role_of(app.state.keys, presented)
+    return role_of(app.state.service.keys, presented)
 
 
 def start(app: Starlette, response: Response, key: str) -> None:
     """Open a session for `key` (already checked) and set its cookie; expired sessions are cleared out."""
     token, now = secrets.token_urlsafe(32), datetime.now(UTC)
-    with app.state.engine.begin() as conn:
+    with app.state.service.engine.begin() as conn:
         conn.execute(ui_sessions.delete().where(ui_sessions.c.expires_at < now))
         conn.execute(
             ui_sessions.insert().values(
@@ -99,7 +99,7 @@ def end(request: Request, response: Response) -> None:
     """End this request's session, if any (its row is deleted), and delete the cookie."""
     token = _token(request)
     if token:
-        with request.app.state.engine.begin() as conn:
+        with request.app.state.service.engine.begin() as conn:
             conn.execute(ui_sessions.delete().where(ui_sessions.c.id == _row_id(token)))
     response.delete_cookie(COOKIE, path=PATH)
 
@@ -121,7 +121,7 @@ def current(request: Request) -> Session | None:
     if token is None:
         return None
     app = request.app
-    with app.state.engine.connect() as conn:
+    with app.state.service.engine.connect() as conn:
         row = conn.execute(
             sa.select(ui_sessions.c.key_fp, ui_sessions.c.csrf, ui_sessions.c.expires_at).where(
                 ui_sessions.c.id == _row_id(token)
@@ -130,7 +130,10 @@ def current(request: Request) -> Session | None:
     if row is None or store.aware(row.expires_at) <= datetime.now(UTC):
         return None
     role = None
-    for key, key_role in app.state.keys.items():  # look at every key: timing does not tell which matched
+    for (
+        key,
+        key_role,
+    ) in app.state.service.keys.items():  # look at every key: timing does not tell which matched
         if hmac.compare_digest(fingerprint(app, key), row.key_fp):
             role = key_role
     if role not in UI_ROLES:
@@ -173,6 +176,6 @@ def _set(app: Starlette, response: Response, name: str, value: str, max_age: int
         max_age=max_age,
         path=PATH,
         httponly=True,
-        secure=bool(app.state.settings.secure_cookies),
+        secure=bool(app.state.service.settings.secure_cookies),
         samesite="lax",
     )

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from leadscore.serve import auth
+from leadscore.serve.deps import service_of
 from leadscore.serve.ui import responses, session
 from starlette.concurrency import run_in_threadpool
 
@@ -44,8 +45,8 @@ def signin_form(request: Request, next: str | None = None) -> Response:
 async def signin(request: Request) -> Response:
     form = await request.form()
     next_url = responses.safe_next(responses.form_text(form, "next"))
-    state, scope = request.app.state, request.scope
-    wait = auth.retry_after(state, scope)
+    service, scope = service_of(request), request.scope
+    wait = auth.retry_after(service, scope)
     if wait:  # too many wrong keys from this address: even the right one waits (as for the API)
         response = _signin_page(
             request,
@@ -65,12 +66,12 @@ async def signin(request: Request) -> Response:
     key = str(form.get("key") or "").strip()
     role = session.check_key(request.app, key)
     if role is None:
-        auth.failed(state, scope, "invalid key" if key else "no key", session.UI_ROLES, counted=bool(key))
+        auth.failed(service, scope, "invalid key" if key else "no key", session.UI_ROLES, counted=bool(key))
         return _signin_page(
             request, next_url, "That key is not valid. Paste the sales key you were given.", 401
         )
     if role not in session.UI_ROLES:
-        auth.failed(state, scope, f"a {role} key", session.UI_ROLES, counted=False)
+        auth.failed(service, scope, f"a {role} key", session.UI_ROLES, counted=False)
         return _signin_page(
             request,
             next_url,

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from leadscore.serve.deps import service_of
 from leadscore.serve.ui import charts, responses, session, summary_numbers
 
 router = APIRouter(prefix="/ui")
@@ -23,8 +24,8 @@ def summary_page(request: Request) -> Response:
     if not days_text.isdigit() or int(days_text) not in SUMMARY_DAYS:
         error = f"days: must be one of {', '.join(map(str, SUMMARY_DAYS))}"
         days_text = "90"
-    s = summary_numbers.summary(request.app.state.engine, int(days_text))
-    model = request.app.state.holder.model
+    s = summary_numbers.summary(service_of(request).engine, int(days_text))
+    model = service_of(request).holder.model
     return responses.render(
         request,
         "summary.html",
@@ -46,7 +47,7 @@ def summary_page(request: Request) -> Response:
 def _calibration(request: Request) -> dict[str, Any] | None:
     """The calibration check of the service's last monitoring report, for the summary's line, never waiting
     for one: {"status": "computing"} before the first report exists (it is computed in the background)."""
-    report = request.app.state.monitor_cache.peek()
+    report = service_of(request).monitor_cache.peek()
     if report is None:
-        return {"status": "computing"} if request.app.state.holder.model is not None else None
+        return {"status": "computing"} if service_of(request).holder.model is not None else None
     return {**report["checks"]["calibration"], "window_days": report["window_days"]}

@@ -668,8 +668,8 @@ def test_readiness_without_a_database_names_no_host_driver_or_error(trained, tmp
         reload_interval_seconds=0,
     )
     with TestClient(create_app(settings)) as client:
-        client.app.state.engine.dispose()
-        client.app.state.engine = db.make_engine(
+        client.app.state.service.engine.dispose()
+        client.app.state.service.engine = db.make_engine(
             f"postgresql+psycopg://leadscore:pw@127.0.0.1:{port}/leadscore"
         )
         # when an unauthenticated client asks whether it is ready
@@ -678,7 +678,7 @@ def test_readiness_without_a_database_names_no_host_driver_or_error(trained, tmp
             r = client.get("/readyz")
         finally:
             logging.getLogger("leadscore.serve").removeHandler(handler)
-        client.app.state.engine.dispose()
+        client.app.state.service.engine.dispose()
     # then it answers 503 naming the component only
     assert r.status_code == 503
     body = r.json()

@@ -88,10 +88,10 @@ def test_requests_of_one_step_are_scored_together_with_the_answers_they_get_alon
             alone = []
             for body, query in requests:  # one at a time: each is a batch of its own
                 alone.append(await _post(app, body, query))
-            before = _batches(app.state.metrics)
+            before = _batches(app.state.service.metrics)
             # when they reach the worker in the same event-loop step
             together = await asyncio.gather(*(_post(app, body, query) for body, query in requests))
-            after = _batches(app.state.metrics)
+            after = _batches(app.state.service.metrics)
             return alone, together, before, after
 
     alone, together, before, after = asyncio.run(scenario())

@@ -1,0 +1,118 @@
+"""The scoring service: everything a worker serves with, typed, built once at start-up (`ScoringService.build`)
+and reached by routes through `deps.ServiceDep`.
+
+`build` makes the parts that need no I/O (the engine connects on first use); `start` (the app's lifespan)
+migrates the store, opens the score-log writer and the worker's model sync, and loads the champion; `stop`
+closes them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import mlflow
+import sqlalchemy as sa
+from leadscore.model.exploration import Exploration
+from leadscore.serve import db
+from leadscore.serve.admission import Admission
+from leadscore.serve.auth import FailureLimiter
+from leadscore.serve.metrics import Metrics
+from leadscore.serve.model_holder import ModelHolder
+from leadscore.serve.model_sync import ModelSync
+from leadscore.serve.monitoring import MonitorCache
+from leadscore.serve.scoring import Batcher
+from leadscore.serve.store import ScoreLogWriter
+
+from leadscore.settings import Settings
+
+log = logging.getLogger("leadscore.serve")
+
+
+@dataclass(eq=False)
+class ScoringService:
+    settings: Settings
+    keys: dict[str, str]  # API key -> role
+    holder: ModelHolder
+    exploration: Exploration
+    metrics: Metrics
+    admission: Admission
+    auth_failures: FailureLimiter  # one per worker: the API and the sales page's sign-in share it
+    engine: sa.Engine
+    batcher: Batcher = field(init=False)
+    monitor_cache: MonitorCache = field(init=False)
+    score_log: ScoreLogWriter | None = None  # open between `start` and `stop`
+    model_sync: ModelSync | None = (
+        None  # None without `start` (an app without its lifespan: this process only)
+    )
+
+    def __post_init__(self) -> None:
+        self.batcher = Batcher(self)
+        self.monitor_cache = MonitorCache(self)
+
+    @classmethod
+    def build(cls, settings: Settings) -> ScoringService:
+        metrics = Metrics()
+        return cls(
+            settings=settings,
+            keys=settings.keys(),
+            holder=ModelHolder(settings.model_uri),
+            exploration=settings.exploration(),
+            metrics=metrics,
+            admission=Admission(
+                settings.max_inflight_requests,
+                settings.max_inflight_body_bytes,
+                settings.max_body_bytes,
+                metrics,
+            ),
+            auth_failures=FailureLimiter(settings.auth_failure_limit, settings.auth_failure_window_seconds),
+            engine=db.make_engine(settings.database_url),
+        )
+
+    async def start(self) -> asyncio.Task[None] | None:
+        """Open the store and the score log, join the workers' model sync, load the champion; the sync's
+        periodic task when it runs (`LEADSCORE_MODEL_SYNC_SECONDS` > 0), for `stop` to cancel."""
+        settings = self.settings
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        db.migrate(settings.database_url)
+        score_log = self.score_log = ScoreLogWriter(
+            db.make_engine(settings.database_url, synchronous="NORMAL"),
+            retention_days=settings.score_log_retention_days,
+            max_bytes=settings.score_log_queue_bytes,
+            on_drop=self.metrics.score_log_dropped.inc,
+        )
+        self.metrics.score_log_queued.set_function(lambda: score_log.queued_bytes)
+        sync = self.model_sync = ModelSync(
+            self.holder, self.engine, settings.reload_interval_seconds, settings.model_sync_seconds
+        )
+        await asyncio.to_thread(sync.start)
+        outcome = await asyncio.to_thread(self.holder.reload)
+        (log.info if self.holder.model is not None else log.warning)("model: %s", outcome.message)
+        await asyncio.to_thread(sync.report_now)
+        if (
+            settings.exploration_share > 0
+        ):  # the seed decides which leads are drawn: logged so a run can be redone
+            log.info(
+                "exploration: %.3g of the leads below the handoff threshold are handed over anyway "
+                "(LEADSCORE_EXPLORATION_SHARE), drawn with seed %d (LEADSCORE_EXPLORATION_SEED)",
+                settings.exploration_share,
+                settings.exploration_seed,
+            )
+        else:
+            log.info("exploration: off (LEADSCORE_EXPLORATION_SHARE=0; seed %d)", settings.exploration_seed)
+        if not self.keys:
+            log.warning("no API keys configured (LEADSCORE_API_KEYS): every endpoint but health answers 401")
+        return asyncio.create_task(sync.run()) if settings.model_sync_seconds > 0 else None
+
+    def stop(self, task: asyncio.Task[None] | None) -> None:
+        if task:
+            task.cancel()
+        if self.model_sync is not None:
+            with contextlib.suppress(Exception):  # the store may be gone: the report then just ages out
+                self.model_sync.leave()
+        if self.score_log is not None:
+            self.score_log.close()
+            self.score_log.engine.dispose()
+        self.engine.dispose()
