@@ -90,6 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Leadscore",
         version="1",
         lifespan=lifespan,
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+        },  # ours are Prometheus (serve/metrics.py)
         redirect_slashes=False,  # a trailing-slash redirect is built from the Host header: 404 instead
         description="Scores leads with calibrated probabilities, grades and exact reasons; stores sales feedback.",
     )
