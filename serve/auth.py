@@ -92,7 +92,7 @@ def throttle_key(address: str) -> str:
         return address
 
 
-def client_address(scope) -> str:
+def client_address(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client else "unknown"
 

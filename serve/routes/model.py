@@ -59,7 +59,11 @@ def reload(service: ServiceDep, _: Admin) -> dict[str, Any]:
         raise HTTPException(
             409 if service.holder.model else 503, [{"field": "model", "reason": outcome.message}]
         )
-    answer = {"changed": outcome.changed, "version": outcome.version, "message": outcome.message}
+    answer: dict[str, Any] = {
+        "changed": outcome.changed,
+        "version": outcome.version,
+        "message": outcome.message,
+    }
     sync = service.model_sync
     if sync is None:  # the app without its lifespan (no store): this process only
         return answer
