@@ -125,7 +125,7 @@ def x_education_cv(folds: int = 5, seed: int = 0) -> None:
     from leadscore.features.table import read_table
     from leadscore.model.train import TrainConfig, fit_models
 
-    from leadscore.cli_table import CONSTANT_AS_OF, stratified_holdout
+    from leadscore.cli.table import CONSTANT_AS_OF, stratified_holdout
 
     if not X_EDUCATION.exists():
         print(f"X Education: skipped, {X_EDUCATION} is absent")

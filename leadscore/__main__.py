@@ -1,3 +1,3 @@
-from leadscore.cli import app
+from leadscore.cli.main import app
 
 app()

@@ -10,7 +10,7 @@ Safe to run from any scheduler:
 - **all or nothing**: the gate is decided before registering (`tracking.track`), a failed registration
   leaves no version and moves no alias, and any error before it registers nothing.
 
-No CLI code here: `leadscore/cli_retrain.py` prints and maps the outcome to exit codes. It lives beside the
+No CLI code here: `leadscore/cli/retrain.py` prints and maps the outcome to exit codes. It lives beside the
 CLI, not in `model/`: it joins the service's store and the model registry, and `model` imports no `serve`.
 """
 

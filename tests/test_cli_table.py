@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from leadscore.cli import app
+from leadscore.cli.main import app
 
 N = 3000
 

@@ -15,7 +15,7 @@ def test_flat_export_splits_in_the_docs_are_the_codes_fractions():
     # given the fractions the `table` command and training use
     from leadscore.model.train import TrainConfig
 
-    from leadscore.cli_table import HOLDOUT_FRACTION
+    from leadscore.cli.table import HOLDOUT_FRACTION
 
     doc = (REPO / "docs" / "flat-exports.md").read_text()
     # when the docs state how many rows calibrate and how many are held out

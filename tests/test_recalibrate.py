@@ -26,7 +26,7 @@ from leadscore.serve import db, locks
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from leadscore.cli import app
+from leadscore.cli.main import app
 from leadscore.demo.generate import generate
 from leadscore.demo.params import DemoParams, DriftParams
 from leadscore.recalibrate import window_rows

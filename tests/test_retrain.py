@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from support import api_lead, start_server
 from typer.testing import CliRunner
 
-from leadscore.cli import app
+from leadscore.cli.main import app
 from leadscore.settings import get_settings
 
 N_LEADS = 600  # a contiguous slice of the session's demo leads: enough rows of each class, a fast fit

@@ -216,7 +216,7 @@ def test_cli_writes_scores_with_reasons(trained, demo_dir, demo_dataset, tmp_pat
 )
 def test_bad_data_gets_a_clear_error(make_data, expected, trained, tmp_path):
     # given a --data that is missing, an empty directory, an unknown kind of file or a table without features
-    from leadscore.cli import app
+    from leadscore.cli.main import app
 
     data = make_data(tmp_path)
     # when scoring it

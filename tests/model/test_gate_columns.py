@@ -12,7 +12,7 @@ from leadscore.model import registry
 from leadscore.model.train import TrainConfig, fit_models
 from support import SHARED_DATASETS
 
-from leadscore.cli_table import CONSTANT_AS_OF, stratified_holdout
+from leadscore.cli.table import CONSTANT_AS_OF, stratified_holdout
 
 X_EDUCATION = SHARED_DATASETS / "x-education-leads.csv"
 DROPPED = "Asymmetrique Activity Index"

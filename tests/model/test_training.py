@@ -16,7 +16,7 @@ from leadscore.model.policy import choose_policy
 from leadscore.model.train import NotEnoughData, TrainConfig, split_by_lead_time, train
 from typer.testing import CliRunner
 
-from leadscore.cli import app
+from leadscore.cli.main import app
 from leadscore.demo.generate import generate
 from leadscore.demo.params import DemoParams, DriftParams
 

@@ -18,7 +18,7 @@ from leadscore.serve import db, store
 from leadscore.serve.export import store_dataset
 from typer.testing import CliRunner
 
-from leadscore.cli import app
+from leadscore.cli.main import app
 
 N_LEADS = 150
 

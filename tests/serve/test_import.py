@@ -8,7 +8,7 @@ from leadscore.features import schema as S
 from leadscore.serve import db, store
 from typer.testing import CliRunner
 
-from leadscore.cli import app
+from leadscore.cli.main import app
 from leadscore.settings import get_settings
 
 

@@ -24,7 +24,7 @@ from leadscore.serve.monitoring import MonitorCache, monitor
 from monitoring_store import populate
 from typer.testing import CliRunner
 
-from leadscore.cli import app
+from leadscore.cli.main import app
 from leadscore.settings import Settings, get_settings
 
 WINDOW_DAYS = 180  # the demo's 4,000 leads are spread over 18 months: a month holds too few to judge

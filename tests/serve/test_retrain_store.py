@@ -8,7 +8,7 @@ from leadscore.model import registry
 from leadscore.serve import db, locks
 from typer.testing import CliRunner
 
-from leadscore.cli import app
+from leadscore.cli.main import app
 from leadscore.settings import get_settings
 
 

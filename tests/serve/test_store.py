@@ -470,7 +470,7 @@ def test_retention_deletes_old_score_log_rows_in_bounded_steps(engine):
 def test_prune_command_deletes_rows_older_than_the_retention(database_url, monkeypatch):
     from typer.testing import CliRunner
 
-    from leadscore.cli import app
+    from leadscore.cli.main import app
     from leadscore.settings import get_settings
 
     # given a lead scored 200 days ago and 10 days ago, and 1 day ago, and a retention of 180 days

@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from leadscore.cli import _fail, _setup_mlflow, app, console
+from leadscore.cli.common import console, fail, setup_mlflow
 
 
-@app.command("import")
 def import_data(
     data: Annotated[Path, typer.Option(help="Dataset directory (leads, events, outcomes).")],
     recent: Annotated[int, typer.Option(min=1, help="Import the N most recently created leads.")] = 500,
@@ -28,7 +27,7 @@ def import_data(
     try:
         dataset = load_dataset(data)
     except DataError as e:
-        _fail(str(e))
+        fail(str(e))
     leads = dataset.leads.sort_values([S.CREATED_AT, S.LEAD_ID]).tail(recent)
     ids = [str(x) for x in leads[S.LEAD_ID]]
     db.migrate(settings.database_url)
@@ -114,7 +113,7 @@ def _import(engine, dataset, leads, settings) -> dict:
     try:
         from leadscore.model import registry
 
-        _setup_mlflow()
+        setup_mlflow()
         model = registry.load_scoring_model(settings.model_uri)
     except Exception as e:  # noqa: BLE001 - no champion yet: the data is in, scores come with the first model
         console.print(f"[yellow]note:[/] not scoring: no model at {settings.model_uri} ({type(e).__name__})")

@@ -9,52 +9,9 @@ from typing import Annotated
 
 import typer
 
-from leadscore.cli import _progress, _setup_mlflow, _utc_moment, app, console
-
-PROMOTED, KEPT, NOT_ENOUGH_DATA, FAILED = 0, 3, 4, 1
+from leadscore.cli.common import FAILED, KEPT, console, run_job, setup_mlflow, stop, utc_moment
 
 
-def _stop(code: int, message: str) -> None:
-    """Say why the run stops before registering anything, and exit with `code` (1 or 4)."""
-    label = "[bold red]error:[/]" if code == FAILED else "[bold yellow]not enough data:[/]"
-    console.print(f"{label} {message}")
-    console.print("nothing was registered and no alias changed")
-    raise typer.Exit(code=code)
-
-
-def run_job(run, options):
-    """`run(options, progress=...)` (retrain or recalibrate) under a progress line; a run that stops before
-    registering anything says why and exits 4 (not enough data) or 1 (anything else), never a traceback."""
-    from leadscore.features.loading import DataError
-    from leadscore.model.train import NotEnoughData
-    from leadscore.retrain import RetrainError
-    from leadscore.serve.locks import LockHeld
-
-    with _progress() as progress:
-        task = progress.add_task("starting", total=None)
-        try:
-            out = run(options, progress=lambda msg: progress.update(task, description=msg))
-        except LockHeld as e:
-            progress.stop()
-            _stop(
-                FAILED,
-                f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
-                f"{e.stale_after:.0f} s.)",
-            )
-        except NotEnoughData as e:
-            progress.stop()
-            _stop(NOT_ENOUGH_DATA, str(e))
-        except (DataError, RetrainError) as e:
-            progress.stop()
-            _stop(FAILED, str(e))
-        except Exception as e:  # noqa: BLE001 - a scheduler needs exit 1 and a reason, not a traceback
-            progress.stop()
-            _stop(FAILED, f"{type(e).__name__}: {str(e)[:500]}")
-        progress.update(task, description="done", total=1, completed=1)
-    return out
-
-
-@app.command("retrain")
 def retrain(
     export: Annotated[
         str | None,
@@ -89,10 +46,10 @@ def retrain(
     # an empty value is the default (MLproject parameters and env-driven schedulers pass "" for "not given")
     export, database_url, model, as_of = (v or None for v in (export, database_url, model, as_of))
     if model not in (None, "auto", "scorecard", "boosted"):
-        _stop(FAILED, "--model must be auto, scorecard or boosted")
+        stop(FAILED, "--model must be auto, scorecard or boosted")
     url = database_url or get_settings().database_url
-    moment = _utc_moment(as_of).to_pydatetime() if as_of else None
-    _setup_mlflow()
+    moment = utc_moment(as_of).to_pydatetime() if as_of else None
+    setup_mlflow()
     options = RetrainOptions(
         database_url=url, export=Path(export) if export else None, model=model, as_of=moment, seed=seed
     )
@@ -114,10 +71,11 @@ def retrain(
     if out.status == "unchanged":
         console.print(
             f"[bold yellow]kept the champion:[/] version {out.version} was already trained on this data "
-            f"with these settings (--model {out.config.model}): nothing to do"
+            f"with these settings (--model {out.config.model if out.config else 'auto'}): nothing to do"
         )
         raise typer.Exit(code=KEPT)
     m, d = out.metrics, out.decision
+    assert d is not None  # every outcome but "unchanged" carries the gate's decision
     console.print(
         f"[bold]{out.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f}; registered "
         f"leadscore version {out.version} (run {out.run_id})"

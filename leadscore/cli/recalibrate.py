@@ -9,19 +9,17 @@ from typing import Annotated
 
 import typer
 
-from leadscore.cli import _setup_mlflow, _utc_moment, app, console, duration_days
-from leadscore.cli_retrain import FAILED, KEPT, _stop, run_job
+from leadscore.cli.common import FAILED, KEPT, console, duration_days, run_job, setup_mlflow, stop, utc_moment
 
 
 def _days(text: str) -> int:
     """`90d`, `12w` or `90` (days) as whole days."""
     days = duration_days(text or "")
     if days is None or days < 1 or not days.is_integer():
-        _stop(FAILED, f"--window: {text!r} is not a number of days such as 90d or 12w")
+        stop(FAILED, f"--window: {text!r} is not a number of days such as 90d or 12w")
     return int(days)
 
 
-@app.command("recalibrate")
 def recalibrate(
     window: Annotated[
         str,
@@ -57,8 +55,8 @@ def recalibrate(
     export, database_url, as_of = (v or None for v in (export, database_url, as_of))
     days = _days(window)
     url = database_url or get_settings().database_url
-    moment = _utc_moment(as_of).to_pydatetime() if as_of else None
-    _setup_mlflow()
+    moment = utc_moment(as_of).to_pydatetime() if as_of else None
+    setup_mlflow()
     options = RecalibrateOptions(
         database_url=url, export=Path(export) if export else None, window_days=days, as_of=moment, seed=seed
     )
@@ -83,6 +81,7 @@ def recalibrate(
             )
         raise typer.Exit(code=KEPT)
     r, d = out.report, out.decision
+    assert d is not None  # every outcome but "unchanged" carries the gate's decision
     console.print(
         f"window {r['window_from'][:10]} .. {r['window_to'][:10]}: {r['n_fit']:,} rows to fit "
         f"(positive {r['positive_rate_fit']:.1%}), {r['n_judge']:,} newest rows to judge (positive "

@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from leadscore.cli import _fail, _utc_moment, app, console
+from leadscore.cli.common import console, fail, utc_moment
 
 
-@app.command("export")
 def export(
     out: Annotated[
         Path, typer.Option(help="Directory to write leads/events/outcomes parquet and dataset.json.")
@@ -35,25 +34,25 @@ def export(
     from leadscore.settings import get_settings
 
     url = database_url or get_settings().database_url
-    moment = _utc_moment(as_of).to_pydatetime() if as_of else None
+    moment = utc_moment(as_of).to_pydatetime() if as_of else None
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
-        _fail(f"--database-url: not a database URL: {url!r}")
+        fail(f"--database-url: not a database URL: {url!r}")
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
-        _fail(f"no store at {shown}: the file does not exist")
+        fail(f"no store at {shown}: the file does not exist")
     try:
         engine = db.make_engine(url)
     except ValueError as e:
-        _fail(f"--database-url: {e}")
+        fail(f"--database-url: {e}")
     try:
         with console.status("reading the store..."):
             if not sa.inspect(engine).has_table("leads"):
-                _fail(f"{shown} holds no Leadscore store (no leads table): nothing to export")
+                fail(f"{shown} holds no Leadscore store (no leads table): nothing to export")
             dataset = store_dataset(engine, moment)
     except sa.exc.OperationalError as e:
-        _fail(f"cannot read the store at {shown}: {type(e.orig).__name__}")
+        fail(f"cannot read the store at {shown}: {type(e.orig).__name__}")
     finally:
         engine.dispose()
     write_dataset(dataset, out)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import numpy as np
 import pandas as pd
 import typer
 
-from leadscore.cli import _fail, _progress, _setup_mlflow, app, console
+from leadscore.cli.common import console, fail, progress_line, setup_mlflow
 from leadscore.model.registry import FLAT_MODEL_NAME
 
 HOLDOUT_FRACTION = 0.2
@@ -78,7 +78,7 @@ def _time_column(table, column: str) -> pd.Series:
 def _example(table, features: list[str], holdout: np.ndarray, y: np.ndarray) -> dict:
     """A flat pyfunc input example: one positive holdout row with the columns the model reads."""
     pick = int(np.flatnonzero(holdout & (y == 1))[0]) if (holdout & (y == 1)).any() else 0
-    row = {}
+    row: dict[str, object] = {}
     if table.id_column:
         row[table.id_column] = str(table.lead_ids[pick])
     for f in features:
@@ -106,7 +106,6 @@ def _fingerprint(table) -> dict:
     }
 
 
-@app.command()
 def table(
     file: Annotated[
         Path, typer.Argument(help="CSV (delimiter sniffed) or Parquet export, one row per lead.")
@@ -132,17 +131,17 @@ def table(
     from leadscore.features.loading import DataError
     from leadscore.features.table import DEFAULT_MISSING, read_table
     from leadscore.model import tracking
-    from leadscore.model.train import NotEnoughData, TrainConfig, fit_models
+    from leadscore.model.train import ModelChoice, NotEnoughData, TrainConfig, fit_models
 
-    if model not in ("auto", "scorecard", "boosted"):
-        _fail("--model must be auto, scorecard or boosted")
+    if model not in get_args(ModelChoice):
+        fail("--model must be auto, scorecard or boosted")
     time_col = None
     if split.startswith("time:"):
         time_col = split.removeprefix("time:")
         if not time_col:
-            _fail("--split time:COLUMN needs a column name")
+            fail("--split time:COLUMN needs a column name")
     elif split not in ("stratified", "ordered"):
-        _fail("--split must be stratified, ordered or time:COLUMN")
+        fail("--split must be stratified, ordered or time:COLUMN")
     drop, keep = list(drop or []), list(keep or [])
     try:
         tab = read_table(
@@ -155,19 +154,19 @@ def table(
         )
         if time_col is not None:
             if time_col not in tab.columns:
-                _fail(f"--split time:{time_col}: no such column in {file}")
+                fail(f"--split time:{time_col}: no such column in {file}")
             as_of = _time_column(tab, time_col)
     except DataError as e:
-        _fail(str(e))
+        fail(str(e))
     for note in tab.notes:
         console.print(f"[yellow]note:[/] {note}")
     unknown_keep = [k for k in keep if k not in tab.columns]
     if unknown_keep:
-        _fail(f"--keep names no column of {file}: {', '.join(map(repr, unknown_keep))}")
+        fail(f"--keep names no column of {file}: {', '.join(map(repr, unknown_keep))}")
     y = tab.label.astype(int)
-    config = TrainConfig(model=model, seed=seed, holdout_fraction=HOLDOUT_FRACTION)
-    _setup_mlflow()
-    with _progress() as progress:
+    config = TrainConfig(model=cast(ModelChoice, model), seed=seed, holdout_fraction=HOLDOUT_FRACTION)
+    setup_mlflow()
+    with progress_line() as progress:
         task = progress.add_task("auditing for leakage", total=None)
         report = audit_table(tab, keep=keep, seed=seed)
         progress.stop()
@@ -178,7 +177,7 @@ def table(
         features = [c for c in tab.features if c not in report["excluded"] and c != time_col]
         if not features:
             progress.stop()
-            _fail("no feature column is left after identifiers, constants, --drop and the leakage audit")
+            fail("no feature column is left after identifiers, constants, --drop and the leakage audit")
         if time_col is None:
             as_of = pd.Series(CONSTANT_AS_OF, index=range(len(y))).astype("datetime64[ms, UTC]")
         if split == "stratified":
@@ -210,7 +209,7 @@ def table(
             )
         except (NotEnoughData, ValueError) as e:
             progress.stop()
-            _fail(str(e))
+            fail(str(e))
         for w in result.warnings:
             console.print(f"[yellow]warning:[/] {w}")
         result.model.info.update(
@@ -236,7 +235,7 @@ def table(
         f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({result.model.info['n_holdout']:,} rows, "
         f"split {split}, {len(features)} features)"
     )
-    if tracked.version:
+    if tracked.version and tracked.decision:
         console.print(f"registered {FLAT_MODEL_NAME} version {tracked.version}: {tracked.decision.reason}")
     if metrics_out:
         out = {

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from leadscore.cli import _fail, _progress, _setup_mlflow, _utc_moment, app, console
+from leadscore.cli.common import console, fail, progress_line, setup_mlflow, utc_moment
 
 
-@app.command()
 def score(
     data: Annotated[
         Path,
@@ -34,29 +33,29 @@ def score(
     from leadscore.features.loading import DataError, load_dataset
     from leadscore.model.batch import BatchInputError, check_out, score_dataset, score_table
 
-    moment = _utc_moment(as_of) if as_of is not None else None
+    moment = utc_moment(as_of) if as_of is not None else None
     try:
         check_out(out)
     except BatchInputError as e:
-        _fail(str(e))
+        fail(str(e))
     if not data.exists():
-        _fail(f"--data: {data} does not exist (give a dataset directory or a .parquet/.csv feature table)")
+        fail(f"--data: {data} does not exist (give a dataset directory or a .parquet/.csv feature table)")
     if data.is_file() and data.suffix not in (".parquet", ".csv"):
-        _fail(f"--data: {data} is neither a directory nor a .parquet or .csv file")
+        fail(f"--data: {data} is neither a directory nor a .parquet or .csv file")
 
-    _setup_mlflow()
+    setup_mlflow()
     from leadscore.model.registry import load_scoring_model
     from leadscore.settings import get_settings
 
     exploration = get_settings().exploration()  # the service's handoff decision, drawn the same way
 
-    with _progress() as progress:
+    with progress_line() as progress:
         task = progress.add_task(f"loading model {model}", total=None)
         try:
             scoring_model = load_scoring_model(model)
         except Exception as e:  # noqa: BLE001 - MLflow raises many types; the message is what matters
             progress.stop()
-            _fail(f"--model: cannot load {model}: {e}")
+            fail(f"--model: cannot load {model}: {e}")
         progress.update(task, description=f"loading {data}")
 
         def advance(done: int, total: int) -> None:
@@ -74,7 +73,7 @@ def score(
                 )
         except (DataError, BatchInputError) as e:
             progress.stop()
-            _fail(str(e))
+            fail(str(e))
     version = f" version {scoring_model.version}" if scoring_model.version else ""
     when = f" as of {summary.as_of.isoformat()}" if summary.as_of is not None else ""
     grades = ", ".join(f"{g} {n:,}" for g, n in summary.grades.items())

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import sqlalchemy as sa
 import typer
 
-from leadscore.cli import _setup_mlflow, _utc_moment, app, console, duration_days
+from leadscore.cli.common import console, duration_days, setup_mlflow, utc_moment
 
 RETRAIN_RECOMMENDED, FAILED = 3, 1
 _STYLE = {"ok": "green", "warn": "yellow", "alert": "bold red"}
 
 
-def _error(message: str) -> None:
+def _error(message: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code=FAILED)
 
@@ -36,7 +36,6 @@ def window_days(text: str) -> float:
     return days
 
 
-@app.command("monitor")
 def monitor(
     window: Annotated[
         str | None,
@@ -67,8 +66,8 @@ def monitor(
     settings = get_settings()
     url = database_url or settings.database_url
     days = window_days(window) if window else None
-    moment = _utc_moment(as_of).to_pydatetime() if as_of else None
-    _setup_mlflow()
+    moment = utc_moment(as_of).to_pydatetime() if as_of else None
+    setup_mlflow()
     uri = model_uri or settings.model_uri
     try:
         model = registry.load_scoring_model(uri)

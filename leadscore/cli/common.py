@@ -1,0 +1,118 @@
+"""What every command shares: the console (stderr), the progress line, MLflow set-up, how a command fails,
+the `--as-of` and `--window` parsers, and the exit codes and runner of the model-changing jobs (retrain and
+recalibrate). Imports nothing from the command modules: they import from here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+console = Console(stderr=True)
+
+# the exit codes of `retrain` and `recalibrate`, for schedulers (docs/retraining.md)
+PROMOTED, KEPT, NOT_ENOUGH_DATA, FAILED = 0, 3, 4, 1
+
+Options = TypeVar("Options")
+Outcome = TypeVar("Outcome")
+
+
+def progress_line() -> Progress:
+    """A progress line on stderr that stays on screen when done."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def setup_mlflow() -> None:
+    """Point MLflow at the tracking server of the settings (LEADSCORE_MLFLOW_TRACKING_URI)."""
+    import mlflow
+
+    from leadscore.settings import get_settings
+
+    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+
+
+def fail(message: str) -> NoReturn:
+    """Say what is wrong with the command's input and exit 2 (typer's code for a usage error)."""
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def utc_moment(text: str) -> pd.Timestamp:
+    """`--as-of` as a UTC pandas Timestamp; a time without an offset is UTC."""
+    import pandas as pd
+
+    try:
+        moment = pd.Timestamp(text)
+    except ValueError:
+        fail(f"--as-of: not an ISO-8601 time: {text!r}")
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
+def duration_days(text: str) -> float | None:
+    """ "30d", "2w", "36h" or a plain number of days, as days (> 0); None when `text` is not one."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw]?)\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        return None
+    return float(m.group(1)) * {"h": 1 / 24, "d": 1, "w": 7, "": 1}[m.group(2)]
+
+
+def stop(code: int, message: str) -> NoReturn:
+    """Say why a job stops before registering anything, and exit with `code` (FAILED or NOT_ENOUGH_DATA)."""
+    label = "[bold red]error:[/]" if code == FAILED else "[bold yellow]not enough data:[/]"
+    console.print(f"{label} {message}")
+    console.print("nothing was registered and no alias changed")
+    raise typer.Exit(code=code)
+
+
+def run_job(run: Callable[..., Outcome], options: Options) -> Outcome:
+    """`run(options, progress=...)` (retrain or recalibrate) under a progress line; a run that stops before
+    registering anything says why and exits 4 (not enough data) or 1 (anything else), never a traceback."""
+    from leadscore.features.loading import DataError
+    from leadscore.model.train import NotEnoughData
+    from leadscore.retrain import RetrainError
+    from leadscore.serve.locks import LockHeld
+
+    with progress_line() as progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            out = run(options, progress=lambda msg: progress.update(task, description=msg))
+        except LockHeld as e:
+            progress.stop()
+            stop(
+                FAILED,
+                f"{e}; this run does nothing. (A lock whose heartbeat stops is taken over after "
+                f"{e.stale_after:.0f} s.)",
+            )
+        except NotEnoughData as e:
+            progress.stop()
+            stop(NOT_ENOUGH_DATA, str(e))
+        except (DataError, RetrainError) as e:
+            progress.stop()
+            stop(FAILED, str(e))
+        except Exception as e:  # noqa: BLE001 - a scheduler needs exit 1 and a reason, not a traceback
+            progress.stop()
+            stop(FAILED, f"{type(e).__name__}: {str(e)[:500]}")
+        progress.update(task, description="done", total=1, completed=1)
+    return out

@@ -1,0 +1,93 @@
+"""`leadscore demo-data` and `leadscore features`: make a dataset, and see the features the model reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leadscore.cli.common import console, fail, progress_line, utc_moment
+
+
+def demo_data(
+    leads: Annotated[int, typer.Option(min=10, help="Number of leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("data/demo"),
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift", help="Base-rate shift: from --drift-at on, about twice as many leads qualify."
+        ),
+    ] = False,
+    drift_at: Annotated[
+        str | None,
+        typer.Option(
+            help="When the shift starts (ISO-8601, UTC if no offset); implies --drift. [default: 2026-01-01]"
+        ),
+    ] = None,
+) -> None:
+    """Generate realistic demo CRM data (leads, events, outcomes) with its exact ground truth."""
+    from leadscore.demo.generate import generate
+    from leadscore.demo.params import DemoParams, DriftParams
+
+    params = DemoParams()
+    drift_at = drift_at or None  # MLproject passes "" for "not given"
+    if drift or drift_at is not None:
+        shift = DriftParams()
+        if drift_at is not None:
+            from datetime import UTC, datetime
+
+            try:  # strict ISO-8601 (pandas would read "march" as a date)
+                moment = datetime.fromisoformat(drift_at)
+            except ValueError:
+                fail(f"--drift-at: not an ISO-8601 time: {drift_at!r}")
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            shift = DriftParams(at=moment.isoformat())
+        params = DemoParams(drift=shift)
+    with progress_line() as progress:
+        task = progress.add_task("generating leads", total=leads)
+        info = generate(
+            out,
+            leads,
+            seed=seed,
+            params=params,
+            progress=lambda done, total: progress.update(task, completed=done),
+        )
+    console.print(
+        f"wrote {info.n_leads:,} leads, {info.n_events:,} events, {info.n_outcomes:,} outcomes to {out}"
+    )
+
+
+def features(
+    data: Annotated[Path, typer.Option(help="Dataset directory.")],
+    as_of: Annotated[str, typer.Option("--as-of", help="ISO-8601 moment; naive times are UTC.")],
+    out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")],
+) -> None:
+    """Write every lead's features as of one moment (only data stamped strictly before it is used)."""
+    import pandas as pd
+
+    from leadscore.features import schema as S
+    from leadscore.features.frames import feature_frame
+    from leadscore.features.loading import DataError, load_dataset
+
+    moment = utc_moment(as_of)
+    try:
+        dataset = load_dataset(data)
+    except DataError as e:
+        fail(str(e))
+    leads = dataset.leads[dataset.leads[S.CREATED_AT] < moment]
+    rows = pd.DataFrame(
+        {
+            S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
+            "as_of": pd.Series(moment, index=range(len(leads))).astype("datetime64[ms, UTC]"),
+        }
+    )
+    with progress_line() as progress:
+        task = progress.add_task("computing features", total=len(rows))
+        table = feature_frame(dataset, rows, progress=lambda n: progress.advance(task, n))
+    table.insert(0, "as_of", rows["as_of"].to_numpy())
+    table.insert(0, S.LEAD_ID, rows[S.LEAD_ID].to_numpy())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False) if out.suffix == ".csv" else table.to_parquet(out, index=False)
+    console.print(f"wrote features of {len(table):,} leads as of {moment.isoformat()} to {out}")

@@ -1,0 +1,89 @@
+"""`leadscore serve`, `leadscore keys` and `leadscore prune`: run the service and look after it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leadscore.cli.common import console
+
+
+def keys(
+    file: Annotated[Path, typer.Option(help="Where to keep generated keys.")] = Path(".leadscore/keys.env"),
+    show: Annotated[bool, typer.Option(help="Print the keys.")] = True,
+) -> None:
+    """Create one API key per role in FILE (readable only by you) unless it exists; print them."""
+    from leadscore.serve.keys import ensure_keys_file
+
+    created, text = ensure_keys_file(file)
+    if created:
+        console.print(f"generated API keys in {file} (mode 600)")
+    if show:
+        for pair in text.split(","):
+            role, _, key = pair.partition(":")
+            typer.echo(f"  {role:<7} {key}")
+
+
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (one per core is a good start).")] = 1,
+) -> None:
+    """Serve the scoring API and the sales page."""
+    import uvicorn
+
+    from leadscore.settings import get_settings
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # glibc gives threads that allocate at once their own heap arenas (up to 8 per core), whose freed memory
+    # is rarely given back; two bound what big requests on the thread pool can spread over (the soak figures
+    # in docs/benchmarks.md are with it; its effect alone is not measured)
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    uvicorn.run(
+        "leadscore.serve.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http="httptools",  # uvicorn's C parser and uvloop's event loop: its fastest stock parts
+        loop="uvloop",
+        # the last line of defence against a flood of connections (file descriptors, memory); the
+        # app's own bounds (serve/admission.py) answer long before this with a JSON 503 and Retry-After
+        limit_concurrency=get_settings().max_connections,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+        timeout_worker_healthcheck=120,
+    )  # workers import MLflow + the model: slow on a loaded host
+
+
+def prune(
+    days: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Delete score-log rows older than this many days (default: LEADSCORE_SCORE_LOG_RETENTION_DAYS; "
+            "0 keeps everything).",
+        ),
+    ] = None,
+) -> None:
+    """Delete old score-log rows now, in short steps (the service also does this by itself, every 10
+    minutes). Feedback, leads and events are never deleted."""
+    from leadscore.serve import db, store
+    from leadscore.settings import get_settings
+
+    settings = get_settings()
+    days = settings.score_log_retention_days if days is None else days
+    if days <= 0:
+        console.print("retention is off (0 days): nothing deleted")
+        return
+    db.migrate(settings.database_url)
+    engine = db.make_engine(settings.database_url)
+    try:
+        n = store.prune_all(engine, days)
+    finally:
+        engine.dispose()
+    console.print(f"deleted {n} score-log rows older than {days:g} days")
