@@ -66,13 +66,20 @@ def trained(demo_dataset, demo_dir, mlflow_uri) -> Trained:
 
 
 @pytest.fixture(scope="session")
-def boosted_model(demo_dataset):
-    """A small boosted model (calibrated, with a policy) trained on the demo data; not registered."""
+def boosted_result(demo_dataset):
+    """A small boosted model (calibrated, with a policy) trained on the demo data, with its fitted
+    estimator; not registered."""
     from leadscore.model.boosted import BoostedParams
     from leadscore.model.train import TrainConfig, train
 
     config = TrainConfig(model="boosted", boosted=BoostedParams(max_iter=60))
-    return train(demo_dataset, config).model
+    return train(demo_dataset, config)
+
+
+@pytest.fixture(scope="session")
+def boosted_model(boosted_result):
+    """The model of `boosted_result`."""
+    return boosted_result.model
 
 
 @pytest.fixture(scope="session")

@@ -52,12 +52,21 @@ def _example_values(model, example):
     return lead_features([lead], [to_ms(lead["as_of"])]), [lead["lead_id"]]
 
 
-def test_skops_file_lists_exactly_trusted_types(trained, tmp_path):
+def test_skops_file_lists_exactly_trusted_types(trained, boosted_result, tmp_path):
+    import skops.io as sio
     from leadscore.model import persist
 
-    path = persist.save(trained.result.model, tmp_path / "b", estimator=trained.result.estimator)
-    est = persist.load_estimator(path)
-    assert type(est).__name__ == type(trained.result.estimator).__name__
+    # given the estimators of both families, saved with their bundles
+    listed = set()
+    for family, result in (("scorecard", trained.result), ("boosted", boosted_result)):
+        path = persist.save(result.model, tmp_path / family, estimator=result.estimator)
+        # then each loads back as the estimator it was
+        assert type(persist.load_estimator(path)) is type(result.estimator)
+        listed |= set(sio.get_untrusted_types(file=path / "estimator.skops"))
+    # and the trusted list is exactly the types these files hold: none missing (the file would not load)
+    # and none extra (a type trusted for no reason widens what a tampered file could run)
+    assert listed == set(persist.TRUSTED_TYPES)
+    assert len(persist.TRUSTED_TYPES) == len(set(persist.TRUSTED_TYPES))
 
 
 def test_training_run_is_named_described_and_lists_its_data(trained):
