@@ -13,11 +13,12 @@ PYTEST_ARGS ?=
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export LEADSCORE_DATABASE_URL ?= sqlite:///leadscore.db
 
-.PHONY: run install install-test data model keys store serve test lint lab wheel-check bench clean help
+.PHONY: run install install-test data model keys store serve test lint typecheck lab wheel-check bench clean help
 
 help:
 	@echo "make run   - install, build demo data, train, register the champion, serve API + sales page"
-	@echo "make test  - install test tools, lint (ruff) and run every test"
+	@echo "make test  - install test tools, lint (ruff format, ruff, vulture) and run every test"
+	@echo "make typecheck - mypy on the installed layout (.ci/mypy.sh)"
 	@echo "make lab   - JupyterLab with the project's kernel"
 	@echo "make bench - run the benchmarks (see docs/benchmarks.md)"
 
@@ -71,9 +72,15 @@ test: lint
 	@bash .ci/system-deps.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# the gates (CONTRIBUTING.md says what each enforces): formatting, lint rules, dead code
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/vulture
+
+# types (settings in pyproject; strict on features and model); not yet part of `make lint`
+typecheck: $(VENV)/.installed-test
+	bash .ci/mypy.sh
 
 lab: $(VENV)/.installed-test
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -283,4 +283,3 @@ def _catalog() -> tuple[FeatureSpec, ...]:
 FEATURES: Final = _catalog()
 BY_NAME: Final = {f.name: f for f in FEATURES}
 CATEGORICAL: Final = tuple(f.name for f in FEATURES if f.kind == "categorical")
-NUMERIC: Final = tuple(f.name for f in FEATURES if f.kind == "numeric")

@@ -14,7 +14,6 @@ from typing import Final
 
 import numpy as np
 
-SENIORITY_LEVELS: Final = ("student", "junior", "individual", "manager", "director", "executive")
 UNKNOWN: Final = "unknown"
 
 _PATTERNS: Final = (

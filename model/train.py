@@ -332,7 +332,7 @@ def fit_models(
     fit_values = {k: v[fit] for k, v in values.items()}
     ref_values, ref_p = fit_values, f["p_c"]
     if unlabelled is not None:  # all candidate rows: the handed-over ones and those nobody judged
-        u_values, u_rows = unlabelled
+        u_values, _ = unlabelled
         base_u, C_u = _raw(f["explainer"], encoder.transform(u_values), encoder)
         ref_values = {k: np.concatenate([v, u_values[k]]) for k, v in fit_values.items()}
         ref_p = np.concatenate([f["p_c"], sigmoid(f["platt"](base_u + C_u.sum(1)))])

@@ -98,7 +98,7 @@ def pytest_report_header(config) -> str:
     return _shared_datasets_line()
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+def pytest_terminal_summary(terminalreporter) -> None:
     # Said again at the end, beside the skip reasons: a run without the real data tests less than it seems.
     if not SHARED_DATASETS.is_dir():
         terminalreporter.write_sep("-", _shared_datasets_line(), yellow=True)

@@ -279,7 +279,7 @@ def test_a_challenger_the_gate_refuses_is_registered_but_not_promoted(through_th
 class _AliasFails(MlflowClient):
     """The real registry, whose alias call fails after the version was created (a registry outage mid-way)."""
 
-    def set_registered_model_alias(self, *args, **kwargs):
+    def set_registered_model_alias(self, *_args, **_kwargs):
         raise MlflowException("the registry went away")
 
 

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)
 
-# the exit codes of `retrain` and `recalibrate`, for schedulers (docs/retraining.md)
-PROMOTED, KEPT, NOT_ENOUGH_DATA, FAILED = 0, 3, 4, 1
+# the exit codes of `retrain` and `recalibrate` other than 0 (promoted), for schedulers (docs/retraining.md)
+KEPT, NOT_ENOUGH_DATA, FAILED = 3, 4, 1
 
 Options = TypeVar("Options")
 Outcome = TypeVar("Outcome")

@@ -18,7 +18,6 @@ from leadscore.serve import db, store
 
 SL, LEADS, EVENTS, FB = db.score_log, db.leads, db.events, db.feedback
 ACCEPTED = ("qualified", "won", "lost")  # sales took the lead (a lost deal was qualified first)
-REJECTED = ("disqualified",)
 
 
 # --- lead list -------------------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def _population(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, z, y
 
 
-def _fit(x, y, propensity, share_rows=None):
+def _fit(x, y, propensity):
     n = len(x)
     rows = pd.DataFrame(
         {
