@@ -419,6 +419,8 @@ def _locked_run(
     )
     client.log_dict(tracked.run_id, rec.report, "recalibration.json")
     decision = tracked.decision
+    if decision is None:  # track() gates every registered version; None would mean nothing was registered
+        raise RetrainError("the recalibrated version was registered without a gate decision")
     return RecalibrateOutcome(
         "promoted" if decision.promote else "kept",
         tracked.version,

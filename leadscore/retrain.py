@@ -31,7 +31,7 @@ from leadscore.features import schema as S
 from leadscore.features.feedback import FOLLOW_UPS, VERDICTS, with_feedback
 from leadscore.features.loading import Dataset, load_dataset
 from leadscore.model import registry, tracking
-from leadscore.model.train import NotEnoughData, TrainConfig, train
+from leadscore.model.train import ModelChoice, NotEnoughData, TrainConfig, train
 from leadscore.serve import db, locks, store
 from leadscore.serve.export import store_dataset
 
@@ -49,7 +49,7 @@ class RetrainError(RuntimeError):
 class RetrainOptions:
     database_url: str
     export: Path | None = None  # a CRM export directory; None: the store is the data
-    model: str | None = (
+    model: ModelChoice | None = (
         None  # auto | scorecard | boosted; None: the champion's family (auto with no champion)
     )
     as_of: datetime | None = None  # the store as it was then (default: now); not with `export`
@@ -119,7 +119,7 @@ def champion(model_name: str = registry.MODEL_NAME):
         ) from None
 
 
-def challenger_config(champ, model: str | None, seed: int = 0) -> TrainConfig:
+def challenger_config(champ, model: ModelChoice | None, seed: int = 0) -> TrainConfig:
     """Train like the champion: its qualified-lead definition, handoff policy and family (`model` overrides
     the family; `auto` lets training choose). Without a champion: the defaults, family `auto`."""
     if champ is None:
@@ -266,6 +266,8 @@ def _locked_run(engine: sa.Engine, options: RetrainOptions, step: Callable[[str]
         model_name=options.model_name,
     )
     decision = tracked.decision
+    if decision is None:  # track() gates every registered version; None would mean nothing was registered
+        raise RetrainError("the new version was registered without a gate decision")
     return RetrainOutcome(
         "promoted" if decision.promote else "kept",
         tracked.version,

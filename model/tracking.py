@@ -111,7 +111,7 @@ def _flat(prefix: str, d: dict) -> dict:
 
 def track(
     result: TrainResult,
-    dataset: Dataset,
+    dataset: Dataset | None,
     config: TrainConfig,
     *,
     holdout_values: dict,
@@ -143,8 +143,13 @@ def track(
     if not os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run` the run (and its experiment) is given
         mlflow.set_experiment(EXPERIMENT)
     model = result.model
-    fp = data_fingerprint if data_fingerprint is not None else fingerprint(dataset)
-    model.info["example"] = example if example is not None else example_body(dataset, result.rows)
+    if dataset is None:  # a flat export: the caller derived both from its table
+        if data_fingerprint is None or example is None:
+            raise ValueError("track() needs the dataset, or both `example` and `data_fingerprint`")
+        fp, model.info["example"] = data_fingerprint, example
+    else:
+        fp = data_fingerprint if data_fingerprint is not None else fingerprint(dataset)
+        model.info["example"] = example if example is not None else example_body(dataset, result.rows)
     model.info["package_version"] = package_version()
     # what the gate compares on a tie: is the challenger's data fresher than the champion's?
     model.info["data"] = {"snapshot_at": fp.get("snapshot_at"), "sha256": fp.get("sha256")}

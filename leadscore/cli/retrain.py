@@ -5,7 +5,7 @@ happened (docs/retraining.md)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -39,6 +39,7 @@ def retrain(
     Exit codes: 0 promoted, 3 kept the champion (the gate refused, or this data is already trained),
     4 not enough data, 1 any other error (nothing registered). One run at a time (a lock in the store).
     """
+    from leadscore.model.train import ModelChoice
     from leadscore.retrain import RetrainOptions, shown_url
     from leadscore.retrain import retrain as run_retrain
     from leadscore.settings import get_settings
@@ -51,7 +52,11 @@ def retrain(
     moment = utc_moment(as_of).to_pydatetime() if as_of else None
     setup_mlflow()
     options = RetrainOptions(
-        database_url=url, export=Path(export) if export else None, model=model, as_of=moment, seed=seed
+        database_url=url,
+        export=Path(export) if export else None,
+        model=cast(ModelChoice | None, model),  # checked above
+        as_of=moment,
+        seed=seed,
     )
     console.print(
         f"retraining from {'the export ' + str(export) + ' and ' if export else ''}the store {shown_url(url)}"

@@ -11,6 +11,7 @@ what the row's features see: it was either a sampled age or the first hand-over 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -68,18 +69,19 @@ def fit_prior(c: Compiled, leads: pd.DataFrame) -> np.ndarray:
         (leads["company_size"], c.sizes, c.size_p, c.size_w),
         (pd.Series(sen, dtype=object), c.seniorities, c.seniority_p, c.seniority_w),
     ]
-    codes, probs, weights = [], [], []
+    columns: list[np.ndarray] = []
+    probs, weights = [], []
     for col, names, p, w in attrs:
         m = {v: i for i, v in enumerate(names)}
-        codes.append(
+        columns.append(
             np.array([m.get(v, -1) if isinstance(v, str) else -1 for v in col.to_numpy(dtype=object)])
         )
         probs.append(p)
         weights.append(w)
-    codes.append(free_obs)
+    columns.append(free_obs)
     probs.append(np.array([1 - free_p, free_p]))
     weights.append(np.array([0.0, c.params.attributes.free_email_fit]))
-    codes = np.stack(codes, axis=1)  # (n, A)
+    codes = np.stack(columns, axis=1)  # (n, A)
     base = np.full(n, c.params.attributes.fit_intercept)
     for a in range(codes.shape[1]):
         obs = codes[:, a] >= 0
@@ -103,10 +105,10 @@ def _filter_chunk(
     counts: np.ndarray,
     handed_day: np.ndarray,
     kmax: np.ndarray,
-    want: list[tuple[np.ndarray, np.ndarray]],
+    want: Iterable[int],
     created: np.ndarray | None = None,
 ) -> dict[int, np.ndarray]:
-    """Forward filter for L leads; returns {k: posterior (L, 2, 4) after days 0..k-1} for requested k."""
+    """Forward filter for L leads; returns {k: posterior (L, 2, 4) after days 0..k-1} for each k in `want`."""
     em = c.params.emission
     L, K, _ = counts.shape
     logr = np.log(c.rates).reshape(2, NK, N_INTENT).transpose(1, 0, 2).reshape(NK, 2 * N_INTENT)
@@ -118,7 +120,7 @@ def _filter_chunk(
     reg_ch = _KIND[("webinar_registered", None)]
     alpha = np.stack([1 - prior, prior], axis=1)[:, :, None] * c.initial[None, :, :]
     results: dict[int, np.ndarray] = {}
-    needed = {int(k) for k, _ in want}
+    needed = {int(k) for k in want}
     if 0 in needed:
         results[0] = alpha.copy()
     for d in range(K):
@@ -258,7 +260,7 @@ def oracle_probabilities(
             counts,
             handed_day[chunk],
             kmax[chunk],
-            [(kk, None) for kk in want_k],
+            want_k,
             created[chunk],
         )
         for kk in want_k:
