@@ -264,7 +264,7 @@ def main() -> None:
         mbody = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))})
         check = httpx.post(f"{murl}/invocations", content=mbody, headers={"Content-Type": "application/json"})
         assert check.status_code == 200, check.text[:500]
-        # --- alternating rounds: a slow minute of the machine hits both, not one -------------------------------
+        # --- alternating rounds: a slow minute of the machine hits both, not one -------------------------
         rounds = {"leadscore": [], "mlflow": []}
         for _ in range(args.rounds):
             rounds["leadscore"].append(
@@ -321,7 +321,8 @@ def main() -> None:
     results["machine"] = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}"
     print(json.dumps(results, indent=1))
     print(
-        f"\n| server ({args.rounds} rounds of {args.duration} s, alternating) | req/s median (min-max) | p50 ms | "
+        f"\n| server ({args.rounds} rounds of {args.duration} s, alternating) | req/s median (min-max) "
+        "| p50 ms | "
         f"p99 ms median (worst) | non-200 |\n|---|---|---|---|---|"
     )
     for label, r in (
@@ -341,7 +342,8 @@ def main() -> None:
     b = results["batches_one_worker"]
     if b["batches"]:
         print(
-            f"one worker scored {b['requests_per_batch']:.1f} requests a batch on average ({b['share_alone']:.0%} "
+            f"one worker scored {b['requests_per_batch']:.1f} requests a batch on average "
+            f"({b['share_alone']:.0%} "
             "alone); in process, per lead when k are scored together: "
             + ", ".join(
                 f"k={k} {us:.0f} us" for k, us in results["stages_ms"]["together_us_per_lead"].items()

@@ -75,8 +75,8 @@ ARMS = (
     Arm("b", "exploration 5 % + inverse-propensity weights", 0.05, False),
     Arm("c", "full labels (ceiling)", 0.0, True),
 )
-# The base-rate shift run: sales decide on every lead, so monitoring's calibration check (which counts a scored
-# lead without a verdict as not qualified) measures the model, not the hand-over.
+# The base-rate shift run: sales decide on every lead, so monitoring's calibration check (which counts a
+# scored lead without a verdict as not qualified) measures the model, not the hand-over.
 DRIFT_ARM = Arm(
     "d", "base-rate shift: full labels, monitoring, recalibrate on warn/alert", 0.0, True, monitored=True
 )
@@ -290,10 +290,10 @@ def score_month(state, world: World, ids: list[str]) -> list[dict]:
 
 
 def sim_clock(engine) -> None:
-    """The simulation runs months in minutes: the rows just logged are stamped `scored_at` = their `as_of`, the
-    simulated moment they were scored at, as a service scoring in real time stamps them. Everything that reads
-    the score log "as of T" (the selection the retrain weights by, monitoring's windows) then sees simulated
-    time, not the wall clock of the run."""
+    """The simulation runs months in minutes: the rows just logged are stamped `scored_at` = their `as_of`,
+    the simulated moment they were scored at, as a service scoring in real time stamps them. Everything that
+    reads the score log "as of T" (the selection the retrain weights by, monitoring's windows) then sees
+    simulated time, not the wall clock of the run."""
     import sqlalchemy as sa
     from leadscore.serve import db
 
@@ -685,7 +685,8 @@ def run(cfg: LoopConfig) -> dict:
     arms = [DRIFT_ARM] if cfg.drift else [a for a in ARMS if a.key in cfg.arms]
     first = initial_champion(world, cfg, arms)
     print(
-        f"initial champion on {first['leads']:,} history leads: holdout ROC AUC {first['holdout']['roc_auc']:.4f}",
+        f"initial champion on {first['leads']:,} history leads: "
+        f"holdout ROC AUC {first['holdout']['roc_auc']:.4f}",
         flush=True,
     )
 
@@ -697,7 +698,8 @@ def run(cfg: LoopConfig) -> dict:
             else ""
         )
         print(
-            f"  ({row['arm']}) round {row['round']:2d} {row['month']}: {row['handed']:5,} of {row['leads']:,} handed "
+            f"  ({row['arm']}) round {row['round']:2d} {row['month']}: "
+            f"{row['handed']:5,} of {row['leads']:,} handed "
             f"({row['explored']} explored), {watched}retrain {row['retrain']}; next month ROC AUC "
             f"{row['roc_auc']:.4f} ECE {row['ece']:.4f}  [{row['seconds']:.0f} s: "
             + ", ".join(f"{k} {v:.0f}" for k, v in row["steps"].items())

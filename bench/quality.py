@@ -83,7 +83,8 @@ def demo(n_leads: int = 20_000, seed: int = 0, boosted: dict | None = None) -> N
     # the fixed-age oracle on the rows where it alone is exact, and what knowing the moment would add
     age = hold & (rows["moment"] != "handoff").to_numpy()
     print(
-        f"  age rows only ({age.sum():,}): model ROC AUC {roc_auc_score(y[age], result.holdout_p[age[hold]]):.4f}"
+        f"  age rows only ({age.sum():,}): "
+        f"model ROC AUC {roc_auc_score(y[age], result.holdout_p[age[hold]]):.4f}"
         f" | fixed-age oracle {roc_auc_score(y[age], o['observable'].to_numpy()[age]):.4f}"
     )
     known = np.where(

@@ -129,7 +129,8 @@ def main() -> None:
             write(url, rows, compact)
             per_row = size(url) / len(rows)
             print(
-                f"{where:10s} {name:20s} {per_row:7.0f} bytes a row, {per_row * 1e6 / 1e9:5.2f} GB per million scores"
+                f"{where:10s} {name:20s} {per_row:7.0f} bytes a row, "
+                f"{per_row * 1e6 / 1e9:5.2f} GB per million scores"
             )
             if compact and where == "SQLite":
                 ok = per_row <= GOAL_BYTES

@@ -217,7 +217,8 @@ def main() -> None:
             "feedback_lost": len([k for k in tally.acked_feedback if k not in stored_keys]),
             "scores_served": tally.scores,
             "score_log_rows": rows,
-            # leads answered 200 without a row: the drops of every worker (one scrape of /metrics sees one worker)
+            # leads answered 200 without a row: the drops of every worker (one scrape of /metrics sees one
+            # worker)
             "score_log_dropped": tally.scores + results.get("flood", {}).get("leads_scored", 0) - rows,
             "score_log_dropped_one_worker_metric": _metric_sum(
                 metrics, "leadscore_score_log_dropped_rows_total"
@@ -329,7 +330,8 @@ def _summary(r: dict) -> None:
     print(
         f"\n{r['minutes']:g} min, {r['workers']} workers: {sum(r['requests'].values()):,} requests, "
         f"{r['scores_served']:,} leads scored; server errors {r['server_errors']}, client failures "
-        f"{r['client_failures']}, shed 503 {r['shed_503']}; feedback acknowledged {r['feedback_acknowledged']:,}, "
+        f"{r['client_failures']}, shed 503 {r['shed_503']}; "
+        f"feedback acknowledged {r['feedback_acknowledged']:,}, "
         f"lost {r['feedback_lost']}; swaps {r['swaps']} ({r['swaps_all_workers']} answered with every worker "
         f"switched); RSS growth per worker after warm-up {', '.join(f'{g:+.1%}' for g in growth)}; score log "
         f"{r['score_log_table_bytes_per_million'] or 0:,} bytes per million scores (table + indexes), "
@@ -340,8 +342,9 @@ def _summary(r: dict) -> None:
     if "flood" in r:
         f = r["flood"]
         print(
-            f"flood: {f['connections']} connections x {f['seconds']:g} s of 1,000-lead requests: {f['statuses']}, "
-            f"client failures {f['client_failures'] or 0}, p50 ms {f['p50_ms']}, p99 ms {f['p99_ms']}; RSS per "
+            f"flood: {f['connections']} connections x {f['seconds']:g} s of 1,000-lead requests: "
+            f"{f['statuses']}, client failures {f['client_failures'] or 0}, "
+            f"p50 ms {f['p50_ms']}, p99 ms {f['p99_ms']}; RSS per "
             f"worker MiB (before, peak, 30 s after) "
             + ", ".join(
                 f"{v['before']:.0f}/{v['peak']:.0f}/{v['30s_after']:.0f}" for v in f["rss_mib"].values()
@@ -435,7 +438,8 @@ def _feedback(base: str, stop_at: float, tally: Tally) -> None:
 
 
 def _swapper(base: str, env: dict, stop_at: float, every: float, swaps: list, tally: Tally) -> None:
-    """One swap per `every` seconds: promote version 2, then roll back to 1, ...; each with an admin reload."""
+    """One swap per `every` seconds: promote version 2, then roll back to 1, ...; each with an admin
+    reload."""
     n = 0
     next_at = time.monotonic() + every
     with httpx.Client(base_url=base, headers=_auth("admin"), timeout=60) as c:

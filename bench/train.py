@@ -88,7 +88,8 @@ def main() -> None:
         print(f"  {k:<50} {v:7.1f} s")
     print(
         f"train --model auto on {r['n']:,} rows: {r['train_s']:.1f} s (goal {GOAL_S} s -> "
-        f"{'meets' if r['train_s'] <= GOAL_S else 'MISSES'}); chose {r['chosen']}; holdout ROC AUC {r['auc']}; "
+        f"{'meets' if r['train_s'] <= GOAL_S else 'MISSES'}); chose {r['chosen']}; "
+        f"holdout ROC AUC {r['auc']}; "
         f"peak RSS {peak_gb:.2f} GiB; process wall {wall:.1f} s"
     )
 

@@ -171,8 +171,8 @@ def recalibrated(
             False,
             "inverted",
             (
-                f"the window's outcomes fit a non-positive slope ({platt.a:.3f}): they contradict the champion's "
-                "ranking, which a recalibration cannot fix; retrain instead"
+                f"the window's outcomes fit a non-positive slope ({platt.a:.3f}): they contradict the "
+                "champion's ranking, which a recalibration cannot fix; retrain instead"
             ),
         )
     elif cmp["high"] < 0:
@@ -246,7 +246,8 @@ def reliability_before_after(
     y: np.ndarray, p_old: np.ndarray, p_new: np.ndarray, bins: int = 10, weight: np.ndarray | None = None
 ):
     """The judge slice's reliability curve of the champion and of the recalibrated model, on one plot;
-    `weight`: the judge rows' inverse-propensity weights (curves and ECEs of the population, as the gate's)."""
+    `weight`: the judge rows' inverse-propensity weights (curves and ECEs of the population, as the
+    gate's)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 5))

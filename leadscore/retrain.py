@@ -1,5 +1,6 @@
-"""`leadscore retrain`: one run that a scheduler can start — the data (the service's store, or a CRM export with
-the store's feedback merged), a challenger trained like the champion, the gate, registration and promotion.
+"""`leadscore retrain`: one run that a scheduler can start — the data (the service's store, or a CRM export
+with the store's feedback merged), a challenger trained like the champion, the gate, registration and
+promotion.
 
 Safe to run from any scheduler:
 
@@ -147,7 +148,8 @@ def feedback_counts(feedback: pd.DataFrame) -> dict:
 
 def load_data(engine: sa.Engine, export: Path | None, as_of: datetime | None) -> tuple[Dataset, dict]:
     """The dataset to train on and the feedback counts: the store as of `as_of`, or the export with the
-    store's feedback merged (`with_feedback`: feedback after the export's snapshot is left out and counted)."""
+    store's feedback merged (`with_feedback`: feedback after the export's snapshot is left out and
+    counted)."""
     feedback = store.feedback_frame(engine)
     if export is None:
         dataset = store_dataset(engine, as_of)

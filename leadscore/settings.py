@@ -25,9 +25,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field(
         default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     )
-    # how often each worker asks the registry which version the alias names (one lookup: ~6 ms, 2 ms of CPU on
-    # SQLite MLflow: 0.2 % of a core at 1 s), so `leadscore promote`/`rollback` reach every worker within seconds;
-    # 0 = never
+    # how often each worker asks the registry which version the alias names (one lookup: ~6 ms, 2 ms of CPU
+    # on SQLite MLflow: 0.2 % of a core at 1 s), so `leadscore promote`/`rollback` reach every worker within
+    # seconds; 0 = never
     reload_interval_seconds: float = 1.0
     model_sync_seconds: float = (
         1.0  # how often each worker reads the reload generation from the store (~0.1 ms)

@@ -106,7 +106,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 def _shared_datasets_line() -> str:
     if SHARED_DATASETS.is_dir():
-        return f"real datasets: {SHARED_DATASETS} ({', '.join(sorted(p.name for p in SHARED_DATASETS.iterdir()))})"
+        names = ", ".join(sorted(p.name for p in SHARED_DATASETS.iterdir()))
+        return f"real datasets: {SHARED_DATASETS} ({names})"
     return (
         f"real datasets: none at {SHARED_DATASETS}: the tests on real data (X Education) are skipped; "
         "clone the project beside shared/ to run them"

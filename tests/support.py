@@ -87,7 +87,8 @@ def start_server(
 
 
 def api_lead(dataset, lead_id: str) -> dict:
-    """A lead of `dataset` as the API receives it: created_at, attributes and all its events (also later ones)."""
+    """A lead of `dataset` as the API receives it: created_at, attributes and all its events (also later
+    ones)."""
     from leadscore.features import schema as S
 
     lead = dataset.leads.set_index(S.LEAD_ID).loc[lead_id]

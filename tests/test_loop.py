@@ -1,8 +1,8 @@
-"""bench/loop.py, the simulation of the learning loop, in two tiny rounds so it cannot rot: each arm's champion
-scores the month's leads through the service's scoring path (score log at the scoring moment), sales give
-verdicts only to the leads handed over, `retrain` registers a new
-version from the store, and each round is judged on the next month's leads. Real MLflow registry (SQLite in a
-temporary folder), real SQLite stores."""
+"""bench/loop.py, the simulation of the learning loop, in two tiny rounds so it cannot rot: each arm's
+champion scores the month's leads through the service's scoring path (score log at the scoring moment),
+sales give verdicts only to the leads handed over, `retrain` registers a new version from the store, and
+each round is judged on the next month's leads. Real MLflow registry (SQLite in a temporary folder), real
+SQLite stores."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def _read(cfg) -> dict:
             out[arm] = {
                 name: pd.read_sql(q, conn)
                 for name, q in {
-                    "scores": "SELECT lead_id, as_of, model_version, qualified, explored, propensity FROM score_log",
+                    "scores": "SELECT lead_id, as_of, model_version, qualified, explored, propensity "
+                    "FROM score_log",
                     "feedback": "SELECT lead_id, outcome, at, source FROM feedback",
                     "handed": "SELECT lead_id, timestamp FROM events WHERE type = 'handed_to_sales'",
                     "leads": "SELECT lead_id, created_at FROM leads",

@@ -263,7 +263,8 @@ def test_a_challenger_the_gate_refuses_is_registered_but_not_promoted(through_th
     _, store_url, as_of, first, _, _ = through_the_api
     assert first.exit_code == 0 and registry.alias_version(registry.CHAMPION) == "1"
     n = len(_versions())
-    # when a retrain asks for the other family on the same data (a tie never switches family; worse never wins)
+    # when a retrain asks for the other family on the same data (a tie never switches family; worse never
+    # wins)
     done = _retrain("--database-url", store_url, "--as-of", as_of, "--model", "boosted")
     # then the challenger is registered with the gate's decision, the champion stays, and the exit code is 3
     assert done.exit_code == 3, done.output

@@ -16,7 +16,8 @@ def retrain(
     export: Annotated[
         str | None,
         typer.Option(
-            help="Train on this CRM export directory, with the store's feedback merged (default: the store alone)."
+            help="Train on this CRM export directory, with the store's feedback merged "
+            "(default: the store alone)."
         ),
     ] = None,
     database_url: Annotated[

@@ -65,7 +65,8 @@ def prune(
         float | None,
         typer.Option(
             min=0,
-            help="Delete score-log rows older than this many days (default: LEADSCORE_SCORE_LOG_RETENTION_DAYS; "
+            help="Delete score-log rows older than this many days "
+            "(default: LEADSCORE_SCORE_LOG_RETENTION_DAYS; "
             "0 keeps everything).",
         ),
     ] = None,

@@ -49,7 +49,8 @@ def time_holdout(t: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def _time_column(table, column: str) -> pd.Series:
-    """UTC timestamps of `column` (ISO-8601 text, or numbers taken as an ordering); problems raise DataError."""
+    """UTC timestamps of `column` (ISO-8601 text, or numbers taken as an ordering); problems raise
+    DataError."""
     from leadscore.features.loading import DataError, Problem
 
     col = table.frame[column]
@@ -188,8 +189,9 @@ def table(
             holdout = time_holdout(
                 as_of.to_numpy().astype("datetime64[ms]").astype(np.int64), HOLDOUT_FRACTION
             )
-        # fit_models takes its calibration rows as the last `calibration_fraction` of the training rows by (as_of, lead_id). For
-        # a stratified split the rows are exchangeable, so that order is a seeded shuffle (not file order).
+        # fit_models takes its calibration rows as the last `calibration_fraction` of the training rows by
+        # (as_of, lead_id). For a stratified split the rows are exchangeable, so that order is a seeded
+        # shuffle (not file order).
         order_ids = tab.lead_ids
         if split == "stratified":
             rank = np.random.default_rng(seed + 1).permutation(len(y))

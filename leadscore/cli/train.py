@@ -52,7 +52,8 @@ def train(
         version = registry.alias_version(registry.CHAMPION)
         if version is not None:
             console.print(
-                f"leadscore version {version} is champion already: not training (drop --if-missing to retrain)"
+                f"leadscore version {version} is champion already: not training "
+                "(drop --if-missing to retrain)"
             )
             return
     with progress_line() as progress:

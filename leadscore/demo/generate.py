@@ -214,7 +214,10 @@ def _domains(key: np.uint64, g: np.ndarray, free: np.ndarray) -> list[str]:
     return [
         FREE_DOMAINS[fi[i]]
         if free[i]
-        else f"{CORP_A[int(ua[i] * len(CORP_A))]}{CORP_B[int(ub[i] * len(CORP_B))]}.{TLDS[int(uc[i] * len(TLDS))]}"
+        else CORP_A[int(ua[i] * len(CORP_A))]
+        + CORP_B[int(ub[i] * len(CORP_B))]
+        + "."
+        + TLDS[int(uc[i] * len(TLDS))]
         for i in range(g.size)
     ]
 

@@ -124,7 +124,8 @@ class Compiled:
         )
 
     def drifted(self, day_start_ms: np.ndarray) -> np.ndarray:
-        """Whether the transition into the lead-age day starting at ``day_start_ms`` uses the drifted chain."""
+        """Whether the transition into the lead-age day starting at ``day_start_ms`` uses the drifted
+        chain."""
         return np.asarray(day_start_ms) >= self.drift_ms
 
     def first_drifted_step(self, created_ms: np.ndarray, k: np.ndarray, horizon_days: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The leakage audit: planted leaks are found, honest columns are not; demo data and the X Education export."""
+"""The leakage audit: planted leaks are found, honest columns are not; demo data and the X Education
+export."""
 
 from __future__ import annotations
 

@@ -280,7 +280,8 @@ def test_integer_weights_fit_and_calibrate_as_the_rows_repeated():
 
 
 def test_drift_histograms_and_ranges_describe_every_scored_lead_not_only_the_handed_over_ones(demo_dataset):
-    # given a store export where the last model handed over only the most engaged leads (propensity 1, share 0)
+    # given a store export where the last model handed over only the most engaged leads (propensity 1, share
+    # 0)
     # and scored the others without handing them over: those have no verdict
     from leadscore.features.frames import feature_frame
     from leadscore.model.train import train

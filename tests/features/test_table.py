@@ -1,4 +1,5 @@
-"""Reading flat one-row-per-lead exports: delimiters, missing markers, type inference, identifiers, bad files."""
+"""Reading flat one-row-per-lead exports: delimiters, missing markers, type inference, identifiers, bad
+files."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ def test_reasons_summary_uses_catalogue_labels_and_its_legend_covers_no_bar():
     FigureCanvasAgg(fig).draw()  # lay the figure out as a PNG render would
     ax = fig.axes[0]
     shown = [t.get_text() for t in ax.get_yticklabels()]
-    # then each feature is named by its catalogue label (a flat column by its own header), most important on top
+    # then each feature is named by its catalogue label (a flat column by its own header), most important on
+    # top
     expected = [catalog.BY_NAME[f].title for f in features[:-1]] + ["Lead Origin"]
     assert shown == expected[::-1]
     assert all("_" not in label for label in shown)
@@ -42,7 +43,8 @@ def test_positive_rate_shift_counts_a_leads_rows_once():
     a, b = (np.repeat((rng.uniform(size=n) < 0.1).astype(int), 6) for n in (400, 900))
     ga, gb = np.repeat(np.arange(400), 6), np.repeat(np.arange(400, 1300), 6)
     clustered, naive = positive_rate_shift(a, b, ga, gb), positive_rate_shift(a, b)
-    # then the clustered z is the lead-level one (the repeats add no evidence), the row-level one is sqrt(6) larger
+    # then the clustered z is the lead-level one (the repeats add no evidence), the row-level one is sqrt(6)
+    # larger
     assert abs(naive["z"] / clustered["z"] - np.sqrt(6)) < 0.05
     # and twice the rate on as many leads is a shift beyond noise
     c = np.repeat((rng.uniform(size=900) < 0.2).astype(int), 6)

@@ -38,7 +38,10 @@ def test_the_draw_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = "from leadscore.model.exploration import uniform; print(repr(uniform(['lead-1', 'lead-2'], 0).tolist()))"
+    code = (
+        "from leadscore.model.exploration import uniform; "
+        "print(repr(uniform(['lead-1', 'lead-2'], 0).tolist()))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

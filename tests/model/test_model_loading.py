@@ -1,6 +1,7 @@
 """Loading a registered model runs no code from it (issue 13.1): the service's loader reads only the data
 bundle (JSON and a pickle-free .npz) and checks it against the SHA-256 recorded at registration; the pyfunc
-is logged as models-from-code, so a version holds no pickle, and still loads with `mlflow.pyfunc.load_model`."""
+is logged as models-from-code, so a version holds no pickle, and still loads with
+`mlflow.pyfunc.load_model`."""
 
 from __future__ import annotations
 

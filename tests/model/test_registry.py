@@ -81,7 +81,8 @@ def test_ties_keep_the_champion_unless_the_challenger_is_fresher(registry_with_t
     assert not again.decision.promote and again.decision.rule == "tie", again.decision.reason
     assert "not fresher" in again.decision.reason
     assert registry.alias_version(registry.CHAMPION) == "1"
-    # when the same family is retrained on the export a week later (a weekly retrain): a tie, fresher -> promoted
+    # when the same family is retrained on the export a week later (a weekly retrain): a tie, fresher ->
+    # promoted
     newer = train(demo_dataset, config)
     fresh = tracking.track(newer, demo_dataset, config, holdout_values=newer.holdout_values)
     assert fresh.decision.promote and fresh.decision.rule == "fresher", fresh.decision.reason

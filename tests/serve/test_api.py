@@ -286,7 +286,7 @@ def test_feedback_reason_only_with_disqualified(server):
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "reason"
 
 
-# --- model, health, metrics ----------------------------------------------------------------------------------
+# --- model, health, metrics ---------------------------------------------------------------------------------
 def test_model_endpoint_describes_version_policy_and_features(server):
     with server.client("sales") as c:
         m = c.get("/v1/model").json()
@@ -394,7 +394,7 @@ def test_keys_never_appear_in_the_log(server, example):
     assert text and not any(k in text for k in (*KEYS.values(), "sc_test_key_0002"))
 
 
-# --- validation ----------------------------------------------------------------------------------------------
+# --- validation ---------------------------------------------------------------------------------------------
 def _bad_score_bodies(example):
     lead = example["leads"][0]
     ev = {"type": "web_visit", "timestamp": "2024-01-02T00:00:00Z", "page": "pricing"}
@@ -413,7 +413,8 @@ def _bad_score_bodies(example):
             "leads.0.events.0.timestamp",
         ),
         "timestamp not a time": ({"leads": [{**lead, "created_at": "yesterday"}]}, "leads.0.created_at"),
-        # year 1 with a positive offset is before year 1 in UTC: converting it overflows (found by the fuzz test)
+        # year 1 with a positive offset is before year 1 in UTC: converting it overflows (found by the fuzz
+        # test)
         "as_of before year 1 in UTC": (
             {"leads": [{**lead, "as_of": "0001-01-01T00:00:00+00:10"}]},
             "leads.0.as_of",

@@ -122,7 +122,8 @@ def test_every_failed_check_is_audited_without_the_key(app, audit_log):
         f"WARNING leadscore.serve.audit: {line}"
         for line in (
             "auth failure: POST /v1/score from 203.0.113.7: invalid API key; needs the scorer or admin role",
-            "auth failure: GET /v1/leads from 203.0.113.7: no API key; needs the scorer or sales or admin role",
+            "auth failure: GET /v1/leads from 203.0.113.7: no API key; "
+            "needs the scorer or sales or admin role",
             "auth failure: POST /v1/admin/reload from 198.51.100.9: a sales key; needs the admin role",
             "auth failure: POST /ui/signin from 203.0.113.7: invalid key; needs the sales or admin role",
         )

@@ -25,8 +25,9 @@ N_LEADS = 150
 
 @pytest.fixture
 def populated(database_url, demo_dataset):
-    """A store holding 150 demo leads from the middle of the data, their events and their verdicts, won and lost as
-    feedback: what an application would have sent through PUT /v1/leads, POST /v1/events, POST /v1/feedback."""
+    """A store holding 150 demo leads from the middle of the data, their events and their verdicts, won and
+    lost as feedback: what an application would have sent through PUT /v1/leads, POST /v1/events,
+    POST /v1/feedback."""
     db.migrate(database_url)
     engine = db.make_engine(database_url)
     leads = demo_dataset.leads.sort_values([S.CREATED_AT, S.LEAD_ID]).iloc[2000 : 2000 + N_LEADS]

@@ -230,8 +230,9 @@ def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, 
 
 
 def _scored_leads(engine, model, now, leads: int, moments: int, positive_leads: int, prefix: str) -> float:
-    """`leads` stored leads created 45 days before `now`, each scored alike at `moments` ages (1, 2, ... days),
-    the first `positive_leads` qualified 20 days in (within every row's 30-day horizon); the probability."""
+    """`leads` stored leads created 45 days before `now`, each scored alike at `moments` ages (1, 2, ...
+    days), the first `positive_leads` qualified 20 days in (within every row's 30-day horizon); the
+    probability."""
     features = dict.fromkeys(model.encoder.features) | {"lead_age_days": 3.0}
     created = now - timedelta(days=45)
     rows = []
@@ -344,7 +345,8 @@ def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(
     report = monitor(engine, model, SETTINGS, now=now, window_days=30)
     c = report["checks"]
     # then that feature, the score and the grade mix have "not enough data" (no row holds every feature),
-    # not an alert on zero rows, and no reason to retrain is given on them (the other, constant features drift)
+    # not an alert on zero rows, and no reason to retrain is given on them (the other, constant features
+    # drift)
     assert (
         c["drift"]["features"][missing]["status"] == "not enough data"
         and c["drift"]["features"][missing]["n"] == 0

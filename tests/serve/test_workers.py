@@ -1,5 +1,6 @@
-"""Several workers (`leadscore serve --workers 2`, real processes): a promote, rollback or reload reaches every
-worker within seconds, and a flood of big requests is shed with 503 + Retry-After instead of timing out."""
+"""Several workers (`leadscore serve --workers 2`, real processes): a promote, rollback or reload reaches
+every worker within seconds, and a flood of big requests is shed with 503 + Retry-After instead of timing
+out."""
 
 from __future__ import annotations
 
@@ -144,7 +145,8 @@ def test_a_flood_of_big_requests_is_shed_at_once_and_the_service_recovers(traine
         wait_for_two_workers(server.url)
         # when 24 clients send 1,000-lead requests as fast as they are answered, with a 10 s client timeout
         flood = Flood(server.url, body, threads=24, per_thread=4, timeout=10).run()
-        # then no request timed out or failed, the ones over the bound were answered 503 and told when to retry
+        # then no request timed out or failed, the ones over the bound were answered 503 and told when to
+        # retry
         assert flood.errors == [], flood.errors[:3]
         assert set(flood.statuses) <= {200, 503} and flood.statuses[200] and flood.statuses[503], (
             flood.statuses

@@ -1,4 +1,5 @@
-"""Cookie flags that depend on settings, checked in-process (no server process or browser needed for a header)."""
+"""Cookie flags that depend on settings, checked in-process (no server process or browser needed for a
+header)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ def _shown(t: datetime) -> str:
 def _latest(ui, lead_id: str) -> tuple[datetime, int, dict]:
     # the features are stored as values, their names once per feature set (serve/db.py)
     as_of, score, values, names = ui.sql(
-        "SELECT s.as_of, s.score, s.features, f.names FROM score_log s JOIN feature_sets f ON f.id = s.feature_set "
+        "SELECT s.as_of, s.score, s.features, f.names "
+        "FROM score_log s JOIN feature_sets f ON f.id = s.feature_set "
         "WHERE s.lead_id = ? ORDER BY s.scored_at DESC, s.id DESC LIMIT 1",
         lead_id,
     )[0]

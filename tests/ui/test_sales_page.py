@@ -310,7 +310,7 @@ def test_summary_page_shows_the_sales_numbers(ui, page):
     assert r.status_code == 422 and "days: must be one of" in r.text
 
 
-# --- fits a laptop and a phone -------------------------------------------------------------------------------
+# --- fits a laptop and a phone ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "viewport", [{"width": 1280, "height": 860}, {"width": 390, "height": 844}], ids=["laptop", "phone"]
 )
