@@ -264,7 +264,7 @@ def _locked_run(engine: sa.Engine, options: RetrainOptions, step: Callable[[str]
         extra_metrics={"feedback": counts},
         params=params,
         tags={"leadscore.retrain": source},
-        data_source=str(options.export) if options.export else _store_source(options.database_url),
+        data_source=str(options.export) if options.export else store_source(options.database_url),
         model_name=options.model_name,
     )
     decision = tracked.decision
@@ -282,7 +282,7 @@ def _locked_run(engine: sa.Engine, options: RetrainOptions, step: Callable[[str]
     )
 
 
-def _store_source(url: str) -> str:
+def store_source(url: str) -> str:
     """The data source named in the run: a SQLite store's file (a dataset source MLflow can point to);
     a server database has no file, and is named by the `retrain.store` param instead."""
     parsed = sa.engine.make_url(url)

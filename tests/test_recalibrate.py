@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from leadscore.cli.main import app
 from leadscore.demo.generate import generate
 from leadscore.demo.params import DemoParams, DriftParams
-from leadscore.recalibrate import window_rows
+from leadscore.recalibration import window_rows
 from leadscore.settings import get_settings
 
 SHIFT = pd.Timestamp(DriftParams().at)
@@ -299,7 +299,7 @@ def test_outcomes_that_contradict_the_ranking_register_nothing(demo_dir, tmp_pat
 
 
 def test_recalibration_with_a_selection_table_weighs_rows_as_if_repeated(trained):
-    from leadscore.recalibrate import recalibrated
+    from leadscore.recalibration import recalibrated
 
     # given the champion's holdout rows, whose leads came through the handoff policy at propensities 1,
     # 1/2 and 1/20 (a selection table), and the same rows repeated 1, 2 and 20 times

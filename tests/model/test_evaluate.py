@@ -122,7 +122,7 @@ def test_weighted_paired_comparisons_estimate_the_rows_repeated():
 def test_reliability_plots_are_weighted_like_the_ece_beside_them():
     from leadscore.model.evaluate import ece, figures, reliability_points
 
-    from leadscore.recalibrate import reliability_before_after
+    from leadscore.recalibration import reliability_before_after
 
     # given weighted holdout predictions, and the same rows repeated
     p, y, w, dup = _sample(seed=4)
