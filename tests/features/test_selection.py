@@ -156,8 +156,9 @@ def test_rows_are_the_policys_hand_overs_and_leads_nobody_looked_at_are_unlabell
     assert label_weights(rows, max_weight=8.0).max() == 8.0
     assert label_weights(pd.DataFrame({"propensity": [0.5, 0.01, np.nan]}), 20.0).tolist() == [2.0, 20.0, 1.0]
     assert label_weights(plain, 20.0) is None
-    # and kept for the drift histograms, L3's rows are flagged unlabelled; L1's and L2's day-1 age row is their
-    # hand-over row, not a second, unlabelled one (their later age rows come after their verdicts: not rows)
+    # and kept for the drift histograms, L3's rows are flagged unlabelled; L1's and L2's day-1 age row is
+    # their hand-over row, not a second, unlabelled one (their later age rows come after their verdicts: not
+    # rows)
     every = training_rows(small_dataset(SELECTION), DEFINITION, keep_unlabelled=True)
     left_out = every[every["unlabelled"]]
     assert sorted(zip(left_out[S.LEAD_ID], left_out["moment"], strict=True)) == [
