@@ -10,8 +10,9 @@ trained_min
 trained_max
 explanation
 
-# MLflow calls PythonModel.load_context when it loads the pyfunc
+# MLflow calls PythonModel.load_context when it loads the pyfunc; FastAPI calls APIRoute.get_route_handler
 load_context
+get_route_handler
 
 # Alembic reads these from each migration script
 revision
@@ -27,12 +28,6 @@ auth_failures
 # read only by the Jinja templates of the sales page (serve/ui/templates)
 by_grade
 acceptance_rate
-
-# asyncio transport and protocol methods, called by the event loop (serve/http.py, tests/serve/test_http.py)
-writelines
-get_extra_info
-pause_reading
-resume_reading
 
 # pytest: module markers, hooks, and fixtures requested only for what they set up
 pytestmark

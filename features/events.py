@@ -36,8 +36,7 @@ from leadscore.features.schema import EVENT_TYPES, PAGE_KINDS
 MAX_LEADS_PER_BATCH: Final = 1 << (63 - TS_BITS)  # lead codes must stay below this in one call
 
 TYPE_CODE: Final = {t: i for i, t in enumerate(EVENT_TYPES)}
-NO_PAGE: Final = -1
-# None (no page) -> NO_PAGE
+# None (no page) -> -1
 PAGE_CODE: Final[dict[str | None, int]] = {p: i - 1 for i, p in enumerate((None, *PAGE_KINDS))}
 # a call with at least twice this many rows runs on several cores, split at lead boundaries (the kernel
 # drops the GIL); fewer rows do not pay for the threads
@@ -51,7 +50,7 @@ class EventArrays:
     lead: Codes  # lead code (an index into the leads of the call)
     ts_ms: Codes  # ms since the Unix epoch, UTC
     type_code: Codes  # index into schema.EVENT_TYPES
-    page_code: Codes  # index into schema.PAGE_KINDS, or NO_PAGE
+    page_code: Codes  # index into schema.PAGE_KINDS, or -1 (no page)
 
 
 def _in_channel(type_name: str, page: str | None, channel: str) -> bool:

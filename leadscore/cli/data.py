@@ -69,7 +69,8 @@ def features(
 
     from leadscore.features import schema as S
     from leadscore.features.frames import feature_frame
-    from leadscore.features.loading import DataError, load_dataset
+    from leadscore.features.loading import load_dataset
+    from leadscore.features.problems import DataError
 
     moment = utc_moment(as_of)
     try:

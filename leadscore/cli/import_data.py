@@ -19,7 +19,8 @@ def import_data(
     outcomes as feedback (source "import") and score each lead once with the champion (as of the dataset's
     snapshot). Does nothing if those leads are already there, so it is safe to rerun."""
     from leadscore.features import schema as S
-    from leadscore.features.loading import DataError, load_dataset
+    from leadscore.features.loading import load_dataset
+    from leadscore.features.problems import DataError
     from leadscore.serve import db, store
     from leadscore.settings import get_settings
 

@@ -30,7 +30,8 @@ def score(
 ) -> None:
     """Score every lead (created before --as-of) with the same features and reasons as the API."""
 
-    from leadscore.features.loading import DataError, load_dataset
+    from leadscore.features.loading import load_dataset
+    from leadscore.features.problems import DataError
     from leadscore.model.batch import BatchInputError, check_out, score_dataset, score_table
 
     moment = utc_moment(as_of) if as_of is not None else None

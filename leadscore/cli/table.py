@@ -51,7 +51,7 @@ def time_holdout(t: np.ndarray, fraction: float) -> np.ndarray:
 def _time_column(table, column: str) -> pd.Series:
     """UTC timestamps of `column` (ISO-8601 text, or numbers taken as an ordering); problems raise
     DataError."""
-    from leadscore.features.loading import DataError, Problem
+    from leadscore.features.problems import DataError, Problem
 
     col = table.frame[column]
     kind = table.columns[column].kind
@@ -128,9 +128,10 @@ def table(
     register: Annotated[bool, typer.Option(help="Register the model in the MLflow registry.")] = True,
 ) -> None:
     """Audit a flat CRM export for leaks, then train, evaluate and register a model on it."""
+    from leadscore.features.cells import DEFAULT_MISSING
     from leadscore.features.leakage import audit_table, summary_lines
-    from leadscore.features.loading import DataError
-    from leadscore.features.table import DEFAULT_MISSING, read_table
+    from leadscore.features.problems import DataError
+    from leadscore.features.table import read_table
     from leadscore.model import tracking
     from leadscore.model.train import ModelChoice, NotEnoughData, TrainConfig, fit_models
 

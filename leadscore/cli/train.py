@@ -28,7 +28,8 @@ def train(
     ] = False,
 ) -> None:
     """Train, evaluate and register a model from event data."""
-    from leadscore.features.loading import DataError, load_dataset
+    from leadscore.features.loading import load_dataset
+    from leadscore.features.problems import DataError
     from leadscore.model import tracking
     from leadscore.model.policy import PolicyKind
     from leadscore.model.train import ModelChoice, NotEnoughData, TrainConfig
