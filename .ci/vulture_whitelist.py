@@ -22,9 +22,6 @@ depends_on
 upgrade
 downgrade
 
-# Starlette's app.state: written as an attribute, read as an item (serve/auth.py)
-auth_failures
-
 # read only by the Jinja templates of the sales page (serve/ui/templates)
 by_grade
 acceptance_rate
