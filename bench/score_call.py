@@ -22,10 +22,11 @@ def ensure_model(family: str) -> Path:
     path = CACHE / f"model-{family}"
     if (path / "spec.json").exists():
         return path
-    from leadscore.demo.generate import generate
     from leadscore.features.loading import load_dataset
     from leadscore.model import persist
     from leadscore.model.train import TrainConfig, train
+
+    from leadscore.demo.generate import generate
 
     data = CACHE / "data"
     if not (data / "dataset.json").exists():

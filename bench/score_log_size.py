@@ -26,8 +26,8 @@ def scored_rows(n: int) -> list[dict]:
     from leadscore.features import schema as S
     from leadscore.features.live import lead_features, to_ms
     from leadscore.features.loading import load_dataset
+    from leadscore.model.inputs import feature_snapshots
     from leadscore.model.train import TrainConfig, train
-    from leadscore.serve.scoring import feature_snapshots
 
     from leadscore.demo.generate import generate
 

@@ -16,13 +16,11 @@ instead, one row per lead (`info["flat"]` holds the column kinds and missing mar
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
 from leadscore.features import schema as S
-from leadscore.features.live import lead_features, to_ms
 from leadscore.model import persist
 from leadscore.model.scoring import ScoringModel
 from mlflow.models import infer_signature
@@ -38,17 +36,7 @@ class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
         self.model: ScoringModel = persist.load(Path(context.artifacts[BUNDLE]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        if self.model.info.get("input") == "flat":  # trained by `leadscore table`: one export row per lead
-            from leadscore.features.table import flat_values
-
-            values, ids = flat_values(model_input, self.model.info["flat"])
-            results = self.model.results(values, ids)
-        else:
-            leads = frame_to_leads(model_input)
-            now = to_ms(datetime.now(UTC))
-            as_of = [to_ms(lead["as_of"]) if lead.get("as_of") else now for lead in leads]
-            values = lead_features(leads, as_of)
-            results = self.model.results(values, [lead[S.LEAD_ID] for lead in leads])
+        results = self.model.score(model_input).results  # as of each row's `as_of`, else now
         return pd.DataFrame(
             {
                 "lead_id": [r["lead_id"] for r in results],
@@ -61,18 +49,6 @@ class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
                 "out_of_range": [json.dumps(r.get("out_of_range") or []) for r in results],
             }
         )
-
-
-def frame_to_leads(df: pd.DataFrame) -> list[dict]:
-    leads = []
-    for rec in df.to_dict(orient="records"):
-        events = rec.get("events")
-        if isinstance(events, str):
-            events = json.loads(events) if events else []
-        lead = {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
-        lead["events"] = events or []
-        leads.append(lead)
-    return leads
 
 
 def example_frame(example_body: dict) -> pd.DataFrame:

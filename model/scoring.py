@@ -8,7 +8,8 @@ serves a single live request, a batch of a million leads and the MLflow pyfunc.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import numpy as np
 from leadscore.features.labels import QualifiedDefinition
@@ -16,6 +17,7 @@ from leadscore.model.boosted import CompiledTrees
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
 from leadscore.model.exploration import NONE, Exploration, handoff
+from leadscore.model.inputs import Leads, feature_snapshots, lead_values
 from leadscore.model.policy import HandoffPolicy
 from leadscore.model.ranges import Checks
 from leadscore.model.reasons import SentenceCache, display_value, top_reason_dicts
@@ -37,6 +39,20 @@ class Explained:
     @property
     def probability(self) -> np.ndarray:
         return sigmoid(self.logit)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What `ScoringModel.score` gives: one API result per lead, in the order sent, with the moment each
+    was scored as of and the features the model was given (`snapshots`: as the score log keeps them)."""
+
+    results: list[dict[str, Any]]
+    as_of: list[Any]
+    values: dict[str, np.ndarray]
+    features: tuple[str, ...]
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        return feature_snapshots(self.values, self.features)
 
 
 @dataclass
@@ -109,6 +125,41 @@ class ScoringModel:
         """(handed over, explored, propensity) of leads scored `p` under this model's policy and
         `exploration` (`model.exploration.handoff`)."""
         return handoff(p, lead_ids, self.policy, exploration)
+
+    def score(
+        self,
+        leads: Leads,
+        as_of: datetime | str | None = None,
+        *,
+        explain_full: bool = False,
+        exploration: Exploration = NONE,
+    ) -> Scored:
+        """The one way leads are scored (the API, `leadscore import`, the pyfunc, the smoke test).
+
+        `leads`: lead mappings (`lead_id`, `created_at`, `attributes`, `events`, optionally their own
+        `as_of`) or a frame of them (the pyfunc's input; a flat model's export rows). Each lead is scored
+        as of its own `as_of`, else `as_of` (default: now), on the live feature path (`model.inputs`)."""
+        moment = datetime.now(UTC) if as_of is None else as_of
+        lv = lead_values(leads, moment, self.info.get("flat") if self.info.get("input") == "flat" else None)
+        results = self.results(lv.values, lv.lead_ids, explain_full=explain_full, exploration=exploration)
+        return Scored(results, lv.as_of, lv.values, self.encoder.features)
+
+    def smoke_test(self) -> None:
+        """Score this model's own example lead with the whole path (features, reasons, sentences,
+        insight): refuse (ValueError) a model whose output is not a sane probability, whose explanation
+        does not add up or that cannot give reasons; a served model is then warm (numba kernels compiled)."""
+        example = (self.info.get("example") or {}).get("leads")
+        if not example:
+            raise ValueError("model has no example to smoke-test with")
+        lead = dict(example[0])
+        lead.setdefault("lead_id", "smoke")
+        result = self.score([lead], lead["created_at"], explain_full=True).results[0]
+        p = result["probability"]
+        if not np.isfinite(p) or not 0 <= p <= 1:
+            raise ValueError(f"smoke score is not a probability: {p}")
+        e = result["explanation"]
+        if not np.isclose(e["base"] + sum(e["contributions"].values()), e["logit"], rtol=0, atol=1e-6):
+            raise ValueError("explanation does not add up to the model output")
 
     def results(
         self,

@@ -13,8 +13,6 @@ import logging
 import threading
 from dataclasses import dataclass
 
-import numpy as np
-from leadscore.features.live import lead_features, to_ms
 from leadscore.model import registry
 from leadscore.model.scoring import ScoringModel
 
@@ -71,7 +69,7 @@ class ModelHolder:
                     else f"models:/{self.uri.removeprefix('models:/').partition('@')[0]}/{target}"
                 )
                 candidate.version = target if "@" in self.uri else candidate.version
-                smoke_test(candidate)
+                candidate.smoke_test()
             except Exception as e:  # noqa: BLE001 - any failure refuses the candidate
                 self.refused = target
                 kept = f"; still serving version {self.version}" if self.model is not None else ""
@@ -100,22 +98,3 @@ def _settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-
-
-def smoke_test(model: ScoringModel) -> None:
-    """Score the model's own example; refuse a model whose output is not a sane probability or that cannot
-    give its results with reasons."""
-    example = (model.info.get("example") or {}).get("leads")
-    if not example:
-        raise ValueError("model has no example to smoke-test with")
-    lead = example[0]
-    values = lead_features([lead], [to_ms(lead.get("as_of") or lead["created_at"])])
-    ex = model.explain(values)
-    p = ex.probability
-    if not np.all(np.isfinite(p)) or not np.all((p >= 0) & (p <= 1)):
-        raise ValueError(f"smoke score is not a probability: {p}")
-    if not np.allclose(ex.base + ex.contributions.sum(1), ex.logit, atol=1e-6):
-        raise ValueError("explanation does not add up to the model output")
-    # the whole scoring path once (reasons, sentences, insight): a model that cannot give reasons is
-    # refused, and the first real request finds everything compiled and warm (numba kernels included)
-    model.results(values, [lead.get("lead_id", "smoke")], explain_full=True)

@@ -13,9 +13,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from fastapi import HTTPException
-from leadscore.features.live import lead_features, to_ms
+from leadscore.model.scoring import Scored
 from leadscore.serve import store
 from leadscore.serve.schemas import ScoreRequest
 
@@ -31,16 +30,6 @@ NO_MODEL = (
     "no model is loaded ({why}); train one with `leadscore train` (or promote a version) and the "
     "service picks it up on its next check or on POST /v1/admin/reload"
 )
-
-
-def feature_snapshots(values: dict[str, np.ndarray], names) -> list[dict]:
-    """Each row's features as the score log keeps them: the values the model was given, numbers exactly as
-    computed (NaN is written as null), categories as they were sent."""
-    names = list(names)
-    if names and len(values[names[0]]) == 1:  # one lead: one value per feature, no column lists
-        return [{name: (v.item() if isinstance(v := values[name], np.ndarray) else v[0]) for name in names}]
-    columns = [np.asarray(values[name]).tolist() for name in names]
-    return [dict(zip(names, row, strict=False)) for row in zip(*columns, strict=False)]
 
 
 def current_model(state: ScoringService) -> ScoringModel:
@@ -102,42 +91,40 @@ def score_request(
                 "attributes": attrs,
                 "events": lead.events or (),
             }
-        d["as_of"] = lead.as_of or now
+        if lead.as_of is not None:
+            d["as_of"] = lead.as_of
         leads.append(d)
     if errors:
         status = 422 if any(e["field"].endswith("created_at") for e in errors) else 404
         raise HTTPException(status, errors[:50])
-    as_of = [to_ms(d["as_of"]) for d in leads]
-    values = lead_features(leads, as_of)
-    results = model.results(
-        values, [d["lead_id"] for d in leads], explain_full=explain_full, exploration=state.exploration
-    )
+    scored = model.score(leads, now, explain_full=explain_full, exploration=state.exploration)
+    results = scored.results
     if state.metrics is not None:
         state.metrics.observe_scores(results)
     if state.score_log is not None:  # last: nothing after it can fail, so a request is never logged twice
-        version = model.version
-        state.score_log.put(
-            [
-                {
-                    "lead_id": r["lead_id"],
-                    "scored_at": now,
-                    "as_of": d["as_of"],
-                    "model_version": version,
-                    "probability": r["probability"],
-                    "score": r["score"],
-                    "grade": r["grade"],
-                    "qualified": r["qualified"],
-                    "features": snapshot,
-                    "reasons": r["reasons"],
-                    "propensity": r["propensity"],
-                    "explored": r["explored"],
-                }
-                for r, d, snapshot in zip(
-                    results, leads, feature_snapshots(values, model.encoder.features), strict=False
-                )
-            ]
-        )
+        state.score_log.put(score_log_rows(scored, now, model.version))
     return {"model": {"name": model.name, "version": model.version}, "results": results}
+
+
+def score_log_rows(scored: Scored, scored_at: datetime, version: str | None) -> list[dict]:
+    """The score log's rows of scored leads (the API's and `leadscore import`'s)."""
+    return [
+        {
+            "lead_id": r["lead_id"],
+            "scored_at": scored_at,
+            "as_of": as_of,
+            "model_version": version,
+            "probability": r["probability"],
+            "score": r["score"],
+            "grade": r["grade"],
+            "qualified": r["qualified"],
+            "features": snapshot,
+            "reasons": r["reasons"],
+            "propensity": r["propensity"],
+            "explored": r["explored"],
+        }
+        for r, as_of, snapshot in zip(scored.results, scored.as_of, scored.snapshots(), strict=True)
+    ]
 
 
 class Batcher:

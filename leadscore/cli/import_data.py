@@ -54,9 +54,8 @@ def _import(engine, dataset, leads, settings) -> dict:
     import sqlalchemy as sa
 
     from leadscore.features import schema as S
-    from leadscore.features.live import lead_features, to_ms
     from leadscore.serve import db, store
-    from leadscore.serve.scoring import feature_snapshots
+    from leadscore.serve.scoring import score_log_rows
 
     ids = set(leads[S.LEAD_ID].astype(str))
     snapshot = dataset.snapshot_at.to_pydatetime()
@@ -132,36 +131,15 @@ def _import(engine, dataset, leads, settings) -> dict:
     # when it has one (so the score-log snapshot never holds post-outcome values, which feedback labels),
     # else as of the dataset's snapshot (the moment the export was taken).
     first = out.groupby(out[S.LEAD_ID].astype(str))[S.OUTCOME_AT].min().to_dict() if len(out) else {}
-    moments = [
-        min(first[d["lead_id"]].to_pydatetime(), snapshot) if d["lead_id"] in first else snapshot
-        for d in batch
-    ]
-    as_of = [to_ms(t) for t in moments]
+    for d in batch:
+        d["as_of"] = min(first[d["lead_id"]].to_pydatetime(), snapshot) if d["lead_id"] in first else snapshot
     for start in range(0, len(batch), 1000):
-        part = batch[start : start + 1000]
-        values = lead_features(part, as_of[start : start + 1000])
-        results = model.results(values, [d["lead_id"] for d in part], exploration=settings.exploration())
-        names = model.encoder.features
-        rows = [
-            {
-                "lead_id": r["lead_id"],
-                "scored_at": now,
-                "as_of": moments[start + i],
-                "model_version": version,
-                "probability": r["probability"],
-                "score": r["score"],
-                "grade": r["grade"],
-                "qualified": r["qualified"],
-                "features": features,
-                "reasons": r["reasons"],
-                "propensity": r["propensity"],
-                "explored": r["explored"],
-            }
-            for i, (r, features) in enumerate(zip(results, feature_snapshots(values, names), strict=False))
-        ]
+        scored_part = model.score(batch[start : start + 1000], exploration=settings.exploration())
         with engine.begin() as conn:  # the service's own score-log insert (one transaction per part)
-            store.insert_score_log(conn, [store.score_log_row(r) for r in rows])
-        scored += len(rows)
+            store.insert_score_log(
+                conn, [store.score_log_row(r) for r in score_log_rows(scored_part, now, version)]
+            )
+        scored += len(scored_part.results)
     return {
         "leads": len(lead_rows),
         "events": len(event_rows),

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from leadscore.features import schema as S
 from leadscore.features.labels import as_of_moments
 from leadscore.features.live import lead_features, to_ms
+from leadscore.model.inputs import feature_snapshots
 from leadscore.serve import db, store
-from leadscore.serve.scoring import feature_snapshots
 
 SPAN_DAYS = 240  # leads created in the last SPAN_DAYS before the demo snapshot
 

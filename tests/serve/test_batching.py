@@ -126,10 +126,10 @@ def test_a_request_that_fails_in_a_batch_fails_alone_and_a_swapped_model_is_batc
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def results(self, values, lead_ids, explain_full=False, exploration=NONE):
-            if "boom" in lead_ids:
+        def score(self, leads, as_of=None, explain_full=False, exploration=NONE):
+            if any(lead["lead_id"] == "boom" for lead in leads):
                 raise ValueError("boom")
-            return real.results(values, lead_ids, explain_full=explain_full, exploration=exploration)
+            return real.score(leads, as_of, explain_full=explain_full, exploration=exploration)
 
     fragile = Fragile()
     state = SimpleNamespace(metrics=Metrics(), score_log=None, settings=None, engine=None, exploration=NONE)
