@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -46,9 +47,17 @@ class Encoder:
             vocab[name] = tuple(sorted(kept))
         return cls(features=tuple(features), categorical=tuple(categorical), vocab=vocab)
 
-    @property
+    @cached_property
     def categorical_mask(self) -> np.ndarray:
         return np.array([f in self.categorical for f in self.features], dtype=bool)
+
+    @cached_property
+    def _plan(self) -> tuple[tuple[str, dict[str, int] | None], ...]:
+        """(feature, its value -> code lookup; None for a number), built once per encoder."""
+        return tuple(
+            (name, {v: i + 2 for i, v in enumerate(self.vocab[name])} if name in self.vocab else None)
+            for name in self.features
+        )
 
     def n_codes(self, name: str) -> int:
         return len(self.vocab[name]) + 2
@@ -59,18 +68,26 @@ class Encoder:
         return "other" if code == OTHER else self.vocab[name][code - 2]
 
     def transform(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
-        n = len(next(iter(values.values())))
-        X = np.empty((n, len(self.features)), dtype=np.float64)
-        for j, name in enumerate(self.features):
-            col = values[name]
-            if name in self.vocab:
-                # the rule below is applied once per distinct value, then gathered by code
-                lookup = {v: i + 2 for i, v in enumerate(self.vocab[name])}
-                codes, uniques = pd.factorize(np.asarray(col, dtype=object), use_na_sentinel=True)
-                per_value = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in uniques]
-                X[:, j] = np.asarray(per_value + [MISSING], dtype=np.float64)[codes]
+        """The (rows, features) float64 matrix of `values`: codes for categories, numbers as they are.
+
+        One lead (a live request) is converted as one Python row in one call; more rows column by column,
+        categories through the lookups built once (`_plan`)."""
+        plan = self._plan
+        n = len(values[self.features[0]]) if self.features else 0
+        if n == 1:
+            row = [
+                values[name][0]
+                if lookup is None
+                else (lookup.get(v, OTHER) if isinstance(v := values[name][0], str) else MISSING)
+                for name, lookup in plan
+            ]
+            return np.array([row], dtype=np.float64)
+        X = np.empty((n, len(plan)), dtype=np.float64)
+        for j, (name, lookup) in enumerate(plan):
+            if lookup is None:
+                X[:, j] = values[name]
             else:
-                X[:, j] = np.asarray(col, dtype=np.float64)
+                X[:, j] = [lookup.get(v, OTHER) if isinstance(v, str) else MISSING for v in values[name]]
         return X
 
     def to_dict(self) -> dict:

@@ -9,9 +9,11 @@ feature's coefficients, so contributions are exact by construction and read as p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from leadscore.model.encoding import Encoder
+from numba import njit
 from sklearn.linear_model import LogisticRegression
 
 MAX_BINS = 8
@@ -94,14 +96,33 @@ class Scorecard:
         rows = np.repeat(np.arange(n), len(bins))
         return csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(n, int(offsets[-1])))
 
+    @cached_property
+    def _flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(edges padded to one matrix, edge counts, table offsets, last bin, all tables in one array):
+        the scorecard as the arrays `_points` reads, built once."""
+        n_edges = np.array([len(e) for e in self.edges], dtype=np.int64)
+        edges = np.zeros((len(self.edges), max(int(n_edges.max(initial=0)), 1)))
+        for j, e in enumerate(self.edges):
+            edges[j, : len(e)] = e
+        sizes = np.array([len(t) for t in self.tables], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        flat = np.concatenate(self.tables).astype(np.float64) if self.tables else np.empty(0)
+        return edges, n_edges, offsets, sizes - 1, flat
+
     def contributions(self, X: np.ndarray, encoder: Encoder) -> tuple[float, np.ndarray]:
         """(base, C) in raw log-odds: base + C.sum(1) is the scorecard's output for each row."""
-        cat = encoder.categorical_mask
-        bins = self._bins(X, self.edges, cat)
+        edges, n_edges, offsets, last, flat = self._flat
         C = np.empty(X.shape, dtype=np.float64)
-        for j, b in enumerate(bins):
-            table = self.tables[j]
-            C[:, j] = table[np.clip(b, 0, len(table) - 1)]
+        _points(
+            np.ascontiguousarray(X, dtype=np.float64),
+            encoder.categorical_mask,
+            edges,
+            n_edges,
+            offsets,
+            last,
+            flat,
+            C,
+        )
         return self.base, C
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -123,3 +144,24 @@ class Scorecard:
                     f"edges {e.shape} {e.dtype})"
                 )
         return cls(edges=edges, tables=tables, base=float(arrays["scorecard_base"][0]))
+
+
+@njit(cache=True, nogil=True)
+def _points(X, is_cat, edges, n_edges, offsets, last, flat, C):  # pragma: no cover - compiled
+    """C[i, j] = the points of feature j at X[i, j]: the table entry of a category's code or, for a number,
+    of its bin: the count of its edges <= x (== searchsorted(edges, x, "right")), NaN in the bin after the
+    last; bins clipped to the table."""
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            x = X[i, j]
+            if is_cat[j]:
+                b = np.int64(x)
+            elif np.isnan(x):
+                b = n_edges[j] + 1
+            else:
+                b = 0
+                for e in range(n_edges[j]):
+                    if edges[j, e] <= x:
+                        b += 1
+            b = min(max(b, 0), last[j])
+            C[i, j] = flat[offsets[j] + b]

@@ -22,7 +22,6 @@ from leadscore.model.policy import HandoffPolicy
 from leadscore.model.ranges import Checks
 from leadscore.model.reasons import SentenceCache, display_value, top_reason_dicts
 from leadscore.model.scorecard import Scorecard
-from numba import njit
 
 Family = Literal["scorecard", "boosted"]
 
@@ -73,21 +72,11 @@ class ScoringModel:
         return self.explainer.contributions(X)
 
     def explain(self, values: dict[str, np.ndarray]) -> Explained:
-        """Features (name -> one value per row) to exact calibrated contributions.
-
-        The encoder's lookups and the scorecard's bin edges and points are compiled once per model into
-        flat arrays (`_Compiled`) and the points are looked up by one compiled loop, so one live lead costs a
-        handful of numpy calls instead of a few per feature; the numbers are those of `Encoder.transform` +
-        `raw` bit for bit (tests/serve/test_fast_path).
-        """
-        compiled = self.__dict__.get("_compiled")
-        if compiled is None:
-            compiled = self.__dict__["_compiled"] = _Compiled(self)
-        X = compiled.transform(values)
-        if compiled.scorecard is not None:
-            base_raw, C_raw = compiled.scorecard_contributions(X)
-        else:
-            base_raw, C_raw = self.raw(X)
+        """Features (name -> one value per row) to exact calibrated contributions: the encoder (its lookups
+        built once), the family's explainer (scorecard points or tree paths, each one compiled loop over
+        arrays built once per model), then the Platt calibration."""
+        X = self.encoder.transform(values)
+        base_raw, C_raw = self.raw(X)
         a, b = self.calibration.a, self.calibration.b
         C = a * C_raw
         base = a * base_raw + b
@@ -115,10 +104,7 @@ class ScoringModel:
 
     def out_of_range(self, values: dict[str, np.ndarray]) -> list[list[dict]]:
         """Per row, the values outside the range this model learned from (the API's `out_of_range`)."""
-        compiled = self.__dict__.get("_compiled")
-        if compiled is None:
-            compiled = self.__dict__["_compiled"] = _Compiled(self)
-        X = compiled.transform(values)
+        X = self.encoder.transform(values)
         return self.checks.flags(X, self.checks.outside(X), self.display)
 
     def handoff(self, p: np.ndarray, lead_ids, exploration: Exploration = NONE):
@@ -251,92 +237,3 @@ class ScoringModel:
             f"Leads with {label} {value.replace('_', ' ')} qualify at {rate * 100:.0f} % "
             f"against {overall * 100:.0f} % overall"
         )
-
-
-@njit(cache=True, nogil=True)
-def _scorecard_rows(X, is_cat, edges, n_edges, offsets, last, flat, C):  # pragma: no cover - compiled
-    """C[i, j] = the scorecard's points of feature j at X[i, j]: a category's code, or for a number the count
-    of its bin edges <= x (== searchsorted(edges, x, "right")), NaN in the bin after the last; bins clipped
-    to the table, as `Scorecard.contributions` does."""
-    for i in range(X.shape[0]):
-        for j in range(X.shape[1]):
-            x = X[i, j]
-            if is_cat[j]:
-                b = np.int64(x)
-            elif np.isnan(x):
-                b = n_edges[j] + 1
-            else:
-                b = 0
-                for e in range(n_edges[j]):
-                    if edges[j, e] <= x:
-                        b += 1
-            b = min(max(b, 0), last[j])
-            C[i, j] = flat[offsets[j] + b]
-
-
-class _Compiled:
-    """A model's encoder and scorecard as flat arrays (built once per loaded model)."""
-
-    def __init__(self, model: ScoringModel):
-        enc = model.encoder
-        self.features = enc.features
-        self.lookups = {name: {v: i + 2 for i, v in enumerate(enc.vocab[name])} for name in enc.vocab}
-        self.categorical = [
-            (j, name, self.lookups[name]) for j, name in enumerate(self.features) if name in self.lookups
-        ]
-        self.numeric = [name for name in self.features if name not in self.lookups]
-        self.num_cols = np.array(
-            [j for j, name in enumerate(self.features) if name not in self.lookups], dtype=np.int64
-        )
-        self.plan = [(name, self.lookups.get(name)) for name in self.features]  # lookup None: a number
-        self.scorecard = model.explainer if isinstance(model.explainer, Scorecard) else None
-        if self.scorecard is None:
-            return
-        sc = self.scorecard
-        self.is_cat = np.asarray(enc.categorical_mask, dtype=np.bool_)
-        self.n_edges = np.array(
-            [0 if self.is_cat[j] else len(sc.edges[j]) for j in range(len(self.features))], dtype=np.int64
-        )
-        self.edges = np.zeros((len(self.features), max(int(self.n_edges.max(initial=0)), 1)))
-        for j in range(len(self.features)):
-            self.edges[j, : self.n_edges[j]] = sc.edges[j][: self.n_edges[j]]
-        sizes = np.array([len(t) for t in sc.tables], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.last = sizes - 1
-        self.flat = np.concatenate(sc.tables).astype(np.float64)
-
-    def transform(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        """`Encoder.transform`, with the category lookups built once and the numbers copied in one go."""
-        n = len(values[self.features[0]]) if self.features else 0
-        MISSING, OTHER = 0, 1
-        if n == 1:  # a live request's lead: one Python list, one conversion
-            return np.array(
-                [
-                    [
-                        values[name][0]
-                        if lookup is None
-                        else (lookup.get(v, OTHER) if isinstance(v := values[name][0], str) else MISSING)
-                        for name, lookup in self.plan
-                    ]
-                ],
-                dtype=np.float64,
-            )
-        X = np.empty((n, len(self.features)), dtype=np.float64)
-        for j, name, lookup in self.categorical:
-            X[:, j] = [MISSING if not isinstance(v, str) else lookup.get(v, OTHER) for v in values[name]]
-        if n > 256:  # many rows: column by column (no stacked copy of every number)
-            for j, name in zip(self.num_cols.tolist(), self.numeric, strict=False):
-                X[:, j] = values[name]
-        elif self.numeric:
-            X[:, self.num_cols] = (
-                np.array([values[name] for name in self.numeric], dtype=np.float64)
-                .reshape(len(self.numeric), n)
-                .T
-            )
-        return X
-
-    def scorecard_contributions(self, X: np.ndarray) -> tuple[float, np.ndarray]:
-        """`Scorecard.contributions`, compiled (`_scorecard_rows`)."""
-        C = np.empty(X.shape, dtype=np.float64)
-        _scorecard_rows(X, self.is_cat, self.edges, self.n_edges, self.offsets, self.last, self.flat, C)
-        return self.scorecard.base, C
