@@ -48,47 +48,6 @@ class BatchSummary:
     n_qualified: int
 
 
-def _insights(model: ScoringModel, values: dict[str, np.ndarray], n: int) -> np.ndarray:
-    """`ScoringModel.insight` for every row: the categorical value whose qualification rate is furthest
-    (beyond 1.5x either way) from the overall rate, as one sentence; null when there is none."""
-    ins = model.info.get("insights") or {}
-    overall = ins.get("overall")
-    best = np.zeros(n)
-    text = np.full(n, None, dtype=object)
-    if not overall:
-        return text
-    threshold = np.log(1.5)
-    for feature, rates in (ins.get("by_value") or {}).items():
-        if feature not in values or not rates:
-            continue
-        # per distinct value, then gathered by code: no Python call per row
-        codes, uniques = pd.factorize(np.asarray(values[feature], dtype=object), use_na_sentinel=True)
-        rate = np.array(
-            [r if isinstance(u, str) and (r := rates.get(u)) is not None else np.nan for u in uniques]
-            + [np.nan],
-            dtype=float,
-        )[codes]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            strength = np.abs(np.log(rate / overall))
-        better = (strength > threshold) & (strength > best) & ~np.isnan(strength)
-        if not better.any():
-            continue
-        best = np.where(better, strength, best)
-        label = feature.replace("_", " ")
-        sentences = {
-            v: (
-                f"Leads with {label} {v.replace('_', ' ')} qualify at {r * 100:.0f} % "
-                f"against {overall * 100:.0f} % overall"
-            )
-            for v, r in rates.items()
-        }
-        per_value = np.array(
-            [sentences.get(u) if isinstance(u, str) else None for u in uniques] + [None], dtype=object
-        )
-        text[better] = per_value[codes[better]]
-    return text
-
-
 def score_chunk(
     model: ScoringModel,
     values: dict[str, np.ndarray],
@@ -113,7 +72,7 @@ def score_chunk(
         "qualified": pa.array(handed),
         "explored": pa.array(explored),
         "propensity": pa.array(propensity, pa.float64()),
-        "insight": pa.array(_insights(model, values, n), pa.string()),
+        "insight": pa.array(model.insights.of(values, n), pa.string()),
     }
     names = model.encoder.features
     checks = model.checks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -18,6 +19,7 @@ from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
 from leadscore.model.exploration import NONE, Exploration, handoff
 from leadscore.model.inputs import Leads, feature_snapshots, lead_values
+from leadscore.model.insights import Insights
 from leadscore.model.policy import HandoffPolicy
 from leadscore.model.ranges import Checks
 from leadscore.model.reasons import SentenceCache, display_value, top_reason_dicts
@@ -82,21 +84,20 @@ class ScoringModel:
         base = a * base_raw + b
         return Explained(X=X, base=base, contributions=C, logit=base + C.sum(axis=1))
 
-    @property
+    @cached_property
     def sentences(self) -> SentenceCache:
         """Reason sentences of this model's (feature, value) pairs, rendered once."""
-        cache = self.__dict__.get("_sentences")
-        if cache is None:
-            cache = self.__dict__["_sentences"] = SentenceCache(self.encoder)
-        return cache
+        return SentenceCache(self.encoder)
 
-    @property
+    @cached_property
     def checks(self) -> Checks:
         """This model's training ranges and quiet values as arrays (`model.ranges`), built once."""
-        checks = self.__dict__.get("_checks")
-        if checks is None:
-            checks = self.__dict__["_checks"] = Checks(self.encoder, self.info)
-        return checks
+        return Checks(self.encoder, self.info)
+
+    @cached_property
+    def insights(self) -> Insights:
+        """This model's insights (`model.insights`), each distinct combination decided once."""
+        return Insights(self.info.get("insights"), self.encoder.categorical)
 
     def display(self, j: int, x: float) -> object:
         """Feature j's encoded value x as reasons show it."""
@@ -174,7 +175,7 @@ class ScoringModel:
             hidden=checks.hidden(ex.X, outside),
         )
         flags = checks.flags(ex.X, outside, self.display)
-        insights = self.insights(values, len(p))
+        insights = self.insights.of(values, len(p))
         out = []
         for i, (lead_id, prob) in enumerate(zip(lead_ids, p.tolist(), strict=False)):
             r = {
@@ -199,41 +200,3 @@ class ScoringModel:
                 }
             out.append(r)
         return out
-
-    def insights(self, values: dict[str, np.ndarray], n: int) -> list[str | None]:
-        """`insight` of each row, computed once per distinct combination of the values it looks at."""
-        by_value = (self.info.get("insights") or {}).get("by_value") or {}
-        names = [f for f in by_value if f in values and f in self.encoder.categorical]
-        if not names:
-            return [self.insight({})] * n
-        cols = [values[f] for f in names]
-        seen = self.__dict__.setdefault("_insights", {})  # (values looked at) -> insight, kept across calls
-        if len(seen) > 100_000:
-            seen.clear()
-        out = []
-        for key in zip(*(c.tolist() if isinstance(c, np.ndarray) else list(c) for c in cols), strict=False):
-            text = seen.get(key, seen)
-            if text is seen:
-                text = seen[key] = self.insight(dict(zip(names, key, strict=False)))
-            out.append(text)
-        return out
-
-    def insight(self, raw: dict) -> str | None:
-        """One line of context, e.g. "Leads from finance qualify at 31 % against 12 % overall"."""
-        ins = self.info.get("insights") or {}
-        overall = ins.get("overall")
-        best = None
-        for feature, rates in (ins.get("by_value") or {}).items():
-            value = raw.get(feature)
-            if isinstance(value, str) and value in rates and overall:
-                lift = rates[value] / overall
-                if abs(np.log(lift)) > np.log(1.5) and (best is None or abs(np.log(lift)) > best[0]):
-                    best = (abs(np.log(lift)), feature, value, rates[value])
-        if best is None:
-            return None
-        _, feature, value, rate = best
-        label = feature.replace("_", " ")
-        return (
-            f"Leads with {label} {value.replace('_', ' ')} qualify at {rate * 100:.0f} % "
-            f"against {overall * 100:.0f} % overall"
-        )

@@ -21,6 +21,7 @@ from leadscore.model import drift, evaluate
 from leadscore.model.boosted import BoostedParams, fit_boosted
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
+from leadscore.model.insights import rates
 from leadscore.model.policy import PolicyKind, choose_policy
 from leadscore.model.ranges import training_ranges
 from leadscore.model.scorecard import Scorecard
@@ -113,27 +114,6 @@ def check_enough(y: np.ndarray, what: str) -> list[str]:
             f"only {pos} positive and {neg} negative {what}: metrics will be noisy below {WARN_PER_CLASS}"
         ]
     return []
-
-
-def insights(
-    values: dict[str, np.ndarray],
-    y: np.ndarray,
-    categorical: tuple[str, ...],
-    min_rows: int = 50,
-    weight: np.ndarray | None = None,
-) -> dict:
-    """Qualification rates overall and by categorical value (values with `min_rows` rows); with `weight`,
-    weighted rates (those of all leads, not of the handed-over ones). No weights is every weight 1 (sums of
-    ones and zeros are exact: the plain rates to the bit)."""
-    w = np.ones(len(y)) if weight is None else np.asarray(weight, float)
-    by_value = {}
-    for name in categorical:
-        s = pd.DataFrame({"v": pd.Series(values[name], dtype=object), "wy": w * y, "w": w}).dropna()
-        g = s.groupby("v").agg(wy=("wy", "sum"), w=("w", "sum"), size=("w", "size"))
-        g = g[g["size"] >= min_rows]
-        by_value[name] = {str(k): float(r) for k, r in (g["wy"] / g["w"]).items()}
-    overall = float(np.average(y, weights=w)) if len(y) else float("nan")
-    return {"overall": overall, "by_value": by_value}
 
 
 def label_weights(rows: pd.DataFrame, max_weight: float) -> np.ndarray | None:
@@ -339,7 +319,7 @@ def fit_models(
     info = {
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": {"holdout": metrics},
-        "insights": insights(fit_values, y[fit], categorical, weight=part(fit)),
+        "insights": rates(fit_values, y[fit], categorical, weight=part(fit)),
         # explicit bins and shares of the training rows and the unlabelled ones, for drift monitoring
         # (model.drift, serve.monitoring)
         "distributions": drift.reference(ref_values, categorical, ref_p, policy.grade(ref_p)),

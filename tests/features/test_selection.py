@@ -332,7 +332,7 @@ def test_drift_histograms_and_ranges_describe_every_scored_lead_not_only_the_han
 
 
 def test_insights_weighted_are_those_of_the_rows_repeated_and_weights_of_one_are_none():
-    from leadscore.model.train import insights
+    from leadscore.model.insights import rates as insights
 
     rng = np.random.default_rng(7)
     v = rng.choice(np.array(["web", "event", "partner", None], dtype=object), size=2_000)
