@@ -28,6 +28,7 @@ from leadscore.features import schema as S
 from leadscore.features.frames import iter_feature_chunks
 from leadscore.features.loading import Dataset
 from leadscore.model.exploration import NONE, Exploration
+from leadscore.model.policy import GRADES
 from leadscore.model.reasons import TOP_N, SentenceCache, reason_arrays
 from leadscore.model.scoring import ScoringModel
 
@@ -188,7 +189,7 @@ def _run(
     exploration: Exploration = NONE,
 ) -> BatchSummary:
     writer, sentences = _Writer(out), model.sentences
-    done, n_qualified, grades = 0, 0, dict.fromkeys(("A", "B", "C", "D"), 0)
+    done, n_qualified, grades = 0, 0, dict.fromkeys(GRADES, 0)
     if progress:
         progress(0, total)
     try:

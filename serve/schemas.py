@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired
 
 from leadscore.features import schema as S
+from leadscore.model.policy import Grade
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import TypedDict
 
@@ -179,7 +180,7 @@ class ScoreResult(BaseModel):
     lead_id: str
     probability: float
     score: int
-    grade: Literal["A", "B", "C", "D"]
+    grade: Grade
     qualified: bool = Field(
         description="Hand the lead to sales: its probability is at or above the handoff "
         "threshold, or it was drawn for exploration (`explored`)."

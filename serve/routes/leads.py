@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
+from leadscore.model.policy import Grade
 from leadscore.serve import store
 from leadscore.serve.auth import Reader, Scorer
 from leadscore.serve.deps import Engine, ServiceDep
@@ -115,7 +116,7 @@ def get_lead(lead_id: LeadId, engine: Engine, _: Reader) -> dict[str, Any]:
 def list_leads(
     engine: Engine,
     _: Reader,
-    grade: Literal["A", "B", "C", "D"] | None = None,
+    grade: Grade | None = None,
     since: Timestamp | None = None,
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=1_000_000),

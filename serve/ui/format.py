@@ -15,7 +15,6 @@ from leadscore.serve.routes.leads import TREND_POINTS
 if TYPE_CHECKING:
     from leadscore.model.scoring import ScoringModel
 
-GRADES = ("A", "B", "C", "D")
 OUTCOME_LABELS = {"qualified": "Qualified", "disqualified": "Not qualified", "won": "Won", "lost": "Lost"}
 REASON_LABELS = {
     "bad_fit": "Bad fit",

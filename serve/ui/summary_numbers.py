@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from leadscore.model.policy import GRADES
 from leadscore.serve import store
 from leadscore.serve.ui.queries import ACCEPTED, FB, SL
 
@@ -151,7 +152,7 @@ def summary(engine: sa.Engine, days: int = 90, now: datetime | None = None) -> S
             "qualified": grades[g][1],
             "rate": grades[g][1] / grades[g][0] if grades[g][0] else None,
         }
-        for g in "ABCD"
+        for g in GRADES
     }
     n = sum(matrix.values())
     agree = matrix[(True, True)] + matrix[(False, False)]
