@@ -29,8 +29,10 @@ from leadscore.features.frames import iter_feature_chunks
 from leadscore.features.loading import Dataset
 from leadscore.model.exploration import NONE, Exploration
 from leadscore.model.policy import GRADES
-from leadscore.model.reasons import TOP_N, SentenceCache, reason_arrays
+from leadscore.model.reason_groups import TOP_N
+from leadscore.model.reasons import reason_arrays
 from leadscore.model.scoring import ScoringModel
+from leadscore.model.sentences import SentenceCache
 
 CHUNK_LEADS = 200_000
 FORMATS = (".parquet", ".csv")

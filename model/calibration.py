@@ -19,17 +19,17 @@ class Platt:
 
     @classmethod
     def fit(cls, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Platt:
-        """Least log loss on (raw, y); with `weight`, each row's loss counts `weight` times (inverse-propensity
-        weights: calibrated for all leads, not only the handed-over ones)."""
+        """Least log loss on (raw, y); with `weight`, each row's loss counts `weight` times
+        (inverse-propensity weights: calibrated for all leads, not only the handed-over ones)."""
         raw, y = np.asarray(raw, float), np.asarray(y, float)
         w = None if weight is None else np.asarray(weight, float)
 
-        def loss(p):
+        def loss(p: np.ndarray) -> float:
             z = p[0] * raw + p[1]
             terms = np.logaddexp(0, z) - y * z
-            return np.sum(terms) if w is None else np.sum(w * terms)
+            return float(np.sum(terms) if w is None else np.sum(w * terms))
 
-        def grad(p):
+        def grad(p: np.ndarray) -> np.ndarray:
             z = p[0] * raw + p[1]
             r = 1 / (1 + np.exp(-z)) - y
             if w is not None:

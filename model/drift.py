@@ -5,8 +5,9 @@ At training time `reference` stores, in the model (`info["distributions"]`), exp
 training rows in each: for every numeric feature interior edges at its deciles (repeated values merged)
 plus a bin for missing values; for every categorical feature its most frequent values, one "other" bin and
 one "missing" bin (a category under `MIN_SHARE` of the training rows shares "other": with a few rows
-each, its bin is often empty in a recent sample, which PSI reads as drift); for the score the deciles of the calibrated probability; and the grade mix. Monitoring
-(`serve.monitoring`) bins today's values into the same bins with `proportions` and compares with `psi`.
+each, its bin is often empty in a recent sample, which PSI reads as drift); for the score the deciles of the
+calibrated probability; and the grade mix. Monitoring (`serve.monitoring`) bins today's values into the same
+bins with `proportions` and compares with `psi`.
 Models trained before these bins existed have no `REFERENCE_FORMAT` key: their drift is "unknown".
 """
 
@@ -86,8 +87,8 @@ def merged(spec: dict) -> dict:
 
 def compare(spec: dict, col, n_reference: int) -> dict:
     """How far the values `col` are from training (`spec`, a feature's or the score's entry of `reference`,
-    drawn from `n_reference` rows): the PSI, the PSI that sampling alone stays under in 95 % of samples of that
-    many rows (`noise`), and the bins' labels and shares."""
+    drawn from `n_reference` rows): the PSI, the PSI that sampling alone stays under in 95 % of samples of
+    that many rows (`noise`), and the bins' labels and shares."""
     spec = merged(spec)
     n = len(col)
     recent = proportions(spec, col)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ class Encoder:
                 X[:, j] = [lookup.get(v, OTHER) if isinstance(v, str) else MISSING for v in values[name]]
         return X
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "features": list(self.features),
             "categorical": list(self.categorical),
@@ -98,7 +99,7 @@ class Encoder:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> Encoder:
+    def from_dict(cls, d: dict[str, Any]) -> Encoder:
         return cls(
             tuple(d["features"]), tuple(d["categorical"]), {k: tuple(v) for k, v in d["vocab"].items()}
         )

@@ -176,8 +176,9 @@ def feature_label(name: str) -> str:
 
 
 def reasons_summary(contributions: np.ndarray, features: tuple[str, ...]) -> pd.DataFrame:
-    """One row per feature (index: its label, `feature_label`), most important first: family, mean |contribution|,
-    mean of the positive and of the negative contributions (log-odds) and the mean contribution."""
+    """One row per feature (index: its label, `feature_label`), most important first: family,
+    mean |contribution|, mean of the positive and of the negative contributions (log-odds) and the mean
+    contribution."""
     C = np.asarray(contributions, float)
     out = pd.DataFrame(
         {
@@ -299,7 +300,8 @@ def paired_bootstrap_ece(
 def clustered_covariance(x: np.ndarray, groups: np.ndarray | None = None):
     """The covariance of the column sums of `x` (rows, or rows x columns) when the rows of one group are
     dependent and groups independent: C'C with C the per-group sums of `x` (every row its own group without
-    `groups`). With residuals as `x`, the cluster-robust (sandwich) variance of their sum; a scalar for a vector."""
+    `groups`). With residuals as `x`, the cluster-robust (sandwich) variance of their sum; a scalar for a
+    vector."""
     x = np.asarray(x, float)
     if groups is not None:
         frame = pd.Series(x) if x.ndim == 1 else pd.DataFrame(x)

@@ -15,12 +15,17 @@ the MLflow pyfunc all go through it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 MAX_SHARE = 0.5  # beyond it, "exploration" is a second policy, not a correction of the first
 _SCALE = float(2**64)
+
+if TYPE_CHECKING:
+    from leadscore.model.policy import HandoffPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +44,7 @@ class Exploration:
 NONE = Exploration()
 
 
-def uniform(lead_ids, seed: int) -> np.ndarray:
+def uniform(lead_ids: Iterable[object], seed: int) -> np.ndarray:
     """Each lead's draw in [0, 1): the first 8 bytes of BLAKE2b("seed|lead_id"), the same in every process,
     platform and version (no Python `hash`, which is salted per process)."""
     prefix = f"{int(seed)}|".encode()
@@ -55,7 +60,7 @@ def uniform(lead_ids, seed: int) -> np.ndarray:
     )
 
 
-def explored(lead_ids, share: float, seed: int) -> np.ndarray:
+def explored(lead_ids: Sequence[object] | np.ndarray, share: float, seed: int) -> np.ndarray:
     """True for the leads drawn for exploration (whatever their score): uniform(id, seed) < share."""
     if share <= 0:
         return np.zeros(len(lead_ids), dtype=bool)
@@ -71,7 +76,10 @@ def propensity(above: np.ndarray, share: float) -> np.ndarray:
 
 
 def handoff(
-    p, lead_ids, policy, exploration: Exploration = NONE
+    p: np.ndarray,
+    lead_ids: Sequence[object] | np.ndarray,
+    policy: HandoffPolicy,
+    exploration: Exploration = NONE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(handed over, explored, propensity) per lead under `policy` (a `HandoffPolicy`: its `qualified` says
     who is at or above the threshold). Handed over = at or above the threshold, or below it and drawn for

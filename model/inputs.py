@@ -13,14 +13,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 from leadscore.features import schema as S
 from leadscore.features.live import lead_features, to_ms
 
-Leads = Sequence[Mapping[str, Any]] | pd.DataFrame
+Leads: TypeAlias = Sequence[Mapping[str, Any]] | pd.DataFrame
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from leadscore.features.labels import QualifiedDefinition
@@ -33,7 +34,7 @@ TRUSTED_TYPES = (
 )
 
 
-def save(model: ScoringModel, path: Path, estimator=None) -> Path:
+def save(model: ScoringModel, path: Path, estimator: object = None) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -47,7 +48,7 @@ def save(model: ScoringModel, path: Path, estimator=None) -> Path:
         "info": model.info,
     }
     (path / "spec.json").write_text(json.dumps(spec, indent=1, default=_json_default))
-    np.savez(path / "arrays.npz", **model.explainer.to_arrays())
+    np.savez(path / "arrays.npz", allow_pickle=False, **model.explainer.to_arrays())
     if estimator is not None:
         import skops.io as sio
 
@@ -103,7 +104,7 @@ def load(path: Path, expected_sha256: str | None = None) -> ScoringModel:
     )
 
 
-def load_estimator(path: Path):
+def load_estimator(path: Path) -> Any:
     """The fitted scikit-learn estimator, loaded by skops with exactly `TRUSTED_TYPES` trusted."""
     import skops.io as sio
 
@@ -114,7 +115,7 @@ def load_estimator(path: Path):
     return sio.load(file, trusted=list(TRUSTED_TYPES))
 
 
-def _json_default(o):
+def _json_default(o: object) -> object:
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

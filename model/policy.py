@@ -8,7 +8,7 @@ B = above the average qualification rate; C = above a third of it (nurture); D =
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -44,13 +44,13 @@ class HandoffPolicy:
         """At or above the handoff threshold (before exploration: model.exploration.handoff)."""
         return np.asarray(p) >= self.threshold
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["grade_cutoffs"] = list(self.grade_cutoffs)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> HandoffPolicy:
+    def from_dict(cls, d: dict[str, Any]) -> HandoffPolicy:
         return cls(**{**d, "grade_cutoffs": tuple(d["grade_cutoffs"])})
 
 

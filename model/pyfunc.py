@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
@@ -24,6 +25,8 @@ from leadscore.features import schema as S
 from leadscore.model import persist
 from leadscore.model.scoring import ScoringModel
 from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 INPUT_COLUMNS = (S.LEAD_ID, S.CREATED_AT, *S.LEAD_ATTRIBUTES, "events", "as_of")
 CODE_PATH = Path(__file__).with_name("pyfunc_code.py")
@@ -31,11 +34,16 @@ BUNDLE = "bundle"  # the artifact's name; MLflow stores it at artifacts/bundle i
 BUNDLE_SHA256 = "bundle_sha256"  # MLmodel metadata key and model-version tag
 
 
-class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
-    def load_context(self, context) -> None:
+class LeadscorePyfunc(PythonModel):
+    def load_context(self, context: PythonModelContext) -> None:
         self.model: ScoringModel = persist.load(Path(context.artifacts[BUNDLE]))
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+    def predict(
+        self,
+        context: PythonModelContext | None,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
         results = self.model.score(model_input).results  # as of each row's `as_of`, else now
         return pd.DataFrame(
             {
@@ -51,8 +59,9 @@ class LeadscorePyfunc(mlflow.pyfunc.PythonModel):
         )
 
 
-def example_frame(example_body: dict) -> pd.DataFrame:
-    """The pyfunc input equivalent of an API example body (see `serve`), or of a flat example {"rows": [...]}."""
+def example_frame(example_body: dict[str, Any]) -> pd.DataFrame:
+    """The pyfunc input equivalent of an API example body (see `serve`), or of a flat example
+    {"rows": [...]}."""
     if "rows" in example_body:
         return pd.DataFrame(example_body["rows"])
     rows = []
@@ -65,7 +74,9 @@ def example_frame(example_body: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(INPUT_COLUMNS))
 
 
-def log_model(model: ScoringModel, workdir: Path, estimator=None, pip_requirements: list[str] | None = None):
+def log_model(
+    model: ScoringModel, workdir: Path, estimator: object = None, pip_requirements: list[str] | None = None
+) -> tuple[ModelInfo, str]:
     """Log `model` into the active run as the pyfunc `model` (models-from-code, no pickle); return
     `(ModelInfo, bundle_sha256)`. `workdir` is a scratch folder for the bundle."""
     bundle = persist.save(model, Path(workdir) / BUNDLE, estimator=estimator)

@@ -8,12 +8,14 @@ feature's coefficients, so contributions are exact by construction and read as p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 from leadscore.model.encoding import Encoder
 from numba import njit
+from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
 
 MAX_BINS = 8
@@ -55,10 +57,10 @@ class Scorecard:
         """Fit on (X, y); `sample_weight` (inverse-propensity weights) weights each row's loss and the
         average the points are centred on, so points read against the population's average lead."""
         cat = encoder.categorical_mask
-        edges = []
+        found: list[np.ndarray] = []
         for j in range(X.shape[1]):
             if cat[j]:
-                edges.append(np.empty(0))
+                found.append(np.empty(0))
                 continue
             col = X[:, j][~np.isnan(X[:, j])]
             qs = (
@@ -66,8 +68,8 @@ class Scorecard:
                 if len(col)
                 else np.empty(0)
             )
-            edges.append(qs)
-        edges = tuple(edges)
+            found.append(qs)
+        edges = tuple(found)
         sizes = [cls._n_bins(e, cat[j], encoder, encoder.features[j]) for j, e in enumerate(edges)]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         design = cls._design(cls._bins(X, edges, cat), offsets)
@@ -88,9 +90,7 @@ class Scorecard:
         return cls(edges=edges, tables=tuple(tables), base=base, estimator=lr)
 
     @staticmethod
-    def _design(bins: list[np.ndarray], offsets: np.ndarray):
-        from scipy.sparse import csr_matrix
-
+    def _design(bins: list[np.ndarray], offsets: np.ndarray) -> csr_matrix:
         n = len(bins[0])
         cols = np.stack([b + offsets[j] for j, b in enumerate(bins)], axis=1).ravel()
         rows = np.repeat(np.arange(n), len(bins))
@@ -133,7 +133,7 @@ class Scorecard:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays, n_features: int) -> Scorecard:
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], n_features: int) -> Scorecard:
         edges = tuple(arrays[f"scorecard_edges_{j}"] for j in range(n_features))
         tables = tuple(arrays[f"scorecard_table_{j}"] for j in range(n_features))
         # the compiled lookup clips a bin to its table's last entry: an empty table would read before it
@@ -147,7 +147,16 @@ class Scorecard:
 
 
 @njit(cache=True, nogil=True)
-def _points(X, is_cat, edges, n_edges, offsets, last, flat, C):  # pragma: no cover - compiled
+def _points(  # pragma: no cover - compiled
+    X: np.ndarray,
+    is_cat: np.ndarray,
+    edges: np.ndarray,
+    n_edges: np.ndarray,
+    offsets: np.ndarray,
+    last: np.ndarray,
+    flat: np.ndarray,
+    C: np.ndarray,
+) -> None:
     """C[i, j] = the points of feature j at X[i, j]: the table entry of a category's code or, for a number,
     of its bin: the count of its edges <= x (== searchsorted(edges, x, "right")), NaN in the bin after the
     last; bins clipped to the table."""
@@ -155,7 +164,7 @@ def _points(X, is_cat, edges, n_edges, offsets, last, flat, C):  # pragma: no co
         for j in range(X.shape[1]):
             x = X[i, j]
             if is_cat[j]:
-                b = np.int64(x)
+                b = int(x)
             elif np.isnan(x):
                 b = n_edges[j] + 1
             else:

@@ -7,6 +7,7 @@ serves a single live request, a batch of a million leads and the MLflow pyfunc.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -22,8 +23,9 @@ from leadscore.model.inputs import Leads, feature_snapshots, lead_values
 from leadscore.model.insights import Insights
 from leadscore.model.policy import HandoffPolicy
 from leadscore.model.ranges import Checks
-from leadscore.model.reasons import SentenceCache, display_value, top_reason_dicts
+from leadscore.model.reasons import top_reasons
 from leadscore.model.scorecard import Scorecard
+from leadscore.model.sentences import SentenceCache, display_value
 
 Family = Literal["scorecard", "boosted"]
 
@@ -64,7 +66,9 @@ class ScoringModel:
     calibration: Platt
     policy: HandoffPolicy
     definition: QualifiedDefinition
-    info: dict = field(default_factory=dict)  # trained_at, metrics, insights, distributions, ranges, example
+    info: dict[str, Any] = field(
+        default_factory=dict
+    )  # trained_at, metrics, insights, distributions, ranges, example
     name: str = "leadscore"
     version: str | None = None
 
@@ -73,7 +77,7 @@ class ScoringModel:
             return self.explainer.contributions(X, self.encoder)
         return self.explainer.contributions(X)
 
-    def explain(self, values: dict[str, np.ndarray]) -> Explained:
+    def explain(self, values: Mapping[str, np.ndarray]) -> Explained:
         """Features (name -> one value per row) to exact calibrated contributions: the encoder (its lookups
         built once), the family's explainer (scorecard points or tree paths, each one compiled loop over
         arrays built once per model), then the Platt calibration."""
@@ -103,12 +107,14 @@ class ScoringModel:
         """Feature j's encoded value x as reasons show it."""
         return display_value(self.encoder, self.encoder.features[j], x)
 
-    def out_of_range(self, values: dict[str, np.ndarray]) -> list[list[dict]]:
+    def out_of_range(self, values: Mapping[str, np.ndarray]) -> list[list[dict[str, Any]]]:
         """Per row, the values outside the range this model learned from (the API's `out_of_range`)."""
         X = self.encoder.transform(values)
         return self.checks.flags(X, self.checks.outside(X), self.display)
 
-    def handoff(self, p: np.ndarray, lead_ids, exploration: Exploration = NONE):
+    def handoff(
+        self, p: np.ndarray, lead_ids: Sequence[object] | np.ndarray, exploration: Exploration = NONE
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(handed over, explored, propensity) of leads scored `p` under this model's policy and
         `exploration` (`model.exploration.handoff`)."""
         return handoff(p, lead_ids, self.policy, exploration)
@@ -150,11 +156,11 @@ class ScoringModel:
 
     def results(
         self,
-        values: dict[str, np.ndarray],
-        lead_ids,
+        values: Mapping[str, np.ndarray],
+        lead_ids: Sequence[str] | np.ndarray,
         explain_full: bool = False,
         exploration: Exploration = NONE,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """One API result per lead: probability, score, grade, qualified (handed over: at or above the
         threshold, or drawn for exploration), explored, propensity, reasons, the values outside the training
         range (and all contributions)."""
@@ -166,7 +172,7 @@ class ScoringModel:
         raw_values = {name: values[name] for name in self.encoder.categorical}
         checks = self.checks
         outside = checks.outside(ex.X)
-        reasons = top_reason_dicts(
+        reasons = top_reasons(
             ex.contributions,
             ex.X,
             self.encoder,

@@ -253,7 +253,8 @@ def track(
             decision,
             client,
             {
-                BUNDLE_SHA256: bundle_sha,  # the bundle's hash lives in the registry's database, apart from the artifacts
+                # the bundle's hash lives in the registry's database, apart from the artifacts
+                BUNDLE_SHA256: bundle_sha,
                 **(version_tags if version_tags is not None else version_identity(fp, config, model.family)),
             },
         )
@@ -344,8 +345,8 @@ def describe(
     m = model.info["metrics"]["holdout"]
     lines = [
         f"**{model.family}** model. Target: {target}.",
-        f"Data: `{data_source or 'unknown'}`, SHA-256 `{str(fp.get('sha256'))[:12]}`, {len(labels):,} training "
-        f"rows ({int(labels.sum()):,} positive)"
+        f"Data: `{data_source or 'unknown'}`, SHA-256 `{str(fp.get('sha256'))[:12]}`, "
+        f"{len(labels):,} training rows ({int(labels.sum()):,} positive)"
         + (f", snapshot {fp['snapshot_at']}" if fp.get("snapshot_at") else "")
         + ".",
         f"Holdout: ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f} ({model.info['n_holdout']:,} rows).",

@@ -105,9 +105,10 @@ def check_enough(y: np.ndarray, what: str) -> list[str]:
     pos, neg = int(y.sum()), int(len(y) - y.sum())
     if pos < MIN_PER_CLASS or neg < MIN_PER_CLASS:
         raise NotEnoughData(
-            f"not enough {what} to train: {pos} positive and {neg} negative rows; at least {MIN_PER_CLASS} of "
-            f"each are needed (missing: {max(MIN_PER_CLASS - pos, 0)} positive, {max(MIN_PER_CLASS - neg, 0)} "
-            "negative). Add data, or widen the horizon / positive outcomes of the qualified-lead definition."
+            f"not enough {what} to train: {pos} positive and {neg} negative rows; at least "
+            f"{MIN_PER_CLASS} of each are needed (missing: {max(MIN_PER_CLASS - pos, 0)} positive, "
+            f"{max(MIN_PER_CLASS - neg, 0)} negative). Add data, or widen the horizon / positive outcomes of "
+            "the qualified-lead definition."
         )
     if pos < WARN_PER_CLASS or neg < WARN_PER_CLASS:
         return [
@@ -200,9 +201,10 @@ def base_rate_warning(
     weight_calibration: np.ndarray | None = None,
     weight_holdout: np.ndarray | None = None,
 ) -> tuple[dict, list[str]]:
-    """Compare the positive rates of the calibration slice and the later holdout (`evaluate.positive_rate_shift`:
-    two-proportion z-test clustered by lead, |z| > 3; weighted with inverse-propensity weights, the
-    population's rates); a warning saying what to do when they differ beyond noise."""
+    """Compare the positive rates of the calibration slice and the later holdout
+    (`evaluate.positive_rate_shift`: two-proportion z-test clustered by lead, |z| > 3; weighted with
+    inverse-propensity weights, the population's rates); a warning saying what to do when they differ beyond
+    noise."""
     shift = evaluate.positive_rate_shift(
         y_calibration,
         y_holdout,
@@ -214,12 +216,13 @@ def base_rate_warning(
     if not shift["shifted"]:
         return shift, []
     return shift, [
-        f"the holdout's positive rate ({shift['rate_after']:.1%} of {shift['n_after']:,} rows) differs from the "
-        f"calibration slice's ({shift['rate_before']:.1%} of {shift['n_before']:,} rows) beyond noise "
+        f"the holdout's positive rate ({shift['rate_after']:.1%} of {shift['n_after']:,} rows) differs "
+        f"from the calibration slice's ({shift['rate_before']:.1%} of {shift['n_before']:,} rows) beyond "
+        "noise "
         f"(two-proportion z = {shift['z']:+.1f}, |z| > 3): the base rate moved over time, so probabilities "
-        "calibrated on the older rows are off on the newest ones (see the holdout ECE). Recalibrate on recent "
-        "data: `leadscore recalibrate` once this model is champion (event data; docs/retraining.md), or train a "
-        "flat export on its recent rows"
+        "calibrated on the older rows are off on the newest ones (see the holdout ECE). Recalibrate on "
+        "recent data: `leadscore recalibrate` once this model is champion (event data; docs/retraining.md), "
+        "or train a flat export on its recent rows"
     ]
 
 
@@ -239,7 +242,8 @@ def fit_models(
     training row with `label`, `as_of` (used for weekly volumes) and `lead_id` (keeps a lead's rows on one
     side of the calibration split); `holdout`: mask of holdout rows. Used by `train` (event data) and by
     `leadscore table` (flat exports). `ordered`: the holdout comes after the calibration rows in time (not a
-    random split), so a different positive rate there is a moved base rate: warned about (`base_rate_warning`).
+    random split), so a different positive rate there is a moved base rate: warned about
+    (`base_rate_warning`).
     With a `propensity` column (`features.labels.with_propensity`), rows are weighted by `label_weights` in
     the fit, Platt, the policy and the holdout metrics. `unlabelled`: (values, rows) of the candidate rows
     left out for want of a verdict (scored, never handed over): never fit on, but part of the drift

@@ -15,7 +15,7 @@ from leadscore.features.frames import feature_frame
 from leadscore.model import persist
 from leadscore.model.batch import lead_rows, score_dataset
 from leadscore.model.encoding import Encoder
-from leadscore.model.reasons import POINTS_PER_DOUBLING, top_reason_dicts
+from leadscore.model.reasons import POINTS_PER_DOUBLING, top_reasons
 from leadscore.model.scoring import ScoringModel
 
 TOP = 5
@@ -50,8 +50,8 @@ def test_a_contribution_under_one_point_is_not_a_reason():
     C = np.array([[0.4, 0.6, 3.0, -0.45, -0.7]]) * per_point
     X = np.array([[10.0, 0.5, 0.2, 0.1, 1.0]])
     # when the reasons are picked (the API's path and batch scoring's)
-    few = top_reason_dicts(C, X, enc)[0]
-    many = top_reason_dicts(np.repeat(C, 20, axis=0), np.repeat(X, 20, axis=0), enc)[0]
+    few = top_reasons(C, X, enc)[0]
+    many = top_reasons(np.repeat(C, 20, axis=0), np.repeat(X, 20, axis=0), enc)[0]
     # then only those that move the score by a point or more are reasons, and none reads "0"
     assert [(r["feature"], r["points"]) for r in few] == [
         ("open_rate_30d", 3),
@@ -198,7 +198,7 @@ def test_a_value_that_says_nothing_is_not_a_reason(trained, snapshot_values):
 
 
 def test_the_docs_quote_the_minimum_impact_of_a_reason():
-    from leadscore.model.reasons import MIN_ABS_IMPACT
+    from leadscore.model.reason_groups import MIN_ABS_IMPACT
     from support import REPO
 
     doc = " ".join((REPO / "docs" / "models.md").read_text().split())

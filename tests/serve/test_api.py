@@ -76,7 +76,7 @@ def test_explain_full_contributions_and_base_add_up_to_the_logit(server, example
     assert math.isclose(ex["base"] + sum(ex["contributions"].values()), ex["logit"], abs_tol=1e-9)
     assert math.isclose(1 / (1 + math.exp(-ex["logit"])), res["probability"], rel_tol=1e-9)
     # and each reason's impact is the exact sum of its group's contributions (a channel over its windows)
-    from leadscore.model.reasons import reason_group
+    from leadscore.model.reason_groups import reason_group
 
     for reason in res["reasons"]:
         group = reason_group(reason["feature"])
