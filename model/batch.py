@@ -17,9 +17,10 @@ those values are never reasons (`model.ranges`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,10 @@ from leadscore.model.reason_groups import TOP_N
 from leadscore.model.reasons import reason_arrays
 from leadscore.model.scoring import ScoringModel
 from leadscore.model.sentences import SentenceCache
+
+if TYPE_CHECKING:
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
 
 CHUNK_LEADS = 200_000
 FORMATS = (".parquet", ".csv")
@@ -53,9 +58,9 @@ class BatchSummary:
 
 def score_chunk(
     model: ScoringModel,
-    values: dict[str, np.ndarray],
-    lead_ids,
-    as_of,
+    values: Mapping[str, np.ndarray],
+    lead_ids: np.ndarray,
+    as_of: np.ndarray,
     sentences: SentenceCache | None = None,
     top_n: int = TOP_N,
     exploration: Exploration = NONE,
@@ -108,25 +113,29 @@ class _Writer:
     """Streams Arrow tables into a Parquet or CSV file; the file appears under its name only when complete."""
 
     def __init__(self, out: Path):
-        self.final, self.writer = out, None
+        self.final = out
+        self.writer: pcsv.CSVWriter | pq.ParquetWriter | None = None
         self.out = out.with_name(f".{out.name}.partial")
 
     def write(self, table: pa.Table) -> None:
-        if self.writer is None:
+        writer = self.writer
+        if writer is None:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             if self.final.suffix == ".csv":
                 import pyarrow.csv as pcsv
 
-                self.writer = pcsv.CSVWriter(str(self.out), table.schema)
+                writer = pcsv.CSVWriter(str(self.out), table.schema)
             else:
                 import pyarrow.parquet as pq
 
-                self.writer = pq.ParquetWriter(str(self.out), table.schema, compression="zstd")
-        self.writer.write_table(table)
+                writer = pq.ParquetWriter(str(self.out), table.schema, compression="zstd")
+            self.writer = writer
+        writer.write_table(table)
 
     def close(self, empty: pa.Table) -> None:
         if self.writer is None:  # no rows: still write a file with the columns
             self.write(empty)
+        assert self.writer is not None
         self.writer.close()
         self.out.replace(self.final)
 
@@ -182,16 +191,17 @@ def score_dataset(
 
 def _run(
     model: ScoringModel,
-    chunks: Iterator,
+    chunks: Iterator[tuple[np.ndarray, Mapping[str, np.ndarray], np.ndarray, np.ndarray]],
     total: int,
     out: Path,
-    moment,
+    moment: pd.Timestamp | None,
     top_n: int,
     progress: Callable[[int, int], None] | None,
     exploration: Exploration = NONE,
 ) -> BatchSummary:
     writer, sentences = _Writer(out), model.sentences
-    done, n_qualified, grades = 0, 0, dict.fromkeys(GRADES, 0)
+    done, n_qualified = 0, 0
+    grades: dict[str, int] = dict.fromkeys(GRADES, 0)
     if progress:
         progress(0, total)
     try:
@@ -292,7 +302,7 @@ def score_table(
             total = max(sum(1 for _ in f) - 1, 0)
     moment = as_of if as_of is not None else pd.Timestamp.now(tz="UTC").floor("ms")
 
-    def chunks():
+    def chunks() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
         start = 0
         for df in _table_chunks(path, chunk_rows):
             values = _table_values(df, model, path, start)

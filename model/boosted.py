@@ -15,6 +15,7 @@ compiled once per machine and warmed up whenever a model is compiled or loaded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -90,13 +91,13 @@ class CompiledTrees:
             )
             offset += n
         cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "depth"}
-        roots = np.asarray(roots, dtype=np.int64)
-        base = float(np.ravel(est._baseline_prediction)[0] + cat["expected"][roots].sum())
+        root_nodes = np.asarray(roots, dtype=np.int64)
+        base = float(np.ravel(est._baseline_prediction)[0] + cat["expected"][root_nodes].sum())
         # a leaf points to itself so that walking past it is a no-op
         idx = np.arange(offset)
         cat["left"] = np.where(cat["is_leaf"], idx, cat["left"])
         cat["right"] = np.where(cat["is_leaf"], idx, cat["right"])
-        return cls(roots=roots, base=base, max_depth=max(p["depth"] for p in parts), **cat)
+        return cls(roots=root_nodes, base=base, max_depth=max(p["depth"] for p in parts), **cat)
 
     @cached_property
     def _walk(self) -> Walk:
@@ -143,7 +144,7 @@ class CompiledTrees:
         } | {"trees_base": np.array([self.base]), "trees_max_depth": np.array([self.max_depth])}
 
     @classmethod
-    def from_arrays(cls, a, n_features: int | None = None) -> CompiledTrees:
+    def from_arrays(cls, a: Mapping[str, np.ndarray], n_features: int | None = None) -> CompiledTrees:
         """Trees from saved arrays, checked first: the compiled walk does no bounds checks, so a node that
         points outside its tree or a feature outside the model's would read or write outside memory."""
         kw = {
@@ -169,7 +170,7 @@ _TREE_ARRAYS = {
 }
 
 
-def check_tree_arrays(kw: dict, n_features: int | None) -> None:
+def check_tree_arrays(kw: Mapping[str, np.ndarray], n_features: int | None) -> None:
     """Raise ValueError unless the arrays describe trees the compiled walk can only walk inside of."""
     missing = sorted(set(_TREE_ARRAYS) - set(kw))
     if missing:

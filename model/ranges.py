@@ -19,11 +19,14 @@ before ranges were recorded have none: nothing is flagged, quiet values are stil
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from leadscore.features import catalog
 from leadscore.model.encoding import Encoder
+
+Display = Callable[[int, float], object]  # (feature j, encoded value) -> the value as reasons show it
 
 
 def training_ranges(values: Mapping[str, np.ndarray], encoder: Encoder) -> dict[str, dict[str, float]]:
@@ -43,7 +46,7 @@ def training_ranges(values: Mapping[str, np.ndarray], encoder: Encoder) -> dict[
 class Checks:
     """A model's training ranges and quiet values as arrays over its encoder's features."""
 
-    def __init__(self, encoder: Encoder, info: Mapping):
+    def __init__(self, encoder: Encoder, info: Mapping[str, Any]):
         names = encoder.features
         ranges = info.get("ranges") or {}
         self.names = names
@@ -85,17 +88,19 @@ class Checks:
                 return m
         return outside
 
-    def flags(self, X: np.ndarray, outside: np.ndarray | None, display) -> list[list[dict]]:
+    def flags(
+        self, X: np.ndarray, outside: np.ndarray | None, display: Display
+    ) -> list[list[dict[str, Any]]]:
         """Per row, the out-of-range objects of the API: feature, label, value, trained_min, trained_max,
         message (`display(j, x)`: the value as reasons show it)."""
-        out: list[list[dict]] = [[] for _ in range(X.shape[0])]
+        out: list[list[dict[str, Any]]] = [[] for _ in range(X.shape[0])]
         if outside is None:
             return out
         for i, j in zip(*np.nonzero(outside), strict=False):
             out[int(i)].append(self.flag(int(j), float(X[i, j]), display))
         return out
 
-    def flag(self, j: int, x: float, display) -> dict:
+    def flag(self, j: int, x: float, display: Display) -> dict[str, Any]:
         name = self.names[j]
         spec = catalog.BY_NAME.get(name)
         value = display(j, x)
@@ -111,7 +116,9 @@ class Checks:
             "message": spec.beyond_range(value, low, high),
         }
 
-    def messages(self, X: np.ndarray, outside: np.ndarray | None, display) -> tuple[np.ndarray, np.ndarray]:
+    def messages(
+        self, X: np.ndarray, outside: np.ndarray | None, display: Display
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(features, messages) of each row as object arrays of text, several joined by ", " and "; ", None
         where nothing is out of range: the batch output's columns, one pass per flagged feature (each
         distinct value's message rendered once)."""

@@ -200,7 +200,7 @@ class Walk:
         elif workers <= 1:
             _contrib_rows(X, 0, n, *kernel, C)
         else:  # rows are independent: one contiguous block per core, the kernel runs without the GIL
-            bounds = np.linspace(0, n, workers + 1).astype(np.int64)
+            bounds: list[int] = np.linspace(0, n, workers + 1).astype(np.int64).tolist()
             list(
                 _pool().map(lambda w: _contrib_rows(X, bounds[w], bounds[w + 1], *kernel, C), range(workers))
             )
