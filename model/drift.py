@@ -13,8 +13,12 @@ Models trained before these bins existed have no `REFERENCE_FORMAT` key: their d
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy.stats import chi2
 
 REFERENCE_FORMAT = "bins/1"
@@ -28,10 +32,11 @@ def _numeric_edges(col: np.ndarray) -> list[float]:
     ok = col[~np.isnan(col)]
     if not len(ok):
         return []
-    return np.unique(np.quantile(ok, np.linspace(0.1, 0.9, 9))).tolist()
+    edges: list[float] = np.unique(np.quantile(ok, np.linspace(0.1, 0.9, 9))).tolist()
+    return edges
 
 
-def numeric_bins(col, edges: list[float]) -> tuple[np.ndarray, int]:
+def numeric_bins(col: ArrayLike, edges: list[float]) -> tuple[np.ndarray, int]:
     """(bin index per value, number of bins): bins (-inf, e0], (e0, e1], ..., (e_last, inf), then missing."""
     col = np.asarray(col, dtype=float)
     idx = np.searchsorted(np.asarray(edges, float), col, side="left")
@@ -39,7 +44,7 @@ def numeric_bins(col, edges: list[float]) -> tuple[np.ndarray, int]:
     return idx, len(edges) + 2
 
 
-def categorical_bins(col, categories: list[str]) -> tuple[np.ndarray, int]:
+def categorical_bins(col: ArrayLike, categories: list[str]) -> tuple[np.ndarray, int]:
     """(bin index per value, number of bins): one per category, then "other", then missing."""
     s = pd.Series(col, dtype=object)
     codes = pd.Categorical(s.where(s.notna(), None), categories=categories).codes.astype(np.int64)
@@ -50,10 +55,11 @@ def categorical_bins(col, categories: list[str]) -> tuple[np.ndarray, int]:
 
 def _shares(idx: np.ndarray, n_bins: int) -> list[float]:
     counts = np.bincount(idx, minlength=n_bins).astype(float)
-    return (counts / max(counts.sum(), 1.0)).tolist()
+    shares: list[float] = (counts / max(counts.sum(), 1.0)).tolist()
+    return shares
 
 
-def feature_reference(col, categorical: bool) -> dict:
+def feature_reference(col: ArrayLike, categorical: bool) -> dict[str, Any]:
     if categorical:
         s = pd.Series(col, dtype=object)
         counts = s.dropna().astype(str).value_counts()
@@ -68,7 +74,7 @@ def feature_reference(col, categorical: bool) -> dict:
     return {"kind": "numeric", "edges": edges, "proportions": _shares(idx, n)}
 
 
-def merged(spec: dict) -> dict:
+def merged(spec: dict[str, Any]) -> dict[str, Any]:
     """`spec` with the categories under `MIN_SHARE` of training folded into "other" (histograms stored
     before that rule); numeric specs as they are."""
     if spec["kind"] != "categorical":
@@ -85,7 +91,7 @@ def merged(spec: dict) -> dict:
     }
 
 
-def compare(spec: dict, col, n_reference: int) -> dict:
+def compare(spec: dict[str, Any], col: Sequence[Any] | np.ndarray, n_reference: int) -> dict[str, Any]:
     """How far the values `col` are from training (`spec`, a feature's or the score's entry of `reference`,
     drawn from `n_reference` rows): the PSI, the PSI that sampling alone stays under in 95 % of samples of
     that many rows (`noise`), and the bins' labels and shares."""
@@ -102,7 +108,13 @@ def compare(spec: dict, col, n_reference: int) -> dict:
     }
 
 
-def noise(expected, actual, n: int, n_reference: int, quantile: float = NOISE_QUANTILE) -> float:
+def noise(
+    expected: Sequence[float],
+    actual: Sequence[float],
+    n: int,
+    n_reference: int,
+    quantile: float = NOISE_QUANTILE,
+) -> float:
     """The PSI that two samples of one population (n and N rows) exceed only with probability 1 - `quantile`:
     PSI is then about (1/n + 1/N) times a chi-square with (occupied bins - 1) degrees of freedom, whose mean
     (bins - 1)(1/n + 1/N) alone would be crossed by chance in about a third of the checks."""
@@ -112,7 +124,7 @@ def noise(expected, actual, n: int, n_reference: int, quantile: float = NOISE_QU
     return float(chi2.ppf(quantile, occupied - 1)) * (1 / max(n, 1) + 1 / max(n_reference, 1))
 
 
-def proportions(spec: dict, col) -> list[float]:
+def proportions(spec: dict[str, Any], col: ArrayLike) -> list[float]:
     """The share of `col`'s values in each bin of `spec` (a feature's entry of `reference`)."""
     if spec["kind"] == "categorical":
         s = pd.Series(col, dtype=object)
@@ -122,7 +134,7 @@ def proportions(spec: dict, col) -> list[float]:
     return _shares(idx, n)
 
 
-def bin_labels(spec: dict) -> list[str]:
+def bin_labels(spec: dict[str, Any]) -> list[str]:
     """A short name for each bin of `spec`, for tables and plots."""
     if spec["kind"] == "categorical":
         return [*spec["categories"], "(other)", "(missing)"]
@@ -137,7 +149,9 @@ def bin_labels(spec: dict) -> list[str]:
     ]
 
 
-def psi(expected, actual, n_expected: int | None = None, n_actual: int | None = None) -> float:
+def psi(
+    expected: ArrayLike, actual: ArrayLike, n_expected: int | None = None, n_actual: int | None = None
+) -> float:
     """Population stability index: sum over bins of (actual - expected) * ln(actual / expected).
 
     An empty bin counts as half a row of its sample when the sample's size is given (else `PSI_FLOOR`): a
@@ -148,7 +162,7 @@ def psi(expected, actual, n_expected: int | None = None, n_actual: int | None = 
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def score_reference(p: np.ndarray, grades: np.ndarray) -> dict:
+def score_reference(p: np.ndarray, grades: np.ndarray) -> dict[str, Any]:
     """The "score" and "grades" entries of `reference`: what a recalibrated model (new probabilities, same
     inputs) replaces, keeping the feature histograms."""
     p = np.asarray(p, float)
@@ -161,7 +175,9 @@ def score_reference(p: np.ndarray, grades: np.ndarray) -> dict:
     }
 
 
-def reference(values: dict[str, np.ndarray], categorical, p: np.ndarray, grades: np.ndarray) -> dict:
+def reference(
+    values: Mapping[str, np.ndarray], categorical: Collection[str], p: np.ndarray, grades: np.ndarray
+) -> dict[str, Any]:
     """The training histograms stored with a model: every feature in `values` (those in `categorical` as
     categories), the calibrated probability `p` and the grade of each row."""
     return {
@@ -172,6 +188,6 @@ def reference(values: dict[str, np.ndarray], categorical, p: np.ndarray, grades:
     }
 
 
-def has_reference(info: dict) -> bool:
+def has_reference(info: Mapping[str, Any]) -> bool:
     d = info.get("distributions")
     return isinstance(d, dict) and d.get("format") == REFERENCE_FORMAT

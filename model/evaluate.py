@@ -3,11 +3,16 @@ outcome and the global reasons summary (features named by the catalogue's labels
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 from leadscore.features import catalog
 from leadscore.model.policy import GRADES, HandoffPolicy
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _cumulative(order: np.ndarray, w: np.ndarray, v: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -19,7 +24,8 @@ def _cumulative(order: np.ndarray, w: np.ndarray, v: np.ndarray, at: np.ndarray)
     i = np.clip(np.searchsorted(end, at, side="left"), 0, max(len(order) - 1, 0))
     start = end[i] - wo[i] if len(order) else np.zeros_like(at)
     inside = np.clip(at - start, 0.0, wo[i] if len(order) else 0.0)
-    return before[i] + inside * (vo[i] if len(order) else 0.0)
+    out: np.ndarray = before[i] + inside * (vo[i] if len(order) else 0.0)
+    return out
 
 
 def ece(p: np.ndarray, y: np.ndarray, bins: int = 10, weight: np.ndarray | None = None) -> float:
@@ -79,7 +85,7 @@ def lift_top_decile(p: np.ndarray, y: np.ndarray, weight: np.ndarray | None = No
 
 def metrics(
     p: np.ndarray, y: np.ndarray, policy: HandoffPolicy | None = None, weight: np.ndarray | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Holdout metrics. `weight` (inverse-propensity weights of the rows) makes every figure an estimate
     for all leads rather than for the handed-over ones the labels came from; `n` stays the row count."""
     p, y = np.asarray(p, float), np.asarray(y, int)
@@ -117,7 +123,7 @@ def figures(
     contributions: np.ndarray,
     features: tuple[str, ...],
     weight: np.ndarray | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """name -> matplotlib Figure, ready for `mlflow.log_figure`. `weight`: the holdout's inverse-propensity
     weights, so the reliability curve is the population's, as the logged ECE is.
 
@@ -158,7 +164,7 @@ def figures(
 
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    bins = np.linspace(0, 100, 41)
+    bins = np.linspace(0, 100, 41).tolist()
     ax.hist(100 * p[y == 0], bins=bins, alpha=0.6, density=True, label="not qualified")
     ax.hist(100 * p[y == 1], bins=bins, alpha=0.6, density=True, label="qualified")
     ax.set(xlabel="score", ylabel="density", title="Score distribution by outcome")
@@ -194,7 +200,7 @@ def reasons_summary(contributions: np.ndarray, features: tuple[str, ...]) -> pd.
     return out.sort_values("mean |contribution|", ascending=False, kind="stable")
 
 
-def reasons_figure(summary: pd.DataFrame, top: int = 15, title: str = "Global reasons summary"):
+def reasons_figure(summary: pd.DataFrame, top: int = 15, title: str = "Global reasons summary") -> Figure:
     """The `top` features of `reasons_summary` as bars of what raises and lowers the score, labelled for
     people; the legend sits below the axes, off the bars."""
     from matplotlib.figure import Figure
@@ -217,13 +223,13 @@ def paired_bootstrap_auc(
     n: int = 300,
     seed: int = 0,
     weight: np.ndarray | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Difference in ROC AUC (new - old) on the same rows, with a bootstrap 95 % interval; with `weight`
     (inverse-propensity weights), weighted AUCs, resampling rows with their weights."""
     rng = np.random.default_rng(seed)
     y = np.asarray(y)
     w = None if weight is None else np.asarray(weight, float)
-    diffs = []
+    diffs: list[float] = []
     for _ in range(n):
         idx = rng.integers(0, len(y), len(y))
         if y[idx].min() == y[idx].max():
@@ -233,7 +239,6 @@ def paired_bootstrap_auc(
             roc_auc_score(y[idx], p_new[idx], sample_weight=wi)
             - roc_auc_score(y[idx], p_old[idx], sample_weight=wi)
         )
-    diffs = np.asarray(diffs)
     return {
         "diff": float(roc_auc_score(y, p_new, sample_weight=w) - roc_auc_score(y, p_old, sample_weight=w)),
         "low": float(np.quantile(diffs, 0.025)),
@@ -251,7 +256,8 @@ def _ece_shares(p: np.ndarray, w: np.ndarray, bins: int) -> np.ndarray:
     overlap = np.clip(
         np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]), 0.0, None
     )
-    return overlap / np.where(w > 0, w, 1.0)[:, None]
+    share: np.ndarray = overlap / np.where(w > 0, w, 1.0)[:, None]
+    return share
 
 
 def paired_bootstrap_ece(
@@ -263,7 +269,7 @@ def paired_bootstrap_ece(
     seed: int = 0,
     bins: int = 10,
     weight: np.ndarray | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """ECE of two predictions of the same rows (new - old) with a bootstrap 95 % interval; `weight`: the
     rows' inverse-propensity weights (`ece`'s), kept in every replicate.
 
@@ -297,7 +303,7 @@ def paired_bootstrap_ece(
     }
 
 
-def clustered_covariance(x: np.ndarray, groups: np.ndarray | None = None):
+def clustered_covariance(x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray | float:
     """The covariance of the column sums of `x` (rows, or rows x columns) when the rows of one group are
     dependent and groups independent: C'C with C the per-group sums of `x` (every row its own group without
     `groups`). With residuals as `x`, the cluster-robust (sandwich) variance of their sum; a scalar for a
@@ -306,7 +312,8 @@ def clustered_covariance(x: np.ndarray, groups: np.ndarray | None = None):
     if groups is not None:
         frame = pd.Series(x) if x.ndim == 1 else pd.DataFrame(x)
         x = frame.groupby(pd.factorize(pd.Series(groups))[0]).sum().to_numpy()
-    return x.T @ x
+    cov: np.ndarray | float = x.T @ x
+    return cov
 
 
 def positive_rate_shift(
@@ -317,7 +324,7 @@ def positive_rate_shift(
     z: float = 3.0,
     weight_before: np.ndarray | None = None,
     weight_after: np.ndarray | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Do two slices have different positive rates beyond noise? A two-proportion z-test under the pooled
     rate, with standard errors clustered by `groups` (a lead's rows at several ages are correlated, so rows
     are not independent draws; without groups every row is its own cluster). `shifted` when |z| > `z`
@@ -329,8 +336,15 @@ def positive_rate_shift(
     wb = np.ones(n2) if weight_after is None else np.asarray(weight_after, float)
     ra = float((wa * a).sum() / wa.sum()) if n1 else None
     rb = float((wb * b).sum() / wb.sum()) if n2 else None
-    out = {"rate_before": ra, "rate_after": rb, "n_before": n1, "n_after": n2, "z": 0.0, "shifted": False}
-    if not n1 or not n2:
+    out: dict[str, Any] = {
+        "rate_before": ra,
+        "rate_after": rb,
+        "n_before": n1,
+        "n_after": n2,
+        "z": 0.0,
+        "shifted": False,
+    }
+    if ra is None or rb is None:
         return out
     pooled = ((wa * a).sum() + (wb * b).sum()) / (wa.sum() + wb.sum())
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -59,7 +61,7 @@ class GateDecision:
     ece_champion: float | None = None
     rule: str = ""  # first | better | fresher | worse | worse_calibrated | tie | incomparable
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -101,7 +103,7 @@ def load_scoring_model(uri: str) -> ScoringModel:
         if Path(bundle_path).is_absolute() or ".." in Path(bundle_path).parts:
             raise persist.BundleError(f"{uri}: its bundle path {bundle_path!r} points outside the model")
         expected = None
-        if name is not None:
+        if name is not None and version is not None:
             expected = MlflowClient().get_model_version(name, version).tags.get(pyfunc.BUNDLE_SHA256)
         expected = expected or (mlmodel.metadata or {}).get(pyfunc.BUNDLE_SHA256)
         if expected is None:
@@ -137,7 +139,7 @@ def _registered(uri: str) -> tuple[str | None, str | None]:
 def gate(
     challenger: ScoringModel,
     version: str,
-    holdout_values: dict,
+    holdout_values: Mapping[str, np.ndarray],
     y: np.ndarray,
     name: str = MODEL_NAME,
     client: MlflowClient | None = None,
@@ -168,7 +170,7 @@ def gate(
 def compare(
     challenger: ScoringModel,
     champion: ScoringModel,
-    holdout_values: dict,
+    holdout_values: Mapping[str, np.ndarray],
     y: np.ndarray,
     challenger_version: str = "challenger",
     champion_version: str | None = "champion",
@@ -176,7 +178,6 @@ def compare(
 ) -> GateDecision:
     """The gate's decision between two models on the challenger's holdout rows (`holdout_values`: column
     -> values, `y`: labels). The rules are in the module's docstring."""
-    ids = {"challenger_version": challenger_version, "champion_version": champion_version}
     needed = tuple(champion.encoder.features)
     lacking = [c for c in needed if c not in holdout_values]
     columns_note = _columns_note(challenger, champion)
@@ -190,7 +191,8 @@ def compare(
             "does not have, so the two cannot be compared on the same rows: kept the champion "
             "(promote by hand if the new columns are intended)",
             rule="incomparable",
-            **ids,
+            challenger_version=challenger_version,
+            champion_version=champion_version,
         )
     try:
         p_new = challenger.explain(holdout_values).probability
@@ -201,7 +203,8 @@ def compare(
             f"{columns_note + '; ' if columns_note else ''}the champion cannot score the "
             f"challenger's holdout ({type(e).__name__}: {str(e)[:200]}): kept the champion",
             rule="incomparable",
-            **ids,
+            challenger_version=challenger_version,
+            champion_version=champion_version,
         )
     cmp = evaluate.paired_bootstrap_auc(y, p_new, p_old, weight=weight)
     ece_new, ece_old = evaluate.ece(p_new, y, weight=weight), evaluate.ece(p_old, y, weight=weight)
@@ -217,12 +220,13 @@ def compare(
         ece_challenger=ece_new,
         ece_champion=ece_old,
         rule=rule,
-        **ids,
+        challenger_version=challenger_version,
+        champion_version=champion_version,
     )
 
 
 def decide(
-    cmp: dict, ece_new: float, ece_old: float, challenger: ScoringModel, champion: ScoringModel
+    cmp: Mapping[str, Any], ece_new: float, ece_old: float, challenger: ScoringModel, champion: ScoringModel
 ) -> tuple[bool, str, str]:
     """(promote, rule, reason) from the paired-bootstrap comparison `cmp` (challenger - champion ROC AUC:
     diff, low, high), both ECEs, and what the two models are (family, definition, data snapshot)."""
@@ -258,7 +262,7 @@ def decide(
     return True, "fresher", f"{tie}, same family and definition, and the challenger's data is fresher ({why})"
 
 
-def _fresher(new: dict, old: dict) -> tuple[bool, str]:
+def _fresher(new: Mapping[str, Any], old: Mapping[str, Any]) -> tuple[bool, str]:
     a, b = new.get("snapshot_at"), old.get("snapshot_at")
     if not a or not b:
         return False, "no data snapshot time to compare"
