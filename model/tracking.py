@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -24,12 +25,14 @@ from leadscore.features.loading import Dataset
 from leadscore.model import registry
 from leadscore.model.evaluate import figures
 from leadscore.model.pyfunc import BUNDLE_SHA256, log_model
+from leadscore.model.scoring import ScoringModel
 from leadscore.model.train import TrainConfig, TrainResult
 from mlflow import MlflowClient
 from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "leadscore"
@@ -42,7 +45,7 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def fingerprint(dataset: Dataset) -> dict:
+def fingerprint(dataset: Dataset) -> dict[str, Any]:
     """Row counts, time range and a content hash of the data a model was trained on."""
     h = hashlib.sha256()
     for df in (dataset.leads, dataset.events, dataset.outcomes):
@@ -61,7 +64,7 @@ def fingerprint(dataset: Dataset) -> dict:
     }
 
 
-def example_body(dataset: Dataset, rows: pd.DataFrame) -> dict:
+def example_body(dataset: Dataset, rows: pd.DataFrame) -> dict[str, Any]:
     """A valid POST /v1/score body: a holdout lead with its events before its as_of moment."""
     hold = rows[rows["part"] == "holdout"]
     pick = hold.sort_values(["label", "as_of"], ascending=[False, False]).iloc[0]
@@ -98,7 +101,7 @@ class TrackedRun:
     decision: registry.GateDecision | None
 
 
-def _flat(prefix: str, d: dict) -> dict:
+def _flat(prefix: str, d: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
         key = f"{prefix}.{k}" if prefix else k
@@ -114,19 +117,19 @@ def track(
     dataset: Dataset | None,
     config: TrainConfig,
     *,
-    holdout_values: dict,
-    extra_metrics: dict | None = None,
-    leakage: dict | None = None,
+    holdout_values: dict[str, Any],
+    extra_metrics: dict[str, Any] | None = None,
+    leakage: dict[str, Any] | None = None,
     register: bool = True,
     run_name: str | None = None,
     data_source: str = "",
-    example: dict | None = None,
-    data_fingerprint: dict | None = None,
+    example: dict[str, Any] | None = None,
+    data_fingerprint: dict[str, Any] | None = None,
     model_name: str = registry.MODEL_NAME,
-    params: dict | None = None,
-    tags: dict | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
     decision: registry.GateDecision | None = None,
-    version_tags: dict | None = None,
+    version_tags: dict[str, Any] | None = None,
 ) -> TrackedRun:
     """Log a training run and (optionally) register its model.
 
@@ -273,7 +276,11 @@ def track(
 
 
 def register_version(
-    model_uri: str, model_name: str, decision: registry.GateDecision, client: MlflowClient, tags: dict
+    model_uri: str,
+    model_name: str,
+    decision: registry.GateDecision,
+    client: MlflowClient,
+    tags: dict[str, Any],
 ) -> str:
     """Register `model_uri` as a new version, tagged with its gate decision and aliased `challenger`.
 
@@ -304,7 +311,7 @@ def config_sha256(config: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def version_identity(fp: dict, config: TrainConfig, family: str) -> dict:
+def version_identity(fp: dict[str, Any], config: TrainConfig, family: str) -> dict[str, Any]:
     return {
         DATA_SHA256: str(fp.get("sha256")),
         CONFIG_SHA256: config_sha256(config),
@@ -328,8 +335,8 @@ def run_title(family: str, data_source: str) -> str:
 
 
 def describe(
-    model,
-    fp: dict,
+    model: ScoringModel,
+    fp: dict[str, Any],
     data_source: str,
     labels: np.ndarray,
     decision: registry.GateDecision | None = None,
@@ -359,19 +366,20 @@ def describe(
     return "\n\n".join(lines)
 
 
-def data_input(model, fp: dict, data_source: str, labels: np.ndarray) -> MetaDataset:
+def data_input(model: ScoringModel, fp: dict[str, Any], data_source: str, labels: np.ndarray) -> MetaDataset:
     """The training data as an MLflow dataset: its source, the fingerprint as digest, and the schema the model
     reads (features and label). Row and positive counts go in the input's tags."""
-    cols = [
+    cols: list[ColSpec | TensorSpec] = [
         ColSpec(DataType.string if f in model.encoder.categorical else DataType.double, f)
         for f in model.encoder.features
     ]
     cols.append(ColSpec(DataType.long, "label"))
-    source = CodeDatasetSource({})
+    source: DatasetSource = CodeDatasetSource({})
     if data_source:
         with warnings.catch_warnings():  # MLflow registers its local source for two schemes and says so
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
             source = resolve_dataset_source(Path(data_source).resolve().as_uri())
-    return MetaDataset(
+    # Dataset declares `profile` abstract without ABCMeta; MetaDataset is instantiable at runtime
+    return MetaDataset(  # type: ignore[abstract]
         source, name=data_name(data_source), digest=str(fp.get("sha256"))[:DIGEST_CHARS], schema=Schema(cols)
     )

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,14 +18,14 @@ from leadscore.features.labels import QualifiedDefinition, training_rows
 from leadscore.features.leakage import audit_dataset
 from leadscore.features.loading import Dataset
 from leadscore.model import drift, evaluate
-from leadscore.model.boosted import BoostedParams, fit_boosted
+from leadscore.model.boosted import BoostedParams, CompiledTrees, fit_boosted
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.encoding import Encoder
 from leadscore.model.insights import rates
 from leadscore.model.policy import PolicyKind, choose_policy
 from leadscore.model.ranges import training_ranges
 from leadscore.model.scorecard import Scorecard
-from leadscore.model.scoring import ScoringModel
+from leadscore.model.scoring import Family, ScoringModel
 
 log = logging.getLogger(__name__)
 MIN_PER_CLASS = 40
@@ -74,14 +74,18 @@ class TrainResult:
     rows: pd.DataFrame  # all labelled rows with a "part" column: fit / calibration / holdout
     holdout_p: np.ndarray
     holdout_contributions: np.ndarray
-    metrics: dict
-    holdout_values: dict = field(default_factory=dict)  # feature name -> holdout values, for the gate
+    metrics: dict[str, Any]
+    holdout_values: dict[str, Any] = field(
+        default_factory=dict
+    )  # feature name -> holdout values, for the gate
     holdout_weight: np.ndarray | None = (
         None  # the holdout rows' inverse-propensity weights (None: unweighted)
     )
-    candidates: dict = field(default_factory=dict)  # family -> holdout metrics, when auto compared both
+    candidates: dict[str, Any] = field(
+        default_factory=dict
+    )  # family -> holdout metrics, when auto compared both
     warnings: list[str] = field(default_factory=list)
-    leakage: dict = field(default_factory=lambda: {"suspects": [], "excluded": []})
+    leakage: dict[str, Any] = field(default_factory=lambda: {"suspects": [], "excluded": []})
 
 
 def split_by_lead_time(rows: pd.DataFrame, fraction: float) -> np.ndarray:
@@ -98,7 +102,8 @@ def split_by_lead_time(rows: pd.DataFrame, fraction: float) -> np.ndarray:
     cutoff = first.to_numpy()[order[len(rows) - n_hold]]
     f = first.to_numpy()
     ids = rows[S.LEAD_ID].to_numpy()
-    return (f > cutoff) | ((f == cutoff) & (ids >= cutoff_lead))
+    later: np.ndarray = (f > cutoff) | ((f == cutoff) & (ids >= cutoff_lead))
+    return later
 
 
 def check_enough(y: np.ndarray, what: str) -> list[str]:
@@ -133,7 +138,14 @@ def label_weights(rows: pd.DataFrame, max_weight: float) -> np.ndarray | None:
     return None if np.all(w == 1.0) else w
 
 
-def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig, w_fit=None):
+def _fit_family(
+    family: str,
+    X_fit: np.ndarray,
+    y_fit: np.ndarray,
+    encoder: Encoder,
+    config: TrainConfig,
+    w_fit: np.ndarray | None = None,
+) -> tuple[object, Scorecard | CompiledTrees]:
     if family == "scorecard":
         sc = Scorecard.fit(X_fit, y_fit, encoder, seed=config.seed, sample_weight=w_fit)
         return sc.estimator, sc
@@ -147,7 +159,7 @@ def _fit_family(family: str, X_fit, y_fit, encoder: Encoder, config: TrainConfig
     return est, trees
 
 
-def _raw(explainer, X, encoder):
+def _raw(explainer: Scorecard | CompiledTrees, X: np.ndarray, encoder: Encoder) -> tuple[float, np.ndarray]:
     base, C = (
         explainer.contributions(X, encoder)
         if isinstance(explainer, Scorecard)
@@ -200,7 +212,7 @@ def base_rate_warning(
     leads_holdout: np.ndarray | None = None,
     weight_calibration: np.ndarray | None = None,
     weight_holdout: np.ndarray | None = None,
-) -> tuple[dict, list[str]]:
+) -> tuple[dict[str, Any], list[str]]:
     """Compare the positive rates of the calibration slice and the later holdout
     (`evaluate.positive_rate_shift`: two-proportion z-test clustered by lead, |z| > 3; weighted with
     inverse-propensity weights, the population's rates); a warning saying what to do when they differ beyond
@@ -254,7 +266,7 @@ def fit_models(
     y = rows["label"].to_numpy().astype(int)
     w = label_weights(rows, config.max_weight)
 
-    def part(mask):
+    def part(mask: np.ndarray) -> np.ndarray | None:
         return None if w is None else w[mask]
 
     warnings = check_enough(y[holdout], "holdout rows")
@@ -274,7 +286,7 @@ def fit_models(
     X = encoder.transform(values)
 
     families = ["scorecard", "boosted"] if config.model == "auto" else [config.model]
-    fitted = {}
+    fitted: dict[str, dict[str, Any]] = {}
     for family in families:
         step(f"training the {family}")
         est, explainer = _fit_family(family, X[fit], y[fit], encoder, config, part(fit))
@@ -293,7 +305,7 @@ def fit_models(
         }
 
     candidates = {f: evaluate.metrics(v["p_h"], y[holdout], weight=part(holdout)) for f, v in fitted.items()}
-    chosen = families[0]
+    chosen: Family = "boosted" if families[0] == "boosted" else "scorecard"
     if config.model == "auto":
         cmp = evaluate.paired_bootstrap_auc(
             y[holdout],
