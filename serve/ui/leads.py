@@ -12,13 +12,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from leadscore.model.policy import GRADES
 from leadscore.model.reasons import notable
 from leadscore.serve import store
 from leadscore.serve.deps import service_of
 from leadscore.serve.routes.feedback import save_feedback
 from leadscore.serve.schemas import FeedbackIn, is_lead_id
 from leadscore.serve.ui import charts, queries, responses, session
-from leadscore.serve.ui.format import GRADES, OUTCOME_LABELS, age, lead_url, out_of_range, strongest, trend
+from leadscore.serve.ui.format import OUTCOME_LABELS, age, lead_url, out_of_range, strongest, trend
 from pydantic import ValidationError
 
 log = logging.getLogger("leadscore.serve.ui")

@@ -12,9 +12,9 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from leadscore.model.policy import GRADES
 from leadscore.serve.ui import session
 from leadscore.serve.ui.format import (
-    GRADES,
     OUTCOME_LABELS,
     REASON_LABELS,
     age,
