@@ -17,7 +17,7 @@ export LEADSCORE_DATABASE_URL ?= sqlite:///leadscore.db
 
 help:
 	@echo "make run   - install, build demo data, train, register the champion, serve API + sales page"
-	@echo "make test  - install test tools, lint (ruff format, ruff, vulture) and run every test"
+	@echo "make test  - install test tools, lint (ruff format, ruff, vulture, mypy) and run every test"
 	@echo "make typecheck - mypy on the installed layout (.ci/mypy.sh)"
 	@echo "make lab   - JupyterLab with the project's kernel"
 	@echo "make bench - run the benchmarks (see docs/benchmarks.md)"
@@ -77,8 +77,9 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/vulture
+	bash .ci/mypy.sh
 
-# types (settings in pyproject; strict on features and model); not yet part of `make lint`
+# types alone (settings in pyproject; strict on features and model); also run by `make lint`
 typecheck: $(VENV)/.installed-test
 	bash .ci/mypy.sh
 

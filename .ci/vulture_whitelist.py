@@ -9,6 +9,7 @@ model_config
 trained_min
 trained_max
 explanation
+insight
 
 # MLflow calls PythonModel.load_context when it loads the pyfunc; FastAPI calls APIRoute.get_route_handler
 load_context

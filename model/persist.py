@@ -4,7 +4,8 @@ estimator.skops (the fitted scikit-learn estimator, for lineage and retraining; 
 Loading a model runs no code from the files: spec.json is parsed as JSON and arrays.npz is read with
 `allow_pickle=False`. `digest` is the SHA-256 of exactly those two files; the registry records it when a
 version is registered and `load(..., expected_sha256=)` refuses a bundle that no longer matches.
-skops refuses unknown types; `TRUSTED_TYPES` lists exactly the ones of our estimators it does not trust itself.
+skops refuses unknown types; `TRUSTED_TYPES` lists exactly the ones of our estimators it does not trust
+itself.
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "logs": False,
         },  # ours are Prometheus (serve/metrics.py)
         redirect_slashes=False,  # a trailing-slash redirect is built from the Host header: 404 instead
-        description="Scores leads with calibrated probabilities, grades and exact reasons; stores sales feedback.",
+        description=(
+            "Scores leads with calibrated probabilities, grades and exact reasons; stores sales feedback."
+        ),
     )
     app.state.service = service  # its one entry: routes take it through `deps.ServiceDep`
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -10,7 +10,8 @@ dataset's `snapshot_at`, so training censors label horizons that run past it.
 The score log becomes the dataset's selection table (docs/data-model.md): one row per score that handed a
 lead over (`handed_at` = that score's time, with that score's propensity: the moments training learns the
 lead from; a lead's scores in one millisecond are one moment, decided by the first of them), and for a
-lead never handed over one row with its last score's propensity (`handed_at` empty). Rows logged before the propensity was recorded (migration 0006) say nothing: a lead whose first
+lead never handed over one row with its last score's propensity (`handed_at` empty).
+Rows logged before the propensity was recorded (migration 0006) say nothing: a lead whose first
 hand-over is such a row is left out of the table (its rows weigh 1 in training, as before).
 """
 

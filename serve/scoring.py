@@ -149,7 +149,8 @@ class Batcher:
         self._waiting: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
 
     async def score(self, req: ScoreRequest, explain_full: bool, model: ScoringModel) -> dict[str, Any]:
-        """`score_request(service, req, explain_full, {}, model)`, batched with the requests of the same step."""
+        """`score_request(service, req, explain_full, {}, model)`, batched with the requests of the same
+        step."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         waiting = self._waiting.get(loop)

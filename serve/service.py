@@ -1,4 +1,5 @@
-"""The scoring service: everything a worker serves with, typed, built once at start-up (`ScoringService.build`)
+"""The scoring service: everything a worker serves with, typed, built once at start-up
+(`ScoringService.build`)
 and reached by routes through `deps.ServiceDep`.
 
 `build` makes the parts that need no I/O (the engine connects on first use); `start` (the app's lifespan)
