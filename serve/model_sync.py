@@ -6,8 +6,8 @@ the champion:
 - the **reload generation**, a counter in the service's store (`model_generation`) that
   `POST /v1/admin/reload` bumps after it loaded the champion in the worker that got the call. Each worker
   reads it every `LEADSCORE_MODEL_SYNC_SECONDS` (1 s; one primary-key read, ~0.1 ms) and, when it moved,
-  reloads as the admin asked (a refused version is tried again). It works with `LEADSCORE_RELOAD_INTERVAL_SECONDS=0`
-  and across hosts that share a PostgreSQL store.
+  reloads as the admin asked (a refused version is tried again). It works with
+  `LEADSCORE_RELOAD_INTERVAL_SECONDS=0` and across hosts that share a PostgreSQL store.
 - the **registry alias**, asked every `LEADSCORE_RELOAD_INTERVAL_SECONDS` (1 s: one lookup costs ~6 ms of wall
   time and 2 ms of CPU against a SQLite registry), so `leadscore promote` / `rollback`, which only change the
   alias, reach every worker too.
