@@ -22,6 +22,8 @@ from rich.progress import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from leadscore.model.registry import GateDecision
+
 console = Console(stderr=True)
 
 # the exit codes of `retrain` and `recalibrate` other than 0 (promoted), for schedulers (docs/retraining.md)
@@ -84,6 +86,18 @@ def stop(code: int, message: str) -> NoReturn:
     console.print(f"{label} {message}")
     console.print("nothing was registered and no alias changed")
     raise typer.Exit(code=code)
+
+
+def gate_verdict(promoted: bool, version: str | None, champion: str | None, d: GateDecision) -> None:
+    """Print the gate's verdict on a registered challenger; exit KEPT (3) when the champion stays."""
+    if promoted:
+        console.print(f"[bold green]promoted[/] version {version} to champion (rule {d.rule}): {d.reason}")
+        return
+    console.print(
+        f"[bold yellow]kept the champion[/] version {champion} (rule {d.rule}): {d.reason}; "
+        f"version {version} stays challenger"
+    )
+    raise typer.Exit(code=KEPT)
 
 
 def run_job(run: Callable[..., Outcome], options: Options) -> Outcome:

@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from leadscore.cli.common import FAILED, KEPT, console, duration_days, run_job, setup_mlflow, stop, utc_moment
+from leadscore.cli.common import (
+    FAILED,
+    KEPT,
+    console,
+    duration_days,
+    gate_verdict,
+    run_job,
+    setup_mlflow,
+    stop,
+    utc_moment,
+)
 
 
 def _days(text: str) -> int:
@@ -102,13 +112,4 @@ def recalibrate(
         f"registered leadscore version {out.version} (run {out.run_id}), recalibrated from version "
         f"{out.champion_before}"
     )
-    if out.status == "promoted":
-        console.print(
-            f"[bold green]promoted[/] version {out.version} to champion (rule {d.rule}): {d.reason}"
-        )
-        return
-    console.print(
-        f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
-        f"version {out.version} stays challenger"
-    )
-    raise typer.Exit(code=KEPT)
+    gate_verdict(out.status == "promoted", out.version, out.champion_before, d)

@@ -9,7 +9,7 @@ from typing import Annotated, cast
 
 import typer
 
-from leadscore.cli.common import FAILED, KEPT, console, run_job, setup_mlflow, stop, utc_moment
+from leadscore.cli.common import FAILED, KEPT, console, gate_verdict, run_job, setup_mlflow, stop, utc_moment
 
 
 def retrain(
@@ -86,13 +86,4 @@ def retrain(
         f"[bold]{out.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, ECE {m['ece']:.4f}; registered "
         f"leadscore version {out.version} (run {out.run_id})"
     )
-    if out.status == "promoted":
-        console.print(
-            f"[bold green]promoted[/] version {out.version} to champion (rule {d.rule}): {d.reason}"
-        )
-        return
-    console.print(
-        f"[bold yellow]kept the champion[/] version {out.champion_before} (rule {d.rule}): {d.reason}; "
-        f"version {out.version} stays challenger"
-    )
-    raise typer.Exit(code=KEPT)
+    gate_verdict(out.status == "promoted", out.version, out.champion_before, d)
