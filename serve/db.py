@@ -89,6 +89,71 @@ feature_sets = sa.Table(
     sa.Column("names", sa.JSON, nullable=False),
 )
 
+# Each scored lead's newest score and handoff state: what `store.handoffs.write_scores` compares a new
+# score with to know whether the lead just crossed the handoff threshold or changed grade. Every column but
+# the key is nullable only because a row is first inserted empty and filled in the same transaction (the
+# insert is what serialises two writers of the same lead's first score on PostgreSQL).
+lead_state = sa.Table(
+    "lead_state",
+    metadata,
+    sa.Column("lead_id", sa.String(128), primary_key=True),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("model_version", sa.String(32), nullable=True),
+    sa.Column("probability", sa.Float, nullable=True),
+    sa.Column("score", sa.Integer, nullable=True),
+    sa.Column("grade", sa.String(1), nullable=True),
+    sa.Column("qualified", sa.Boolean, nullable=True),
+    sa.Column("explored", sa.Boolean, nullable=True),
+    # `as_of` of the score at which the lead last crossed to handed over; NULL while it is not handed over
+    sa.Column("handed_over_at", sa.DateTime(timezone=True), nullable=True, index=True),
+)
+
+# Handoff events (`lead.handoff`, `lead.grade_changed`), written in the transaction of the score that caused
+# them, then delivered to the webhook and listed by GET /v1/handoffs (`id` is the cursor: the order written).
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("lead_id", sa.String(128), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the JSON delivered, byte for byte (what is signed)
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | dead
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),  # a deliverer's claim
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+# Stored leads waiting to be rescored: after new activity (priority 0, at once) or a new champion
+# (priority 1, rate-limited). `enqueued_at` moves on every enqueue, so a lead that got events while it was
+# being scored stays queued for another pass.
+rescore_queue = sa.Table(
+    "rescore_queue",
+    metadata,
+    sa.Column("lead_id", sa.String(128), primary_key=True),
+    sa.Column("priority", sa.SmallInteger, nullable=False),
+    sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("claimed_by", sa.String(160), nullable=True),
+    sa.Index("ix_rescore_queue_priority_enqueued_at", "priority", "enqueued_at"),
+)
+
+# One row per champion version whose active leads were queued for a rescore (the first worker to serve it
+# inserts it; the others see it and queue nothing).
+rescore_runs = sa.Table(
+    "rescore_runs",
+    metadata,
+    sa.Column("model_version", sa.String(32), primary_key=True),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
 # The sales page's sessions (`serve.ui.session`): shared by every worker, so signing out ends a session
 # at once.
 ui_sessions = sa.Table(

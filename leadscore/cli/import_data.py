@@ -135,9 +135,12 @@ def _import(engine, dataset, leads, settings) -> dict:
         d["as_of"] = min(first[d["lead_id"]].to_pydatetime(), snapshot) if d["lead_id"] in first else snapshot
     for start in range(0, len(batch), 1000):
         scored_part = model.score(batch[start : start + 1000], exploration=settings.exploration())
-        with engine.begin() as conn:  # the service's own score-log insert (one transaction per part)
-            store.insert_score_log(
-                conn, [store.score_log_row(r) for r in score_log_rows(scored_part, now, version)]
+        # the service's own score writer (one transaction per part); history is not news: no handoff events
+        with engine.begin() as conn:
+            store.write_scores(
+                conn,
+                [store.score_log_row(r) for r in score_log_rows(scored_part, now, version)],
+                notify=False,
             )
         scored += len(scored_part.results)
     return {

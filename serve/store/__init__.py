@@ -1,12 +1,14 @@
 """Reads and writes of the service's store, one module per resource: leads and their events (`leads`),
 sales' feedback (`feedback`, written synchronously: acknowledged = durable), the score log (`score_log`
-reads, `score_log_rows` its compact row format, `score_log_writer` the background writer that keeps it off
-the scoring hot path, `retention` its pruning). `rows` holds what every read shares (UTC times, rows as
-dicts). The tables and the engine are in `serve.db`.
+reads, `score_log_rows` its compact row format, `handoffs` the one writer of scores, with the lead states
+and handoff events they cause, `score_log_writer` the background writer that keeps it off the scoring hot
+path, `retention` its pruning). `rows` holds what every read shares (UTC times, rows as dicts). The tables
+and the engine are in `serve.db`.
 
 Callers import the store as one (`from leadscore.serve import store`; `store.add_feedback(...)`)."""
 
 from leadscore.serve.store.feedback import Conflict, UnknownLead, add_feedback, feedback_for, feedback_frame
+from leadscore.serve.store.handoffs import GRADE_CHANGED, HANDOFF, write_scores
 from leadscore.serve.store.leads import TooManyEvents, add_events, get_leads, known_leads, upsert_lead
 from leadscore.serve.store.retention import prune_all, prune_score_log
 from leadscore.serve.store.rows import IN_CHUNK, aware, now, row
@@ -22,6 +24,8 @@ from leadscore.serve.store.score_log_rows import (
 from leadscore.serve.store.score_log_writer import ScoreLogWriter
 
 __all__ = [
+    "GRADE_CHANGED",
+    "HANDOFF",
     "IN_CHUNK",
     "REASON_FIELDS",
     "SCORE_LOG_FIELDS",
@@ -48,4 +52,5 @@ __all__ = [
     "score_history",
     "score_log_row",
     "upsert_lead",
+    "write_scores",
 ]

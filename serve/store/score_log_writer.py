@@ -12,9 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from leadscore.serve.store.handoffs import write_scores
 from leadscore.serve.store.retention import prune_score_log
 from leadscore.serve.store.rows import now
-from leadscore.serve.store.score_log_rows import insert_score_log, score_log_row
+from leadscore.serve.store.score_log_rows import score_log_row
 
 log = logging.getLogger("leadscore.serve.store")
 
@@ -48,10 +49,13 @@ class ScoreLogWriter:
         on_drop: Callable[[int], Any] | None = None,
         retention_days: float = 0,
         prune_seconds: float = 600,
+        on_events: Callable[[int], Any] | None = None,
     ) -> None:
         """`retention_days` > 0: rows older than that are deleted, one step of `PRUNE_ROWS` after a flush
-        while old rows remain, then again `prune_seconds` later (the first check right after the start)."""
+        while old rows remain, then again `prune_seconds` later (the first check right after the start).
+        `on_events(n)` is called after a batch wrote n > 0 handoff events (webhook delivery wakes on it)."""
         self.engine = engine
+        self.on_events = on_events
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
         self.retention_days = retention_days
@@ -165,11 +169,14 @@ class ScoreLogWriter:
         while True:
             batch = self._drain()
             if batch:
+                events = 0
                 try:
                     with self.engine.begin() as conn:
-                        insert_score_log(conn, batch)
+                        events = write_scores(conn, batch)
                 except Exception:  # noqa: BLE001 - never let the audit writer die
                     log.exception("could not write %d score-log rows", len(batch))
+                if events and self.on_events is not None:
+                    self.on_events(events)
             if not batch or (len(batch) < self.max_batch and not everything):
                 return
 
