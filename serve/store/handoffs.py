@@ -26,7 +26,7 @@ import orjson
 import sqlalchemy as sa
 from leadscore.serve import db
 from leadscore.serve.store.rows import IN_CHUNK, aware, now
-from leadscore.serve.store.score_log_rows import REASON_FIELDS, insert_score_log
+from leadscore.serve.store.score_log_rows import REASON_FIELDS, insert_score_log, sqlite_time
 
 HANDOFF = "lead.handoff"
 GRADE_CHANGED = "lead.grade_changed"
@@ -42,23 +42,83 @@ def _time(t: datetime) -> str:
     return aware(t).isoformat().replace("+00:00", "Z")
 
 
-def _locked_states(conn: sa.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The state of each lead in `ids`, locked for this transaction; an empty row for a lead never scored.
+_STATE_FIELDS = ("as_of", "grade", "qualified", "handed_over_at")  # what a new score is compared with
+_WRITTEN = (*_STATE_COLUMNS, "explored", "handed_over_at")
+_SQLITE_CHUNK = 90  # rows per statement: 10 parameters a row, under the 999 of SQLite < 3.32
+_SQLITE_UPSERT = (
+    f"INSERT INTO lead_state (lead_id, {', '.join(_WRITTEN)}) VALUES {{values}} ON CONFLICT (lead_id) "
+    f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _WRITTEN)}"
+)
 
-    The empty rows are inserted first (ON CONFLICT DO NOTHING) and every row is then read FOR UPDATE, in
-    lead_id order: on PostgreSQL two writers of the same lead queue on its row, so a lead's first score
-    cannot make two `lead.handoff` events. On SQLite the score log's insert before this already holds the
-    database's one write lock."""
-    conn.execute(
-        db.dialect_insert(conn)(db.lead_state).on_conflict_do_nothing(), [{"lead_id": i} for i in ids]
-    )
-    out: dict[str, dict[str, Any]] = {}
+
+def _sqlite_read(value: Any) -> datetime | None:
+    return None if value is None else aware(datetime.fromisoformat(value))
+
+
+def _locked_states(conn: sa.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The state (`_STATE_FIELDS`) of each lead in `ids`, locked for this transaction; all None for a lead
+    never scored.
+
+    SQLite: the score log's insert before this already holds the database's one write lock, so a plain
+    read is consistent (and read through the driver: this runs for every score the API serves).
+    PostgreSQL: empty rows are inserted first (ON CONFLICT DO NOTHING) and every row is then read FOR
+    UPDATE in lead_id order, so two writers of the same lead queue on its row and a lead's first score
+    cannot make two `lead.handoff` events."""
+    empty = dict.fromkeys(_STATE_FIELDS)
+    out = {i: dict(empty) for i in ids}
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.execute(
+            db.dialect_insert(conn)(db.lead_state).on_conflict_do_nothing(), [{"lead_id": i} for i in ids]
+        )
     for start in range(0, len(ids), IN_CHUNK):
         chunk = ids[start : start + IN_CHUNK]
-        q = sa.select(db.lead_state).where(_STATE.lead_id.in_(chunk)).order_by(_STATE.lead_id)
-        for r in conn.execute(q.with_for_update()):
-            out[r.lead_id] = dict(r._mapping)
+        if postgres:
+            q = sa.select(_STATE.lead_id, *(_STATE[c] for c in _STATE_FIELDS))
+            q = q.where(_STATE.lead_id.in_(chunk)).order_by(_STATE.lead_id).with_for_update()
+            for lead_id, as_of, grade, qualified, handed in conn.execute(q):
+                out[lead_id].update(as_of=as_of, grade=grade, qualified=qualified, handed_over_at=handed)
+        else:
+            sql = f"SELECT lead_id, {', '.join(_STATE_FIELDS)} FROM lead_state WHERE lead_id IN "
+            sql += f"({', '.join('?' * len(chunk))})"
+            for lead_id, as_of, grade, qualified, handed in conn.exec_driver_sql(sql, tuple(chunk)):
+                out[lead_id].update(
+                    as_of=_sqlite_read(as_of),
+                    grade=grade,
+                    qualified=None if qualified is None else bool(qualified),
+                    handed_over_at=_sqlite_read(handed),
+                )
     return out
+
+
+def _write_states(conn: sa.Connection, states: dict[str, dict[str, Any]]) -> None:
+    if conn.dialect.name == "postgresql":  # every row exists (`_locked_states`) and is locked
+        conn.execute(
+            sa.update(db.lead_state)
+            .where(_STATE.lead_id == sa.bindparam("b_lead_id"))
+            .values({k: sa.bindparam(f"b_{k}") for k in _WRITTEN}),
+            [{"b_lead_id": i, **{f"b_{k}": s[k] for k in _WRITTEN}} for i, s in states.items()],
+        )
+        return
+    items = list(states.items())
+    for start in range(0, len(items), _SQLITE_CHUNK):
+        chunk = items[start : start + _SQLITE_CHUNK]
+        params: list[Any] = []
+        for lead_id, s in chunk:
+            params += (
+                lead_id,
+                sqlite_time(s["as_of"]),
+                sqlite_time(s["scored_at"]),
+                s["model_version"],
+                s["probability"],
+                s["score"],
+                s["grade"],
+                int(s["qualified"]),
+                None if s["explored"] is None else int(s["explored"]),
+                None if s["handed_over_at"] is None else sqlite_time(s["handed_over_at"]),
+            )
+        one = "(" + ", ".join("?" * (len(_WRITTEN) + 1)) + ")"
+        conn.exec_driver_sql(_SQLITE_UPSERT.format(values=", ".join([one] * len(chunk))), tuple(params))
 
 
 def _event(kind: str, r: tuple[Any, ...], before: dict[str, Any], at: datetime) -> dict[str, Any]:
@@ -120,12 +180,7 @@ def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], not
         state.update(new)
         changed[r[0]] = state
     if changed:
-        conn.execute(
-            sa.update(db.lead_state)
-            .where(_STATE.lead_id == sa.bindparam("b_lead_id"))
-            .values({k: sa.bindparam(f"b_{k}") for k in (*_STATE_COLUMNS, "explored", "handed_over_at")}),
-            [{f"b_{k}": v for k, v in s.items()} for s in changed.values()],
-        )
+        _write_states(conn, changed)
     if events:
         conn.execute(sa.insert(db.outbox), events)
     return len(events)

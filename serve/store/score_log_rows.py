@@ -128,7 +128,7 @@ def decode_score_log(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[di
     return rows
 
 
-def _sqlite_time(t: datetime) -> str:
+def sqlite_time(t: datetime) -> str:
     """A datetime as SQLAlchemy's SQLite dialect stores it, "YYYY-MM-DD HH:MM:SS.ffffff" (UTC; read back as
     UTC by `store`)."""
     if t.tzinfo is not None:
@@ -158,8 +158,8 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
             for r in chunk:
                 params += (
                     r[0],
-                    _sqlite_time(r[1]),
-                    _sqlite_time(r[2]),
+                    sqlite_time(r[1]),
+                    sqlite_time(r[2]),
                     r[3],
                     r[4],
                     r[5],
