@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from leadscore.model.policy import Grade
@@ -109,7 +109,7 @@ def get_lead(lead_id: LeadId, engine: Engine, _: Reader) -> dict[str, Any]:
 
 @router.get(
     "/leads",
-    summary="Latest scores for review lists, highest first",
+    summary="Latest scores for review lists, highest first or newly handed over first",
     responses=error_responses(*KEYED, 422),
     response_model=None,
 )
@@ -120,10 +120,17 @@ def list_leads(
     since: Timestamp | None = None,
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=1_000_000),
+    sort: Annotated[
+        store.ListSort,
+        Query(
+            description="`score`: highest probability first; `handed_over`: the leads that crossed the "
+            "handoff threshold most recently first (`handed_over_at`), then those not handed over, by score"
+        ),
+    ] = "score",
 ) -> dict[str, Any]:
-    """The newest score of each lead (filtered by grade and by scored at or after `since`), highest
-    probability first, each with its trend against the lead's previous score."""
-    rows = store.latest_scores(engine, grade=grade, since=since, limit=limit, offset=offset)
+    """The newest score of each lead (filtered by grade and by scored at or after `since`) in the order
+    `sort`, each with its trend against the lead's previous score and when it was handed over."""
+    rows = store.latest_scores(engine, grade=grade, since=since, limit=limit, offset=offset, sort=sort)
     recent = store.recent_scores(engine, [r["lead_id"] for r in rows])
     return {
         "leads": [
@@ -142,6 +149,7 @@ def list_leads(
                     )
                 },
                 "attributes": r.get("attributes"),
+                "handed_over_at": r["handed_over_at"],
                 "trend": trend(recent.get(r["lead_id"], [])),
             }
             for r in rows

@@ -12,7 +12,14 @@ from leadscore.serve.store.handoffs import GRADE_CHANGED, HANDOFF, write_scores
 from leadscore.serve.store.leads import TooManyEvents, add_events, get_leads, known_leads, upsert_lead
 from leadscore.serve.store.retention import prune_all, prune_score_log
 from leadscore.serve.store.rows import IN_CHUNK, aware, now, row
-from leadscore.serve.store.score_log import latest_scores, recent_scores, score_history
+from leadscore.serve.store.score_log import (
+    LIST_SORTS,
+    ListSort,
+    latest_scores,
+    list_order,
+    recent_scores,
+    score_history,
+)
 from leadscore.serve.store.score_log_rows import (
     REASON_FIELDS,
     SCORE_LOG_FIELDS,
@@ -27,9 +34,11 @@ __all__ = [
     "GRADE_CHANGED",
     "HANDOFF",
     "IN_CHUNK",
+    "LIST_SORTS",
     "REASON_FIELDS",
     "SCORE_LOG_FIELDS",
     "Conflict",
+    "ListSort",
     "ScoreLogWriter",
     "TooManyEvents",
     "UnknownLead",
@@ -44,6 +53,7 @@ __all__ = [
     "insert_score_log",
     "known_leads",
     "latest_scores",
+    "list_order",
     "now",
     "prune_all",
     "prune_score_log",

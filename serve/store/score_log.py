@@ -1,11 +1,11 @@
 """Reads of the score log: a lead's history, its newest scores, and the newest score of every lead (the
-sales page's list and GET /v1/leads)."""
+sales page's list and GET /v1/leads) with the one order both lists share (`list_order`)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from leadscore.serve import db
@@ -25,6 +25,24 @@ def score_history(engine: sa.Engine, lead_id: str, limit: int = 50) -> list[dict
         return decode_score_log(conn, [row(r) for r in rows])
 
 
+# The orders of a list of leads: highest score first, or the leads handed over most recently first.
+ListSort = Literal["score", "handed_over"]
+LIST_SORTS: tuple[ListSort, ...] = ("score", "handed_over")
+
+
+def list_order(
+    sort: ListSort, probability: sa.ColumnElement[Any], lead_id: sa.ColumnElement[Any]
+) -> tuple[sa.ColumnElement[Any], ...]:
+    """ORDER BY of a lead list (the query outer-joins `lead_state`): `score` is the highest probability
+    first; `handed_over` the leads whose latest crossing of the handoff threshold (`handed_over_at`) is the
+    newest first, then the leads not handed over now, by score (a sort hides no lead: filters do)."""
+    by_score = (probability.desc(), lead_id)
+    if sort == "score":
+        return by_score
+    at = db.lead_state.c.handed_over_at
+    return (at.is_(None), at.desc(), *by_score)  # NULLs last on SQLite and PostgreSQL alike
+
+
 def latest_scores(
     engine: sa.Engine,
     grade: str | None = None,
@@ -33,17 +51,25 @@ def latest_scores(
     offset: int = 0,
     source: str | None = None,
     unreviewed: bool = False,
+    sort: ListSort = "score",
 ) -> list[dict[str, Any]]:
-    """The newest score of each lead, highest score first, with the lead's attributes."""
+    """The newest score of each lead in the order `sort` (`list_order`), with the lead's attributes and
+    when it was handed over (`handed_over_at`, None while not handed over)."""
     latest = (
         sa.select(db.score_log.c.lead_id, sa.func.max(db.score_log.c.id).label("id"))
         .group_by(db.score_log.c.lead_id)
         .subquery()
     )
     q = (
-        sa.select(db.score_log, db.leads.c.attributes, db.leads.c.created_at.label("lead_created_at"))
+        sa.select(
+            db.score_log,
+            db.leads.c.attributes,
+            db.leads.c.created_at.label("lead_created_at"),
+            db.lead_state.c.handed_over_at,
+        )
         .join(latest, db.score_log.c.id == latest.c.id)
         .join(db.leads, db.leads.c.lead_id == db.score_log.c.lead_id, isouter=True)
+        .join(db.lead_state, db.lead_state.c.lead_id == db.score_log.c.lead_id, isouter=True)
     )
     if grade:
         q = q.where(db.score_log.c.grade == grade)
@@ -57,7 +83,7 @@ def latest_scores(
             [
                 row(r)
                 for r in conn.execute(
-                    q.order_by(db.score_log.c.probability.desc(), db.score_log.c.lead_id)
+                    q.order_by(*list_order(sort, db.score_log.c.probability, db.score_log.c.lead_id))
                     .limit(limit)
                     .offset(offset)
                 )

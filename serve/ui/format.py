@@ -68,6 +68,15 @@ def age(t: datetime | None, now: datetime | None = None) -> str:
     return f"{int(days // 365.25)} y"
 
 
+def ago(t: datetime | None, now: datetime | None = None) -> str:
+    """How long ago `t` was, in words ("just now", "2 h ago")."""
+    if t is None:
+        return "–"
+    if ((now or datetime.now(UTC)) - t).total_seconds() < 60:
+        return "just now"
+    return f"{age(t, now)} ago"
+
+
 def signed(n: int) -> str:
     return f"+{n}" if n > 0 else f"−{-n}" if n < 0 else "0"
 

@@ -26,10 +26,19 @@ log = logging.getLogger("leadscore.serve.ui")
 router = APIRouter(prefix="/ui")
 PAGE_SIZE = 50
 MAX_PAGE = 100_000
+SORT_LABELS: dict[store.ListSort, str] = {"score": "Highest score", "handed_over": "Newly handed over"}
+assert set(SORT_LABELS) == set(store.LIST_SORTS), "a sort of the lead list has no label on the sales page"
 
 
-def _parse_filters(params: Mapping[str, str]) -> tuple[queries.ListFilter, int, dict[str, Any], list[str]]:
+def _parse_filters(
+    params: Mapping[str, str],
+) -> tuple[queries.ListFilter, store.ListSort, int, dict[str, Any], list[str]]:
     errors = []
+    sort_text = (params.get("sort") or "").strip() or "score"
+    sort = next((s for s in store.LIST_SORTS if s == sort_text), None)
+    if sort is None:
+        errors.append(f"sort: must be one of {', '.join(store.LIST_SORTS)}")
+        sort = "score"
     grade = (params.get("grade") or "").strip().upper() or None
     if grade and grade not in GRADES:
         errors.append(f"grade: must be one of {', '.join(GRADES)}")
@@ -57,8 +66,14 @@ def _parse_filters(params: Mapping[str, str]) -> tuple[queries.ListFilter, int, 
     except ValueError:
         errors.append(f"page: must be a whole number from 1 to {MAX_PAGE}")
         page = 1
-    shown = {"grade": grade or "", "source": source or "", "since": since_text, "unreviewed": unreviewed}
-    return queries.ListFilter(grade, source, since, unreviewed), page, shown, errors
+    shown = {
+        "grade": grade or "",
+        "source": source or "",
+        "since": since_text,
+        "unreviewed": unreviewed,
+        "sort": "" if sort == "score" else sort,  # the default order stays out of the links
+    }
+    return queries.ListFilter(grade, source, since, unreviewed), sort, page, shown, errors
 
 
 def _query_string(shown: dict[str, Any], **changes: Any) -> str:
@@ -73,9 +88,9 @@ def lead_list(request: Request) -> Response:
     sess = session.current(request)
     if not sess:
         return responses.to_signin(request)
-    f, page, shown, errors = _parse_filters(request.query_params)
+    f, sort, page, shown, errors = _parse_filters(request.query_params)
     engine = service_of(request).engine
-    rows, total = queries.lead_list(engine, f, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    rows, total = queries.lead_list(engine, f, PAGE_SIZE, (page - 1) * PAGE_SIZE, sort)
     now = datetime.now(UTC)
     for r in rows:
         r["trend"] = trend(r["score"], r["previous_score"])
@@ -97,8 +112,11 @@ def lead_list(request: Request) -> Response:
             "prev_qs": _query_string(shown, page=page - 1) if page > 1 else None,
             "next_qs": _query_string(shown, page=page + 1) if page < pages else None,
             "filters": shown,
+            "sort": sort,
+            "sort_labels": SORT_LABELS,
+            "clear_qs": _query_string({"sort": shown["sort"]}),
             "sources": queries.sources(engine),
-            "filtered": any(shown.values()),
+            "filtered": any(v for k, v in shown.items() if k != "sort"),
             "error": "; ".join(errors) or None,
         },
         422 if errors else 200,
@@ -128,6 +146,7 @@ def _lead_context(request: Request, lead_id: str) -> dict[str, Any] | None:
         "lead": lead,
         "attributes": (lead or {}).get("attributes") or {},
         "latest": latest,
+        "handed_over_at": queries.handed_over_at(engine, lead_id),
         "trend": trend(latest["score"], previous) if latest else None,
         "positives": sorted(
             (r for r in reasons if notable(r) and r["impact"] > 0), key=lambda r: -r["impact"]

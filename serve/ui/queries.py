@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from leadscore.serve import db, store
 
-SL, LEADS, EVENTS, FB = db.score_log, db.leads, db.events, db.feedback
+SL, LEADS, EVENTS, FB, STATE = db.score_log, db.leads, db.events, db.feedback, db.lead_state
 ACCEPTED = ("qualified", "won", "lost")  # sales took the lead (a lost deal was qualified first)
 
 
@@ -39,7 +39,9 @@ def _list_query(
     latest = _latest_ids()
     created = sa.func.coalesce(LEADS.c.created_at, SL.c.scored_at)
     q = sa.select(*columns(created)).select_from(
-        SL.join(latest, SL.c.id == latest.c.id).outerjoin(LEADS, LEADS.c.lead_id == SL.c.lead_id)
+        SL.join(latest, SL.c.id == latest.c.id)
+        .outerjoin(LEADS, LEADS.c.lead_id == SL.c.lead_id)
+        .outerjoin(STATE, STATE.c.lead_id == SL.c.lead_id)
     )
     if f.grade:
         q = q.where(SL.c.grade == f.grade)
@@ -52,8 +54,11 @@ def _list_query(
     return q
 
 
-def lead_list(engine: sa.Engine, f: ListFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """One page of leads by their latest score, highest first, and how many leads match in all."""
+def lead_list(
+    engine: sa.Engine, f: ListFilter, limit: int, offset: int, sort: store.ListSort = "score"
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of leads by their latest score in the order `sort` (`store.list_order`: highest score first,
+    or newly handed over first), and how many leads match in all."""
 
     def cols(created: sa.ColumnElement[Any]) -> tuple[sa.ColumnElement[Any], ...]:
         return (
@@ -68,9 +73,11 @@ def lead_list(engine: sa.Engine, f: ListFilter, limit: int, offset: int) -> tupl
             SL.c.model_version,
             LEADS.c.attributes,
             created.label("created_at"),
+            STATE.c.handed_over_at,
         )
 
-    q = _list_query(f, cols).order_by(SL.c.probability.desc(), SL.c.lead_id).limit(limit).offset(offset)
+    q = _list_query(f, cols).order_by(*store.list_order(sort, SL.c.probability, SL.c.lead_id))
+    q = q.limit(limit).offset(offset)
     count = sa.select(sa.func.count()).select_from(_list_query(f, lambda c: (SL.c.id,)).subquery())
     with engine.connect() as conn:
         total = conn.execute(count).scalar_one()
@@ -126,6 +133,13 @@ def lead_row(engine: sa.Engine, lead_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         r = conn.execute(sa.select(LEADS).where(LEADS.c.lead_id == lead_id)).first()
     return store.row(r) if r else None
+
+
+def handed_over_at(engine: sa.Engine, lead_id: str) -> datetime | None:
+    """When the lead last crossed the handoff threshold (`lead_state`); None while it is not handed over."""
+    with engine.connect() as conn:
+        at = conn.execute(sa.select(STATE.c.handed_over_at).where(STATE.c.lead_id == lead_id)).scalar()
+    return store.aware(at)
 
 
 @dataclass
