@@ -512,6 +512,7 @@ def test_bad_feedback_gets_422_naming_the_field(server, body, field):
         ({"limit": 100000}, "limit"),
         ({"grade": "E"}, "grade"),
         ({"since": "not-a-time"}, "since"),
+        ({"sort": "newest"}, "sort"),
     ],
 )
 def test_bad_list_queries_get_422(server, params, field):
