@@ -69,6 +69,7 @@ def lead_list(
             SL.c.probability,
             SL.c.grade,
             SL.c.qualified,
+            SL.c.explored,  # the "hand over: exploration" tag
             SL.c.reasons,
             SL.c.model_version,
             LEADS.c.attributes,

@@ -107,6 +107,9 @@ def test_explored_leads_are_handed_over_marked_and_logged_and_rescoring_never_re
         page = sales.get(f"/ui/leads/{inline_explored}").text
         assert "Handed over for exploration" in page and "Feedback cannot be taken for this lead" in page
         assert 'value="disqualified"' not in page
+        # and the list tags them so, and counts their draw as a handoff: newly handed over, they come first
+        rows = sales.get("/ui/leads", params={"sort": "handed_over"}).text.split("<tbody>")[1].split("</tr>")
+        assert "hand over: exploration" in rows[0] and "handed over <time" in rows[0]
         with server.client("sales") as c:
             refused = c.post("/v1/feedback", json={"lead_id": inline_explored, "outcome": "qualified"})
             taken = c.post("/v1/feedback", json={"lead_id": stored_explored, "outcome": "qualified"})
