@@ -64,11 +64,11 @@ def test_newly_handed_over_lists_the_latest_crossing_first_then_the_rest_by_scor
     # then the latest crossing comes first (ties by score), then the leads not handed over now, by score
     expected = ["f", "b", "c", "a", "d", "e"]
     assert [r["lead_id"] for r in api] == [r["lead_id"] for r in page] == expected and total == 6
-    # and each handed-over lead says when it crossed: the scored_at of its latest crossing, in UTC
+    # and each handed-over lead says when it crossed: the moment (as_of) of its latest crossing, in UTC
     crossed = {"f": T0 + 3 * H, "b": T0 + H, "c": T0, "a": T0}
     for rows in (api, page):
         assert {r["lead_id"]: r["handed_over_at"] for r in rows} == {
-            lead: (crossed[lead] + timedelta(minutes=1) if lead in crossed else None) for lead in expected
+            lead: crossed.get(lead) for lead in expected
         }
     # and the default order is still the highest latest score first
     assert [r["lead_id"] for r in store.latest_scores(scored)] == ["c", "a", "b", "f", "d", "e"]

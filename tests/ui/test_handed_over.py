@@ -1,9 +1,11 @@
 """The lead list sorted by "newly handed over" and the time each lead crossed the threshold, in a real browser
 against a real server and its store (`lead_state.handed_over_at`, written with each score).
 
-Its own small server, so the story is built, not found: round 1 scores demo leads; round 2 scores one lead
-that was not handed over with the data of a weaker handed-over lead, so it crosses the threshold after leads
-with higher scores. Sorted by score it would come after them; sorted by newly handed over, first."""
+Its own small server, so the story is built, not found: round 1 scores demo leads, each as of a week after
+its creation; round 2 scores one lead that was not handed over with the data of the weakest handed-over
+lead, moved (by whole weeks) to after every round-1 moment, so it crosses the threshold last with a lower
+score than the strongest. Sorted by score it comes after it; sorted by newly handed over, first.
+A lead's crossing time is the moment of the score that crossed (`as_of`)."""
 
 from __future__ import annotations
 
@@ -52,25 +54,28 @@ def _as_of(ds, lead_id: str):
     return ds.leads.set_index("lead_id").loc[lead_id, "created_at"] + np.timedelta64(7, "D")
 
 
-def _inline(ds, lead_id: str, data_of: str) -> dict:
-    """A lead to score with the demo data of `data_of`, as of `_as_of` that lead."""
+NO_SHIFT = np.timedelta64(0, "D")
+
+
+def _inline(ds, lead_id: str, data_of: str, shift: np.timedelta64 = NO_SHIFT) -> dict:
+    """A lead to score with the demo data of `data_of` as of its `_as_of`, all times moved by `shift`."""
     lead = ds.leads.set_index("lead_id").loc[data_of]
     as_of = _as_of(ds, data_of)
     ev = ds.events[(ds.events["lead_id"] == data_of) & (ds.events["timestamp"] < as_of)]
     attrs = ("source", "industry", "company_size", "country", "job_title", "email_domain")
     return {
         "lead_id": lead_id,
-        "created_at": _iso(lead["created_at"]),
+        "created_at": _iso(lead["created_at"] + shift),
         "attributes": {a: _clean(lead.get(a)) for a in attrs},
         "events": [
             {
                 "type": e.type,
-                "timestamp": _iso(e.timestamp),
+                "timestamp": _iso(e.timestamp + shift),
                 **({"page": e.page} if isinstance(e.page, str) else {}),
             }
             for e in ev.itertuples()
         ],
-        "as_of": _iso(as_of),
+        "as_of": _iso(as_of + shift),
     }
 
 
@@ -89,13 +94,17 @@ def story(trained, demo_dataset, tmp_path_factory) -> Story:
             handed = sorted((x for x in first.values() if x["qualified"]), key=lambda x: x["probability"])
             assert len(handed) >= 2 and len(handed) < N_LEADS, "round 1 should hand over some leads, not all"
             weakest, strongest = handed[0], handed[-1]
-            # a lead not handed over, whose moment comes before the weakest's: scored with the weakest's data
-            # (a newer moment), it crosses the threshold now, below the strongest's score
-            late = next(
-                i for i in ids if not first[i]["qualified"] and _as_of(ds, i) < _as_of(ds, weakest["lead_id"])
+            # a lead not handed over, scored with the weakest's data moved to after every round-1 moment
+            # (by whole weeks: the same features), crosses the threshold last, below the strongest's score
+            late = next(i for i in ids if not first[i]["qualified"])
+            weeks = (max(_as_of(ds, i) for i in ids) - _as_of(ds, weakest["lead_id"])) // np.timedelta64(
+                7, "D"
             )
-            r = c.post("/v1/score", json={"leads": [_inline(ds, late, weakest["lead_id"])]})
-            assert r.status_code == 200 and r.json()["results"][0]["qualified"], r.text
+            shift = np.timedelta64(7 * (int(weeks) + 1), "D")
+            r = c.post("/v1/score", json={"leads": [_inline(ds, late, weakest["lead_id"], shift)]})
+            assert r.status_code == 200, r.text
+            [second] = r.json()["results"]
+            assert second["qualified"] and second["probability"] < strongest["probability"], second
         story = Story(server, tmp / "leadscore.db", late, strongest["lead_id"])
         deadline = time.monotonic() + 30
         while late not in story.crossed():  # the score log and the lead state are written in batches
