@@ -97,10 +97,8 @@ def story(trained, demo_dataset, tmp_path_factory) -> Story:
             # a lead not handed over, scored with the weakest's data moved to after every round-1 moment
             # (by whole weeks: the same features), crosses the threshold last, below the strongest's score
             late = next(i for i in ids if not first[i]["qualified"])
-            weeks = (max(_as_of(ds, i) for i in ids) - _as_of(ds, weakest["lead_id"])) // np.timedelta64(
-                7, "D"
-            )
-            shift = np.timedelta64(7 * (int(weeks) + 1), "D")
+            week = np.timedelta64(7, "D")
+            shift = ((max(_as_of(ds, i) for i in ids) - _as_of(ds, weakest["lead_id"])) // week + 1) * week
             r = c.post("/v1/score", json={"leads": [_inline(ds, late, weakest["lead_id"], shift)]})
             assert r.status_code == 200, r.text
             [second] = r.json()["results"]
