@@ -10,14 +10,20 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, field_validator
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROLES = ("scorer", "sales", "admin")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting's message never repeats its value (keys, secrets, a URL's
+    # credentials)
+    model_config = SettingsConfigDict(
+        env_prefix="LEADSCORE_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: str = "sqlite:///leadscore.db"
     api_keys: SecretStr = SecretStr("")  # comma-separated role:key pairs
@@ -79,6 +85,18 @@ class Settings(BaseSettings):
     # recommended; more than 0.5 would be a second policy, not a correction of the first.
     exploration_share: float = Field(0.0, ge=0.0, le=0.5)
     exploration_seed: int = 0  # logged at start-up; changing it draws a different set of leads
+    # Handoff events (docs/webhooks.md): each is POSTed to this URL, signed with the secret; none = no
+    # delivery (the events are still written and listed by GET /v1/handoffs)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr = SecretStr("")  # the HMAC-SHA256 key of X-Leadscore-Signature; never logged
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)  # connect, send and wait for the status line
+    webhook_max_attempts: int = Field(20, ge=1, le=100)  # then the event is dead (GET /v1/admin/webhooks)
+    webhook_backoff_seconds: float = Field(2.0, gt=0, le=3600)  # wait after the first failure; doubles
+    webhook_backoff_max_seconds: float = Field(3600.0, gt=0, le=86400)  # the longest wait between tries
+    webhook_workers: int = Field(4, ge=1, le=32)  # per service worker: deliveries in flight at once
+    # an event first tried later than this after it was written (the service was down, the URL was set
+    # later) is dead, not sent: a receiver acting on a days-old handoff would call a lead gone cold
+    webhook_max_age_hours: float = Field(72.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("api_keys")
@@ -86,6 +104,33 @@ class Settings(BaseSettings):
     def _check_keys(cls, v: SecretStr) -> SecretStr:
         parse_keys(v.get_secret_value())
         return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # the value itself is not repeated: a URL may carry credentials
+            raise ValueError(
+                "LEADSCORE_WEBHOOK_URL must be an http:// or https:// URL with a host "
+                f"(got a {parts.scheme + ':' if parts.scheme else 'scheme-less'} URL)"
+            )
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _check_webhook_secret(self) -> Settings:
+        if self.webhook_url and len(self.webhook_secret.get_secret_value()) < 16:
+            raise ValueError(
+                "LEADSCORE_WEBHOOK_SECRET must be set (at least 16 characters) when LEADSCORE_WEBHOOK_URL "
+                "is: receivers verify every event's X-Leadscore-Signature with it"
+            )
+        if self.webhook_backoff_max_seconds < self.webhook_backoff_seconds:
+            raise ValueError(
+                "LEADSCORE_WEBHOOK_BACKOFF_MAX_SECONDS must be at least LEADSCORE_WEBHOOK_BACKOFF_SECONDS"
+            )
+        return self
 
     def exploration(self):
         """The exploration in force (`leadscore.model.exploration.Exploration`)."""

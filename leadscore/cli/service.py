@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from leadscore.cli.common import console
+from leadscore.cli.common import console, fail
 
 
 def keys(
@@ -34,9 +34,14 @@ def serve(
 ) -> None:
     """Serve the scoring API and the sales page."""
     import uvicorn
+    from pydantic import ValidationError
 
     from leadscore.settings import get_settings
 
+    try:  # a refused setting stops the start with its message (values never shown), not a traceback
+        settings = get_settings()
+    except ValidationError as e:
+        fail("; ".join(setting_error(err) for err in e.errors()))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # glibc gives threads that allocate at once their own heap arenas (up to 8 per core), whose freed memory
     # is rarely given back; two bound what big requests on the thread pool can spread over (the soak figures
@@ -52,12 +57,20 @@ def serve(
         loop="uvloop",
         # the last line of defence against a flood of connections (file descriptors, memory); the
         # app's own bounds (serve/admission.py) answer long before this with a JSON 503 and Retry-After
-        limit_concurrency=get_settings().max_connections,
+        limit_concurrency=settings.max_connections,
         log_level="info",
         access_log=False,
         server_header=False,
         timeout_worker_healthcheck=120,
     )  # workers import MLflow + the model: slow on a loaded host
+
+
+def setting_error(err: Any) -> str:
+    """One refused setting in words: the variable, then pydantic's reason (ours name the variable)."""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"] or msg.startswith("LEADSCORE_"):
+        return msg
+    return f"LEADSCORE_{str(err['loc'][0]).upper()}: {msg}"
 
 
 def prune(
