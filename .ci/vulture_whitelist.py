@@ -33,3 +33,9 @@ pytest_report_header
 pytest_terminal_summary
 own_registry
 champion_env
+
+# http.server calls a handler's do_POST and log_message, and reads a server's daemon_threads (the tests'
+# webhook receiver, tests/serve/webhook_receiver.py)
+do_POST
+log_message
+daemon_threads

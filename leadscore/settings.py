@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator

@@ -14,7 +14,16 @@ from leadscore.serve.admission import AdmissionMiddleware
 from leadscore.serve.body_limit import BodyLimitMiddleware
 from leadscore.serve.errors import INTERNAL_ERROR, error_detail, validation_detail
 from leadscore.serve.metrics import MetricsMiddleware
-from leadscore.serve.routes import feedback, health, leads, model, monitoring, score
+from leadscore.serve.routes import (
+    admin_webhooks,
+    feedback,
+    handoffs,
+    health,
+    leads,
+    model,
+    monitoring,
+    score,
+)
 from leadscore.serve.service import ScoringService
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -105,7 +114,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (score, health, feedback, model, leads, monitoring):  # the busiest route matched first
+    for module in (
+        score,
+        health,
+        feedback,
+        model,
+        leads,
+        monitoring,
+        handoffs,
+        admin_webhooks,
+    ):  # the busiest route matched first
         app.include_router(module.router)
     with contextlib.suppress(ImportError):
         from leadscore.serve.ui import routes as ui_routes

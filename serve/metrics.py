@@ -1,5 +1,5 @@
 """Prometheus metrics: requests and latency by route and status, the score distribution, model version, load
-shedding and the score-log queue."""
+shedding, the score-log queue and webhook delivery."""
 
 from __future__ import annotations
 
@@ -63,6 +63,25 @@ class Metrics:
         self.score_log_queued = Gauge(
             "leadscore_score_log_queued_bytes",
             "Score-log bytes waiting for the database",
+            registry=self.registry,
+        )
+        # webhooks (serve.webhooks): this worker's tries; the pending gauge is the store's, for every worker
+        self.webhook_delivered = Counter(
+            "leadscore_webhook_delivered_total", "Handoff events delivered (2xx)", registry=self.registry
+        )
+        self.webhook_failed = Counter(
+            "leadscore_webhook_failed_total",
+            "Failed webhook tries (errors, timeouts, non-2xx), retried or dead",
+            registry=self.registry,
+        )
+        self.webhook_dead = Counter(
+            "leadscore_webhook_dead_total",
+            "Handoff events given up on (max attempts or max age)",
+            registry=self.registry,
+        )
+        self.webhook_pending = Gauge(
+            "leadscore_webhook_pending_events",
+            "Handoff events waiting for delivery (read from the store at most every 10 s)",
             registry=self.registry,
         )
         # monitoring (serve.monitoring): set from the cached report when /metrics is read

@@ -3,8 +3,8 @@
 and reached by routes through `deps.ServiceDep`.
 
 `build` makes the parts that need no I/O (the engine connects on first use); `start` (the app's lifespan)
-migrates the store, opens the score-log writer and the worker's model sync, and loads the champion; `stop`
-closes them again.
+migrates the store, opens the score-log writer and the worker's model sync, loads the champion and starts the
+webhook deliverer (when a URL is set); `stop` closes them again.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from leadscore.serve.model_sync import ModelSync
 from leadscore.serve.monitoring import MonitorCache
 from leadscore.serve.scoring import Batcher
 from leadscore.serve.store import ScoreLogWriter
+from leadscore.serve.webhooks import PendingGauge, WebhookDeliverer
 
 from leadscore.settings import Settings
 
@@ -48,6 +49,7 @@ class ScoringService:
     model_sync: ModelSync | None = (
         None  # None without `start` (an app without its lifespan: this process only)
     )
+    webhooks: WebhookDeliverer | None = None  # between `start` and `stop`, when LEADSCORE_WEBHOOK_URL is set
 
     def __post_init__(self) -> None:
         self.batcher = Batcher(self)
@@ -92,6 +94,14 @@ class ScoringService:
         outcome = await asyncio.to_thread(self.holder.reload)
         (log.info if self.holder.model is not None else log.warning)("model: %s", outcome.message)
         await asyncio.to_thread(sync.report_now)
+        self.metrics.webhook_pending.set_function(PendingGauge(self.engine))
+        if settings.webhook_url:
+            self.webhooks = WebhookDeliverer(self.engine, settings, self.metrics)
+            self.webhooks.start()
+        else:
+            log.info(
+                "webhooks: off (no LEADSCORE_WEBHOOK_URL); handoff events are listed by GET /v1/handoffs"
+            )
         if (
             settings.exploration_share > 0
         ):  # the seed decides which leads are drawn: logged so a run can be redone
@@ -110,6 +120,8 @@ class ScoringService:
     def stop(self, task: asyncio.Task[None] | None) -> None:
         if task:
             task.cancel()
+        if self.webhooks is not None:  # before the engine goes: the tries in flight record their outcome
+            self.webhooks.stop()
         if self.model_sync is not None:
             with contextlib.suppress(Exception):  # the store may be gone: the report then just ages out
                 self.model_sync.leave()

@@ -1,0 +1,235 @@
+"""Webhook delivery of the handoff events in the outbox (docs/webhooks.md).
+
+Each service worker (process) runs one `WebhookDeliverer` between `ScoringService.start` and `stop`: a
+dispatcher thread claims due events (`store.outbox.claim`, a lease per event, so processes and hosts never
+send the same event at once) as long as one of its `LEADSCORE_WEBHOOK_WORKERS` delivery threads is free,
+and each thread POSTs one event's stored body byte for byte, signed, with a timeout. The API never waits
+for any of it: an unreachable or slow receiver only keeps these threads busy.
+
+2xx is delivered; anything else (a refused connection, a timeout, a 3xx, 4xx or 5xx) is a failed try,
+retried after an exponential backoff with jitter, and dead after `LEADSCORE_WEBHOOK_MAX_ATTEMPTS` tries
+(listed by `GET /v1/admin/webhooks`, sent again by its redeliver endpoint). The dispatcher wakes at once
+when this process writes an event (`wake`) and polls the store every `poll_seconds` for the events of other
+processes and for retries falling due.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from leadscore.serve.metrics import Metrics
+from leadscore.serve.store import outbox
+from leadscore.serve.store.rows import now
+
+from leadscore.settings import Settings
+
+log = logging.getLogger("leadscore.serve.webhooks")
+
+SIGNATURE_HEADER = "X-Leadscore-Signature"
+EVENT_ID_HEADER = "X-Leadscore-Event-Id"
+USER_AGENT = "Leadscore-Webhooks/1"
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """The value of X-Leadscore-Signature: `sha256=` and the hex HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def backoff_seconds(attempts: int, base: float, cap: float, rng: random.Random) -> float:
+    """The wait after the `attempts`-th failed try: base * 2^(attempts-1), at most `cap`, drawn between half
+    and all of it (jitter: receivers coming back from an outage are not hit by every event at once)."""
+    full = min(cap, base * 2.0 ** min(attempts - 1, 60))
+    return full / 2 + rng.random() * full / 2
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST `body` to `url` and return the status; redirects are not followed (a 3xx is a failed try).
+    `timeout` bounds each step (connecting, sending, waiting for the status line); the answer's body is
+    not read."""
+    parts = urlsplit(url)
+    conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_class(parts.hostname or "", parts.port, timeout=timeout)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def describe(error: BaseException, timeout: float) -> str:
+    """A failed try in a few words for `last_error` (never the URL: it may carry credentials)."""
+    if isinstance(error, (TimeoutError, socket.timeout)):
+        return f"timeout: no answer within {timeout:g} s"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error: {error.reason or type(error).__name__}"
+    if isinstance(error, socket.gaierror):
+        return "the host name did not resolve"
+    return f"{type(error).__name__}: {error}"[:200]
+
+
+class WebhookDeliverer:
+    """Delivers the outbox's events from background threads (see the module's docstring)."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        settings: Settings,
+        metrics: Metrics,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        assert settings.webhook_url, "a deliverer needs LEADSCORE_WEBHOOK_URL"
+        self.engine, self.settings, self.metrics = engine, settings, metrics
+        self.url = settings.webhook_url
+        self._secret = settings.webhook_secret.get_secret_value().encode()
+        self.poll_seconds = poll_seconds
+        self.workers = settings.webhook_workers
+        # the lease outlives a try: the connect, send and status-line steps each within the timeout
+        self.lease_seconds = 3 * settings.webhook_timeout_seconds + 10
+        self._rng = random.Random()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._busy = 0  # events claimed and not yet finished
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="webhook")
+        self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info(
+            "webhooks: delivering handoff events to %s with %d workers",
+            receiver(self.url),
+            self.workers,
+        )
+
+    def wake(self) -> None:
+        """New events were written: claim them now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, wait: float | None = None) -> None:
+        """Stop claiming; the tries in flight finish within their timeout (an event whose try is cut short
+        is leased, and due again when its lease expires)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=wait if wait is not None else self.lease_seconds)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                claimed = self.dispatch()
+            except Exception:  # noqa: BLE001 - a store outage: try again at the next poll
+                log.warning("webhooks: could not claim events", exc_info=True)
+                claimed = 0
+            if claimed == 0 or self._free() == 0:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def _free(self) -> int:
+        with self._lock:
+            return self.workers - self._busy
+
+    def dispatch(self) -> int:
+        """Claim as many due events as there are free delivery threads and hand them over; how many."""
+        free = self._free()
+        if free <= 0:
+            return 0
+        events = outbox.claim(self.engine, free, self.lease_seconds)
+        with self._lock:
+            self._busy += len(events)
+        for event in events:
+            self._pool.submit(self._deliver, event)
+        return len(events)
+
+    def _deliver(self, event: outbox.Claimed) -> None:
+        try:
+            self.deliver(event)
+        except Exception:  # noqa: BLE001 - the store failed to record it: the lease expires, it is retried
+            log.warning("webhooks: could not record the outcome of event %s", event.event_id, exc_info=True)
+        finally:
+            with self._lock:
+                self._busy -= 1
+            self._wake.set()  # a thread is free: claim the next one
+
+    def deliver(self, event: outbox.Claimed) -> bool:
+        """One try of one claimed event, its outcome recorded; whether it was delivered."""
+        settings = self.settings
+        if not event.tried and event.created_at < now() - timedelta(hours=settings.webhook_max_age_hours):
+            if outbox.mark_expired(self.engine, event, settings.webhook_max_age_hours):
+                self.metrics.webhook_dead.inc()
+                log.warning("webhooks: event %s expired before its first try: dead", event.event_id)
+            return False
+        body = event.body.encode()
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: event.event_id,
+            SIGNATURE_HEADER: signature(self._secret, body),
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            status = post(self.url, body, headers, settings.webhook_timeout_seconds)
+            error = None if 200 <= status < 300 else f"HTTP {status}"
+        except Exception as e:  # noqa: BLE001 - every failure of a try is retried
+            error = describe(e, settings.webhook_timeout_seconds)
+        if error is None:
+            outbox.mark_delivered(self.engine, event)
+            self.metrics.webhook_delivered.inc()
+            return True
+        attempts = event.attempts + 1
+        retry_at: datetime | None = None
+        if attempts < settings.webhook_max_attempts:
+            wait = backoff_seconds(
+                attempts, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, self._rng
+            )
+            retry_at = now() + timedelta(seconds=wait)
+        outbox.mark_failed(self.engine, event, error, retry_at)
+        self.metrics.webhook_failed.inc()
+        if retry_at is None:
+            self.metrics.webhook_dead.inc()
+            log.warning("webhooks: event %s dead after %d tries: %s", event.event_id, attempts, error)
+        else:
+            log.info(
+                "webhooks: event %s try %d failed (%s); next at %s", event.event_id, attempts, error, retry_at
+            )
+        return False
+
+
+def receiver(url: str) -> str:
+    """The receiver as logged: scheme, host and port only (a path or query may carry a token)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+class PendingGauge:
+    """The pending count for Prometheus, read from the store at most every `ttl` seconds (a scrape is
+    never a query each time)."""
+
+    def __init__(self, engine: sa.Engine, ttl: float = 10.0) -> None:
+        self.engine, self.ttl = engine, ttl
+        self._value = float("nan")
+        self._at = float("-inf")
+
+    def __call__(self) -> float:
+        t = time.monotonic()
+        if t - self._at >= self.ttl:
+            self._at = t
+            try:
+                self._value = float(outbox.pending_count(self.engine))
+            except Exception:  # noqa: BLE001 - a store outage must not break /metrics
+                log.warning("webhooks: could not count pending events", exc_info=True)
+        return self._value
