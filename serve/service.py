@@ -25,7 +25,7 @@ from leadscore.serve.model_holder import ModelHolder
 from leadscore.serve.model_sync import ModelSync
 from leadscore.serve.monitoring import MonitorCache
 from leadscore.serve.scoring import Batcher
-from leadscore.serve.store import ScoreLogWriter
+from leadscore.serve.store import ScoreLogWriter, prune_outbox_all
 from leadscore.serve.webhooks import PendingGauge, WebhookDeliverer
 
 from leadscore.settings import Settings
@@ -50,6 +50,7 @@ class ScoringService:
         None  # None without `start` (an app without its lifespan: this process only)
     )
     webhooks: WebhookDeliverer | None = None  # between `start` and `stop`, when LEADSCORE_WEBHOOK_URL is set
+    outbox_retention: asyncio.Task[None] | None = None  # between `start` and `stop`, when retention is on
 
     def __post_init__(self) -> None:
         self.batcher = Batcher(self)
@@ -102,6 +103,8 @@ class ScoringService:
             log.info(
                 "webhooks: off (no LEADSCORE_WEBHOOK_URL); handoff events are listed by GET /v1/handoffs"
             )
+        if settings.score_log_retention_days > 0:
+            self.outbox_retention = asyncio.create_task(self._prune_outbox())
         if (
             settings.exploration_share > 0
         ):  # the seed decides which leads are drawn: logged so a run can be redone
@@ -117,9 +120,32 @@ class ScoringService:
             log.warning("no API keys configured (LEADSCORE_API_KEYS): every endpoint but health answers 401")
         return asyncio.create_task(sync.run()) if settings.model_sync_seconds > 0 else None
 
+    async def _prune_outbox(self, every: float = 600.0) -> None:
+        """The outbox's retention (`store.prune_outbox_all`): right after the start, then every `every` s."""
+        settings = self.settings
+        while True:
+            try:
+                n = await asyncio.to_thread(
+                    prune_outbox_all,
+                    self.engine,
+                    settings.score_log_retention_days,
+                    settings.webhook_max_age_hours,
+                )
+                if n:
+                    log.info(
+                        "outbox retention: deleted %d handoff events older than %g days",
+                        n,
+                        settings.score_log_retention_days,
+                    )
+            except Exception:  # noqa: BLE001 - never let retention stop: try again at the next check
+                log.exception("could not delete old handoff events")
+            await asyncio.sleep(every)
+
     def stop(self, task: asyncio.Task[None] | None) -> None:
         if task:
             task.cancel()
+        if self.outbox_retention is not None:
+            self.outbox_retention.cancel()
         if self.webhooks is not None:  # before the engine goes: the tries in flight record their outcome
             self.webhooks.stop()
         if self.model_sync is not None:

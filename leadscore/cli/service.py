@@ -84,8 +84,8 @@ def prune(
         ),
     ] = None,
 ) -> None:
-    """Delete old score-log rows now, in short steps (the service also does this by itself, every 10
-    minutes). Feedback, leads and events are never deleted."""
+    """Delete old score-log rows and delivered or dead handoff events now, in short steps (the service also
+    does this by itself, every 10 minutes). Feedback, leads and events are never deleted."""
     from leadscore.serve import db, store
     from leadscore.settings import get_settings
 
@@ -98,6 +98,8 @@ def prune(
     engine = db.make_engine(settings.database_url)
     try:
         n = store.prune_all(engine, days)
+        events = store.prune_outbox_all(engine, days, settings.webhook_max_age_hours)
     finally:
         engine.dispose()
     console.print(f"deleted {n} score-log rows older than {days:g} days")
+    console.print(f"deleted {events} delivered or dead handoff events older than {days:g} days")

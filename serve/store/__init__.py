@@ -2,15 +2,16 @@
 sales' feedback (`feedback`, written synchronously: acknowledged = durable), the score log (`score_log`
 reads, `score_log_rows` its compact row format, `handoffs` the one writer of scores, with the lead states
 and handoff events they cause, `score_log_writer` the background writer that keeps it off the scoring hot
-path, `retention` its pruning). `rows` holds what every read shares (UTC times, rows as dicts). The tables
-and the engine are in `serve.db`.
+path, `retention` its pruning and the outbox's; `outbox` the handoff events' delivery state, read by the
+webhook deliverers and the handoff endpoints). `rows` holds what every read shares (UTC times, rows as
+dicts). The tables and the engine are in `serve.db`.
 
 Callers import the store as one (`from leadscore.serve import store`; `store.add_feedback(...)`)."""
 
 from leadscore.serve.store.feedback import Conflict, UnknownLead, add_feedback, feedback_for, feedback_frame
 from leadscore.serve.store.handoffs import GRADE_CHANGED, HANDOFF, write_scores
 from leadscore.serve.store.leads import TooManyEvents, add_events, get_leads, known_leads, upsert_lead
-from leadscore.serve.store.retention import prune_all, prune_score_log
+from leadscore.serve.store.retention import prune_all, prune_outbox_all, prune_score_log
 from leadscore.serve.store.rows import IN_CHUNK, aware, now, row
 from leadscore.serve.store.score_log import (
     LIST_SORTS,
@@ -56,6 +57,7 @@ __all__ = [
     "list_order",
     "now",
     "prune_all",
+    "prune_outbox_all",
     "prune_score_log",
     "recent_scores",
     "row",

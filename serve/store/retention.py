@@ -1,5 +1,6 @@
-"""Retention of the score log (LEADSCORE_SCORE_LOG_RETENTION_DAYS): old rows deleted in short, bounded
-steps, by the score-log writer between its batches and by `leadscore prune`."""
+"""Retention (LEADSCORE_SCORE_LOG_RETENTION_DAYS): old score-log rows deleted in short, bounded steps, by the
+score-log writer between its batches and by `leadscore prune`; old outbox events (delivered, dead, or too
+old ever to be sent) likewise, by each service worker every 10 minutes and by `leadscore prune`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from leadscore.serve import db
+from leadscore.serve.store.outbox import prune_outbox
 from leadscore.serve.store.rows import aware, now
 
 
@@ -52,6 +54,27 @@ def prune_all(engine: sa.Engine, retention_days: float, max_rows: int = 5000) ->
     cutoff = now() - timedelta(days=retention_days)
     total = 0
     while (n := prune_score_log(engine, cutoff, max_rows)) > 0:
+        total += n
+        if n < max_rows:
+            break
+    return total
+
+
+def prune_outbox_all(
+    engine: sa.Engine, retention_days: float, max_age_hours: float, max_rows: int = 5000
+) -> int:
+    """Delete the outbox events written more than `retention_days` ago (0: keep forever) that are delivered
+    or dead, or still pending past `max_age_hours` (never to be sent), in steps of `max_rows`. A pending
+    event that may still be sent is kept whatever its age: nothing accepted is lost."""
+    if retention_days <= 0:
+        return 0
+    t = now()
+    total = 0
+    while (
+        n := prune_outbox(
+            engine, t - timedelta(days=retention_days), t - timedelta(hours=max_age_hours), max_rows
+        )
+    ) > 0:
         total += n
         if n < max_rows:
             break

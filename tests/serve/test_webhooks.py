@@ -18,7 +18,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from leadscore.serve import db
+from leadscore.serve import db, store
 from leadscore.serve.metrics import Metrics
 from leadscore.serve.store import outbox
 from leadscore.serve.store.rows import now
@@ -300,9 +300,10 @@ def test_retention_deletes_old_delivered_and_dead_events_only(engine):
             sa.update(db.outbox).where(o.event_id.in_([old_delivered, recent])).values(status="delivered")
         )
         conn.execute(sa.update(db.outbox).where(o.event_id == old_dead).values(status="dead"))
-    # an old pending one is kept while it could still be sent (max age beyond the retention)
-    assert outbox.prune_outbox(engine, now() - timedelta(days=180), now() - timedelta(days=365)) == 2
-    assert outbox.prune_outbox(engine, now() - timedelta(days=180), now() - timedelta(days=3)) == 2
+    # an old pending one is kept while it could still be sent (max age beyond the retention), then not
+    assert store.prune_outbox_all(engine, retention_days=180, max_age_hours=365 * 24) == 2
+    assert store.prune_outbox_all(engine, retention_days=180, max_age_hours=72) == 2
+    assert store.prune_outbox_all(engine, retention_days=0, max_age_hours=72) == 0  # 0 keeps everything
     with engine.connect() as conn:
         left = set(conn.execute(sa.select(db.outbox.c.event_id)).scalars())
     assert left == {recent}
