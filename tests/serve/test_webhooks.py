@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from leadscore.serve.store import outbox
 from leadscore.serve.store.rows import now
 from leadscore.serve.webhooks import WebhookDeliverer
 from pydantic import ValidationError
-from support import KEYS, KEYS_ENV
+from support import KEYS, KEYS_ENV, REPO
 from webhook_receiver import SECRET, Receiver
 
 from leadscore.settings import Settings
@@ -99,6 +100,15 @@ def wait_until(check, timeout: float = 20.0) -> bool:
     return check()
 
 
+def docs_verify(secret: str, body: bytes, signature: str) -> bool:
+    """The `verify` function docs/webhooks.md gives receivers, run as printed."""
+    doc = (REPO / "docs" / "webhooks.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "def verify" in b]
+    scope: dict = {}
+    exec(code, scope)
+    return scope["verify"](secret, body, signature)
+
+
 @pytest.fixture
 def receiver():
     r = Receiver().start()
@@ -139,6 +149,8 @@ def test_each_event_is_posted_once_byte_for_byte_and_signed(engine, database_url
         assert r.headers["X-Leadscore-Signature"] == f"sha256={expected}"
         assert r.headers["Content-Type"] == "application/json"
         assert r.event["event_id"] == r.event_id
+        assert docs_verify(SECRET, r.body, r.headers["X-Leadscore-Signature"])  # the docs' snippet agrees
+        assert not docs_verify(SECRET, r.body + b" ", r.headers["X-Leadscore-Signature"])
     assert wait_until(lambda: all(stored(engine, i)["status"] == "delivered" for i in ids))
     assert all(stored(engine, i)["attempts"] == 1 and stored(engine, i)["delivered_at"] for i in ids)
     assert len(receiver.received) == 3
