@@ -86,6 +86,7 @@ class ScoringService:
             retention_days=settings.score_log_retention_days,
             max_bytes=settings.score_log_queue_bytes,
             on_drop=self.metrics.score_log_dropped.inc,
+            on_events=self._new_events,
         )
         self.metrics.score_log_queued.set_function(lambda: score_log.queued_bytes)
         sync = self.model_sync = ModelSync(
@@ -119,6 +120,11 @@ class ScoringService:
         if not self.keys:
             log.warning("no API keys configured (LEADSCORE_API_KEYS): every endpoint but health answers 401")
         return asyncio.create_task(sync.run()) if settings.model_sync_seconds > 0 else None
+
+    def _new_events(self, _n: int) -> None:
+        """The score-log writer committed handoff events: deliver them now, not at the next poll."""
+        if self.webhooks is not None:
+            self.webhooks.wake()
 
     async def _prune_outbox(self, every: float = 600.0) -> None:
         """The outbox's retention (`store.prune_outbox_all`): right after the start, then every `every` s."""
