@@ -57,6 +57,9 @@ def claim(engine: sa.Engine, limit: int, lease_seconds: float, at: datetime | No
         .order_by(o.next_attempt_at, o.id)
         .limit(limit)
     )
+    with engine.connect() as conn:  # a read first: an idle poll takes no write lock (SQLite has one)
+        if conn.execute(due.with_only_columns(o.id).limit(1)).first() is None:
+            return []
     if engine.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     stmt = (
