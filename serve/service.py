@@ -86,7 +86,7 @@ class ScoringService:
             retention_days=settings.score_log_retention_days,
             max_bytes=settings.score_log_queue_bytes,
             on_drop=self.metrics.score_log_dropped.inc,
-            on_events=self._new_events,
+            on_events=self.events_written,
         )
         self.metrics.score_log_queued.set_function(lambda: score_log.queued_bytes)
         sync = self.model_sync = ModelSync(
@@ -121,8 +121,9 @@ class ScoringService:
             log.warning("no API keys configured (LEADSCORE_API_KEYS): every endpoint but health answers 401")
         return asyncio.create_task(sync.run()) if settings.model_sync_seconds > 0 else None
 
-    def _new_events(self, _n: int) -> None:
-        """The score-log writer committed handoff events: deliver them now, not at the next poll."""
+    def events_written(self, _n: int) -> None:
+        """Handoff events were committed (by the score-log writer, the rescorer): deliver them now, not at
+        the deliverer's next poll."""
         if self.webhooks is not None:
             self.webhooks.wake()
 
