@@ -15,6 +15,7 @@ processes and for retries falling due.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.client
@@ -26,7 +27,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from leadscore.serve.metrics import Metrics
@@ -62,6 +63,9 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
     conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = conn_class(parts.hostname or "", parts.port, timeout=timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.username is not None:  # https://user:password@host/...: HTTP basic authentication
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers = {**headers, "Authorization": "Basic " + base64.b64encode(pair).decode()}
     try:
         conn.request("POST", path, body=body, headers=headers)
         return conn.getresponse().status
@@ -216,20 +220,27 @@ def receiver(url: str) -> str:
 
 
 class PendingGauge:
-    """The pending count for Prometheus, read from the store at most every `ttl` seconds (a scrape is
-    never a query each time)."""
+    """The pending count for Prometheus: a scrape reads the last count and, when it is older than `ttl`
+    seconds, has it counted again in a background thread, so /metrics (on the event loop) never waits for
+    the store. NaN until the first count is in."""
 
     def __init__(self, engine: sa.Engine, ttl: float = 10.0) -> None:
         self.engine, self.ttl = engine, ttl
         self._value = float("nan")
         self._at = float("-inf")
+        self._lock = threading.Lock()
 
     def __call__(self) -> float:
-        t = time.monotonic()
-        if t - self._at >= self.ttl:
-            self._at = t
-            try:
-                self._value = float(outbox.pending_count(self.engine))
-            except Exception:  # noqa: BLE001 - a store outage must not break /metrics
-                log.warning("webhooks: could not count pending events", exc_info=True)
+        with self._lock:
+            stale = time.monotonic() - self._at >= self.ttl
+            if stale:
+                self._at = time.monotonic()  # one count at a time; a failed one is tried again after `ttl`
+        if stale:
+            threading.Thread(target=self._count, name="webhook-pending-count", daemon=True).start()
         return self._value
+
+    def _count(self) -> None:
+        try:
+            self._value = float(outbox.pending_count(self.engine))
+        except Exception:  # noqa: BLE001 - a store outage must not break /metrics
+            log.warning("webhooks: could not count pending events", exc_info=True)

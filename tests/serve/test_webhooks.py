@@ -4,6 +4,7 @@ redelivery, leases between deliverers, max age, retention; and the pull and admi
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -388,3 +389,21 @@ def test_a_webhook_url_that_is_not_http_or_lacks_a_secret_is_refused(tmp_path):
     out = " ".join((p.stdout + p.stderr).split())
     assert "LEADSCORE_WEBHOOK_URL must be an http:// or https:// URL" in out
     assert "s3cret" not in out and "passwd" not in out and "Traceback" not in out
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth(engine, database_url, receiver, deliverers):
+    event_id = add_event(engine)
+    url = receiver.url.replace("http://", "http://hook:p%40ss@")
+    deliverers(engine, settings(url, database_url))
+    (got,) = receiver.wait_for(1)
+    assert got.event_id == event_id
+    assert got.headers["Authorization"] == "Basic " + base64.b64encode(b"hook:p@ss").decode()
+
+
+def test_the_pending_gauge_counts_in_the_background(engine):
+    from leadscore.serve.webhooks import PendingGauge
+
+    for _ in range(2):
+        add_event(engine)
+    gauge = PendingGauge(engine, ttl=0)
+    assert wait_until(lambda: gauge() == 2)
