@@ -134,6 +134,7 @@ class WebhookDeliverer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before claiming: a wake-up during the claim is not lost
             try:
                 claimed = self.dispatch()
             except Exception:  # noqa: BLE001 - a store outage: try again at the next poll
@@ -141,7 +142,6 @@ class WebhookDeliverer:
                 claimed = 0
             if claimed == 0 or self._free() == 0:
                 self._wake.wait(self.poll_seconds)
-                self._wake.clear()
 
     def _free(self) -> int:
         with self._lock:
