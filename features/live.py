@@ -15,6 +15,7 @@ import numpy as np
 from leadscore.features import build
 from leadscore.features import schema as S
 from leadscore.features.events import PAGE_CODE, TYPE_CODE, EventArrays
+from leadscore.features.reading import exact_duplicates
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)
@@ -30,13 +31,16 @@ def to_ms(value: datetime | str) -> int:
     return (d.days * 86_400 + d.seconds) * 1000 + d.microseconds // 1000
 
 
-def lead_features(leads: Sequence[Mapping[str, Any]], as_of_ms: Sequence[int]) -> dict[str, np.ndarray]:
+def lead_features(
+    leads: Sequence[Mapping[str, Any]], as_of_ms: Sequence[int], drop_duplicates: bool = False
+) -> dict[str, np.ndarray]:
     """Features for each lead in `leads` at its as_of, in catalogue order.
 
     Each lead is a mapping with `created_at` (datetime or ISO string), the attribute keys of
     `schema.LEAD_ATTRIBUTES` (at the top level or under "attributes"; missing keys are missing values) and
     `events`: a sequence of mappings with `type`, `timestamp` and optionally `page`. Events at or after
-    as_of are ignored, as in training.
+    as_of are ignored, as in training. `drop_duplicates`: first remove exact duplicate events with the
+    loader's rule (`reading.exact_duplicates`), for raw events no loader has seen (the pyfunc's input).
     """
     n = len(leads)
     created = np.fromiter((to_ms(lead["created_at"]) for lead in leads), dtype=np.int64, count=n)
@@ -58,6 +62,12 @@ def lead_features(leads: Sequence[Mapping[str, Any]], as_of_ms: Sequence[int]) -
         type_code=np.asarray(types, dtype=np.int16),
         page_code=np.asarray(pages, dtype=np.int16),
     )
+    if drop_duplicates and len(events.lead):
+        keep = ~exact_duplicates(events.lead, events.type_code, events.page_code, events.ts_ms)
+        if not keep.all():  # order kept: each lead's events are still one run
+            events = EventArrays(
+                events.lead[keep], events.ts_ms[keep], events.type_code[keep], events.page_code[keep]
+            )
     rows = np.arange(n, dtype=np.int64)
     return build.build(
         build.LeadArrays(created, attrs), events, rows, np.asarray(as_of_ms, dtype=np.int64).reshape(n)

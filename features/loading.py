@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from leadscore.features import schema as S
 from leadscore.features.checks import (
     check_allowed,
@@ -30,7 +31,14 @@ from leadscore.features.checks import (
     parse_timestamps,
 )
 from leadscore.features.problems import MAX_PROBLEMS_SHOWN, DataError, Problem
-from leadscore.features.reading import as_str, dictionary_codes, find_table, read_events, read_frame, repeats
+from leadscore.features.reading import (
+    as_str,
+    dictionary_codes,
+    exact_duplicates,
+    find_table,
+    read_events,
+    read_frame,
+)
 
 # dataset.json's `selection_version` for a selection table with a row per hand-over moment (version 1, with
 # no such key, held each lead's first hand-over only: docs/data-model.md, "Versions")
@@ -117,18 +125,39 @@ def _old_selection_note(sel: pd.DataFrame, version: object, path: Path) -> str |
 def load_dataset(data_dir: Path | str) -> Dataset:
     """Load and validate `data_dir`; raise `DataError` listing every problem found."""
     data_dir = Path(data_dir)
-    problems: list[Problem] = []
     leads_path, events_path = find_table(data_dir, "leads"), find_table(data_dir, "events")
     outcomes_path = find_table(data_dir, "outcomes", required=False)
-    leads = read_frame(leads_path)
-    events = read_events(events_path)
-    outcomes = (
-        read_frame(outcomes_path)
-        if outcomes_path
-        else pd.DataFrame({c: pd.Series(dtype=object) for c in S.OUTCOME_COLUMNS})
+    meta_path = data_dir / "dataset.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    snap = meta.get("snapshot_at")
+    return dataset_from_frames(
+        read_frame(leads_path),
+        read_events(events_path),
+        read_frame(outcomes_path) if outcomes_path else None,
+        snapshot_at=pd.Timestamp(snap).tz_convert("UTC") if snap else None,
+        files=(str(leads_path), str(events_path), str(outcomes_path or "outcomes")),
+        selection_path=find_table(data_dir, "selection", required=False),
+        selection_version=meta.get("selection_version"),
     )
 
-    lf, ef, of = str(leads_path), str(events_path), str(outcomes_path or "outcomes")
+
+def dataset_from_frames(
+    leads: pd.DataFrame,
+    events: pa.Table,
+    outcomes: pd.DataFrame | None = None,
+    *,
+    snapshot_at: pd.Timestamp | None = None,
+    files: tuple[str, str, str] = ("leads", "events", "outcomes"),
+    selection_path: Path | None = None,
+    selection_version: object = None,
+) -> Dataset:
+    """Validate tables already read (a dataset directory's files, or one lead-hash partition of them on
+    Spark: `leadscore.spark`) with the loader's rules; raise `DataError` listing every problem found.
+    `files` name the tables in the problems reported."""
+    problems: list[Problem] = []
+    if outcomes is None:
+        outcomes = pd.DataFrame({c: pd.Series(dtype=object) for c in S.OUTCOME_COLUMNS})
+    lf, ef, of = files
     ok = check_columns(leads.columns, (S.LEAD_ID, S.CREATED_AT), lf, problems)
     ok &= check_columns(events.column_names, (S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP), ef, problems)
     ok &= check_columns(outcomes.columns, (S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT), of, problems)
@@ -177,20 +206,13 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     outcomes[S.OUTCOME_AT] = parse_timestamps(outcomes[S.OUTCOME_AT], of, S.OUTCOME_AT, problems)
     check_allowed(outcomes, S.OUTCOME, S.OUTCOMES, of, problems)
     check_known_leads(outcomes, known, of, problems)
-    selection_path = find_table(data_dir, "selection", required=False)
     selection = load_selection(selection_path, known, problems) if selection_path else None
     if problems:
         raise DataError(problems)
 
     notes = []
-    # exact duplicates: same lead, type, page and millisecond (all four packed into two int64 keys)
     ms = ev_ts.to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    repeat = repeats(
-        lead_code.astype(np.int64) * 1024
-        + type_code.astype(np.int64) * 32
-        + (page_code.astype(np.int64) + 1),
-        ms,
-    )
+    repeat = exact_duplicates(lead_code, type_code, page_code, ms)
     del ms
     keep = np.flatnonzero(~repeat)
     categories = pd.Index(leads[S.LEAD_ID].to_numpy(dtype=object), dtype=leads[S.LEAD_ID].dtype)
@@ -207,12 +229,9 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     if len(keep) < n_events:
         notes.append(f"removed {n_events - len(keep)} exact duplicate event(s) from {ef}")
 
-    meta_path = data_dir / "dataset.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    snap = meta.get("snapshot_at")
-    snapshot = pd.Timestamp(snap).tz_convert("UTC") if snap else None
+    snapshot = snapshot_at
     if selection is not None and selection_path is not None:
-        note = _old_selection_note(selection, meta.get("selection_version"), selection_path)
+        note = _old_selection_note(selection, selection_version, selection_path)
         notes += [note] if note else []
     if snapshot is None:
         stamps = [leads[S.CREATED_AT].max(), events[S.TIMESTAMP].max(), outcomes[S.OUTCOME_AT].max()]

@@ -83,6 +83,17 @@ def as_str(col: pd.Series) -> pd.Series:
     return col.astype(object).where(col.notna(), None).map(lambda v: v if v is None else str(v))
 
 
+def exact_duplicates(
+    lead: np.ndarray, type_code: np.ndarray, page_code: np.ndarray, ms: np.ndarray
+) -> np.ndarray:
+    """The loader's one repair, as a rule every path applies: True for each event that repeats an earlier
+    one exactly (same lead, type, page and millisecond; the first of them is kept). `lead` any int code of
+    the lead, `type_code` the position in `S.EVENT_TYPES`, `page_code` in `S.PAGE_KINDS` (-1: no page), `ms`
+    milliseconds since the epoch (UTC); all four packed into two int64 keys."""
+    key = lead.astype(np.int64) * 1024 + type_code.astype(np.int64) * 32 + (page_code.astype(np.int64) + 1)
+    return repeats(key, ms.astype(np.int64))  # type: ignore[no-any-return]
+
+
 @njit(cache=True)
 def repeats(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """True where the pair (a[i], b[i]) already occurred at a smaller i (open-addressing hash set)."""

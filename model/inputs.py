@@ -45,23 +45,65 @@ def lead_values(leads: Leads, as_of: datetime | str, flat: Mapping[str, Any] | N
 
         values, ids = flat_values(leads, dict(flat))
         return LeadValues(values, ids, [as_of] * len(ids))
+    frame = isinstance(leads, pd.DataFrame)
     rows = frame_to_leads(leads) if isinstance(leads, pd.DataFrame) else leads
     moments = [lead.get("as_of") or as_of for lead in rows]
-    values = lead_features(rows, [to_ms(t) for t in moments])
+    # a frame holds raw events (the pyfunc's input, e.g. straight from a warehouse): the loader's rule
+    # removes their exact duplicates; the API's leads are scored as sent
+    values = lead_features(rows, [to_ms(t) for t in moments], drop_duplicates=frame)
     return LeadValues(values, [lead[S.LEAD_ID] for lead in rows], moments)
 
 
+class InputError(ValueError):
+    """A pyfunc input row that cannot be scored; the message names the lead, the column and the reason."""
+
+
 def frame_to_leads(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Pyfunc input rows (one per lead, `events` a JSON list) -> lead mappings; NaN cells are missing."""
+    """Pyfunc input rows (one per lead) -> lead mappings; NaN cells are missing.
+
+    `events`: a JSON list, a list or array of mappings (Spark's `array<struct>`), or null (no events).
+    Times (`created_at`, `as_of`, each event's `timestamp`) must say their offset: an ISO-8601 string with
+    `Z` or `+hh:mm`, or a time-zone-aware timestamp. A naive one is refused (InputError): read as UTC it
+    would silently shift every lead of a non-UTC source (e.g. a Spark timestamp cast to a string in the
+    session's time zone)."""
     leads = []
     for rec in df.to_dict(orient="records"):
-        events = rec.get("events")
+        lead = {str(k): (None if _missing(v) else v) for k, v in rec.items()}
+        lead_id = lead.get(S.LEAD_ID)
+        events = lead.get("events")
         if isinstance(events, str):
             events = json.loads(events) if events else []
-        lead = {str(k): (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
-        lead["events"] = events or []
+        events = [] if events is None else list(events)
+        for column in (S.CREATED_AT, "as_of"):
+            if lead.get(column) is not None:
+                _aware(lead[column], lead_id, column)
+        for e in events:
+            _aware(e.get("timestamp"), lead_id, "events.timestamp")
+        lead["events"] = events
         leads.append(lead)
     return leads
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or v is pd.NaT
+
+
+def _aware(value: object, lead_id: object, column: str) -> None:
+    """Refuse a time without an offset (see `frame_to_leads`)."""
+    when = value
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InputError(f"lead {lead_id!r}, {column}: not an ISO-8601 time: {value[:40]!r}") from None
+    if not isinstance(when, datetime):
+        raise InputError(f"lead {lead_id!r}, {column}: expected a time, got {type(value).__name__}")
+    if when.tzinfo is None:
+        raise InputError(
+            f"lead {lead_id!r}, {column}: {str(value)[:40]!r} has no time zone; give an offset "
+            "(2024-05-01T09:30:00Z or +02:00) or a time-zone-aware timestamp (leadscore.spark.pyfunc_input "
+            "does this for Spark timestamps)"
+        )
 
 
 def feature_snapshots(values: Mapping[str, np.ndarray], names: Sequence[str]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from leadscore.model import tracking
 from mlflow import MlflowClient
 
@@ -19,9 +20,14 @@ def test_registered_model_loads_as_pyfunc_and_scores(trained):
 
     # when scoring its input example through the generic pyfunc interface
     out = loaded.predict(example_frame(example))
-    # then it returns a probability, score, grade and reasons
+    # then it returns what the API does for that lead: probability, score, grade, reasons (as objects),
+    # insight, and the moment it was scored as of
+    expected = trained.result.model.score(example["leads"]).results[0]
     assert 0 <= out["probability"].iloc[0] <= 1 and out["grade"].iloc[0] in "ABCD"
-    assert out["reasons"].iloc[0].startswith("[{")
+    assert out["probability"].iloc[0] == expected["probability"]
+    assert [r["text"] for r in out["reasons"].iloc[0]] == [r["text"] for r in expected["reasons"]]
+    assert out["insight"].iloc[0] == (expected["insight"] or "")
+    assert pd.Timestamp(out["as_of"].iloc[0]) == pd.Timestamp(example["leads"][0]["as_of"]).floor("ms")
     # and the values outside the training range, as the API lists them
     import json
 
