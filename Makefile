@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/uv
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[test,notebooks]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[test,notebooks,spark]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name leadscore --display-name "Python (leadscore)" >/dev/null
 	@touch $@
 

@@ -91,7 +91,7 @@ def exact_duplicates(
     the lead, `type_code` the position in `S.EVENT_TYPES`, `page_code` in `S.PAGE_KINDS` (-1: no page), `ms`
     milliseconds since the epoch (UTC); all four packed into two int64 keys."""
     key = lead.astype(np.int64) * 1024 + type_code.astype(np.int64) * 32 + (page_code.astype(np.int64) + 1)
-    return repeats(key, ms.astype(np.int64))  # type: ignore[no-any-return]
+    return repeats(key, ms.astype(np.int64))
 
 
 @njit(cache=True)

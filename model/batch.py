@@ -180,13 +180,27 @@ def score_dataset(
     check_out(out)
     moment = dataset.snapshot_at if as_of is None else as_of
     rows = lead_rows(dataset, moment)
+    return _run(
+        model,
+        dataset_chunks(dataset, rows, chunk_leads),
+        len(rows),
+        out,
+        moment,
+        top_n,
+        progress,
+        exploration,
+    )
+
+
+def dataset_chunks(
+    dataset: Dataset, rows: pd.DataFrame, chunk_leads: int = CHUNK_LEADS
+) -> Iterator[tuple[np.ndarray, Mapping[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """(positions, features, lead ids, as_of) of `rows` (`lead_rows`), a chunk of leads at a time: what
+    `score_chunk` scores (here, and per lead-hash partition in `leadscore.spark`)."""
     as_of_ms = rows["as_of"].to_numpy(dtype="datetime64[ms]")
     ids = rows[S.LEAD_ID].to_numpy(dtype=object)
-    chunks = (
-        (pos, values, ids[pos], as_of_ms[pos])
-        for pos, values in iter_feature_chunks(dataset, rows, chunk_leads)
-    )
-    return _run(model, chunks, len(rows), out, moment, top_n, progress, exploration)
+    for pos, values in iter_feature_chunks(dataset, rows, chunk_leads):
+        yield pos, values, ids[pos], as_of_ms[pos]
 
 
 def _run(
@@ -218,11 +232,12 @@ def _run(
     except BaseException:
         writer.abort()
         raise
-    writer.close(_empty_table(model, top_n))
+    writer.close(empty_table(model, top_n))
     return BatchSummary(done, out, moment, grades, n_qualified)
 
 
-def _empty_table(model: ScoringModel, top_n: int) -> pa.Table:
+def empty_table(model: ScoringModel, top_n: int = TOP_N) -> pa.Table:
+    """The output's columns, no rows."""
     values = {
         name: np.empty(0, dtype=object if name in model.encoder.vocab else np.float64)
         for name in model.encoder.features

@@ -53,13 +53,14 @@ BUNDLE_SHA256 = "bundle_sha256"  # MLmodel metadata key and model-version tag
 # every column required to be present (values may be null where said): a signature with an optional column
 # makes `spark_udf(...)()` refuse to run without the columns named; times are `Any` so that both ISO
 # strings and time-zone-aware timestamps reach the pyfunc, which refuses naive ones with the lead's id
+_ANY = AnyType()  # type: ignore[no-untyped-call]  # MLflow's class has an untyped __init__
 INPUT_SCHEMA = Schema(
     [
         ColSpec(DataType.string, S.LEAD_ID),
-        ColSpec(AnyType(), S.CREATED_AT),
+        ColSpec(_ANY, S.CREATED_AT),
         *(ColSpec(DataType.string, a) for a in S.LEAD_ATTRIBUTES),
-        ColSpec(AnyType(), "events"),
-        ColSpec(AnyType(), "as_of"),
+        ColSpec(_ANY, "events"),
+        ColSpec(_ANY, "as_of"),
     ]
 )
 REASON = Object(
