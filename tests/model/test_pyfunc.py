@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pytest
 from leadscore.model import tracking
 from mlflow import MlflowClient
 
@@ -114,3 +115,36 @@ def test_training_run_is_named_described_and_lists_its_data(trained):
         if m.key == "holdout.roc_auc"
     ]
     assert auc.dataset_digest == inp.dataset.digest and auc.value == trained.result.metrics["roc_auc"]
+
+
+def test_pyfunc_input_rules_duplicates_naive_times_and_as_of(trained):
+    import json
+
+    from leadscore.model.pyfunc import example_frame
+    from mlflow.exceptions import MlflowException
+
+    # given the champion as a pyfunc and its example lead
+    mlflow.set_tracking_uri(trained.uri)
+    loaded = mlflow.pyfunc.load_model("models:/leadscore@champion")
+    frame = example_frame(trained.result.model.info["example"])
+    events = json.loads(frame.at[0, "events"])
+    assert events
+    # when its events come twice (an export's exact duplicates), as a list rather than JSON
+    doubled = frame.assign(events=[events + events])
+    # then the loader's rule removes the copies: the same score as the clean lead
+    assert loaded.predict(doubled)["probability"].iloc[0] == loaded.predict(frame)["probability"].iloc[0]
+    # and a lead with no events (null, as after a left join) is scored
+    assert 0 <= loaded.predict(frame.assign(events=[None]))["probability"].iloc[0] <= 1
+    # and a time without an offset is refused, naming the lead and the column, not read as UTC
+    naive = frame.assign(created_at=pd.Timestamp(frame.at[0, "created_at"]).tz_convert(None).isoformat())
+    with pytest.raises(MlflowException, match=r"created_at: .* has no time zone"):
+        loaded.predict(naive)
+    naive_events = frame.assign(events=[[{**events[0], "timestamp": "2025-01-01T10:00:00"}]])
+    with pytest.raises(MlflowException, match=r"events.timestamp: .* has no time zone"):
+        loaded.predict(naive_events)
+    # and a time-zone-aware timestamp is taken as the instant it is
+    aware = frame.assign(created_at=pd.Timestamp(frame.at[0, "created_at"]).tz_convert("Asia/Tokyo"))
+    assert loaded.predict(aware)["probability"].iloc[0] == loaded.predict(frame)["probability"].iloc[0]
+    # and a row without as_of is refused rather than scored as of "now" (which differs between retries)
+    with pytest.raises(MlflowException, match=r"as_of: missing"):
+        loaded.predict(frame.assign(as_of=None))
