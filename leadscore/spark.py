@@ -158,6 +158,36 @@ def pyfunc_input(leads_df: DataFrame, events_df: DataFrame, as_of: Any) -> DataF
     return leads.join(grouped, S.LEAD_ID, "left").withColumn("as_of", F.lit(iso_moment))
 
 
+def session(master: str | None = None, name: str = "leadscore") -> SparkSession:
+    """The Spark session of the CLI: `master` if given, else spark-submit's (or local[*]). A local master
+    runs its Python workers with this interpreter, which has leadscore installed."""
+    import os
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    if (master or "local").startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Parquet times as UTC instants to the millisecond, as `leadscore score` writes them (Spark's default,
+    # INT96, reads back as naive nanoseconds)
+    builder = SparkSession.builder.appName(name).config(
+        "spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS"
+    )
+    return (builder.master(master) if master else builder).getOrCreate()
+
+
+def read_table(spark: SparkSession, data_dir: Path, name: str) -> DataFrame:
+    """A dataset directory's table `name` (docs/data-model.md): `name`.parquet (a file or a directory of
+    part files), else `name`.csv (with a header; every column read as text, as the loader reads CSV)."""
+    for ext in ("parquet", "csv"):
+        path = Path(data_dir) / f"{name}.{ext}"
+        if path.exists():
+            if ext == "parquet":
+                return spark.read.parquet(str(path))
+            return spark.read.csv(str(path), header=True)
+    raise FileNotFoundError(f"--data: {data_dir} has no {name}.parquet or {name}.csv")
+
+
 def utc(moment: Any) -> pd.Timestamp:
     """`moment` (ISO string, datetime or Timestamp; naive = UTC, as `--as-of`) as a UTC Timestamp."""
     t = pd.Timestamp(moment)

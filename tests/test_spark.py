@@ -152,3 +152,20 @@ def test_spark_udf_is_leadscore_score(spark, small, expected):
     for lead_id, row in expected.iterrows():
         reasons = [(r["feature"], r["points"], r["text"]) for r in got.at[lead_id, "reasons"]]
         assert reasons == _reasons(row), lead_id
+
+
+def test_score_engine_spark_writes_what_leadscore_score_writes(spark, small, expected):
+    from typer.testing import CliRunner
+
+    from leadscore.cli.main import app
+
+    # given the small dataset directory
+    data, _, _, _ = small
+    out = data.parent / "spark.parquet"
+    # when `leadscore score --engine spark` scores it (on the module's session)
+    result = CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(out), "--engine", "spark"])
+    assert result.exit_code == 0, result.output
+    # then its Parquet part files hold exactly the local command's table: columns, types and values
+    got = pd.read_parquet(out).set_index("lead_id").sort_index()
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert "grades A" in result.output
