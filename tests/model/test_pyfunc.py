@@ -148,3 +148,33 @@ def test_pyfunc_input_rules_duplicates_naive_times_and_as_of(trained):
     # and a row without as_of is refused rather than scored as of "now" (which differs between retries)
     with pytest.raises(MlflowException, match=r"as_of: missing"):
         loaded.predict(frame.assign(as_of=None))
+
+
+def test_pyfunc_input_from_raw_frames_scores_as_leadscore_score(trained, demo_dir, tmp_path):
+    import pyarrow as pa
+    from leadscore.features.loading import dataset_from_frames
+    from leadscore.model.batch import score_dataset
+    from leadscore.model.pyfunc import pyfunc_input
+
+    # given raw leads and events frames (some events exported twice) and the champion as a pyfunc
+    leads = pd.read_parquet(demo_dir / "leads.parquet").iloc[:150]
+    events = pd.read_parquet(demo_dir / "events.parquet")
+    events = events[events["lead_id"].isin(leads["lead_id"])]
+    events = pd.concat([events, events.sample(40, random_state=0)], ignore_index=True)
+    as_of = pd.Timestamp("2025-09-01T00:00:00Z")
+    mlflow.set_tracking_uri(trained.uri)
+    loaded = mlflow.pyfunc.load_model("models:/leadscore@champion")
+    # when the pyfunc scores what pyfunc_input builds from them
+    got = loaded.predict(pyfunc_input((leads, events), as_of)).set_index("lead_id")
+    # then it is what batch scoring (`leadscore score`'s path) gives for the loaded data, lead by lead
+    dataset = dataset_from_frames(leads, pa.Table.from_pandas(events, preserve_index=False))
+    score_dataset(dataset, trained.result.model, tmp_path / "batch.parquet", as_of)
+    want = pd.read_parquet(tmp_path / "batch.parquet").set_index("lead_id")
+    assert 0 < len(want) == len(got) and got.index.tolist() == want.index.tolist()
+    assert got["probability"].tolist() == want["probability"].tolist()
+    assert got["grade"].tolist() == want["grade"].tolist()
+    assert got["qualified"].tolist() == want["qualified"].tolist()
+    # and the same reasons: positive then negative, strongest first, the batch file's pos_k / neg_k slots
+    slots = [f"{side}_{k}_text" for side in ("pos", "neg") for k in range(1, 6)]
+    batch_reasons = [[t for t in row if isinstance(t, str)] for row in want[slots].itertuples(index=False)]
+    assert [[r["text"] for r in rs] for rs in got["reasons"]] == batch_reasons
