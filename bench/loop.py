@@ -392,7 +392,7 @@ def evaluate_model(world: World, model, month: int) -> tuple[dict, np.ndarray]:
 
 def run_arm(world: World, arm: Arm, cfg: LoopConfig, work: Path, log_round) -> tuple[list[dict], dict]:
     """The arm's 12 rounds; (one row per round, round -> the next month's probabilities)."""
-    from leadscore.model.train import NotEnoughData
+    from leadscore.model.training_data import NotEnoughData
     from leadscore.serve import db
     from leadscore.serve.store import ScoreLogWriter
 
@@ -519,7 +519,7 @@ def recalibrate_if_alert(
     """`leadscore recalibrate` on the month just judged when monitoring's calibration check is not ok (warn or
     alert): recalibrate promotes only a version better calibrated beyond noise, so running it on a warning is
     safe, and a shift that starts mid-horizon first shows as a warning on the month it fully reaches."""
-    from leadscore.model.train import NotEnoughData
+    from leadscore.model.training_data import NotEnoughData
 
     from leadscore.recalibrate import RecalibrateOptions, recalibrate
 

@@ -47,7 +47,8 @@ def child(path: str) -> None:
     s = _util.Stages()
     import pandas as pd
     from leadscore.features import catalog
-    from leadscore.model.train import TrainConfig, fit_models, split_by_lead_time
+    from leadscore.model.train import TrainConfig, fit_models
+    from leadscore.model.training_data import split_by_lead_time
 
     table = pd.read_parquet(path)
     config = TrainConfig(model="auto")

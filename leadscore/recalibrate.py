@@ -40,7 +40,8 @@ from mlflow import MlflowClient
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import training_rows
 from leadscore.model import registry, tracking
-from leadscore.model.train import NotEnoughData, TrainConfig, TrainResult, label_weights
+from leadscore.model.train import TrainConfig, TrainResult
+from leadscore.model.training_data import NotEnoughData, label_weights
 from leadscore.recalibration import JUDGE_FRACTION, recalibrated, reliability_before_after, window_rows
 from leadscore.retrain import (
     RetrainError,

@@ -14,7 +14,8 @@ from leadscore.model import drift, evaluate, registry
 from leadscore.model.calibration import Platt, sigmoid
 from leadscore.model.policy import choose_policy
 from leadscore.model.scoring import ScoringModel
-from leadscore.model.train import TrainConfig, check_enough, label_weights
+from leadscore.model.train import TrainConfig
+from leadscore.model.training_data import check_enough, label_weights
 
 JUDGE_FRACTION = 1 / 3  # the newest third of the window's time span judges; the older two thirds fit
 BOOTSTRAP = 400
@@ -142,7 +143,8 @@ def recalibrated(
             "n_holdout": int(judge.sum()),
             "recalibrated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "recalibration": {**report, "from_version": champion_version},
-            # the calibration rows against the later ones, as training records it (train.base_rate_warning)
+            # the calibration rows against the later ones, as training records it
+            # (training_data.base_rate_warning)
             "base_rate": evaluate.positive_rate_shift(
                 y[fit],
                 y[judge],

@@ -32,7 +32,8 @@ from leadscore.features import schema as S
 from leadscore.features.feedback import FOLLOW_UPS, VERDICTS, with_feedback
 from leadscore.features.loading import Dataset, load_dataset
 from leadscore.model import registry, tracking
-from leadscore.model.train import ModelChoice, NotEnoughData, TrainConfig, train
+from leadscore.model.train import ModelChoice, TrainConfig, train
+from leadscore.model.training_data import NotEnoughData
 from leadscore.serve import db, locks, store
 from leadscore.serve.export import store_dataset
 

@@ -58,6 +58,16 @@ class Scored:
         return feature_snapshots(self.values, self.features)
 
 
+def raw_contributions(
+    explainer: Scorecard | CompiledTrees, X: np.ndarray, encoder: Encoder
+) -> tuple[float, np.ndarray]:
+    """(base, contributions) in uncalibrated log-odds of encoded rows `X`, for either family: what Platt
+    calibrates in training and what `ScoringModel.explain` scales."""
+    if isinstance(explainer, Scorecard):
+        return explainer.contributions(X, encoder)
+    return explainer.contributions(X)
+
+
 @dataclass
 class ScoringModel:
     family: Family
@@ -73,9 +83,7 @@ class ScoringModel:
     version: str | None = None
 
     def raw(self, X: np.ndarray) -> tuple[float, np.ndarray]:
-        if isinstance(self.explainer, Scorecard):
-            return self.explainer.contributions(X, self.encoder)
-        return self.explainer.contributions(X)
+        return raw_contributions(self.explainer, X, self.encoder)
 
     def explain(self, values: Mapping[str, np.ndarray]) -> Explained:
         """Features (name -> one value per row) to exact calibrated contributions: the encoder (its lookups

@@ -1,5 +1,6 @@
-"""Training: rows and labels, a time-ordered holdout, both model families, calibration, the handoff policy
-and the evaluation. Tracking and registration are in `tracking.py`; this module has no MLflow in it."""
+"""Training: both model families fitted, calibrated and compared, the handoff policy and the evaluation.
+The rows' split, checks and weights are in `training_data.py`; tracking and registration in `tracking.py`;
+this module has no MLflow in it."""
 
 from __future__ import annotations
 
@@ -25,16 +26,17 @@ from leadscore.model.insights import rates
 from leadscore.model.policy import PolicyKind, choose_policy
 from leadscore.model.ranges import training_ranges
 from leadscore.model.scorecard import Scorecard
-from leadscore.model.scoring import Family, ScoringModel
+from leadscore.model.scoring import Family, ScoringModel, raw_contributions
+from leadscore.model.training_data import (
+    NotEnoughData,
+    base_rate_warning,
+    check_enough,
+    label_weights,
+    split_by_lead_time,
+)
 
 log = logging.getLogger(__name__)
-MIN_PER_CLASS = 40
-WARN_PER_CLASS = 200
 ModelChoice = Literal["auto", "scorecard", "boosted"]
-
-
-class NotEnoughData(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -75,67 +77,14 @@ class TrainResult:
     holdout_p: np.ndarray
     holdout_contributions: np.ndarray
     metrics: dict[str, Any]
-    holdout_values: dict[str, Any] = field(
-        default_factory=dict
-    )  # feature name -> holdout values, for the gate
+    # feature name -> holdout values, for the gate
+    holdout_values: dict[str, Any] = field(default_factory=dict)
     holdout_weight: np.ndarray | None = (
         None  # the holdout rows' inverse-propensity weights (None: unweighted)
     )
-    candidates: dict[str, Any] = field(
-        default_factory=dict
-    )  # family -> holdout metrics, when auto compared both
+    candidates: dict[str, Any] = field(default_factory=dict)  # family -> holdout metrics, when auto compared
     warnings: list[str] = field(default_factory=list)
     leakage: dict[str, Any] = field(default_factory=lambda: {"suspects": [], "excluded": []})
-
-
-def split_by_lead_time(rows: pd.DataFrame, fraction: float) -> np.ndarray:
-    """True for holdout rows: the leads that came last (by first as_of) whose rows make up `fraction`.
-
-    A lead's rows are all on one side, so no lead is seen in training and judged in the holdout.
-    """
-    first = rows.groupby(S.LEAD_ID, sort=False)["as_of"].transform("min")
-    order = np.lexsort((rows[S.LEAD_ID].to_numpy(), first.to_numpy()))
-    n_hold = int(round(fraction * len(rows)))
-    if n_hold == 0:
-        return np.zeros(len(rows), dtype=bool)
-    cutoff_lead = rows[S.LEAD_ID].to_numpy()[order[len(rows) - n_hold]]
-    cutoff = first.to_numpy()[order[len(rows) - n_hold]]
-    f = first.to_numpy()
-    ids = rows[S.LEAD_ID].to_numpy()
-    later: np.ndarray = (f > cutoff) | ((f == cutoff) & (ids >= cutoff_lead))
-    return later
-
-
-def check_enough(y: np.ndarray, what: str) -> list[str]:
-    pos, neg = int(y.sum()), int(len(y) - y.sum())
-    if pos < MIN_PER_CLASS or neg < MIN_PER_CLASS:
-        raise NotEnoughData(
-            f"not enough {what} to train: {pos} positive and {neg} negative rows; at least "
-            f"{MIN_PER_CLASS} of each are needed (missing: {max(MIN_PER_CLASS - pos, 0)} positive, "
-            f"{max(MIN_PER_CLASS - neg, 0)} negative). Add data, or widen the horizon / positive outcomes of "
-            "the qualified-lead definition."
-        )
-    if pos < WARN_PER_CLASS or neg < WARN_PER_CLASS:
-        return [
-            f"only {pos} positive and {neg} negative {what}: metrics will be noisy below {WARN_PER_CLASS}"
-        ]
-    return []
-
-
-def label_weights(rows: pd.DataFrame, max_weight: float) -> np.ndarray | None:
-    """Each row's weight in the fit, the calibration and the holdout metrics: 1 / propensity for the rows of
-    leads the handoff policy handed over, clipped at `max_weight`; 1 for the others (`propensity` NaN: leads
-    not in the selection table, or that got a verdict without the policy). None when there is no
-    `propensity` column or every weight is 1: exactly the unweighted training."""
-    if "propensity" not in rows.columns:
-        return None
-    if not max_weight >= 1:
-        raise ValueError(f"max_weight must be at least 1, not {max_weight!r}")
-    prop = rows["propensity"].to_numpy(dtype=np.float64)
-    w = np.ones(len(prop))
-    known = ~np.isnan(prop)
-    w[known] = np.minimum(1.0 / np.maximum(prop[known], 1.0 / max_weight), max_weight)
-    return None if np.all(w == 1.0) else w
 
 
 def _fit_family(
@@ -157,15 +106,6 @@ def _fit_family(
         w_fit = None if w_fit is None else w_fit[keep]
     est, trees = fit_boosted(X_fit, y_fit, encoder, config.boosted, seed=config.seed, sample_weight=w_fit)
     return est, trees
-
-
-def _raw(explainer: Scorecard | CompiledTrees, X: np.ndarray, encoder: Encoder) -> tuple[float, np.ndarray]:
-    base, C = (
-        explainer.contributions(X, encoder)
-        if isinstance(explainer, Scorecard)
-        else explainer.contributions(X)
-    )
-    return base, C
 
 
 def train(
@@ -203,39 +143,6 @@ def train(
     result.warnings[:0] = warnings
     result.leakage = leakage
     return result
-
-
-def base_rate_warning(
-    y_calibration: np.ndarray,
-    y_holdout: np.ndarray,
-    leads_calibration: np.ndarray | None = None,
-    leads_holdout: np.ndarray | None = None,
-    weight_calibration: np.ndarray | None = None,
-    weight_holdout: np.ndarray | None = None,
-) -> tuple[dict[str, Any], list[str]]:
-    """Compare the positive rates of the calibration slice and the later holdout
-    (`evaluate.positive_rate_shift`: two-proportion z-test clustered by lead, |z| > 3; weighted with
-    inverse-propensity weights, the population's rates); a warning saying what to do when they differ beyond
-    noise."""
-    shift = evaluate.positive_rate_shift(
-        y_calibration,
-        y_holdout,
-        leads_calibration,
-        leads_holdout,
-        weight_before=weight_calibration,
-        weight_after=weight_holdout,
-    )
-    if not shift["shifted"]:
-        return shift, []
-    return shift, [
-        f"the holdout's positive rate ({shift['rate_after']:.1%} of {shift['n_after']:,} rows) differs "
-        f"from the calibration slice's ({shift['rate_before']:.1%} of {shift['n_before']:,} rows) beyond "
-        "noise "
-        f"(two-proportion z = {shift['z']:+.1f}, |z| > 3): the base rate moved over time, so probabilities "
-        "calibrated on the older rows are off on the newest ones (see the holdout ECE). Recalibrate on "
-        "recent data: `leadscore recalibrate` once this model is champion (event data; docs/retraining.md), "
-        "or train a flat export on its recent rows"
-    ]
 
 
 def fit_models(
@@ -290,9 +197,9 @@ def fit_models(
     for family in families:
         step(f"training the {family}")
         est, explainer = _fit_family(family, X[fit], y[fit], encoder, config, part(fit))
-        base_c, C_c = _raw(explainer, X[calib], encoder)
+        base_c, C_c = raw_contributions(explainer, X[calib], encoder)
         platt = Platt.fit(base_c + C_c.sum(1), y[calib], part(calib))
-        base_h, C_h = _raw(explainer, X[holdout], encoder)
+        base_h, C_h = raw_contributions(explainer, X[holdout], encoder)
         p_h = sigmoid(platt(base_h + C_h.sum(1)))
         p_c = sigmoid(platt(base_c + C_c.sum(1)))
         fitted[family] = {
@@ -329,7 +236,7 @@ def fit_models(
     ref_values, ref_p = fit_values, f["p_c"]
     if unlabelled is not None:  # all candidate rows: the handed-over ones and those nobody judged
         u_values, _ = unlabelled
-        base_u, C_u = _raw(f["explainer"], encoder.transform(u_values), encoder)
+        base_u, C_u = raw_contributions(f["explainer"], encoder.transform(u_values), encoder)
         ref_values = {k: np.concatenate([v, u_values[k]]) for k, v in fit_values.items()}
         ref_p = np.concatenate([f["p_c"], sigmoid(f["platt"](base_u + C_u.sum(1)))])
     info = {

@@ -104,7 +104,7 @@ def run_job(run: Callable[..., Outcome], options: Options) -> Outcome:
     """`run(options, progress=...)` (retrain or recalibrate) under a progress line; a run that stops before
     registering anything says why and exits 4 (not enough data) or 1 (anything else), never a traceback."""
     from leadscore.features.problems import DataError
-    from leadscore.model.train import NotEnoughData
+    from leadscore.model.training_data import NotEnoughData
     from leadscore.retrain import RetrainError
     from leadscore.serve.locks import LockHeld
 

@@ -133,7 +133,8 @@ def table(
     from leadscore.features.problems import DataError
     from leadscore.features.table import read_table
     from leadscore.model import tracking
-    from leadscore.model.train import ModelChoice, NotEnoughData, TrainConfig, fit_models
+    from leadscore.model.train import ModelChoice, TrainConfig, fit_models
+    from leadscore.model.training_data import NotEnoughData
 
     if model not in get_args(ModelChoice):
         fail("--model must be auto, scorecard or boosted")

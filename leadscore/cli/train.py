@@ -32,8 +32,9 @@ def train(
     from leadscore.features.problems import DataError
     from leadscore.model import tracking
     from leadscore.model.policy import PolicyKind
-    from leadscore.model.train import ModelChoice, NotEnoughData, TrainConfig
+    from leadscore.model.train import ModelChoice, TrainConfig
     from leadscore.model.train import train as run_train
+    from leadscore.model.training_data import NotEnoughData
 
     if model not in get_args(ModelChoice):
         fail("--model must be auto, scorecard or boosted")

@@ -17,7 +17,8 @@ from leadscore.features import schema as S
 from leadscore.features.labels import label_rows
 from leadscore.model.evaluate import clustered_covariance
 from leadscore.model.evaluate import ece as expected_calibration_error
-from leadscore.model.train import TrainConfig, label_weights
+from leadscore.model.train import TrainConfig
+from leadscore.model.training_data import label_weights
 from leadscore.serve import db, store
 from leadscore.serve.monitoring.score_rows import complete, feature_values, outcomes, score_rows
 from leadscore.serve.monitoring.status import ALERT, NOT_ENOUGH, OK, WARN, worst

@@ -197,7 +197,8 @@ def test_training_oracle_is_calibrated_on_training_rows(training):
 def test_no_model_fitted_on_the_features_beats_the_training_oracle(training):
     from leadscore.features import catalog
     from leadscore.features.frames import feature_frame
-    from leadscore.model.train import TrainConfig, fit_models, split_by_lead_time
+    from leadscore.model.train import TrainConfig, fit_models
+    from leadscore.model.training_data import split_by_lead_time
 
     dataset, rows, probs = training
     # given the project's boosted model fitted on the same rows' point-in-time features and, as two more

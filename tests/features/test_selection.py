@@ -11,7 +11,8 @@ from leadscore.features import schema as S
 from leadscore.features.labels import QualifiedDefinition, training_rows
 from leadscore.features.loading import DataError, Dataset, load_dataset
 from leadscore.features.writing import write_dataset
-from leadscore.model.train import TrainConfig, fit_models, label_weights, split_by_lead_time
+from leadscore.model.train import TrainConfig, fit_models
+from leadscore.model.training_data import label_weights, split_by_lead_time
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 SNAPSHOT = pd.Timestamp("2025-06-01", tz="UTC")

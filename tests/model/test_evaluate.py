@@ -145,7 +145,7 @@ def test_reliability_plots_are_weighted_like_the_ece_beside_them():
 
 def test_weighted_base_rate_shift_is_that_of_the_rows_repeated():
     from leadscore.model.evaluate import positive_rate_shift
-    from leadscore.model.train import base_rate_warning
+    from leadscore.model.training_data import base_rate_warning
 
     # given two slices with inverse-propensity weights, each row its own lead
     p, y, w, dup = _sample(seed=5)

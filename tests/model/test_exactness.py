@@ -12,7 +12,8 @@ from leadscore.model.boosted import BoostedParams, fit_boosted
 from leadscore.model.calibration import Platt
 from leadscore.model.encoding import Encoder
 from leadscore.model.scorecard import Scorecard
-from leadscore.model.train import TrainConfig, fit_models, split_by_lead_time
+from leadscore.model.train import TrainConfig, fit_models
+from leadscore.model.training_data import split_by_lead_time
 
 
 @pytest.fixture(scope="module")

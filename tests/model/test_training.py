@@ -13,7 +13,8 @@ from leadscore.features import schema as S
 from leadscore.features.labels import QualifiedDefinition, training_rows
 from leadscore.features.loading import Dataset
 from leadscore.model.policy import choose_policy
-from leadscore.model.train import NotEnoughData, TrainConfig, split_by_lead_time, train
+from leadscore.model.train import TrainConfig, train
+from leadscore.model.training_data import NotEnoughData, split_by_lead_time
 from typer.testing import CliRunner
 
 from leadscore.cli.main import app

@@ -339,7 +339,8 @@ def test_training_from_the_store_learns_every_scored_moment_not_the_moments_befo
     from leadscore.features.feedback import with_feedback
     from leadscore.features.labels import QualifiedDefinition, training_rows
     from leadscore.model import exploration
-    from leadscore.model.train import TrainConfig, label_weights
+    from leadscore.model.train import TrainConfig
+    from leadscore.model.training_data import label_weights
 
     # given 5,000 stored leads, each scored by the service at ages 1, 3, 7 and 14 days; a good lead's score
     # climbs with its age, so many good leads cross the threshold only at a later score. The policy hands a
