@@ -31,7 +31,7 @@ def ensure_model(family: str) -> Path:
     data = CACHE / "data"
     if not (data / "dataset.json").exists():
         generate(data, 4000, seed=7)
-    from leadscore.model.tracking import example_body
+    from leadscore.model.run_metadata import example_body
 
     dataset = load_dataset(data)
     result = train(dataset, TrainConfig(model=family))

@@ -39,7 +39,8 @@ from mlflow import MlflowClient
 
 from leadscore.features.frames import feature_frame
 from leadscore.features.labels import training_rows
-from leadscore.model import registry, tracking
+from leadscore.model import registry, run_metadata, tracking
+from leadscore.model.gate import GateDecision
 from leadscore.model.train import TrainConfig, TrainResult
 from leadscore.model.training_data import NotEnoughData, label_weights
 from leadscore.recalibration import JUDGE_FRACTION, recalibrated, reliability_before_after, window_rows
@@ -79,7 +80,7 @@ class RecalibrateOutcome:
     version: str | None  # the new version, or the one that already recalibrated this data ("unchanged");
     # None when nothing was registered (rule `inverted`)
     champion_before: str | None
-    decision: registry.GateDecision | None = None
+    decision: GateDecision | None = None
     run_id: str | None = None
     report: dict = field(default_factory=dict)
     fingerprint: dict = field(default_factory=dict)
@@ -150,7 +151,7 @@ def _locked_run(
     step("reading the export and the store's feedback" if options.export else "reading the store")
     dataset, counts = load_data(engine, options.export, options.as_of)
     check_data(dataset)
-    fp = tracking.fingerprint(dataset)
+    fp = run_metadata.fingerprint(dataset)
     common = {"champion_before": champ_version, "fingerprint": fp, "feedback": counts, "notes": dataset.notes}
     client = MlflowClient()
     have = _already_done(client, options, champ_version, fp)

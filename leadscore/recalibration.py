@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from leadscore.model import drift, evaluate, registry
+from leadscore.model import drift, evaluate
 from leadscore.model.calibration import Platt, sigmoid
+from leadscore.model.gate import GateDecision
 from leadscore.model.policy import choose_policy
 from leadscore.model.scoring import ScoringModel
 from leadscore.model.train import TrainConfig
@@ -26,7 +27,7 @@ class Recalibration:
     """A recalibrated model and what the gate saw (no MLflow: `recalibrate` registers it)."""
 
     model: ScoringModel
-    decision: registry.GateDecision
+    decision: GateDecision
     rows: pd.DataFrame  # the window's rows with `part` = calibration (fit) / holdout (judge)
     values: dict  # feature -> values of `rows`
     p_old: np.ndarray  # the champion's probabilities on the judge rows
@@ -158,7 +159,7 @@ def recalibrated(
     if drift.has_reference(info):  # the score and grade mix moved with the calibration; the features did not
         info["distributions"] = {**info["distributions"], **drift.score_reference(p_fit, policy.grade(p_fit))}
     model = replace(champ, calibration=platt, policy=policy, info=info, version=None)
-    decision = registry.GateDecision(
+    decision = GateDecision(
         promote,
         reason,
         "new",

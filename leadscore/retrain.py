@@ -31,7 +31,8 @@ from mlflow import MlflowClient
 from leadscore.features import schema as S
 from leadscore.features.feedback import FOLLOW_UPS, VERDICTS, with_feedback
 from leadscore.features.loading import Dataset, load_dataset
-from leadscore.model import registry, tracking
+from leadscore.model import registry, run_metadata, tracking
+from leadscore.model.gate import GateDecision
 from leadscore.model.train import ModelChoice, TrainConfig, train
 from leadscore.model.training_data import NotEnoughData
 from leadscore.serve import db, locks, store
@@ -65,7 +66,7 @@ class RetrainOutcome:
     status: Status
     version: str | None  # the new version, or the existing one that has this data (status "unchanged")
     champion_before: str | None
-    decision: registry.GateDecision | None = None
+    decision: GateDecision | None = None
     run_id: str | None = None
     config: TrainConfig | None = None
     fingerprint: dict = field(default_factory=dict)
@@ -233,7 +234,7 @@ def _locked_run(engine: sa.Engine, options: RetrainOptions, step: Callable[[str]
     step("reading the export and the store's feedback" if options.export else "reading the store")
     dataset, counts = load_data(engine, options.export, options.as_of)
     check_data(dataset)
-    fp = tracking.fingerprint(dataset)
+    fp = run_metadata.fingerprint(dataset)
     common = {
         "champion_before": champ_version,
         "config": config,

@@ -16,6 +16,7 @@ import pytest
 from leadscore.features import schema as S
 from leadscore.features.writing import write_dataset
 from leadscore.model import registry, tracking
+from leadscore.model.gate import GateDecision
 from leadscore.serve import db, locks, store
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -289,7 +290,7 @@ def test_a_registration_that_fails_half_way_leaves_no_version(through_the_api):
     assert first.exit_code == 0
     before = (_versions(), _aliases())
     source = MlflowClient().get_model_version(registry.MODEL_NAME, "1").source
-    decision = registry.GateDecision(True, "better beyond noise", "new", rule="better")
+    decision = GateDecision(True, "better beyond noise", "new", rule="better")
     # when registering a version fails after the version was created
     with pytest.raises(MlflowException, match="the registry went away"):
         tracking.register_version(source, registry.MODEL_NAME, decision, _AliasFails(), {"data_sha256": "x"})

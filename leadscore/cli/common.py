@@ -22,7 +22,7 @@ from rich.progress import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from leadscore.model.registry import GateDecision
+    from leadscore.model.gate import GateDecision
 
 console = Console(stderr=True)
 

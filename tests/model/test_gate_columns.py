@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from leadscore.features.table import read_table
-from leadscore.model import registry
+from leadscore.model import gate
 from leadscore.model.train import TrainConfig, fit_models
 from support import SHARED_DATASETS
 
@@ -54,7 +54,7 @@ def test_challenger_lacking_a_champion_column_is_refused_with_the_column_named(e
     # given a challenger trained without one of the champion's columns (`--drop`)
     challenger, values, y = fit(export, [c for c in export.features if c != DROPPED])
     # when the gate compares them, it refuses and says which column is missing (no KeyError)
-    decision = registry.compare(challenger, champion, values, y, "2", "1")
+    decision = gate.compare(challenger, champion, values, y, "2", "1")
     assert not decision.promote and decision.rule == "incomparable"
     assert (
         f"drops '{DROPPED}'" in decision.reason and "cannot be compared on the same rows" in decision.reason
@@ -66,7 +66,7 @@ def test_challenger_with_an_extra_column_is_compared_on_the_champions_columns(ex
     champion, _, _ = fit(export, [c for c in export.features if c != DROPPED])
     # given a challenger that adds a column: its holdout has every column the champion needs
     challenger, values, y = fit(export, list(export.features))
-    decision = registry.compare(challenger, champion, values, y, "2", "1")
+    decision = gate.compare(challenger, champion, values, y, "2", "1")
     # then both are scored on the same rows, and the decision says the columns differ
     assert decision.rule in ("better", "worse", "worse_calibrated", "tie", "fresher")
     assert decision.auc_diff is not None and np.isfinite(decision.auc_diff)

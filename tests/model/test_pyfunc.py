@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from leadscore.model import tracking
+from leadscore.model import run_metadata
 from mlflow import MlflowClient
 
 
@@ -95,7 +95,7 @@ def test_training_run_is_named_described_and_lists_its_data(trained):
     )
     # and the training data is its one dataset input, with the data fingerprint as digest
     (inp,) = run.inputs.dataset_inputs
-    assert inp.dataset.digest == fp["sha256"][: tracking.DIGEST_CHARS]
+    assert inp.dataset.digest == fp["sha256"][: run_metadata.DIGEST_CHARS]
     tags = {t.key: t.value for t in inp.tags}
     assert tags["mlflow.data.context"] == "training" and tags["sha256"] == fp["sha256"]
     assert (

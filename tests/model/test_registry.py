@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from leadscore.features import schema as S
-from leadscore.model import registry, tracking
+from leadscore.model import gate, registry, tracking
 from leadscore.model.train import TrainConfig, train
 from mlflow import MlflowClient
 
@@ -128,7 +128,7 @@ def test_gate_rules(trained, boosted_model, cmp, ece_new, family, fresher, promo
         scorecard if family == "scorecard" else boosted_model,
         "2026-07-01T00:00:00+00:00" if fresher else "2026-06-01T00:00:00+00:00",
     )
-    decision = registry.decide(cmp, ece_new, 0.02, challenger, champion)
+    decision = gate.decide(cmp, ece_new, 0.02, challenger, champion)
     assert decision[:2] == (promote, rule), decision[2]
 
 
@@ -140,11 +140,11 @@ def test_the_gate_with_weights_compares_as_on_the_rows_repeated(trained, boosted
     w = np.random.default_rng(0).choice([1, 1, 2, 20], size=len(y))
     dup = np.repeat(np.arange(len(y)), w)
     # when the gate compares the boosted challenger with the scorecard champion both ways
-    weighted = registry.compare(boosted_model, result.model, values, y, weight=w)
-    repeated = registry.compare(boosted_model, result.model, {k: v[dup] for k, v in values.items()}, y[dup])
+    weighted = gate.compare(boosted_model, result.model, values, y, weight=w)
+    repeated = gate.compare(boosted_model, result.model, {k: v[dup] for k, v in values.items()}, y[dup])
     # then it sees the same ECEs and ROC AUC difference, not the unweighted ones
     assert (weighted.ece_challenger, weighted.ece_champion, weighted.auc_diff) == pytest.approx(
         (repeated.ece_challenger, repeated.ece_champion, repeated.auc_diff), rel=1e-9
     )
-    plain = registry.compare(boosted_model, result.model, values, y)
+    plain = gate.compare(boosted_model, result.model, values, y)
     assert weighted.ece_challenger != pytest.approx(plain.ece_challenger, rel=1e-3)
