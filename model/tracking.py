@@ -18,8 +18,8 @@ import mlflow
 import numpy as np
 from leadscore.features.loading import Dataset
 from leadscore.model import registry
-from leadscore.model.evaluate import figures
 from leadscore.model.gate import GateDecision, gate
+from leadscore.model.plots import figures
 from leadscore.model.pyfunc import BUNDLE_SHA256, log_model
 from leadscore.model.run_metadata import (
     NOTE,

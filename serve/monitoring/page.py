@@ -1,6 +1,6 @@
 """The monitoring report (`serve.monitoring.monitor`) as one self-contained HTML page with the plots a person
 reads: the reliability diagram, PSI per feature, and the score distribution now against training.
-Figures are drawn without pyplot (as `model.evaluate.figures`) and inlined as PNG."""
+Figures are drawn without pyplot (as `model.plots.figures`) and inlined as PNG."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from leadscore.features import catalog
-from leadscore.model import evaluate
+from leadscore.model import plots
 
 
 def test_reasons_summary_uses_catalogue_labels_and_its_legend_covers_no_bar():
@@ -17,7 +17,7 @@ def test_reasons_summary_uses_catalogue_labels_and_its_legend_covers_no_bar():
     C = rng.normal(size=(500, len(features))) * np.array([1.0, 0.8, 0.6, 0.4, 0.2])
     p, y = rng.uniform(size=500), (rng.uniform(size=500) < 0.3).astype(int)
     # when the run's figures are drawn
-    fig = evaluate.figures(p, y, C, features)["reasons_summary.png"]
+    fig = plots.figures(p, y, C, features)["reasons_summary.png"]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig).draw()  # lay the figure out as a PNG render would
@@ -120,7 +120,8 @@ def test_weighted_paired_comparisons_estimate_the_rows_repeated():
 
 
 def test_reliability_plots_are_weighted_like_the_ece_beside_them():
-    from leadscore.model.evaluate import ece, figures, reliability_points
+    from leadscore.model.evaluate import ece, reliability_points
+    from leadscore.model.plots import figures
 
     from leadscore.recalibration import reliability_before_after
 
