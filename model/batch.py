@@ -13,6 +13,8 @@ then for k = 1..N `pos_k_feature`, `pos_k_points`, `pos_k_text` (strongest posit
 are null. Last, `out_of_range` (the features whose value lies outside the range the model learned from,
 joined by ", ") and `out_of_range_text` (why, one sentence each, joined by "; "), null when there is none;
 those values are never reasons (`model.ranges`).
+
+The files (a flat feature table read in chunks, the output written atomically) are in `batch_files.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import pyarrow as pa
 from leadscore.features import schema as S
 from leadscore.features.frames import iter_feature_chunks
 from leadscore.features.loading import Dataset
+from leadscore.model.batch_files import OutputWriter, check_out, table_chunks, table_rows
 from leadscore.model.exploration import NONE, Exploration
 from leadscore.model.policy import GRADES
 from leadscore.model.reason_groups import TOP_N
@@ -35,16 +37,7 @@ from leadscore.model.reasons import reason_arrays
 from leadscore.model.scoring import ScoringModel
 from leadscore.model.sentences import SentenceCache
 
-if TYPE_CHECKING:
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
 CHUNK_LEADS = 200_000
-FORMATS = (".parquet", ".csv")
-
-
-class BatchInputError(ValueError):
-    """The input cannot be scored; the message names the file or column and the reason."""
 
 
 @dataclass(frozen=True)
@@ -107,47 +100,6 @@ def score_chunk(
     cols["out_of_range"] = pa.array(flagged, pa.string())
     cols["out_of_range_text"] = pa.array(messages, pa.string())
     return pa.table(cols)
-
-
-class _Writer:
-    """Streams Arrow tables into a Parquet or CSV file; the file appears under its name only when complete."""
-
-    def __init__(self, out: Path):
-        self.final = out
-        self.writer: pcsv.CSVWriter | pq.ParquetWriter | None = None
-        self.out = out.with_name(f".{out.name}.partial")
-
-    def write(self, table: pa.Table) -> None:
-        writer = self.writer
-        if writer is None:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            if self.final.suffix == ".csv":
-                import pyarrow.csv as pcsv
-
-                writer = pcsv.CSVWriter(str(self.out), table.schema)
-            else:
-                import pyarrow.parquet as pq
-
-                writer = pq.ParquetWriter(str(self.out), table.schema, compression="zstd")
-            self.writer = writer
-        writer.write_table(table)
-
-    def close(self, empty: pa.Table) -> None:
-        if self.writer is None:  # no rows: still write a file with the columns
-            self.write(empty)
-        assert self.writer is not None
-        self.writer.close()
-        self.out.replace(self.final)
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.out.unlink(missing_ok=True)
-
-
-def check_out(out: Path) -> None:
-    if out.suffix not in FORMATS:
-        raise BatchInputError(f"--out: {out} must end in .parquet or .csv")
 
 
 def lead_rows(dataset: Dataset, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -213,7 +165,7 @@ def _run(
     progress: Callable[[int, int], None] | None,
     exploration: Exploration = NONE,
 ) -> BatchSummary:
-    writer, sentences = _Writer(out), model.sentences
+    writer, sentences = OutputWriter(out), model.sentences
     done, n_qualified = 0, 0
     grades: dict[str, int] = dict.fromkeys(GRADES, 0)
     if progress:
@@ -247,51 +199,6 @@ def empty_table(model: ScoringModel, top_n: int = TOP_N) -> pa.Table:
     )
 
 
-# --- a flat feature table (e.g. `leadscore features` output, or a CRM export for a `leadscore table` model)
-MISSING_MARKERS = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
-
-
-def _table_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
-    elif path.suffix == ".csv":
-        yield from pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=list(MISSING_MARKERS), chunksize=chunk_rows
-        )
-    else:
-        raise BatchInputError(f"--data: {path} is neither a directory nor a .parquet or .csv file")
-
-
-def _table_values(df: pd.DataFrame, model: ScoringModel, path: Path, first_row: int) -> dict[str, np.ndarray]:
-    missing = [f for f in model.encoder.features if f not in df.columns]
-    if missing:
-        raise BatchInputError(f"{path}: missing column(s) the model needs: {', '.join(missing)}")
-    values = {}
-    for name in model.encoder.features:
-        col = df[name]
-        if name in model.encoder.vocab:
-            values[name] = (
-                col.astype(object)
-                .where(col.notna(), None)
-                .map(lambda v: v if v is None or isinstance(v, str) else str(v))
-                .to_numpy(dtype=object)
-            )
-        else:
-            num = pd.to_numeric(col, errors="coerce")
-            bad = num.isna() & col.notna()
-            if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise BatchInputError(
-                    f"{path}, row {first_row + i + 1}, column {name!r}: "
-                    f"not a number: {str(col.iloc[i])[:40]!r}"
-                )
-            values[name] = num.to_numpy(dtype=np.float64, na_value=np.nan)
-    return values
-
-
 def score_table(
     path: Path,
     model: ScoringModel,
@@ -306,39 +213,9 @@ def score_table(
     moment from an `as_of` column when there is one (else `as_of`, else now)."""
     path, out = Path(path), Path(out)
     check_out(out)
-    if path.suffix not in FORMATS:
-        raise BatchInputError(f"--data: {path} is neither a directory nor a .parquet or .csv file")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        total = pq.ParquetFile(path).metadata.num_rows
-    else:
-        with path.open("rb") as f:
-            total = max(sum(1 for _ in f) - 1, 0)
+    total = table_rows(path)
     moment = as_of if as_of is not None else pd.Timestamp.now(tz="UTC").floor("ms")
-
-    def chunks() -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
-        start = 0
-        for df in _table_chunks(path, chunk_rows):
-            values = _table_values(df, model, path, start)
-            ids = (
-                df[S.LEAD_ID].astype(str).to_numpy(dtype=object)
-                if S.LEAD_ID in df.columns
-                else np.arange(start + 1, start + len(df) + 1).astype(str).astype(object)
-            )
-            if "as_of" in df.columns and as_of is None:
-                ts = pd.to_datetime(df["as_of"], utc=True, errors="coerce", format="ISO8601")
-                if ts.isna().any():
-                    i = int(np.flatnonzero(ts.isna().to_numpy())[0])
-                    raise BatchInputError(
-                        f"{path}, row {start + i + 1}, column 'as_of': not an ISO-8601 time"
-                    )
-                stamps = ts.to_numpy(dtype="datetime64[ms]")
-            else:
-                stamps = np.full(len(df), np.datetime64(moment.tz_convert(None).to_datetime64(), "ms"))
-            yield np.arange(start, start + len(df)), values, ids, stamps
-            start += len(df)
-
+    chunks = table_chunks(path, model.encoder, chunk_rows, moment, as_of_column=as_of is None)
     return _run(
-        model, chunks(), total, out, moment if as_of is not None else None, top_n, progress, exploration
+        model, chunks, total, out, moment if as_of is not None else None, top_n, progress, exploration
     )

@@ -52,7 +52,8 @@ def score(
 
     from leadscore.features.loading import load_dataset
     from leadscore.features.problems import DataError
-    from leadscore.model.batch import BatchInputError, check_out, score_dataset, score_table
+    from leadscore.model.batch import score_dataset, score_table
+    from leadscore.model.batch_files import BatchInputError, check_out
 
     moment = utc_moment(as_of) if as_of is not None else None
     if engine is Engine.spark:
