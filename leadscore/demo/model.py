@@ -7,7 +7,8 @@ from datetime import datetime
 
 import numpy as np
 
-from leadscore.demo.params import FITS, POISSON_KINDS, SENIORITIES, DemoParams
+from leadscore.demo.attribute_params import SENIORITIES
+from leadscore.demo.params import FITS, POISSON_KINDS, DemoParams
 from leadscore.features import schema
 
 DAY_MS = 86_400_000

@@ -1,9 +1,10 @@
-# ruff: noqa: RUF009  (dict defaults come from field(default_factory) via the _d helper)
 """Parameters of the demo CRM generative model (see docs/demo-data.md).
 
 Everything the simulator draws from lives here as frozen dataclasses, so the same object drives the
 generator and the exact oracle, and ``ground_truth/params.json`` fully describes a generated data set.
 Index conventions: fit 0 = low, 1 = high; intent 0..3 = cold, warm, hot, review (``INTENTS``).
+Who the leads are (``AttributeParams``: attributes and their weight in fit) is in ``attribute_params.py``;
+this module holds how they behave (intent chain, emissions, cadence, outcomes, drift) and the whole.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from leadscore.demo.attribute_params import AttributeParams, dict_field
 from leadscore.features import schema
 
 FITS = ("low", "high")
 INTENTS = ("cold", "warm", "hot", "review")
 RESOLVED = "resolved"  # hidden-state label after the sales rep recorded an outcome
-SENIORITIES = ("executive", "vp_director", "manager", "senior_ic", "ic", "intern", "student")
 # Marketing/sales activity with Poisson counts per lead-day: (event type, page or None).
 POISSON_KINDS: tuple[tuple[str, str | None], ...] = (
     *(("web_visit", p) for p in schema.PAGE_KINDS),
@@ -32,10 +33,6 @@ POISSON_KINDS: tuple[tuple[str, str | None], ...] = (
 GENERATOR = "leadscore-demo/1"
 
 
-def _d(**kw: Any) -> Any:
-    return field(default_factory=lambda: kw)
-
-
 @dataclass(frozen=True)
 class TimelineParams:
     start: str = "2025-01-01T00:00:00+00:00"
@@ -45,120 +42,17 @@ class TimelineParams:
 
 
 @dataclass(frozen=True)
-class AttributeParams:
-    """Independent categorical attributes; logit P(fit=high) is additive in them."""
-
-    fit_intercept: float = -0.15
-    source_probs: dict[str, float] = _d(
-        organic_search=0.22,
-        paid_search=0.18,
-        social=0.12,
-        referral=0.08,
-        webinar=0.10,
-        event=0.06,
-        partner=0.07,
-        direct=0.10,
-        outbound=0.07,
-    )
-    source_fit: dict[str, float] = _d(
-        organic_search=0.0,
-        paid_search=-0.2,
-        social=-0.5,
-        referral=0.9,
-        webinar=0.3,
-        event=0.6,
-        partner=0.4,
-        direct=0.1,
-        outbound=-0.3,
-    )
-    industry_probs: dict[str, float] = _d(
-        software=0.25,
-        finance=0.12,
-        healthcare=0.10,
-        retail=0.10,
-        manufacturing=0.10,
-        education=0.10,
-        government=0.05,
-        media=0.06,
-        consulting=0.07,
-        other=0.05,
-    )
-    # consulting plays the "competitors' industry" (agencies reselling a rival tool)
-    industry_fit: dict[str, float] = _d(
-        software=0.6,
-        finance=0.4,
-        healthcare=0.2,
-        retail=0.0,
-        manufacturing=0.2,
-        education=-0.8,
-        government=-0.4,
-        media=-0.2,
-        consulting=-0.7,
-        other=-0.3,
-    )
-    size_probs: dict[str, float] = _d(
-        **{"1-10": 0.25, "11-50": 0.22, "51-200": 0.20, "201-1000": 0.15, "1001-5000": 0.10, "5000+": 0.08}
-    )
-    size_fit: dict[str, float] = _d(
-        **{"1-10": -1.2, "11-50": -0.3, "51-200": 0.3, "201-1000": 0.7, "1001-5000": 0.8, "5000+": 0.6}
-    )
-    seniority_probs: dict[str, float] = _d(
-        executive=0.08, vp_director=0.12, manager=0.22, senior_ic=0.18, ic=0.22, intern=0.06, student=0.12
-    )
-    seniority_fit: dict[str, float] = _d(
-        executive=0.9, vp_director=1.0, manager=0.5, senior_ic=0.1, ic=-0.3, intern=-1.2, student=-2.0
-    )
-    free_email_prob: float = 0.35
-    free_email_fit: float = -0.9
-    country_probs: dict[str, float] = _d(
-        US=0.28,
-        GB=0.10,
-        DE=0.12,
-        FR=0.06,
-        NL=0.04,
-        ES=0.03,
-        IN=0.08,
-        BR=0.05,
-        JP=0.04,
-        AU=0.04,
-        CA=0.05,
-        SG=0.03,
-        MX=0.04,
-        ZA=0.04,
-    )
-    # fixed UTC offset (minutes) per country: the "mixed time zones" trap
-    country_offset_min: dict[str, int] = _d(
-        US=-300,
-        GB=0,
-        DE=60,
-        FR=60,
-        NL=60,
-        ES=60,
-        IN=330,
-        BR=-180,
-        JP=540,
-        AU=600,
-        CA=-300,
-        SG=480,
-        MX=-360,
-        ZA=120,
-    )
-    # missing completely at random
-    missing: dict[str, float] = _d(industry=0.08, company_size=0.10, country=0.03, job_title=0.05)
-
-
-@dataclass(frozen=True)
 class IntentParams:
     """Daily Markov chain of intent given fit; review is left only by resolution."""
 
-    initial: dict[str, list[float]] = _d(low=[0.68, 0.22, 0.10, 0.0], high=[0.40, 0.30, 0.30, 0.0])
+    initial: dict[str, list[float]] = dict_field(low=[0.68, 0.22, 0.10, 0.0], high=[0.40, 0.30, 0.30, 0.0])
     # rows/cols cold, warm, hot, review (review row is ignored: review -> resolved with resolve_prob)
-    transition: dict[str, list[list[float]]] = _d(
+    transition: dict[str, list[list[float]]] = dict_field(
         low=[[0.997, 0.003, 0.0, 0.0], [0.06, 0.925, 0.015, 0.0], [0.0, 0.10, 0.85, 0.05], [0, 0, 0, 1.0]],
         high=[[0.994, 0.006, 0.0, 0.0], [0.04, 0.91, 0.05, 0.0], [0.0, 0.06, 0.84, 0.10], [0, 0, 0, 1.0]],
     )
     resolve_prob: float = 0.15  # per review day
-    qualify_prob: dict[str, float] = _d(low=0.35, high=0.85)  # true outcome qualified | fit
+    qualify_prob: dict[str, float] = dict_field(low=0.35, high=0.85)  # true outcome qualified | fit
     label_flip: float = 0.04  # recorded outcome differs from the true one
 
 
@@ -205,7 +99,7 @@ class CadenceParams:
     age_breaks: tuple[int, ...] = (14, 60, 180)
     p_send: tuple[float, ...] = (0.22, 0.10, 0.05, 0.025)
     p_double: float = 0.15
-    source_multiplier: dict[str, float] = _d(
+    source_multiplier: dict[str, float] = dict_field(
         organic_search=1.0,
         paid_search=1.2,
         social=1.1,
@@ -222,16 +116,16 @@ class CadenceParams:
 class AfterParams:
     """What follows a resolution (not needed by the oracle: rows after resolution are NaN)."""
 
-    p_opportunity: dict[str, float] = _d(low=0.3, high=0.6)
-    p_won: dict[str, float] = _d(low=0.25, high=0.5)
-    post_events_mean: dict[str, float] = _d(qualified=2.0, disqualified=0.8)
+    p_opportunity: dict[str, float] = dict_field(low=0.3, high=0.6)
+    p_won: dict[str, float] = dict_field(low=0.25, high=0.5)
+    post_events_mean: dict[str, float] = dict_field(qualified=2.0, disqualified=0.8)
     disqualify_reasons: dict[str, dict[str, float]] = field(
         default_factory=lambda: {
             "low": {"bad_fit": 0.45, "student": 0.2, "competitor": 0.15, "spam": 0.15, "other": 0.05},
             "high": {"no_budget": 0.55, "no_response": 0.4, "other": 0.05},
         }
     )
-    lost_reasons: dict[str, float] = _d(price=0.4, timing=0.35, competitor=0.25)
+    lost_reasons: dict[str, float] = dict_field(price=0.4, timing=0.35, competitor=0.25)
     # lead_quality (leakage trap) given the recorded outcome, or given fit while still in review
     lead_quality: dict[str, dict[str, float]] = field(
         default_factory=lambda: {
@@ -256,7 +150,7 @@ class DriftParams:
     """
 
     at: str = "2026-01-01T00:00:00+00:00"  # month 7 of the last 12 months of the default timeline
-    transition: dict[str, list[list[float]]] = _d(
+    transition: dict[str, list[list[float]]] = dict_field(
         low=[[0.99, 0.01, 0.0, 0.0], [0.06, 0.88, 0.06, 0.0], [0.0, 0.10, 0.70, 0.20], [0, 0, 0, 1.0]],
         high=[[0.98, 0.02, 0.0, 0.0], [0.04, 0.80, 0.16, 0.0], [0.0, 0.06, 0.62, 0.32], [0, 0, 0, 1.0]],
     )

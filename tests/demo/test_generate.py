@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from leadscore.features import schema
 
+from leadscore.demo.attribute_params import SENIORITIES
 from leadscore.demo.generate import DatasetInfo, generate
 from leadscore.demo.isotime import parse_iso_utc_ms
-from leadscore.demo.params import SENIORITIES, DemoParams, DriftParams
+from leadscore.demo.params import DemoParams, DriftParams
 from leadscore.demo.titles import seniority_from_title
 
 N = 3000
