@@ -173,7 +173,8 @@ def top_reasons(
     if C.shape[0] > DIRECT_ROWS:
         return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), names)
     # a request's few rows: from the picked slots straight to the reasons, without the intermediate arrays
-    # of `reason_arrays` (one lead: 18 us instead of 65 us); the same picks, sentences and rounding
+    # of `reason_arrays`, whose set-up dominates for one lead (docs/benchmarks.md, size-based branches); the
+    # same picks, sentences and rounding
     sentences = sentences or SentenceCache(encoder)
     _, member, impact, ok = pick_reasons(shown_contributions(C, hidden), names, top_n)
     raw_values = raw_values or {}

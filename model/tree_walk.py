@@ -16,14 +16,14 @@ import numpy as np
 from numba import njit
 
 PARALLEL_MIN_ROWS = 4096  # below this a batch is walked on the calling thread
-_CORES = os.cpu_count() or 1  # read once: os.cpu_count() reads /sys on every call (~4 us, in each request)
+_CORES = os.cpu_count() or 1  # read once: os.cpu_count() reads /sys on every call, and a request walks trees
 ROW_BLOCK = 32  # rows walked together through one tree: independent paths keep the core busy
 _POOL: ThreadPoolExecutor | None = None
 
 
 # The kernels' node records: 8 words per internal node, 64-byte aligned, so a step of a walk reads one cache
-# line (with one array per field it read five; a served request finds them evicted by whatever else ran on
-# its core since its last request: one lead with a cold cache 29 -> 27 us, measured). The kernels get the
+# line (with one array per field it read five, and a served request finds them evicted by whatever else ran
+# on its core since its last request; docs/benchmarks.md, "How it got here"). The kernels get the
 # buffer flat, twice (as float64 and as int64), and node k's record starts at word k: float64 words
 # threshold, change of expectation going right, going left; int64 words feature, right child, left child
 # (as record starts), categorical row, missing-goes-left. Leaves are the sink at word 0: it goes to itself
@@ -88,8 +88,8 @@ def _contrib_row(  # pragma: no cover - compiled
     """`_contrib_rows` for a one-row X: the same walk and the same additions in the same order, with the
     node in a register instead of a block of rows (a live request scores one lead). The step is written
     out in both kernels on purpose: moving it into a shared compiled function (called, or inlined with
-    inline="always") made this walk 5-6 times slower (10 -> 55-65 us a lead, measured); the exactness test
-    compares the two walks bit for bit."""
+    inline="always") made this walk several times slower (docs/benchmarks.md, "Tried and dropped"); the
+    exactness test compares the two walks bit for bit."""
     for t in range(roots.shape[0]):
         k = roots[t]
         for _ in range(depth[t]):

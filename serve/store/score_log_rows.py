@@ -140,10 +140,10 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert score-log rows made by `score_log_row`, and the feature sets they name if not stored yet.
 
     A few statements per batch, not one per row: the driver releases the GIL around every statement, and
-    each time it takes it back it waits for the serving thread's switch interval (a row per statement made
-    every request ~150 us slower). SQLite: VALUES lists of `_SQLITE_CHUNK` rows (14 us of CPU a row, with
-    preparing the parameters; one statement over a JSON array took 33 us, SQLite unescaping every row's
-    features again). PostgreSQL: one statement over a JSON array (`json_array_elements`)."""
+    each time it takes it back it waits for the serving thread's switch interval, which every request would
+    pay. SQLite: VALUES lists of `_SQLITE_CHUNK` rows (one statement over a JSON array made SQLite unescape
+    every row's features again). PostgreSQL: one statement over a JSON array (`json_array_elements`). The
+    figures are in docs/benchmarks.md ("How it got here") and docs/api.md ("Score log")."""
     name = conn.dialect.name
     if name not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported database {name!r}: use SQLite or PostgreSQL")
