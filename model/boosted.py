@@ -38,7 +38,6 @@ class CompiledTrees:
     cat_left: np.ndarray  # (N, 256) bool: categorical code -> goes left
     expected: np.ndarray  # (N,) count-weighted expected raw value below the node
     base: float  # baseline prediction + sum of root expectations
-    max_depth: int
 
     @classmethod
     def from_estimator(cls, est: HistGradientBoostingClassifier) -> CompiledTrees:
@@ -86,18 +85,17 @@ class CompiledTrees:
                     "is_categorical": is_cat,
                     "cat_left": cat_left,
                     "expected": _expected_values(nodes),
-                    "depth": int(nodes["depth"].max()),
                 }
             )
             offset += n
-        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "depth"}
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         root_nodes = np.asarray(roots, dtype=np.int64)
         base = float(np.ravel(est._baseline_prediction)[0] + cat["expected"][root_nodes].sum())
         # a leaf points to itself so that walking past it is a no-op
         idx = np.arange(offset)
         cat["left"] = np.where(cat["is_leaf"], idx, cat["left"])
         cat["right"] = np.where(cat["is_leaf"], idx, cat["right"])
-        return cls(roots=root_nodes, base=base, max_depth=max(p["depth"] for p in parts), **cat)
+        return cls(roots=root_nodes, base=base, **cat)
 
     @cached_property
     def _walk(self) -> Walk:
@@ -141,19 +139,20 @@ class CompiledTrees:
                 "cat_left",
                 "expected",
             )
-        } | {"trees_base": np.array([self.base]), "trees_max_depth": np.array([self.max_depth])}
+        } | {"trees_base": np.array([self.base])}
 
     @classmethod
     def from_arrays(cls, a: Mapping[str, np.ndarray], n_features: int | None = None) -> CompiledTrees:
         """Trees from saved arrays, checked first: the compiled walk does no bounds checks, so a node that
         points outside its tree or a feature outside the model's would read or write outside memory."""
+        # `trees_max_depth`, in bundles saved before it was dropped, was never read
         kw = {
             k.removeprefix("trees_"): a[k]
             for k in a
             if k.startswith("trees_") and k not in ("trees_base", "trees_max_depth")
         }
         check_tree_arrays(kw, n_features)
-        return cls(base=float(a["trees_base"][0]), max_depth=int(a["trees_max_depth"][0]), **kw)
+        return cls(base=float(a["trees_base"][0]), **kw)
 
 
 _TREE_ARRAYS = {

@@ -90,3 +90,14 @@ def test_an_empty_scorecard_table_is_refused(trained, tmp_path):
     )
     with pytest.raises(ValueError, match="malformed"):
         persist.load(path)
+
+
+def test_a_bundle_saved_with_the_old_max_depth_array_still_loads_and_scores_the_same(boosted_model, tmp_path):
+    # given a boosted bundle as saved before the unused `trees_max_depth` was dropped from the arrays
+    path = _tamper(tmp_path, boosted_model, lambda z: z.__setitem__("trees_max_depth", np.array([3])))
+    # when it is loaded, then it explains exactly as the model it was saved from
+    back = persist.load(path)
+    X = np.zeros((2, len(boosted_model.encoder.features)))
+    X[1] = np.nan
+    got, want = back.raw(X), boosted_model.raw(X)
+    assert got[0] == want[0] and np.array_equal(got[1], want[1])
