@@ -1,12 +1,15 @@
 """What every command shares: the console (stderr), the progress line, MLflow set-up, how a command fails,
-the `--as-of` and `--window` parsers, and the exit codes and runner of the model-changing jobs (retrain and
-recalibrate). Imports nothing from the command modules: they import from here."""
+the `--as-of` and `--window` parsers, the summary of a training run (`train`, `table`), and the exit codes
+and runner of the model-changing jobs (retrain and recalibrate). Imports nothing from the command modules:
+they import from here."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from leadscore.model.gate import GateDecision
+    from leadscore.model.tracking import TrackedRun
+    from leadscore.model.train import TrainResult
 
 console = Console(stderr=True)
 
@@ -78,6 +83,44 @@ def duration_days(text: str) -> float | None:
     if not m or float(m.group(1)) <= 0:
         return None
     return float(m.group(1)) * {"h": 1 / 24, "d": 1, "w": 7, "": 1}[m.group(2)]
+
+
+def training_summary(
+    result: TrainResult,
+    tracked: TrackedRun,
+    model_name: str,
+    metrics_out: Path | None,
+    *,
+    detail: str = "",
+    lines: Iterable[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Print a training run's holdout metrics (`detail` added in their parentheses, then `lines`) and, when
+    a version was registered, the gate's reason; write the run's figures to `metrics_out` as JSON, `extra`
+    besides the ones every training command reports."""
+    m, info = result.metrics, result.model.info
+    console.print(
+        f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
+        f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({info['n_holdout']:,} rows{detail})"
+    )
+    for line in lines:
+        console.print(line)
+    if tracked.version and tracked.decision:
+        console.print(f"registered {model_name} version {tracked.version}: {tracked.decision.reason}")
+    if metrics_out:
+        out = {
+            "holdout": m,
+            "n_train": info["n_train"],
+            "n_holdout": info["n_holdout"],
+            "family": result.model.family,
+            "candidates": result.candidates,
+            "run_id": tracked.run_id,
+            "version": tracked.version,
+            "promoted": bool(tracked.decision and tracked.decision.promote),
+            **(extra or {}),
+        }
+        metrics_out.parent.mkdir(parents=True, exist_ok=True)
+        metrics_out.write_text(json.dumps(out, indent=1))
 
 
 def stop(code: int, message: str) -> NoReturn:

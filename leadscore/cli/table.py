@@ -8,7 +8,6 @@ registers the model. See docs/flat-exports.md and docs/leakage.md.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, cast, get_args
 
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from leadscore.cli.common import console, fail, progress_line, setup_mlflow
+from leadscore.cli.common import console, fail, progress_line, setup_mlflow, training_summary
 from leadscore.model.registry import FLAT_MODEL_NAME
 
 HOLDOUT_FRACTION = 0.2
@@ -233,27 +232,11 @@ def table(
             model_name=FLAT_MODEL_NAME,
         )
         progress.update(task, description="done", total=1, completed=1)
-    m = result.metrics
-    console.print(
-        f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
-        f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({result.model.info['n_holdout']:,} rows, "
-        f"split {split}, {len(features)} features)"
+    training_summary(
+        result,
+        tracked,
+        FLAT_MODEL_NAME,
+        metrics_out,
+        detail=f", split {split}, {len(features)} features",
+        extra={"split": split, "features": features, "leakage": report},
     )
-    if tracked.version and tracked.decision:
-        console.print(f"registered {FLAT_MODEL_NAME} version {tracked.version}: {tracked.decision.reason}")
-    if metrics_out:
-        out = {
-            "holdout": m,
-            "n_train": result.model.info["n_train"],
-            "n_holdout": result.model.info["n_holdout"],
-            "family": result.model.family,
-            "candidates": result.candidates,
-            "run_id": tracked.run_id,
-            "version": tracked.version,
-            "promoted": bool(tracked.decision and tracked.decision.promote),
-            "split": split,
-            "features": features,
-            "leakage": report,
-        }
-        metrics_out.parent.mkdir(parents=True, exist_ok=True)
-        metrics_out.write_text(json.dumps(out, indent=1))

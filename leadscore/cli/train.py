@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, cast, get_args
 
 import typer
 
-from leadscore.cli.common import console, fail, progress_line, setup_mlflow
+from leadscore.cli.common import console, fail, progress_line, setup_mlflow, training_summary
 
 
 def train(
@@ -32,6 +31,7 @@ def train(
     from leadscore.features.problems import DataError
     from leadscore.model import tracking
     from leadscore.model.policy import PolicyKind
+    from leadscore.model.registry import MODEL_NAME
     from leadscore.model.train import ModelChoice, TrainConfig
     from leadscore.model.train import train as run_train
     from leadscore.model.training_data import NotEnoughData
@@ -99,30 +99,15 @@ def train(
             data_source=str(data),
         )
         progress.update(task, description="done", total=1, completed=1)
-    m = result.metrics
-    console.print(
-        f"[bold]{result.model.family}[/]: holdout ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, "
-        f"Brier {m['brier']:.4f}, ECE {m['ece']:.4f} ({result.model.info['n_holdout']:,} rows)"
+    oracle = extra.get("oracle")
+    training_summary(
+        result,
+        tracked,
+        MODEL_NAME,
+        metrics_out,
+        lines=[f"observable oracle ROC AUC on the same rows: {oracle['roc_auc']:.4f}"] if oracle else [],
+        extra={**extra, "leakage": result.leakage},
     )
-    if "oracle" in extra:
-        console.print(f"observable oracle ROC AUC on the same rows: {extra['oracle']['roc_auc']:.4f}")
-    if tracked.version and tracked.decision:
-        console.print(f"registered leadscore version {tracked.version}: {tracked.decision.reason}")
-    if metrics_out:
-        out = {
-            "holdout": m,
-            **extra,
-            "n_train": result.model.info["n_train"],
-            "n_holdout": result.model.info["n_holdout"],
-            "family": result.model.family,
-            "candidates": result.candidates,
-            "leakage": result.leakage,
-            "run_id": tracked.run_id,
-            "version": tracked.version,
-            "promoted": bool(tracked.decision and tracked.decision.promote),
-        }
-        metrics_out.parent.mkdir(parents=True, exist_ok=True)
-        metrics_out.write_text(json.dumps(out, indent=1))
 
 
 def definition(horizon_days: int, ages: str | None, positive: str | None, negative: str | None):
