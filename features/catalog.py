@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal, cast
 
+from leadscore.features.schema import EVENT_TYPES, PAGE_KINDS
+
 Kind = Literal["numeric", "categorical"]
 
 DAY_MS: Final = 86_400_000
@@ -74,26 +76,15 @@ def _fmt(value: object) -> str:
     return str(value).replace("_", " ")
 
 
-# Channels: the event streams features count. A web visit counts as "web_visit" and also as its page kind.
+# Channels: the event streams features count, one per event type (schema.EVENT_TYPES, in its order), with a
+# web visit counted as "web_visit" and also as its page kind, right after it; the home page has no channel of
+# its own (a visit there says nothing beyond "web_visit"). Last, the derived streams.
+_PAGE_CHANNELS: Final = tuple(f"visit_{page}" for page in PAGE_KINDS if page != "home")
+_AFTER_WEB: Final = EVENT_TYPES.index("web_visit") + 1
 CHANNELS: Final = (
-    "email_sent",
-    "email_opened",
-    "email_clicked",
-    "web_visit",
-    "visit_pricing",
-    "visit_docs",
-    "visit_blog",
-    "visit_careers",
-    "content_download",
-    "webinar_registered",
-    "webinar_attended",
-    "form_submitted",
-    "demo_requested",
-    "unsubscribed",
-    "sales_call",
-    "meeting",
-    "handed_to_sales",
-    # derived streams
+    *EVENT_TYPES[:_AFTER_WEB],
+    *_PAGE_CHANNELS,
+    *EVENT_TYPES[_AFTER_WEB:],
     "engagement",
     "high_intent",
 )
