@@ -1,5 +1,6 @@
 """Helpers shared by the tests (a plain module, importable as `support` from any test or conftest):
-test API keys, and starting a real `leadscore serve` process."""
+test API keys, starting a real `leadscore serve` process, a lead as the API receives it, and score-log rows
+written as the service writes them."""
 
 from __future__ import annotations
 
@@ -102,3 +103,29 @@ def api_lead(dataset, lead_id: str) -> dict:
             for t, ts, p in zip(ev[S.EVENT_TYPE], ev[S.TIMESTAMP], ev[S.PAGE], strict=False)
         ],
     }
+
+
+def score_entry(lead_id: str, at, **fields) -> dict:
+    """A score as the service logs it (`store.score_log_row` takes it): `lead_id` scored and as of `at`, by
+    version 1, 50 % (grade B), not handed over, no features or reasons; `fields` replace any of those."""
+    return {
+        "lead_id": lead_id,
+        "scored_at": at,
+        "as_of": at,
+        "model_version": "1",
+        "probability": 0.5,
+        "score": 50,
+        "grade": "B",
+        "qualified": False,
+        "features": {},
+        "reasons": [],
+        **fields,
+    }
+
+
+def log_scores(engine, entries) -> None:
+    """Write `entries` (`score_entry` dicts) into the score log in one transaction, as the writer does."""
+    from leadscore.serve import store
+
+    with engine.begin() as conn:
+        store.insert_score_log(conn, [store.score_log_row(e) for e in entries])

@@ -140,3 +140,21 @@ def populate(engine: sa.Engine, dataset, model, shifted: bool = False, seed: int
             ],
         )
     return {"leads": lead_dicts, "scores": scored, "snapshot": snapshot}
+
+
+def store_leads(conn: sa.Connection, ids, created_at, now) -> None:
+    """Store leads `ids`, all created at `created_at`, without attributes."""
+    if ids:
+        conn.execute(
+            sa.insert(db.leads),
+            [{"lead_id": i, "created_at": created_at, "attributes": {}, "updated_at": now} for i in ids],
+        )
+
+
+def give_verdicts(conn: sa.Connection, ids, at, now, outcome: str = "qualified") -> None:
+    """Sales' verdict `outcome` on leads `ids`, given at `at` and received through the API at `now`."""
+    if ids:
+        conn.execute(
+            sa.insert(db.feedback),
+            [{"lead_id": i, "outcome": outcome, "at": at, "received_at": now, "source": "api"} for i in ids],
+        )

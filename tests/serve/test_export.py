@@ -16,6 +16,7 @@ from leadscore.features.loading import load_dataset
 from leadscore.features.writing import write_dataset
 from leadscore.serve import db, store
 from leadscore.serve.export import store_dataset
+from support import log_scores, score_entry
 from typer.testing import CliRunner
 
 from leadscore.cli.main import app
@@ -180,22 +181,10 @@ def test_the_export_command_names_a_store_it_cannot_read(tmp_path, url_of, messa
 def _score(
     engine, lead_id: str, at, qualified: bool, propensity: float | None, explored: bool | None = False
 ):
-    row = {
-        "lead_id": lead_id,
-        "scored_at": at,
-        "as_of": at,
-        "model_version": "1",
-        "probability": 0.5,
-        "score": 50,
-        "grade": "B",
-        "qualified": qualified,
-        "features": {"x": 1.0},
-        "reasons": [],
-        "propensity": propensity,
-        "explored": explored,
-    }
-    with engine.begin() as conn:
-        store.insert_score_log(conn, [store.score_log_row(row)])
+    entry = score_entry(
+        lead_id, at, qualified=qualified, features={"x": 1.0}, propensity=propensity, explored=explored
+    )
+    log_scores(engine, [entry])
 
 
 def test_the_score_log_becomes_the_selection_table_and_reads_back(database_url, tmp_path):
@@ -373,20 +362,15 @@ def test_training_from_the_store_learns_every_scored_moment_not_the_moments_befo
             conn,
             [
                 store.score_log_row(
-                    {
-                        "lead_id": ids[i],
-                        "scored_at": (created[i] + pd.Timedelta(days=int(a))).to_pydatetime(),
-                        "as_of": (created[i] + pd.Timedelta(days=int(a))).to_pydatetime(),
-                        "model_version": "1",
-                        "probability": float(1 / (1 + np.exp(-z[i, k]))),
-                        "score": 50,
-                        "grade": "B",
-                        "qualified": bool(handed[i, k]),
-                        "features": {"x": float(z[i, k])},
-                        "reasons": [],
-                        "propensity": 1.0 if above[i, k] else share,
-                        "explored": bool(handed[i, k] and not above[i, k]),
-                    }
+                    score_entry(
+                        ids[i],
+                        (created[i] + pd.Timedelta(days=int(a))).to_pydatetime(),
+                        probability=float(1 / (1 + np.exp(-z[i, k]))),
+                        qualified=bool(handed[i, k]),
+                        features={"x": float(z[i, k])},
+                        propensity=1.0 if above[i, k] else share,
+                        explored=bool(handed[i, k] and not above[i, k]),
+                    )
                 )
                 for i in range(n)
                 for k, a in enumerate(ages)

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from leadscore.model.exploration import Exploration
-from leadscore.serve import db, store
+from leadscore.serve import db
 from leadscore.serve.metrics import Metrics
 from leadscore.serve.monitoring import MonitorCache, monitor
-from monitoring_store import populate
+from monitoring_store import give_verdicts, populate, store_leads
+from support import log_scores, score_entry
 from typer.testing import CliRunner
 
 from leadscore.cli.main import app
@@ -183,41 +184,14 @@ def test_a_lead_counts_for_calibration_only_once_its_horizon_has_passed(engine, 
     lead = {"lead_age_days": 3.0}
     features = dict.fromkeys(model.encoder.features) | lead
     rows = []
-    for lid, scored_days_ago, verdict_days_ago in (("past", 40, 35), ("open", 10, 5), ("decided", 40, 45)):
-        at = now - timedelta(days=scored_days_ago)
-        with engine.begin() as conn:
-            conn.execute(
-                sa.insert(db.leads).values(
-                    lead_id=lid, created_at=at - timedelta(days=10), attributes={}, updated_at=now
-                )
-            )
-            conn.execute(
-                sa.insert(db.feedback).values(
-                    lead_id=lid,
-                    outcome="qualified",
-                    at=now - timedelta(days=verdict_days_ago),
-                    received_at=now,
-                    source="api",
-                )
-            )
-        rows.append(
-            store.score_log_row(
-                {
-                    "lead_id": lid,
-                    "scored_at": at,
-                    "as_of": at,
-                    "model_version": "1",
-                    "probability": 0.5,
-                    "score": 50,
-                    "grade": "A",
-                    "qualified": True,
-                    "features": features,
-                    "reasons": [],
-                }
-            )
-        )
+    cases = (("past", 40, 35), ("open", 10, 5), ("decided", 40, 45))  # lead, scored and verdict days ago
     with engine.begin() as conn:
-        store.insert_score_log(conn, rows)
+        for lid, scored_days_ago, verdict_days_ago in cases:
+            at = now - timedelta(days=scored_days_ago)
+            store_leads(conn, [lid], at - timedelta(days=10), now)
+            give_verdicts(conn, [lid], now - timedelta(days=verdict_days_ago), now)
+            rows.append(score_entry(lid, at, grade="A", qualified=True, features=features))
+    log_scores(engine, rows)
     # when monitoring looks at the last 30 days
     report = monitor(engine, model, Settings(monitor_min_labeled=1), now=now, window_days=30)
     cal = report["checks"]["calibration"]
@@ -235,42 +209,19 @@ def _scored_leads(engine, model, now, leads: int, moments: int, positive_leads: 
     probability."""
     features = dict.fromkeys(model.encoder.features) | {"lead_age_days": 3.0}
     created = now - timedelta(days=45)
-    rows = []
+    ids = [f"{prefix}{i}" for i in range(leads)]
     with engine.begin() as conn:
-        for i in range(leads):
-            lid = f"{prefix}{i}"
-            conn.execute(
-                sa.insert(db.leads).values(lead_id=lid, created_at=created, attributes={}, updated_at=now)
-            )
-            if i < positive_leads:
-                conn.execute(
-                    sa.insert(db.feedback).values(
-                        lead_id=lid,
-                        outcome="qualified",
-                        at=created + timedelta(days=20),
-                        received_at=now,
-                        source="api",
-                    )
-                )
-            for k in range(moments):
-                at = created + timedelta(days=1 + k, seconds=i)
-                rows.append(
-                    store.score_log_row(
-                        {
-                            "lead_id": lid,
-                            "scored_at": at,
-                            "as_of": at,
-                            "model_version": "1",
-                            "probability": 0.1,
-                            "score": 10,
-                            "grade": "C",
-                            "qualified": False,
-                            "features": features,
-                            "reasons": [],
-                        }
-                    )
-                )
-        store.insert_score_log(conn, rows)
+        store_leads(conn, ids, created, now)
+        give_verdicts(conn, ids[:positive_leads], created + timedelta(days=20), now)
+    low = {"probability": 0.1, "score": 10, "grade": "C", "features": features}
+    log_scores(
+        engine,
+        [
+            score_entry(lid, created + timedelta(days=1 + k, seconds=i), **low)
+            for i, lid in enumerate(ids)
+            for k in range(moments)
+        ],
+    )
     values = {
         k: np.array([v], dtype=object if k in model.encoder.categorical else float)
         for k, v in features.items()
@@ -325,23 +276,11 @@ def test_scores_logged_without_a_feature_the_champion_needs_are_not_enough_data(
         }
         at = now - timedelta(days=1, minutes=i)
         rows.append(
-            store.score_log_row(
-                {
-                    "lead_id": f"l{i}",
-                    "scored_at": at,
-                    "as_of": at,
-                    "model_version": "0",
-                    "probability": 0.1,
-                    "score": 10,
-                    "grade": "C",
-                    "qualified": False,
-                    "features": features,
-                    "reasons": [],
-                }
+            score_entry(
+                f"l{i}", at, model_version="0", probability=0.1, score=10, grade="C", features=features
             )
         )
-    with engine.begin() as conn:
-        store.insert_score_log(conn, rows)
+    log_scores(engine, rows)
     report = monitor(engine, model, SETTINGS, now=now, window_days=30)
     c = report["checks"]
     # then that feature, the score and the grade mix have "not enough data" (no row holds every feature),
@@ -363,70 +302,14 @@ def test_volume_and_coverage_count_every_score_and_only_stored_leads(engine, tra
     model = trained.result.model
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     features = dict.fromkeys(model.encoder.features)
-    rows = []
     with engine.begin() as conn:
-        conn.execute(
-            sa.insert(db.leads),
-            [
-                {
-                    "lead_id": f"s{i}",
-                    "created_at": now - timedelta(days=20),
-                    "attributes": {},
-                    "updated_at": now,
-                }
-                for i in range(600)
-            ],
-        )
-        conn.execute(
-            sa.insert(db.feedback),
-            [
-                {
-                    "lead_id": f"s{i}",
-                    "outcome": "qualified",
-                    "at": now - timedelta(days=1),
-                    "received_at": now,
-                    "source": "api",
-                }
-                for i in range(300)
-            ],
-        )
-    for i in range(1200):
-        at = now - timedelta(days=i % 10, seconds=i)
-        rows.append(
-            store.score_log_row(
-                {
-                    "lead_id": f"s{i % 600}",
-                    "scored_at": at,
-                    "as_of": at,
-                    "model_version": "1",
-                    "probability": 0.1,
-                    "score": 10,
-                    "grade": "C",
-                    "qualified": False,
-                    "features": features,
-                    "reasons": [],
-                }
-            )
-        )
-    at = now - timedelta(days=40)
-    rows.append(
-        store.score_log_row(
-            {
-                "lead_id": "unstored",
-                "scored_at": at,
-                "as_of": at,
-                "model_version": "1",
-                "probability": 0.9,
-                "score": 90,
-                "grade": "A",
-                "qualified": True,
-                "features": features,
-                "reasons": [],
-            }
-        )
-    )
-    with engine.begin() as conn:
-        store.insert_score_log(conn, rows)
+        store_leads(conn, [f"s{i}" for i in range(600)], now - timedelta(days=20), now)
+        give_verdicts(conn, [f"s{i}" for i in range(300)], now - timedelta(days=1), now)
+    low = {"probability": 0.1, "score": 10, "grade": "C", "features": features}
+    rows = [score_entry(f"s{i % 600}", now - timedelta(days=i % 10, seconds=i), **low) for i in range(1200)]
+    high = {"probability": 0.9, "score": 90, "grade": "A", "qualified": True, "features": features}
+    rows.append(score_entry("unstored", now - timedelta(days=40), **high))
+    log_scores(engine, rows)
     report = monitor(engine, model, Settings(monitor_max_rows=1000), now=now, window_days=30)
     volume, coverage = report["checks"]["volume"], report["checks"]["coverage"]
     # then volume counts all 1,200 scores, per day too, and coverage all 600 leads

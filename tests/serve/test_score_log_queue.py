@@ -8,20 +8,15 @@ from datetime import UTC, datetime
 
 from leadscore.serve import db, store
 from leadscore.serve.metrics import Metrics
+from support import score_entry
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-ROW = {
-    "lead_id": "q-1",
-    "scored_at": T0,
-    "as_of": T0,
-    "model_version": "1",
-    "probability": 0.5,
-    "score": 50,
-    "grade": "B",
-    "qualified": False,
-    "features": {"lead_age_days": 2.5, "country": "DE"},
-    "reasons": [{"feature": "country", "value": "DE", "impact": 0.1, "points": 3, "text": "Country: DE"}],
-}
+ROW = score_entry(
+    "q-1",
+    T0,
+    features={"lead_age_days": 2.5, "country": "DE"},
+    reasons=[{"feature": "country", "value": "DE", "impact": 0.1, "points": 3, "text": "Country: DE"}],
+)
 
 
 def test_a_full_queue_drops_rows_counts_them_and_warns_once_per_interval(tmp_path, caplog):

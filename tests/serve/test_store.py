@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 from leadscore.serve import db, store
+from support import log_scores, score_entry
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 REASON = {"feature": "lead_age_days", "value": 3, "impact": 0.1, "points": 3, "text": "Lead is 3 days old"}
@@ -152,16 +153,7 @@ def test_feedback_frame_reads_only_the_given_leads_up_to_a_moment(engine):
 def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
     # given two scores of a lead and one of another, written by the background writer
     writer = store.ScoreLogWriter(engine, flush_seconds=0.05)
-    row = {
-        "as_of": T0,
-        "model_version": "1",
-        "probability": 0.5,
-        "score": 50,
-        "grade": "B",
-        "qualified": False,
-        "features": {"lead_age_days": 3, "country": None},
-        "reasons": [REASON],
-    }
+    row = score_entry("s-5", T0, features={"lead_age_days": 3, "country": None}, reasons=[REASON])
     writer.put([{**row, "lead_id": "s-5", "scored_at": T0}, {**row, "lead_id": "s-6", "scored_at": T0}])
     writer.put(
         [
@@ -195,18 +187,7 @@ def test_score_log_writer_batches_rows_and_history_reads_newest_first(engine):
 def test_score_log_keeps_the_order_of_a_request_and_bounds_its_queue(engine, caplog):
     # given one request that scored the same lead twice, a row that cannot be encoded, and a full queue
     writer = store.ScoreLogWriter(engine, flush_seconds=60)
-    row = {
-        "lead_id": "s-7",
-        "scored_at": T0,
-        "as_of": T0,
-        "model_version": "1",
-        "probability": 0.5,
-        "score": 50,
-        "grade": "B",
-        "qualified": False,
-        "features": {},
-        "reasons": [],
-    }
+    row = score_entry("s-7", T0)
     writer.put([{**row, "score": 10}, {**row, "score": 20}])
     writer.put([{**row, "lead_id": "s-8", "features": {"x": object()}}])  # not JSON: logged and dropped
     writer.max_bytes = writer.queued_bytes + writer.size(
@@ -226,17 +207,14 @@ def test_score_log_keeps_the_order_of_a_request_and_bounds_its_queue(engine, cap
 def test_a_big_batch_of_score_log_rows_is_written_whole_and_in_order(engine):
     # given one request's 250 rows for one lead (more than one INSERT statement's worth on SQLite)
     writer = store.ScoreLogWriter(engine, flush_seconds=60)
-    row = {
-        "lead_id": "s-11",
-        "as_of": T0,
-        "model_version": "1",
-        "probability": 0.5,
-        "grade": "B",
-        "qualified": True,
-        "features": {"lead_age_days": 1.5, "country": "GB"},
-        "reasons": [REASON, {**REASON, "feature": "country", "value": "GB", "impact": -0.25, "points": -7}],
-    }
-    writer.put([{**row, "scored_at": T0, "score": i % 101} for i in range(250)])
+    row = score_entry(
+        "s-11",
+        T0,
+        qualified=True,
+        features={"lead_age_days": 1.5, "country": "GB"},
+        reasons=[REASON, {**REASON, "feature": "country", "value": "GB", "impact": -0.25, "points": -7}],
+    )
+    writer.put([{**row, "score": i % 101} for i in range(250)])
     # when it is written
     writer.close()
     # then every row is there once, in the request's order (history: newest first), with its values
@@ -373,18 +351,9 @@ REASONS = [
 
 
 def _log(engine, *rows: dict) -> None:
-    base = {
-        "as_of": T0,
-        "model_version": "1",
-        "probability": 0.5,
-        "score": 50,
-        "grade": "B",
-        "qualified": False,
-        "features": SNAPSHOT,
-        "reasons": REASONS,
-    }
-    with engine.begin() as conn:
-        store.insert_score_log(conn, [store.score_log_row({**base, **r}) for r in rows])
+    # as_of stays T0 whatever the scored_at
+    base = score_entry("", T0, features=SNAPSHOT, reasons=REASONS)
+    log_scores(engine, [{**base, **r} for r in rows])
 
 
 def test_score_log_stores_feature_names_once_and_reads_rows_back_whole(engine):

@@ -7,25 +7,15 @@ from datetime import timedelta
 
 from leadscore.serve import store
 from leadscore.serve.ui import summary_numbers
+from support import log_scores, score_entry
 
 
 def _score(engine, lead_id, at, qualified, explored):
-    row = {
-        "lead_id": lead_id,
-        "scored_at": at,
-        "as_of": at,
-        "model_version": "1",
-        "probability": 0.5,
-        "score": 50,
-        "grade": "B",
-        "qualified": qualified,
-        "features": {"x": 1.0},
-        "reasons": [],
-        "propensity": 1.0 if qualified and not explored else 0.05,
-        "explored": explored,
-    }
-    with engine.begin() as conn:
-        store.insert_score_log(conn, [store.score_log_row(row)])
+    propensity = 1.0 if qualified and not explored else 0.05
+    entry = score_entry(
+        lead_id, at, qualified=qualified, features={"x": 1.0}, propensity=propensity, explored=explored
+    )
+    log_scores(engine, [entry])
 
 
 def test_explored_leads_are_not_counted_as_the_models_handoffs(engine):
