@@ -3,8 +3,8 @@
 and reached by routes through `deps.ServiceDep`.
 
 `build` makes the parts that need no I/O (the engine connects on first use); `start` (the app's lifespan)
-migrates the store, opens the score-log writer and the worker's model sync, loads the champion and starts the
-webhook deliverer (when a URL is set); `stop` closes them again.
+migrates the store, opens the score-log writer and the worker's model sync, loads the champion, starts the
+rescorer and the webhook deliverer (when a URL is set); `stop` closes them again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from leadscore.serve.metrics import Metrics
 from leadscore.serve.model_holder import ModelHolder
 from leadscore.serve.model_sync import ModelSync
 from leadscore.serve.monitoring import MonitorCache
+from leadscore.serve.rescore import Rescorer
 from leadscore.serve.scoring import Batcher
 from leadscore.serve.store import ScoreLogWriter, prune_outbox_all
 from leadscore.serve.webhooks import PendingGauge, WebhookDeliverer
@@ -51,6 +52,7 @@ class ScoringService:
     )
     webhooks: WebhookDeliverer | None = None  # between `start` and `stop`, when LEADSCORE_WEBHOOK_URL is set
     outbox_retention: asyncio.Task[None] | None = None  # between `start` and `stop`, when retention is on
+    rescorer: Rescorer | None = None  # open between `start` and `stop`
 
     def __post_init__(self) -> None:
         self.batcher = Batcher(self)
@@ -106,6 +108,8 @@ class ScoringService:
             )
         if settings.score_log_retention_days > 0:
             self.outbox_retention = asyncio.create_task(self._prune_outbox())
+        self.rescorer = Rescorer(self)
+        self.rescorer.start()
         if (
             settings.exploration_share > 0
         ):  # the seed decides which leads are drawn: logged so a run can be redone
@@ -147,6 +151,10 @@ class ScoringService:
             except Exception:  # noqa: BLE001 - never let retention stop: try again at the next check
                 log.exception("could not delete old handoff events")
             await asyncio.sleep(every)
+    def rescore_soon(self) -> None:
+        """Leads were queued for a rescore by this worker: its rescorer looks now (called after the commit)."""
+        if self.rescorer is not None:
+            self.rescorer.wake()
 
     def stop(self, task: asyncio.Task[None] | None) -> None:
         if task:
@@ -155,6 +163,8 @@ class ScoringService:
             self.outbox_retention.cancel()
         if self.webhooks is not None:  # before the engine goes: the tries in flight record their outcome
             self.webhooks.stop()
+        if self.rescorer is not None:  # finishes its batch; what is still queued waits for the next start
+            self.rescorer.close()
         if self.model_sync is not None:
             with contextlib.suppress(Exception):  # the store may be gone: the report then just ages out
                 self.model_sync.leave()

@@ -17,6 +17,7 @@ from leadscore.cli import (
     import_data,
     monitor,
     recalibrate,
+    rescore,
     retrain,
     score,
     service,
@@ -58,6 +59,7 @@ for name, command in (
     ("monitor", monitor.monitor),
     ("recalibrate", recalibrate.recalibrate),
     ("retrain", retrain.retrain),
+    ("rescore", rescore.rescore),
     ("score", score.score),
     ("table", table.table),
 ):

@@ -27,8 +27,10 @@ def trend(history: list[dict[str, Any]]) -> str:
     responses=error_responses(400, *KEYED, 413, 422),
     response_model=None,
 )
-def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer) -> dict[str, Any]:
-    created = store.upsert_lead(engine, lead_id, body.created_at, body.attributes.model_dump())
+def put_lead(lead_id: LeadId, body: LeadUpsert, service: ServiceDep, _: Scorer) -> dict[str, Any]:
+    """The lead is rescored with the champion in the background, after this answer."""
+    created = store.upsert_lead(service.engine, lead_id, body.created_at, body.attributes.model_dump())
+    service.rescore_soon()
     return {"lead_id": lead_id, "created": created}
 
 
@@ -41,7 +43,8 @@ def put_lead(lead_id: LeadId, body: LeadUpsert, engine: Engine, _: Scorer) -> di
 )
 def post_events(body: EventBatch, engine: Engine, service: ServiceDep, _: Scorer) -> dict[str, Any]:
     """All or nothing: 404 if a lead is not stored, 422 if one would then have more than
-    `LEADSCORE_MAX_EVENTS_PER_LEAD` stored events (the most a score by reference reads)."""
+    `LEADSCORE_MAX_EVENTS_PER_LEAD` stored events (the most a score by reference reads). The leads are
+    rescored with the champion in the background, after this answer."""
     ids = [e["lead_id"] for e in body.events]
     known = store.known_leads(engine, ids)
     unknown = [(i, lid) for i, lid in enumerate(ids) if lid not in known]
@@ -60,6 +63,7 @@ def post_events(body: EventBatch, engine: Engine, service: ServiceDep, _: Scorer
         raise HTTPException(
             422, [{"field": f"events.{ids.index(e.lead_id)}.lead_id", "reason": str(e)}]
         ) from None
+    service.rescore_soon()
     return {"stored": n}
 
 

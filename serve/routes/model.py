@@ -8,6 +8,7 @@ from leadscore.serve.auth import Admin, Reader
 from leadscore.serve.deps import ServiceDep
 from leadscore.serve.errors import KEYED, error_responses
 from leadscore.serve.scoring import NO_MODEL
+from leadscore.serve.store import rescore_queue
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
@@ -16,6 +17,9 @@ router = APIRouter(prefix="/v1", tags=["model"])
     "/model", summary="The model being served", responses=error_responses(*KEYED, 503), response_model=None
 )
 def get_model(service: ServiceDep, _: Reader) -> dict[str, Any]:
+    """The champion being served, and `rescore`: how far the background rescore of the active leads with
+    this version is (version, total, done, started_at, finished_at; null when none was started, e.g. with
+    `LEADSCORE_RESCORE_RATE=0`)."""
     model = service.holder.model
     if model is None:
         raise HTTPException(
@@ -34,6 +38,7 @@ def get_model(service: ServiceDep, _: Reader) -> dict[str, Any]:
         "policy": model.policy.to_dict(),
         "features": list(model.encoder.features),
         "example": info.get("example"),
+        "rescore": rescore_queue.run_progress(service.engine, model.version) if model.version else None,
     }
 
 

@@ -10,7 +10,15 @@ Callers import the store as one (`from leadscore.serve import store`; `store.add
 
 from leadscore.serve.store.feedback import Conflict, UnknownLead, add_feedback, feedback_for, feedback_frame
 from leadscore.serve.store.handoffs import GRADE_CHANGED, HANDOFF, write_scores
-from leadscore.serve.store.leads import TooManyEvents, add_events, get_leads, known_leads, upsert_lead
+from leadscore.serve.store.leads import (
+    TooManyEvents,
+    add_events,
+    count_leads,
+    get_leads,
+    iter_leads,
+    known_leads,
+    upsert_lead,
+)
 from leadscore.serve.store.retention import prune_all, prune_outbox_all, prune_score_log
 from leadscore.serve.store.rows import IN_CHUNK, aware, now, row
 from leadscore.serve.store.score_log import (
@@ -45,12 +53,14 @@ __all__ = [
     "UnknownLead",
     "add_events",
     "add_feedback",
+    "count_leads",
     "aware",
     "decode_score_log",
     "feature_names",
     "feedback_for",
     "feedback_frame",
     "get_leads",
+    "iter_leads",
     "insert_score_log",
     "known_leads",
     "latest_scores",

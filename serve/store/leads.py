@@ -3,12 +3,13 @@ import`), read back in the live-scoring shape for scoring by reference."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from leadscore.serve import db
+from leadscore.serve.store.rescore_queue import enqueue
 from leadscore.serve.store.rows import aware, now
 
 
@@ -27,7 +28,8 @@ def upsert_lead(engine: sa.Engine, lead_id: str, created_at: datetime, attribute
     """Insert or update; True if the lead is new. One `INSERT ... ON CONFLICT DO NOTHING`, then an UPDATE if
     the lead was there: a check-then-insert let two concurrent first writes of a lead both insert (one failed
     with a duplicate key). PostgreSQL waits on the other transaction's uncommitted row; SQLite's INSERT takes
-    the write lock first, so the UPDATE sees the committed row."""
+    the write lock first, so the UPDATE sees the committed row. The lead is queued for a rescore in the same
+    transaction (`rescore_queue.enqueue`)."""
     values = {
         "lead_id": lead_id,
         "created_at": aware(created_at),
@@ -45,6 +47,7 @@ def upsert_lead(engine: sa.Engine, lead_id: str, created_at: datetime, attribute
                     created_at=values["created_at"], attributes=attributes, updated_at=values["updated_at"]
                 )
             )
+        enqueue(conn, [lead_id])
         return created
 
 
@@ -63,7 +66,8 @@ def add_events(
 
     The events are inserted first and counted after, in one transaction, with the leads' rows locked on
     PostgreSQL (SQLite's INSERT takes its single write lock), so concurrent writes cannot both pass the
-    check."""
+    check. The leads are queued for a rescore in the same transaction: an acknowledged event is rescored
+    even if the process dies right after answering."""
     t = now()
     rows = [
         {
@@ -94,6 +98,7 @@ def add_events(
             over = [(lid, n) for lid, n in counts if n > max_per_lead]
             if over:
                 raise TooManyEvents(*min(over), max_per_lead)  # leaving the block rolls the insert back
+        enqueue(conn, ids)
     return len(rows)
 
 
@@ -136,3 +141,58 @@ def get_leads(
     for lead in out.values():
         lead["events"].reverse()
     return out
+
+
+def count_leads(engine: sa.Engine, active_since: datetime | None = None) -> int:
+    """Stored leads (with `active_since`: those with an event at or after it)."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(_stored(active_since).subquery())).scalar_one())
+
+
+def iter_leads(
+    engine: sa.Engine, chunk: int = 5000, active_since: datetime | None = None, max_events: int = 5000
+) -> Iterator[list[dict[str, Any]]]:
+    """Every stored lead (with `active_since`: those with an event at or after it) in the live-scoring shape
+    of `get_leads`, `chunk` leads at a time in lead-id order. Each chunk reads its leads' events as one range
+    of the (lead_id, timestamp) index, not an IN list: a bulk rescore reads every event once, in order."""
+    ev = db.events.c
+    after: str | None = None
+    while True:
+        q = _stored(active_since).order_by(db.leads.c.lead_id).limit(chunk)
+        if after is not None:
+            q = q.where(db.leads.c.lead_id > after)
+        with engine.connect() as conn:
+            leads = conn.execute(q).all()
+            if not leads:
+                return
+            evs = conn.execute(
+                sa.select(ev.lead_id, ev.type, ev.timestamp, ev.page)
+                .where(ev.lead_id >= leads[0].lead_id, ev.lead_id <= leads[-1].lead_id)
+                .order_by(ev.lead_id, ev.timestamp, ev.id)
+            ).all()
+        out = {
+            r.lead_id: {
+                "lead_id": r.lead_id,
+                "created_at": aware(r.created_at),
+                "attributes": r.attributes,
+                "events": [],
+            }
+            for r in leads
+        }
+        for e in evs:
+            lead = out.get(e.lead_id)  # a lead in the range but not chosen (not active) is skipped
+            if lead is not None:
+                lead["events"].append({"type": e.type, "timestamp": aware(e.timestamp), "page": e.page})
+        for lead in out.values():
+            if len(lead["events"]) > max_events:  # the newest, as `get_leads` reads them
+                lead["events"] = lead["events"][-max_events:]
+        yield list(out.values())
+        after = leads[-1].lead_id
+
+
+def _stored(active_since: datetime | None) -> sa.Select[Any]:
+    q = sa.select(db.leads.c.lead_id, db.leads.c.created_at, db.leads.c.attributes)
+    if active_since is not None:
+        ev = db.events.c
+        q = q.where(sa.exists().where(ev.lead_id == db.leads.c.lead_id, ev.timestamp >= aware(active_since)))
+    return q
