@@ -96,8 +96,8 @@ class Settings(BaseSettings):
     # an event first tried later than this after it was written (the service was down, the URL was set
     # later) is dead, not sent: a receiver acting on a days-old handoff would call a lead gone cold
     webhook_max_age_hours: float = Field(72.0, gt=0)
-    # Rescoring (docs/retraining.md, "Fresh scores"): when a new champion is served, the leads with an event in
-    # the last `rescore_active_days` days are rescored in the background at most `rescore_rate` leads a
+    # Rescoring (docs/retraining.md, "Fresh scores"): when a new champion is served, the leads with an event
+    # in the last `rescore_active_days` days are rescored in the background at most `rescore_rate` leads a
     # second across the service's workers (200/s: 100,000 leads in about 8 minutes for ~5 % of one core);
     # 0 = no rescore on a new champion (run `leadscore rescore` instead). Leads with new activity are
     # rescored at once whatever the rate.

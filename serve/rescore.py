@@ -126,7 +126,7 @@ class Rescorer:
         total = rescore_queue.start_run(self.engine, version, self.active_days)
         if total is not None:
             log.info(
-                "model version %s: rescoring %d active leads (events in the last %g days) at up to %g a second",
+                "model version %s: rescoring %d active leads (an event in the last %g days), %g a second",
                 version,
                 total,
                 self.active_days,

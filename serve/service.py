@@ -152,7 +152,7 @@ class ScoringService:
                 log.exception("could not delete old handoff events")
             await asyncio.sleep(every)
     def rescore_soon(self) -> None:
-        """Leads were queued for a rescore by this worker: its rescorer looks now (called after the commit)."""
+        """Leads were queued for a rescore by this worker (committed): its rescorer looks now."""
         if self.rescorer is not None:
             self.rescorer.wake()
 

@@ -53,7 +53,9 @@ def rescore(
             scoring_model = load_scoring_model(uri)
         except Exception as e:  # noqa: BLE001 - MLflow raises many types; the message is what matters
             progress.stop()
-            console.print(f"[bold red]error:[/] cannot load the model {uri}: {type(e).__name__}: {str(e)[:300]}")
+            console.print(
+                f"[bold red]error:[/] cannot load the model {uri}: {type(e).__name__}: {str(e)[:300]}"
+            )
             raise typer.Exit(code=FAILED) from None
         version = scoring_model.version
         exploration = settings.exploration()
@@ -81,7 +83,8 @@ def rescore(
         except Exception as e:  # noqa: BLE001 - what was written stays written; say how far it got
             progress.stop()
             console.print(
-                f"[bold red]error:[/] rescoring stopped after {done:,} leads: {type(e).__name__}: {str(e)[:300]}"
+                f"[bold red]error:[/] rescoring stopped after {done:,} leads: "
+                f"{type(e).__name__}: {str(e)[:300]}"
             )
             raise typer.Exit(code=FAILED) from None
         finally:

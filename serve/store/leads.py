@@ -146,7 +146,11 @@ def get_leads(
 def count_leads(engine: sa.Engine, active_since: datetime | None = None) -> int:
     """Stored leads (with `active_since`: those with an event at or after it)."""
     with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(_stored(active_since).subquery())).scalar_one())
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(_stored(active_since).subquery())
+            ).scalar_one()
+        )
 
 
 def iter_leads(

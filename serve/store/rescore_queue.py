@@ -37,7 +37,8 @@ def enqueue(conn: sa.Connection, lead_ids: Iterable[str]) -> None:
     insert = db.dialect_insert(conn)(db.rescore_queue)
     conn.execute(
         insert.on_conflict_do_update(
-            index_elements=[q.lead_id], set_={"priority": ACTIVITY, "enqueued_at": insert.excluded.enqueued_at}
+            index_elements=[q.lead_id],
+            set_={"priority": ACTIVITY, "enqueued_at": insert.excluded.enqueued_at},
         ),
         values,
     )
@@ -59,20 +60,22 @@ def claim(engine: sa.Engine, worker: str, priority: int, limit: int, lease_secon
     t = now()
     until = t + timedelta(seconds=lease_seconds)
     due = sa.or_(q.claimed_until.is_(None), q.claimed_until < t)
+    if limit <= 0:
+        return Claimed(priority, {}, until)
+    # a CTE is evaluated once: as an `IN (subquery)`, PostgreSQL ran the LIMIT ... SKIP LOCKED subquery
+    # again per row and claimed more than `limit`
     pick = (
         sa.select(q.lead_id)
         .where(q.priority == priority, due)
         .order_by(q.enqueued_at, q.lead_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("picked")
     )
-    if limit <= 0:
-        return Claimed(priority, {}, until)
     with engine.begin() as conn:
         got = conn.execute(
             sa.update(db.rescore_queue)
-            .where(q.lead_id.in_(pick), q.priority == priority, due)
+            .where(q.lead_id == pick.c.lead_id)
             .values(claimed_until=until, claimed_by=worker)
             .returning(q.lead_id, q.enqueued_at)
         ).all()
@@ -124,10 +127,9 @@ def start_run(engine: sa.Engine, version: str, active_days: float) -> int | None
         if started is None:
             return None
         ev = db.events.c
-        active = (
-            sa.select(db.leads.c.lead_id, sa.literal(CHAMPION), sa.literal(t))
-            .where(
-                sa.exists().where(ev.lead_id == db.leads.c.lead_id, ev.timestamp >= t - timedelta(days=active_days))
+        active = sa.select(db.leads.c.lead_id, sa.literal(CHAMPION), sa.literal(t)).where(
+            sa.exists().where(
+                ev.lead_id == db.leads.c.lead_id, ev.timestamp >= t - timedelta(days=active_days)
             )
         )
         conn.execute(
@@ -152,7 +154,10 @@ def start_run(engine: sa.Engine, version: str, active_days: float) -> int | None
 
 def has_run(engine: sa.Engine, version: str) -> bool:
     with engine.connect() as conn:
-        return conn.execute(sa.select(runs.model_version).where(runs.model_version == version)).first() is not None
+        return (
+            conn.execute(sa.select(runs.model_version).where(runs.model_version == version)).first()
+            is not None
+        )
 
 
 def finish_runs(conn: sa.Connection) -> None:

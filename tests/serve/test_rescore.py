@@ -1,0 +1,318 @@
+"""Fresh scores: stored leads are rescored with the champion after new activity (by the service's background
+rescorer, not in the response), rescorers in several processes share one queue without losing a lead, a new
+champion's active leads are rescored in a run that /v1/model reports, and `leadscore rescore` rescores a
+store in bulk."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from leadscore.features import schema as S
+from leadscore.serve import db, store
+from leadscore.serve.rescore import Rescorer
+from leadscore.serve.service import ScoringService
+from leadscore.serve.store import rescore_queue
+from serve_helpers import register_version, shifted
+from support import KEYS, KEYS_ENV, api_lead
+from typer.testing import CliRunner
+
+from leadscore.cli.main import app as cli_app
+from leadscore.settings import Settings, get_settings
+
+SCORER = {"Authorization": f"Bearer {KEYS['scorer']}"}
+URI = "models:/leadscore@champion"
+
+
+def settings_for(database_url: str, mlflow_uri: str, **kw) -> Settings:
+    return Settings(
+        database_url=database_url,
+        mlflow_tracking_uri=mlflow_uri,
+        model_uri=URI,
+        api_keys=KEYS_ENV,
+        reload_interval_seconds=0,
+        model_sync_seconds=0,
+        monitor_refresh=False,
+        **kw,
+    )
+
+
+def recent(lead: dict, now: datetime) -> dict:
+    """`lead` (as the API takes it) with its events moved so the last is an hour before `now`, created
+    before the first."""
+    times = [datetime.fromisoformat(e["timestamp"]) for e in lead["events"]]
+    shift = now - timedelta(hours=1) - max(times)
+    events = [{**e, "timestamp": (t + shift).isoformat()} for e, t in zip(lead["events"], times, strict=True)]
+    created = min(times) + shift - timedelta(days=1)
+    return {**lead, "created_at": created.isoformat(), "events": events}
+
+
+def crossing_lead(trained, demo_dataset, now: datetime) -> dict:
+    """A demo lead the champion does not hand over without events and hands over with its (recent) events."""
+    model = trained.result.model
+    for lead_id in demo_dataset.leads[S.LEAD_ID].astype(str):
+        lead = recent(api_lead(demo_dataset, lead_id), now)
+        if (
+            len(lead["events"]) > 3
+            and not model.score([{**lead, "events": []}], now).results[0]["qualified"]
+            and model.score([lead], now).results[0]["qualified"]
+        ):
+            return lead
+    raise AssertionError("no demo lead crosses the threshold with its events")
+
+
+def wait_for(check, timeout: float = 60.0):
+    """Poll `check` until it returns something true (the rescorer works in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def outbox_types(engine, lead_id: str) -> list[str]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(db.outbox.c.type).where(db.outbox.c.lead_id == lead_id).order_by(db.outbox.c.id)
+            ).scalars()
+        )
+
+
+def test_posted_events_rescore_the_lead_in_the_background_and_hand_it_over(
+    trained, demo_dataset, database_url
+):
+    now = datetime.now(UTC)
+    lead = crossing_lead(trained, demo_dataset, now)
+    lid = lead["lead_id"]
+    settings = settings_for(database_url, trained.uri)
+    with TestClient(make_app(settings)) as client:
+        engine = client.app.state.service.engine
+        # given a stored lead without events, scored by the rescorer and not handed over
+        r = client.put(f"/v1/leads/{lid}", json={"created_at": lead["created_at"]}, headers=SCORER)
+        assert r.status_code == 200
+        first = wait_for(lambda: store.score_history(engine, lid))
+        assert len(first) == 1 and not first[0]["qualified"]
+        assert outbox_types(engine, lid) == []
+        # when its high-intent events are posted (and nobody calls POST /v1/score)
+        r = client.post(
+            "/v1/events", json={"events": [{**e, "lead_id": lid} for e in lead["events"]]}, headers=SCORER
+        )
+        assert r.status_code == 201
+        # then the rescorer writes a new score-log row that reads them, and the lead is handed over once
+        history = wait_for(lambda: (h := store.score_history(engine, lid)) and len(h) >= 2 and h)
+        assert history[0]["qualified"] and history[0]["model_version"] == "1"
+        assert history[0]["features"] != first[0]["features"]
+        assert wait_for(lambda: outbox_types(engine, lid)) == ["lead.handoff"]
+        # and nothing is left queued
+        assert wait_for(lambda: rescore_queue.waiting(engine, rescore_queue.ACTIVITY) == 0)
+
+
+def make_app(settings: Settings):
+    from leadscore.serve.app import create_app
+
+    return create_app(settings)
+
+
+def _service(database_url: str, mlflow_uri: str, **kw) -> ScoringService:
+    service = ScoringService.build(settings_for(database_url, mlflow_uri, **kw))
+    service.holder.reload()
+    return service
+
+
+def _store_leads(engine, demo_dataset, n: int, now: datetime) -> tuple[list[str], list[str]]:
+    """The first `n` demo leads stored with their events moved to the last days: (all, those with events)."""
+    ids = list(demo_dataset.leads[S.LEAD_ID].astype(str)[:n])
+    active = []
+    for lid in ids:
+        lead = recent(api_lead(demo_dataset, lid), now)
+        store.upsert_lead(engine, lid, datetime.fromisoformat(lead["created_at"]), lead["attributes"])
+        if lead["events"]:
+            events = [
+                {**e, "lead_id": lid, "timestamp": datetime.fromisoformat(e["timestamp"])}
+                for e in lead["events"]
+            ]
+            store.add_events(engine, events)
+            active.append(lid)
+    return ids, active
+
+
+def test_two_rescorers_on_one_store_never_lose_a_lead(trained, demo_dataset, database_url, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)
+    mlflow.set_tracking_uri(trained.uri)
+    db.migrate(database_url)
+    a = _service(database_url, trained.uri, rescore_rate=0)
+    b = _service(database_url, trained.uri, rescore_rate=0)
+    now = datetime.now(UTC)
+    try:
+        ids, _ = _store_leads(a.engine, demo_dataset, 60, now)
+        # given two rescorers (two processes' worth) working the queue while new events keep arriving
+        rescorers = [Rescorer(a, worker="host:1"), Rescorer(b, worker="host:2")]
+        for r in rescorers:
+            r.BATCH = 7  # many small claims: the two interleave
+        writing = threading.Event()
+        writing.set()
+        errors: list[BaseException] = []
+
+        def work(r: Rescorer) -> None:
+            try:
+                while True:
+                    if r.step():
+                        continue
+                    if not writing.is_set() and not r.step():
+                        return  # nothing due after the last write: any row another claims, it rescores
+                    time.sleep(0.01)
+            except BaseException as e:  # noqa: BLE001 - reported by the test
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(r,)) for r in rescorers]
+        for t in threads:
+            t.start()
+        rng = random.Random(3)
+        for _ in range(40):
+            lid = rng.choice(ids)
+            store.add_events(
+                a.engine, [{"lead_id": lid, "type": "web_visit", "timestamp": store.now(), "page": "pricing"}]
+            )
+        writing.clear()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors
+        # then nothing is left queued, and every lead's newest score was computed after its last event came in
+        assert rescore_queue.waiting(a.engine, rescore_queue.ACTIVITY) == 0
+        with a.engine.connect() as conn:
+            last_event = dict(
+                conn.execute(
+                    sa.select(db.events.c.lead_id, sa.func.max(db.events.c.received_at)).group_by(
+                        db.events.c.lead_id
+                    )
+                ).all()
+            )
+            last_score = dict(
+                conn.execute(
+                    sa.select(db.score_log.c.lead_id, sa.func.max(db.score_log.c.as_of)).group_by(
+                        db.score_log.c.lead_id
+                    )
+                ).all()
+            )
+        assert set(last_score) == set(ids)
+        assert all(store.aware(last_score[lid]) >= store.aware(t) for lid, t in last_event.items())
+        # and both rescorers took part
+        assert all(r.rescored > 0 for r in rescorers)
+    finally:
+        a.engine.dispose()
+        b.engine.dispose()
+
+
+def test_a_new_champion_rescores_the_active_leads_in_a_run_that_v1_model_reports(
+    trained, demo_dataset, registry_copy, tmp_path, database_url, monkeypatch
+):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_copy)
+    mlflow.set_tracking_uri(registry_copy)
+    db.migrate(database_url)
+    now = datetime.now(UTC)
+    # the API's own rescorer starts no run (rate 0), so the run below is driven step by step
+    with TestClient(make_app(settings_for(database_url, registry_copy, rescore_rate=0))) as client:
+        engine = client.app.state.service.engine
+        _, active = _store_leads(engine, demo_dataset, 25, now)
+        quiet = "quiet-lead"
+        store.upsert_lead(engine, quiet, now - timedelta(days=400), {})
+        store.add_events(
+            engine,
+            [{"lead_id": quiet, "type": "web_visit", "timestamp": now - timedelta(days=200), "page": None}],
+        )
+        worker = Rescorer(_service(database_url, registry_copy, rescore_rate=1e9))
+        worker.BATCH = 10
+        # the activity rows of the stored leads first (the API's rescorer takes part)
+        assert wait_for(
+            lambda: not worker.step() and rescore_queue.waiting(engine, rescore_queue.ACTIVITY) == 0
+        )
+        # given version 1's run done (the leads were scored with it), when version 2 is promoted and loaded
+        assert client.get("/v1/model", headers=SCORER).json()["rescore"]["version"] == "1"
+        v2 = register_version(
+            registry_copy, shifted(trained.result.model, 0.4), tmp_path / "artifacts", promote=True
+        )
+        worker.service.holder.reload()
+        other = Rescorer(_service(database_url, registry_copy, rescore_rate=1e9), worker="host:other")
+        # then one worker starts its run (the other finds it started) and it waits for the active leads only
+        worker.step()
+        other._check_run(v2)
+        assert (
+            other._version == v2 and rescore_queue.waiting(engine, rescore_queue.CHAMPION) == len(active) - 10
+        )
+        client.app.state.service.holder.reload()
+        progress = client.get("/v1/model", headers=SCORER).json()["rescore"]
+        assert progress["version"] == v2 and progress["total"] == len(active)
+        assert progress["done"] == 10 and progress["finished_at"] is None and progress["started_at"]
+        # and when the rest is rescored, the run is finished and every active lead has a version-2 score
+        while worker.step():
+            pass
+        progress = client.get("/v1/model", headers=SCORER).json()["rescore"]
+        assert progress["done"] == progress["total"] == len(active) and progress["finished_at"]
+        latest = {r["lead_id"]: r["model_version"] for r in store.latest_scores(engine, limit=1000)}
+        assert {latest[lid] for lid in active} == {v2} and latest[quiet] == "1"
+
+
+def test_rescore_cli_rescores_the_stored_leads_with_the_champion(
+    trained, demo_dataset, tmp_path, monkeypatch
+):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)
+    get_settings.cache_clear()
+    try:
+        db.migrate(url)
+        engine = db.make_engine(url)
+        now = datetime.now(UTC)
+        everyone, active = _store_leads(engine, demo_dataset, 12, now)
+        store.upsert_lead(engine, "quiet-lead", now - timedelta(days=400), {})
+        store.add_events(
+            engine,
+            [
+                {
+                    "lead_id": "quiet-lead",
+                    "type": "web_visit",
+                    "timestamp": now - timedelta(days=200),
+                    "page": None,
+                }
+            ],
+        )
+        # when the active leads are rescored (the default: an event in the last 90 days)
+        res = CliRunner().invoke(cli_app, ["rescore"])
+        assert res.exit_code == 0, res.output
+        assert f"rescored {len(active)} leads" in res.output
+        scored = {r["lead_id"] for r in store.latest_scores(engine, limit=1000)}
+        assert scored == set(active)
+        # and with --all, every stored lead, each once more
+        res = CliRunner().invoke(cli_app, ["rescore", "--all"])
+        assert res.exit_code == 0 and f"rescored {len(everyone) + 1} leads" in res.output
+        assert (
+            len(store.score_history(engine, active[0])) == 2
+            and len(store.score_history(engine, "quiet-lead")) == 1
+        )
+        # and the handoff decisions went through the lead state: one handoff event per lead handed over
+        with engine.connect() as conn:
+            handed = set(
+                conn.execute(sa.select(db.lead_state.c.lead_id).where(db.lead_state.c.qualified)).scalars()
+            )
+            events = list(
+                conn.execute(
+                    sa.select(db.outbox.c.lead_id).where(db.outbox.c.type == "lead.handoff")
+                ).scalars()
+            )
+        assert sorted(events) == sorted(handed)
+        # and wrong options are a usage error
+        res = CliRunner().invoke(cli_app, ["rescore", "--all", "--active-days", "30"])
+        assert res.exit_code == 2 and "not both" in res.output
+        engine.dispose()
+    finally:
+        get_settings.cache_clear()
