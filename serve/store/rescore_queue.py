@@ -152,14 +152,6 @@ def start_run(engine: sa.Engine, version: str, active_days: float) -> int | None
         return total
 
 
-def has_run(engine: sa.Engine, version: str) -> bool:
-    with engine.connect() as conn:
-        return (
-            conn.execute(sa.select(runs.model_version).where(runs.model_version == version)).first()
-            is not None
-        )
-
-
 def finish_runs(conn: sa.Connection) -> None:
     """Mark the running run finished when no lead waits at priority 1 any more."""
     conn.execute(
