@@ -39,8 +39,9 @@ def _wait_for(fn, timeout: float = 10.0):
     return fn()
 
 
-def _settled(count, quiet: float = 1.0, timeout: float = 30.0) -> None:
-    """Wait until `count()` is above 0 and has not changed for `quiet` seconds (background rescores)."""
+def _settled(count, quiet: float = 1.0, timeout: float = 30.0) -> int:
+    """Wait until `count()` is above 0 and has not changed for `quiet` seconds (background rescores); the
+    count."""
     deadline = time.monotonic() + timeout
     last, since = count(), time.monotonic()
     while time.monotonic() < deadline:
@@ -49,7 +50,8 @@ def _settled(count, quiet: float = 1.0, timeout: float = 30.0) -> None:
         if now != last:
             last, since = now, time.monotonic()
         elif now and time.monotonic() - since >= quiet:
-            return
+            return now
+    return last
 
 
 def _is_error_list(body: dict) -> bool:
@@ -175,12 +177,16 @@ def test_lead_page_has_latest_score_history_and_trend(server, example):
             json={"created_at": lead["created_at"], "attributes": lead["attributes"]},
         )
         c.post("/v1/events", json={"events": [{"lead_id": lead["lead_id"], **e} for e in lead["events"]]})
+
         # (the service rescores the stored lead after each write, as of now: let those scores land first)
-        _settled(lambda: len(c.get(f"/v1/leads/{lead['lead_id']}").json()["history"]))
+        def history() -> int:
+            return len(c.get(f"/v1/leads/{lead['lead_id']}").json()["history"])
+
+        base = _settled(history)
         first = c.post(
             "/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["created_at"]}]}
         )
-        _wait_for(lambda: c.get(f"/v1/leads/{lead['lead_id']}").json()["history"])
+        _wait_for(lambda: history() > base)
         second = c.post("/v1/score", json={"leads": [{"lead_id": lead["lead_id"], "as_of": lead["as_of"]}]})
     s1, s2 = first.json()["results"][0]["score"], second.json()["results"][0]["score"]
     # when sales reads the lead
@@ -188,7 +194,7 @@ def test_lead_page_has_latest_score_history_and_trend(server, example):
 
         def two_scores():
             p = c.get(f"/v1/leads/{lead['lead_id']}").json()
-            return p if len(p["history"]) >= 2 else None
+            return p if len(p["history"]) >= base + 2 else None
 
         page = _wait_for(two_scores)
     # then the latest score, the history (newest first) and the trend agree with what was served
