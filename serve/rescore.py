@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 from leadscore.serve import store
 from leadscore.serve.model_sync import live_workers
 from leadscore.serve.scoring import score_log_rows
-from leadscore.serve.store import rescore_queue
-from leadscore.serve.store.handoffs import write_scores
+from leadscore.serve.store import rescore_queue, write_scores
 from leadscore.serve.store.rescore_queue import ACTIVITY, CHAMPION, Claimed
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ def rescore(
     from leadscore.model.registry import load_scoring_model
     from leadscore.serve import db, store
     from leadscore.serve.scoring import score_log_rows
-    from leadscore.serve.store.handoffs import write_scores
+    from leadscore.serve.store import write_scores
     from leadscore.settings import get_settings
 
     settings = get_settings()
