@@ -15,7 +15,7 @@ from leadscore.serve.store.leads import (
     add_events,
     count_leads,
     get_leads,
-    iter_leads,
+    iter_lead_frames,
     known_leads,
     upsert_lead,
 )
@@ -60,7 +60,7 @@ __all__ = [
     "feedback_for",
     "feedback_frame",
     "get_leads",
-    "iter_leads",
+    "iter_lead_frames",
     "insert_score_log",
     "known_leads",
     "latest_scores",

@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from leadscore.features import schema as S
@@ -291,8 +292,18 @@ def test_rescore_cli_rescores_the_stored_leads_with_the_champion(
         res = CliRunner().invoke(cli_app, ["rescore"])
         assert res.exit_code == 0, res.output
         assert f"rescored {len(active)} leads" in res.output
-        scored = {r["lead_id"] for r in store.latest_scores(engine, limit=1000)}
-        assert scored == set(active)
+        latest = store.latest_scores(engine, limit=1000)
+        assert {r["lead_id"] for r in latest} == set(active)
+        # with the numbers the API's entry point gives for the stored leads at that moment (the command
+        # reads and counts through the batch feature path)
+        stored = store.get_leads(engine, active)
+        again = trained.result.model.score([stored[r["lead_id"]] for r in latest], latest[0]["as_of"])
+        assert [r["probability"] for r in latest] == pytest.approx(
+            [x["probability"] for x in again.results], abs=1e-12
+        )
+        assert [r["reasons"] for r in latest] == [x["reasons"] for x in again.results]
+        stored_as = [{k: None if v != v else v for k, v in x.items()} for x in again.snapshots()]  # NaN: null
+        assert [r["features"] for r in latest] == stored_as
         # and with --all, every stored lead, each once more
         res = CliRunner().invoke(cli_app, ["rescore", "--all"])
         assert res.exit_code == 0 and f"rescored {len(everyone) + 1} leads" in res.output
