@@ -265,9 +265,9 @@ def test_a_new_champion_rescores_the_active_leads_in_a_run_that_v1_model_reports
 
 
 def test_rescore_cli_rescores_the_stored_leads_with_the_champion(
-    trained, demo_dataset, tmp_path, monkeypatch
+    trained, demo_dataset, database_url, monkeypatch
 ):
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    url = database_url
     monkeypatch.setenv("LEADSCORE_DATABASE_URL", url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)
     get_settings.cache_clear()
