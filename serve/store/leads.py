@@ -197,15 +197,9 @@ def iter_lead_frames(
                 **{a: [x.get(a) for x in attrs] for a in S.LEAD_ATTRIBUTES},
             }
         )
-        columns = list(zip(*evs, strict=True)) if evs else [(), (), (), ()]
-        ev = pd.DataFrame(
-            {
-                S.LEAD_ID: pd.Series(columns[0], dtype=object),
-                S.EVENT_TYPE: pd.Series(columns[1], dtype=object),
-                S.TIMESTAMP: _utc(columns[2]),
-                S.PAGE: pd.Series(columns[3], dtype=object),
-            }
-        )
+        # pandas turns a list of plain tuples into columns in C (unpacking them in Python cost ~2 us a row)
+        ev = pd.DataFrame(evs, columns=[S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP, S.PAGE], dtype=object)
+        ev[S.TIMESTAMP] = _utc(ev[S.TIMESTAMP])
         chosen = ev[S.LEAD_ID].isin(ids) if active_since is not None else slice(None)
         yield lead_frame, ev[chosen].reset_index(drop=True)  # a lead in the range but not active: left out
         after = last
