@@ -164,7 +164,8 @@ def run_rescore(env: dict, log: Path) -> tuple[float, float, str]:
     text = log.read_text()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"leadscore rescore failed:\n{text[-2000:]}")
-    return wall, usage.ru_maxrss / 2**20, text.strip().splitlines()[-1]
+    summary = " ".join(("rescored" + text.rsplit("rescored", 1)[-1]).split())
+    return wall, usage.ru_maxrss / 2**20, summary
 
 
 def main() -> None:
