@@ -109,16 +109,17 @@ class Rescorer:
             scored = model.score(
                 [leads[i] for i in sorted(leads)], scored_at, exploration=service.exploration
             )
-            if service.metrics is not None:
-                service.metrics.observe_scores(scored.results)
             rows = [store.score_log_row(r) for r in score_log_rows(scored, scored_at, model.version)]
+        events = 0
         with self.engine.begin() as conn:
             if rows:
-                write_scores(conn, rows)
+                events = write_scores(conn, rows)
             rescore_queue.finish(conn, self.worker, claimed)
             if claimed.priority == CHAMPION:
                 rescore_queue.finish_runs(conn)
         self.rescored += len(rows)
+        if events:  # committed: the webhook deliverer sends them now, not at its next poll
+            service.events_written(events)
 
     def _check_run(self, version: str) -> None:
         """A champion version new to this worker: start its rescore run unless a process already did."""

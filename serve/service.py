@@ -151,6 +151,7 @@ class ScoringService:
             except Exception:  # noqa: BLE001 - never let retention stop: try again at the next check
                 log.exception("could not delete old handoff events")
             await asyncio.sleep(every)
+
     def rescore_soon(self) -> None:
         """Leads were queued for a rescore by this worker (committed): its rescorer looks now."""
         if self.rescorer is not None:
