@@ -8,7 +8,7 @@ when; delivery then reads the outbox (at least once, `serve.webhooks`).
 
 The rules, per lead and in the order of the rows:
 - a score older (`as_of`) than the lead's newest known score goes to the score log only: it is history,
-  not news;
+  not news; so does a score of a moment more than `FORECAST` after it was computed (a forecast);
 - `lead.handoff` when the lead is handed over (at or above the threshold, or drawn for exploration) and
   its previous score was not, or it had none;
 - `lead.grade_changed` when the lead had a previous score with another grade;
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -31,6 +31,9 @@ from leadscore.serve.store.score_log_rows import REASON_FIELDS, insert_score_log
 HANDOFF = "lead.handoff"
 GRADE_CHANGED = "lead.grade_changed"
 EVENT_REASONS = 3  # reasons in an event: the top ones, as the sales page shows them
+# A score of a moment this far after it was computed is a forecast ("where will this lead be next week"):
+# logged, but not the lead's state, or every real score after it would look older and change nothing.
+FORECAST = timedelta(minutes=5)
 
 _STATE = db.lead_state.c
 # a `score_log_row` tuple: lead_id, scored_at, as_of, model_version, probability, score, grade, qualified,
@@ -164,7 +167,8 @@ def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], not
     changed: dict[str, dict[str, Any]] = {}
     for r in rows:
         state = states[r[0]]
-        if state["as_of"] is not None and aware(r[2]) < aware(state["as_of"]):
+        as_of = aware(r[2])
+        if (state["as_of"] is not None and as_of < state["as_of"]) or as_of > aware(r[1]) + FORECAST:
             continue
         was_handed = bool(state["qualified"])
         handed = bool(r[7])

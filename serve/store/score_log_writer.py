@@ -28,6 +28,10 @@ class ScoreLogWriter:
     build while holding the GIL. The score log is an audit trail, not an acknowledged write: a crash loses
     what is still queued (about `flush_seconds` of rows while the database keeps up). Feedback, which is
     acknowledged, never goes through here.
+    The handoff events of queued scores are written with them (`store.handoffs`), so a crash loses those
+    too; the lead's next score is compared with its last written one and brings the event then. Leads
+    stored in the service are rescored after new activity from the durable rescore queue
+    (`serve.rescore`), which loses nothing.
 
     The queue is bounded in bytes (`max_bytes`, LEADSCORE_SCORE_LOG_QUEUE_BYTES): when the database does not
     keep up, new rows are dropped rather than growing the process. Drops are counted (`dropped`, and
@@ -39,6 +43,8 @@ class ScoreLogWriter:
     ROW_OVERHEAD = 200  # bytes of a queued row beyond its text: the tuple, numbers, times (CPython, 64-bit)
 
     PRUNE_ROWS = 5000  # rows deleted per retention step: a short transaction between two batches of writes
+    MAX_TRIES = 6  # tries of a failed batch before it is dropped (backoff 1, 2, 4, 8, 16 s by default)
+    MAX_RETRY_SECONDS = 30.0
 
     def __init__(
         self,
@@ -50,12 +56,16 @@ class ScoreLogWriter:
         retention_days: float = 0,
         prune_seconds: float = 600,
         on_events: Callable[[int], Any] | None = None,
+        retry_seconds: float = 1.0,
     ) -> None:
         """`retention_days` > 0: rows older than that are deleted, one step of `PRUNE_ROWS` after a flush
         while old rows remain, then again `prune_seconds` later (the first check right after the start).
         `on_events(n)` is called after a batch wrote n > 0 handoff events (webhook delivery wakes on it)."""
         self.engine = engine
         self.on_events = on_events
+        self.retry_seconds = retry_seconds
+        self._failures = 0  # failed tries in a row of the batch at the head of the queue
+        self._retry_at = 0.0  # monotonic time before which a failed batch is not tried again
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
         self.retention_days = retention_days
@@ -165,20 +175,60 @@ class ScoreLogWriter:
     def flush(self, everything: bool = False) -> None:
         """Write what is queued, in transactions of about `max_batch` rows. Under load the queue never
         empties: a pass stops at the first batch smaller than `max_batch` (`everything`: only when the queue
-        is empty), so the writer wakes every `flush_seconds` for one transaction, not one per request."""
+        is empty), so the writer wakes every `flush_seconds` for one transaction, not one per request.
+
+        A batch that fails (the database is locked past its timeout, a PostgreSQL restart) goes back to the
+        head of the queue and is tried again after a backoff: its rows carry the handoff events of the scores
+        they log (`store.handoffs`), so a passing outage must not lose them. After `MAX_TRIES` failures in a
+        row the batch is dropped and counted like a full queue's rows (a batch the database refuses for good
+        must not stop the log)."""
         while True:
+            if not everything and time.monotonic() < self._retry_at:
+                return
             batch = self._drain()
             if batch:
-                events = 0
                 try:
                     with self.engine.begin() as conn:
                         events = write_scores(conn, batch)
                 except Exception:  # noqa: BLE001 - never let the audit writer die
-                    log.exception("could not write %d score-log rows", len(batch))
-                if events and self.on_events is not None:
-                    self.on_events(events)
+                    if not self._failed(batch):
+                        return
+                else:
+                    self._failures = 0
+                    if events and self.on_events is not None:
+                        self.on_events(events)
             if not batch or (len(batch) < self.max_batch and not everything):
                 return
+
+    def _failed(self, batch: list[tuple[Any, ...]]) -> bool:
+        """Requeue a batch that could not be written (False: try again later) or, after `MAX_TRIES`, drop it
+        (True: go on with the rest)."""
+        self._failures += 1
+        if self._failures >= self.MAX_TRIES:
+            log.exception(
+                "could not write %d score-log rows in %d tries: dropped", len(batch), self.MAX_TRIES
+            )
+            self._failures = 0
+            with self._count:
+                self.dropped += len(batch)
+            if self.on_drop is not None:
+                self.on_drop(len(batch))
+            return True
+        wait = min(self.MAX_RETRY_SECONDS, self.retry_seconds * 2 ** (self._failures - 1))
+        log.warning(
+            "could not write %d score-log rows (try %d of %d): trying again in %.1f s",
+            len(batch),
+            self._failures,
+            self.MAX_TRIES,
+            wait,
+            exc_info=True,
+        )
+        size = self.size(batch)
+        with self._count:
+            self.queued_bytes += size
+            self._q.appendleft((size, batch))
+        self._retry_at = time.monotonic() + wait
+        return False
 
     def close(self) -> None:
         self._stop.set()

@@ -200,3 +200,37 @@ def test_the_background_writer_writes_the_events_and_says_so(engine, database_ur
     # then the event is in the outbox and the writer said one was written
     assert [e["lead_id"] for e in events(engine)] == ["w-1"]
     assert told == [1]
+
+
+def test_a_forecast_is_logged_but_does_not_freeze_the_lead(engine):
+    # given a score of a moment a year after it was computed (a forecast)
+    forecast = served("f-1", "A", True, T0 + timedelta(days=365))
+    forecast["scored_at"] = T0
+    write(engine, [store.score_log_row(forecast)])
+    # when the lead is then scored for real, above the threshold
+    write(engine, [row("f-1", "A", True, T0 + timedelta(hours=1))])
+    # then the real score is the lead's state and makes the handoff; the forecast is only in the log
+    assert [e["type"] for e in events(engine)] == [store.HANDOFF]
+    assert state(engine, "f-1")["as_of"] == T0 + timedelta(hours=1)
+    assert len(store.score_history(engine, "f-1")) == 2
+
+
+def test_a_batch_the_database_refuses_for_a_while_is_written_later_with_its_event(engine, database_url):
+    # given the API's writer, and a store that cannot take score-log rows for now (the table is away)
+    writer = store.ScoreLogWriter(db.make_engine(database_url), flush_seconds=3600, retry_seconds=0)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE score_log RENAME TO score_log_away"))
+        writer.put([served("r-1", "A", True)])
+        # when the writer tries, fails, and the store comes back
+        writer.flush()
+        assert events(engine) == []
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE score_log_away RENAME TO score_log"))
+        writer.flush()
+    finally:
+        writer.close()
+        writer.engine.dispose()
+    # then the score and its handoff were written once, and nothing was dropped
+    assert [e["lead_id"] for e in events(engine)] == ["r-1"]
+    assert len(store.score_history(engine, "r-1")) == 1 and writer.dropped == 0
