@@ -1,5 +1,9 @@
 """The files of a data directory (Parquet or CSV) read into pandas or Arrow, and the column helpers loading
-uses on them: Arrow dictionary codes, ids as strings, repeated pairs found on integer codes."""
+uses on them: Arrow dictionary codes, ids as strings, repeated pairs found on integer codes.
+
+A Parquet table may also be a directory of part files (`events.parquet/` or `events/`, as Spark and
+other engines write them): its `*.parquet` files, in name order, read as one table; names starting with
+`_` or `.` (`_SUCCESS`, checksums) are skipped."""
 
 from __future__ import annotations
 
@@ -21,11 +25,14 @@ def find_table(data_dir: Path, table: str, required: Literal[True] = True) -> Pa
 @overload
 def find_table(data_dir: Path, table: str, required: bool) -> Path | None: ...
 def find_table(data_dir: Path, table: str, required: bool = True) -> Path | None:
-    """`table`.parquet, else `table`.csv in `data_dir`; if neither, a DataError (None if not `required`)."""
+    """`table`.parquet (a file or a directory of part files), else `table`.csv, else a directory `table` of
+    Parquet part files in `data_dir`; if none, a DataError (None if not `required`)."""
     for ext in ("parquet", "csv"):
         path = data_dir / f"{table}.{ext}"
         if path.exists():
             return path
+    if (data_dir / table).is_dir() and part_files(data_dir / table):
+        return data_dir / table
     if required:
         raise DataError(
             [
@@ -40,7 +47,26 @@ def find_table(data_dir: Path, table: str, required: bool = True) -> Path | None
     return None
 
 
+def is_parquet(path: Path) -> bool:
+    """A Parquet file, or a directory of Parquet part files."""
+    return path.suffix == ".parquet" or path.is_dir()
+
+
+def part_files(path: Path) -> list[Path]:
+    """The Parquet files of a table in read order: the file itself, or a directory's part files by name."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*.parquet") if p.is_file() and not p.name.startswith(("_", ".")))
+
+
+def parquet_schema(path: Path) -> pa.Schema:
+    files = part_files(path)
+    return pq.read_schema(files[0]) if files else pa.schema([])
+
+
 def read_frame(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        return pa.concat_tables([pq.read_table(p) for p in part_files(path)]).to_pandas()
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
@@ -48,11 +74,15 @@ def read_frame(path: Path) -> pd.DataFrame:
 
 def read_events(path: Path) -> pa.Table:
     """The events file's columns as an Arrow table; Parquet string columns come dictionary-encoded."""
-    if path.suffix == ".parquet":
-        schema = pq.read_schema(path)
+    if is_parquet(path):
+        schema = parquet_schema(path)
         strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
         wanted = [c for c in S.EVENT_COLUMNS if c in schema.names]
-        return pq.read_table(path, columns=wanted, read_dictionary=[c for c in strings if c in wanted])
+        parts = [
+            pq.read_table(p, columns=wanted, read_dictionary=[c for c in strings if c in wanted])
+            for p in part_files(path)
+        ]
+        return pa.concat_tables(parts) if len(parts) != 1 else parts[0]
     return pa.Table.from_pandas(read_frame(path), preserve_index=False)
 
 

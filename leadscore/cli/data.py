@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from leadscore.cli.common import console, fail, progress_line, utc_moment
+from leadscore.cli.sharding import DEFAULT_BUDGET_GB, BudgetOption, ShardsOption, run_sharded, shard_count
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from leadscore.features.loading import Dataset
 
 
 def demo_data(
@@ -63,20 +69,46 @@ def features(
     data: Annotated[Path, typer.Option(help="Dataset directory.")],
     as_of: Annotated[str, typer.Option("--as-of", help="ISO-8601 moment; naive times are UTC.")],
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")],
+    shards: ShardsOption = None,
+    memory_budget: BudgetOption = DEFAULT_BUDGET_GB,
 ) -> None:
     """Write every lead's features as of one moment (only data stamped strictly before it is used)."""
-    import pandas as pd
-
-    from leadscore.features import schema as S
-    from leadscore.features.frames import feature_frame
     from leadscore.features.loading import load_dataset
     from leadscore.features.problems import DataError
 
     moment = utc_moment(as_of)
-    try:
-        dataset = load_dataset(data)
-    except DataError as e:
-        fail(str(e))
+    n = shard_count(data, shards, memory_budget)
+    with progress_line() as progress:
+        task = progress.add_task("loading", total=None)
+        try:
+            if n == 1:
+                table = _feature_table(load_dataset(data), moment)
+                progress.update(task, description=f"writing {out}")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                table.to_csv(out, index=False) if out.suffix == ".csv" else table.to_parquet(out, index=False)
+                written = len(table)
+            else:
+
+                def shard_out(dataset: Dataset, file: Path) -> None:
+                    _write_part(_feature_table(dataset, moment), file)
+
+                run_sharded(data, n, out, shard_out, True, lambda msg: progress.update(task, description=msg))
+                written = _rows_in(out)
+        except DataError as e:
+            progress.stop()
+            fail(str(e))
+        progress.update(task, description="done", total=1, completed=1)
+    shards_note = f" ({n} shards)" if n > 1 else ""
+    console.print(f"wrote features of {written:,} leads as of {moment.isoformat()} to {out}{shards_note}")
+
+
+def _feature_table(dataset: Dataset, moment: pd.Timestamp) -> pd.DataFrame:
+    """lead_id, as_of, then the catalogue features of every lead created before `moment`."""
+    import pandas as pd
+
+    from leadscore.features import schema as S
+    from leadscore.features.frames import feature_frame
+
     leads = dataset.leads[dataset.leads[S.CREATED_AT] < moment]
     rows = pd.DataFrame(
         {
@@ -84,11 +116,34 @@ def features(
             "as_of": pd.Series(moment, index=range(len(leads))).astype("datetime64[ms, UTC]"),
         }
     )
-    with progress_line() as progress:
-        task = progress.add_task("computing features", total=len(rows))
-        table = feature_frame(dataset, rows, progress=lambda n: progress.advance(task, n))
+    table = feature_frame(dataset, rows)
     table.insert(0, "as_of", rows["as_of"].to_numpy())
     table.insert(0, S.LEAD_ID, rows[S.LEAD_ID].to_numpy())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False) if out.suffix == ".csv" else table.to_parquet(out, index=False)
-    console.print(f"wrote features of {len(table):,} leads as of {moment.isoformat()} to {out}")
+    return table
+
+
+def _write_part(table: pd.DataFrame, file: Path) -> None:
+    """One shard's features as Parquet with the types the whole table has (a categorical feature with no
+    value in this shard is still a string column, not Arrow's null type)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from leadscore.features import catalog
+
+    t = pa.Table.from_pandas(table, preserve_index=False)
+    schema = pa.schema(
+        [
+            pa.field(f.name, pa.string()) if pa.types.is_null(f.type) and f.name in catalog.CATEGORICAL else f
+            for f in t.schema
+        ]
+    ).with_metadata(t.schema.metadata)
+    pq.write_table(t.cast(schema), file)
+
+
+def _rows_in(path: Path) -> int:
+    if path.suffix == ".csv":
+        with path.open("rb") as f:
+            return max(sum(1 for _ in f) - 1, 0)
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
