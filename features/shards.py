@@ -62,7 +62,9 @@ def auto_shards(data_dir: Path, budget_gb: float = DEFAULT_BUDGET_GB) -> int:
     data_dir = Path(data_dir)
     need = _rows(find_table(data_dir, "events")) * BYTES_PER_EVENT
     need += _rows(find_table(data_dir, "leads")) * BYTES_PER_LEAD
-    room = max(budget_gb * 1e9 - BASE_BYTES, 1e8)
+    room = budget_gb * 1e9 - BASE_BYTES
+    if room <= 0:
+        raise ValueError(f"a memory budget of {budget_gb} GB leaves nothing for the data")
     return max(1, math.ceil(need / room))
 
 
@@ -274,26 +276,29 @@ def write_ordered(parts: list[Path], positions: list[np.ndarray], out: Path, csv
     pandas as `leadscore features` always has); `out` appears only when complete."""
     partial = out.with_name(f".{out.name}.partial")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the columns' types come from a part with rows: in an empty part, a column may have Arrow's null type
+    filled = [p for p in parts if pq.ParquetFile(p).metadata.num_rows] or parts[:1]
+    schema = pq.read_schema(filled[0])
+    tables = (t.cast(schema) for t in ordered_tables(parts, positions))
     writer: pq.ParquetWriter | None = None
     try:
         if out.suffix == ".csv" and csv_by_pandas:
             with partial.open("w", newline="") as f:
                 header = True
-                for t in ordered_tables(parts, positions):
+                for t in tables:
                     t.to_pandas().to_csv(f, index=False, header=header)
                     header = False
                 if header:  # no rows: the header alone
-                    pq.read_schema(parts[0]).empty_table().to_pandas().to_csv(f, index=False)
+                    schema.empty_table().to_pandas().to_csv(f, index=False)
         elif out.suffix == ".csv":
             import pyarrow.csv as pcsv
 
-            schema = pq.read_schema(parts[0])
             with pcsv.CSVWriter(str(partial), schema) as w:
-                for t in ordered_tables(parts, positions):
+                for t in tables:
                     w.write_table(t)
         else:
-            writer = pq.ParquetWriter(partial, pq.read_schema(parts[0]), compression="zstd")
-            for t in ordered_tables(parts, positions):
+            writer = pq.ParquetWriter(partial, schema, compression="zstd")
+            for t in tables:
                 writer.write_table(t)
             writer.close()
             writer = None

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from leadscore.cli.common import console, fail, progress_line, setup_mlflow, utc_moment
+from leadscore.cli.sharding import DEFAULT_BUDGET_GB, BudgetOption, ShardsOption, run_sharded, shard_count
+
+if TYPE_CHECKING:
+    from leadscore.features.loading import Dataset
+    from leadscore.model.batch import BatchSummary
 
 
 class Engine(StrEnum):
@@ -47,6 +52,8 @@ def score(
         str | None,
         typer.Option(help="Spark master with --engine spark, e.g. local[*] or spark://host:7077."),
     ] = None,
+    shards: ShardsOption = None,
+    memory_budget: BudgetOption = DEFAULT_BUDGET_GB,
 ) -> None:
     """Score every lead (created before --as-of) with the same features and reasons as the API."""
 
@@ -67,6 +74,7 @@ def score(
         fail(f"--data: {data} does not exist (give a dataset directory or a .parquet/.csv feature table)")
     if data.is_file() and data.suffix not in (".parquet", ".csv"):
         fail(f"--data: {data} is neither a directory nor a .parquet or .csv file")
+    n_shards = shard_count(data, shards, memory_budget) if data.is_dir() else 1
 
     setup_mlflow()
     from leadscore.model.registry import load_scoring_model
@@ -87,7 +95,21 @@ def score(
             progress.update(task, description="scoring leads", completed=done, total=total)
 
         try:
-            if data.is_dir():
+            if data.is_dir() and n_shards > 1:
+                summaries: list[BatchSummary] = []
+
+                def shard_out(dataset: Dataset, file: Path) -> None:
+                    summaries.append(
+                        score_dataset(
+                            dataset, scoring_model, file, moment, top_n=top, exploration=exploration
+                        )
+                    )
+
+                run_sharded(
+                    data, n_shards, out, shard_out, False, lambda msg: progress.update(task, description=msg)
+                )
+                summary = _total(summaries, out)
+            elif data.is_dir():
                 dataset = load_dataset(data)
                 summary = score_dataset(
                     dataset, scoring_model, out, moment, top_n=top, progress=advance, exploration=exploration
@@ -102,9 +124,28 @@ def score(
     version = f" version {scoring_model.version}" if scoring_model.version else ""
     when = f" as of {summary.as_of.isoformat()}" if summary.as_of is not None else ""
     grades = ", ".join(f"{g} {n:,}" for g, n in summary.grades.items())
+    shards_note = f" ({n_shards} shards)" if n_shards > 1 else ""
     console.print(
         f"scored {summary.n_rows:,} leads{when} with {scoring_model.name}{version} "
-        f"({scoring_model.family}): {summary.n_qualified:,} qualified; grades {grades}; wrote {out}"
+        f"({scoring_model.family}): {summary.n_qualified:,} qualified; grades {grades}; "
+        f"wrote {out}{shards_note}"
+    )
+
+
+def _total(summaries: list[BatchSummary], out: Path) -> BatchSummary:
+    """The shards' summaries added up (every shard is scored as of the same moment)."""
+    from leadscore.model.batch import BatchSummary
+
+    grades: dict[str, int] = {}
+    for s in summaries:
+        for g, c in s.grades.items():
+            grades[g] = grades.get(g, 0) + c
+    return BatchSummary(
+        n_rows=sum(s.n_rows for s in summaries),
+        out=out,
+        as_of=summaries[0].as_of,
+        grades=grades,
+        n_qualified=sum(s.n_qualified for s in summaries),
     )
 
 

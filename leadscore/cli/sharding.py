@@ -30,7 +30,7 @@ BudgetOption = Annotated[
     float,
     typer.Option(
         "--memory-budget",
-        min=0.5,
+        min=1.0,
         help="GB of memory a shard may take when the number of shards is automatic.",
     ),
 ]
