@@ -34,10 +34,11 @@ from leadscore.features.reading import dictionary_codes, find_table, is_parquet,
 
 TABLES = ("leads", "events", "outcomes", "selection")
 BATCH_ROWS = 1_000_000  # rows read at a time while partitioning
-# peak resident bytes of `load_dataset` + features per event and per lead (measured at 1M demo leads,
-# 30M events: docs/benchmarks.md), and what the process needs besides (interpreter, libraries, a model)
-BYTES_PER_EVENT = 120
-BYTES_PER_LEAD = 1_500
+# peak resident bytes of `load_dataset` + features per event and per lead, and what the process needs
+# besides (interpreter, libraries, a model): fitted to `leadscore features` on the 1M-lead demo data
+# (30M events) unsharded and in 4 shards, 4.34 and 1.55 GB (docs/benchmarks.md, "Features in shards")
+BYTES_PER_EVENT = 100
+BYTES_PER_LEAD = 700
 BASE_BYTES = 600 * 2**20
 DEFAULT_BUDGET_GB = 4.0
 CSV_BYTES_PER_ROW = 60  # a CSV's rows are not counted: its size is divided by this
@@ -103,7 +104,8 @@ class Partition:
 
     def lead_rows(self, k: int) -> np.ndarray:
         """The 0-based row in the source leads table of each lead of shard k."""
-        return np.load(self.shard_dir(k) / "lead_rows.npy", mmap_mode="r")
+        rows: np.ndarray = np.load(self.shard_dir(k) / "lead_rows.npy", mmap_mode="r")
+        return rows
 
     def load(self, k: int) -> Dataset:
         """Shard k as `load_dataset` reads it; problems name the source file and row."""
@@ -147,7 +149,7 @@ def _snapshot(sources: dict[str, Path]) -> str:
             if column in t.column_names:
                 m = parse_timestamps(t.column(column), "", column, []).max()
                 last = m if pd.isna(last) or (pd.notna(m) and m > last) else last
-    return pd.Timestamp(last).isoformat()
+    return str(pd.Timestamp(last).isoformat())
 
 
 def partition(data_dir: Path | str, n: int, work_dir: Path | str | None = None) -> Partition:
@@ -268,7 +270,8 @@ def output_positions(part: Partition, k: int, dataset: Dataset, lead_ids: pa.Chu
     at = index.get_indexer(lead_ids.to_numpy(zero_copy_only=False).astype(object))
     if (at < 0).any():
         raise ValueError("an output row's lead is not in its shard")
-    return np.asarray(part.lead_rows(k))[at]
+    rows: np.ndarray = np.asarray(part.lead_rows(k), dtype=np.int64)[at]
+    return rows
 
 
 def write_ordered(parts: list[Path], positions: list[np.ndarray], out: Path, csv_by_pandas: bool) -> None:

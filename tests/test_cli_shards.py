@@ -200,9 +200,9 @@ def test_a_problem_in_a_shard_names_the_source_file_and_row(demo_dir, tmp_path):
 
 
 def test_automatic_shards_follow_the_memory_rule(demo_dir):
-    # the rule: (events x 120 B + leads x 1,500 B) over the budget less 600 MiB, rounded up
+    # the rule: (events x 100 B + leads x 700 B) over the budget less 600 MiB, rounded up
     events = len(pd.read_parquet(demo_dir / "events.parquet", columns=[S.LEAD_ID]))
     leads = len(pd.read_parquet(demo_dir / "leads.parquet", columns=[S.LEAD_ID]))
     assert auto_shards(demo_dir) == 1
-    budget_gb = (600 * 2**20 + (events * 120 + leads * 1500) / 2.5) / 1e9
+    budget_gb = (600 * 2**20 + (events * 100 + leads * 700) / 2.5) / 1e9
     assert auto_shards(demo_dir, budget_gb) == 3
