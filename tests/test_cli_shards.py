@@ -13,6 +13,7 @@ import pytest
 from leadscore.features import schema as S
 from leadscore.features.loading import load_dataset
 from leadscore.features.shards import auto_shards, shard_of
+from support import REPO
 from typer.testing import CliRunner
 
 from leadscore.cli.main import app
@@ -206,3 +207,18 @@ def test_automatic_shards_follow_the_memory_rule(demo_dir):
     assert auto_shards(demo_dir) == 1
     budget_gb = (600 * 2**20 + (events * 100 + leads * 700) / 2.5) / 1e9
     assert auto_shards(demo_dir, budget_gb) == 3
+
+
+def test_the_docs_state_the_codes_memory_rule():
+    from leadscore.features import shards
+
+    from leadscore.cli.sharding import DEFAULT_BUDGET_GB as CLI_BUDGET_GB
+
+    doc = " ".join((REPO / "docs" / "scale.md").read_text().split())
+    rule = (
+        f"N = ceil((events x {shards.BYTES_PER_EVENT} B + leads x {shards.BYTES_PER_LEAD} B) / "
+        f"(budget - {shards.BASE_BYTES // 2**20} MiB)), "
+        f"budget = --memory-budget ({shards.DEFAULT_BUDGET_GB:g} GB)"
+    )
+    assert rule in doc
+    assert CLI_BUDGET_GB == shards.DEFAULT_BUDGET_GB  # the option's default, repeated to keep --help fast
