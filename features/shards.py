@@ -61,8 +61,8 @@ def _rows(path: Path) -> int:
 def auto_shards(data_dir: Path, budget_gb: float = DEFAULT_BUDGET_GB) -> int:
     """ceil((events x BYTES_PER_EVENT + leads x BYTES_PER_LEAD) / (budget - BASE_BYTES)), at least 1."""
     data_dir = Path(data_dir)
-    need = _rows(find_table(data_dir, "events")) * BYTES_PER_EVENT
-    need += _rows(find_table(data_dir, "leads")) * BYTES_PER_LEAD
+    leads = find_table(data_dir, "leads")  # looked up in the loader's order: the same first problem
+    need = _rows(find_table(data_dir, "events")) * BYTES_PER_EVENT + _rows(leads) * BYTES_PER_LEAD
     room = budget_gb * 1e9 - BASE_BYTES
     if room <= 0:
         raise ValueError(f"a memory budget of {budget_gb} GB leaves nothing for the data")
