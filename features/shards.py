@@ -36,7 +36,7 @@ TABLES = ("leads", "events", "outcomes", "selection")
 BATCH_ROWS = 1_000_000  # rows read at a time while partitioning
 # peak resident bytes of `load_dataset` + features per event and per lead, and what the process needs
 # besides (interpreter, libraries, a model): fitted to `leadscore features` on the 1M-lead demo data
-# (30M events) unsharded and in 4 shards, 4.34 and 1.55 GB (docs/benchmarks.md, "Features in shards")
+# (30M events) unsharded and in 4 shards, 4.44 and 1.59 GB (docs/benchmarks.md, "Features in shards")
 BYTES_PER_EVENT = 100
 BYTES_PER_LEAD = 700
 BASE_BYTES = 600 * 2**20
@@ -47,7 +47,7 @@ _HASH_KEY = "leadscore-shards"  # 16 bytes: the key of pandas' SipHash, fixed so
 
 def shard_of(ids: np.ndarray, n: int) -> np.ndarray:
     """The shard (0..n-1) of each lead id (str, or None: shard 0), stable across runs and machines."""
-    present = np.array([v is not None for v in ids], dtype=bool)
+    present = np.asarray(pd.notna(ids), dtype=bool)
     h = pd.util.hash_array(np.where(present, ids, "").astype(object), hash_key=_HASH_KEY, categorize=False)
     return np.where(present, (h % np.uint64(n)).astype(np.int64), 0)
 
@@ -229,7 +229,7 @@ class _PartReader:
         self.buffer: pa.Table | None = None
 
     def take(self, count: int) -> pa.Table:
-        pieces, have = ([self.buffer] if self.buffer is not None else []), 0
+        pieces = [self.buffer] if self.buffer is not None else []
         have = self.buffer.num_rows if self.buffer is not None else 0
         while have < count:
             batch = next(self.batches)

@@ -59,6 +59,8 @@ def run_sharded(
     """`shard_out(dataset, part_file)` writes one shard's output rows (Parquet, in the shard's leads order)
     for each of the `n` shards of `data`; the parts are merged into `out` in the order of the leads file.
     Work files go to a temporary directory next to `out` and are removed at the end."""
+    import pyarrow.parquet as pq
+
     from leadscore.features.shards import output_positions, partition, write_ordered
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +74,6 @@ def run_sharded(
             file = part.root / f"out-{k:05d}.parquet"
             progress(f"shard {k + 1} of {n}: computing")
             shard_out(dataset, file)
-            import pyarrow.parquet as pq
-
             ids = pq.read_table(file, columns=["lead_id"]).column("lead_id")
             positions.append(output_positions(part, k, dataset, ids))
             files.append(file)
