@@ -127,6 +127,9 @@ outbox = sa.Table(
     sa.Column("last_error", sa.String(500), nullable=True),
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    # SQLite: AUTOINCREMENT, so an id is never drawn twice, even after retention deleted the newest rows
+    # (a pull client's cursor would skip the new events under the reused ids)
+    sqlite_autoincrement=True,
 )
 
 # Stored leads waiting to be rescored: after new activity (priority 0, at once) or a new champion

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from leadscore.serve import db
+from leadscore.serve.store import outbox
 from leadscore.serve.store.rows import IN_CHUNK, aware, now
 from leadscore.serve.store.score_log_rows import REASON_FIELDS, insert_score_log, sqlite_time
 
@@ -186,6 +187,7 @@ def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], not
     if changed:
         _write_states(conn, changed)
     if events:
+        outbox.before_insert(conn)
         conn.execute(sa.insert(db.outbox), events)
     return len(events)
 

@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -407,3 +408,53 @@ def test_the_pending_gauge_counts_in_the_background(engine):
         add_event(engine)
     gauge = PendingGauge(engine, ttl=0)
     assert wait_until(lambda: gauge() == 2)
+
+
+def test_the_pull_cursor_never_passes_an_event_whose_transaction_commits_late(engine, database_url):
+    """PostgreSQL draws an id at insert and shows the row at commit: a page must not list a later id while
+    an earlier one may still commit (the cursor would pass it for good)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: ids commit in order")
+    from test_handoff_events import row
+
+    with engine.begin() as conn:  # the score's feature set is stored (else B would wait on A's insert of it)
+        store.write_scores(conn, [row("warm", "D", False)])
+    # given a transaction that wrote event A (the smaller id) and stays open
+    slow = engine.connect()
+    tx = slow.begin()
+    store.write_scores(slow, [row("late-a", "A", True)])
+    # and another that wrote event B (a larger id) and committed
+    with engine.begin() as conn:
+        store.write_scores(conn, [row("late-b", "A", True)])
+    # when a client reads a page meanwhile
+    page: list[list[str]] = []
+    reader = threading.Thread(
+        target=lambda: page.append([e["event"]["lead_id"] for e in outbox.outbox_page(engine, 0, 100)])
+    )
+    reader.start()
+    reader.join(0.5)
+    waited = reader.is_alive()  # the page waits for A's transaction rather than list B without it
+    tx.commit()
+    slow.close()
+    reader.join(30)
+    # then it lists A and B in id order, once A is committed
+    assert waited and page == [["late-a", "late-b"]]
+
+
+def test_pull_ids_are_never_reused_after_retention_deletes_the_newest_events(engine):
+    # given events a pull client has read up to its cursor, then all deleted by retention
+    for i in range(3):
+        add_event(engine, f"L-{i}", age=timedelta(days=200))
+    with engine.begin() as conn:
+        conn.execute(sa.update(db.outbox).values(status="delivered"))
+    cursor = outbox.outbox_page(engine, 0, 100)[-1]["id"]
+    assert store.prune_outbox_all(engine, retention_days=180, max_age_hours=72) == 3
+    # when a new event is written
+    new = add_event(engine, "L-new")
+    # then it comes after the client's cursor (an id is never drawn twice)
+    assert [e["event"]["event_id"] for e in outbox.outbox_page(engine, cursor, 100)] == [new]
+    # and the code's table declares what the migration built
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateTable
+
+    assert "AUTOINCREMENT" in str(CreateTable(db.outbox).compile(dialect=sqlite.dialect()))

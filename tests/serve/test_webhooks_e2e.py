@@ -164,7 +164,7 @@ def test_a_lead_crossing_the_threshold_is_pushed_once_signed_and_survives_sigkil
 
 def _pulled(c: httpx.Client, lead_id: str, timeout: float = 10) -> bool:
     """Whether GET /v1/handoffs lists a lead.handoff of the lead (within `timeout`: the score log is
-    written in the background, and PostgreSQL holds the newest events back for 2 s)."""
+    written in the background)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = c.get("/v1/handoffs", params={"limit": 1000}).json()["events"]

@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.String(500), nullable=True),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sqlite_autoincrement=True,  # ids never reused (the pull cursor): serve.db says why
     )
     op.create_index("ix_outbox_lead_id", "outbox", ["lead_id"])
     op.create_index("ix_outbox_status_next_attempt_at", "outbox", ["status", "next_attempt_at"])
