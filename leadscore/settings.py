@@ -123,6 +123,16 @@ class Settings(BaseSettings):
                 "LEADSCORE_WEBHOOK_URL must be an http:// or https:// URL with a host "
                 f"(got a {parts.scheme + ':' if parts.scheme else 'scheme-less'} URL)"
             )
+        if any(c <= " " or c == "\x7f" for c in v.strip()):
+            raise ValueError(
+                "LEADSCORE_WEBHOOK_URL must not contain spaces or control characters (percent-encode them)"
+            )
+        try:
+            port = parts.port  # a port that is not a number from 0 to 65535 raises
+        except ValueError:
+            port = 0
+        if port == 0 and parts.netloc.rpartition("@")[2].rpartition("]")[2].count(":"):
+            raise ValueError("LEADSCORE_WEBHOOK_URL has a port that is not a number from 1 to 65535")
         return v.strip()
 
     @model_validator(mode="after")

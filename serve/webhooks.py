@@ -16,6 +16,7 @@ processes and for retries falling due.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -25,7 +26,8 @@ import socket
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from datetime import datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
@@ -55,10 +57,17 @@ def backoff_seconds(attempts: int, base: float, cap: float, rng: random.Random) 
     return full / 2 + rng.random() * full / 2
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+class TryDeadline(TimeoutError):
+    """A try outlasted its wall-clock deadline (a receiver that dribbles its answer, a slow name lookup)."""
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float, deadline: float) -> int:
     """POST `body` to `url` and return the status; redirects are not followed (a 3xx is a failed try).
-    `timeout` bounds each step (connecting, sending, waiting for the status line); the answer's body is
-    not read."""
+    `timeout` bounds each step (connecting, sending, waiting for the status line) and `deadline` (seconds)
+    the whole try: a timer shuts the connection then, however slowly the receiver dribbles bytes, and a
+    connection made after it (a name lookup that took that long) sends nothing. So a try never outlives
+    the lease it was claimed with, and no other deliverer sends the event while it runs. The answer's body
+    is not read."""
     parts = urlsplit(url)
     conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = conn_class(parts.hostname or "", parts.port, timeout=timeout)
@@ -66,15 +75,42 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
     if parts.username is not None:  # https://user:password@host/...: HTTP basic authentication
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers = {**headers, "Authorization": "Basic " + base64.b64encode(pair).decode()}
+    ends = time.monotonic() + deadline
+    cut = threading.Event()
+
+    def shut() -> None:
+        cut.set()
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # wakes a thread blocked on the socket
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(deadline, shut)
+    timer.daemon = True
+    timer.start()
     try:
+        conn.connect()
+        if cut.is_set() or time.monotonic() >= ends:
+            raise TryDeadline
         conn.request("POST", path, body=body, headers=headers)
-        return conn.getresponse().status
+        status = conn.getresponse().status
+        if cut.is_set():
+            raise TryDeadline
+        return status
+    except Exception:  # a shut socket surfaces as an OSError or a broken answer (http.client.HTTPException)
+        if cut.is_set():
+            raise TryDeadline from None
+        raise
     finally:
+        timer.cancel()
         conn.close()
 
 
-def describe(error: BaseException, timeout: float) -> str:
-    """A failed try in a few words for `last_error` (never the URL: it may carry credentials)."""
+def describe(error: BaseException, timeout: float, deadline: float) -> str:
+    """A failed try in a few words for `last_error`. Never the URL (it may carry credentials), so never
+    the text of an exception that might quote it."""
+    if isinstance(error, TryDeadline):
+        return f"timeout: the try took longer than {deadline:g} s"
     if isinstance(error, (TimeoutError, socket.timeout)):
         return f"timeout: no answer within {timeout:g} s"
     if isinstance(error, ConnectionRefusedError):
@@ -83,7 +119,13 @@ def describe(error: BaseException, timeout: float) -> str:
         return f"TLS error: {error.reason or type(error).__name__}"
     if isinstance(error, socket.gaierror):
         return "the host name did not resolve"
-    return f"{type(error).__name__}: {error}"[:200]
+    if isinstance(error, (ValueError, http.client.InvalidURL)):  # their text may quote the URL
+        return f"{type(error).__name__}: the URL was refused (check LEADSCORE_WEBHOOK_URL)"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{type(error).__name__}: {error.strerror}"[:200]
+    if isinstance(error, http.client.HTTPException):  # a malformed answer: its text is the receiver's
+        return f"{type(error).__name__}: {error}"[:200]
+    return type(error).__name__
 
 
 class WebhookDeliverer:
@@ -102,12 +144,15 @@ class WebhookDeliverer:
         self._secret = settings.webhook_secret.get_secret_value().encode()
         self.poll_seconds = poll_seconds
         self.workers = settings.webhook_workers
-        # the lease outlives a try: the connect, send and status-line steps each within the timeout
-        self.lease_seconds = 3 * settings.webhook_timeout_seconds + 10
+        # a try is cut at `try_seconds` (connect, send and status line, each within the timeout), and the
+        # lease outlives it by a margin: no other deliverer takes the event while the try may still send
+        self.try_seconds = 3 * settings.webhook_timeout_seconds
+        self.lease_seconds = self.try_seconds + 10
         self._rng = random.Random()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._busy = 0  # events claimed and not yet finished
+        self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="webhook")
         self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
@@ -125,12 +170,17 @@ class WebhookDeliverer:
         self._wake.set()
 
     def stop(self, wait: float | None = None) -> None:
-        """Stop claiming; the tries in flight finish within their timeout (an event whose try is cut short
-        is leased, and due again when its lease expires)."""
+        """Stop claiming and wait at most `wait` seconds (default: a try's deadline and a second) for the
+        tries in flight to record their outcome; events claimed and not tried, or whose try is still
+        running then, stay leased and are due again when their lease expires."""
+        ends = time.monotonic() + (wait if wait is not None else self.try_seconds + 1)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=wait if wait is not None else self.lease_seconds)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._thread.join(timeout=max(0.0, ends - time.monotonic()))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            running = set(self._futures)
+        wait_for(running, timeout=max(0.0, ends - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -156,8 +206,15 @@ class WebhookDeliverer:
         with self._lock:
             self._busy += len(events)
         for event in events:
-            self._pool.submit(self._deliver, event)
+            future = self._pool.submit(self._deliver, event)
+            with self._lock:
+                self._futures.add(future)
+            future.add_done_callback(self._forget)
         return len(events)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
 
     def _deliver(self, event: outbox.Claimed) -> None:
         try:
@@ -185,13 +242,14 @@ class WebhookDeliverer:
             "User-Agent": USER_AGENT,
         }
         try:
-            status = post(self.url, body, headers, settings.webhook_timeout_seconds)
+            status = post(self.url, body, headers, settings.webhook_timeout_seconds, self.try_seconds)
             error = None if 200 <= status < 300 else f"HTTP {status}"
         except Exception as e:  # noqa: BLE001 - every failure of a try is retried
-            error = describe(e, settings.webhook_timeout_seconds)
+            error = describe(e, settings.webhook_timeout_seconds, self.try_seconds)
         if error is None:
-            outbox.mark_delivered(self.engine, event)
-            self.metrics.webhook_delivered.inc()
+            # counted only when recorded: a lease lost meanwhile (a redelivery) means another try counts
+            if outbox.mark_delivered(self.engine, event):
+                self.metrics.webhook_delivered.inc()
             return True
         attempts = event.attempts + 1
         retry_at: datetime | None = None
@@ -200,7 +258,8 @@ class WebhookDeliverer:
                 attempts, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, self._rng
             )
             retry_at = now() + timedelta(seconds=wait)
-        outbox.mark_failed(self.engine, event, error, retry_at)
+        if not outbox.mark_failed(self.engine, event, error, retry_at):
+            return False  # the lease was lost (a redelivery): the outcome is not ours to count
         self.metrics.webhook_failed.inc()
         if retry_at is None:
             self.metrics.webhook_dead.inc()

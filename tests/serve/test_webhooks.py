@@ -372,6 +372,17 @@ def test_a_webhook_url_that_is_not_http_or_lacks_a_secret_is_refused(tmp_path):
     with pytest.raises(ValidationError, match="LEADSCORE_WEBHOOK_SECRET must be set"):
         Settings(webhook_url="https://hooks.example.com/x")
     assert Settings(webhook_url="", webhook_secret="").webhook_url is None
+    # a port that is no port, spaces or control characters: refused at start-up, not at every try
+    for bad, reason in [
+        ("https://hooks.example.com:https/x", "port that is not a number"),
+        ("https://hooks.example.com:70000/x", "port that is not a number"),
+        ("https://hooks.example.com/a b", "spaces or control characters"),
+        ("https://hooks.example.com/a\r\nX-Injected: 1", "spaces or control characters"),
+    ]:
+        with pytest.raises(ValidationError, match=reason) as refused:
+            Settings(webhook_url=bad, webhook_secret=SECRET)
+        assert "hooks.example.com" not in str(refused.value)
+    assert Settings(webhook_url="https://[::1]:8443/x", webhook_secret=SECRET).webhook_url
     # `leadscore serve` stops at once with the message, never showing a value
     env = {
         "LEADSCORE_WEBHOOK_URL": "file:///etc/passwd",
@@ -458,3 +469,81 @@ def test_pull_ids_are_never_reused_after_retention_deletes_the_newest_events(eng
     from sqlalchemy.schema import CreateTable
 
     assert "AUTOINCREMENT" in str(CreateTable(db.outbox).compile(dialect=sqlite.dialect()))
+
+
+@pytest.fixture
+def dribbler():
+    """A receiver that answers one byte of a status line every 0.1 s and never finishes (for 60 s): every
+    read of the answer is within any per-read timeout, the whole answer never comes."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                deadline = time.monotonic() + 60
+                line = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000
+                for byte in line:
+                    if stop.is_set() or time.monotonic() > deadline:
+                        break
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+                    time.sleep(0.1)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    stop.set()
+    t.join(5)
+    server.close()
+
+
+def test_a_try_is_cut_at_its_deadline_however_slowly_the_receiver_answers(engine, database_url, dribbler):
+    # given a receiver that dribbles its answer, each byte well within the 0.3 s timeout
+    event_id = add_event(engine)
+    s = settings(dribbler, database_url, webhook_timeout_seconds=0.3, webhook_max_attempts=1)
+    d = WebhookDeliverer(engine, s, Metrics())
+    # then the try is cut at its deadline (3 x the timeout), well before its lease runs out
+    assert d.lease_seconds >= d.try_seconds + 10
+    (claimed,) = outbox.claim(engine, 1, d.lease_seconds)
+    assert d.deliver(claimed) is False
+    row = stored(engine, event_id)
+    assert row["status"] == "dead" and row["last_error"] == "timeout: the try took longer than 0.9 s"
+
+
+def test_an_outcome_recorded_too_late_is_not_counted(engine, database_url, receiver):
+    # given an event claimed by a deliverer, then redelivered by an admin (the claim's lease is dropped)
+    event_id = add_event(engine)
+    metrics = Metrics()
+    d = WebhookDeliverer(engine, settings(receiver.url, database_url), metrics)
+    (claimed,) = outbox.claim(engine, 1, d.lease_seconds)
+    outbox.redeliver(engine, event_id)
+    # when the first deliverer's try ends (the receiver accepts it)
+    d.deliver(claimed)
+    # then its outcome is neither recorded nor counted: the redelivered try will be
+    assert stored(engine, event_id)["status"] == "pending"
+    assert metrics.webhook_delivered._value.get() == 0
+    receiver.fail_each = 10**6
+    (claimed,) = outbox.claim(engine, 1, d.lease_seconds)
+    outbox.redeliver(engine, event_id)
+    d.deliver(claimed)
+    assert metrics.webhook_failed._value.get() == 0 and stored(engine, event_id)["attempts"] == 0
+
+
+def test_a_failed_try_never_records_the_url():
+    from http.client import InvalidURL
+
+    from leadscore.serve.webhooks import describe
+
+    url = "http://hook:s3cret@example.com/x y"
+    for error in (InvalidURL(f"URL can't contain control characters. {url!r}"), ValueError(url)):
+        assert "s3cret" not in describe(error, 5, 15) and "example.com" not in describe(error, 5, 15)
