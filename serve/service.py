@@ -98,11 +98,13 @@ class ScoringService:
         outcome = await asyncio.to_thread(self.holder.reload)
         (log.info if self.holder.model is not None else log.warning)("model: %s", outcome.message)
         await asyncio.to_thread(sync.report_now)
-        self.metrics.webhook_pending.set_function(PendingGauge(self.engine))
         if settings.webhook_url:
+            self.metrics.webhook_pending.set_function(PendingGauge(self.engine))
             self.webhooks = WebhookDeliverer(self.engine, settings, self.metrics)
             self.webhooks.start()
         else:
+            # pull only: every event stays pending for good, so a pending count would only grow
+            self.metrics.registry.unregister(self.metrics.webhook_pending)
             log.info(
                 "webhooks: off (no LEADSCORE_WEBHOOK_URL); handoff events are listed by GET /v1/handoffs"
             )

@@ -182,7 +182,26 @@ class WebhookDeliverer:
             running = set(self._futures)
         wait_for(running, timeout=max(0.0, ends - time.monotonic()))
 
+    def _expire_old(self) -> None:
+        """The events written more than the max age ago and never tried die in one statement, with one log
+        line (the URL was set long after they were written), rather than one claim and line each."""
+        hours = self.settings.webhook_max_age_hours
+        try:
+            n = outbox.expire_untried(self.engine, hours)
+        except Exception:  # noqa: BLE001 - a store outage: each expires when claimed instead
+            log.warning("webhooks: could not expire old events", exc_info=True)
+            return
+        if n:
+            self.metrics.webhook_dead.inc(n)
+            log.warning(
+                "webhooks: %d events written more than %g h ago and never tried are dead unsent "
+                "(LEADSCORE_WEBHOOK_MAX_AGE_HOURS; GET /v1/admin/webhooks lists them, redeliver to send)",
+                n,
+                hours,
+            )
+
     def _run(self) -> None:
+        self._expire_old()
         while not self._stop.is_set():
             self._wake.clear()  # before claiming: a wake-up during the claim is not lost
             try:

@@ -119,21 +119,41 @@ def mark_failed(engine: sa.Engine, event: Claimed, error: str, retry_at: datetim
         return bool(conn.execute(sa.update(db.outbox).where(_held(event)).values(**values)).rowcount)
 
 
+def _expired_values(max_age_hours: float) -> dict[str, Any]:
+    return {
+        "status": DEAD,
+        "lease_until": None,
+        "last_error": f"expired: not attempted within {max_age_hours:g} h of being written "
+        "(LEADSCORE_WEBHOOK_MAX_AGE_HOURS); redeliver it to send it anyway",
+    }
+
+
 def mark_expired(engine: sa.Engine, event: Claimed, max_age_hours: float) -> bool:
     """Dead without a try: the event was never attempted within `max_age_hours` of being written."""
     with engine.begin() as conn:
         return bool(
             conn.execute(
-                sa.update(db.outbox)
-                .where(_held(event))
-                .values(
-                    status=DEAD,
-                    lease_until=None,
-                    last_error=f"expired: not attempted within {max_age_hours:g} h of being written "
-                    "(LEADSCORE_WEBHOOK_MAX_AGE_HOURS); redeliver it to send it anyway",
-                )
+                sa.update(db.outbox).where(_held(event)).values(**_expired_values(max_age_hours))
             ).rowcount
         )
+
+
+def expire_untried(engine: sa.Engine, max_age_hours: float, at: datetime | None = None) -> int:
+    """`mark_expired` of every pending event never tried, not leased and written more than `max_age_hours`
+    ago, in one statement (a URL set long after the events were written: thousands at once); how many."""
+    t = at or now()
+    o = db.outbox.c
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.update(db.outbox)
+            .where(
+                o.status == PENDING,
+                o.last_error.is_(None),
+                o.created_at < t - timedelta(hours=max_age_hours),
+                sa.or_(o.lease_until.is_(None), o.lease_until < t),
+            )
+            .values(**_expired_values(max_age_hours))
+        ).rowcount
 
 
 def _summary(r: Any) -> dict[str, Any]:

@@ -326,6 +326,8 @@ def test_health_ready_and_metrics(server, example):
     assert 'leadscore_requests_total{method="POST",route="/v1/score",status="200"}' in text
     assert "leadscore_request_seconds_bucket" in text and "leadscore_score_count" in text
     assert "leadscore_model_version 1.0" in text
+    # no webhook URL (pull only): no pending gauge, which would only grow
+    assert "leadscore_webhook_pending_events" not in text
 
 
 def test_admin_reload_with_the_same_champion_changes_nothing(server):

@@ -547,3 +547,24 @@ def test_a_failed_try_never_records_the_url():
     url = "http://hook:s3cret@example.com/x y"
     for error in (InvalidURL(f"URL can't contain control characters. {url!r}"), ValueError(url)):
         assert "s3cret" not in describe(error, 5, 15) and "example.com" not in describe(error, 5, 15)
+
+
+def test_events_past_the_max_age_die_together_with_one_log_line(engine, database_url, receiver, caplog):
+    # given events written 4 days ago while no URL was set, and a fresh one
+    old = [add_event(engine, f"L-old-{i}", age=timedelta(days=4)) for i in range(5)]
+    fresh = add_event(engine, "L-new")
+    metrics = Metrics()
+    # when a deliverer starts with a URL
+    with caplog.at_level("INFO", logger="leadscore.serve.webhooks"):
+        d = WebhookDeliverer(engine, settings(receiver.url, database_url), metrics, poll_seconds=0.05)
+        d.start()
+        try:
+            assert [r.event_id for r in receiver.wait_for(1)] == [fresh]
+            assert wait_until(lambda: all(stored(engine, i)["status"] == "dead" for i in old))
+        finally:
+            d.stop()
+    # then the old ones are dead unsent, said in one line, and counted
+    assert all("expired" in stored(engine, i)["last_error"] for i in old)
+    lines = [r.getMessage() for r in caplog.records if "dead" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("webhooks: 5 events written more than 72 h ago")
+    assert metrics.webhook_dead._value.get() == 5
