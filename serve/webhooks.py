@@ -93,10 +93,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, deadlin
         if cut.is_set() or time.monotonic() >= ends:
             raise TryDeadline
         conn.request("POST", path, body=body, headers=headers)
-        status = conn.getresponse().status
-        if cut.is_set():
-            raise TryDeadline
-        return status
+        return conn.getresponse().status  # an answer read whole is the receiver's, even at the deadline
     except Exception:  # a shut socket surfaces as an OSError or a broken answer (http.client.HTTPException)
         if cut.is_set():
             raise TryDeadline from None
