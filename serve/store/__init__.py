@@ -15,8 +15,9 @@ from leadscore.serve.store.leads import (
     add_events,
     count_leads,
     get_leads,
-    iter_lead_frames,
     known_leads,
+    lead_frames,
+    lead_ranges,
     upsert_lead,
 )
 from leadscore.serve.store.retention import prune_all, prune_outbox_all, prune_score_log
@@ -60,9 +61,10 @@ __all__ = [
     "feedback_for",
     "feedback_frame",
     "get_leads",
-    "iter_lead_frames",
     "insert_score_log",
     "known_leads",
+    "lead_frames",
+    "lead_ranges",
     "latest_scores",
     "list_order",
     "now",

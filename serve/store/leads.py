@@ -3,7 +3,7 @@ import`), read back in the live-scoring shape for scoring by reference."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -155,54 +155,56 @@ def count_leads(engine: sa.Engine, active_since: datetime | None = None) -> int:
         )
 
 
-def iter_lead_frames(
+def lead_ranges(
     engine: sa.Engine, chunk: int = 50_000, active_since: datetime | None = None
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """Every stored lead (with `active_since`: those with an event at or after it), `chunk` leads at a time
-    in lead-id order, as the frames of a `features.loading.Dataset`: leads (lead_id, created_at, the
+) -> list[tuple[str, str]]:
+    """Every stored lead (with `active_since`: those with an event at or after it) in lead-id order, cut into
+    ranges of `chunk` leads: (first, last) lead ids, bounds included. Disjoint ranges that cover every lead
+    once, so processes can read and score them apart (`lead_frames`); only the ids are read here."""
+    q = _stored(active_since).with_only_columns(db.leads.c.lead_id).order_by(db.leads.c.lead_id)
+    with engine.connect() as conn:
+        ids = conn.execute(q).scalars().all()
+    return [(ids[i], ids[min(i + chunk, len(ids)) - 1]) for i in range(0, len(ids), chunk)]
+
+
+def lead_frames(
+    engine: sa.Engine, first: str, last: str, active_since: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored leads with ids from `first` to `last` (with `active_since`: those with an event at or after
+    it), in lead-id order, as the frames of a `features.loading.Dataset`: leads (lead_id, created_at, the
     attribute columns) and their events (lead_id, type, timestamp, page; times UTC). For bulk scoring
     through the batch feature path (`features.frames`): rows are read through the driver and turned into
-    columns at once, and each chunk's events are one range of the (lead_id, timestamp) index, not an IN
-    list. All of a lead's events are read (scoring by reference reads the newest
-    `LEADSCORE_MAX_EVENTS_PER_LEAD`, which the API never lets a lead exceed)."""
+    columns at once, and the events are one range of the (lead_id, timestamp) index, not an IN list. All
+    of a lead's events are read (scoring by reference reads the newest `LEADSCORE_MAX_EVENTS_PER_LEAD`,
+    which the API never lets a lead exceed)."""
     import orjson
 
-    after: str | None = None
-    while True:
-        q = _stored(active_since).order_by(db.leads.c.lead_id).limit(chunk)
-        if after is not None:
-            q = q.where(db.leads.c.lead_id > after)
-        with engine.connect() as conn:
-            leads = conn.execute(q).all()
-            if not leads:
-                return
-            first, last = leads[0].lead_id, leads[-1].lead_id
-            # the driver's cursor: plain tuples (SQLAlchemy's rows cost ~8 us each when pandas reads them)
-            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            cur.execute(
-                "SELECT lead_id, type, timestamp, page FROM events WHERE lead_id >= {p} AND lead_id <= {p} "
-                "ORDER BY lead_id, timestamp, id".format(p="?" if conn.dialect.name == "sqlite" else "%s"),
-                (first, last),
-            )
-            evs = cur.fetchall()
-            cur.close()
-        ids = [r.lead_id for r in leads]
-        attrs = [
-            r.attributes if isinstance(r.attributes, dict) else orjson.loads(r.attributes) for r in leads
-        ]
-        lead_frame = pd.DataFrame(
-            {
-                S.LEAD_ID: ids,
-                S.CREATED_AT: _utc([r.created_at for r in leads]),
-                **{a: [x.get(a) for x in attrs] for a in S.LEAD_ATTRIBUTES},
-            }
+    q = _stored(active_since).where(db.leads.c.lead_id >= first, db.leads.c.lead_id <= last)
+    with engine.connect() as conn:
+        leads = conn.execute(q.order_by(db.leads.c.lead_id)).all()
+        # the driver's cursor: plain tuples (SQLAlchemy's rows cost ~8 us each when pandas reads them)
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cur.execute(
+            "SELECT lead_id, type, timestamp, page FROM events WHERE lead_id >= {p} AND lead_id <= {p} "
+            "ORDER BY lead_id, timestamp, id".format(p="?" if conn.dialect.name == "sqlite" else "%s"),
+            (first, last),
         )
-        # pandas turns a list of plain tuples into columns in C (unpacking them in Python cost ~2 us a row)
-        ev = pd.DataFrame(evs, columns=[S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP, S.PAGE], dtype=object)
-        ev[S.TIMESTAMP] = _utc(ev[S.TIMESTAMP])
-        chosen = ev[S.LEAD_ID].isin(ids) if active_since is not None else slice(None)
-        yield lead_frame, ev[chosen].reset_index(drop=True)  # a lead in the range but not active: left out
-        after = last
+        evs = cur.fetchall()
+        cur.close()
+    ids = [r.lead_id for r in leads]
+    attrs = [r.attributes if isinstance(r.attributes, dict) else orjson.loads(r.attributes) for r in leads]
+    lead_frame = pd.DataFrame(
+        {
+            S.LEAD_ID: ids,
+            S.CREATED_AT: _utc([r.created_at for r in leads]),
+            **{a: [x.get(a) for x in attrs] for a in S.LEAD_ATTRIBUTES},
+        }
+    )
+    # pandas turns a list of plain tuples into columns in C (unpacking them in Python cost ~2 us a row)
+    ev = pd.DataFrame(evs, columns=[S.LEAD_ID, S.EVENT_TYPE, S.TIMESTAMP, S.PAGE], dtype=object)
+    ev[S.TIMESTAMP] = _utc(ev[S.TIMESTAMP])
+    chosen = ev[S.LEAD_ID].isin(ids) if active_since is not None else slice(None)
+    return lead_frame, ev[chosen].reset_index(drop=True)  # a lead in the range but not active: left out
 
 
 def _utc(values: Any) -> pd.Series:

@@ -329,3 +329,60 @@ def test_rescore_cli_rescores_the_stored_leads_with_the_champion(
         engine.dispose()
     finally:
         get_settings.cache_clear()
+
+
+def test_rescore_cli_in_worker_processes_scores_every_lead_once_as_the_model_does(
+    trained, demo_dataset, database_url, monkeypatch
+):
+    from leadscore.cli import rescore as rescore_cli
+
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)
+    monkeypatch.setattr(rescore_cli, "CHUNK", 4)  # 14 leads: 4 ranges for 2 processes (forked: they see it)
+    get_settings.cache_clear()
+    try:
+        db.migrate(database_url)
+        engine = db.make_engine(database_url)
+        now = datetime.now(UTC)
+        everyone, _ = _store_leads(engine, demo_dataset, 14, now)
+        # given ranges that are disjoint and cover every stored lead once, in lead-id order
+        ranges = store.lead_ranges(engine, 4)
+        assert len(ranges) == 4 and all(a <= b for a, b in ranges)
+        assert all(prev[1] < nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False))
+        # when two worker processes rescore them
+        res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "2"])
+        assert res.exit_code == 0, res.output
+        assert f"rescored {len(everyone)} leads" in res.output
+        # then every lead has exactly one new score (none missed, none doubled)
+        with engine.connect() as conn:
+            logged = list(conn.execute(sa.select(db.score_log.c.lead_id)).scalars())
+        assert sorted(logged) == sorted(everyone)
+        # with the numbers the API's entry point gives for it at its range's time
+        latest = store.latest_scores(engine, limit=1000)
+        stored = store.get_leads(engine, everyone)
+        for as_of in {r["as_of"] for r in latest}:
+            rows = sorted((r for r in latest if r["as_of"] == as_of), key=lambda r: r["lead_id"])
+            again = trained.result.model.score([stored[r["lead_id"]] for r in rows], as_of)
+            assert [r["probability"] for r in rows] == pytest.approx(
+                [x["probability"] for x in again.results], abs=1e-12
+            )
+            assert [r["reasons"] for r in rows] == [x["reasons"] for x in again.results]
+            assert [r["features"] for r in rows] == [
+                {k: None if v != v else v for k, v in x.items()} for x in again.snapshots()
+            ]
+        # and one handoff event per lead handed over, written by whichever process scored it
+        with engine.connect() as conn:
+            handed = set(
+                conn.execute(sa.select(db.lead_state.c.lead_id).where(db.lead_state.c.qualified)).scalars()
+            )
+            events = list(
+                conn.execute(
+                    sa.select(db.outbox.c.lead_id).where(db.outbox.c.type == "lead.handoff")
+                ).scalars()
+            )
+        assert sorted(events) == sorted(handed)
+        res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "0"])
+        assert res.exit_code == 2 and "--workers" in res.output
+        engine.dispose()
+    finally:
+        get_settings.cache_clear()
