@@ -3,7 +3,8 @@ champion reach the score log, the sales page and the handoff events (docs/retrai
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 
@@ -44,12 +45,12 @@ class _Job:
     """What every worker shares: the model, the store's URL, the options. Set in the parent before the
     workers are forked, so they inherit the loaded (and compiled) model instead of loading it again."""
 
-    model = None
+    model: Any = None
     database_url = ""
     version: str | None = None
-    exploration = None
-    since = None
-    engine = None  # each process's own (a connection pool does not survive a fork)
+    exploration: Any = None
+    since: datetime | None = None
+    engine: Any = None  # each process's own (a connection pool does not survive a fork)
 
 
 def rescore_range(bounds: tuple[str, str]) -> tuple[int, int]:

@@ -17,6 +17,7 @@ The rules, per lead and in the order of the rows:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ _STATE = db.lead_state.c
 _STATE_COLUMNS = ("as_of", "scored_at", "model_version", "probability", "score", "grade", "qualified")
 
 
+@functools.lru_cache(maxsize=16)  # a batch's events share their times (see `sqlite_time`)
 def _time(t: datetime) -> str:
     return aware(t).isoformat().replace("+00:00", "Z")
 

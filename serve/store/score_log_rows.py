@@ -128,9 +128,12 @@ def decode_score_log(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[di
     return rows
 
 
+@functools.lru_cache(maxsize=16)
 def sqlite_time(t: datetime) -> str:
     """A datetime as SQLAlchemy's SQLite dialect stores it, "YYYY-MM-DD HH:MM:SS.ffffff" (UTC; read back as
-    UTC by `store`)."""
+    UTC by `store`). Cached: a batch's rows share their times (a bulk rescore: one `scored_at` and `as_of`
+    for 25,000 rows, one `created_at` for their events), formatted once instead of once a row (equal
+    datetimes are the same instant, so they have the same text)."""
     if t.tzinfo is not None:
         t = (t if t.tzinfo is UTC else t.astimezone(UTC)).replace(tzinfo=None)
     return t.isoformat(" ", "microseconds")
