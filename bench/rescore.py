@@ -6,10 +6,12 @@ driver's `executemany` in the formats SQLAlchemy writes; PostgreSQL: `COPY`). `l
 the same through SQLAlchemy rows and score every lead on the way, hours at this size, so it is not used
 here. The model is bench/score.py's boosted model (347 trees, trained once on a 20k-lead sample), registered
 as champion in a private MLflow registry. Each run works on a fresh copy of the store (SQLite) or a fresh
-database (PostgreSQL) and times the real command in a child process: wall time and peak RSS (ru_maxrss).
+database (PostgreSQL) and times the real command in a child process: wall time and peak RSS (ru_maxrss: of
+its largest process; the command's worker processes each hold about as much).
 Goal on 2 cores with SQLite: 1M leads in <= 60 s.
 
-Run: `python bench/rescore.py [--leads 100000] [--database-url postgresql+psycopg://...] [--runs 2]`
+Run: `python bench/rescore.py [--leads 100000] [--database-url postgresql+psycopg://...] [--runs 2]
+[--workers 1]`
 (`--runs 2`: the second run rescores leads that already have a lead state, the daily case).
 """
 
@@ -152,12 +154,17 @@ def ensure_champion(root: Path) -> str:
     return uri
 
 
-def run_rescore(env: dict, log: Path) -> tuple[float, float, str]:
-    """`leadscore rescore --all` in a child process: (wall s, peak RSS GiB, its last line)."""
+def run_rescore(env: dict, log: Path, workers: int | None) -> tuple[float, float, str]:
+    """`leadscore rescore --all` in a child process: (wall s, peak RSS GiB of its largest process (with
+    worker processes, each holds about that much), its last line)."""
     t = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "leadscore", "rescore", "--all"], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "leadscore", "rescore", "--all"]
+            + ([] if workers is None else ["--workers", str(workers)]),
+            env=env,
+            stdout=out,
+            stderr=out,
         )
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
@@ -173,6 +180,9 @@ def main() -> None:
     p.add_argument("--leads", type=int, default=1_000_000)
     p.add_argument("--database-url", default=None, help="PostgreSQL (a database this run may empty)")
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument(
+        "--workers", type=int, default=None, help="the command's --workers (default: one per core)"
+    )
     a = p.parse_args()
     data = _util.ensure_dataset()
     root = data.parent
@@ -198,10 +208,10 @@ def main() -> None:
         build_postgres(a.database_url, data, a.leads)
         env["LEADSCORE_DATABASE_URL"] = a.database_url
     for i in range(a.runs):
-        wall, peak, last = run_rescore(env, root / "rescore-run.log")
+        wall, peak, last = run_rescore(env, root / "rescore-run.log", a.workers)
         print(
             f"run {i + 1}: {last}\n  {a.leads:,} leads in {wall:.1f} s ({a.leads / wall:,.0f} leads/s; goal "
-            f"{GOAL_S} s for 1M on SQLite), peak RSS {peak:.2f} GiB",
+            f"{GOAL_S} s for 1M on SQLite), peak RSS {peak:.2f} GiB (largest process)",
             flush=True,
         )
 
