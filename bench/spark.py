@@ -9,7 +9,14 @@ the tree), peak RSS (largest process, and the tree's sum at its largest sample) 
 average before and after each run. Then asserts the two outputs are identical, lead by lead: probability,
 score, grade, qualified, explored, insight and every reason column.
 
-Run: `python bench/spark.py [--leads 1000000] [--master 'local[2]'] [--out results.md]`
+Partitions: `leadscore score --engine spark` makes 2 x `spark.default.parallelism` lead-hash partitions; the
+bench sets it to 8 (`--parallelism`, through PYSPARK_SUBMIT_ARGS), so 16 partitions of ~62k leads and ~2M
+events at 1M leads. With Spark's local[2] default (4 partitions of 250k leads) the command fails at 1M:
+a partition of more than 200k leads (model.batch.CHUNK_LEADS) comes back from `score_partition` as a
+multi-chunk Arrow table, and pyspark cannot send pandas 3's chunked string columns ("Cannot convert
+pyarrow.lib.ChunkedArray to pyarrow.lib.Array"; docs/benchmarks.md).
+
+Run: `python bench/spark.py [--leads 1000000] [--master 'local[2]'] [--parallelism 8] [--out results.md]`
 (1M uses the cached benchmark dataset, `_util.ensure_dataset`; other sizes are made once with
 `leadscore demo-data --leads N --seed 0` next to it). `--out` also writes the markdown table to a file.
 """
@@ -139,10 +146,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--leads", type=int, default=1_000_000)
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--parallelism", type=int, default=8, help="spark.default.parallelism (0: Spark's)")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table to this file")
     args = ap.parse_args()
     data = dataset(args.leads)
     env = {**os.environ, "MLFLOW_TRACKING_URI": rescore.ensure_champion(_util.bench_dir().parent)}
+    if args.parallelism:
+        env["PYSPARK_SUBMIT_ARGS"] = f"--conf spark.default.parallelism={args.parallelism} pyspark-shell"
     work = data.parent / f"spark-bench-{args.leads}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -163,6 +173,7 @@ def main() -> None:
         f"machine: {_util.machine()}",
         f"data: {data} ({args.leads:,} leads); model: {MODEL} at {env['MLFLOW_TRACKING_URI']}",
         *(f"{name}: `{' '.join(cmd)}`" for name, cmd in runs.items()),
+        f"PYSPARK_SUBMIT_ARGS={env.get('PYSPARK_SUBMIT_ARGS', '')!r}",
         "",
         "| run | wall | CPU (`time -v`) | CPU (tree) | peak RSS, largest process | peak RSS, tree "
         "| load before → after |",
