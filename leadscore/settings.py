@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # 0 = no rescore on a new champion (run `leadscore rescore` instead). Leads with new activity are
     # rescored at once whatever the rate.
     rescore_rate: float = Field(200.0, ge=0)
+    # false: PUT /v1/leads and POST /v1/events store what they are sent and rescore nothing (scores then
+    # come only from POST /v1/score and `leadscore rescore`, e.g. when another system asks for every score)
+    rescore_on_activity: bool = True
     rescore_active_days: float = Field(90.0, gt=0, le=3650)
     log_level: str = "INFO"
 

@@ -122,7 +122,9 @@ def score_partition(
         score_chunk(model, values, ids, moments, model.sentences, top_n, exploration)
         for _, values, ids, moments in dataset_chunks(dataset, rows)
     ]
-    return pa.concat_tables(tables or [empty_table(model, top_n)]).to_pandas()
+    # one chunk per column: past `CHUNK_LEADS` the concatenation is chunked, and pandas 3 keeps chunked
+    # string columns that pyspark cannot send back
+    return pa.concat_tables(tables or [empty_table(model, top_n)]).combine_chunks().to_pandas()
 
 
 def pyfunc_input(leads_df: DataFrame, events_df: DataFrame, as_of: Any) -> DataFrame:

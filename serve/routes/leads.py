@@ -28,9 +28,14 @@ def trend(history: list[dict[str, Any]]) -> str:
     response_model=None,
 )
 def put_lead(lead_id: LeadId, body: LeadUpsert, service: ServiceDep, _: Scorer) -> dict[str, Any]:
-    """The lead is rescored with the champion in the background, after this answer."""
-    created = store.upsert_lead(service.engine, lead_id, body.created_at, body.attributes.model_dump())
-    service.rescore_soon()
+    """The lead is rescored with the champion in the background, after this answer
+    (`LEADSCORE_RESCORE_ON_ACTIVITY`)."""
+    rescore = service.settings.rescore_on_activity
+    created = store.upsert_lead(
+        service.engine, lead_id, body.created_at, body.attributes.model_dump(), rescore=rescore
+    )
+    if rescore:
+        service.rescore_soon()
     return {"lead_id": lead_id, "created": created}
 
 
@@ -58,12 +63,18 @@ def post_events(body: EventBatch, engine: Engine, service: ServiceDep, _: Scorer
             ],
         )
     try:
-        n = store.add_events(engine, body.events, service.settings.max_events_per_lead)
+        n = store.add_events(
+            engine,
+            body.events,
+            service.settings.max_events_per_lead,
+            rescore=service.settings.rescore_on_activity,
+        )
     except store.TooManyEvents as e:
         raise HTTPException(
             422, [{"field": f"events.{ids.index(e.lead_id)}.lead_id", "reason": str(e)}]
         ) from None
-    service.rescore_soon()
+    if service.settings.rescore_on_activity:
+        service.rescore_soon()
     return {"stored": n}
 
 

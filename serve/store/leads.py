@@ -26,12 +26,14 @@ class TooManyEvents(ValueError):
         self.lead_id = lead_id
 
 
-def upsert_lead(engine: sa.Engine, lead_id: str, created_at: datetime, attributes: dict[str, Any]) -> bool:
+def upsert_lead(
+    engine: sa.Engine, lead_id: str, created_at: datetime, attributes: dict[str, Any], rescore: bool = True
+) -> bool:
     """Insert or update; True if the lead is new. One `INSERT ... ON CONFLICT DO NOTHING`, then an UPDATE if
     the lead was there: a check-then-insert let two concurrent first writes of a lead both insert (one failed
     with a duplicate key). PostgreSQL waits on the other transaction's uncommitted row; SQLite's INSERT takes
     the write lock first, so the UPDATE sees the committed row. The lead is queued for a rescore in the same
-    transaction (`rescore_queue.enqueue`)."""
+    transaction (`rescore_queue.enqueue`) unless `rescore` is False."""
     values = {
         "lead_id": lead_id,
         "created_at": aware(created_at),
@@ -49,7 +51,8 @@ def upsert_lead(engine: sa.Engine, lead_id: str, created_at: datetime, attribute
                     created_at=values["created_at"], attributes=attributes, updated_at=values["updated_at"]
                 )
             )
-        enqueue(conn, [lead_id])
+        if rescore:
+            enqueue(conn, [lead_id])
         return created
 
 
@@ -62,14 +65,17 @@ def known_leads(engine: sa.Engine, lead_ids: Iterable[str]) -> set[str]:
 
 
 def add_events(
-    engine: sa.Engine, events: Sequence[Mapping[str, Any]], max_per_lead: int | None = None
+    engine: sa.Engine,
+    events: Sequence[Mapping[str, Any]],
+    max_per_lead: int | None = None,
+    rescore: bool = True,
 ) -> int:
     """Store events; with `max_per_lead`, all or none: TooManyEvents if a lead would then have more.
 
     The events are inserted first and counted after, in one transaction, with the leads' rows locked on
     PostgreSQL (SQLite's INSERT takes its single write lock), so concurrent writes cannot both pass the
-    check. The leads are queued for a rescore in the same transaction: an acknowledged event is rescored
-    even if the process dies right after answering."""
+    check. The leads are queued for a rescore in the same transaction (unless `rescore` is False): an
+    acknowledged event is rescored even if the process dies right after answering."""
     t = now()
     rows = [
         {
@@ -100,7 +106,8 @@ def add_events(
             over = [(lid, n) for lid, n in counts if n > max_per_lead]
             if over:
                 raise TooManyEvents(*min(over), max_per_lead)  # leaving the block rolls the insert back
-        enqueue(conn, ids)
+        if rescore:
+            enqueue(conn, ids)
     return len(rows)
 
 

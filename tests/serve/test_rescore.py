@@ -386,3 +386,16 @@ def test_rescore_cli_in_worker_processes_scores_every_lead_once_as_the_model_doe
         engine.dispose()
     finally:
         get_settings.cache_clear()
+
+
+def test_storing_with_rescore_on_activity_off_queues_nothing(engine):
+    # given a deployment where another system asks for every score (LEADSCORE_RESCORE_ON_ACTIVITY=false)
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    # when a lead and its events are stored without a rescore, and another one with
+    store.upsert_lead(engine, "quiet", t, {}, rescore=False)
+    store.add_events(engine, [{"lead_id": "quiet", "type": "web_visit", "timestamp": t}], rescore=False)
+    store.upsert_lead(engine, "busy", t, {})
+    # then only the second one waits for the rescorer
+    with engine.connect() as conn:
+        queued = conn.execute(sa.select(db.rescore_queue.c.lead_id)).scalars().all()
+    assert queued == ["busy"]

@@ -71,11 +71,16 @@ def _iso(t) -> str:
 def ui(trained, demo_dataset, tmp_path_factory) -> UI:
     """A real server with N_LEADS demo leads stored, scored at SCORE_AGES_DAYS and partly reviewed."""
     tmp = tmp_path_factory.mktemp("ui-server")
-    # monitoring over all the demo's years with a low minimum, so the summary's calibration line has figures
+    # monitoring over all the demo's years with a low minimum, so the summary's calibration line has figures;
+    # no rescore after storing: each lead's history is exactly its scores at SCORE_AGES_DAYS
     server = start_server(
         tmp,
         trained.uri,
-        extra_env={"LEADSCORE_MONITOR_WINDOW_DAYS": "3650", "LEADSCORE_MONITOR_MIN_LABELED": "20"},
+        extra_env={
+            "LEADSCORE_MONITOR_WINDOW_DAYS": "3650",
+            "LEADSCORE_MONITOR_MIN_LABELED": "20",
+            "LEADSCORE_RESCORE_ON_ACTIVITY": "false",
+        },
     )
     try:
         yield _populate(server, tmp / "leadscore.db", demo_dataset)
