@@ -62,6 +62,12 @@ def store_cold(c: httpx.Client, lead: dict, lead_id: str) -> None:
     assert r.status_code == 200, r.text
     r = c.post("/v1/score", json={"leads": [{"lead_id": lead_id}]})
     assert r.status_code == 200 and r.json()["results"][0]["qualified"] is False, r.text
+    # both cold scores written (the rescore the PUT asked for, and this one, through the background
+    # writer) before any event arrives: the lead's state is "not handed over", whatever the timing
+    deadline = time.monotonic() + 30
+    while len(c.get(f"/v1/leads/{lead_id}").json()["history"]) < 2:
+        assert time.monotonic() < deadline, "the cold scores were not written within 30 s"
+        time.sleep(0.05)
 
 
 def heat_up(c: httpx.Client, lead: dict, lead_id: str) -> None:
