@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from leadscore.serve import store
 from leadscore.serve.model_sync import live_workers
-from leadscore.serve.scoring import score_log_rows
+from leadscore.serve.scoring import encoded_score_log_rows
 from leadscore.serve.store import rescore_queue, write_scores
 from leadscore.serve.store.rescore_queue import ACTIVITY, CHAMPION, Claimed
 
@@ -109,7 +109,7 @@ class Rescorer:
             scored = model.score(
                 [leads[i] for i in sorted(leads)], scored_at, exploration=service.exploration
             )
-            rows = [store.score_log_row(r) for r in score_log_rows(scored, scored_at, model.version)]
+            rows = encoded_score_log_rows(scored, scored_at, model.version)
         events = 0
         with self.engine.begin() as conn:
             if rows:

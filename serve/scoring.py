@@ -106,6 +106,12 @@ def score_request(
     return {"model": {"name": model.name, "version": model.version}, "results": results}
 
 
+def encoded_score_log_rows(scored: Scored, scored_at: datetime, version: str | None) -> list[tuple[Any, ...]]:
+    """`score_log_rows` encoded as `store.write_scores` takes them (the rescorer's, `leadscore rescore`'s and
+    `leadscore import`'s; the API's background writer encodes its own as they are queued)."""
+    return [store.score_log_row(r) for r in score_log_rows(scored, scored_at, version)]
+
+
 def score_log_rows(scored: Scored, scored_at: datetime, version: str | None) -> list[dict]:
     """The score log's rows of scored leads (the API's and `leadscore import`'s)."""
     return [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,11 @@ def _cli(*args: str, env: dict | None = None) -> str:
     return done.output
 
 
+def _features(data: Path, out: Path, shards: int) -> str:
+    """`leadscore features` of `data` as of AS_OF into `out`, in `shards` shards."""
+    return _cli("features", "--data", str(data), "--as-of", AS_OF, "--out", str(out), "--shards", str(shards))
+
+
 def _removed(notes: tuple[str, ...]) -> int:
     return sum(int(m.group(1)) for n in notes if (m := re.match(r"removed (\d+) exact duplicate", n)))
 
@@ -64,40 +70,10 @@ def test_features_in_shards_equal_the_unsharded_features(parts_dir, demo_dataset
     # when features are written all at once and in 1, 3 and 7 shards
     out = {}
     for n in (1, 3, 7):
-        _cli(
-            "features",
-            "--data",
-            str(parts_dir),
-            "--as-of",
-            AS_OF,
-            "--out",
-            str(tmp_path / f"{n}.parquet"),
-            "--shards",
-            str(n),
-        )
+        _features(parts_dir, tmp_path / f"{n}.parquet", n)
         out[n] = pd.read_parquet(tmp_path / f"{n}.parquet")
-    _cli(
-        "features",
-        "--data",
-        str(parts_dir),
-        "--as-of",
-        AS_OF,
-        "--out",
-        str(tmp_path / "3.csv"),
-        "--shards",
-        "3",
-    )
-    _cli(
-        "features",
-        "--data",
-        str(parts_dir),
-        "--as-of",
-        AS_OF,
-        "--out",
-        str(tmp_path / "1.csv"),
-        "--shards",
-        "1",
-    )
+    _features(parts_dir, tmp_path / "3.csv", 3)
+    _features(parts_dir, tmp_path / "1.csv", 1)
     # then every lead created before the moment is there once, in the leads' order, with the same values
     created = pd.to_datetime(dataset.leads[S.CREATED_AT], utc=True)
     expected_ids = dataset.leads.loc[created < pd.Timestamp(AS_OF), S.LEAD_ID].tolist()
@@ -121,17 +97,7 @@ def test_more_shards_than_leads_leaves_empty_shards_harmless(demo_dir, tmp_path)
     assert len(set(shard_of(keep.to_numpy(dtype=object), 16))) < 16  # some shards are empty
     # when features are written in 16 shards and at once
     for n in (1, 16):
-        _cli(
-            "features",
-            "--data",
-            str(small),
-            "--as-of",
-            AS_OF,
-            "--out",
-            str(tmp_path / f"{n}.parquet"),
-            "--shards",
-            str(n),
-        )
+        _features(small, tmp_path / f"{n}.parquet", n)
     # then the outputs are the same
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "16.parquet"), pd.read_parquet(tmp_path / "1.parquet")

@@ -55,7 +55,7 @@ def _import(engine, dataset, leads, settings) -> dict:
 
     from leadscore.features import schema as S
     from leadscore.serve import db, store
-    from leadscore.serve.scoring import score_log_rows
+    from leadscore.serve.scoring import encoded_score_log_rows
 
     ids = set(leads[S.LEAD_ID].astype(str))
     snapshot = dataset.snapshot_at.to_pydatetime()
@@ -139,7 +139,7 @@ def _import(engine, dataset, leads, settings) -> dict:
         with engine.begin() as conn:
             store.write_scores(
                 conn,
-                [store.score_log_row(r) for r in score_log_rows(scored_part, now, version)],
+                encoded_score_log_rows(scored_part, now, version),
                 notify=False,
             )
         scored += len(scored_part.results)

@@ -21,7 +21,7 @@ def default_workers() -> int:
 
 
 def score_frames(model, leads, events, as_of, exploration):
-    """Stored leads (the frames of `store.iter_lead_frames`) scored as of `as_of` as `ScoringModel.score`
+    """Stored leads (the frames of `store.lead_frames`) scored as of `as_of` as `ScoringModel.score`
     scores them, with the batch feature path (`features.frames`, equal to the live one by construction:
     tests/features/test_batch_vs_single.py): the events go into arrays column by column, not through one
     dict per event (at 1M leads and 30M events, the dicts were most of the time)."""
@@ -58,7 +58,7 @@ def rescore_range(bounds: tuple[str, str]) -> tuple[int, int]:
     this process: (leads written, leads handed over). The ranges are disjoint, so workers never write the
     same lead; on SQLite their transactions take the one write lock in turn."""
     from leadscore.serve import db, store
-    from leadscore.serve.scoring import score_log_rows
+    from leadscore.serve.scoring import encoded_score_log_rows
 
     if _Job.engine is None:
         _Job.engine = db.make_engine(_Job.database_url)
@@ -67,7 +67,7 @@ def rescore_range(bounds: tuple[str, str]) -> tuple[int, int]:
         return 0, 0
     scored_at = store.now()
     scored = score_frames(_Job.model, leads, events, scored_at, _Job.exploration)
-    rows = [store.score_log_row(r) for r in score_log_rows(scored, scored_at, _Job.version)]
+    rows = encoded_score_log_rows(scored, scored_at, _Job.version)
     with _Job.engine.begin() as conn:  # a range is written whole or not at all
         store.write_scores(conn, rows)
     return len(rows), sum(r["qualified"] for r in scored.results)

@@ -29,6 +29,29 @@ SCORER = {"Authorization": f"Bearer {KEYS['scorer']}"}
 URI = "models:/leadscore@champion"
 
 
+def assert_scored_as_the_model_does(model, logged: list[dict], stored: dict, as_of) -> None:
+    """The logged scores have the probabilities, reasons and features the API's entry point
+    (`ScoringModel.score`) gives the same stored leads as of `as_of` (NaN features are logged as null)."""
+    again = model.score([stored[r["lead_id"]] for r in logged], as_of)
+    assert [r["probability"] for r in logged] == pytest.approx(
+        [x["probability"] for x in again.results], abs=1e-12
+    )
+    assert [r["reasons"] for r in logged] == [x["reasons"] for x in again.results]
+    assert [r["features"] for r in logged] == [
+        {k: None if v != v else v for k, v in x.items()} for x in again.snapshots()
+    ]
+
+
+def assert_one_handoff_per_lead_handed_over(engine) -> None:
+    """Every lead the state says is handed over has exactly one `lead.handoff` event, and no other lead."""
+    with engine.connect() as conn:
+        handed = conn.execute(sa.select(db.lead_state.c.lead_id).where(db.lead_state.c.qualified)).scalars()
+        events = conn.execute(
+            sa.select(db.outbox.c.lead_id).where(db.outbox.c.type == "lead.handoff")
+        ).scalars()
+        assert sorted(events) == sorted(handed)
+
+
 def settings_for(database_url: str, mlflow_uri: str, **kw) -> Settings:
     return Settings(
         database_url=database_url,
@@ -298,13 +321,7 @@ def test_rescore_cli_rescores_the_stored_leads_with_the_champion(
         # with the numbers the API's entry point gives for the stored leads at that moment (the command
         # reads and counts through the batch feature path)
         stored = store.get_leads(engine, active)
-        again = trained.result.model.score([stored[r["lead_id"]] for r in latest], latest[0]["as_of"])
-        assert [r["probability"] for r in latest] == pytest.approx(
-            [x["probability"] for x in again.results], abs=1e-12
-        )
-        assert [r["reasons"] for r in latest] == [x["reasons"] for x in again.results]
-        stored_as = [{k: None if v != v else v for k, v in x.items()} for x in again.snapshots()]  # NaN: null
-        assert [r["features"] for r in latest] == stored_as
+        assert_scored_as_the_model_does(trained.result.model, latest, stored, latest[0]["as_of"])
         # and with --all, every stored lead, each once more
         res = CliRunner().invoke(cli_app, ["rescore", "--all"])
         assert res.exit_code == 0 and f"rescored {len(everyone) + 1} leads" in res.output
@@ -313,16 +330,7 @@ def test_rescore_cli_rescores_the_stored_leads_with_the_champion(
             and len(store.score_history(engine, "quiet-lead")) == 1
         )
         # and the handoff decisions went through the lead state: one handoff event per lead handed over
-        with engine.connect() as conn:
-            handed = set(
-                conn.execute(sa.select(db.lead_state.c.lead_id).where(db.lead_state.c.qualified)).scalars()
-            )
-            events = list(
-                conn.execute(
-                    sa.select(db.outbox.c.lead_id).where(db.outbox.c.type == "lead.handoff")
-                ).scalars()
-            )
-        assert sorted(events) == sorted(handed)
+        assert_one_handoff_per_lead_handed_over(engine)
         # and wrong options are a usage error
         res = CliRunner().invoke(cli_app, ["rescore", "--all", "--active-days", "30"])
         assert res.exit_code == 2 and "not both" in res.output
@@ -362,25 +370,9 @@ def test_rescore_cli_in_worker_processes_scores_every_lead_once_as_the_model_doe
         stored = store.get_leads(engine, everyone)
         for as_of in {r["as_of"] for r in latest}:
             rows = sorted((r for r in latest if r["as_of"] == as_of), key=lambda r: r["lead_id"])
-            again = trained.result.model.score([stored[r["lead_id"]] for r in rows], as_of)
-            assert [r["probability"] for r in rows] == pytest.approx(
-                [x["probability"] for x in again.results], abs=1e-12
-            )
-            assert [r["reasons"] for r in rows] == [x["reasons"] for x in again.results]
-            assert [r["features"] for r in rows] == [
-                {k: None if v != v else v for k, v in x.items()} for x in again.snapshots()
-            ]
+            assert_scored_as_the_model_does(trained.result.model, rows, stored, as_of)
         # and one handoff event per lead handed over, written by whichever process scored it
-        with engine.connect() as conn:
-            handed = set(
-                conn.execute(sa.select(db.lead_state.c.lead_id).where(db.lead_state.c.qualified)).scalars()
-            )
-            events = list(
-                conn.execute(
-                    sa.select(db.outbox.c.lead_id).where(db.outbox.c.type == "lead.handoff")
-                ).scalars()
-            )
-        assert sorted(events) == sorted(handed)
+        assert_one_handoff_per_lead_handed_over(engine)
         res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "0"])
         assert res.exit_code == 2 and "--workers" in res.output
         engine.dispose()
