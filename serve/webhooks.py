@@ -1,10 +1,11 @@
 """Webhook delivery of the handoff events in the outbox (docs/webhooks.md).
 
 Each service worker (process) runs one `WebhookDeliverer` between `ScoringService.start` and `stop`: a
-dispatcher thread claims due events (`store.outbox.claim`, a lease per event, so processes and hosts never
-send the same event at once) as long as one of its `LEADSCORE_WEBHOOK_WORKERS` delivery threads is free,
-and each thread POSTs one event's stored body byte for byte, signed, with a timeout. The API never waits
-for any of it: an unreachable or slow receiver only keeps these threads busy.
+dispatcher thread claims due events (`store.outbox_delivery.claim`, a lease per event, so processes and
+hosts never send the same event at once) as long as one of its `LEADSCORE_WEBHOOK_WORKERS` delivery threads
+is free, and each thread POSTs one event's stored body byte for byte, signed, with a timeout
+(`webhook_http`). The API never waits for any of it: an unreachable or slow receiver only keeps these
+threads busy.
 
 2xx is delivered; anything else (a refused connection, a timeout, a 3xx, 4xx or 5xx) is a failed try,
 retried after an exponential backoff with jitter, and dead after `LEADSCORE_WEBHOOK_MAX_ATTEMPTS` tries
@@ -15,39 +16,23 @@ processes and for retries falling due.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import hmac
-import http.client
 import logging
 import random
-import socket
-import ssl
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from datetime import datetime, timedelta
-from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from leadscore.serve.metrics import Metrics
-from leadscore.serve.store import outbox
+from leadscore.serve.store import outbox_admin, outbox_delivery
 from leadscore.serve.store.rows import now
+from leadscore.serve.webhook_http import describe, post, receiver, request_headers
 
 from leadscore.settings import Settings
 
 log = logging.getLogger("leadscore.serve.webhooks")
-
-SIGNATURE_HEADER = "X-Leadscore-Signature"
-EVENT_ID_HEADER = "X-Leadscore-Event-Id"
-USER_AGENT = "Leadscore-Webhooks/1"
-
-
-def signature(secret: bytes, body: bytes) -> str:
-    """The value of X-Leadscore-Signature: `sha256=` and the hex HMAC-SHA256 of the raw body."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def backoff_seconds(attempts: int, base: float, cap: float, rng: random.Random) -> float:
@@ -55,74 +40,6 @@ def backoff_seconds(attempts: int, base: float, cap: float, rng: random.Random) 
     and all of it (jitter: receivers coming back from an outage are not hit by every event at once)."""
     full = min(cap, base * 2.0 ** min(attempts - 1, 60))
     return full / 2 + rng.random() * full / 2
-
-
-class TryDeadline(TimeoutError):
-    """A try outlasted its wall-clock deadline (a receiver that dribbles its answer, a slow name lookup)."""
-
-
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float, deadline: float) -> int:
-    """POST `body` to `url` and return the status; redirects are not followed (a 3xx is a failed try).
-    `timeout` bounds each step (connecting, sending, waiting for the status line) and `deadline` (seconds)
-    the whole try: a timer shuts the connection then, however slowly the receiver dribbles bytes, and a
-    connection made after it (a name lookup that took that long) sends nothing. So a try never outlives
-    the lease it was claimed with, and no other deliverer sends the event while it runs. The answer's body
-    is not read."""
-    parts = urlsplit(url)
-    conn_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_class(parts.hostname or "", parts.port, timeout=timeout)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if parts.username is not None:  # https://user:password@host/...: HTTP basic authentication
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        headers = {**headers, "Authorization": "Basic " + base64.b64encode(pair).decode()}
-    ends = time.monotonic() + deadline
-    cut = threading.Event()
-
-    def shut() -> None:
-        cut.set()
-        sock = conn.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):  # wakes a thread blocked on the socket
-                sock.shutdown(socket.SHUT_RDWR)
-
-    timer = threading.Timer(deadline, shut)
-    timer.daemon = True
-    timer.start()
-    try:
-        conn.connect()
-        if cut.is_set() or time.monotonic() >= ends:
-            raise TryDeadline
-        conn.request("POST", path, body=body, headers=headers)
-        return conn.getresponse().status  # an answer read whole is the receiver's, even at the deadline
-    except Exception:  # a shut socket surfaces as an OSError or a broken answer (http.client.HTTPException)
-        if cut.is_set():
-            raise TryDeadline from None
-        raise
-    finally:
-        timer.cancel()
-        conn.close()
-
-
-def describe(error: BaseException, timeout: float, deadline: float) -> str:
-    """A failed try in a few words for `last_error`. Never the URL (it may carry credentials), so never
-    the text of an exception that might quote it."""
-    if isinstance(error, TryDeadline):
-        return f"timeout: the try took longer than {deadline:g} s"
-    if isinstance(error, (TimeoutError, socket.timeout)):
-        return f"timeout: no answer within {timeout:g} s"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS error: {error.reason or type(error).__name__}"
-    if isinstance(error, socket.gaierror):
-        return "the host name did not resolve"
-    if isinstance(error, (ValueError, http.client.InvalidURL)):  # their text may quote the URL
-        return f"{type(error).__name__}: the URL was refused (check LEADSCORE_WEBHOOK_URL)"
-    if isinstance(error, OSError) and error.strerror:
-        return f"{type(error).__name__}: {error.strerror}"[:200]
-    if isinstance(error, http.client.HTTPException):  # a malformed answer: its text is the receiver's
-        return f"{type(error).__name__}: {error}"[:200]
-    return type(error).__name__
 
 
 class WebhookDeliverer:
@@ -184,7 +101,7 @@ class WebhookDeliverer:
         line (the URL was set long after they were written), rather than one claim and line each."""
         hours = self.settings.webhook_max_age_hours
         try:
-            n = outbox.expire_untried(self.engine, hours)
+            n = outbox_delivery.expire_untried(self.engine, hours)
         except Exception:  # noqa: BLE001 - a store outage: each expires when claimed instead
             log.warning("webhooks: could not expire old events", exc_info=True)
             return
@@ -218,7 +135,7 @@ class WebhookDeliverer:
         free = self._free()
         if free <= 0:
             return 0
-        events = outbox.claim(self.engine, free, self.lease_seconds)
+        events = outbox_delivery.claim(self.engine, free, self.lease_seconds)
         with self._lock:
             self._busy += len(events)
         for event in events:
@@ -232,7 +149,7 @@ class WebhookDeliverer:
         with self._lock:
             self._futures.discard(future)
 
-    def _deliver(self, event: outbox.Claimed) -> None:
+    def _deliver(self, event: outbox_delivery.Claimed) -> None:
         try:
             self.deliver(event)
         except Exception:  # noqa: BLE001 - the store failed to record it: the lease expires, it is retried
@@ -242,21 +159,16 @@ class WebhookDeliverer:
                 self._busy -= 1
             self._wake.set()  # a thread is free: claim the next one
 
-    def deliver(self, event: outbox.Claimed) -> bool:
+    def deliver(self, event: outbox_delivery.Claimed) -> bool:
         """One try of one claimed event, its outcome recorded; whether it was delivered."""
         settings = self.settings
         if not event.tried and event.created_at < now() - timedelta(hours=settings.webhook_max_age_hours):
-            if outbox.mark_expired(self.engine, event, settings.webhook_max_age_hours):
+            if outbox_delivery.mark_expired(self.engine, event, settings.webhook_max_age_hours):
                 self.metrics.webhook_dead.inc()
                 log.warning("webhooks: event %s expired before its first try: dead", event.event_id)
             return False
         body = event.body.encode()
-        headers = {
-            "Content-Type": "application/json",
-            EVENT_ID_HEADER: event.event_id,
-            SIGNATURE_HEADER: signature(self._secret, body),
-            "User-Agent": USER_AGENT,
-        }
+        headers = request_headers(self._secret, event.event_id, body)
         try:
             status = post(self.url, body, headers, settings.webhook_timeout_seconds, self.try_seconds)
             error = None if 200 <= status < 300 else f"HTTP {status}"
@@ -264,7 +176,7 @@ class WebhookDeliverer:
             error = describe(e, settings.webhook_timeout_seconds, self.try_seconds)
         if error is None:
             # counted only when recorded: a lease lost meanwhile (a redelivery) means another try counts
-            if outbox.mark_delivered(self.engine, event):
+            if outbox_delivery.mark_delivered(self.engine, event):
                 self.metrics.webhook_delivered.inc()
             return True
         attempts = event.attempts + 1
@@ -274,7 +186,7 @@ class WebhookDeliverer:
                 attempts, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, self._rng
             )
             retry_at = now() + timedelta(seconds=wait)
-        if not outbox.mark_failed(self.engine, event, error, retry_at):
+        if not outbox_delivery.mark_failed(self.engine, event, error, retry_at):
             return False  # the lease was lost (a redelivery): the outcome is not ours to count
         self.metrics.webhook_failed.inc()
         if retry_at is None:
@@ -285,13 +197,6 @@ class WebhookDeliverer:
                 "webhooks: event %s try %d failed (%s); next at %s", event.event_id, attempts, error, retry_at
             )
         return False
-
-
-def receiver(url: str) -> str:
-    """The receiver as logged: scheme, host and port only (a path or query may carry a token)."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 class PendingGauge:
@@ -316,6 +221,6 @@ class PendingGauge:
 
     def _count(self) -> None:
         try:
-            self._value = float(outbox.pending_count(self.engine))
+            self._value = float(outbox_admin.pending_count(self.engine))
         except Exception:  # noqa: BLE001 - a store outage must not break /metrics
             log.warning("webhooks: could not count pending events", exc_info=True)

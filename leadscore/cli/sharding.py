@@ -61,7 +61,8 @@ def run_sharded(
     Work files go to a temporary directory next to `out` and are removed at the end."""
     import pyarrow.parquet as pq
 
-    from leadscore.features.shards import output_positions, partition, write_ordered
+    from leadscore.features.shard_merge import output_positions, write_ordered
+    from leadscore.features.shards import partition
 
     out.parent.mkdir(parents=True, exist_ok=True)
     progress(f"partitioning {data} into {n} shards")

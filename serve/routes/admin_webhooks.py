@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException, Query
 from leadscore.serve.auth import Admin
 from leadscore.serve.deps import ServiceDep
 from leadscore.serve.errors import KEYED, error_responses
-from leadscore.serve.store import outbox
-from leadscore.serve.webhooks import receiver
+from leadscore.serve.store import outbox_admin
+from leadscore.serve.webhook_http import receiver
 
 router = APIRouter(prefix="/v1/admin", tags=["webhooks"])
 
@@ -29,8 +29,8 @@ def webhooks_status(service: ServiceDep, _: Admin, limit: int = Query(100, ge=1,
     url = service.settings.webhook_url
     return {
         "receiver": receiver(url) if url else None,
-        "counts": outbox.counts(service.engine),
-        **outbox.troubled(service.engine, limit),
+        "counts": outbox_admin.counts(service.engine),
+        **outbox_admin.troubled(service.engine, limit),
     }
 
 
@@ -54,7 +54,7 @@ def redeliver(event_id: UUID, service: ServiceDep, _: Admin) -> dict[str, Any]:
             409,
             [{"field": "event_id", "reason": "webhook delivery is off: LEADSCORE_WEBHOOK_URL is not set"}],
         )
-    event = outbox.redeliver(service.engine, str(event_id))
+    event = outbox_admin.redeliver(service.engine, str(event_id))
     if event is None:
         raise HTTPException(404, [{"field": "event_id", "reason": f"no event {str(event_id)!r}"}])
     if service.webhooks is not None:

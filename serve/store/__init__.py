@@ -2,9 +2,10 @@
 sales' feedback (`feedback`, written synchronously: acknowledged = durable), the score log (`score_log`
 reads, `score_log_rows` its compact row format, `handoffs` the one writer of scores, with the lead states
 and handoff events they cause, `score_log_writer` the background writer that keeps it off the scoring hot
-path, `retention` its pruning and the outbox's; `outbox` the handoff events' delivery state, read by the
-webhook deliverers and the handoff endpoints). `rows` holds what every read shares (UTC times, rows as
-dicts). The tables and the engine are in `serve.db`.
+path, `retention` its pruning and the outbox's; `outbox` the handoff events in cursor order, read by the
+handoff endpoint, `outbox_delivery` their leases and tries for the webhook deliverers, `outbox_admin` the
+admin endpoints' view). `rows` holds what every read shares (UTC times, rows as dicts). The tables and the
+engine are in `serve.db`.
 
 Callers import the store as one (`from leadscore.serve import store`; `store.add_feedback(...)`)."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from leadscore.serve import db
-from leadscore.serve.store.outbox import prune_outbox
+from leadscore.serve.store.outbox_admin import prune_outbox
 from leadscore.serve.store.rows import aware, now
 
 

@@ -1,6 +1,7 @@
-"""Webhook delivery of the outbox's handoff events (serve/webhooks.py, serve/store/outbox.py) to a real local
-HTTP receiver, on SQLite and PostgreSQL: signed bodies byte for byte, retries with backoff, dead letters,
-redelivery, leases between deliverers, max age, retention; and the pull and admin endpoints."""
+"""Webhook delivery of the outbox's handoff events (serve/webhooks.py, serve/webhook_http.py,
+serve/store/outbox*.py) to a real local HTTP receiver, on SQLite and PostgreSQL: signed bodies byte for byte,
+retries with backoff, dead letters, redelivery, leases between deliverers, max age, retention; and the pull
+and admin endpoints."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from leadscore.serve import db, store
 from leadscore.serve.metrics import Metrics
-from leadscore.serve.store import outbox
+from leadscore.serve.store import outbox, outbox_admin, outbox_delivery
 from leadscore.serve.store.rows import now
 from leadscore.serve.webhooks import WebhookDeliverer
 from pydantic import ValidationError
@@ -252,15 +253,15 @@ def test_two_deliverers_never_send_one_event_at_once(engine, database_url, recei
 def test_an_abandoned_lease_is_delivered_once_it_expires(engine, database_url, receiver, deliverers):
     # given an event claimed by a deliverer that then died (kill -9): leased, never answered
     event_id = add_event(engine)
-    (dead_claim,) = outbox.claim(engine, 10, lease_seconds=1.0)
-    assert outbox.claim(engine, 10, lease_seconds=1.0) == []  # held: nobody else takes it meanwhile
+    (dead_claim,) = outbox_delivery.claim(engine, 10, lease_seconds=1.0)
+    assert outbox_delivery.claim(engine, 10, lease_seconds=1.0) == []  # held: nobody else takes it meanwhile
     # when a live deliverer runs
     deliverers(engine, settings(receiver.url, database_url))
     # then the event is delivered after the lease ran out
     assert [r.event_id for r in receiver.wait_for(1)] == [event_id]
     assert wait_until(lambda: stored(engine, event_id)["status"] == "delivered")
     # and the dead claim, were it to come back, can no longer record an outcome over it
-    assert not outbox.mark_failed(engine, dead_claim, "late", None)
+    assert not outbox_delivery.mark_failed(engine, dead_claim, "late", None)
     assert stored(engine, event_id)["status"] == "delivered"
 
 
@@ -296,7 +297,7 @@ def test_an_event_older_than_the_max_age_is_dead_unsent(engine, database_url, re
     assert wait_until(lambda: stored(engine, old)["status"] == "dead")
     assert stored(engine, old)["attempts"] == 0 and "expired" in stored(engine, old)["last_error"]
     # an admin may still send it: a redelivered event is not expired again
-    outbox.redeliver(engine, old)
+    outbox_admin.redeliver(engine, old)
     assert sorted(r.event_id for r in receiver.wait_for(2)) == sorted([old, fresh])
 
 
@@ -514,7 +515,7 @@ def test_a_try_is_cut_at_its_deadline_however_slowly_the_receiver_answers(engine
     d = WebhookDeliverer(engine, s, Metrics())
     # then the try is cut at its deadline (3 x the timeout), well before its lease runs out
     assert d.lease_seconds >= d.try_seconds + 10
-    (claimed,) = outbox.claim(engine, 1, d.lease_seconds)
+    (claimed,) = outbox_delivery.claim(engine, 1, d.lease_seconds)
     assert d.deliver(claimed) is False
     row = stored(engine, event_id)
     assert row["status"] == "dead" and row["last_error"] == "timeout: the try took longer than 0.9 s"
@@ -525,16 +526,16 @@ def test_an_outcome_recorded_too_late_is_not_counted(engine, database_url, recei
     event_id = add_event(engine)
     metrics = Metrics()
     d = WebhookDeliverer(engine, settings(receiver.url, database_url), metrics)
-    (claimed,) = outbox.claim(engine, 1, d.lease_seconds)
-    outbox.redeliver(engine, event_id)
+    (claimed,) = outbox_delivery.claim(engine, 1, d.lease_seconds)
+    outbox_admin.redeliver(engine, event_id)
     # when the first deliverer's try ends (the receiver accepts it)
     d.deliver(claimed)
     # then its outcome is neither recorded nor counted: the redelivered try will be
     assert stored(engine, event_id)["status"] == "pending"
     assert metrics.webhook_delivered._value.get() == 0
     receiver.fail_each = 10**6
-    (claimed,) = outbox.claim(engine, 1, d.lease_seconds)
-    outbox.redeliver(engine, event_id)
+    (claimed,) = outbox_delivery.claim(engine, 1, d.lease_seconds)
+    outbox_admin.redeliver(engine, event_id)
     d.deliver(claimed)
     assert metrics.webhook_failed._value.get() == 0 and stored(engine, event_id)["attempts"] == 0
 
@@ -542,7 +543,7 @@ def test_an_outcome_recorded_too_late_is_not_counted(engine, database_url, recei
 def test_a_failed_try_never_records_the_url():
     from http.client import InvalidURL
 
-    from leadscore.serve.webhooks import describe
+    from leadscore.serve.webhook_http import describe
 
     url = "http://hook:s3cret@example.com/x y"
     for error in (InvalidURL(f"URL can't contain control characters. {url!r}"), ValueError(url)):
