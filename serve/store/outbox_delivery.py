@@ -3,7 +3,8 @@
 A deliverer claims due `pending` rows by setting their `lease_until` in one statement (SQLite: one
 UPDATE ... RETURNING, which holds the database's write lock; PostgreSQL: the same UPDATE over a sub-select
 `FOR UPDATE SKIP LOCKED`, so concurrent claimers skip each other's rows instead of waiting), so no two
-deliverers, in this process or any other on any host, hold the same event at once. The lease is the
+deliverers, in this process or any other on any host, hold the same event at once: on PostgreSQL the
+lease is set and checked by the server's clock, so hosts' clocks need not agree. The lease is the
 claim's token: an outcome is recorded only while the row still carries it, so a deliverer whose lease ran
 out (and whose event another one took) cannot overwrite that one's result. A claimed row whose deliverer
 died (kill -9, a lost host) is due again when its lease expires: at-least-once, never lost.
@@ -18,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from leadscore.serve import db
 from leadscore.serve.store.outbox import DEAD, DELIVERED, PENDING
-from leadscore.serve.store.rows import aware, now
+from leadscore.serve.store.rows import aware, lease_clock, now
 
 MAX_ERROR = 300  # characters of last_error kept
 
@@ -36,19 +37,20 @@ class Claimed:
     lease_until: datetime
 
 
-def claim(engine: sa.Engine, limit: int, lease_seconds: float, at: datetime | None = None) -> list[Claimed]:
+def claim(engine: sa.Engine, limit: int, lease_seconds: float) -> list[Claimed]:
     """Lease up to `limit` due pending events (oldest due first) for `lease_seconds`; those leased."""
     if limit <= 0:
         return []
-    t = at or now()
-    lease = t + timedelta(seconds=lease_seconds)
+    # due times are written by the hosts' clocks (an event's creation, a retry's backoff) and read by this
+    # one's: a skew only moves when an event is due, never who holds it (the lease is the store's clock)
+    t = now()
     o = db.outbox.c
     due = (
         sa.select(o.id)
         .where(
             o.status == PENDING,
             o.next_attempt_at <= t,
-            sa.or_(o.lease_until.is_(None), o.lease_until < t),
+            sa.or_(o.lease_until.is_(None), o.lease_until < lease_clock(engine.dialect)),
         )
         .order_by(o.next_attempt_at, o.id)
         .limit(limit)
@@ -61,15 +63,21 @@ def claim(engine: sa.Engine, limit: int, lease_seconds: float, at: datetime | No
     stmt = (
         sa.update(db.outbox)
         .where(o.id.in_(due.scalar_subquery()))
-        .values(lease_until=lease)
-        .returning(o.id, o.event_id, o.body, o.attempts, o.created_at, o.last_error)
+        .values(lease_until=lease_clock(engine.dialect, lease_seconds))
+        .returning(o.id, o.event_id, o.body, o.attempts, o.created_at, o.last_error, o.lease_until)
     )
     with engine.begin() as conn:
         rows = conn.execute(stmt).all()
     return sorted(
         (
             Claimed(
-                r.id, r.event_id, r.body, r.attempts, aware(r.created_at), r.last_error is not None, lease
+                r.id,
+                r.event_id,
+                r.body,
+                r.attempts,
+                aware(r.created_at),
+                r.last_error is not None,
+                aware(r.lease_until),
             )
             for r in rows
         ),
@@ -146,7 +154,7 @@ def expire_untried(engine: sa.Engine, max_age_hours: float, at: datetime | None 
                 o.status == PENDING,
                 o.last_error.is_(None),
                 o.created_at < t - timedelta(hours=max_age_hours),
-                sa.or_(o.lease_until.is_(None), o.lease_until < t),
+                sa.or_(o.lease_until.is_(None), o.lease_until < lease_clock(engine.dialect)),
             )
             .values(**_expired_values(max_age_hours))
         ).rowcount

@@ -4,9 +4,10 @@ new champion's active leads (`serve.rescore` works them off; docs/retraining.md,
 A lead is queued in the transaction that changed it (`enqueue`, called by `store.leads`), so an acknowledged
 write is rescored even if the process dies right after answering. Priority 0 (activity) is worked off at
 once, priority 1 (a new champion's active leads, `start_run`) at a bounded rate. Rescorers in several
-processes share the queue: each claims rows with a lease (`claim`), and a claim whose process died is
-taken over when its lease runs out. `finish` deletes a claimed row only if it was not queued again while
-its lead was being scored: a lead with new events during its rescore is scored once more.
+processes share the queue: each claims rows with a lease (`claim`; on PostgreSQL by the server's clock, so
+hosts' clocks need not agree), and a claim whose process died is taken over when its lease runs out.
+`finish` deletes a claimed row only if it was not queued again while its lead was being scored: a lead with
+new events during its rescore is scored once more.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from leadscore.serve import db
-from leadscore.serve.store.rows import aware, now, row
+from leadscore.serve.store.rows import aware, lease_clock, now, row
 
 ACTIVITY, CHAMPION = 0, 1  # priorities: new activity first, a new champion's leads at a bounded rate
 
@@ -46,22 +47,20 @@ def enqueue(conn: sa.Connection, lead_ids: Iterable[str]) -> None:
 
 @dataclass(frozen=True)
 class Claimed:
-    """Leads a rescorer holds until `until`: lead_id -> the `enqueued_at` it was claimed with."""
+    """Leads a rescorer holds (until its lease, `claimed_until`, runs out): lead_id -> the `enqueued_at` it
+    was claimed with."""
 
     priority: int
     leads: dict[str, datetime]
-    until: datetime
 
 
 def claim(engine: sa.Engine, worker: str, priority: int, limit: int, lease_seconds: float) -> Claimed:
     """Claim up to `limit` due rows of `priority` (unclaimed, or whose lease ran out), oldest first.
     PostgreSQL: `FOR UPDATE SKIP LOCKED`, so rescorers claiming at once take different rows; SQLite's
     UPDATE holds its one write lock."""
-    t = now()
-    until = t + timedelta(seconds=lease_seconds)
-    due = sa.or_(q.claimed_until.is_(None), q.claimed_until < t)
     if limit <= 0:
-        return Claimed(priority, {}, until)
+        return Claimed(priority, {})
+    due = sa.or_(q.claimed_until.is_(None), q.claimed_until < lease_clock(engine.dialect))
     # a CTE is evaluated once: as an `IN (subquery)`, PostgreSQL ran the LIMIT ... SKIP LOCKED subquery
     # again per row and claimed more than `limit`
     pick = (
@@ -76,10 +75,10 @@ def claim(engine: sa.Engine, worker: str, priority: int, limit: int, lease_secon
         got = conn.execute(
             sa.update(db.rescore_queue)
             .where(q.lead_id == pick.c.lead_id)
-            .values(claimed_until=until, claimed_by=worker)
+            .values(claimed_until=lease_clock(engine.dialect, lease_seconds), claimed_by=worker)
             .returning(q.lead_id, q.enqueued_at)
         ).all()
-    return Claimed(priority, {r.lead_id: r.enqueued_at for r in got}, until)
+    return Claimed(priority, {r.lead_id: r.enqueued_at for r in got})
 
 
 def finish(conn: sa.Connection, worker: str, claimed: Claimed) -> None:

@@ -5,7 +5,7 @@ through `aware`, so callers always get aware UTC datetimes whatever the database
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, overload
 
 import sqlalchemy as sa
@@ -17,6 +17,16 @@ IN_CHUNK = 900  # ids per IN list: SQLite before 3.32 allows 999 parameters a st
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def lease_clock(dialect: sa.Dialect, ahead: float = 0.0) -> sa.ColumnElement[datetime]:
+    """The time a lease is set and checked against in a claiming statement, `ahead` seconds on. PostgreSQL:
+    the server's `now()` (the transaction's start, one value for every row), so workers on hosts whose clocks
+    disagree still agree on whether a lease has run out and a host whose clock runs ahead cannot take what
+    another still holds. SQLite: the store is on the one host, so its clock is the only one."""
+    if dialect.name == "postgresql":
+        return sa.func.now() + sa.literal(timedelta(seconds=ahead), sa.Interval())
+    return sa.literal(now() + timedelta(seconds=ahead), sa.DateTime(timezone=True))
 
 
 @overload
