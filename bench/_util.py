@@ -1,12 +1,13 @@
-"""Shared by the benchmarks: the cached 1M-lead dataset, the machine description and child-process runs
+"""Shared by the benchmarks: the cached 1M-lead dataset, the machine description, child-process runs
 that measure wall time and peak memory (ru_maxrss of the child: numpy allocations included, unlike
-tracemalloc)."""
+tracemalloc) and the median time of an in-process call."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -14,6 +15,18 @@ from pathlib import Path
 
 N_LEADS = int(os.environ.get("LEADSCORE_BENCH_LEADS", "1000000"))
 SEED = 0
+
+
+def median_ms(fn, runs: int, warmup: int = 1) -> float:
+    """The median wall time of `fn()` over `runs` calls after `warmup` untimed ones, in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
 
 
 def bench_dir() -> Path:

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _util import small_demo  # noqa: E402
+from _util import median_ms, small_demo  # noqa: E402
 
 KEY = "sc_bench_key_0001"
 BIN = Path(sys.executable).parent
@@ -365,15 +365,6 @@ def _stages(mlflow_uri: str, one: bytes, big: bytes) -> dict:
 
     mlflow.set_tracking_uri(mlflow_uri)
     model = registry.load_scoring_model("models:/leadscore@champion")
-
-    def median_ms(fn, runs: int) -> float:
-        fn()
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times) * 1000
 
     out = {}
     for name, body, runs in (("one_lead", one, 2000), ("1000_leads", big, 21)):

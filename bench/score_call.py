@@ -9,11 +9,12 @@ Run: `python bench/score_call.py [--family scorecard|boosted]` (median of many r
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _util import median_ms  # noqa: E402
 
 CACHE = Path("/tmp/leadscore-bench/score-call")
 
@@ -40,17 +41,6 @@ def ensure_model(family: str) -> Path:
     return path
 
 
-def median_ms(fn, runs: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
-
-
 def main() -> None:
     family = sys.argv[sys.argv.index("--family") + 1] if "--family" in sys.argv else "scorecard"
     from leadscore.model import persist
@@ -70,7 +60,7 @@ def main() -> None:
     for n, runs in ((1, 5000), (1000, 41)):
         leads = [dict(example[i % len(example)], lead_id=f"L{i}") for i in range(n)]
         req = parse_score_request("application/json", json.dumps({"leads": leads}).encode())
-        ms = median_ms(lambda r=req: score_request(state, r, False, {}, model), runs)
+        ms = median_ms(lambda r=req: score_request(state, r, False, {}, model), runs, warmup=3)
         print(f"{family}: score_request, {n:>5} lead(s): {ms:.3f} ms (median of {runs})")
 
 

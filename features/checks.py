@@ -4,7 +4,7 @@ file, row, column and reason; at most MAX_PROBLEMS_SHOWN + 1 are listed per chec
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,19 +39,7 @@ def parse_timestamps(values: pd.Series, file: str, column: str, problems: list[P
             ts = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce").astype(
                 "datetime64[ms, UTC]"
             )
-    bad = ts.isna() | (ts < MIN_TIME) | (ts >= MAX_TIME)
-    for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
-        shown = values.iloc[i]
-        reason = (
-            "missing timestamp"
-            if pd.isna(shown)
-            else (
-                f"not an ISO-8601 timestamp: {str(shown)[:40]!r}"
-                if pd.isna(ts.iloc[i])
-                else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01"
-            )
-        )
-        problems.append(Problem(file, int(i) + 1, column, reason))
+    _timestamp_problems(ts, lambda i: values.iloc[i], file, column, problems)
     return ts
 
 
@@ -71,20 +59,28 @@ def _parse_arrow_timestamps(
         ts = pd.Series(pc.cast(col, pa.timestamp("ms", tz="UTC")).to_pandas()).astype("datetime64[ms, UTC]")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. an unusual format: pandas' parser decides
         return parse_timestamps(pd.Series(col.to_pandas()), file, column, problems)
+    _timestamp_problems(ts, lambda i: col[i].as_py(), file, column, problems)
+    return ts
+
+
+def _timestamp_problems(
+    ts: pd.Series, shown: Callable[[int], object], file: str, column: str, problems: list[Problem]
+) -> None:
+    """A problem for each row whose parsed timestamp `ts` is missing or out of range (at most
+    MAX_PROBLEMS_SHOWN + 1), quoting `shown(row)`, the value as read."""
     bad = ts.isna() | (ts < MIN_TIME) | (ts >= MAX_TIME)
     for i in np.flatnonzero(bad.to_numpy())[: MAX_PROBLEMS_SHOWN + 1]:
-        shown = col[int(i)].as_py()
+        value = shown(int(i))
         reason = (
             "missing timestamp"
-            if shown is None
+            if value is None or pd.isna(value)
             else (
-                f"not an ISO-8601 timestamp: {str(shown)[:40]!r}"
+                f"not an ISO-8601 timestamp: {str(value)[:40]!r}"
                 if pd.isna(ts.iloc[i])
-                else f"timestamp {str(shown)[:40]!r} outside 2000-01-01 .. 2100-01-01"
+                else f"timestamp {str(value)[:40]!r} outside 2000-01-01 .. 2100-01-01"
             )
         )
         problems.append(Problem(file, int(i) + 1, column, reason))
-    return ts
 
 
 def check_allowed_codes(

@@ -1,10 +1,11 @@
 """Helpers shared by the tests (a plain module, importable as `support` from any test or conftest):
-test API keys, starting a real `leadscore serve` process, a lead as the API receives it, and score-log rows
-written as the service writes them."""
+test API keys, running `leadscore` commands and a real `leadscore serve` process, demo data with known bad
+rows, a lead as the API receives it, and score-log rows written as the service writes them."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,31 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 KEYS = {"scorer": "sc_test_key_0001", "sales": "sa_test_key_0001", "admin": "ad_test_key_0001"}
 KEYS_ENV = ",".join(f"{role}:{key}" for role, key in KEYS.items())
+
+
+def run_cli(*args: str, env=None, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`leadscore ARGS` as a user runs it: a process of this interpreter, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "leadscore", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def copy_with_bad_events(demo_dir: Path, dest: Path):
+    """A copy of the demo data in `dest` whose events file has an unknown type at row 6 and an unreadable
+    timestamp at row 10 (rows counted from 1, as problems name them); those events."""
+    import pandas as pd
+
+    shutil.copytree(demo_dir, dest)
+    events = pd.read_parquet(demo_dir / "events.parquet")
+    events.loc[5, "type"] = "email_open"
+    events.loc[9, "timestamp"] = "yesterday"
+    events.to_parquet(dest / "events.parquet", index=False)
+    return events
 
 
 def free_port() -> int:

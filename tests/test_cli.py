@@ -10,19 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from support import REPO
-
-
-def _run(*args, env=None, cwd=None, timeout=600):
-    done = subprocess.run(
-        [sys.executable, "-m", "leadscore", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-    )
-    return done
+from support import REPO, copy_with_bad_events, run_cli
 
 
 def test_features_command_ignores_everything_at_or_after_as_of(demo_dir, tmp_path):
@@ -42,7 +30,7 @@ def test_features_command_ignores_everything_at_or_after_as_of(demo_dir, tmp_pat
     ).to_parquet(future / "outcomes.parquet", index=False)
     # when features are written as of that moment from both
     for src, out in ((demo_dir, "a.parquet"), (future, "b.parquet")):
-        done = _run("features", "--data", str(src), "--as-of", as_of, "--out", str(tmp_path / out))
+        done = run_cli("features", "--data", str(src), "--as-of", as_of, "--out", str(tmp_path / out))
         assert done.returncode == 0, done.stderr[-2000:]
     a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
     # then every lead created before the moment is there, and no value differs
@@ -52,12 +40,10 @@ def test_features_command_ignores_everything_at_or_after_as_of(demo_dir, tmp_pat
 
 def test_bad_data_is_reported_with_file_row_column_and_reason(demo_dir, tmp_path):
     bad = tmp_path / "bad"
-    shutil.copytree(demo_dir, bad)
-    events = pd.read_parquet(demo_dir / "events.parquet")
-    events.loc[5, "type"] = "email_open"
-    events.loc[9, "timestamp"] = "yesterday"
-    events.to_parquet(bad / "events.parquet", index=False)
-    done = _run("features", "--data", str(bad), "--as-of", "2026-01-01", "--out", str(tmp_path / "x.parquet"))
+    copy_with_bad_events(demo_dir, bad)
+    done = run_cli(
+        "features", "--data", str(bad), "--as-of", "2026-01-01", "--out", str(tmp_path / "x.parquet")
+    )
     assert done.returncode == 2
     err = " ".join(done.stderr.split())
     assert "row 6, column 'type': 'email_open' is not one of" in err
@@ -76,7 +62,9 @@ def test_mlproject_train_entry_point(tmp_path):
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
     }
     assert (
-        _run("demo-data", "--leads", "1500", "--seed", "2", "--out", str(tmp_path / "d"), env=env).returncode
+        run_cli(
+            "demo-data", "--leads", "1500", "--seed", "2", "--out", str(tmp_path / "d"), env=env
+        ).returncode
         == 0
     )
     mlflow = Path(sys.executable).parent / "mlflow"
@@ -111,9 +99,9 @@ def test_demo_data_drift_options(tmp_path):
     import json
 
     # when demo data is generated with --drift, and with --drift-at a moment without an offset (UTC)
-    assert _run("demo-data", "--leads", "200", "--drift", "--out", str(tmp_path / "a")).returncode == 0
+    assert run_cli("demo-data", "--leads", "200", "--drift", "--out", str(tmp_path / "a")).returncode == 0
     assert (
-        _run(
+        run_cli(
             "demo-data", "--leads", "200", "--drift-at", "2026-03-01", "--out", str(tmp_path / "b")
         ).returncode
         == 0
@@ -123,5 +111,5 @@ def test_demo_data_drift_options(tmp_path):
     assert params[0]["drift"]["at"] == "2026-01-01T00:00:00+00:00"
     assert params[1]["drift"]["at"] == "2026-03-01T00:00:00+00:00"
     # and a moment that is not a time is refused, naming the option
-    bad = _run("demo-data", "--leads", "200", "--drift-at", "march", "--out", str(tmp_path / "c"))
+    bad = run_cli("demo-data", "--leads", "200", "--drift-at", "march", "--out", str(tmp_path / "c"))
     assert bad.returncode == 2 and "--drift-at" in bad.stderr

@@ -14,7 +14,7 @@ import pytest
 from leadscore.features import schema as S
 from leadscore.features.loading import load_dataset
 from leadscore.features.shards import auto_shards, shard_of
-from support import REPO
+from support import REPO, copy_with_bad_events
 from typer.testing import CliRunner
 
 from leadscore.cli.main import app
@@ -132,11 +132,7 @@ def test_scores_in_shards_equal_the_unsharded_scores(trained, parts_dir, tmp_pat
 def test_a_problem_in_a_shard_names_the_source_file_and_row(demo_dir, tmp_path):
     # given bad values at known rows of the events file
     bad = tmp_path / "bad"
-    shutil.copytree(demo_dir, bad)
-    events = pd.read_parquet(demo_dir / "events.parquet")
-    events.loc[5, "type"] = "email_open"
-    events.loc[9, "timestamp"] = "yesterday"
-    events.to_parquet(bad / "events.parquet", index=False)
+    events = copy_with_bad_events(demo_dir, bad)
     # when features are written in 3 shards
     done = CliRunner().invoke(
         app,

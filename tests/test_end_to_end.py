@@ -4,22 +4,13 @@ post feedback -> read it back. Commands run as subprocesses, exactly as `make ru
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import httpx
-from support import KEYS, start_server
+from support import KEYS, run_cli, start_server
 
 
 def _cli(*args, env, cwd):
-    done = subprocess.run(
-        [sys.executable, "-m", "leadscore", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_cli(*args, env=env, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
