@@ -34,6 +34,7 @@ import pyarrow as pa
 from leadscore.features import schema as S
 from leadscore.features.live import to_ms
 from leadscore.model import persist
+from leadscore.model.environment import model_environment
 from leadscore.model.inputs import InputError
 from leadscore.model.scoring import ScoringModel
 from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
@@ -199,11 +200,11 @@ def example_frame(example_body: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(INPUT_COLUMNS))
 
 
-def log_model(
-    model: ScoringModel, workdir: Path, estimator: object = None, pip_requirements: list[str] | None = None
-) -> tuple[ModelInfo, str]:
+def log_model(model: ScoringModel, workdir: Path, estimator: object = None) -> tuple[ModelInfo, str]:
     """Log `model` into the active run as the pyfunc `model` (models-from-code, no pickle); return
-    `(ModelInfo, bundle_sha256)`. `workdir` is a scratch folder for the bundle."""
+    `(ModelInfo, bundle_sha256)`. `workdir` is a scratch folder for the bundle. The model carries the
+    leadscore wheel and pins its dependencies (`environment.model_environment`), so MLflow can rebuild its
+    environment (`env_manager="uv"`)."""
     bundle = persist.save(model, Path(workdir) / BUNDLE, estimator=estimator)
     sha = persist.digest(bundle)
     example = model.info.get("example")
@@ -215,13 +216,15 @@ def log_model(
         scorer = LeadscorePyfunc()
         scorer.model = model
         signature = infer_signature(frame, scorer.predict(None, frame))
+    pip_requirements, code_paths = model_environment()
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(CODE_PATH),
         artifacts={BUNDLE: str(bundle)},
         signature=signature,
         input_example=frame,
-        pip_requirements=list(pip_requirements or []),
+        pip_requirements=pip_requirements,
+        code_paths=code_paths,
         metadata={BUNDLE_SHA256: sha},
     )
     return info, sha

@@ -172,12 +172,7 @@ def track(
         ).items():
             mlflow.log_figure(fig, f"plots/{name}")
         with tempfile.TemporaryDirectory() as tmp:
-            info, bundle_sha = log_model(
-                model,
-                Path(tmp),
-                estimator=result.estimator,
-                pip_requirements=[f"leadscore=={package_version()}"],
-            )
+            info, bundle_sha = log_model(model, Path(tmp), estimator=result.estimator)
         # the holdout metrics belong to the logged model and to the data it was judged on (lineage in the UI)
         mlflow.log_metrics(
             _flat("", {"holdout": result.metrics}), model_id=info.model_id, dataset=training_data
