@@ -18,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from leadscore.model.encoding import Encoder
 from leadscore.model.tree_walk import Walk
-from sklearn.ensemble import HistGradientBoostingClassifier
+
+if TYPE_CHECKING:  # imported where a model is fitted: a process that only scores never pays for sklearn
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,8 @@ def fit_boosted(
     seed: int = 0,
     sample_weight: np.ndarray | None = None,
 ) -> tuple[HistGradientBoostingClassifier, CompiledTrees]:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     est = HistGradientBoostingClassifier(
         categorical_features=encoder.categorical_mask if encoder.categorical else None,
         early_stopping=True,

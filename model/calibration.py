@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +34,8 @@ class Platt:
             if w is not None:
                 r = w * r
             return np.array([np.sum(r * raw), np.sum(r)])
+
+        from scipy.optimize import minimize  # fitting only: a process that only scores never imports scipy
 
         res = minimize(loss, x0=np.array([1.0, 0.0]), jac=grad, method="L-BFGS-B")
         return cls(float(res.x[0]), float(res.x[1]))

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from leadscore.model.encoding import Encoder
 from numba import njit
-from scipy.sparse import csr_matrix
-from sklearn.linear_model import LogisticRegression
+
+if TYPE_CHECKING:  # imported where a scorecard is fitted: a process that only scores never pays for them
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import LogisticRegression
 
 MAX_BINS = 8
 
@@ -73,6 +76,8 @@ class Scorecard:
         sizes = [cls._n_bins(e, cat[j], encoder, encoder.features[j]) for j, e in enumerate(edges)]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         design = cls._design(cls._bins(X, edges, cat), offsets)
+        from sklearn.linear_model import LogisticRegression
+
         lr = LogisticRegression(C=C, max_iter=2000, solver="lbfgs", random_state=seed)
         lr.fit(design, y, sample_weight=sample_weight)
         coef = lr.coef_.ravel()
@@ -91,6 +96,8 @@ class Scorecard:
 
     @staticmethod
     def _design(bins: list[np.ndarray], offsets: np.ndarray) -> csr_matrix:
+        from scipy.sparse import csr_matrix
+
         n = len(bins[0])
         cols = np.stack([b + offsets[j] for j, b in enumerate(bins)], axis=1).ravel()
         rows = np.repeat(np.arange(n), len(bins))
