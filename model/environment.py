@@ -44,14 +44,8 @@ PACKAGE = "leadscore"
 # what a built wheel's dist-info holds (with its licenses/ folder); an installer adds its own files beside
 # them (INSTALLER, REQUESTED, direct_url.json: PEP 376/610/627; uv_cache.json ...), which are left out
 _WHEEL_INFO_FILES = {"METADATA", "WHEEL", "entry_points.txt", "top_level.txt"}
-_ZIP_TIME = (
-    1980,
-    1,
-    1,
-    0,
-    0,
-    0,
-)  # a fixed time in the packed wheel's entries: the same files, the same bytes
+# a fixed time in the packed wheel's entries: the same files, the same bytes
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 class WheelError(RuntimeError):
@@ -64,7 +58,7 @@ def model_environment() -> tuple[list[str], list[str]]:
     pins = runtime_pins()
     try:
         wheel = package_wheel()
-    except (WheelError, OSError, PackageNotFoundError) as e:
+    except (WheelError, OSError, subprocess.SubprocessError, PackageNotFoundError) as e:
         log.warning(
             "the model carries no leadscore wheel (%s): its requirements name %s==%s, so "
             'env_manager="uv"/"virtualenv" can rebuild its environment only where that version is on the '
@@ -80,14 +74,21 @@ def model_environment() -> tuple[list[str], list[str]]:
 
 def runtime_pins() -> list[str]:
     """Each dependency the installed package declares (extras left out), pinned at its installed version,
-    its own extras kept (`uvicorn[standard]==...`)."""
+    its own extras kept (`uvicorn[standard]==...`); none when leadscore is not installed."""
+    try:
+        declared = installed().requires or []
+    except PackageNotFoundError:
+        return []
     pins = []
-    for spec in installed().requires or []:
+    for spec in declared:
         req = Requirement(spec)
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue  # an optional extra's dependency, or not for this platform
         extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-        pins.append(f"{req.name}{extras}=={version(req.name)}")
+        try:
+            pins.append(f"{req.name}{extras}=={version(req.name)}")
+        except PackageNotFoundError:  # declared but not installed here: left to the resolver
+            pins.append(str(req))
     return pins
 
 
