@@ -81,3 +81,18 @@ def test_an_installed_wheel_is_packed_back_into_the_same_wheel(tmp_path):
     (tmp_path / "again").mkdir()
     with pytest.raises(environment.WheelError, match="does not match its RECORD"):
         environment.pack_installed(Distribution.at(info), tmp_path / "again")
+
+
+def test_a_scoring_process_imports_neither_sklearn_nor_scipy_optimize(tmp_path):
+    # given a fresh process, as a Spark or pyfunc worker starts
+    code = (
+        "import sys, leadscore.model.pyfunc, leadscore.spark\n"
+        "from leadscore.model.batch import score_chunk\n"
+        "print(sorted(m for m in ('sklearn', 'scipy.optimize', 'skops') if m in sys.modules))"
+    )
+    # when it imports what loading a model and scoring need
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    # then the fitting libraries stay unimported: importing them cost each worker 1.7 s (docs/benchmarks.md)
+    assert done.stdout.split("\n")[0] == "[]"
