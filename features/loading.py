@@ -61,12 +61,15 @@ class Dataset:
         return [c for c in self.leads.columns if c not in S.LEAD_COLUMNS]
 
 
-def load_selection(path: Path, known: pd.Index, problems: list[Problem]) -> pd.DataFrame | None:
-    """The optional selection table: every lead in leads; a row per moment the policy handed the lead over
-    (`handed_at` a UTC time, one row per lead and moment) or one row with `handed_at` empty for a lead it
-    never handed over; `propensity` a number in [0, 1], above 0 for a hand-over."""
+def load_selection(
+    path: Path | str, known: pd.Index, problems: list[Problem], frame: pd.DataFrame | None = None
+) -> pd.DataFrame | None:
+    """The optional selection table (the file at `path`, or `frame` already read from it): every lead in
+    leads; a row per moment the policy handed the lead over (`handed_at` a UTC time, one row per lead and
+    moment) or one row with `handed_at` empty for a lead it never handed over; `propensity` a number in
+    [0, 1], above 0 for a hand-over."""
     sf = str(path)
-    sel = read_frame(path)
+    sel = read_frame(Path(path)) if frame is None else frame
     if not check_columns(sel.columns, S.SELECTION_COLUMNS, sf, problems):
         return None
     sel = sel[list(S.SELECTION_COLUMNS)].reset_index(drop=True)
@@ -150,10 +153,12 @@ def dataset_from_frames(
     files: tuple[str, str, str] = ("leads", "events", "outcomes"),
     selection_path: Path | None = None,
     selection_version: object = None,
+    selection: pd.DataFrame | None = None,
 ) -> Dataset:
     """Validate tables already read (a dataset directory's files, or one lead-hash partition of them on
     Spark: `leadscore.spark`) with the loader's rules; raise `DataError` listing every problem found.
-    `files` name the tables in the problems reported."""
+    `files` name the tables in the problems reported; the selection table is read from `selection_path`,
+    or given already read as `selection`."""
     problems: list[Problem] = []
     if outcomes is None:
         outcomes = pd.DataFrame({c: pd.Series(dtype=object) for c in S.OUTCOME_COLUMNS})
@@ -206,7 +211,8 @@ def dataset_from_frames(
     outcomes[S.OUTCOME_AT] = parse_timestamps(outcomes[S.OUTCOME_AT], of, S.OUTCOME_AT, problems)
     check_allowed(outcomes, S.OUTCOME, S.OUTCOMES, of, problems)
     check_known_leads(outcomes, known, of, problems)
-    selection = load_selection(selection_path, known, problems) if selection_path else None
+    if selection_path is not None or selection is not None:
+        selection = load_selection(selection_path or "selection", known, problems, frame=selection)
     if problems:
         raise DataError(problems)
 

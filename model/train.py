@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from leadscore.features import catalog
 from leadscore.features import schema as S
-from leadscore.features.frames import feature_frame
-from leadscore.features.labels import QualifiedDefinition, training_rows
+from leadscore.features.feature_tables import ROW_COLUMNS, training_table
+from leadscore.features.labels import QualifiedDefinition
 from leadscore.features.leakage import audit_dataset
 from leadscore.features.loading import Dataset
 from leadscore.model import drift, evaluate
@@ -113,23 +113,41 @@ def train(
 ) -> TrainResult:
     """Train on event data: point-in-time rows for `config.definition`, catalogue features."""
     step = progress or (lambda msg: log.info(msg))
-    step("building training rows")
+    step("building training rows and their features")
     if len(dataset.leads) == 0:  # said plainly, before the row builder meets empty columns
         raise NotEnoughData("the dataset has no leads: nothing to learn from")
-    every = training_rows(dataset, config.definition, keep_unlabelled=True)
+    table = training_table(dataset, config.definition)
+    return fit_table(table, config, step, audit=lambda rows: audit_dataset(dataset, rows))
+
+
+def fit_table(
+    table: pd.DataFrame,
+    config: TrainConfig,
+    step: Callable[[str], None] | None = None,
+    audit: Callable[[pd.DataFrame], dict[str, Any]] | None = None,
+) -> TrainResult:
+    """Train on a training table (`features.feature_tables.training_table`, built here or read back from
+    the Parquet `leadscore features --training` writes, on Spark too), sorted by (as_of, lead_id).
+
+    Rows flagged `unlabelled` never enter the fit; their features still describe the leads the model
+    scores (drift histograms, training ranges). `audit`: the leakage audit of the labelled rows (it needs
+    the dataset's custom columns, which a table does not hold); without it the report is empty."""
+    step = step or (lambda msg: log.info(msg))
+    rows_columns = [c for c in ROW_COLUMNS if c in table.columns]
+    every = table[rows_columns]
     left_out = every["unlabelled"].to_numpy() if "unlabelled" in every.columns else np.zeros(len(every), bool)
     rows = every[~left_out].drop(columns="unlabelled", errors="ignore").reset_index(drop=True)
     warnings = check_enough(rows["label"].to_numpy(), "training rows")
-    step("auditing custom columns and events for leakage")
-    leakage = audit_dataset(dataset, rows)
+    leakage: dict[str, Any] = {"suspects": [], "excluded": []}
+    if audit is not None:
+        step("auditing custom columns and events for leakage")
+        leakage = audit(rows)
     # features for the unlabelled rows too: they never enter the fit, but the drift histograms and the
     # training ranges must describe every lead the model scores, not only those the last policy handed over
-    step(f"computing features for {len(every):,} rows")
-    feats = feature_frame(dataset, every)
-    values = {name: feats[name].to_numpy()[~left_out] for name in config.features}
+    values = {name: table[name].to_numpy()[~left_out] for name in config.features}
     unlabelled = (
         (
-            {name: feats[name].to_numpy()[left_out] for name in config.features},
+            {name: table[name].to_numpy()[left_out] for name in config.features},
             every.loc[left_out].reset_index(drop=True),
         )
         if left_out.any()

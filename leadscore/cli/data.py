@@ -1,4 +1,5 @@
-"""`leadscore demo-data` and `leadscore features`: make a dataset, and see the features the model reads."""
+"""`leadscore demo-data` and `leadscore features`: make a dataset, and write the features the model reads
+(at one moment, or the training table; locally or on Spark)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,28 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from leadscore.cli.common import console, fail, progress_line, utc_moment
+from leadscore.cli.definition import (
+    AgesOption,
+    HorizonOption,
+    NegativeOption,
+    PositiveOption,
+    definition,
+    given,
+)
+from leadscore.cli.engine import (
+    Engine,
+    EngineOption,
+    MasterOption,
+    check_spark_paths,
+    snapshot_at,
+    spark_session,
+)
 from leadscore.cli.sharding import DEFAULT_BUDGET_GB, BudgetOption, ShardsOption, run_sharded, shard_count
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from leadscore.features.labels import QualifiedDefinition
     from leadscore.features.loading import Dataset
 
 
@@ -67,22 +85,70 @@ def demo_data(
 
 def features(
     data: Annotated[Path, typer.Option(help="Dataset directory.")],
-    as_of: Annotated[str, typer.Option("--as-of", help="ISO-8601 moment; naive times are UTC.")],
-    out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output file (.parquet or .csv); with --training or --engine spark a .parquet directory "
+            "of part files."
+        ),
+    ],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="ISO-8601 moment; naive times are UTC. Required unless --training."),
+    ] = None,
+    training: Annotated[
+        bool,
+        typer.Option(
+            "--training",
+            help="Write the training table instead: every training row of the qualified-lead definition "
+            "(lead_id, as_of, moment, label, ...) with its features, for `leadscore train --table`.",
+        ),
+    ] = False,
+    horizon_days: HorizonOption = None,
+    ages: AgesOption = None,
+    positive: PositiveOption = None,
+    negative: NegativeOption = None,
+    engine: EngineOption = Engine.local,
+    master: MasterOption = None,
     shards: ShardsOption = None,
     memory_budget: BudgetOption = DEFAULT_BUDGET_GB,
 ) -> None:
-    """Write every lead's features as of one moment (only data stamped strictly before it is used)."""
+    """Write every lead's features as of one moment (only data stamped strictly before it is used), or
+    with --training the training table a model is fitted on (docs/scale.md)."""
+    options = given(horizon_days, ages, positive, negative)
+    if training:
+        if as_of is not None:
+            fail("--as-of: not with --training (each training row has its own as_of)")
+        if out.suffix != ".parquet":
+            fail(f"--out: {out} must end in .parquet with --training (a directory of part files)")
+        qualified = definition(horizon_days, ages, positive, negative)
+        if engine is Engine.spark:
+            _training_on_spark(data, out, qualified, master)
+        else:
+            _training_table(data, out, qualified, shards)
+        return
+    if options:
+        fail(f"{', '.join(options)}: only with --training (the definition of the training rows' labels)")
+    if as_of is None:
+        fail("--as-of: give the moment of the features (or --training for the training table)")
+    moment = utc_moment(as_of)
+    if engine is Engine.spark:
+        _features_on_spark(data, out, moment, master)
+    else:
+        _features(data, out, moment, shards, memory_budget)
+
+
+def _features(data: Path, out: Path, moment: pd.Timestamp, shards: int | None, memory_budget: float) -> None:
+    from leadscore.features.feature_tables import moment_table
     from leadscore.features.loading import load_dataset
     from leadscore.features.problems import DataError
 
-    moment = utc_moment(as_of)
     n = shard_count(data, shards, memory_budget)
     with progress_line() as progress:
         task = progress.add_task("loading", total=None)
         try:
             if n == 1:
-                table = _feature_table(load_dataset(data), moment)
+                table = moment_table(load_dataset(data), moment)
                 progress.update(task, description=f"writing {out}")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 table.to_csv(out, index=False) if out.suffix == ".csv" else table.to_parquet(out, index=False)
@@ -90,7 +156,7 @@ def features(
             else:
 
                 def shard_out(dataset: Dataset, file: Path) -> None:
-                    _write_part(_feature_table(dataset, moment), file)
+                    _write_part(moment_table(dataset, moment), file)
 
                 run_sharded(data, n, out, shard_out, True, lambda msg: progress.update(task, description=msg))
                 written = _rows_in(out)
@@ -102,24 +168,92 @@ def features(
     console.print(f"wrote features of {written:,} leads as of {moment.isoformat()} to {out}{shards_note}")
 
 
-def _feature_table(dataset: Dataset, moment: pd.Timestamp) -> pd.DataFrame:
-    """lead_id, as_of, then the catalogue features of every lead created before `moment`."""
-    import pandas as pd
+def _features_on_spark(data: Path, out: Path, moment: pd.Timestamp, master: str | None) -> None:
+    """`leadscore features --engine spark`: `leadscore.spark.features` on the dataset's tables."""
+    check_spark_paths(data, out)
+    from leadscore import spark as ls
 
-    from leadscore.features import schema as S
-    from leadscore.features.frames import feature_frame
+    with spark_session(master, "leadscore features") as session:
+        leads, events = (ls.read_table(session, data, name) for name in ("leads", "events"))
+        ls.features(session, leads, events, moment).write.mode("overwrite").parquet(str(out))
+        written = session.read.parquet(str(out)).count()
+    console.print(f"wrote features of {written:,} leads as of {moment.isoformat()} to {out} (on Spark)")
 
-    leads = dataset.leads[dataset.leads[S.CREATED_AT] < moment]
-    rows = pd.DataFrame(
-        {
-            S.LEAD_ID: leads[S.LEAD_ID].to_numpy(),
-            "as_of": pd.Series(moment, index=range(len(leads))).astype("datetime64[ms, UTC]"),
-        }
+
+def _training_table(data: Path, out: Path, qualified: QualifiedDefinition, shards: int | None) -> None:
+    """`leadscore features --training`: the training table, in this process (the whole dataset in memory:
+    for more data, `--engine spark`, with --master 'local[*]' on one machine)."""
+    import pyarrow.parquet as pq
+
+    from leadscore.features.feature_tables import arrow_schema, to_arrow, training_table, write_meta
+    from leadscore.features.loading import load_dataset
+    from leadscore.features.problems import DataError
+
+    if shards is not None and shards > 1:
+        fail("--shards: the training table is built in one process; use --engine spark for more data")
+    _replace_table_dir(out)
+    with progress_line() as progress:
+        task = progress.add_task("loading", total=None)
+        try:
+            dataset = load_dataset(data)
+        except DataError as e:
+            progress.stop()
+            fail(str(e))
+        for note in dataset.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        progress.update(task, description="building the training rows and their features")
+        table = training_table(dataset, qualified)
+        progress.update(task, description=f"writing {out}")
+        selection = dataset.selection is not None
+        out.mkdir(parents=True)
+        pq.write_table(to_arrow(table, arrow_schema(True, selection)), out / "part-00000.parquet")
+        write_meta(out, qualified, dataset.snapshot_at, selection)
+        progress.update(task, description="done", total=1, completed=1)
+    labelled = table[~table["unlabelled"]] if selection else table
+    _training_written(out, len(table), int(labelled["label"].sum()), dataset.snapshot_at, "")
+
+
+def _training_on_spark(data: Path, out: Path, qualified: QualifiedDefinition, master: str | None) -> None:
+    """`leadscore features --training --engine spark`: `leadscore.spark.training_rows` on the dataset's
+    tables, written with its description by `leadscore.spark.write_training_table`."""
+    check_spark_paths(data, out)
+    from leadscore import spark as ls
+
+    with spark_session(master, "leadscore features --training") as session:
+        leads, events = (ls.read_table(session, data, name) for name in ("leads", "events"))
+        outcomes = ls.read_table(session, data, "outcomes", required=False)
+        selection = ls.read_table(session, data, "selection", required=False)
+        given_snapshot = snapshot_at(data)
+        snap = ls.utc(given_snapshot) if given_snapshot else ls.data_snapshot(leads, events, outcomes)
+        table = ls.training_rows(
+            session, leads, events, outcomes, qualified, snapshot_at=snap, selection_df=selection
+        )
+        ls.write_training_table(session, table, out, qualified, snap)
+        written = session.read.parquet(str(out))
+        labelled = written.where("NOT unlabelled") if selection is not None else written
+        n_rows, n_positive = written.count(), labelled.where("label = 1").count()
+    _training_written(out, n_rows, n_positive, snap, " (on Spark)")
+
+
+def _training_written(out: Path, n_rows: int, n_positive: int, snap: pd.Timestamp, where: str) -> None:
+    console.print(
+        f"wrote the training table, {n_rows:,} rows ({n_positive:,} labelled positive) of the data as of "
+        f"{snap.isoformat()}, to {out}{where}"
     )
-    table = feature_frame(dataset, rows)
-    table.insert(0, "as_of", rows["as_of"].to_numpy())
-    table.insert(0, S.LEAD_ID, rows[S.LEAD_ID].to_numpy())
-    return table
+
+
+def _replace_table_dir(out: Path) -> None:
+    """Make way for a training table at `out`: an earlier training table is replaced, anything else kept."""
+    import shutil
+
+    from leadscore.features.feature_tables import TABLE_META
+
+    if not out.exists():
+        return
+    if out.is_dir() and ((out / TABLE_META).exists() or not any(out.iterdir())):
+        shutil.rmtree(out)
+        return
+    fail(f"--out: {out} exists and is not a training table: not overwriting it")
 
 
 def _write_part(table: pd.DataFrame, file: Path) -> None:

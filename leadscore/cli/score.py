@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from leadscore.cli.common import console, fail, progress_line, setup_mlflow, utc_moment
+from leadscore.cli.engine import (
+    Engine,
+    EngineOption,
+    MasterOption,
+    check_spark_paths,
+    snapshot_at,
+    spark_session,
+)
 from leadscore.cli.sharding import DEFAULT_BUDGET_GB, BudgetOption, ShardsOption, run_sharded, shard_count
 
 if TYPE_CHECKING:
     from leadscore.features.loading import Dataset
     from leadscore.model.batch import BatchSummary
-
-
-class Engine(StrEnum):
-    """Where `leadscore score` runs."""
-
-    local = "local"
-    spark = "spark"
 
 
 def score(
@@ -41,17 +40,8 @@ def score(
     ] = None,
     model: Annotated[str, typer.Option(help="MLflow model URI.")] = "models:/leadscore@champion",
     top: Annotated[int, typer.Option(min=0, max=20, help="Top positive and negative reasons per lead.")] = 5,
-    engine: Annotated[
-        Engine,
-        typer.Option(
-            help="local: in this process. spark: on Apache Spark (extra 'spark'), same columns and values; "
-            "--data a dataset directory, --out a directory of Parquet part files (docs/scale.md)."
-        ),
-    ] = Engine.local,
-    master: Annotated[
-        str | None,
-        typer.Option(help="Spark master with --engine spark, e.g. local[*] or spark://host:7077."),
-    ] = None,
+    engine: EngineOption = Engine.local,
+    master: MasterOption = None,
     shards: ShardsOption = None,
     memory_budget: BudgetOption = DEFAULT_BUDGET_GB,
 ) -> None:
@@ -151,38 +141,20 @@ def _total(summaries: list[BatchSummary], out: Path) -> BatchSummary:
 
 def _score_on_spark(data: Path, out: Path, model: str, moment: Any, top: int, master: str | None) -> None:
     """`leadscore score --engine spark`: `leadscore.spark.score` on the dataset directory's tables."""
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        fail("--engine spark: pyspark is not installed (pip install 'leadscore[spark]'; Spark needs Java 17)")
-    if not data.is_dir():
-        fail(f"--data: {data} must be a dataset directory with --engine spark")
-    if out.suffix != ".parquet":
-        fail(f"--out: {out} must end in .parquet with --engine spark (a directory of part files)")
+    check_spark_paths(data, out)
     if moment is None:
-        meta = data / "dataset.json"
-        snap = json.loads(meta.read_text()).get("snapshot_at") if meta.exists() else None
-        if snap is None:
-            fail(f"--as-of: give it with --engine spark ({meta} has no snapshot_at)")
-        moment = snap
+        moment = snapshot_at(data)
+        if moment is None:
+            fail(f"--as-of: give it with --engine spark ({data / 'dataset.json'} has no snapshot_at)")
     setup_mlflow()
-    from pyspark.sql import SparkSession
-
     from leadscore import spark as ls
 
-    owned = SparkSession.getActiveSession() is None  # a session of the caller's (a notebook) stays up
-    session = ls.session(master, "leadscore score")
-    try:
+    with spark_session(master, "leadscore score") as session:
         leads, events = (ls.read_table(session, data, name) for name in ("leads", "events"))
         ls.score(session, leads, events, model, moment, top_n=top).write.mode("overwrite").parquet(str(out))
         written = session.read.parquet(str(out))
         grades = {r["grade"]: r["count"] for r in written.groupBy("grade").count().collect()}
         n_qualified = written.where("qualified").count()
-    except FileNotFoundError as e:
-        fail(str(e))
-    finally:
-        if owned:
-            session.stop()
     shown = ", ".join(f"{g} {grades[g]:,}" for g in sorted(grades))
     console.print(
         f"scored {sum(grades.values()):,} leads as of {ls.utc(moment).isoformat()} on Spark with {model}: "

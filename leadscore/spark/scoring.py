@@ -1,18 +1,13 @@
-"""Leadscore on Apache Spark (the optional extra `spark`): batch scoring past one machine, and the input
-the MLflow pyfunc takes under `mlflow.pyfunc.spark_udf`. docs/scale.md says how to run it on a cluster.
+"""Batch scoring on Spark (`score`, what `leadscore score --engine spark` runs) and the input of the
+MLflow pyfunc under `mlflow.pyfunc.spark_udf` (`pyfunc_input`).
 
 `score` gives exactly what `leadscore score` writes, because it runs the same code: the leads and events
-are split into partitions by a hash of the lead id (`cogroup(...).applyInPandas`), so each lead arrives
-with all its events, and each partition is validated by the loader (`loading.dataset_from_frames`: its
-timestamp rules, its exact-duplicate removal) and scored by the batch path (`batch.dataset_chunks`,
+are split into partitions by a hash of the lead id (`partitions.by_lead`), so each lead arrives with all
+its events, and each partition is validated by the loader (`loading.dataset_from_frames`: its timestamp
+rules, its exact-duplicate removal) and scored by the batch path (`batch.dataset_chunks`,
 `batch.score_chunk`). The model is loaded on the driver from the registry as the service loads it (the
 bundle alone, its SHA-256 checked: `registry.load_scoring_model`) and its bundle's bytes are shipped to
 the executors, which load them with `persist.load` against the same hash: nothing is unpickled.
-
-Spark hands a `TimestampType` value to Python as a naive time in the session's time zone; both functions
-here turn such columns into an unambiguous form first (microseconds since the epoch, or ISO-8601 with its
-offset), so the results do not depend on `spark.sql.session.timeZone`. String times are read as the
-loader reads them (an ISO-8601 string without an offset is UTC).
 """
 
 from __future__ import annotations
@@ -24,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from leadscore.features import schema as S
+from leadscore.spark.partitions import PART, by_lead, from_micros, iso, micros, utc
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from leadscore.model.exploration import Exploration
     from leadscore.model.scoring import ScoringModel
 
-PART = "_leadscore_part"  # the lead-hash partition key, dropped from the output
 _MODELS: dict[str, ScoringModel] = {}  # per Python worker: the model of each bundle digest, loaded once
 
 
@@ -53,7 +48,6 @@ def score(
     Spark timestamps or ISO-8601 strings. `partitions`: how many lead-hash groups (each is one pandas
     frame in one Python worker: keep it to a few million events); default twice the default parallelism.
     `exploration`: the handoff draw (default: the settings', as `leadscore score`)."""
-    from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from leadscore.model import persist
@@ -72,12 +66,10 @@ def score(
         bundle = persist.save(model, Path(tmp) / "bundle")
         files = {name: (bundle / name).read_bytes() for name in persist.SCORING_FILES}
         digest = persist.digest(bundle)
-    n = partitions or 2 * spark.sparkContext.defaultParallelism
-    leads, lead_micros = _micros(leads_df, S.CREATED_AT)
-    events, event_micros = _micros(
+    leads, lead_micros = micros(leads_df, S.CREATED_AT)
+    events, event_micros = micros(
         events_df.select(*[c for c in S.EVENT_COLUMNS if c in events_df.columns]), S.TIMESTAMP
     )
-    key = F.pmod(F.xxhash64(F.col(S.LEAD_ID).cast("string")), F.lit(n))
     version, times = model.version, {"leads": lead_micros, "events": event_micros}
 
     def run(leads_pdf: pd.DataFrame, events_pdf: pd.DataFrame) -> pd.DataFrame:
@@ -86,12 +78,7 @@ def score(
         )
 
     schema = from_arrow_schema(empty_table(model, top).schema)
-    return (
-        leads.withColumn(PART, key)
-        .groupBy(PART)
-        .cogroup(events.withColumn(PART, key).groupBy(PART))
-        .applyInPandas(run, schema)
-    )
+    return by_lead(spark, leads, events, run, schema, partitions)
 
 
 def score_partition(
@@ -101,7 +88,7 @@ def score_partition(
     as_of: pd.Timestamp,
     top_n: int,
     exploration: Exploration,
-    micros: dict[str, bool],
+    typed: dict[str, bool],
 ) -> pd.DataFrame:
     """One lead-hash partition through the loader's checks and the batch path (what `score` runs)."""
     import pyarrow as pa
@@ -110,10 +97,10 @@ def score_partition(
     from leadscore.model.batch import dataset_chunks, empty_table, lead_rows, score_chunk
 
     leads, events = leads.drop(columns=[PART]), events.drop(columns=[PART])
-    if micros["leads"]:
-        leads[S.CREATED_AT] = pd.to_datetime(leads[S.CREATED_AT], unit="us", utc=True)
-    if micros["events"]:
-        events[S.TIMESTAMP] = pd.to_datetime(events[S.TIMESTAMP], unit="us", utc=True)
+    if typed["leads"]:
+        from_micros(leads, S.CREATED_AT)
+    if typed["events"]:
+        from_micros(events, S.TIMESTAMP)
     dataset = dataset_from_frames(
         leads, pa.Table.from_pandas(events, preserve_index=False), snapshot_at=as_of
     )
@@ -139,12 +126,12 @@ def pyfunc_input(leads_df: DataFrame, events_df: DataFrame, as_of: Any) -> DataF
 
     moment = utc(as_of)
     iso_moment = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    created = _iso(leads_df, S.CREATED_AT)
+    created = iso(leads_df, S.CREATED_AT)
     events = events_df.select(
         F.col(S.LEAD_ID).cast("string").alias(S.LEAD_ID),
         F.struct(
             F.col(S.EVENT_TYPE).cast("string").alias("type"),
-            _iso(events_df, S.TIMESTAMP).alias("timestamp"),
+            iso(events_df, S.TIMESTAMP).alias("timestamp"),
             (F.col(S.PAGE) if S.PAGE in events_df.columns else F.lit(None)).cast("string").alias("page"),
         ).alias("event"),
     )
@@ -158,64 +145,6 @@ def pyfunc_input(leads_df: DataFrame, events_df: DataFrame, as_of: Any) -> DataF
         ],
     ).where(F.to_timestamp(F.col(S.CREATED_AT)) < F.lit(moment.to_pydatetime()))
     return leads.join(grouped, S.LEAD_ID, "left").withColumn("as_of", F.lit(iso_moment))
-
-
-def session(master: str | None = None, name: str = "leadscore") -> SparkSession:
-    """The Spark session of the CLI: `master` if given, else spark-submit's (or local[*]). A local master
-    runs its Python workers with this interpreter, which has leadscore installed."""
-    import os
-    import sys
-
-    from pyspark.sql import SparkSession
-
-    if (master or "local").startswith("local"):
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # Parquet times as UTC instants to the millisecond, as `leadscore score` writes them (Spark's default,
-    # INT96, reads back as naive nanoseconds)
-    builder = SparkSession.builder.appName(name).config(
-        "spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS"
-    )
-    return (builder.master(master) if master else builder).getOrCreate()
-
-
-def read_table(spark: SparkSession, data_dir: Path, name: str) -> DataFrame:
-    """A dataset directory's table `name` (docs/data-model.md): `name`.parquet (a file or a directory of
-    part files), else `name`.csv (with a header; every column read as text, as the loader reads CSV)."""
-    for ext in ("parquet", "csv"):
-        path = Path(data_dir) / f"{name}.{ext}"
-        if path.exists():
-            if ext == "parquet":
-                return spark.read.parquet(str(path))
-            return spark.read.csv(str(path), header=True)
-    raise FileNotFoundError(f"--data: {data_dir} has no {name}.parquet or {name}.csv")
-
-
-def utc(moment: Any) -> pd.Timestamp:
-    """`moment` (ISO string, datetime or Timestamp; naive = UTC, as `--as-of`) as a UTC Timestamp."""
-    t = pd.Timestamp(moment)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
-def _micros(df: DataFrame, column: str) -> tuple[DataFrame, bool]:
-    """`df` with a `TimestampType` `column` as microseconds since the epoch (a number means the same in
-    every session time zone), and whether it was one."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import TimestampType
-
-    if column in df.columns and isinstance(df.schema[column].dataType, TimestampType):
-        return df.withColumn(column, F.unix_micros(F.col(column))), True
-    return df, False
-
-
-def _iso(df: DataFrame, column: str) -> Column:
-    """A time column as ISO-8601 text: a `TimestampType` with its offset in the session's time zone
-    (which names the same instant in any zone), a string as it is."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import TimestampType
-
-    if isinstance(df.schema[column].dataType, TimestampType):
-        return F.date_format(F.col(column), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
-    return F.col(column).cast("string")
 
 
 def _model(files: dict[str, bytes], digest: str, version: str | None) -> ScoringModel:

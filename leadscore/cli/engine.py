@@ -1,0 +1,77 @@
+"""The `--engine` and `--master` options of `leadscore score` and `leadscore features`, and what their
+Spark paths share: the session (the caller's, or one of their own stopped at the end) and the checks of
+`--data` and `--out` (docs/scale.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from leadscore.cli.common import fail
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+class Engine(StrEnum):
+    """Where a command runs."""
+
+    local = "local"
+    spark = "spark"
+
+
+EngineOption = Annotated[
+    Engine,
+    typer.Option(
+        help="local: in this process. spark: on Apache Spark (extra 'spark'), same columns and values; "
+        "--data a dataset directory, --out a directory of Parquet part files (docs/scale.md)."
+    ),
+]
+MasterOption = Annotated[
+    str | None,
+    typer.Option(help="Spark master with --engine spark, e.g. local[*] or spark://host:7077."),
+]
+
+
+def check_spark_paths(data: Path, out: Path) -> None:
+    """pyspark is installed, `data` a dataset directory and `out` a .parquet path (a directory of parts)."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        fail("--engine spark: pyspark is not installed (pip install 'leadscore[spark]'; Spark needs Java 17)")
+    if not data.is_dir():
+        fail(f"--data: {data} must be a dataset directory with --engine spark")
+    if out.suffix != ".parquet":
+        fail(f"--out: {out} must end in .parquet with --engine spark (a directory of part files)")
+
+
+def snapshot_at(data: Path) -> str | None:
+    """dataset.json's `snapshot_at`, if it has one."""
+    meta = data / "dataset.json"
+    snap: str | None = json.loads(meta.read_text()).get("snapshot_at") if meta.exists() else None
+    return snap
+
+
+@contextmanager
+def spark_session(master: str | None, name: str) -> Iterator[SparkSession]:
+    """The active session (a notebook's, or spark-submit's), else one of the command's own, stopped at the
+    end; a missing table of the dataset directory fails the command with its name."""
+    from pyspark.sql import SparkSession
+
+    from leadscore import spark as ls
+
+    owned = SparkSession.getActiveSession() is None  # a session of the caller's stays up
+    session = ls.session(master, name)
+    try:
+        yield session
+    except FileNotFoundError as e:
+        fail(str(e))
+    finally:
+        if owned:
+            session.stop()
