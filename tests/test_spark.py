@@ -169,3 +169,217 @@ def test_score_engine_spark_writes_what_leadscore_score_writes(spark, small, exp
     got = pd.read_parquet(out).set_index("lead_id").sort_index()
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert "grades A" in result.output
+
+
+# --- the training table and the features on Spark (leadscore.spark.tables), and train --table
+TRAIN_LEADS = 300
+
+
+@pytest.fixture(scope="module")
+def with_outcomes(demo_dir, tmp_path_factory):
+    """Leads with events and outcomes cut from the demo data, with exact duplicate events, leads without
+    events and (most of them) without outcomes, a selection table of hand-overs and leads never handed
+    over, and no dataset.json (so the snapshot is the data's last timestamp)."""
+    leads = pd.read_parquet(demo_dir / "leads.parquet").iloc[:TRAIN_LEADS]
+    ids = leads["lead_id"]
+    events = pd.read_parquet(demo_dir / "events.parquet")
+    events = events[events["lead_id"].isin(ids) & ~events["lead_id"].isin(ids.iloc[::40])]
+    events = pd.concat([events, events.sample(60, random_state=0)]).sample(frac=1.0, random_state=1)
+    outcomes = pd.read_parquet(demo_dir / "outcomes.parquet")
+    outcomes = outcomes[outcomes["lead_id"].isin(ids)]
+    created = pd.to_datetime(leads["created_at"], utc=True, format="ISO8601")
+    handed = leads.iloc[::5]  # a hand-over two days in; a third of the rest scored, never handed over
+    never = leads.drop(handed.index).iloc[::3]
+    selection = pd.DataFrame(
+        {
+            "lead_id": pd.concat([handed["lead_id"], never["lead_id"]]),
+            "handed_at": pd.concat(
+                [
+                    (created[handed.index] + pd.Timedelta(days=2)).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    pd.Series(None, index=never.index, dtype=object),
+                ]
+            ),
+            "propensity": [0.25] * len(handed) + [0.6] * len(never),
+        }
+    )
+    out = tmp_path_factory.mktemp("spark-training")
+    plain, selected = out / "plain", out / "selected"
+    for d in (plain, selected):
+        d.mkdir()
+        leads.to_parquet(d / "leads.parquet", index=False)
+        events.reset_index(drop=True).to_parquet(d / "events.parquet", index=False)
+        outcomes.to_parquet(d / "outcomes.parquet", index=False)
+    selection.to_parquet(selected / "selection.parquet", index=False)
+    assert outcomes["lead_id"].nunique() < TRAIN_LEADS / 2  # most leads have no outcome
+    return plain, selected
+
+
+def _local_table(data):
+    from leadscore.features.feature_tables import training_table
+    from leadscore.features.labels import QualifiedDefinition
+    from leadscore.features.loading import load_dataset
+
+    dataset = load_dataset(data)
+    return training_table(dataset, QualifiedDefinition(horizon_days=14)), dataset
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values(["lead_id", "as_of"], ignore_index=True)
+
+
+@pytest.mark.parametrize("typed", [False, True], ids=["string-times", "TimestampType"])
+def test_spark_training_rows_are_the_local_training_table(spark, with_outcomes, tmp_path, typed):
+    from leadscore.features.feature_tables import read_training_table
+    from leadscore.features.labels import QualifiedDefinition
+    from pyspark.sql import functions as F
+
+    from leadscore import spark as ls
+
+    # given leads, events (duplicates, silent leads) and outcomes on Spark in a non-UTC session; the
+    # typed case with a selection table too, and every time column a Spark timestamp
+    plain, selected = with_outcomes
+    data = selected if typed else plain
+    leads, events = _frames(spark, data, typed)
+    outcomes = spark.read.parquet(str(data / "outcomes.parquet"))
+    selection = None
+    if typed:
+        outcomes = outcomes.withColumn("at", F.to_timestamp("at"))
+        selection = spark.read.parquet(str(data / "selection.parquet"))
+        selection = selection.withColumn("handed_at", F.to_timestamp("handed_at"))
+    want, dataset = _local_table(data)
+    assert dataset.notes and "exact duplicate" in dataset.notes[0]
+    # when the training table is built on Spark (the snapshot found by the loader's rule) and written
+    definition = QualifiedDefinition(horizon_days=14)
+    table = ls.training_rows(spark, leads, events, outcomes, definition, selection_df=selection, partitions=3)
+    snap = ls.data_snapshot(leads, events, outcomes)
+    assert snap == dataset.snapshot_at
+    ls.write_training_table(spark, table, tmp_path / "t.parquet", definition, snap)
+    # then, sorted by lead and as_of, it is the local table: columns, types and values
+    got, meta = read_training_table(tmp_path / "t.parquet")
+    assert meta["definition"] == definition.to_dict() and meta["selection"] is typed
+    assert ("unlabelled" in want.columns) is typed and want["lead_id"].nunique() > 100
+    assert set(want["label"]) == {0, 1}
+    pd.testing.assert_frame_equal(_sorted(got), _sorted(want), check_exact=True, check_dtype=False)
+    assert [str(d) for d in got.dtypes] == [str(d) for d in want.dtypes]
+    # and read back it is in the local table's order (by as_of, then lead)
+    assert got[["lead_id", "as_of"]].equals(want[["lead_id", "as_of"]])
+
+
+def test_features_engine_spark_writes_what_leadscore_features_writes(spark, small, tmp_path):
+    from typer.testing import CliRunner
+
+    from leadscore.cli.main import app
+
+    # given the small dataset (duplicate events, silent leads) and a moment inside its data
+    data, snapshot, _, _ = small
+    moment = (snapshot - pd.Timedelta(days=20)).isoformat()
+    runs = {}
+    for engine in ("local", "spark"):
+        # when `leadscore features` writes the features at that moment, locally and on Spark
+        out = tmp_path / f"{engine}.parquet"
+        args = ["features", "--data", str(data), "--as-of", moment, "--out", str(out), "--engine", engine]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        runs[engine] = pd.read_parquet(out).sort_values("lead_id", ignore_index=True)
+    # then the Spark part files hold exactly the local file's rows: columns, types and values
+    local, on_spark = runs["local"], runs["spark"]
+    assert len(local) > 100 and local["engagement_30d"].gt(0).any()
+    assert list(on_spark.columns) == list(local.columns)
+    pd.testing.assert_frame_equal(on_spark, local, check_exact=True, check_dtype=False)
+    assert [str(d) for d in on_spark.dtypes] == [str(d) for d in local.dtypes]
+
+
+def test_train_from_a_training_table_is_training_from_the_data(trained, demo_dir, tmp_path):
+    import json
+
+    import mlflow
+    from typer.testing import CliRunner
+
+    from leadscore.cli.main import app
+    from leadscore.settings import get_settings
+
+    # given the demo data's training table, written by `leadscore features --training`
+    table = tmp_path / "table.parquet"
+    args = ["features", "--data", str(demo_dir), "--training", "--out", str(table)]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    # when `leadscore train --table` trains from it, into a registry of its own
+    before = mlflow.get_tracking_uri()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+        get_settings.cache_clear()
+        try:
+            args = [
+                "train",
+                "--table",
+                str(table),
+                "--model",
+                "scorecard",
+                "--metrics-out",
+                str(tmp_path / "m"),
+            ]
+            done = CliRunner().invoke(app, args)
+            version = mlflow.MlflowClient().get_model_version_by_alias("leadscore", "champion")
+        finally:
+            mlflow.set_tracking_uri(before)
+            get_settings.cache_clear()
+    assert done.exit_code == 0, done.output
+    # then it registered the model (the first version: champion), with exactly the metrics of the same
+    # configuration trained from the data directory (the session's champion)
+    metrics = json.loads((tmp_path / "m").read_text())
+    assert str(version.version) == "1" and metrics["version"] == "1"
+    assert metrics["holdout"] == json.loads(json.dumps(trained.result.metrics))
+    assert metrics["n_train"] == trained.result.model.info["n_train"]
+    # and definition options that contradict the table's are refused, naming them
+    refused = CliRunner().invoke(app, ["train", "--table", str(table), "--horizon-days", "7"])
+    assert refused.exit_code != 0 and "--horizon-days" in refused.output
+
+
+def test_a_table_sample_is_whole_leads_drawn_by_seed(with_outcomes, tmp_path):
+    from leadscore.features.feature_tables import read_training_table
+    from typer.testing import CliRunner
+
+    from leadscore.cli.main import app
+
+    # given a training table
+    plain, _ = with_outcomes
+    done = CliRunner().invoke(
+        app, ["features", "--data", str(plain), "--training", "--out", str(tmp_path / "t.parquet")]
+    )
+    assert done.exit_code == 0, done.output
+    whole, _ = read_training_table(tmp_path / "t.parquet")
+    # when half of its leads are sampled, twice with one seed and once with another
+    a, _ = read_training_table(tmp_path / "t.parquet", 0.5, seed=1)
+    b, _ = read_training_table(tmp_path / "t.parquet", 0.5, seed=1)
+    c, _ = read_training_table(tmp_path / "t.parquet", 0.5, seed=2)
+    # then a sample holds every row of its leads and no other, about half of them, the same for a seed
+    pd.testing.assert_frame_equal(a, b)
+    kept = set(a["lead_id"])
+    assert 0.35 < len(kept) / whole["lead_id"].nunique() < 0.65
+    expected = whole[whole["lead_id"].isin(kept)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, expected)
+    assert set(c["lead_id"]) != kept
+
+
+def test_features_training_engine_spark_writes_the_local_training_table(spark, with_outcomes, tmp_path):
+    from leadscore.features.feature_tables import read_training_table
+    from typer.testing import CliRunner
+
+    from leadscore.cli.main import app
+
+    # given a dataset directory with outcomes and a selection table, and no dataset.json
+    _, selected = with_outcomes
+    tables = {}
+    for engine in ("local", "spark"):
+        # when `leadscore features --training` writes its training table, locally and on Spark
+        out = tmp_path / f"{engine}.parquet"
+        args = ["features", "--data", str(selected), "--training", "--horizon-days", "14"]
+        done = CliRunner().invoke(app, [*args, "--out", str(out), "--engine", engine])
+        assert done.exit_code == 0, done.output
+        tables[engine] = read_training_table(out)
+    # then both hold the same rows, read back in the same order, for the same definition and snapshot
+    (local, local_meta), (on_spark, spark_meta) = tables["local"], tables["spark"]
+    assert local_meta == spark_meta and local_meta["definition"]["horizon_days"] == 14
+    assert local["unlabelled"].any() and local["propensity"].notna().any()
+    pd.testing.assert_frame_equal(on_spark, local, check_exact=True)
