@@ -187,6 +187,11 @@ def with_outcomes(demo_dir, tmp_path_factory):
     events = pd.concat([events, events.sample(60, random_state=0)]).sample(frac=1.0, random_state=1)
     outcomes = pd.read_parquet(demo_dir / "outcomes.parquet")
     outcomes = outcomes[outcomes["lead_id"].isin(ids)]
+    # the data's last moment: one late verdict, in one lead-hash partition (the snapshot, and so the
+    # censoring of every lead, must be the whole data's, not each partition's)
+    late = pd.to_datetime(events["timestamp"], utc=True, format="ISO8601").max() + pd.Timedelta(days=45)
+    last = {"lead_id": ids.iloc[7], "outcome": "lost", "at": late.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    outcomes = pd.concat([outcomes, pd.DataFrame([last])], ignore_index=True)
     created = pd.to_datetime(leads["created_at"], utc=True, format="ISO8601")
     handed = leads.iloc[::5]  # a hand-over two days in; a third of the rest scored, never handed over
     never = leads.drop(handed.index).iloc[::3]
