@@ -173,6 +173,10 @@ def _train_table(
             fail(f"--table: {e}")
         result = _fit(lambda: fit_table(rows, config, lambda m: progress.update(task, description=m)))
         result.model.info["training_table"] = {"path": str(path), "sample": sample, "seed": config.seed}
+        result.leakage["note"] = (
+            "not audited: trained from a training table, which holds no custom lead columns "
+            "(the catalogue features it holds never read them)"
+        )
         progress.update(task, description="logging to MLflow and registering")
         tracked = tracking.track(
             result,
@@ -186,10 +190,7 @@ def _train_table(
             data_fingerprint=table_fingerprint(path, rows, meta, sample, config.seed),
         )
         progress.update(task, description="done", total=1, completed=1)
-    console.print(
-        "[yellow]note:[/] trained from a training table: the leakage audit of custom lead columns needs "
-        "the dataset (the table holds the catalogue's point-in-time features only, which never use them)"
-    )
+    console.print(f"[yellow]note:[/] leakage audit {result.leakage['note']}")
     training_summary(
         result,
         tracked,
