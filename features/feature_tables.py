@@ -113,7 +113,9 @@ def sampled_leads(lead_ids: np.ndarray, fraction: float, seed: int) -> np.ndarra
     return np.asarray(u < fraction, dtype=bool)
 
 
-def read_training_table(path: Path, fraction: float = 1.0, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+def read_training_table(
+    path: Path, fraction: float = 1.0, seed: int = 0
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A training table directory's rows (all, or the rows of a seeded `fraction` of its leads, read part
     by part so only the sample is held), sorted by (as_of, lead_id) as `training_table` sorts them, and
     its `_leadscore.json`."""

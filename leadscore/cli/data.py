@@ -174,7 +174,7 @@ def _features_on_spark(data: Path, out: Path, moment: pd.Timestamp, master: str 
     from leadscore import spark as ls
 
     with spark_session(master, "leadscore features") as session:
-        leads, events = (ls.read_table(session, data, name) for name in ("leads", "events"))
+        leads, events = ls.read_table(session, data, "leads"), ls.read_table(session, data, "events")
         ls.features(session, leads, events, moment).write.mode("overwrite").parquet(str(out))
         written = session.read.parquet(str(out)).count()
     console.print(f"wrote features of {written:,} leads as of {moment.isoformat()} to {out} (on Spark)")
@@ -220,9 +220,9 @@ def _training_on_spark(data: Path, out: Path, qualified: QualifiedDefinition, ma
     from leadscore import spark as ls
 
     with spark_session(master, "leadscore features --training") as session:
-        leads, events = (ls.read_table(session, data, name) for name in ("leads", "events"))
-        outcomes = ls.read_table(session, data, "outcomes", required=False)
-        selection = ls.read_table(session, data, "selection", required=False)
+        leads, events = ls.read_table(session, data, "leads"), ls.read_table(session, data, "events")
+        outcomes = ls.optional_table(session, data, "outcomes")
+        selection = ls.optional_table(session, data, "selection")
         given_snapshot = snapshot_at(data)
         snap = ls.utc(given_snapshot) if given_snapshot else ls.data_snapshot(leads, events, outcomes)
         table = ls.training_rows(

@@ -150,7 +150,7 @@ def _score_on_spark(data: Path, out: Path, model: str, moment: Any, top: int, ma
     from leadscore import spark as ls
 
     with spark_session(master, "leadscore score") as session:
-        leads, events = (ls.read_table(session, data, name) for name in ("leads", "events"))
+        leads, events = ls.read_table(session, data, "leads"), ls.read_table(session, data, "events")
         ls.score(session, leads, events, model, moment, top_n=top).write.mode("overwrite").parquet(str(out))
         written = session.read.parquet(str(out))
         grades = {r["grade"]: r["count"] for r in written.groupBy("grade").count().collect()}

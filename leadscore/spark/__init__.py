@@ -11,13 +11,14 @@ partition validated by the loader first, so the results are the local ones value
 - `pyfunc_input`: the registered pyfunc's input, one row per lead, for `spark_udf` (`scoring`).
 """
 
-from leadscore.spark.partitions import read_table, session, utc
+from leadscore.spark.partitions import optional_table, read_table, session, utc
 from leadscore.spark.scoring import pyfunc_input, score
 from leadscore.spark.tables import data_snapshot, features, training_rows, write_training_table
 
 __all__ = [
     "data_snapshot",
     "features",
+    "optional_table",
     "pyfunc_input",
     "read_table",
     "score",

@@ -43,19 +43,24 @@ def session(master: str | None = None, name: str = "leadscore") -> SparkSession:
     return (builder.master(master) if master else builder).getOrCreate()
 
 
-def read_table(spark: SparkSession, data_dir: Path, name: str, required: bool = True) -> DataFrame | None:
+def read_table(spark: SparkSession, data_dir: Path, name: str) -> DataFrame:
     """A dataset directory's table `name` (docs/data-model.md): `name`.parquet (a file or a directory of
-    part files), else `name`.csv (with a header; every column read as text, as the loader reads CSV).
-    None for a missing table that is not `required`."""
+    part files), else `name`.csv (with a header; every column read as text, as the loader reads CSV)."""
+    df = optional_table(spark, data_dir, name)
+    if df is None:
+        raise FileNotFoundError(f"--data: {data_dir} has no {name}.parquet or {name}.csv")
+    return df
+
+
+def optional_table(spark: SparkSession, data_dir: Path, name: str) -> DataFrame | None:
+    """`read_table`, or None when the directory does not have the table (outcomes, selection)."""
     for ext in ("parquet", "csv"):
         path = Path(data_dir) / f"{name}.{ext}"
         if path.exists():
             if ext == "parquet":
                 return spark.read.parquet(str(path))
             return spark.read.csv(str(path), header=True)
-    if not required:
-        return None
-    raise FileNotFoundError(f"--data: {data_dir} has no {name}.parquet or {name}.csv")
+    return None
 
 
 def utc(moment: Any) -> pd.Timestamp:
@@ -133,7 +138,8 @@ def snapshot(tables: list[tuple[DataFrame, str]]) -> pd.Timestamp:
                 if t.notna().any():
                     yield pd.DataFrame({"m": [int(t.max().value // 1_000_000)]})
 
-        m = values.mapInPandas(batch_max, "m long").agg(F.max("m")).first()[0]
+        row = values.mapInPandas(batch_max, "m long").agg(F.max("m")).first()
+        m = None if row is None else row[0]
         if m is not None:
             t = pd.Timestamp(m, unit="ms", tz="UTC")
             last = t if pd.isna(last) or t > last else last
