@@ -62,7 +62,7 @@ def train(
     from leadscore.model.train import ModelChoice, TrainConfig
 
     if (data is None) == (table is None):
-        fail("give --data (a dataset directory) or --table (a training table), not both")
+        fail("give one of --data (a dataset directory) and --table (a training table)")
     if not 0 < sample <= 1:
         fail(f"--sample: a fraction of the leads in (0, 1], not {sample}")
     if sample != 1.0 and table is None:
