@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from fastapi import HTTPException
 from leadscore.model.scoring import Scored
 from leadscore.serve import store
@@ -108,8 +109,15 @@ def score_request(
 
 def encoded_score_log_rows(scored: Scored, scored_at: datetime, version: str | None) -> list[tuple[Any, ...]]:
     """`score_log_rows` encoded as `store.write_scores` takes them (the rescorer's, `leadscore rescore`'s and
-    `leadscore import`'s; the API's background writer encodes its own as they are queued)."""
-    return [store.score_log_row(r) for r in score_log_rows(scored, scored_at, version)]
+    `leadscore import`'s; the API's background writer encodes its own as they are queued), made straight
+    from the feature columns: a bulk rescore built a dict of every lead's features only to encode its
+    values (1.4 of 2.2 s per 100k leads)."""
+    names = tuple(scored.features)
+    columns = [np.asarray(scored.values[name]).tolist() for name in names]
+    return [
+        store.encoded_score_log_row(r, scored_at, as_of, version, features, names)
+        for r, as_of, features in zip(scored.results, scored.as_of, zip(*columns, strict=True), strict=True)
+    ]
 
 
 def score_log_rows(scored: Scored, scored_at: datetime, version: str | None) -> list[dict]:

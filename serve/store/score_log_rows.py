@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,18 +98,33 @@ def score_log_row(r: dict[str, Any]) -> tuple[Any, ...]:
     arrays of `REASON_FIELDS`, the id of the feature set, then propensity and explored.
     About 1 KB of JSON a row instead of 2.4 KB with every key repeated (docs/api.md, "Score log")."""
     features = r["features"]
+    return encoded_score_log_row(
+        r, r["scored_at"], r["as_of"], r["model_version"], list(features.values()), tuple(features)
+    )
+
+
+def encoded_score_log_row(
+    r: dict[str, Any],
+    scored_at: datetime,
+    as_of: datetime,
+    version: str | None,
+    values: Sequence[Any],
+    names: tuple[str, ...],
+) -> tuple[Any, ...]:
+    """`score_log_row` of a result `r` (lead_id, probability, score, grade, qualified, reasons and, if
+    known, propensity and explored) whose features are `values` in the order of `names`."""
     return (
         r["lead_id"],
-        r["scored_at"],
-        r["as_of"],
-        r["model_version"],
+        scored_at,
+        as_of,
+        version,
         r["probability"],
         r["score"],
         r["grade"],
         r["qualified"],
-        encode_json(list(features.values())),
+        encode_json(values),
         encode_json([_reason_values(x) for x in r["reasons"]]),
-        feature_set_id(tuple(features)),
+        feature_set_id(names),
         r.get("propensity"),
         r.get("explored"),
     )
