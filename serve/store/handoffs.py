@@ -18,11 +18,12 @@ The rules, per lead and in the order of the rows:
 from __future__ import annotations
 
 import functools
-import uuid
+import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
 from leadscore.serve import db
@@ -131,36 +132,56 @@ def _write_states(conn: sa.Connection, states: dict[str, dict[str, Any]]) -> Non
         conn.exec_driver_sql(_SQLITE_UPSERT.format(values=", ".join([one] * len(chunk))), tuple(params))
 
 
-def _event(kind: str, r: tuple[Any, ...], before: dict[str, Any], at: datetime) -> dict[str, Any]:
-    reasons = orjson.loads(r[9])[:EVENT_REASONS] if r[9] else []
-    event_id = str(uuid.uuid4())
-    body = {
-        "event_id": event_id,
-        "type": kind,
-        "created_at": _time(at),
-        "lead_id": r[0],
-        "score": r[5],
-        "grade": r[6],
-        "probability": r[4],
-        "qualified": bool(r[7]),
-        "explored": None if r[12] is None else bool(r[12]),
-        "previous_grade": before.get("grade"),
-        "previous_qualified": before.get("qualified"),
-        "as_of": _time(r[2]),
-        "scored_at": _time(r[1]),
-        "model_version": r[3],
-        "reasons": [dict(zip(REASON_FIELDS, x, strict=False)) for x in reasons],
-    }
-    return {
-        "event_id": event_id,
-        "type": kind,
-        "lead_id": r[0],
-        "created_at": at,
-        "body": orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode(),
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": at,
-    }
+def _event_ids(n: int) -> list[str]:
+    """`n` random UUIDs (version 4) as `str(uuid.uuid4())` spells them, drawn at once: one at a time was a
+    third of the cost of making an event, and a first bulk rescore makes one for most leads."""
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.tobytes().hex()
+    ids = []
+    for i in range(0, 32 * n, 32):
+        x = h[i : i + 32]
+        ids.append(f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}")
+    return ids
+
+
+def _events(caused: list[tuple[str, tuple[Any, ...], Any, Any]], at: datetime) -> list[dict[str, Any]]:
+    """The outbox rows of `caused`: (kind, score-log row, previous grade, previous qualified) each."""
+    created = _time(at)
+    out = []
+    for (kind, r, grade, qualified), event_id in zip(caused, _event_ids(len(caused)), strict=True):
+        reasons = orjson.loads(r[9])[:EVENT_REASONS] if r[9] else []
+        body = {
+            "event_id": event_id,
+            "type": kind,
+            "created_at": created,
+            "lead_id": r[0],
+            "score": r[5],
+            "grade": r[6],
+            "probability": r[4],
+            "qualified": bool(r[7]),
+            "explored": None if r[12] is None else bool(r[12]),
+            "previous_grade": grade,
+            "previous_qualified": qualified,
+            "as_of": _time(r[2]),
+            "scored_at": _time(r[1]),
+            "model_version": r[3],
+            "reasons": [dict(zip(REASON_FIELDS, x, strict=False)) for x in reasons],
+        }
+        out.append(
+            {
+                "event_id": event_id,
+                "type": kind,
+                "lead_id": r[0],
+                "created_at": at,
+                "body": orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode(),
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": at,
+            }
+        )
+    return out
 
 
 def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify: bool = True) -> int:
@@ -170,7 +191,7 @@ def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], not
         return 0
     states = _locked_states(conn, sorted({r[0] for r in rows}))
     at = now()
-    events: list[dict[str, Any]] = []
+    caused: list[tuple[str, tuple[Any, ...], Any, Any]] = []
     changed: dict[str, dict[str, Any]] = {}
     for r in rows:
         state = states[r[0]]
@@ -181,9 +202,9 @@ def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], not
         handed = bool(r[7])
         if notify:
             if handed and not was_handed:
-                events.append(_event(HANDOFF, r, state, at))
+                caused.append((HANDOFF, r, state["grade"], state["qualified"]))
             if state["grade"] is not None and state["grade"] != r[6]:
-                events.append(_event(GRADE_CHANGED, r, state, at))
+                caused.append((GRADE_CHANGED, r, state["grade"], state["qualified"]))
         new = dict(zip(_STATE_COLUMNS, (aware(r[2]), aware(r[1]), *r[3:8]), strict=True))
         new["qualified"] = handed
         new["explored"] = None if r[12] is None else bool(r[12])
@@ -192,10 +213,10 @@ def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], not
         changed[r[0]] = state
     if changed:
         _write_states(conn, changed)
-    if events:
+    if caused:
         outbox.before_insert(conn)
-        _insert_events(conn, events)
-    return len(events)
+        _insert_events(conn, _events(caused, at))
+    return len(caused)
 
 
 def _insert_events(conn: sa.Connection, events: list[dict[str, Any]]) -> None:
