@@ -154,9 +154,10 @@ def ensure_champion(root: Path) -> str:
     return uri
 
 
-def run_rescore(env: dict, log: Path, workers: int | None) -> tuple[float, float, str]:
-    """`leadscore rescore --all` in a child process: (wall s, peak RSS GiB of its largest process (with
-    worker processes, each holds about that much), its last line)."""
+def run_rescore(env: dict, log: Path, workers: int | None) -> tuple[float, float, float, str]:
+    """`leadscore rescore --all` in a child process: (wall s, CPU s (user + system of the command and its
+    worker processes: what the run costs, whatever else the machine runs), peak RSS GiB of its largest
+    process (with worker processes, each holds about that much), its last line)."""
     t = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -172,7 +173,7 @@ def run_rescore(env: dict, log: Path, workers: int | None) -> tuple[float, float
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"leadscore rescore failed:\n{text[-2000:]}")
     summary = " ".join(("rescored" + text.rsplit("rescored", 1)[-1]).split())
-    return wall, usage.ru_maxrss / 2**20, summary
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, summary
 
 
 def main() -> None:
@@ -208,10 +209,12 @@ def main() -> None:
         build_postgres(a.database_url, data, a.leads)
         env["LEADSCORE_DATABASE_URL"] = a.database_url
     for i in range(a.runs):
-        wall, peak, last = run_rescore(env, root / "rescore-run.log", a.workers)
+        load = os.getloadavg()[0]
+        wall, cpu, peak, last = run_rescore(env, root / "rescore-run.log", a.workers)
         print(
             f"run {i + 1}: {last}\n  {a.leads:,} leads in {wall:.1f} s ({a.leads / wall:,.0f} leads/s; goal "
-            f"{GOAL_S} s for 1M on SQLite), peak RSS {peak:.2f} GiB (largest process)",
+            f"{GOAL_S} s for 1M on SQLite), CPU {cpu:.1f} s, peak RSS {peak:.2f} GiB (largest process), "
+            f"load average {load:.1f} at the start",
             flush=True,
         )
 
