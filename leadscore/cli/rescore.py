@@ -3,6 +3,7 @@ champion reach the score log, the sales page and the handoff events (docs/retrai
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ import typer
 
 from leadscore.cli.common import FAILED, console, fail, progress_line, setup_mlflow
 
-CHUNK = 25_000  # leads read, scored and written per transaction (~0.6 GB of temporaries at 30 events a lead)
+CHUNK = 25_000  # leads read, scored and written per transaction (~0.6 GB of temporaries at 50 events a lead)
 
 
 def default_workers() -> int:
@@ -53,10 +54,10 @@ class _Job:
     engine: Any = None  # each process's own (a connection pool does not survive a fork)
 
 
-def rescore_range(bounds: tuple[str, str]) -> tuple[int, int]:
-    """Read, score and write the stored leads of one id range (`store.lead_ranges`) in one transaction, in
-    this process: (leads written, leads handed over). The ranges are disjoint, so workers never write the
-    same lead; on SQLite their transactions take the one write lock in turn."""
+def score_range(bounds: tuple[str, str]) -> tuple[list[tuple[Any, ...]], int]:
+    """Read and score the stored leads of one id range (`store.lead_ranges`), in this process: (their
+    score-log rows as `store.write_scores` takes them, leads handed over). Reading needs no lock (SQLite's
+    WAL lets readers run beside the writer), so workers do this side by side."""
     from leadscore.serve import db, store
     from leadscore.serve.scoring import encoded_score_log_rows
 
@@ -64,13 +65,19 @@ def rescore_range(bounds: tuple[str, str]) -> tuple[int, int]:
         _Job.engine = db.make_engine(_Job.database_url)
     leads, events = store.lead_frames(_Job.engine, *bounds, _Job.since)
     if leads.empty:
-        return 0, 0
+        return [], 0
     scored_at = store.now()
     scored = score_frames(_Job.model, leads, events, scored_at, _Job.exploration)
     rows = encoded_score_log_rows(scored, scored_at, _Job.version)
-    with _Job.engine.begin() as conn:  # a range is written whole or not at all
+    return rows, sum(r["qualified"] for r in scored.results)
+
+
+def write_range(engine, rows: list[tuple[Any, ...]]) -> None:
+    """Write one range's scores in one transaction: written whole or not at all."""
+    from leadscore.serve import store
+
+    with engine.begin() as conn:
         store.write_scores(conn, rows)
-    return len(rows), sum(r["qualified"] for r in scored.results)
 
 
 def _close_engine() -> None:
@@ -114,6 +121,7 @@ def rescore(
 
     from leadscore.model.registry import load_scoring_model
     from leadscore.serve import db, store
+    from leadscore.serve.store.score_log_rows import feature_set_id
     from leadscore.settings import get_settings
 
     settings = get_settings()
@@ -154,10 +162,15 @@ def rescore(
             engine.dispose()  # before the fork: the workers open their own connections
             _Job.model, _Job.database_url, _Job.version = scoring_model, settings.database_url, version
             _Job.exploration, _Job.since = exploration, since
+            # the rows name their feature set by id; this process writes them, so it must know the names
+            feature_set_id(tuple(scoring_model.encoder.features))
             progress.update(task, description="rescoring leads", total=total, completed=0)
-            for n, h in _each_range(ranges, min(n_workers, len(ranges))):
-                done, handed = done + n, handed + h
-                progress.update(task, completed=done)
+            # closed on any error: the worker pool stops now, not when the generator is collected
+            with closing(_scored_ranges(ranges, min(n_workers, len(ranges)))) as scored:
+                for rows, h in scored:
+                    write_range(engine, rows)
+                    done, handed = done + len(rows), handed + h
+                    progress.update(task, completed=done)
         except Exception as e:  # noqa: BLE001 - what was written stays written; say how far it got
             progress.stop()
             console.print(
@@ -175,14 +188,40 @@ def rescore(
     )
 
 
-def _each_range(ranges: list[tuple[str, str]], workers: int):
-    """`rescore_range` of every range, as each finishes: in this process with one worker, else in
-    `workers` forked processes (the scoring is CPU-bound Python; SQLite serialises only the writes).
-    A worker's error stops the run; ranges already written stay written."""
+def _scored_ranges(ranges: list[tuple[str, str]], workers: int):
+    """`score_range` of every range, as each finishes: in this process with one worker, else in `workers`
+    forked processes (the scoring is CPU-bound Python), while this process writes what they give it.
+
+    One writer: SQLite takes one write transaction at a time, and workers that each wrote their own range
+    waited for the lock with their core idle (SQLite polls for it, up to 100 ms late); here a worker goes on
+    to its next range while this process writes the last one. At most `workers + 1` ranges are in flight,
+    so scored ranges never pile up in memory when the writes are the slower side. A worker's error stops
+    the run; ranges already written stay written."""
     if workers <= 1:
-        yield from map(rescore_range, ranges)
+        yield from map(score_range, ranges)
         return
     import multiprocessing
+    import queue
 
-    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=None) as pool:
-        yield from pool.imap_unordered(rescore_range, ranges)
+    done: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    todo = iter(ranges)
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+
+        def submit() -> bool:
+            bounds = next(todo, None)
+            if bounds is not None:
+                pool.apply_async(
+                    score_range,
+                    (bounds,),
+                    callback=lambda r: done.put((True, r)),
+                    error_callback=lambda e: done.put((False, e)),
+                )
+            return bounds is not None
+
+        in_flight = sum(submit() for _ in range(workers + 1))
+        while in_flight:
+            ok, got = done.get()
+            if not ok:
+                raise got
+            in_flight += submit() - 1
+            yield got

@@ -194,19 +194,21 @@ def lead_frames(
     import orjson
 
     q = _stored(active_since).where(db.leads.c.lead_id >= first, db.leads.c.lead_id <= last)
+    # the columns as the driver gives them (SQLite: text), without SQLAlchemy's per-row type processing
+    raw = [sa.type_coerce(c, sa.String).label(c.name) for c in q.selected_columns]
     with engine.connect() as conn:
-        leads = conn.execute(q.order_by(db.leads.c.lead_id)).all()
+        ids, created, attributes = _columns(conn.execute(q.with_only_columns(*raw).order_by(raw[0])), 3)
         # the driver's cursor: plain tuples (SQLAlchemy's rows cost ~8 us each)
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         cur.execute(*_events_by_lead(conn.dialect.name, first, last))
         grouped = cur.fetchall()
         cur.close()
-    ids = [r.lead_id for r in leads]
-    attrs = [r.attributes if isinstance(r.attributes, dict) else orjson.loads(r.attributes) for r in leads]
+    attrs = [a if isinstance(a, dict) else orjson.loads(a) for a in attributes]
+    texts = all(isinstance(t, str) for t in created)
     lead_frame = pd.DataFrame(
         {
-            S.LEAD_ID: ids,
-            S.CREATED_AT: _utc([r.created_at for r in leads]),
+            S.LEAD_ID: list(ids),
+            S.CREATED_AT: _times(",".join(created), len(created)) if texts else _utc(list(created)),
             **{a: [x.get(a) for x in attrs] for a in S.LEAD_ATTRIBUTES},
         }
     )
@@ -289,6 +291,11 @@ def _event_frame(leads: pd.Index, grouped: list[tuple[Any, ...]]) -> pd.DataFram
         }
     )
     return frame
+
+
+def _columns(result: sa.Result[Any], n: int) -> list[tuple[Any, ...]]:
+    rows = result.all()
+    return list(zip(*rows, strict=True)) if rows else [()] * n
 
 
 def _utc(values: Any) -> pd.Series:

@@ -17,7 +17,7 @@ from leadscore.features import schema as S
 from leadscore.serve import db, store
 from leadscore.serve.rescore import Rescorer
 from leadscore.serve.service import ScoringService
-from leadscore.serve.store import rescore_queue
+from leadscore.serve.store import rescore_queue, score_log_rows
 from serve_helpers import register_version, shifted
 from support import KEYS, KEYS_ENV, api_lead
 from typer.testing import CliRunner
@@ -353,6 +353,9 @@ def test_rescore_cli_in_worker_processes_scores_every_lead_once_as_the_model_doe
         engine = db.make_engine(database_url)
         now = datetime.now(UTC)
         everyone, _ = _store_leads(engine, demo_dataset, 14, now)
+        # as a fresh command process would: no feature set known yet (the workers score, the parent writes)
+        monkeypatch.setattr(score_log_rows, "_SET_IDS", {})
+        monkeypatch.setattr(score_log_rows, "_SET_NAMES", {})
         # given ranges that are disjoint and cover every stored lead once, in lead-id order
         ranges = store.lead_ranges(engine, 4)
         assert len(ranges) == 4 and all(a <= b for a, b in ranges)
