@@ -191,7 +191,13 @@ def pack_installed(dist: Distribution, out: Path) -> Path:
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
         for f in sorted(dist.files or [], key=str):
             parts = f.parts
-            if parts[0] == ".." or "__pycache__" in parts or f.suffix == ".pyc":
+            # outside site-packages (scripts, data files): RECORD names them by an absolute path or one
+            # starting with '..' (PEP 376); they are made again at install, never carried in the wheel
+            if f.is_absolute() or parts[0] == "..":
+                continue
+            if ".." in parts:  # climbs out from inside: a wheel entry named so would escape at install
+                raise WheelError(f"the installed RECORD names {f}, a path that leaves its folder")
+            if "__pycache__" in parts or f.suffix == ".pyc":
                 continue
             if parts[0] == info and f.name not in _WHEEL_INFO_FILES and parts[1] != "licenses":
                 continue

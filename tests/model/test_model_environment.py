@@ -96,3 +96,42 @@ def test_a_scoring_process_imports_neither_sklearn_nor_scipy_optimize(tmp_path):
     )
     # then the fitting libraries stay unimported: importing them cost each worker 1.7 s (docs/benchmarks.md)
     assert done.stdout.split("\n")[0] == "[]"
+
+
+def _installed_dist(site: Path, files: dict[str, bytes]) -> Distribution:
+    """A dist-info in `site` whose RECORD lists `files` (as RECORD names them) with their true hashes."""
+    info = site / "leadscore-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "WHEEL").write_text("Wheel-Version: 1.0\nTag: py3-none-any\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: leadscore\nVersion: 1.0\n")
+    files = {**files, **{f"{info.name}/{n}": (info / n).read_bytes() for n in ("WHEEL", "METADATA")}}
+    record = [f"{p},sha256={environment._record_hash(data)},{len(data)}" for p, data in files.items()]
+    (info / "RECORD").write_text("\n".join([*record, "leadscore-1.0.dist-info/RECORD,,"]) + "\n")
+    return Distribution.at(info)
+
+
+def test_packing_never_puts_a_file_from_outside_site_packages_into_the_wheel(tmp_path):
+    # given a RECORD (the installer's, or a tampered one) that names files outside site-packages, each with
+    # its true hash: an absolute path, and a path that climbs out through the package folder
+    site, secret = tmp_path / "site-packages", tmp_path / "secret.txt"
+    secret.write_bytes(b"not the package's")
+    (site / "leadscore").mkdir(parents=True)
+    (site / "leadscore/__init__.py").write_bytes(b"")
+    files = {"leadscore/__init__.py": b"", str(secret): secret.read_bytes()}
+    out = tmp_path / "out"
+    out.mkdir()
+    # when the installation is packed, the absolute path (outside site-packages, like ../bin scripts) is
+    # left out: the wheel holds only the package's own files, under relative names
+    with zipfile.ZipFile(environment.pack_installed(_installed_dist(site, files), out)) as z:
+        assert sorted(z.namelist()) == [
+            "leadscore-1.0.dist-info/METADATA",
+            "leadscore-1.0.dist-info/RECORD",
+            "leadscore-1.0.dist-info/WHEEL",
+            "leadscore/__init__.py",
+        ]
+    # and a path that climbs out from inside the package is refused, not packed under a name with '..'
+    climbing = tmp_path / "climbing"
+    (climbing / "leadscore").mkdir(parents=True)
+    files = {"leadscore/../../secret.txt": secret.read_bytes()}
+    with pytest.raises(environment.WheelError, match=r"leadscore/\.\./\.\./secret\.txt"):
+        environment.pack_installed(_installed_dist(climbing, files), out)
