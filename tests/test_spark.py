@@ -388,3 +388,26 @@ def test_features_training_engine_spark_writes_the_local_training_table(spark, w
     assert local_meta == spark_meta and local_meta["definition"]["horizon_days"] == 14
     assert local["unlabelled"].any() and local["propensity"].notna().any()
     pd.testing.assert_frame_equal(on_spark, local, check_exact=True)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training-table", "moment-features"])
+def test_bad_data_on_spark_is_a_clear_error_not_a_traceback(spark, small, tmp_path, training):
+    from typer.testing import CliRunner
+
+    from leadscore.cli.main import app
+
+    # given the small dataset with an unknown event type in one row
+    data, _, _, _ = small
+    bad = tmp_path / "bad"
+    shutil.copytree(data, bad)
+    events = pd.read_parquet(data / "events.parquet")
+    events.loc[5, "type"] = "email_open"
+    events.to_parquet(bad / "events.parquet", index=False)
+    # when a feature table is built from it on Spark
+    what = ["--training"] if training else ["--as-of", "2026-01-01"]
+    args = ["features", "--data", str(bad), *what, "--engine", "spark", "--out", str(tmp_path / "t.parquet")]
+    done = CliRunner().invoke(app, args)
+    # then the command fails as the local one does: exit 2, the problem named (table, column, value)
+    assert done.exit_code == 2, done.output
+    assert "events" in done.output and "'type'" in done.output and "'email_open'" in done.output
+    assert "Traceback" not in done.output and done.exception is None or isinstance(done.exception, SystemExit)

@@ -1,6 +1,7 @@
 """The `--engine` and `--master` options of `leadscore score` and `leadscore features`, and what their
-Spark paths share: the session (the caller's, or one of their own stopped at the end) and the checks of
-`--data` and `--out` (docs/scale.md)."""
+Spark paths share: the session (the caller's, or one of their own stopped at the end), the checks of
+`--data` and `--out`, and bad data an executor's loader found, reported as the local commands report it:
+exit 2 with the problems, not a Spark traceback (docs/scale.md)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def snapshot_at(data: Path) -> str | None:
 def spark_session(master: str | None, name: str) -> Iterator[SparkSession]:
     """The active session (a notebook's, or spark-submit's), else one of the command's own, stopped at the
     end; a missing table of the dataset directory fails the command with its name."""
+    from pyspark.errors import PythonException
     from pyspark.sql import SparkSession
 
     from leadscore import spark as ls
@@ -72,6 +74,26 @@ def spark_session(master: str | None, name: str) -> Iterator[SparkSession]:
         yield session
     except FileNotFoundError as e:
         fail(str(e))
+    except PythonException as e:
+        problems = data_problems(str(e))
+        if problems is None:
+            raise
+        fail(problems)
     finally:
         if owned:
             session.stop()
+
+
+_DATA_ERROR = "leadscore.features.problems.DataError: "
+
+
+def data_problems(text: str) -> str | None:
+    """The loader's `DataError` message in the text of an executor's exception (the worker's traceback
+    travels as text), or None if it holds none. Row numbers count within the lead-hash partition the
+    executor validated, not within the file."""
+    start = text.rfind(_DATA_ERROR)
+    if start < 0:
+        return None
+    lines = text[start + len(_DATA_ERROR) :].splitlines()
+    message = [lines[0], *(line for line in lines[1:] if line.startswith("  - "))]
+    return "\n".join(message) + "\n(on Spark: rows are counted within the partition of the lead's hash)"
