@@ -140,8 +140,9 @@ def label_rows(dataset: Dataset, rows: pd.DataFrame, definition: QualifiedDefini
     resolving = out[out[S.OUTCOME].isin(definition.positive + definition.negative)]
     first_resolution = resolving.groupby(S.LEAD_ID)[S.OUTCOME_AT].min()
     rows = rows[rows["as_of"] <= dataset.snapshot_at].copy()
-    resolved_at = rows[S.LEAD_ID].map(first_resolution)
-    rows = rows[~(resolved_at <= rows["as_of"])]
+    if len(first_resolution):  # pandas cannot map through an empty datetime Series: nothing resolved
+        resolved_at = rows[S.LEAD_ID].map(first_resolution)
+        rows = rows[~(resolved_at <= rows["as_of"])]
 
     pairs = rows.reset_index()[["index", S.LEAD_ID, "as_of"]].merge(
         resolving[[S.LEAD_ID, S.OUTCOME, S.OUTCOME_AT]], on=S.LEAD_ID

@@ -166,3 +166,30 @@ def test_stratified_ages_are_reproducible_and_fixed_ages_are_exact(demo_dataset)
         assert ages.min() >= lo and ages.max() < hi, name
     fixed = sampled_ages(ids, QualifiedDefinition(age_sampling="fixed"))
     assert [int(ages[0]) for _, ages in fixed] == [1, 3, 7, 14, 30, 60]
+
+
+def test_leads_without_any_resolving_outcome_get_their_rows_all_negative(demo_dataset):
+    from dataclasses import replace
+
+    # given only the demo leads that never resolved, as a lead-hash partition on Spark (or a new export)
+    # can hold: the outcomes table has no row that resolves any of them
+    d = QualifiedDefinition()
+    out = demo_dataset.outcomes
+    resolved = set(out.loc[out[S.OUTCOME].isin(d.positive + d.negative), S.LEAD_ID])
+    keep = ~demo_dataset.leads[S.LEAD_ID].isin(resolved)
+    part = replace(
+        demo_dataset,
+        leads=demo_dataset.leads[keep].reset_index(drop=True),
+        events=demo_dataset.events[~demo_dataset.events[S.LEAD_ID].isin(resolved)].reset_index(drop=True),
+        outcomes=out[~out[S.LEAD_ID].isin(resolved)].reset_index(drop=True),
+    )
+    assert part.outcomes[S.OUTCOME].isin(d.positive + d.negative).sum() == 0 and keep.sum() > 100
+    # when its training rows are built
+    rows = training_rows(part, d)
+    # then they are the rows those leads have in the whole data (same snapshot), every one negative
+    whole = training_rows(demo_dataset, d)
+    want = whole[~whole[S.LEAD_ID].isin(resolved)].reset_index(drop=True)
+    assert len(rows) > 0 and (rows["label"] == 0).all()
+    pd.testing.assert_frame_equal(
+        rows.assign(lead_id=rows[S.LEAD_ID].astype(str)), want.assign(lead_id=want[S.LEAD_ID].astype(str))
+    )
