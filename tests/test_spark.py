@@ -410,4 +410,23 @@ def test_bad_data_on_spark_is_a_clear_error_not_a_traceback(spark, small, tmp_pa
     # then the command fails as the local one does: exit 2, the problem named (table, column, value)
     assert done.exit_code == 2, done.output
     assert "events" in done.output and "'type'" in done.output and "'email_open'" in done.output
-    assert "Traceback" not in done.output and done.exception is None or isinstance(done.exception, SystemExit)
+    assert "Traceback" not in done.output
+
+
+def test_features_training_on_spark_never_overwrites_what_is_not_a_training_table(spark, small, tmp_path):
+    from typer.testing import CliRunner
+
+    from leadscore.cli.main import app
+
+    # given an --out directory that holds something else (as `leadscore features --training` refuses it)
+    data, _, _, _ = small
+    out = tmp_path / "t.parquet"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    # when the training table is written there on Spark
+    args = ["features", "--data", str(data), "--training", "--engine", "spark", "--out", str(out)]
+    done = CliRunner().invoke(app, args)
+    # then the command refuses, as the local one does, and the directory is as it was
+    assert done.exit_code == 2, done.output
+    assert "is not a training table" in done.output
+    assert (out / "notes.txt").read_text() == "mine"

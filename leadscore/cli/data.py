@@ -215,8 +215,10 @@ def _training_table(data: Path, out: Path, qualified: QualifiedDefinition, shard
 
 def _training_on_spark(data: Path, out: Path, qualified: QualifiedDefinition, master: str | None) -> None:
     """`leadscore features --training --engine spark`: `leadscore.spark.training_rows` on the dataset's
-    tables, written with its description by `leadscore.spark.write_training_table`."""
+    tables, written with its description by `leadscore.spark.write_training_table` (which overwrites:
+    like the local command, it may only replace an earlier training table)."""
     check_spark_paths(data, out)
+    _replace_table_dir(out)
     from leadscore import spark as ls
 
     with spark_session(master, "leadscore features --training") as session:
