@@ -390,8 +390,8 @@ def test_features_training_engine_spark_writes_the_local_training_table(spark, w
     pd.testing.assert_frame_equal(on_spark, local, check_exact=True)
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["training-table", "moment-features"])
-def test_bad_data_on_spark_is_a_clear_error_not_a_traceback(spark, small, tmp_path, training):
+@pytest.mark.parametrize("command", ["training", "features", "score"])
+def test_bad_data_on_spark_is_a_clear_error_not_a_traceback(spark, small, tmp_path, command, request):
     from typer.testing import CliRunner
 
     from leadscore.cli.main import app
@@ -403,9 +403,12 @@ def test_bad_data_on_spark_is_a_clear_error_not_a_traceback(spark, small, tmp_pa
     events = pd.read_parquet(data / "events.parquet")
     events.loc[5, "type"] = "email_open"
     events.to_parquet(bad / "events.parquet", index=False)
-    # when a feature table is built from it on Spark
-    what = ["--training"] if training else ["--as-of", "2026-01-01"]
-    args = ["features", "--data", str(bad), *what, "--engine", "spark", "--out", str(tmp_path / "t.parquet")]
+    # when a feature table is built from it, or it is scored, on Spark
+    what = {"training": ["features", "--training"], "features": ["features", "--as-of", "2026-01-01"]}
+    if command == "score":
+        request.getfixturevalue("trained")  # the registered champion `score` loads
+    args = [*what.get(command, ["score"]), "--data", str(bad), "--engine", "spark"]
+    args += ["--out", str(tmp_path / "t.parquet")]
     done = CliRunner().invoke(app, args)
     # then the command fails as the local one does: exit 2, the problem named (table, column, value)
     assert done.exit_code == 2, done.output
