@@ -125,6 +125,22 @@ def _old_selection_note(sel: pd.DataFrame, version: object, path: Path) -> str |
     )
 
 
+def dataset_snapshot(data_dir: Path | str) -> pd.Timestamp | None:
+    """`dataset.json`'s `snapshot_at` as UTC (without an offset it is UTC, as every time of the data), None
+    when there is none; `DataError` naming the field when it is not a time. Every engine reads it here."""
+    meta_path = Path(data_dir) / "dataset.json"
+    snap = json.loads(meta_path.read_text()).get("snapshot_at") if meta_path.exists() else None
+    if not snap:
+        return None
+    try:
+        t = pd.Timestamp(snap)
+    except (TypeError, ValueError):
+        t = pd.NaT
+    if pd.isna(t):
+        raise DataError([Problem(str(meta_path), None, "snapshot_at", f"not an ISO-8601 time: {snap!r}")])
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
 def load_dataset(data_dir: Path | str) -> Dataset:
     """Load and validate `data_dir`; raise `DataError` listing every problem found."""
     data_dir = Path(data_dir)
@@ -132,12 +148,11 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     outcomes_path = find_table(data_dir, "outcomes", required=False)
     meta_path = data_dir / "dataset.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    snap = meta.get("snapshot_at")
     return dataset_from_frames(
         read_frame(leads_path),
         read_events(events_path),
         read_frame(outcomes_path) if outcomes_path else None,
-        snapshot_at=pd.Timestamp(snap).tz_convert("UTC") if snap else None,
+        snapshot_at=dataset_snapshot(data_dir),
         files=(str(leads_path), str(events_path), str(outcomes_path or "outcomes")),
         selection_path=find_table(data_dir, "selection", required=False),
         selection_version=meta.get("selection_version"),

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from support import REPO, copy_with_bad_events, run_cli
 
 
@@ -113,3 +114,22 @@ def test_demo_data_drift_options(tmp_path):
     # and a moment that is not a time is refused, naming the option
     bad = run_cli("demo-data", "--leads", "200", "--drift-at", "march", "--out", str(tmp_path / "c"))
     assert bad.returncode == 2 and "--drift-at" in bad.stderr
+
+
+def test_dataset_json_snapshot_at_without_offset_is_utc_and_a_bad_one_is_named(demo_dir, tmp_path):
+    import json
+
+    from leadscore.features.loading import DataError, load_dataset
+
+    # given the demo data with its dataset.json's snapshot_at written without an offset
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    meta = json.loads((demo_dir / "dataset.json").read_text())
+    utc = pd.Timestamp(meta["snapshot_at"]).tz_convert("UTC")
+    (data / "dataset.json").write_text(json.dumps({**meta, "snapshot_at": utc.strftime("%Y-%m-%dT%H:%M:%S")}))
+    # when it is loaded, then the time is UTC, as every time without an offset in the data
+    assert load_dataset(data).snapshot_at == utc
+    # and a snapshot_at that is not a time is a data problem naming the file and the field
+    (data / "dataset.json").write_text(json.dumps({**meta, "snapshot_at": "last friday"}))
+    with pytest.raises(DataError, match=r"dataset\.json, column 'snapshot_at': not an ISO-8601"):
+        load_dataset(data)

@@ -226,7 +226,7 @@ def _training_on_spark(data: Path, out: Path, qualified: QualifiedDefinition, ma
         outcomes = ls.optional_table(session, data, "outcomes")
         selection = ls.optional_table(session, data, "selection")
         given_snapshot = snapshot_at(data)
-        snap = ls.utc(given_snapshot) if given_snapshot else ls.data_snapshot(leads, events, outcomes)
+        snap = given_snapshot if given_snapshot is not None else ls.data_snapshot(leads, events, outcomes)
         table = ls.training_rows(
             session, leads, events, outcomes, qualified, snapshot_at=snap, selection_df=selection
         )

@@ -5,7 +5,6 @@ exit 2 with the problems, not a Spark traceback (docs/scale.md)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -17,6 +16,7 @@ import typer
 from leadscore.cli.common import fail
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import SparkSession
 
 
@@ -52,11 +52,16 @@ def check_spark_paths(data: Path, out: Path) -> None:
         fail(f"--out: {out} must end in .parquet with --engine spark (a directory of part files)")
 
 
-def snapshot_at(data: Path) -> str | None:
-    """dataset.json's `snapshot_at`, if it has one."""
-    meta = data / "dataset.json"
-    snap: str | None = json.loads(meta.read_text()).get("snapshot_at") if meta.exists() else None
-    return snap
+def snapshot_at(data: Path) -> pd.Timestamp | None:
+    """dataset.json's `snapshot_at` (UTC), if it has one, read as the loader reads it; a bad one fails
+    the command naming the field."""
+    from leadscore.features.loading import dataset_snapshot
+    from leadscore.features.problems import DataError
+
+    try:
+        return dataset_snapshot(data)
+    except DataError as e:
+        fail(str(e))
 
 
 @contextmanager
