@@ -272,7 +272,7 @@ def _times(text: str, n: int) -> pd.Series:
     return pd.Series(pd.DatetimeIndex(us).tz_localize("UTC"))
 
 
-def _event_frame(leads: pd.Index, grouped: list[tuple[Any, ...]]) -> pd.DataFrame:
+def _event_frame(leads: pd.Index, grouped: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """`_events_by_lead`'s rows as the events frame of `leads` (events of other leads are left out)."""
     lead_ids = [r[0] for r in grouped]
     counts = np.fromiter((r[1] for r in grouped), dtype=np.int64, count=len(grouped))
