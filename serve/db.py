@@ -38,8 +38,9 @@ events = sa.Table(
     sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
     sa.Column("page", sa.String(32), nullable=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-    # a lead's newest events straight from the index (scoring by reference reads only those)
-    sa.Index("ix_events_lead_id_timestamp", "lead_id", "timestamp"),
+    # a lead's newest events straight from the index (scoring by reference reads only those), type and page
+    # in it too so that reading a lead's events never visits the table (migration 0008)
+    sa.Index("ix_events_lead_id_timestamp_type_page", "lead_id", "timestamp", "type", "page"),
 )
 
 feedback = sa.Table(
