@@ -212,6 +212,9 @@ def main() -> None:
         if not template.exists():
             print(f"building the store of {a.leads:,} leads (once) ...", flush=True)
             build_sqlite(template, data, a.leads)
+        from leadscore.serve import db
+
+        db.migrate(f"sqlite:///{template}")  # a store built by older code: upgraded once, not in a timed run
         work = root / "rescore-run.db"
         for f in (work, Path(f"{work}-wal"), Path(f"{work}-shm")):
             f.unlink(missing_ok=True)
