@@ -25,7 +25,9 @@ from rich.progress import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from leadscore.features.loading import Dataset
     from leadscore.model.gate import GateDecision
+    from leadscore.model.scoring import ScoringModel
     from leadscore.model.tracking import TrackedRun
     from leadscore.model.train import TrainResult
 
@@ -58,6 +60,37 @@ def setup_mlflow() -> None:
     from leadscore.settings import get_settings
 
     mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+
+
+def load_data(data: Path, progress: Progress) -> Dataset:
+    """The dataset at `data` (`features.loading.load_dataset`) with its notes printed; bad data stops the
+    progress line and exits 2 naming what is wrong."""
+    from leadscore.features.loading import load_dataset
+    from leadscore.features.problems import DataError
+
+    try:
+        dataset = load_dataset(data)
+    except DataError as e:
+        progress.stop()
+        fail(str(e))
+    for note in dataset.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    return dataset
+
+
+def load_model(uri: str, progress: Progress, code: int = 2, what: str = "--model") -> ScoringModel:
+    """The model at `uri` (`model.registry.load_scoring_model`), shown on the progress line; when it cannot be
+    loaded, the progress line stops and the command exits with `code`, naming `what` and why (2: `--model`
+    was given wrong; FAILED: a scheduled job's configured model)."""
+    from leadscore.model.registry import load_scoring_model
+
+    progress.update(progress.task_ids[-1], description=f"loading model {uri}")
+    try:
+        return load_scoring_model(uri)
+    except Exception as e:  # noqa: BLE001 - MLflow raises many types; the message is what matters
+        progress.stop()
+        console.print(f"[bold red]error:[/] {what}: cannot load {uri}: {type(e).__name__}: {str(e)[:300]}")
+        raise typer.Exit(code=code) from None
 
 
 def fail(message: str) -> NoReturn:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from leadscore.cli.common import console, fail, progress_line, utc_moment
+from leadscore.cli.common import console, fail, load_data, progress_line, utc_moment
 from leadscore.cli.definition import (
     AgesOption,
     HorizonOption,
@@ -186,21 +186,13 @@ def _training_table(data: Path, out: Path, qualified: QualifiedDefinition, shard
     import pyarrow.parquet as pq
 
     from leadscore.features.feature_tables import arrow_schema, to_arrow, training_table, write_meta
-    from leadscore.features.loading import load_dataset
-    from leadscore.features.problems import DataError
 
     if shards is not None and shards > 1:
         fail("--shards: the training table is built in one process; use --engine spark for more data")
     _replace_table_dir(out)
     with progress_line() as progress:
         task = progress.add_task("loading", total=None)
-        try:
-            dataset = load_dataset(data)
-        except DataError as e:
-            progress.stop()
-            fail(str(e))
-        for note in dataset.notes:
-            console.print(f"[yellow]note:[/] {note}")
+        dataset = load_data(data, progress)
         progress.update(task, description="building the training rows and their features")
         table = training_table(dataset, qualified)
         progress.update(task, description=f"writing {out}")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from leadscore.cli.common import FAILED, console, fail, progress_line, setup_mlflow
+from leadscore.cli.common import FAILED, console, fail, load_model, progress_line, setup_mlflow
 
 CHUNK = 25_000  # leads read, scored and written per transaction (~0.6 GB of temporaries at 50 events a lead)
 
@@ -119,7 +119,6 @@ def rescore(
 
     from datetime import timedelta
 
-    from leadscore.model.registry import load_scoring_model
     from leadscore.serve import db, store
     from leadscore.serve.store.score_log_rows import feature_set_id
     from leadscore.settings import get_settings
@@ -130,14 +129,7 @@ def rescore(
     setup_mlflow()
     with progress_line() as progress:
         task = progress.add_task(f"loading model {uri}", total=None)
-        try:
-            scoring_model = load_scoring_model(uri)
-        except Exception as e:  # noqa: BLE001 - MLflow raises many types; the message is what matters
-            progress.stop()
-            console.print(
-                f"[bold red]error:[/] cannot load the model {uri}: {type(e).__name__}: {str(e)[:300]}"
-            )
-            raise typer.Exit(code=FAILED) from None
+        scoring_model = load_model(uri, progress, FAILED, what="the model")
         version = scoring_model.version
         exploration = settings.exploration()
         try:

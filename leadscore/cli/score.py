@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from leadscore.cli.common import console, fail, progress_line, setup_mlflow, utc_moment
+from leadscore.cli.common import console, fail, load_model, progress_line, setup_mlflow, utc_moment
 from leadscore.cli.engine import (
     Engine,
     EngineOption,
@@ -67,18 +67,13 @@ def score(
     n_shards = shard_count(data, shards, memory_budget) if data.is_dir() else 1
 
     setup_mlflow()
-    from leadscore.model.registry import load_scoring_model
     from leadscore.settings import get_settings
 
     exploration = get_settings().exploration()  # the service's handoff decision, drawn the same way
 
     with progress_line() as progress:
         task = progress.add_task(f"loading model {model}", total=None)
-        try:
-            scoring_model = load_scoring_model(model)
-        except Exception as e:  # noqa: BLE001 - MLflow raises many types; the message is what matters
-            progress.stop()
-            fail(f"--model: cannot load {model}: {e}")
+        scoring_model = load_model(model, progress)
         progress.update(task, description=f"loading {data}")
 
         def advance(done: int, total: int) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
 
-from leadscore.cli.common import console, fail, progress_line, setup_mlflow, training_summary
+from leadscore.cli.common import console, fail, load_data, progress_line, setup_mlflow, training_summary
 from leadscore.cli.definition import (
     AgesOption,
     HorizonOption,
@@ -99,21 +99,13 @@ def train(
 
 
 def _train_data(data: Path, config: TrainConfig, metrics_out: Path | None, register: bool) -> None:
-    from leadscore.features.loading import load_dataset
-    from leadscore.features.problems import DataError
     from leadscore.model import tracking
     from leadscore.model.registry import MODEL_NAME
     from leadscore.model.train import train as run_train
 
     with progress_line() as progress:
         task = progress.add_task("loading data", total=None)
-        try:
-            dataset = load_dataset(data)
-        except DataError as e:
-            progress.stop()
-            fail(str(e))
-        for note in dataset.notes:
-            console.print(f"[yellow]note:[/] {note}")
+        dataset = load_data(data, progress)
         result = _fit(
             lambda: run_train(dataset, config, progress=lambda m: progress.update(task, description=m))
         )

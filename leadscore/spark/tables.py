@@ -26,9 +26,13 @@ from leadscore.features import schema as S
 from leadscore.spark.partitions import PART, by_lead, from_micros, micros, snapshot, utc
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
     from leadscore.features.labels import QualifiedDefinition
+    from leadscore.features.loading import Dataset
 
 TABLE = "_leadscore_table"  # which table a row of the tagged union came from
 # table -> (its columns the loader reads, its time column)
@@ -49,24 +53,18 @@ def features(
 ) -> DataFrame:
     """lead_id, as_of, then the catalogue features of every lead of `leads_df` created before `as_of`:
     the columns and values `leadscore features` writes, one row per lead, in no particular order."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    from leadscore.features.feature_tables import arrow_schema
+    from leadscore.features.feature_tables import arrow_schema, moment_table
 
     moment = utc(as_of)
-    schema = arrow_schema(training=False)
-    leads, typed = micros(leads_df, S.CREATED_AT)
-    rows, tables = _tagged(events_df, None, None)
-
-    def run(leads_pdf: pd.DataFrame, rows_pdf: pd.DataFrame) -> pd.DataFrame:
-        from leadscore.features.feature_tables import moment_table, to_arrow
-
-        dataset = _dataset(leads_pdf, rows_pdf, typed, tables, moment)
-        if dataset is None:
-            return schema.empty_table().to_pandas()
-        return to_arrow(moment_table(dataset, moment), schema).to_pandas()
-
-    return by_lead(spark, leads, rows, run, from_arrow_schema(schema), partitions)
+    return _tables_by_lead(
+        spark,
+        leads_df,
+        _tagged(events_df, None, None),
+        moment,
+        arrow_schema(training=False),
+        lambda dataset: moment_table(dataset, moment),
+        partitions,
+    )
 
 
 def training_rows(
@@ -88,22 +86,43 @@ def training_rows(
     timestamp by the loader's rule, which costs a pass over the times of every table (`snapshot`).
     Censoring and the hand-over rule compare against it, so it must be the whole data's, never a
     partition's."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    from leadscore.features.feature_tables import arrow_schema
+    from leadscore.features.feature_tables import arrow_schema, training_table
 
     snap = utc(snapshot_at) if snapshot_at is not None else data_snapshot(leads_df, events_df, outcomes_df)
-    schema = arrow_schema(training=True, selection=selection_df is not None)
+    return _tables_by_lead(
+        spark,
+        leads_df,
+        _tagged(events_df, outcomes_df, selection_df),
+        snap,
+        arrow_schema(training=True, selection=selection_df is not None),
+        lambda dataset: training_table(dataset, definition),
+        partitions,
+    )
+
+
+def _tables_by_lead(
+    spark: SparkSession,
+    leads_df: DataFrame,
+    tagged: tuple[DataFrame, dict[str, tuple[list[str], bool]]],
+    snapshot_at: pd.Timestamp,
+    schema: pa.Schema,
+    build: Callable[[Dataset], pd.DataFrame],
+    partitions: int | None,
+) -> DataFrame:
+    """`build`'s table of each lead-hash partition, loaded as the loader loads a dataset snapshotted at
+    `snapshot_at` (`_dataset`), in `schema`: what `features` and `training_rows` share."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
     leads, typed = micros(leads_df, S.CREATED_AT)
-    rows, tables = _tagged(events_df, outcomes_df, selection_df)
+    rows, tables = tagged
 
     def run(leads_pdf: pd.DataFrame, rows_pdf: pd.DataFrame) -> pd.DataFrame:
-        from leadscore.features.feature_tables import to_arrow, training_table
+        from leadscore.features.feature_tables import to_arrow
 
-        dataset = _dataset(leads_pdf, rows_pdf, typed, tables, snap)
+        dataset = _dataset(leads_pdf, rows_pdf, typed, tables, snapshot_at)
         if dataset is None:
             return schema.empty_table().to_pandas()
-        return to_arrow(training_table(dataset, definition), schema).to_pandas()
+        return to_arrow(build(dataset), schema).to_pandas()
 
     return by_lead(spark, leads, rows, run, from_arrow_schema(schema), partitions)
 
