@@ -288,99 +288,94 @@ def test_a_new_champion_rescores_the_active_leads_in_a_run_that_v1_model_reports
         assert {latest[lid] for lid in active} == {v2} and latest[quiet] == "1"
 
 
-def test_rescore_cli_rescores_the_stored_leads_with_the_champion(
-    trained, demo_dataset, database_url, monkeypatch
-):
-    url = database_url
-    monkeypatch.setenv("LEADSCORE_DATABASE_URL", url)
+@pytest.fixture
+def cli_store(trained, database_url, monkeypatch):
+    """The store (migrated) and the registry `leadscore rescore` reads, through the settings as the command
+    takes them."""
+    monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)
     get_settings.cache_clear()
-    try:
-        db.migrate(url)
-        engine = db.make_engine(url)
-        now = datetime.now(UTC)
-        everyone, active = _store_leads(engine, demo_dataset, 12, now)
-        store.upsert_lead(engine, "quiet-lead", now - timedelta(days=400), {})
-        store.add_events(
-            engine,
-            [
-                {
-                    "lead_id": "quiet-lead",
-                    "type": "web_visit",
-                    "timestamp": now - timedelta(days=200),
-                    "page": None,
-                }
-            ],
-        )
-        # when the active leads are rescored (the default: an event in the last 90 days)
-        res = CliRunner().invoke(cli_app, ["rescore"])
-        assert res.exit_code == 0, res.output
-        assert f"rescored {len(active)} leads" in res.output
-        latest = store.latest_scores(engine, limit=1000)
-        assert {r["lead_id"] for r in latest} == set(active)
-        # with the numbers the API's entry point gives for the stored leads at that moment (the command
-        # reads and counts through the batch feature path)
-        stored = store.get_leads(engine, active)
-        assert_scored_as_the_model_does(trained.result.model, latest, stored, latest[0]["as_of"])
-        # and with --all, every stored lead, each once more
-        res = CliRunner().invoke(cli_app, ["rescore", "--all"])
-        assert res.exit_code == 0 and f"rescored {len(everyone) + 1} leads" in res.output
-        assert (
-            len(store.score_history(engine, active[0])) == 2
-            and len(store.score_history(engine, "quiet-lead")) == 1
-        )
-        # and the handoff decisions went through the lead state: one handoff event per lead handed over
-        assert_one_handoff_per_lead_handed_over(engine)
-        # and wrong options are a usage error
-        res = CliRunner().invoke(cli_app, ["rescore", "--all", "--active-days", "30"])
-        assert res.exit_code == 2 and "not both" in res.output
-        engine.dispose()
-    finally:
-        get_settings.cache_clear()
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
+    get_settings.cache_clear()
+
+
+def test_rescore_cli_rescores_the_stored_leads_with_the_champion(trained, demo_dataset, cli_store):
+    engine = cli_store
+    now = datetime.now(UTC)
+    everyone, active = _store_leads(engine, demo_dataset, 12, now)
+    store.upsert_lead(engine, "quiet-lead", now - timedelta(days=400), {})
+    store.add_events(
+        engine,
+        [
+            {
+                "lead_id": "quiet-lead",
+                "type": "web_visit",
+                "timestamp": now - timedelta(days=200),
+                "page": None,
+            }
+        ],
+    )
+    # when the active leads are rescored (the default: an event in the last 90 days)
+    res = CliRunner().invoke(cli_app, ["rescore"])
+    assert res.exit_code == 0, res.output
+    assert f"rescored {len(active)} leads" in res.output
+    latest = store.latest_scores(engine, limit=1000)
+    assert {r["lead_id"] for r in latest} == set(active)
+    # with the numbers the API's entry point gives for the stored leads at that moment (the command
+    # reads and counts through the batch feature path)
+    stored = store.get_leads(engine, active)
+    assert_scored_as_the_model_does(trained.result.model, latest, stored, latest[0]["as_of"])
+    # and with --all, every stored lead, each once more
+    res = CliRunner().invoke(cli_app, ["rescore", "--all"])
+    assert res.exit_code == 0 and f"rescored {len(everyone) + 1} leads" in res.output
+    assert (
+        len(store.score_history(engine, active[0])) == 2
+        and len(store.score_history(engine, "quiet-lead")) == 1
+    )
+    # and the handoff decisions went through the lead state: one handoff event per lead handed over
+    assert_one_handoff_per_lead_handed_over(engine)
+    # and wrong options are a usage error
+    res = CliRunner().invoke(cli_app, ["rescore", "--all", "--active-days", "30"])
+    assert res.exit_code == 2 and "not both" in res.output
 
 
 def test_rescore_cli_in_worker_processes_scores_every_lead_once_as_the_model_does(
-    trained, demo_dataset, database_url, monkeypatch
+    trained, demo_dataset, cli_store, monkeypatch
 ):
     from leadscore.cli import rescore as rescore_cli
 
-    monkeypatch.setenv("LEADSCORE_DATABASE_URL", database_url)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.uri)
+    engine = cli_store
     monkeypatch.setattr(rescore_cli, "CHUNK", 4)  # 14 leads: 4 ranges for 2 processes (forked: they see it)
-    get_settings.cache_clear()
-    try:
-        db.migrate(database_url)
-        engine = db.make_engine(database_url)
-        now = datetime.now(UTC)
-        everyone, _ = _store_leads(engine, demo_dataset, 14, now)
-        # as a fresh command process would: no feature set known yet (the workers score, the parent writes)
-        monkeypatch.setattr(score_log_rows, "_SET_IDS", {})
-        monkeypatch.setattr(score_log_rows, "_SET_NAMES", {})
-        # given ranges that are disjoint and cover every stored lead once, in lead-id order
-        ranges = store.lead_ranges(engine, 4)
-        assert len(ranges) == 4 and all(a <= b for a, b in ranges)
-        assert all(prev[1] < nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False))
-        # when two worker processes rescore them
-        res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "2"])
-        assert res.exit_code == 0, res.output
-        assert f"rescored {len(everyone)} leads" in res.output
-        # then every lead has exactly one new score (none missed, none doubled)
-        with engine.connect() as conn:
-            logged = list(conn.execute(sa.select(db.score_log.c.lead_id)).scalars())
-        assert sorted(logged) == sorted(everyone)
-        # with the numbers the API's entry point gives for it at its range's time
-        latest = store.latest_scores(engine, limit=1000)
-        stored = store.get_leads(engine, everyone)
-        for as_of in {r["as_of"] for r in latest}:
-            rows = sorted((r for r in latest if r["as_of"] == as_of), key=lambda r: r["lead_id"])
-            assert_scored_as_the_model_does(trained.result.model, rows, stored, as_of)
-        # and one handoff event per lead handed over, written by whichever process scored it
-        assert_one_handoff_per_lead_handed_over(engine)
-        res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "0"])
-        assert res.exit_code == 2 and "--workers" in res.output
-        engine.dispose()
-    finally:
-        get_settings.cache_clear()
+    now = datetime.now(UTC)
+    everyone, _ = _store_leads(engine, demo_dataset, 14, now)
+    # as a fresh command process would: no feature set known yet (the workers score, the parent writes)
+    monkeypatch.setattr(score_log_rows, "_SET_IDS", {})
+    monkeypatch.setattr(score_log_rows, "_SET_NAMES", {})
+    # given ranges that are disjoint and cover every stored lead once, in lead-id order
+    ranges = store.lead_ranges(engine, 4)
+    assert len(ranges) == 4 and all(a <= b for a, b in ranges)
+    assert all(prev[1] < nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False))
+    # when two worker processes rescore them
+    res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert f"rescored {len(everyone)} leads" in res.output
+    # then every lead has exactly one new score (none missed, none doubled)
+    with engine.connect() as conn:
+        logged = list(conn.execute(sa.select(db.score_log.c.lead_id)).scalars())
+    assert sorted(logged) == sorted(everyone)
+    # with the numbers the API's entry point gives for it at its range's time
+    latest = store.latest_scores(engine, limit=1000)
+    stored = store.get_leads(engine, everyone)
+    for as_of in {r["as_of"] for r in latest}:
+        rows = sorted((r for r in latest if r["as_of"] == as_of), key=lambda r: r["lead_id"])
+        assert_scored_as_the_model_does(trained.result.model, rows, stored, as_of)
+    # and one handoff event per lead handed over, written by whichever process scored it
+    assert_one_handoff_per_lead_handed_over(engine)
+    res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "0"])
+    assert res.exit_code == 2 and "--workers" in res.output
 
 
 def test_storing_with_rescore_on_activity_off_queues_nothing(engine):
