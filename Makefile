@@ -12,6 +12,12 @@ KEYS_FILE := .leadscore/keys.env
 PYTEST_ARGS ?=
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export LEADSCORE_DATABASE_URL ?= sqlite:///leadscore.db
+# pyspark is published only as a 430 MB source archive. This machine's package index answers uv's
+# revalidation with a fresh copy every time, so uv rebuilt it on every install and kept each build in its
+# cache (1.4 GB a time: 49 installs filled the disk). It is built once per machine into this wheelhouse.
+WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/leadscore/wheelhouse
+PYSPARK := $(shell sed -n 's/^pyspark==//p' constraints.txt)
+PYSPARK_WHEEL := $(WHEELHOUSE)/pyspark-$(PYSPARK)-py2.py3-none-any.whl
 
 .PHONY: run install install-test data model keys store serve test lint typecheck lab wheel-check bench clean help
 
@@ -30,8 +36,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[postgres]'
 	@touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[test,notebooks,spark]'
+$(PYSPARK_WHEEL): | $(BIN)/uv
+	@mkdir -p $(WHEELHOUSE)
+	tmp=$$(mktemp -d -p $(WHEELHOUSE)) && \
+	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps --no-cache-dir -w $$tmp pyspark==$(PYSPARK) && \
+	mv $$tmp/$(notdir $@) $@; rm -rf $$tmp
+
+$(VENV)/.installed-test: $(VENV)/.installed $(PYSPARK_WHEEL)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt --find-links $(WHEELHOUSE) \
+		-e '.[test,notebooks,spark]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name leadscore --display-name "Python (leadscore)" >/dev/null
 	@touch $@
 
