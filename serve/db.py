@@ -230,16 +230,20 @@ def make_engine(url: str, synchronous: str = "FULL") -> sa.Engine:
     )
 
 
+# the key of the PostgreSQL advisory lock that migrations hold (any fixed bigint; "leadscor" in ASCII)
+MIGRATE_LOCK_KEY = 0x6C65616473636F72
+
+
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to the newest schema (alembic upgrade head), or to `revision`.
 
-    One process at a time on this host (a lock file named by a hash of the URL): `leadscore serve
-    --workers N` starts N processes that migrate together, and on a new database all but one would find
-    the tables created under them and fail to start.
+    One process at a time: `leadscore serve --workers N` starts N processes that migrate together, and
+    several hosts may start against one PostgreSQL; on a new database all but one would find the tables
+    created under them and fail to start. PostgreSQL: the migration runs in one transaction that first takes
+    an advisory lock (`MIGRATE_LOCK_KEY`), so a second migrator on any host waits, then finds the schema
+    at head. SQLite (one host by nature): a lock file beside the database (named by a hash of the URL in
+    the temporary directory for a database that is not a file).
     """
-    import fcntl
-    import tempfile
-
     from alembic import command
     from alembic.config import Config
 
@@ -248,13 +252,40 @@ def migrate(url: str, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(here / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False
-    lock = (
-        Path(tempfile.gettempdir())
-        / f"leadscore-migrate-{hashlib.sha256(url.encode()).hexdigest()[:16]}.lock"
-    )
-    with lock.open("a") as f:
+    if sa.engine.make_url(url).get_backend_name() == "postgresql":
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
+                cfg.attributes["connection"] = conn  # migrations/env.py runs them in this transaction
+                command.upgrade(cfg, revision)
+        finally:
+            engine.dispose()
+        return
+    import fcntl
+
+    with _migrate_lock_path(url).open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             command.upgrade(cfg, revision)
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _migrate_lock_path(url: str) -> Path:
+    """Where `migrate` locks a SQLite database: `.NAME.migrate-lock` beside its file (never deleted:
+    removing a lock file others may hold open would let two processes lock two files), or, for an
+    in-memory database or a directory this process cannot write, a file in the temporary directory."""
+    import tempfile
+
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database).resolve()
+        lock = path.with_name(f".{path.name}.migrate-lock")
+        try:
+            lock.touch()
+            return lock
+        except OSError:
+            pass
+    name = f"leadscore-migrate-{hashlib.sha256(url.encode()).hexdigest()[:16]}.lock"
+    return Path(tempfile.gettempdir()) / name
