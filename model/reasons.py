@@ -30,6 +30,9 @@ from leadscore.model.sentences import SentenceCache
 
 SMALL = 4096  # up to this many reasons, values and sentences are looked up one by one (no numpy overhead)
 DIRECT_ROWS = 8  # up to this many rows, `top_reasons` builds the objects without intermediate arrays
+# A `Reason`'s keys in the order the score log stores a reason (an array of their values, docs/api.md)
+# and `top_reasons(..., as_fields=True)` gives one (a tuple).
+REASON_FIELDS = ("feature", "value", "impact", "points", "text")
 
 
 class Reason(TypedDict):
@@ -137,20 +140,25 @@ def round_like_python(x: np.ndarray, digits: int = 6) -> np.ndarray:
     return out
 
 
-def _per_row(t: ReasonArrays, names: tuple[str, ...]) -> list[list[Reason]]:
-    """The reasons of each row, in slot order, their impacts rounded to 6 decimals."""
+def _per_row(t: ReasonArrays, names: tuple[str, ...], as_fields: bool = False) -> list[list[Any]]:
+    """The reasons of each row, in slot order, their impacts rounded to 6 decimals: `Reason`s, or with
+    `as_fields` tuples of their `REASON_FIELDS` values (made by `zip`, no dict a reason)."""
     rows, slots = np.nonzero(t.ok)
-    items: list[Reason] = [
-        {"feature": names[j], "value": value, "impact": impact, "points": pts, "text": text}
-        for j, value, impact, pts, text in zip(
-            t.feature[rows, slots].tolist(),
-            t.value[rows, slots].tolist(),
-            round_like_python(t.impact[rows, slots], 6).tolist(),
-            t.points[rows, slots].tolist(),
-            t.text[rows, slots].tolist(),
-            strict=True,
-        )
-    ]
+    columns = (
+        np.array(names, dtype=object)[t.feature[rows, slots]].tolist(),
+        t.value[rows, slots].tolist(),
+        round_like_python(t.impact[rows, slots], 6).tolist(),
+        t.points[rows, slots].tolist(),
+        t.text[rows, slots].tolist(),
+    )
+    items: list[Any] = (
+        list(zip(*columns, strict=True))
+        if as_fields
+        else [
+            {"feature": f, "value": value, "impact": impact, "points": pts, "text": text}
+            for f, value, impact, pts, text in zip(*columns, strict=True)
+        ]
+    )
     out, start = [], 0
     for count in np.bincount(rows, minlength=t.ok.shape[0]).tolist():
         out.append(items[start : start + count])
@@ -166,29 +174,39 @@ def top_reasons(
     top_n: int = TOP_N,
     sentences: SentenceCache | None = None,
     hidden: np.ndarray | None = None,
-) -> list[list[Reason]]:
+    as_fields: bool = False,
+) -> list[list[Any]]:
     """Per row, the top `top_n` positive then top `top_n` negative reasons, strongest first (see
-    `reason_arrays`)."""
+    `reason_arrays`): `Reason`s, or with `as_fields` each a tuple of its `REASON_FIELDS` values, the form
+    the score log stores (a bulk rescore encodes them without a dict a reason)."""
     names = encoder.features
     if C.shape[0] > DIRECT_ROWS:
-        return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), names)
+        return _per_row(reason_arrays(C, X, encoder, raw_values, top_n, sentences, hidden), names, as_fields)
     # a request's few rows: from the picked slots straight to the reasons, without the intermediate arrays
     # of `reason_arrays`, whose set-up dominates for one lead (docs/benchmarks.md, size-based branches); the
     # same picks, sentences and rounding
     sentences = sentences or SentenceCache(encoder)
     _, member, impact, ok = pick_reasons(shown_contributions(C, hidden), names, top_n)
     raw_values = raw_values or {}
-    out: list[list[Reason]] = []
+    out: list[list[Any]] = []
     for i, (js, impacts, oks, pts) in enumerate(
         zip(member.tolist(), impact.tolist(), ok.tolist(), _points(impact).tolist(), strict=True)
     ):
-        row: list[Reason] = []
+        row: list[Any] = []
         for j, imp, good, p in zip(js, impacts, oks, pts, strict=True):
             if good and p != 0:
                 raw = raw_values.get(names[j])
                 value, text = sentences.one(j, float(X[i, j]), raw[i] if raw is not None else None)
                 row.append(
-                    {"feature": names[j], "value": value, "impact": round(imp, 6), "points": p, "text": text}
+                    (names[j], value, round(imp, 6), p, text)
+                    if as_fields
+                    else {
+                        "feature": names[j],
+                        "value": value,
+                        "impact": round(imp, 6),
+                        "points": p,
+                        "text": text,
+                    }
                 )
         out.append(row)
     return out

@@ -169,11 +169,15 @@ class ScoringModel:
         explain_full: bool = False,
         exploration: Exploration = NONE,
         out_of_range: bool = True,
+        reason_fields: bool = False,
     ) -> list[dict[str, Any]]:
         """One API result per lead: probability, score, grade, qualified (handed over: at or above the
         threshold, or drawn for exploration), explored, propensity, reasons, the values outside the training
         range (and all contributions). `out_of_range=False` leaves those values out (None): the score log
-        does not keep them, and a bulk rescore of old leads spent a sixth of its time describing them."""
+        does not keep them, and a bulk rescore of old leads spent a sixth of its time describing them.
+        `reason_fields=True` gives each reason as the tuple of its `reasons.REASON_FIELDS` values, the form
+        the score log stores, instead of a `Reason` (a bulk rescore made a dict of every reason only to take
+        its values out again)."""
         ex = self.explain(values)
         p = ex.probability
         grades = self.policy.grade(p).tolist()
@@ -189,6 +193,7 @@ class ScoringModel:
             raw_values,
             sentences=self.sentences,
             hidden=checks.hidden(ex.X, outside),
+            as_fields=reason_fields,
         )
         flags = checks.flags(ex.X, outside, self.display) if out_of_range else [None] * len(p)
         insights = self.insights.of(values, len(p))

@@ -38,7 +38,7 @@ def score_frames(model, leads, events, as_of, exploration):
     rows = pd.DataFrame({S.LEAD_ID: leads[S.LEAD_ID], "as_of": pd.Timestamp(as_of)})
     ((pos, values),) = iter_feature_chunks(dataset, rows, chunk_leads=max(1, len(leads)))
     ids = leads[S.LEAD_ID].to_numpy(dtype=object)[pos].tolist()
-    results = model.results(values, ids, exploration=exploration, out_of_range=False)
+    results = model.results(values, ids, exploration=exploration, out_of_range=False, reason_fields=True)
     return Scored(results, [as_of] * len(ids), values, model.encoder.features)
 
 

@@ -29,18 +29,19 @@ import sqlalchemy as sa
 from leadscore.serve import db
 from leadscore.serve.store import outbox
 from leadscore.serve.store.rows import IN_CHUNK, aware, now
-from leadscore.serve.store.score_log_rows import REASON_FIELDS, insert_score_log, sqlite_time
+from leadscore.serve.store.score_log_rows import EVENT_REASONS as EVENT_REASONS  # the events' reasons
+from leadscore.serve.store.score_log_rows import insert_score_log, sqlite_time
 
 HANDOFF = "lead.handoff"
 GRADE_CHANGED = "lead.grade_changed"
-EVENT_REASONS = 3  # reasons in an event: the top ones, as the sales page shows them
 # A score of a moment this far after it was computed is a forecast ("where will this lead be next week"):
 # logged, but not the lead's state, or every real score after it would look older and change nothing.
 FORECAST = timedelta(minutes=5)
 
 _STATE = db.lead_state.c
 # a `score_log_row` tuple: lead_id, scored_at, as_of, model_version, probability, score, grade, qualified,
-# features (JSON), reasons (JSON arrays of REASON_FIELDS), feature_set, propensity, explored
+# features (JSON), reasons (JSON arrays of REASON_FIELDS), feature_set, propensity, explored, and the
+# event's reasons (tuples of REASON_FIELDS values)
 _STATE_COLUMNS = ("as_of", "scored_at", "model_version", "probability", "score", "grade", "qualified")
 
 
@@ -49,7 +50,19 @@ def _time(t: datetime) -> str:
     return aware(t).isoformat().replace("+00:00", "Z")
 
 
+# a batch's rows share their times (a bulk rescore: one `scored_at` and `as_of` for 25,000 rows): each is
+# made aware once, not once a row
+_aware = functools.lru_cache(maxsize=16)(aware)
+
+
+@functools.lru_cache(maxsize=16)
+def _latest_state(scored_at: datetime) -> datetime:
+    """The latest `as_of` a score computed at `scored_at` may have to become the lead's state."""
+    return aware(scored_at) + FORECAST
+
+
 _STATE_FIELDS = ("as_of", "grade", "qualified", "handed_over_at")  # what a new score is compared with
+_NEVER_SCORED = (None, None, None, None)
 _WRITTEN = (*_STATE_COLUMNS, "explored", "handed_over_at")
 _SQLITE_CHUNK = 90  # rows per statement: 10 parameters a row, under the 999 of SQLite < 3.32
 _SQLITE_UPSERT = (
@@ -60,23 +73,23 @@ _SQLITE_UPSERT = (
 
 _OUTBOX = ("event_id", "type", "lead_id", "created_at", "body", "status", "attempts", "next_attempt_at")
 _SQLITE_OUTBOX_CHUNK = 120  # rows per statement: 8 parameters a row, under the 999 of SQLite < 3.32
+_BODY_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # as `encode_json`
 
 
 def _sqlite_read(value: Any) -> datetime | None:
     return None if value is None else aware(datetime.fromisoformat(value))
 
 
-def _locked_states(conn: sa.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The state (`_STATE_FIELDS`) of each lead in `ids`, locked for this transaction; all None for a lead
-    never scored.
+def _locked_states(conn: sa.Connection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """The state (`_STATE_FIELDS`) of each lead in `ids` that has one, locked for this transaction (a lead
+    never scored: absent, or all None).
 
     SQLite: the score log's insert before this already holds the database's one write lock, so a plain
     read is consistent (and read through the driver: this runs for every score the API serves).
     PostgreSQL: empty rows are inserted first (ON CONFLICT DO NOTHING) and every row is then read FOR
     UPDATE in lead_id order, so two writers of the same lead queue on its row and a lead's first score
     cannot make two `lead.handoff` events."""
-    empty = dict.fromkeys(_STATE_FIELDS)
-    out = {i: dict(empty) for i in ids}
+    out: dict[str, tuple[Any, ...]] = {}
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         conn.execute(
@@ -87,46 +100,64 @@ def _locked_states(conn: sa.Connection, ids: list[str]) -> dict[str, dict[str, A
         if postgres:
             q = sa.select(_STATE.lead_id, *(_STATE[c] for c in _STATE_FIELDS))
             q = q.where(_STATE.lead_id.in_(chunk)).order_by(_STATE.lead_id).with_for_update()
-            for lead_id, as_of, grade, qualified, handed in conn.execute(q):
-                out[lead_id].update(as_of=as_of, grade=grade, qualified=qualified, handed_over_at=handed)
+            for lead_id, *state in conn.execute(q):
+                out[lead_id] = tuple(state)
         else:
             sql = f"SELECT lead_id, {', '.join(_STATE_FIELDS)} FROM lead_state WHERE lead_id IN "
             sql += f"({', '.join('?' * len(chunk))})"
             for lead_id, as_of, grade, qualified, handed in conn.exec_driver_sql(sql, tuple(chunk)):
-                out[lead_id].update(
-                    as_of=_sqlite_read(as_of),
-                    grade=grade,
-                    qualified=None if qualified is None else bool(qualified),
-                    handed_over_at=_sqlite_read(handed),
+                out[lead_id] = (
+                    _sqlite_read(as_of),
+                    grade,
+                    None if qualified is None else bool(qualified),
+                    _sqlite_read(handed),
                 )
     return out
 
 
-def _write_states(conn: sa.Connection, states: dict[str, dict[str, Any]]) -> None:
+def _write_states(conn: sa.Connection, changed: dict[str, tuple[tuple[Any, ...], bool, Any]]) -> None:
+    """Write each lead's new state: (its newest score-log row, handed over, handed over at) a lead."""
     if conn.dialect.name == "postgresql":  # every row exists (`_locked_states`) and is locked
         conn.execute(
             sa.update(db.lead_state)
             .where(_STATE.lead_id == sa.bindparam("b_lead_id"))
             .values({k: sa.bindparam(f"b_{k}") for k in _WRITTEN}),
-            [{"b_lead_id": i, **{f"b_{k}": s[k] for k in _WRITTEN}} for i, s in states.items()],
+            [
+                dict(
+                    zip(
+                        ("b_lead_id", *(f"b_{k}" for k in _WRITTEN)),
+                        (
+                            lead_id,
+                            _aware(r[2]),
+                            _aware(r[1]),
+                            *r[3:7],
+                            handed,
+                            None if r[12] is None else bool(r[12]),
+                            handed_at,
+                        ),
+                        strict=True,
+                    )
+                )
+                for lead_id, (r, handed, handed_at) in changed.items()
+            ],
         )
         return
-    items = list(states.items())
+    items = list(changed.items())
     for start in range(0, len(items), _SQLITE_CHUNK):
         chunk = items[start : start + _SQLITE_CHUNK]
         params: list[Any] = []
-        for lead_id, s in chunk:
+        for lead_id, (r, handed, handed_at) in chunk:
             params += (
                 lead_id,
-                sqlite_time(s["as_of"]),
-                sqlite_time(s["scored_at"]),
-                s["model_version"],
-                s["probability"],
-                s["score"],
-                s["grade"],
-                int(s["qualified"]),
-                None if s["explored"] is None else int(s["explored"]),
-                None if s["handed_over_at"] is None else sqlite_time(s["handed_over_at"]),
+                sqlite_time(r[2]),
+                sqlite_time(r[1]),
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                int(handed),
+                None if r[12] is None else int(r[12]),
+                None if handed_at is None else sqlite_time(handed_at),
             )
         one = "(" + ", ".join("?" * (len(_WRITTEN) + 1)) + ")"
         conn.exec_driver_sql(_SQLITE_UPSERT.format(values=", ".join([one] * len(chunk))), tuple(params))
@@ -146,12 +177,13 @@ def _event_ids(n: int) -> list[str]:
     return ids
 
 
-def _events(caused: list[tuple[str, tuple[Any, ...], Any, Any]], at: datetime) -> list[dict[str, Any]]:
-    """The outbox rows of `caused`: (kind, score-log row, previous grade, previous qualified) each."""
+def _events(caused: list[tuple[str, tuple[Any, ...], Any, Any]], at: datetime) -> list[tuple[Any, ...]]:
+    """The outbox rows (`_OUTBOX` values) of `caused`: (kind, score-log row, previous grade, previous
+    qualified) each. The body's reasons are the row's own (`score_log_row`'s last field), not its reasons
+    JSON decoded again."""
     created = _time(at)
     out = []
     for (kind, r, grade, qualified), event_id in zip(caused, _event_ids(len(caused)), strict=True):
-        reasons = orjson.loads(r[9])[:EVENT_REASONS] if r[9] else []
         body = {
             "event_id": event_id,
             "type": kind,
@@ -167,50 +199,45 @@ def _events(caused: list[tuple[str, tuple[Any, ...], Any, Any]], at: datetime) -
             "as_of": _time(r[2]),
             "scored_at": _time(r[1]),
             "model_version": r[3],
-            "reasons": [dict(zip(REASON_FIELDS, x, strict=False)) for x in reasons],
+            "reasons": [
+                {"feature": f, "value": value, "impact": impact, "points": points, "text": text}
+                for f, value, impact, points, text in r[13]
+            ],
         }
-        out.append(
-            {
-                "event_id": event_id,
-                "type": kind,
-                "lead_id": r[0],
-                "created_at": at,
-                "body": orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode(),
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": at,
-            }
-        )
+        body_json = orjson.dumps(body, option=_BODY_JSON).decode()
+        out.append((event_id, kind, r[0], at, body_json, "pending", 0, at))
     return out
 
 
 def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify: bool = True) -> int:
     """Bring `lead_state` up to `rows` (score-log row tuples, in the order scored) and write the outbox
-    events they cause; the number of events written. Call it inside the transaction that inserts the rows."""
+    events they cause; the number of events written. Call it inside the transaction that inserts the rows.
+
+    A first bulk rescore passes here for every stored lead: a lead's state is a tuple, not a dict, and the
+    rows' shared times are made aware once (`_aware`)."""
     if not rows:
         return 0
     states = _locked_states(conn, sorted({r[0] for r in rows}))
     at = now()
     caused: list[tuple[str, tuple[Any, ...], Any, Any]] = []
-    changed: dict[str, dict[str, Any]] = {}
+    # lead_id -> (its newest row, handed over, handed over at), in the order the leads first came
+    changed: dict[str, tuple[tuple[Any, ...], bool, Any]] = {}
     for r in rows:
-        state = states[r[0]]
-        as_of = aware(r[2])
-        if (state["as_of"] is not None and as_of < state["as_of"]) or as_of > aware(r[1]) + FORECAST:
+        lead_id = r[0]
+        was_as_of, was_grade, was_qualified, was_handed_at = states.get(lead_id, _NEVER_SCORED)
+        as_of = _aware(r[2])
+        if (was_as_of is not None and as_of < was_as_of) or as_of > _latest_state(r[1]):
             continue
-        was_handed = bool(state["qualified"])
+        was_handed = bool(was_qualified)
         handed = bool(r[7])
         if notify:
             if handed and not was_handed:
-                caused.append((HANDOFF, r, state["grade"], state["qualified"]))
-            if state["grade"] is not None and state["grade"] != r[6]:
-                caused.append((GRADE_CHANGED, r, state["grade"], state["qualified"]))
-        new = dict(zip(_STATE_COLUMNS, (aware(r[2]), aware(r[1]), *r[3:8]), strict=True))
-        new["qualified"] = handed
-        new["explored"] = None if r[12] is None else bool(r[12])
-        new["handed_over_at"] = (state["handed_over_at"] if was_handed else aware(r[2])) if handed else None
-        state.update(new)
-        changed[r[0]] = state
+                caused.append((HANDOFF, r, was_grade, was_qualified))
+            if was_grade is not None and was_grade != r[6]:
+                caused.append((GRADE_CHANGED, r, was_grade, was_qualified))
+        handed_at = (was_handed_at if was_handed else as_of) if handed else None
+        states[lead_id] = (as_of, r[6], handed, handed_at)
+        changed[lead_id] = (r, handed, handed_at)
     if changed:
         _write_states(conn, changed)
     if caused:
@@ -219,27 +246,27 @@ def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], not
     return len(caused)
 
 
-def _insert_events(conn: sa.Connection, events: list[dict[str, Any]]) -> None:
-    """Insert outbox rows in the order given (their ids are the handoff cursor). SQLite: through the driver,
-    VALUES lists of `_SQLITE_OUTBOX_CHUNK` rows, as the state rows (SQLAlchemy's executemany spent ~40 us
-    a row on the first rescore of a store, one event per lead handed over)."""
+def _insert_events(conn: sa.Connection, events: list[tuple[Any, ...]]) -> None:
+    """Insert outbox rows (`_OUTBOX` values) in the order given (their ids are the handoff cursor). SQLite:
+    through the driver, VALUES lists of `_SQLITE_OUTBOX_CHUNK` rows, as the state rows (SQLAlchemy's
+    executemany spent ~40 us a row on the first rescore of a store, one event per lead handed over)."""
     if conn.dialect.name != "sqlite":
-        conn.execute(sa.insert(db.outbox), events)
+        conn.execute(sa.insert(db.outbox), [dict(zip(_OUTBOX, e, strict=True)) for e in events])
         return
     one = "(" + ", ".join("?" * len(_OUTBOX)) + ")"
     for start in range(0, len(events), _SQLITE_OUTBOX_CHUNK):
         chunk = events[start : start + _SQLITE_OUTBOX_CHUNK]
         params: list[Any] = []
-        for e in chunk:
+        for event_id, kind, lead_id, created, body, status, attempts, next_at in chunk:
             params += (
-                e["event_id"],
-                e["type"],
-                e["lead_id"],
-                sqlite_time(e["created_at"]),
-                e["body"],
-                e["status"],
-                e["attempts"],
-                sqlite_time(e["next_attempt_at"]),
+                event_id,
+                kind,
+                lead_id,
+                sqlite_time(created),
+                body,
+                status,
+                attempts,
+                sqlite_time(next_at),
             )
         sql = f"INSERT INTO outbox ({', '.join(_OUTBOX)}) VALUES {', '.join([one] * len(chunk))}"
         conn.exec_driver_sql(sql, tuple(params))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from leadscore.model.reasons import REASON_FIELDS
 from leadscore.serve import db
 from leadscore.serve.db import encode_json
 
@@ -30,7 +31,8 @@ SCORE_LOG_FIELDS = (
     "propensity",
     "explored",
 )
-REASON_FIELDS = ("feature", "value", "impact", "points", "text")
+# reasons in a handoff event: the top ones, as the sales page shows them; a row carries them unencoded
+EVENT_REASONS = 3
 _COLUMNS = (*SCORE_LOG_FIELDS[:10], "feature_set", *SCORE_LOG_FIELDS[10:])
 _INTO = f"INSERT INTO score_log ({', '.join(_COLUMNS)}) "
 _SQLITE_CHUNK = (
@@ -95,8 +97,10 @@ def score_log_row(r: dict[str, Any]) -> tuple[Any, ...]:
     """A score-log row (a mapping with the fields of `SCORE_LOG_FIELDS`, features a mapping of name to
     value, reasons as the API serves them; `propensity` and `explored` may be absent: NULL) as
     `insert_score_log` takes it: a flat tuple, features encoded as the JSON array of their values, reasons as
-    arrays of `REASON_FIELDS`, the id of the feature set, then propensity and explored.
-    About 1 KB of JSON a row instead of 2.4 KB with every key repeated (docs/api.md, "Score log")."""
+    arrays of `REASON_FIELDS`, the id of the feature set, propensity and explored, and last (not stored in
+    the score log) the first `EVENT_REASONS` reasons as a tuple of tuples of their `REASON_FIELDS` values,
+    what a handoff event shows (taken from there, not decoded back from the JSON). About 1 KB of JSON a row
+    instead of 2.4 KB with every key repeated (docs/api.md, "Score log")."""
     features = r["features"]
     return encoded_score_log_row(
         r, r["scored_at"], r["as_of"], r["model_version"], list(features.values()), tuple(features)
@@ -112,7 +116,12 @@ def encoded_score_log_row(
     names: tuple[str, ...],
 ) -> tuple[Any, ...]:
     """`score_log_row` of a result `r` (lead_id, probability, score, grade, qualified, reasons and, if
-    known, propensity and explored) whose features are `values` in the order of `names`."""
+    known, propensity and explored) whose features are `values` in the order of `names`. Its reasons are
+    `Reason`s as the API serves them, or tuples of their `REASON_FIELDS` values
+    (`ScoringModel.results(reason_fields=True)`: a bulk rescore's, which never makes the dicts)."""
+    reasons = r["reasons"]
+    if reasons and not isinstance(reasons[0], tuple):
+        reasons = [_reason_values(x) for x in reasons]
     return (
         r["lead_id"],
         scored_at,
@@ -123,10 +132,11 @@ def encoded_score_log_row(
         r["grade"],
         r["qualified"],
         encode_json(values),
-        encode_json([_reason_values(x) for x in r["reasons"]]),
+        encode_json(reasons),
         feature_set_id(names),
         r.get("propensity"),
         r.get("explored"),
+        tuple(reasons[:EVENT_REASONS]),  # tuples of numbers and text: the GC stops tracking them (queue)
     )
 
 
@@ -191,5 +201,5 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
                 )
             conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(params))
     else:
-        payload = [(*r[:1], r[1].isoformat(), r[2].isoformat(), *r[3:]) for r in rows]
+        payload = [(r[0], r[1].isoformat(), r[2].isoformat(), *r[3:13]) for r in rows]
         conn.execute(_PG_INSERT, {"rows": encode_json(payload)})

@@ -15,7 +15,7 @@ from leadscore.features.frames import feature_frame
 from leadscore.model import persist
 from leadscore.model.batch import lead_rows, score_dataset
 from leadscore.model.encoding import Encoder
-from leadscore.model.reasons import POINTS_PER_DOUBLING, top_reasons
+from leadscore.model.reasons import POINTS_PER_DOUBLING, REASON_FIELDS, top_reasons
 from leadscore.model.scoring import ScoringModel
 
 TOP = 5
@@ -204,3 +204,22 @@ def test_the_docs_quote_the_minimum_impact_of_a_reason():
     doc = " ".join((REPO / "docs" / "models.md").read_text().split())
     quoted = re.findall(r"below half a point, ([\d.]+) in log-odds", doc)
     assert quoted == [f"{MIN_ABS_IMPACT:.4f}"]
+
+
+def test_reasons_as_fields_are_the_served_reasons_values_in_the_score_logs_order(trained, snapshot_values):
+    # given a real model and demo leads: many (the arrays' path) and a request's few (the direct path)
+    model = trained.result.model
+    ids, values = snapshot_values
+    few = {k: v[:3] for k, v in values.items()}
+    for lead_ids, vals in ((ids, values), (ids[:3], few)):
+        # when they are scored with reasons as served and with reasons as field tuples (a bulk rescore)
+        served = model.results(vals, lead_ids, out_of_range=False)
+        fields = model.results(vals, lead_ids, out_of_range=False, reason_fields=True)
+        # then each reason is the tuple of the served reason's values in REASON_FIELDS order, and the
+        # rest of every result is the same
+        assert [r["reasons"] for r in fields] == [
+            [tuple(x[k] for k in REASON_FIELDS) for x in r["reasons"]] for r in served
+        ]
+        assert all(isinstance(x, tuple) for r in fields for x in r["reasons"])
+        assert [{**r, "reasons": None} for r in fields] == [{**r, "reasons": None} for r in served]
+    assert sum(len(r["reasons"]) for r in served) > 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -234,3 +235,33 @@ def test_a_batch_the_database_refuses_for_a_while_is_written_later_with_its_even
     # then the score and its handoff were written once, and nothing was dropped
     assert [e["lead_id"] for e in events(engine)] == ["r-1"]
     assert len(store.score_history(engine, "r-1")) == 1 and writer.dropped == 0
+
+
+def test_a_bulk_rescores_row_with_reasons_as_field_tuples_logs_and_notifies_as_the_served_row(engine):
+    # given the same score twice: as the API serves it (reasons as objects) and as a bulk rescore makes it
+    # (`ScoringModel.results(reason_fields=True)`: tuples of the REASON_FIELDS values)
+    as_fields = [tuple(r[k] for k in store.REASON_FIELDS) for r in REASONS]
+    write(engine, [row("served", "A", True), row("bulk", "A", True, reasons=as_fields)])
+    # then the score log keeps the same reasons for both, read back as the API serves them
+    logged = {r["lead_id"]: r for r in store.latest_scores(engine, limit=10)}
+    assert logged["served"]["reasons"] == logged["bulk"]["reasons"] == REASONS
+    # and the two handoff events carry the same top reasons, byte for byte in their bodies
+    served_event, bulk_event = events(engine)
+    assert served_event["body"]["reasons"] == REASONS[: store.handoffs.EVENT_REASONS]
+    with engine.connect() as conn:
+        raw = dict(conn.execute(sa.select(db.outbox.c.lead_id, db.outbox.c.body)).all())
+    assert raw["bulk"].replace(bulk_event["event_id"], "ID").replace('"bulk"', '"L"') == raw[
+        "served"
+    ].replace(served_event["event_id"], "ID").replace('"served"', '"L"')
+
+
+def test_event_ids_are_distinct_uuid4_strings_as_uuid_spells_them():
+    # given the ids drawn for a first bulk rescore's events
+    ids = store.handoffs._event_ids(20_000)
+    # then each is a version 4 UUID of the RFC 4122 variant, spelled as str(uuid.UUID) spells it
+    parsed = [uuid.UUID(x) for x in ids]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [str(u) for u in parsed] == ids
+    # and no two are equal (122 random bits each)
+    assert len(set(ids)) == len(ids)
+    assert store.handoffs._event_ids(0) == []
