@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from contextlib import closing
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from leadscore.cli.common import FAILED, console, fail, load_model, progress_line, setup_mlflow
 
+if TYPE_CHECKING:  # imported when used: `leadscore --help` stays fast
+    from leadscore.serve.store import LeadRange
+
 CHUNK = 25_000  # leads read, scored and written per transaction (~0.6 GB of temporaries at 50 events a lead)
+# the first range's leads: nothing can be written before it is scored, so it is smaller (the writer starts
+# sooner, then keeps up with the workers)
+HEAD = 5_000
 
 
 def default_workers() -> int:
@@ -54,7 +60,7 @@ class _Job:
     engine: Any = None  # each process's own (a connection pool does not survive a fork)
 
 
-def score_range(bounds: tuple[str, str]) -> tuple[list[tuple[Any, ...]], int]:
+def score_range(bounds: LeadRange) -> tuple[list[tuple[Any, ...]], int]:
     """Read and score the stored leads of one id range (`store.lead_ranges`), in this process: (their
     score-log rows as `store.write_scores` takes them, leads handed over). Reading needs no lock (SQLite's
     WAL lets readers run beside the writer), so workers do this side by side."""
@@ -63,7 +69,7 @@ def score_range(bounds: tuple[str, str]) -> tuple[list[tuple[Any, ...]], int]:
 
     if _Job.engine is None:
         _Job.engine = db.make_engine(_Job.database_url)
-    leads, events = store.lead_frames(_Job.engine, *bounds, _Job.since)
+    leads, events = store.lead_frames(_Job.engine, bounds.first, bounds.last, _Job.since)
     if leads.empty:
         return [], 0
     scored_at = store.now()
@@ -149,8 +155,8 @@ def rescore(
         n_workers = workers or default_workers()
         try:
             since = None if days is None else store.now() - timedelta(days=days)
-            total = store.count_leads(engine, since)
-            ranges = store.lead_ranges(engine, CHUNK, since)
+            ranges = store.lead_ranges(engine, CHUNK, since, head=HEAD)
+            total = sum(r.leads for r in ranges)
             engine.dispose()  # before the fork: the workers open their own connections
             _Job.model, _Job.database_url, _Job.version = scoring_model, settings.database_url, version
             _Job.exploration, _Job.since = exploration, since
@@ -180,7 +186,7 @@ def rescore(
     )
 
 
-def _scored_ranges(ranges: list[tuple[str, str]], workers: int):
+def _scored_ranges(ranges: list[LeadRange], workers: int):
     """`score_range` of every range, as each finishes: in this process with one worker, else in `workers`
     forked processes (the scoring is CPU-bound Python), while this process writes what they give it.
 

@@ -12,9 +12,9 @@ Callers import the store as one (`from leadscore.serve import store`; `store.add
 from leadscore.serve.store.feedback import Conflict, UnknownLead, add_feedback, feedback_for, feedback_frame
 from leadscore.serve.store.handoffs import GRADE_CHANGED, HANDOFF, write_scores
 from leadscore.serve.store.leads import (
+    LeadRange,
     TooManyEvents,
     add_events,
-    count_leads,
     get_leads,
     known_leads,
     lead_frames,
@@ -50,13 +50,13 @@ __all__ = [
     "REASON_FIELDS",
     "SCORE_LOG_FIELDS",
     "Conflict",
+    "LeadRange",
     "ListSort",
     "ScoreLogWriter",
     "TooManyEvents",
     "UnknownLead",
     "add_events",
     "add_feedback",
-    "count_leads",
     "aware",
     "decode_score_log",
     "encoded_score_log_row",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -153,26 +153,37 @@ def get_leads(
     return out
 
 
-def count_leads(engine: sa.Engine, active_since: datetime | None = None) -> int:
-    """Stored leads (with `active_since`: those with an event at or after it)."""
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).select_from(_stored(active_since).subquery())
-            ).scalar_one()
-        )
+class LeadRange(NamedTuple):
+    """Stored leads with ids from `first` to `last` (bounds included): `leads` of them."""
+
+    first: str
+    last: str
+    leads: int
 
 
 def lead_ranges(
-    engine: sa.Engine, chunk: int = 50_000, active_since: datetime | None = None
-) -> list[tuple[str, str]]:
+    engine: sa.Engine, chunk: int = 50_000, active_since: datetime | None = None, head: int | None = None
+) -> list[LeadRange]:
     """Every stored lead (with `active_since`: those with an event at or after it) in lead-id order, cut into
-    ranges of `chunk` leads: (first, last) lead ids, bounds included. Disjoint ranges that cover every lead
-    once, so processes can read and score them apart (`lead_frames`); only the ids are read here."""
-    q = _stored(active_since).with_only_columns(db.leads.c.lead_id).order_by(db.leads.c.lead_id)
+    ranges of `chunk` leads, the first of `head` if given (a pipeline's first range, scored before anything
+    can be written, can be smaller). Disjoint ranges that cover every lead once, so processes can read and
+    score them apart (`lead_frames`); only the ids are read here, and the number of leads is the ranges'
+    sum (no count of its own).
+
+    The ids come from the driver's cursor: the statement and its parameters are SQLAlchemy's (`_stored`),
+    but a result row per lead cost 1.3 s CPU at 1M leads, the driver's own rows 0.3 s."""
+    q = _stored(active_since).with_only_columns(sa.type_coerce(db.leads.c.lead_id, sa.String))
     with engine.connect() as conn:
-        ids = conn.execute(q).scalars().all()
-    return [(ids[i], ids[min(i + chunk, len(ids)) - 1]) for i in range(0, len(ids), chunk)]
+        result = conn.execute(q.order_by(db.leads.c.lead_id))
+        try:
+            ids = [r[0] for r in result.cursor.fetchall()]
+        finally:
+            result.close()
+    if not ids:
+        return []
+    cuts = [0, *range(min(head or chunk, chunk), len(ids), chunk)]
+    ends = [*cuts[1:], len(ids)]
+    return [LeadRange(ids[a], ids[b - 1], b - a) for a, b in zip(cuts, ends, strict=True)]
 
 
 def lead_frames(

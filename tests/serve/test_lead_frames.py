@@ -111,3 +111,33 @@ def test_reading_a_leads_events_needs_only_the_index(tmp_path):
     # event once a lead's events are spread over the table by their arrival: docs/data-model.md)
     for plan in (bulk, one):
         assert any("COVERING INDEX ix_events_lead_id_timestamp_type_page" in row[-1] for row in plan), plan
+
+
+def test_lead_ranges_cut_the_stored_leads_into_disjoint_ranges_that_count_them(engine):
+    # given 23 stored leads, 8 of them with an event since a cut
+    ids = [f"r-{i:03d}" for i in range(23)]
+    for lid in reversed(ids):
+        store.upsert_lead(engine, lid, T0, {}, rescore=False)
+    active = ids[::3]
+    since = T0 + timedelta(days=10)
+    events = [{"lead_id": lid, "type": "web_visit", "timestamp": T0, "page": None} for lid in ids]
+    events += [{"lead_id": lid, "type": "form_submitted", "timestamp": since, "page": None} for lid in active]
+    store.add_events(engine, events, rescore=False)
+    # when they are cut into ranges of 5, the first of 2
+    ranges = store.lead_ranges(engine, 5, head=2)
+    # then the ranges follow one another in id order, each with its number of leads, and cover every lead
+    assert [r.leads for r in ranges] == [2, 5, 5, 5, 5, 1]
+    assert [(r.first, r.last) for r in ranges] == [(ids[0], ids[1])] + [
+        (ids[i], ids[min(i + 5, 23) - 1]) for i in range(2, 23, 5)
+    ]
+    covered = [lid for r in ranges for lid in store.lead_frames(engine, r.first, r.last)[0][S.LEAD_ID]]
+    assert covered == ids
+    # and with an activity cut, only the active leads are cut and counted
+    ranges = store.lead_ranges(engine, 3, since, head=2)
+    assert [r.leads for r in ranges] == [2, 3, 3]
+    assert [
+        lid for r in ranges for lid in store.lead_frames(engine, r.first, r.last, since)[0][S.LEAD_ID]
+    ] == (active)
+    # and a store without leads has no ranges; without `head` every range has `chunk` leads
+    assert store.lead_ranges(engine, 4, T0 + timedelta(days=400)) == []
+    assert [r.leads for r in store.lead_ranges(engine, 10)] == [10, 10, 3]

@@ -348,16 +348,18 @@ def test_rescore_cli_in_worker_processes_scores_every_lead_once_as_the_model_doe
     from leadscore.cli import rescore as rescore_cli
 
     engine = cli_store
-    monkeypatch.setattr(rescore_cli, "CHUNK", 4)  # 14 leads: 4 ranges for 2 processes (forked: they see it)
+    # 14 leads: 4 ranges (the first of 2) for 2 processes (forked: they see it)
+    monkeypatch.setattr(rescore_cli, "CHUNK", 4)
+    monkeypatch.setattr(rescore_cli, "HEAD", 2)
     now = datetime.now(UTC)
     everyone, _ = _store_leads(engine, demo_dataset, 14, now)
     # as a fresh command process would: no feature set known yet (the workers score, the parent writes)
     monkeypatch.setattr(score_log_rows, "_SET_IDS", {})
     monkeypatch.setattr(score_log_rows, "_SET_NAMES", {})
     # given ranges that are disjoint and cover every stored lead once, in lead-id order
-    ranges = store.lead_ranges(engine, 4)
-    assert len(ranges) == 4 and all(a <= b for a, b in ranges)
-    assert all(prev[1] < nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False))
+    ranges = store.lead_ranges(engine, 4, head=2)
+    assert [r.leads for r in ranges] == [2, 4, 4, 4] and all(r.first <= r.last for r in ranges)
+    assert all(prev.last < nxt.first for prev, nxt in zip(ranges, ranges[1:], strict=False))
     # when two worker processes rescore them
     res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "2"])
     assert res.exit_code == 0, res.output
