@@ -5,6 +5,7 @@ store in bulk."""
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -319,8 +320,11 @@ def test_rescore_cli_rescores_the_stored_leads_with_the_champion(trained, demo_d
         ],
     )
     # when the active leads are rescored (the default: an event in the last 90 days)
+    collector = gc.get_threshold()
     res = CliRunner().invoke(cli_app, ["rescore"])
     assert res.exit_code == 0, res.output
+    # (in this process: the collector is left as it was, nothing frozen)
+    assert gc.get_threshold() == collector and gc.get_freeze_count() == 0
     assert f"rescored {len(active)} leads" in res.output
     latest = store.latest_scores(engine, limit=1000)
     assert {r["lead_id"] for r in latest} == set(active)
