@@ -114,10 +114,9 @@ def encoded_score_log_rows(scored: Scored, scored_at: datetime, version: str | N
     values (1.4 of 2.2 s per 100k leads)."""
     names = tuple(scored.features)
     columns = [np.asarray(scored.values[name]).tolist() for name in names]
-    return [
-        store.encoded_score_log_row(r, scored_at, as_of, version, features, names)
-        for r, as_of, features in zip(scored.results, scored.as_of, zip(*columns, strict=True), strict=True)
-    ]
+    return store.encoded_score_log_rows(
+        scored.results, scored_at, scored.as_of, version, zip(*columns, strict=True), names
+    )
 
 
 def score_log_rows(scored: Scored, scored_at: datetime, version: str | None) -> list[dict]:
