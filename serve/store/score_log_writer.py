@@ -24,10 +24,10 @@ class ScoreLogWriter:
     """Writes score-log rows in batches from a background thread.
 
     `put` encodes each row's features and reasons to JSON text at once (in the request), so the queue holds
-    flat tuples of text and numbers: nothing for the garbage collector to walk, nothing for the writer to
-    build while holding the GIL. The score log is an audit trail, not an acknowledged write: a crash loses
-    what is still queued (about `flush_seconds` of rows while the database keeps up). Feedback, which is
-    acknowledged, never goes through here.
+    tuples of text and numbers (and the event's top reasons, `store.score_log_row`): nothing for the
+    garbage collector to walk, nothing for the writer to build while holding the GIL. The score log is an
+    audit trail, not an acknowledged write: a crash loses what is still queued (about `flush_seconds` of
+    rows while the database keeps up). Feedback, which is acknowledged, never goes through here.
     The handoff events of queued scores are written with them (`store.handoffs`), so a crash loses those
     too; the lead's next score is compared with its last written one and brings the event then. Leads
     stored in the service are rescored after new activity from the durable rescore queue
@@ -40,7 +40,9 @@ class ScoreLogWriter:
     """
 
     DROP_LOG_SECONDS = 10.0
-    ROW_OVERHEAD = 200  # bytes of a queued row beyond its text: the tuple, numbers, times (CPython, 64-bit)
+    # bytes of a queued row beyond its top-level text: the tuple, numbers, times and the handoff event's top
+    # reasons as tuples (measured: ~780 bytes a demo row, CPython 3.11, 64-bit)
+    ROW_OVERHEAD = 800
 
     PRUNE_ROWS = 5000  # rows deleted per retention step: a short transaction between two batches of writes
     MAX_TRIES = 6  # tries of a failed batch before it is dropped (backoff 1, 2, 4, 8, 16 s by default)
