@@ -255,13 +255,23 @@ def test_a_bulk_rescores_row_with_reasons_as_field_tuples_logs_and_notifies_as_t
     ].replace(served_event["event_id"], "ID").replace('"served"', '"L"')
 
 
-def test_event_ids_are_distinct_uuid4_strings_as_uuid_spells_them():
-    # given the ids drawn for a first bulk rescore's events
-    ids = store.handoffs._event_ids(20_000)
-    # then each is a version 4 UUID of the RFC 4122 variant, spelled as str(uuid.UUID) spells it
+def test_event_ids_are_distinct_time_ordered_uuid7_strings_as_uuid_spells_them():
+    from datetime import UTC, datetime
+
+    # given the ids drawn for a first bulk rescore's events, made at one moment
+    at = datetime(2026, 11, 29, 6, 0, 0, 123456, tzinfo=UTC)
+    ids = store.handoffs._event_ids(20_000, at)
+    # then each is a version 7 UUID of the RFC 9562 variant, spelled as str(uuid.UUID) spells it
     parsed = [uuid.UUID(x) for x in ids]
-    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
     assert [str(u) for u in parsed] == ids
-    # and no two are equal (122 random bits each)
+    # whose first 48 bits are the moment in Unix milliseconds, in ascending order (the outbox's index grows
+    # at its end)
+    assert {u.int >> 80 for u in parsed} == {int(at.timestamp() * 1000)}
+    assert ids == sorted(ids)
+    # and no two are equal (74 random bits each)
     assert len(set(ids)) == len(ids)
-    assert store.handoffs._event_ids(0) == []
+    # and a later moment's ids sort after these
+    later = store.handoffs._event_ids(10, at.replace(microsecond=124456))
+    assert min(later) > max(ids)
+    assert store.handoffs._event_ids(0, at) == []
