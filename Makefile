@@ -38,9 +38,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/uv
 
 $(PYSPARK_WHEEL): | $(BIN)/uv
 	@mkdir -p $(WHEELHOUSE)
-	tmp=$$(mktemp -d -p $(WHEELHOUSE)) && \
+	# the build's own directory goes however the recipe ends, and a failed build fails make (a `; rm` last
+	# made the recipe succeed without the wheel, and uv then built pyspark from source on every install)
+	tmp=$$(mktemp -d -p $(WHEELHOUSE)) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps --no-cache-dir -w $$tmp pyspark==$(PYSPARK) && \
-	mv $$tmp/$(notdir $@) $@; rm -rf $$tmp
+	mv $$tmp/$(notdir $@) $@
 
 $(VENV)/.installed-test: $(VENV)/.installed $(PYSPARK_WHEEL)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt --find-links $(WHEELHOUSE) \
