@@ -45,7 +45,7 @@ def main() -> None:
     family = sys.argv[sys.argv.index("--family") + 1] if "--family" in sys.argv else "scorecard"
     from leadscore.model import persist
     from leadscore.model.exploration import NONE
-    from leadscore.serve import db
+    from leadscore.serve import store
     from leadscore.serve.routes.score import parse_score_request
     from leadscore.serve.scoring import score_request
 
@@ -54,7 +54,7 @@ def main() -> None:
 
     class Rows:  # the score-log writer's encoding, without the database
         def put(self, rows):
-            [db.score_log_row(r) for r in rows]
+            [store.score_log_row(r) for r in rows]
 
     state = SimpleNamespace(metrics=None, score_log=Rows(), settings=None, engine=None, exploration=NONE)
     for n, runs in ((1, 5000), (1000, 41)):
