@@ -108,4 +108,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/features.py && $(BIN)/python bench/score.py && $(BIN)/python bench/train.py && $(BIN)/python bench/api.py
 
 clean:
-	rm -rf $(VENV) data mlflow.db mlruns leadscore.db* .leadscore
+	rm -rf $(VENV) data mlflow.db mlruns leadscore.db* .leadscore.db.migrate-lock .leadscore
