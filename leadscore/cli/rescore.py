@@ -3,7 +3,7 @@ champion reach the score log, the sales page and the handoff events (docs/retrai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -56,17 +56,21 @@ def score_frames(model, leads, events, as_of, exploration):
 
 
 @contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """`GC_THRESHOLD` while the command runs; then the collector as it was, nothing frozen (the command also
-    runs inside other processes: tests, a scheduler's Python)."""
+def _fewer_collections() -> Iterator[Callable[[], None]]:
+    """`GC_THRESHOLD` while the command runs, and a function that freezes what is loaded by then; then the
+    collector as it was (the command also runs inside other processes: tests, a scheduler's Python). Only a
+    process that had nothing frozen freezes and is unfrozen here: `gc.unfreeze` gives back every frozen
+    object, and a host's own (a server's model, `serve.model_holder`) must stay out of the collector's way."""
     import gc
 
     before = gc.get_threshold()
+    ours = gc.get_freeze_count() == 0
     gc.set_threshold(GC_THRESHOLD)
     try:
-        yield
+        yield gc.freeze if ours else lambda: None
     finally:
-        gc.unfreeze()
+        if ours:
+            gc.unfreeze()
         gc.set_threshold(*before)
 
 
@@ -155,7 +159,7 @@ def rescore(
     uri = model or settings.model_uri
     days = None if all_leads else (active_days if active_days is not None else settings.rescore_active_days)
     setup_mlflow()
-    with progress_line() as progress, _fewer_collections():
+    with progress_line() as progress, _fewer_collections() as freeze:
         task = progress.add_task(f"loading model {uri}", total=None)
         scoring_model = load_model(uri, progress, FAILED, what="the model")
         version = scoring_model.version
@@ -186,9 +190,7 @@ def rescore(
             feature_set_id(tuple(scoring_model.encoder.features))
             # what is loaded by now (modules, the model) lives to the end: out of the collector's passes,
             # which also leaves its memory pages shared with the forked workers (no copy on write)
-            import gc
-
-            gc.freeze()
+            freeze()
             progress.update(task, description="rescoring leads", total=total, completed=0)
             # closed on any error: the worker pool stops now, not when the generator is collected
             with closing(_scored_ranges(ranges, min(n_workers, len(ranges)))) as scored:

@@ -319,12 +319,20 @@ def test_rescore_cli_rescores_the_stored_leads_with_the_champion(trained, demo_d
             }
         ],
     )
-    # when the active leads are rescored (the default: an event in the last 90 days)
-    collector = gc.get_threshold()
-    res = CliRunner().invoke(cli_app, ["rescore"])
+    # when the active leads are rescored (the default: an event in the last 90 days), in a process that
+    # froze what it holds (as the server freezes its model)
+    collector, first_freeze = gc.get_threshold(), gc.get_freeze_count() == 0
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        res = CliRunner().invoke(cli_app, ["rescore"])
+        # (in this process: the collector is left as it was, what the process froze still frozen; a frozen
+        # object that dies leaves the count, so a few fewer)
+        assert gc.get_threshold() == collector and gc.get_freeze_count() > frozen * 0.9
+    finally:
+        if first_freeze:
+            gc.unfreeze()
     assert res.exit_code == 0, res.output
-    # (in this process: the collector is left as it was, nothing frozen)
-    assert gc.get_threshold() == collector and gc.get_freeze_count() == 0
     assert f"rescored {len(active)} leads" in res.output
     latest = store.latest_scores(engine, limit=1000)
     assert {r["lead_id"] for r in latest} == set(active)
@@ -365,8 +373,11 @@ def test_rescore_cli_in_worker_processes_scores_every_lead_once_as_the_model_doe
     assert [r.leads for r in ranges] == [2, 4, 4, 4] and all(r.first <= r.last for r in ranges)
     assert all(prev.last < nxt.first for prev, nxt in zip(ranges, ranges[1:], strict=False))
     # when two worker processes rescore them
+    frozen = gc.get_freeze_count()
     res = CliRunner().invoke(cli_app, ["rescore", "--all", "--workers", "2"])
     assert res.exit_code == 0, res.output
+    # (what the command froze for its workers is given back: no more frozen than before)
+    assert gc.get_freeze_count() <= frozen
     assert f"rescored {len(everyone)} leads" in res.output
     # then every lead has exactly one new score (none missed, none doubled)
     with engine.connect() as conn:
