@@ -28,7 +28,7 @@ import orjson
 import sqlalchemy as sa
 from leadscore.serve import db
 from leadscore.serve.store import outbox
-from leadscore.serve.store.rows import IN_CHUNK, aware, now
+from leadscore.serve.store.rows import IN_CHUNK, aware, now, sqlite_insert_values
 from leadscore.serve.store.score_log_rows import EVENT_REASONS as EVENT_REASONS  # the events' reasons
 from leadscore.serve.store.score_log_rows import insert_score_log, sqlite_time
 
@@ -64,15 +64,13 @@ def _latest_state(scored_at: datetime) -> datetime:
 _STATE_FIELDS = ("as_of", "grade", "qualified", "handed_over_at")  # what a new score is compared with
 _NEVER_SCORED = (None, None, None, None)
 _WRITTEN = (*_STATE_COLUMNS, "explored", "handed_over_at")
-_SQLITE_CHUNK = 90  # rows per statement: 10 parameters a row, under the 999 of SQLite < 3.32
-_SQLITE_UPSERT = (
-    f"INSERT INTO lead_state (lead_id, {', '.join(_WRITTEN)}) VALUES {{values}} ON CONFLICT (lead_id) "
-    f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _WRITTEN)}"
+_SQLITE_UPSERT = (  # head and tail of `rows.sqlite_insert_values`
+    f"INSERT INTO lead_state (lead_id, {', '.join(_WRITTEN)})",
+    f" ON CONFLICT (lead_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _WRITTEN)}",
 )
 
 
 _OUTBOX = ("event_id", "type", "lead_id", "created_at", "body", "status", "attempts", "next_attempt_at")
-_SQLITE_OUTBOX_CHUNK = 120  # rows per statement: 8 parameters a row, under the 999 of SQLite < 3.32
 _BODY_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # as `encode_json`
 
 
@@ -142,25 +140,22 @@ def _write_states(conn: sa.Connection, changed: dict[str, tuple[tuple[Any, ...],
             ],
         )
         return
-    items = list(changed.items())
-    for start in range(0, len(items), _SQLITE_CHUNK):
-        chunk = items[start : start + _SQLITE_CHUNK]
-        params: list[Any] = []
-        for lead_id, (r, handed, handed_at) in chunk:
-            params += (
-                lead_id,
-                sqlite_time(r[2]),
-                sqlite_time(r[1]),
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                int(handed),
-                None if r[12] is None else int(r[12]),
-                None if handed_at is None else sqlite_time(handed_at),
-            )
-        one = "(" + ", ".join("?" * (len(_WRITTEN) + 1)) + ")"
-        conn.exec_driver_sql(_SQLITE_UPSERT.format(values=", ".join([one] * len(chunk))), tuple(params))
+    params: list[Any] = []
+    for lead_id, (r, handed, handed_at) in changed.items():
+        params += (
+            lead_id,
+            sqlite_time(r[2]),
+            sqlite_time(r[1]),
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            int(handed),
+            None if r[12] is None else int(r[12]),
+            None if handed_at is None else sqlite_time(handed_at),
+        )
+    head, tail = _SQLITE_UPSERT
+    sqlite_insert_values(conn, head, len(_WRITTEN) + 1, params, tail)
 
 
 def _event_ids(n: int, at: datetime) -> list[str]:
@@ -256,28 +251,24 @@ def record_transitions(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], not
 
 def _insert_events(conn: sa.Connection, events: list[tuple[Any, ...]]) -> None:
     """Insert outbox rows (`_OUTBOX` values) in the order given (their ids are the handoff cursor). SQLite:
-    through the driver, VALUES lists of `_SQLITE_OUTBOX_CHUNK` rows, as the state rows (SQLAlchemy's
+    VALUES lists through the driver (`rows.sqlite_insert_values`), as the state rows (SQLAlchemy's
     executemany spent ~40 us a row on the first rescore of a store, one event per lead handed over)."""
     if conn.dialect.name != "sqlite":
         conn.execute(sa.insert(db.outbox), [dict(zip(_OUTBOX, e, strict=True)) for e in events])
         return
-    one = "(" + ", ".join("?" * len(_OUTBOX)) + ")"
-    for start in range(0, len(events), _SQLITE_OUTBOX_CHUNK):
-        chunk = events[start : start + _SQLITE_OUTBOX_CHUNK]
-        params: list[Any] = []
-        for event_id, kind, lead_id, created, body, status, attempts, next_at in chunk:
-            params += (
-                event_id,
-                kind,
-                lead_id,
-                sqlite_time(created),
-                body,
-                status,
-                attempts,
-                sqlite_time(next_at),
-            )
-        sql = f"INSERT INTO outbox ({', '.join(_OUTBOX)}) VALUES {', '.join([one] * len(chunk))}"
-        conn.exec_driver_sql(sql, tuple(params))
+    params: list[Any] = []
+    for event_id, kind, lead_id, created, body, status, attempts, next_at in events:
+        params += (
+            event_id,
+            kind,
+            lead_id,
+            sqlite_time(created),
+            body,
+            status,
+            attempts,
+            sqlite_time(next_at),
+        )
+    sqlite_insert_values(conn, f"INSERT INTO outbox ({', '.join(_OUTBOX)})", len(_OUTBOX), params)
 
 
 def write_scores(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify: bool = True) -> int:

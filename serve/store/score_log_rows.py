@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from leadscore.model.reasons import REASON_FIELDS
 from leadscore.serve import db
 from leadscore.serve.db import encode_json
+from leadscore.serve.store.rows import sqlite_insert_values
 
 SCORE_LOG_FIELDS = (
     "lead_id",
@@ -35,9 +36,6 @@ SCORE_LOG_FIELDS = (
 EVENT_REASONS = 3
 _COLUMNS = (*SCORE_LOG_FIELDS[:10], "feature_set", *SCORE_LOG_FIELDS[10:])
 _INTO = f"INSERT INTO score_log ({', '.join(_COLUMNS)}) "
-_SQLITE_CHUNK = (
-    76  # rows per INSERT ... VALUES (?, ...), (?, ...): 988 parameters, under the 999 of SQLite < 3.32
-)
 _PG_CASTS = (
     "text",
     "timestamptz",
@@ -59,13 +57,6 @@ _PG_INSERT = sa.text(
     _INTO + f"SELECT {_PG_PICK} FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY "
     "AS r(value, ord) ORDER BY r.ord"
 )
-
-
-@functools.lru_cache(maxsize=64)
-def _sqlite_insert(n: int) -> str:
-    """INSERT of n score-log rows as one VALUES list (SQLite inserts, and numbers, them in that order)."""
-    one = "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-    return _INTO + "VALUES " + ", ".join([one] * n)
 
 
 # feature names <-> the id of their feature set (a content hash: valid in every database)
@@ -179,9 +170,10 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
 
     A few statements per batch, not one per row: the driver releases the GIL around every statement, and
     each time it takes it back it waits for the serving thread's switch interval, which every request would
-    pay. SQLite: VALUES lists of `_SQLITE_CHUNK` rows (one statement over a JSON array made SQLite unescape
-    every row's features again). PostgreSQL: one statement over a JSON array (`json_array_elements`). The
-    figures are in docs/benchmarks.md ("How it got here") and docs/api.md ("Score log")."""
+    pay. SQLite: VALUES lists (`rows.sqlite_insert_values`; one statement over a JSON array made SQLite
+    unescape every row's features again). PostgreSQL: one statement over a JSON array
+    (`json_array_elements`). The figures are in docs/benchmarks.md ("How it got here") and docs/api.md
+    ("Score log")."""
     name = conn.dialect.name
     if name not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported database {name!r}: use SQLite or PostgreSQL")
@@ -190,26 +182,24 @@ def insert_score_log(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
         [{"id": i, "names": list(_SET_NAMES[i])} for i in {r[10] for r in rows}],
     )
     if name == "sqlite":
-        for i in range(0, len(rows), _SQLITE_CHUNK):
-            chunk = rows[i : i + _SQLITE_CHUNK]
-            params: list[Any] = []
-            for r in chunk:
-                params += (
-                    r[0],
-                    sqlite_time(r[1]),
-                    sqlite_time(r[2]),
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    int(r[7]),
-                    r[8],
-                    r[9],
-                    r[10],
-                    r[11],
-                    None if r[12] is None else int(r[12]),
-                )
-            conn.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(params))
+        params: list[Any] = []
+        for r in rows:
+            params += (
+                r[0],
+                sqlite_time(r[1]),
+                sqlite_time(r[2]),
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                int(r[7]),
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                None if r[12] is None else int(r[12]),
+            )
+        sqlite_insert_values(conn, _INTO.rstrip(), len(_COLUMNS), params)
     else:
         payload = [(r[0], r[1].isoformat(), r[2].isoformat(), *r[3:13]) for r in rows]
         conn.execute(_PG_INSERT, {"rows": encode_json(payload)})
