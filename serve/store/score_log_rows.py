@@ -133,9 +133,8 @@ def encoded_score_log_rows(
                 set_id,
                 r.get("propensity"),
                 r.get("explored"),
-                tuple(
-                    reasons[:EVENT_REASONS]
-                ),  # tuples of numbers and text: the collector stops tracking them
+                # the event's reasons, tuples of numbers and text: the collector stops tracking them
+                tuple(reasons[:EVENT_REASONS]),
             )
         )
     return out
